@@ -1,0 +1,157 @@
+"""The event-log interface every backend implements.
+
+Contract (checked by ``tests/eventlog/test_conformance.py`` against every backend):
+
+* ``append`` is atomic per call and durable on return: once it returns, a SIGKILL of the process loses none of
+  the events it acknowledged. Re-sending an ``event_id`` already stored is a no-op (counted in ``duplicates``).
+* Entities (users, communities, content) are upserted by id: the last write wins.
+* Reads filter by half-open time range ``[start_us, end_us)`` and by event type, and return Arrow tables in
+  (ts_us, seq) order, where ``seq`` is the order of acknowledgement.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from belong.domain import Community, ContentItem, Event, User
+from belong.schema import (
+    EVENT_SCHEMA,
+    communities_to_table,
+    content_to_table,
+    events_to_table,
+    users_to_table,
+    validate_entity_table,
+    validate_event_table,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    accepted: int
+    duplicates: int
+
+    def __add__(self, other: AppendResult) -> AppendResult:
+        return AppendResult(self.accepted + other.accepted, self.duplicates + other.duplicates)
+
+
+class EventStore(abc.ABC):
+    """A durable, idempotent event log plus the entity catalogue (users, communities, content)."""
+
+    url: str
+
+    # -- writes ------------------------------------------------------------------------------------------------
+    def append(self, events: Sequence[Event] | pa.Table) -> AppendResult:
+        """Store events durably; returns how many were new and how many were already there."""
+        table = events if isinstance(events, pa.Table) else events_to_table(events)
+        table = validate_event_table(table)
+        if table.num_rows == 0:
+            return AppendResult(0, 0)
+        return self._append_table(table)
+
+    def upsert_users(self, users: Sequence[User] | pa.Table) -> int:
+        t = users if isinstance(users, pa.Table) else users_to_table(users)
+        return self._upsert("users", validate_entity_table("users", t))
+
+    def upsert_communities(self, communities: Sequence[Community] | pa.Table) -> int:
+        t = communities if isinstance(communities, pa.Table) else communities_to_table(communities)
+        return self._upsert("communities", validate_entity_table("communities", t))
+
+    def upsert_content(self, items: Sequence[ContentItem] | pa.Table) -> int:
+        t = items if isinstance(items, pa.Table) else content_to_table(items)
+        return self._upsert("content", validate_entity_table("content", t))
+
+    @abc.abstractmethod
+    def _append_table(self, table: pa.Table) -> AppendResult: ...
+
+    @abc.abstractmethod
+    def _upsert(self, kind: str, table: pa.Table) -> int: ...
+
+    # -- reads -------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def iter_events(
+        self,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        types: Sequence[str] | None = None,
+        batch_size: int = 100_000,
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield events in (ts_us, seq) order as record batches of :data:`EVENT_SCHEMA`."""
+
+    def read_events(
+        self, start_us: int | None = None, end_us: int | None = None, types: Sequence[str] | None = None
+    ) -> pa.Table:
+        batches = list(self.iter_events(start_us, end_us, types))
+        return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+
+    def export_parquet(
+        self,
+        path: str | Path,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> int:
+        """Write the selected events to one Parquet file, streaming; returns the row count."""
+        n = 0
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(path, EVENT_SCHEMA, compression="zstd") as writer:
+            for batch in self.iter_events(start_us, end_us, types):
+                writer.write_batch(batch)
+                n += batch.num_rows
+        return n
+
+    @abc.abstractmethod
+    def read_entities(self, kind: str) -> pa.Table:
+        """All rows of ``kind`` ('users', 'communities', 'content') as an Arrow table."""
+
+    def users(self) -> pa.Table:
+        return self.read_entities("users")
+
+    def communities(self) -> pa.Table:
+        return self.read_entities("communities")
+
+    def content(self) -> pa.Table:
+        return self.read_entities("content")
+
+    @abc.abstractmethod
+    def counts_by_type(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def entity_counts(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def time_span(self) -> tuple[int, int] | None:
+        """(min ts_us, max ts_us) of stored events, or None when empty."""
+
+    def count(self) -> int:
+        return sum(self.counts_by_type().values())
+
+    def stats(self) -> dict[str, object]:
+        from belong.domain import us_to_iso
+
+        span = self.time_span()
+        by_type = self.counts_by_type()
+        return {
+            "store": self.url,
+            "events": sum(by_type.values()),
+            "events_by_type": dict(sorted(by_type.items())),
+            **self.entity_counts(),
+            "first_event": us_to_iso(span[0]) if span else None,
+            "last_event": us_to_iso(span[1]) if span else None,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
