@@ -12,7 +12,6 @@ STORE ?= .belong/demo-store
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
