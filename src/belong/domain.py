@@ -197,7 +197,7 @@ def parse_ts(raw: Any, field: str) -> int:
         dt = raw if raw.tzinfo else raw.replace(tzinfo=UTC)
         us = round(dt.timestamp() * 1_000_000)
     elif isinstance(raw, int | float):
-        if not math.isfinite(raw):
+        if isinstance(raw, float) and not math.isfinite(raw):
             raise ValidationError(field, "must be a finite number of epoch seconds")
         us = round(raw * 1_000_000)
     elif isinstance(raw, str):
@@ -234,7 +234,7 @@ def parse_float(raw: Any, field: str, *, default: float | None = None) -> float:
         raise ValidationError(field, "must be a number, got a boolean")
     try:
         val = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValidationError(field, f"must be a number, got {str(raw)[:40]!r}") from None
     if not math.isfinite(val):
         raise ValidationError(field, "must be finite")
@@ -289,6 +289,8 @@ def parse_text(raw: Any, field: str, *, required: bool = False, max_len: int = M
         raise ValidationError(field, f"must be text, got {type(raw).__name__}")
     if len(raw) > max_len:
         raise ValidationError(field, f"must be at most {max_len} characters, got {len(raw)}")
+    if "\x00" in raw:  # no database stores NUL in text
+        raise ValidationError(field, "must not contain NUL characters")
     return raw
 
 
@@ -309,6 +311,8 @@ def parse_tags(raw: Any, field: str) -> tuple[str, ...]:
         if t:
             if len(t) > 64:
                 raise ValidationError(f"{field}[{i}]", "must be at most 64 characters")
+            if "\x00" in t:
+                raise ValidationError(f"{field}[{i}]", "must not contain NUL characters")
             out.append(t)
     return tuple(dict.fromkeys(out))
 
@@ -316,7 +320,7 @@ def parse_tags(raw: Any, field: str) -> tuple[str, ...]:
 def _check_unknown(data: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
     extra = [k for k in data if k not in allowed]
     if extra:
-        raise ValidationError(str(extra[0]), f"is not a field of {where}")
+        raise ValidationError(str(extra[0]) or '""', f"is not a field of {where}")
 
 
 def _as_mapping(data: Any, where: str) -> Mapping[str, Any]:
@@ -326,6 +330,16 @@ def _as_mapping(data: Any, where: str) -> Mapping[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- record parsers
+
+MAX_POSITION = 2**31 - 1  # stored as int32
+
+
+def _parse_position(raw: Any) -> int:
+    position = parse_int(raw, "position")
+    if not 0 <= position <= MAX_POSITION:
+        raise ValidationError("position", f"must be between 0 and {MAX_POSITION}, got {position}")
+    return position
+
 
 EVENT_FIELDS = frozenset(
     {
@@ -364,9 +378,7 @@ def parse_event(data: Any, *, strict_fields: bool = True) -> Event:
     if etype is EventType.IMPRESSION:
         request_id = parse_id(data.get("request_id"), "request_id")
         surface = parse_enum(data.get("surface"), Surface, "surface")
-        position = parse_int(data.get("position"), "position")
-        if position < 0:
-            raise ValidationError("position", f"must be >= 0, got {position}")
+        position = _parse_position(data.get("position"))
         propensity = parse_float(data.get("propensity"), "propensity")
         if not 0.0 < propensity <= 1.0:
             raise ValidationError("propensity", f"must be in (0, 1], got {propensity:g}")
@@ -376,9 +388,7 @@ def parse_event(data: Any, *, strict_fields: bool = True) -> Event:
         if data.get("surface") not in (None, ""):
             surface = parse_enum(data.get("surface"), Surface, "surface")
         if data.get("position") not in (None, ""):
-            position = parse_int(data.get("position"), "position")
-            if position < 0:
-                raise ValidationError("position", f"must be >= 0, got {position}")
+            position = _parse_position(data.get("position"))
         if data.get("propensity") not in (None, ""):
             raise ValidationError("propensity", "is only allowed on impression events")
     elif has_imp_fields:

@@ -173,6 +173,9 @@ def _raise_if(mask, field: str, reason: str) -> None:
         raise ValidationError(field, f"{reason} (row {row})")
 
 
+_CONTROL_CHARS = r"[\x00-\x1f\x7f]"
+
+
 def validate_event_table(table: pa.Table) -> pa.Table:
     """Vectorised validation of an event table; returns it conformed to :data:`EVENT_SCHEMA`.
 
@@ -187,6 +190,8 @@ def validate_event_table(table: pa.Table) -> pa.Table:
         lens = pc.utf8_length(col)
         _raise_if(pc.equal(lens, 0), name, "must not be empty")
         _raise_if(pc.greater(lens, MAX_ID_LEN), name, f"must be at most {MAX_ID_LEN} characters")
+    for name in ("event_id", "actor", "target", "request_id"):  # as domain.parse_id: no control characters
+        _raise_if(pc.match_substring_regex(t.column(name), _CONTROL_CHARS), name, "must not contain control characters")
     ts = t.column("ts_us")
     _raise_if(pc.or_(pc.less(ts, MIN_TS_US), pc.greater_equal(ts, MAX_TS_US)), "ts", "must be between 1970 and 2100")
     types = t.column("type")

@@ -32,16 +32,20 @@ err_console = Console(stderr=True)
 from belong.cli import data as _data  # noqa: E402
 from belong.cli import demo as _demo  # noqa: E402
 from belong.cli import evaluate as _evaluate  # noqa: E402
+from belong.cli import features as _features  # noqa: E402
 from belong.cli import recommend as _recommend  # noqa: E402
 from belong.cli import store as _store  # noqa: E402
 
-for _mod in (_store, _data, _evaluate, _recommend, _demo):
+for _mod in (_store, _data, _evaluate, _recommend, _demo, _features):
     _mod.register(app, bench)
 
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # without standalone mode click *returns* the code of a ``typer.Exit(code)`` instead of exiting
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except BelongError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)

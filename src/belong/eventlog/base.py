@@ -129,6 +129,11 @@ class EventStore(abc.ABC):
     def time_span(self) -> tuple[int, int] | None:
         """(min ts_us, max ts_us) of stored events, or None when empty."""
 
+    @abc.abstractmethod
+    def activity_counts(self) -> dict[str, int]:
+        """Ids seen in events: ``active_users`` (distinct actors) and ``active_communities`` (distinct
+        community targets) — meaningful even when no entity records were loaded."""
+
     def count(self) -> int:
         return sum(self.counts_by_type().values())
 
@@ -142,6 +147,7 @@ class EventStore(abc.ABC):
             "events": sum(by_type.values()),
             "events_by_type": dict(sorted(by_type.items())),
             **self.entity_counts(),
+            **self.activity_counts(),
             "first_event": us_to_iso(span[0]) if span else None,
             "last_event": us_to_iso(span[1]) if span else None,
         }

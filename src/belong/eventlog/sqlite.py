@@ -60,7 +60,8 @@ _LIST_COLUMNS = {"interests", "tags"}
 _BOOL_COLUMNS = {"is_age_restricted", "discoverable", "invite_only"}
 
 
-def _rows(table: pa.Table, columns: Sequence[str]) -> list[tuple]:
+def table_rows(table: pa.Table, columns: Sequence[str]) -> list[tuple]:
+    """Rows of ``columns`` as tuples for ``executemany``; list columns become JSON text."""
     cols = []
     for name in columns:
         vals = table.column(name).to_pylist()
@@ -88,14 +89,14 @@ class SqliteStore(EventStore):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache
-            self._conn.executescript(_DDL)
+            self._conn.executescript(f"BEGIN;{_DDL}COMMIT;")  # one transaction: one fsync, not one per table
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store: cannot open {db}: {exc}") from None
         self._lock = threading.Lock()
 
     # -- writes ------------------------------------------------------------------------------------------------
     def _append_table(self, table: pa.Table) -> AppendResult:
-        rows = _rows(table, EVENT_COLUMNS)
+        rows = table_rows(table, EVENT_COLUMNS)
         with self._lock:
             conn = self._conn
             before = conn.total_changes
@@ -112,7 +113,7 @@ class SqliteStore(EventStore):
     def _upsert(self, kind: str, table: pa.Table) -> int:
         names = ENTITY_SCHEMAS[kind].names
         sql = f"INSERT OR REPLACE INTO {kind} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        rows = _rows(table, names)
+        rows = table_rows(table, names)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -192,6 +193,14 @@ class SqliteStore(EventStore):
         with self._lock:
             lo, hi = self._conn.execute("SELECT MIN(ts_us), MAX(ts_us) FROM events").fetchone()
         return None if lo is None else (int(lo), int(hi))
+
+    def activity_counts(self) -> dict[str, int]:
+        with self._lock:
+            users, communities = self._conn.execute(
+                "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT CASE WHEN target_kind = 'community' THEN target END) "
+                "FROM events"
+            ).fetchone()
+        return {"active_users": int(users), "active_communities": int(communities)}
 
     def close(self) -> None:
         try:

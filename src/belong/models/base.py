@@ -84,7 +84,11 @@ class Recommender(abc.ABC):
             self._user_index = data.user_index
             self._item_index = data.item_index
         elif sp.issparse(data):
-            X = sp.csr_matrix(data, dtype=np.float32)
+            X = sp.csr_matrix(data, dtype=np.float32, copy=True)
+            X.sum_duplicates()
+            X.eliminate_zeros()
+            if not self.uses_weights:  # same contract as Interactions.csr(binary=True)
+                X.data[:] = 1.0
             self.user_ids = np.arange(X.shape[0]).astype(str)
             self.item_ids = np.arange(X.shape[1]).astype(str)
             self._user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -136,6 +140,7 @@ class Recommender(abc.ABC):
 
         Positions whose score is -inf (filtered) are returned as index -1.
         """
+        self._check_fitted()
         if k <= 0:
             raise ValidationError("k", f"must be a positive integer, got {k}")
         user_idx = np.asarray(user_idx, dtype=np.int64)

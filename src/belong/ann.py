@@ -1,0 +1,149 @@
+"""Maximum-inner-product search over factor vectors behind one interface, and a measured choice of backend.
+
+Backends: ``exact`` (faiss ``IndexFlatIP``: brute force, recall 1.0), ``faiss_hnsw`` (faiss ``IndexHNSWFlat``,
+inner product), ``usearch`` (HNSW, f32, inner product) and ``hnswlib`` when that optional package is installed.
+
+:func:`choose_backend` builds each candidate on the real vectors, measures recall@k against exact search and
+single-query latency on real queries, and picks the fastest backend whose recall reaches ``min_recall``. At small
+sizes brute force is both exact and fastest, so it wins; the choice switches as the catalogue grows. The
+measurement is kept in :attr:`AnnIndex.meta` (and printed by ``belong bench ann``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from belong.errors import ValidationError
+
+
+def available_backends() -> list[str]:
+    out = ["exact", "faiss_hnsw", "usearch"]
+    if importlib.util.find_spec("hnswlib") is not None:
+        out.append("hnswlib")
+    return out
+
+
+@dataclass
+class AnnIndex:
+    """A built index: ``search(queries, k) -> (ids, scores)`` with inner-product scores, best first."""
+
+    backend: str
+    dim: int
+    size: int
+    impl: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = min(k, self.size)
+        if k <= 0:
+            return np.empty((q.shape[0], 0), np.int64), np.empty((q.shape[0], 0), np.float32)
+        if self.backend in ("exact", "faiss_hnsw"):
+            scores, ids = self.impl.search(q, k)
+            return ids.astype(np.int64), scores
+        if self.backend == "usearch":
+            m = self.impl.search(q, k)
+            ids = np.asarray(m.keys, np.int64).reshape(q.shape[0], -1)
+            scores = (1.0 - np.asarray(m.distances, np.float32)).reshape(q.shape[0], -1)
+            return ids, scores
+        ids, dist = self.impl.knn_query(q, k=k)  # hnswlib
+        return ids.astype(np.int64), (1.0 - dist).astype(np.float32)
+
+
+def build_index(vectors: np.ndarray, backend: str = "exact", *, m: int = 16, ef_construction: int = 100,
+                ef_search: int = 64) -> AnnIndex:
+    """Index ``vectors`` (n x d float32) with ``backend``."""
+    import faiss
+
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise ValidationError("vectors", f"must be a non-empty 2-D array, got shape {v.shape}")
+    n, d = v.shape
+    if backend == "exact":
+        impl = faiss.IndexFlatIP(d)
+        impl.add(v)
+    elif backend == "faiss_hnsw":
+        impl = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+        impl.hnsw.efConstruction = ef_construction
+        impl.add(v)
+        impl.hnsw.efSearch = ef_search
+    elif backend == "usearch":
+        from usearch.index import Index
+
+        impl = Index(ndim=d, metric="ip", dtype="f32", connectivity=m, expansion_add=ef_construction,
+                     expansion_search=ef_search)
+        impl.add(np.arange(n), v)
+    elif backend == "hnswlib" and "hnswlib" in available_backends():
+        import hnswlib
+
+        impl = hnswlib.Index(space="ip", dim=d)
+        impl.init_index(max_elements=n, ef_construction=ef_construction, M=m)
+        impl.add_items(v, np.arange(n))
+        impl.set_ef(ef_search)
+    else:
+        raise ValidationError("ann", f"unknown or unavailable backend {backend!r}; choose from {', '.join(available_backends())}")
+    return AnnIndex(backend, d, n, impl, {"backend": backend})
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth, strict=True))
+    return hits / max(truth.size, 1)
+
+
+def _latency_ms(index: AnnIndex, queries: np.ndarray, k: int) -> float:
+    """Median single-query latency (ms): serving asks one user at a time."""
+    index.search(queries[:1], k)  # warm-up
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        index.search(q[None, :], k)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def measure(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, backends: list[str] | None = None,
+            max_queries: int = 200, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per backend: build seconds, recall@k vs exact, median single-query ms, QPS."""
+    rng = np.random.default_rng(seed)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if q.shape[0] > max_queries:
+        q = q[rng.choice(q.shape[0], max_queries, replace=False)]
+    k = min(k, vectors.shape[0])
+    exact = build_index(vectors, "exact")
+    truth, _ = exact.search(q, k)
+    out: dict[str, dict[str, float]] = {}
+    for b in backends or available_backends():
+        t0 = time.perf_counter()
+        idx = exact if b == "exact" else build_index(vectors, b)
+        build_s = 0.0 if b == "exact" else time.perf_counter() - t0
+        found, _ = idx.search(q, k)
+        ms = _latency_ms(idx, q, k)
+        out[b] = {"build_s": round(build_s, 4), "recall": round(_recall(found, truth), 4),
+                  "p50_ms": round(ms, 4), "qps": round(1e3 / ms if ms > 0 else float("inf"), 1)}
+    return out
+
+
+def choose_backend(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, min_recall: float = 0.95,
+                   backends: list[str] | None = None, seed: int = 0) -> tuple[str, dict[str, Any]]:
+    """The fastest backend whose recall@k reaches ``min_recall`` (exact always qualifies), and the measurement."""
+    results = measure(vectors, queries, k=k, backends=backends, seed=seed)
+    ok = {b: r for b, r in results.items() if r["recall"] >= min_recall or b == "exact"}
+    best = min(ok, key=lambda b: (ok[b]["p50_ms"], b != "exact"))
+    return best, {"chosen": best, "k": k, "min_recall": min_recall, "n": int(vectors.shape[0]),
+                  "dim": int(vectors.shape[1]), "results": results}
+
+
+def auto_index(vectors: np.ndarray, queries: np.ndarray, *, backend: str = "auto", k: int = 100,
+               min_recall: float = 0.95, seed: int = 0) -> AnnIndex:
+    """``backend='auto'`` measures and chooses (see :func:`choose_backend`); otherwise builds the named one."""
+    if backend != "auto":
+        return build_index(vectors, backend)
+    best, report = choose_backend(vectors, queries, k=k, min_recall=min_recall, seed=seed)
+    index = build_index(vectors, best)
+    index.meta.update(report)
+    return index

@@ -1,0 +1,102 @@
+"""Which models an evaluation runs, with which parameters: name resolution, ``--param`` parsing, tuned defaults,
+and the extension point for evaluable things that are not registry models.
+
+Plain names go to ``belong.models.registry``; ``PREFIX:REST`` names (e.g. ``pipeline:communities``) go to the
+factory registered for ``PREFIX`` with :func:`register_factory`; that factory returns any object satisfying
+:class:`belong.evaluation.harness.Evaluable`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from belong.errors import ValidationError
+
+if TYPE_CHECKING:
+    from belong.evaluation.harness import Evaluable
+
+_PARAM_RE = re.compile(r"^([A-Za-z0-9_:.-]+?)\.([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_FACTORIES: dict[str, Callable[[str, dict[str, Any]], Evaluable]] = {}
+
+
+def register_factory(prefix: str, factory: Callable[[str, dict[str, Any]], Evaluable]) -> None:
+    """Make ``--model PREFIX:REST`` build ``factory(REST, params)`` (the extension point for pipelines)."""
+    _FACTORIES[prefix] = factory
+
+
+def build_model(name: str, params: dict[str, Any]) -> Evaluable:
+    """A fresh model for ``name`` (a registry name, or ``PREFIX:REST`` for a registered factory)."""
+    if ":" in name:
+        prefix, rest = name.split(":", 1)
+        if prefix not in _FACTORIES:
+            known = ", ".join(sorted(_FACTORIES)) or "none registered"
+            raise ValidationError("model", f"unknown model kind {prefix!r} in {name!r} (known prefixes: {known})")
+        return _FACTORIES[prefix](rest, params)
+    from belong.models import registry
+
+    return registry.create(name, params)
+
+
+def parse_value(raw: str) -> Any:
+    """A JSON value (number, bool, null, list, quoted string) or else the text itself."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_model_params(raw: list[str]) -> dict[str, dict[str, Any]]:
+    """``["ease.l2=300", "itemknn.k=50"]`` -> ``{"ease": {"l2": 300}, "itemknn": {"k": 50}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in raw:
+        m = _PARAM_RE.match(item.strip())
+        if not m:
+            raise ValidationError("param", f"must look like MODEL.NAME=VALUE (e.g. ease.l2=300), got {item!r}")
+        out.setdefault(m.group(1).lower(), {})[m.group(2)] = parse_value(m.group(3))
+    return out
+
+
+def dataset_key(name: str) -> str:
+    """The key tuned values are filed under: the dataset name, lower case, other characters as '-'."""
+    key = re.sub(r"[^a-z0-9._-]+", "-", Path(name).name.lower()).strip("-.")
+    return key or "unknown"
+
+
+def resolve_models(names: list[str], square: bool) -> list[str]:
+    """Split comma lists, expand ``all`` (graph or item baselines, by the data's shape), canonicalise names."""
+    from belong.models import registry
+
+    out: list[str] = []
+    for raw in names:
+        for name in (n.strip() for n in raw.split(",")):
+            if not name:
+                continue
+            if name.lower() == "all":
+                expanded = registry.graph_models() if square else registry.item_models()
+            else:
+                expanded = [name if ":" in name else registry.resolve(name)]
+            out.extend(n for n in expanded if n not in out)
+    if not out:
+        raise ValidationError("model", "name at least one model")
+    return out
+
+
+def model_params(names: list[str], overrides: dict[str, dict[str, Any]], key: str) -> list[tuple[str, dict]]:
+    """Each model's parameters: tuned values for the dataset (else the model defaults), then ``--param``s."""
+    from belong.models import registry
+
+    canon = {}
+    for given in overrides:
+        canon[given if ":" in given else registry.resolve(given)] = overrides[given]
+    unknown = [n for n in canon if n not in names]
+    if unknown:
+        raise ValidationError("param", f"names model {unknown[0]!r}, which is not among --model {', '.join(names)}")
+    out = []
+    for name in names:
+        base = {} if ":" in name else registry.default_params(name, key)
+        out.append((name, {**base, **canon.get(name, {})}))
+    return out

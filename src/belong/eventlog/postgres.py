@@ -1,0 +1,258 @@
+"""PostgreSQL event log (psycopg 3).
+
+Tables live in the connection's ``search_path`` (a URL may pick a schema with ``options=-csearch_path=NAME``) and
+are created when missing. ``append`` sends the batch as CSV with ``COPY`` into a per-connection temporary staging
+table, then moves it with ``INSERT ... SELECT ... ORDER BY ord ON CONFLICT (event_id) DO NOTHING`` in the same
+transaction: the batch is atomic, re-sent ``event_id``s (from earlier batches or earlier in the same batch) are
+skipped, and ``seq`` follows the batch order. The session forces ``synchronous_commit = on``, so ``COMMIT`` returns
+only after the WAL is flushed: an acknowledged batch survives a SIGKILL of the client and a crash of the server.
+
+One connection serves writes and small reads under a lock (thread-safe); every ``iter_events`` opens its own
+connection with a server-side cursor, so a long export never holds the write lock.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from belong.errors import StoreError
+from belong.eventlog.base import AppendResult, EventStore
+from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
+
+T = TypeVar("T")
+
+_EVENT_COLS_SQL = ", ".join(EVENT_COLUMNS)
+_DDL = """
+SELECT pg_advisory_xact_lock(hashtext('belong.eventlog.ddl:' || current_schema()));
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    ts_us BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    target TEXT NOT NULL,
+    target_kind TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    request_id TEXT,
+    surface TEXT,
+    position INTEGER,
+    propensity DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS events_ts_seq ON events (ts_us, seq);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, created_at_us BIGINT NOT NULL, age_group TEXT NOT NULL, locale TEXT NOT NULL,
+    interests TEXT[], status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS communities (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at_us BIGINT NOT NULL, description TEXT, tags TEXT[],
+    locale TEXT NOT NULL, is_age_restricted BOOLEAN NOT NULL, discoverable BOOLEAN NOT NULL,
+    invite_only BOOLEAN NOT NULL, status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS content (
+    id TEXT PRIMARY KEY, community_id TEXT NOT NULL, kind TEXT NOT NULL, created_at_us BIGINT NOT NULL,
+    text TEXT, status TEXT NOT NULL
+);
+"""
+# Staging tables are session-local and emptied at every commit; ``ord`` keeps the batch order.
+_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS belong_stage_events (
+    ord BIGINT NOT NULL, event_id TEXT, ts_us BIGINT, type TEXT, actor TEXT, target TEXT, target_kind TEXT,
+    value DOUBLE PRECISION, request_id TEXT, surface TEXT, position INTEGER, propensity DOUBLE PRECISION
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS belong_stage_users (ord BIGINT NOT NULL, LIKE users) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS belong_stage_communities (ord BIGINT NOT NULL, LIKE communities)
+    ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS belong_stage_content (ord BIGINT NOT NULL, LIKE content) ON COMMIT DELETE ROWS;
+"""
+_COPY_EVENTS = f"COPY belong_stage_events (ord, {_EVENT_COLS_SQL}) FROM STDIN (FORMAT csv)"
+_MOVE_EVENTS = (
+    f"INSERT INTO events ({_EVENT_COLS_SQL}) SELECT {_EVENT_COLS_SQL} FROM belong_stage_events ORDER BY ord "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+_CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def events_csv(table: pa.Table) -> bytes:
+    """The events as CSV for ``COPY``: a leading 0-based ``ord`` column, then :data:`EVENT_COLUMNS`.
+
+    Arrow writes strings quoted and nulls as empty fields, which is exactly PostgreSQL's CSV convention (a quoted
+    empty string is ``''``, an unquoted empty field is NULL); floats are written in shortest round-trip form.
+    """
+    t = table.select(list(EVENT_COLUMNS))
+    t = t.add_column(0, "ord", pa.array(range(t.num_rows), pa.int64()))
+    buf = io.BytesIO()
+    pacsv.write_csv(t, buf, _CSV_OPTIONS)
+    return buf.getvalue()
+
+
+class PostgresStore(EventStore):
+    """The event log in PostgreSQL; ``url`` is a libpq URL (``postgresql://user@host:port/db?options=...``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact(url)
+        self._dsn = url
+        self._lock = threading.Lock()
+        self._conn = self._connect()
+        self._guard(self._create_schema)  # also turns a failure (e.g. no CREATE privilege) into StoreError
+
+    # -- connection ------------------------------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+        except (psycopg.Error, ValueError) as exc:  # ValueError: a malformed URL or option
+            raise StoreError(f"store: cannot connect to {self.url}: {str(exc).strip()}") from None
+        try:
+            conn.execute("SET synchronous_commit = on")  # acknowledged == flushed WAL, whatever the server default
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"store: cannot configure the session on {self.url}: {exc}") from None
+        return conn
+
+    def _create_schema(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            conn.execute(_DDL)
+            conn.execute(_STAGING_DDL)
+
+    def _guard(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``fn`` on the shared connection under the lock; reconnect once if the connection was lost
+        before, and turn database errors into :class:`StoreError`."""
+        with self._lock:
+            try:
+                if self._conn.closed or self._conn.broken:
+                    self._conn = self._connect()
+                    self._create_schema(self._conn)
+                return fn(self._conn)
+            except psycopg.OperationalError as exc:
+                raise StoreError(f"store: lost the connection to {self.url}: {str(exc).strip()}") from None
+            except psycopg.Error as exc:
+                raise StoreError(f"store: {self.url}: {str(exc).strip()}") from None
+
+    # -- writes ----------------------------------------------------------------------------------------------------
+    def _append_table(self, table: pa.Table) -> AppendResult:
+        data = events_csv(table)
+
+        def run(conn: psycopg.Connection) -> int:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(_COPY_EVENTS) as copy:
+                    copy.write(data)
+                cur.execute(_MOVE_EVENTS)
+                return cur.rowcount
+
+        accepted = self._guard(run)
+        return AppendResult(accepted=accepted, duplicates=table.num_rows - accepted)
+
+    def _upsert(self, kind: str, table: pa.Table) -> int:
+        names = ENTITY_SCHEMAS[kind].names
+        cols = ", ".join(names)
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n != "id")
+        # the last row of an id in the batch wins, like a sequence of single upserts
+        move = (
+            f"INSERT INTO {kind} ({cols}) SELECT DISTINCT ON (id) {cols} FROM belong_stage_{kind} "
+            f"ORDER BY id, ord DESC ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        columns = [table.column(n).to_pylist() for n in names]
+
+        def run(conn: psycopg.Connection) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(f"COPY belong_stage_{kind} (ord, {cols}) FROM STDIN") as copy:
+                    for i, row in enumerate(zip(*columns, strict=True)):
+                        copy.write_row((i, *row))
+                cur.execute(move)
+
+        self._guard(run)
+        return table.num_rows
+
+    # -- reads -----------------------------------------------------------------------------------------------------
+    def iter_events(
+        self,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        types: Sequence[str] | None = None,
+        batch_size: int = 100_000,
+    ) -> Iterator[pa.RecordBatch]:
+        where, params = [], []
+        if start_us is not None:
+            where.append("ts_us >= %s")
+            params.append(int(start_us))
+        if end_us is not None:
+            where.append("ts_us < %s")
+            params.append(int(end_us))
+        if types:
+            where.append("type = ANY(%s)")
+            params.append([str(t) for t in types])
+        sql = f"SELECT {_EVENT_COLS_SQL} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts_us, seq"
+        try:
+            conn = psycopg.connect(self._dsn, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"store: cannot connect to {self.url}: {str(exc).strip()}") from None
+        try:
+            with conn.transaction(), conn.cursor(name="belong_iter_events") as cur:
+                cur.itersize = batch_size
+                cur.execute(sql, params)
+                while rows := cur.fetchmany(batch_size):
+                    cols = list(zip(*rows, strict=True))
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array(c, type=f.type) for c, f in zip(cols, EVENT_SCHEMA, strict=True)],
+                        schema=EVENT_SCHEMA,
+                    )
+        except psycopg.Error as exc:
+            raise StoreError(f"store: reading events from {self.url}: {str(exc).strip()}") from None
+        finally:
+            conn.close()
+
+    def read_entities(self, kind: str) -> pa.Table:
+        if kind not in ENTITY_SCHEMAS:
+            raise StoreError(f"kind: unknown entity kind {kind!r}")
+        schema = ENTITY_SCHEMAS[kind]
+        rows = self._guard(
+            lambda conn: conn.execute(f"SELECT {', '.join(schema.names)} FROM {kind} ORDER BY id").fetchall()
+        )
+        if not rows:
+            return schema.empty_table()
+        cols = [list(c) for c in zip(*rows, strict=True)]
+        return pa.table(dict(zip(schema.names, cols, strict=True)), schema=schema)
+
+    def _scalar_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self._guard(lambda conn: conn.execute(sql).fetchall())
+
+    def counts_by_type(self) -> dict[str, int]:
+        return {t: int(n) for t, n in self._scalar_rows("SELECT type, COUNT(*) FROM events GROUP BY type")}
+
+    def entity_counts(self) -> dict[str, int]:
+        sql = " UNION ALL ".join(f"SELECT '{k}', COUNT(*) FROM {k}" for k in ENTITY_SCHEMAS)
+        return {k: int(n) for k, n in self._scalar_rows(sql)}
+
+    def time_span(self) -> tuple[int, int] | None:
+        lo, hi = self._scalar_rows("SELECT MIN(ts_us), MAX(ts_us) FROM events")[0]
+        return None if lo is None else (int(lo), int(hi))
+
+    def activity_counts(self) -> dict[str, int]:
+        users, communities = self._scalar_rows(
+            "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT target) FILTER (WHERE target_kind = 'community') "
+            "FROM events"
+        )[0]
+        return {"active_users": int(users), "active_communities": int(communities)}
+
+    def synchronous_commit(self) -> str:
+        """This session's ``synchronous_commit`` (``on`` unless someone changed it on the connection)."""
+        return str(self._scalar_rows("SHOW synchronous_commit")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,231 @@
+"""Online feature store: entity rows by (entity, key), read for a whole request in one round trip.
+
+Two backends with one interface and the same encoding (each value msgpack-encoded with msgspec):
+
+* :class:`RedisFeatureStore` — one hash per entity, ``<prefix><entity>:<key>``, one field per feature plus
+  ``_ts`` (the materialisation time). ``read_many`` sends one pipeline (``transaction=False``) of ``HMGET``s:
+  one network round trip per request however many entities it names.
+* :class:`InProcessFeatureStore` — a dict in this process; the default when no Redis is configured.
+
+Missing entities and missing values read as the declared defaults; each returned row carries
+``_materialized_at_us`` (None when the entity was never written) so callers can check ``freshness_s``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from belong.errors import StoreError, ValidationError
+from belong.features.registry import STORED_ENTITIES, FeatureSpec, get_spec, specs_for
+
+MATERIALIZED_AT = "_materialized_at_us"
+DEFAULT_PREFIX = "belong:features:"
+_TS_FIELD = "_ts"
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+def _type_ok(spec: FeatureSpec, value: Any) -> bool:
+    if value is None:
+        return spec.default is None
+    if spec.dtype == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if spec.dtype == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if spec.dtype == "str":
+        return isinstance(value, str)
+    if spec.dtype == "list":
+        return isinstance(value, list | tuple)
+    return isinstance(value, dict)
+
+
+def _entity(entity: str) -> str:
+    if entity not in STORED_ENTITIES:
+        raise ValidationError("entity", f"must be one of {', '.join(STORED_ENTITIES)}; got {entity!r}")
+    return entity
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValidationError("key", f"must be a non-empty string id, got {key!r}")
+    return key
+
+
+def encode_row(entity: str, row: Mapping[str, Any]) -> dict[str, bytes]:
+    """Validate a row against the declarations (names, entity, types) and encode each value."""
+    out = {}
+    for name, value in row.items():
+        spec = get_spec(name)
+        if spec.entity != entity or spec.request_time:
+            raise ValidationError("feature", f"{name!r} is not a stored feature of {entity!r}")
+        if not _type_ok(spec, value):
+            raise ValidationError(name, f"must be a {spec.dtype}, got {type(value).__name__}")
+        out[name] = _encode(value)
+    return out
+
+
+def _names(entity: str, names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return [s.name for s in specs_for(entity)]  # type: ignore[arg-type]
+    for n in names:
+        if get_spec(n).entity != entity:
+            raise ValidationError("feature", f"{n!r} is not a feature of {entity!r}")
+    return list(names)
+
+
+def _decode_row(entity: str, names: list[str], raw: Sequence[bytes | None], ts: bytes | None) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for n, v in zip(names, raw, strict=True):
+        row[n] = get_spec(n).default_value() if v is None else _decode(v)
+    row[MATERIALIZED_AT] = None if ts is None else int(ts)
+    return row
+
+
+class OnlineFeatureStore(abc.ABC):
+    """Entity rows keyed by (entity, key); see the module docstring."""
+
+    def write(self, entity: str, rows: Mapping[str, Mapping[str, Any]], ts_us: int) -> int:
+        """Replace the rows of ``entity`` for the given keys, stamped as materialised at ``ts_us``."""
+        entity = _entity(entity)
+        if isinstance(ts_us, bool) or not isinstance(ts_us, int) or ts_us < 0:
+            raise ValidationError("ts_us", f"must be non-negative integer microseconds, got {ts_us!r}")
+        encoded = {_key(k): encode_row(entity, r) for k, r in rows.items()}
+        if encoded:
+            self._write(entity, encoded, ts_us)
+        return len(encoded)
+
+    def read_many(
+        self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows for each (entity, key), in order, in one round trip. ``names`` restricts the features read
+        (every request must then be of an entity those names belong to)."""
+        reqs = [(_entity(e), _key(k)) for e, k in requests]
+        fields = {e: _names(e, names) for e in {e for e, _ in reqs}}
+        raw = self._read(reqs, fields)
+        return [_decode_row(e, fields[e], vals, ts) for (e, _), (vals, ts) in zip(reqs, raw, strict=True)]
+
+    def read(self, entity: str, key: str, names: Sequence[str] | None = None) -> dict[str, Any]:
+        return self.read_many([(entity, key)], names)[0]
+
+    @abc.abstractmethod
+    def _write(self, entity: str, rows: dict[str, dict[str, bytes]], ts_us: int) -> None: ...
+
+    @abc.abstractmethod
+    def _read(
+        self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
+    ) -> list[tuple[list[bytes | None], bytes | None]]:
+        """Per request: the encoded values of ``fields[entity]`` (None where missing) and the ``_ts`` bytes."""
+
+    @abc.abstractmethod
+    def clear(self) -> int:
+        """Delete every row of this store (its key prefix only, for Redis); returns how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> OnlineFeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessFeatureStore(OnlineFeatureStore):
+    """Rows in a dict of this process (values kept msgpack-encoded, exactly as Redis holds them)."""
+
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], tuple[dict[str, bytes], bytes]] = {}
+
+    def _write(self, entity: str, rows: dict[str, dict[str, bytes]], ts_us: int) -> None:
+        ts = str(ts_us).encode()
+        for key, fields in rows.items():
+            self._rows[(entity, key)] = (fields, ts)
+
+    def _read(self, requests, fields):
+        out = []
+        for e, k in requests:
+            stored = self._rows.get((e, k))
+            if stored is None:
+                out.append(([None] * len(fields[e]), None))
+            else:
+                values, ts = stored
+                out.append(([values.get(n) for n in fields[e]], ts))
+        return out
+
+    def clear(self) -> int:
+        n = len(self._rows)
+        self._rows.clear()
+        return n
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+class RedisFeatureStore(OnlineFeatureStore):
+    """Rows as Redis hashes under ``prefix``; writes and reads are pipelined (``transaction=False``)."""
+
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, write_chunk: int = 1000) -> None:
+        import redis
+
+        self.url = url
+        self.prefix = prefix
+        self.write_chunk = write_chunk
+        try:
+            self._client = redis.Redis.from_url(url, socket_timeout=30)
+            self._client.ping()
+        except (redis.RedisError, ValueError) as exc:
+            raise StoreError(f"feature store: cannot reach Redis at {url}: {exc}") from None
+
+    def _k(self, entity: str, key: str) -> str:
+        return f"{self.prefix}{entity}:{key}"
+
+    def _write(self, entity: str, rows: dict[str, dict[str, bytes]], ts_us: int) -> None:
+        ts = str(ts_us).encode()
+        items = list(rows.items())
+        for lo in range(0, len(items), self.write_chunk):
+            pipe = self._client.pipeline(transaction=False)
+            for key, fields in items[lo : lo + self.write_chunk]:
+                k = self._k(entity, key)
+                pipe.delete(k)
+                pipe.hset(k, mapping={**fields, _TS_FIELD: ts})
+            pipe.execute()
+
+    def _read(self, requests, fields):
+        pipe = self._client.pipeline(transaction=False)
+        for e, k in requests:
+            pipe.hmget(self._k(e, k), [*fields[e], _TS_FIELD])
+        replies = pipe.execute()
+        return [(vals[:-1], vals[-1]) for vals in replies]
+
+    def keys(self) -> Iterable[bytes]:
+        return self._client.scan_iter(match=f"{self.prefix}*", count=1000)
+
+    def clear(self) -> int:
+        n = 0
+        batch: list[bytes] = []
+        for k in self.keys():
+            batch.append(k)
+            if len(batch) >= 1000:
+                n += self._client.unlink(*batch)
+                batch.clear()
+        if batch:
+            n += self._client.unlink(*batch)
+        return n
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_feature_store(url: str | None = None, *, prefix: str = DEFAULT_PREFIX) -> OnlineFeatureStore:
+    """``redis://`` / ``rediss://`` / ``unix://`` URL -> :class:`RedisFeatureStore`; None -> in-process."""
+    if url is None or url == "":
+        return InProcessFeatureStore()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisFeatureStore(url, prefix=prefix)
+    raise ValidationError("redis", f"must be a redis://, rediss:// or unix:// URL, got {url!r}")

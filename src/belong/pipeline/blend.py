@@ -1,0 +1,81 @@
+"""Blending until a learned ranker exists: a social-proof hydrator, weighted reciprocal rank fusion, top-k."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from belong.domain import Surface
+from belong.pipeline.components import ComponentConfig, Hydrator, Scorer, Selector, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Merged, Request
+
+
+@register("hydrator", "social")
+class SocialHydrator(Hydrator):
+    """Features every surface can show: size (members / friends) and how many of the user's friends relate."""
+
+    def hydrate(self, request: Request, state: WorldState, cands: list[Merged]) -> None:
+        p = state.profile(request)
+        friends = set(p.friends.tolist())
+        for m in cands:
+            if request.surface is Surface.PEOPLE:
+                theirs = state.friends_of(m.item)
+                m.features["friends"] = float(theirs.size)
+                m.features["mutual_friends"] = float(sum(1 for v in theirs.tolist() if v in friends))
+            else:
+                c = m.item if request.surface is Surface.COMMUNITIES else state.x_community[m.item]
+                members = state.members_of(c)
+                m.features["members"] = float(members.size)
+                m.features["friends_in"] = float(sum(1 for v in members.tolist() if v in friends))
+
+
+class WeightedRRFConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    c: float = 60.0  # rank offset: larger flattens the rank curve
+    weights: dict[str, float] = {}  # per-source weight overrides (default: each source's own ``weight``)
+
+
+@register("scorer", "weighted_rrf")
+class WeightedRRF(Scorer):
+    """score(item) = sum over the sources that found it of weight_s / (c + rank_s + 1)."""
+
+    Config = WeightedRRFConfig
+    config: WeightedRRFConfig
+
+    def weight(self, source: str) -> float:
+        return self.config.weights.get(source, self.source_weights.get(source, 1.0))
+
+    def contributions(self, m: Merged) -> dict[str, float]:
+        return {s: self.weight(s) / (self.config.c + rank + 1) for s, (rank, _) in m.hits.items()}
+
+    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        return np.array([sum(self.contributions(m).values()) for m in cands], np.float64)
+
+
+class TopKConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    max_per_source: int = 0  # at most this many items whose main source is the same (0: no cap)
+
+
+@register("selector", "top_k")
+class TopK(Selector):
+    """Best ``request.k`` by score (ties by item index), with an optional cap per main source."""
+
+    Config = TopKConfig
+    config: TopKConfig
+
+    def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
+        order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item))
+        cap = self.config.max_per_source
+        used: Counter[str] = Counter()
+        out: list[tuple[Merged, float]] = []
+        for i in order:
+            m = cands[i]
+            main = min(m.hits, key=lambda s: m.hits[s][0])
+            if cap and used[main] >= cap:
+                continue
+            used[main] += 1
+            out.append((m, float(scores[i])))
+            if len(out) == request.k:
+                break
+        return out

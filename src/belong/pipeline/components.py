@@ -1,0 +1,133 @@
+"""Component kinds of a pipeline and the registry that maps TOML ``type`` names to classes.
+
+Every component has a stable ``name`` (its config's ``name``, defaulting to the registered type name; used in
+logs, traces and explanations), a typed ``msgspec`` config that round-trips to TOML, one request-time method, and
+an optional ``prepare(state)`` called once when the pipeline is fitted (train a model, build an index).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+import numpy as np
+
+from belong.errors import ValidationError
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Candidate, FilterResult, Merged, Request
+
+KINDS = ("source", "hydrator", "filter", "scorer", "selector")
+REGISTRY: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
+
+
+class ComponentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base config: ``name`` overrides the component's stable name (to run two of one type)."""
+
+    name: str = ""
+
+
+class SourceConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    weight: float = 1.0  # weight in the blend
+    k: int = 200  # candidates kept from this source
+
+
+class Component:
+    kind: ClassVar[str] = ""
+    type_name: ClassVar[str] = ""
+    Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.name = self.config.name or self.type_name
+
+    def prepare(self, state: WorldState) -> None:
+        """Called once per state before requests (train models, build indexes). Default: nothing."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in msgspec.to_builtins(self.config).items() if not (k == "name" and not v)}
+        return {"type": self.type_name, **data}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def register(kind: str, type_name: str):
+    """Class decorator: make a component available to surface TOML as ``type = "<type_name>"``."""
+
+    def deco(cls: type[Component]) -> type[Component]:
+        cls.kind, cls.type_name = kind, type_name
+        REGISTRY[kind][type_name] = cls
+        return cls
+
+    return deco
+
+
+def build(kind: str, data: dict[str, Any], where: str) -> Component:
+    """A component from its TOML table (``type`` plus config fields); errors name the table and field."""
+    if not isinstance(data, dict):
+        raise ValidationError(where, "must be a table")
+    data = dict(data)
+    type_name = data.pop("type", None)
+    if type_name is None:
+        raise ValidationError(f"{where}.type", "is required")
+    cls = REGISTRY[kind].get(type_name)
+    if cls is None:
+        raise ValidationError(f"{where}.type", f"unknown {kind} {type_name!r}; known: {', '.join(sorted(REGISTRY[kind]))}")
+    try:
+        config = msgspec.convert(data, cls.Config)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(where, str(exc)) from None
+    return cls(config)
+
+
+class CandidateSource(Component):
+    """Proposes items for a request. Never returns the user, items they already have, or more than ``k``."""
+
+    Config: ClassVar[type[ComponentConfig]] = SourceConfig
+    config: SourceConfig
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        raise NotImplementedError
+
+    # helpers for subclasses
+    def _top(self, scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and scores of the k best positive-scored entries of a dense vector, best first (ties by index)."""
+        s = np.asarray(scores, dtype=np.float64).copy()
+        if exclude is not None and exclude.size:
+            s[exclude[exclude < s.size]] = -np.inf
+        pos = np.flatnonzero(s > 0)
+        if pos.size > k:
+            part = np.argpartition(-s[pos], k - 1)[:k]
+            pos = pos[part]
+        order = np.lexsort((pos, -s[pos]))
+        return pos[order], s[pos[order]]
+
+
+class Hydrator(Component):
+    """Adds features to merged candidates (``Merged.features``) for filters, scorers and explanations."""
+
+    def hydrate(self, request: Request, state: WorldState, cands: list[Merged]) -> None:
+        raise NotImplementedError
+
+
+class Filter(Component):
+    """Splits candidates into kept and removed (with a reason a person understands)."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        raise NotImplementedError
+
+
+class Scorer(Component):
+    """One score per candidate (higher is better). ``source_weights`` is set by the pipeline from its sources."""
+
+    source_weights: dict[str, float]
+
+    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Selector(Component):
+    """Picks the final ordered list of at most ``request.k`` from scored candidates."""
+
+    def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
+        raise NotImplementedError

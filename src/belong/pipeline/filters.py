@@ -1,0 +1,145 @@
+"""Filters shipped with every surface. Each removes candidates for one rule and says why, in words.
+
+The item space follows the request's surface: community indices (communities), user indices (people), content
+indices (content; community rules then apply to the item's community).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from belong.domain import AgeGroup, EntityStatus, Surface
+from belong.pipeline.components import Filter, register
+from belong.pipeline.state import Profile, WorldState
+from belong.pipeline.types import FilterResult, Merged, Request
+
+
+def _split(cands: list[Merged], why: Callable[[int], str | None]) -> FilterResult:
+    kept, removed = [], []
+    for m in cands:
+        reason = why(m.item)
+        if reason is None:
+            kept.append(m)
+        else:
+            removed.append((m, reason))
+    return FilterResult(kept, removed)
+
+
+def _community_of(request: Request, state: WorldState, item: int) -> int | None:
+    """The community an item is or belongs to (None for people)."""
+    if request.surface is Surface.COMMUNITIES:
+        return item
+    if request.surface is Surface.CONTENT:
+        return state.x_community[item]
+    return None
+
+
+@register("filter", "self")
+class SelfFilter(Filter):
+    """People: never recommend the user to themselves."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        me = state.profile(request).idx
+        if request.surface is not Surface.PEOPLE or me is None:
+            return FilterResult(list(cands), [])
+        return _split(cands, lambda i: "is you" if i == me else None)
+
+
+@register("filter", "already_connected")
+class AlreadyConnectedFilter(Filter):
+    """Already a member (communities), already friends (people), already engaged with (content)."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        p: Profile = state.profile(request)
+        if p.idx is None:
+            return FilterResult(list(cands), [])
+        if request.surface is Surface.COMMUNITIES:
+            have, reason = set(p.communities.tolist()), "you are already a member"
+        elif request.surface is Surface.PEOPLE:
+            have, reason = set(p.friends.tolist()), "you are already friends"
+        else:
+            have, reason = set(state.engaged.row(p.idx).tolist()), "you have already seen it"
+        return _split(cands, lambda i: reason if i in have else None)
+
+
+@register("filter", "blocked")
+class BlockedFilter(Filter):
+    """Blocks in either direction between people; communities the user blocked (and their content)."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        me = state.profile(request).idx
+        if me is None:
+            return FilterResult(list(cands), [])
+        mine = state.blocked_users.get(me, set())
+        if request.surface is Surface.PEOPLE:
+            def why(i: int) -> str | None:
+                if i in mine:
+                    return "you blocked this person"
+                if me in state.blocked_users.get(i, ()):
+                    return "this person blocked you"
+                return None
+            return _split(cands, why)
+        comms = state.blocked_communities.get(me, set())
+        return _split(cands, lambda i: "you blocked this community"
+                      if _community_of(request, state, i) in comms else None)
+
+
+@register("filter", "not_discoverable")
+class NotDiscoverableFilter(Filter):
+    """Communities hidden from discovery or invite-only (content of such communities unless a member)."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        if request.surface is Surface.PEOPLE:
+            return FilterResult(list(cands), [])
+        p = state.profile(request)
+        mine = set(p.communities.tolist())
+
+        def why(i: int) -> str | None:
+            c = _community_of(request, state, i)
+            if c is None or (request.surface is Surface.CONTENT and c in mine):
+                return None
+            if not state.c_discoverable[c]:
+                return "the community is not discoverable"
+            if state.c_invite_only[c]:
+                return "the community is invite-only"
+            return None
+
+        return _split(cands, why)
+
+
+@register("filter", "age_restricted")
+class AgeRestrictedFilter(Filter):
+    """Age-restricted communities (and their content) are not shown to teens or users of unknown age."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        p = state.profile(request)
+        if p.age_group == AgeGroup.ADULT or request.surface is Surface.PEOPLE:
+            return FilterResult(list(cands), [])
+        who = "teens" if p.age_group == AgeGroup.TEEN else "users whose age is unknown"
+
+        def why(i: int) -> str | None:
+            c = _community_of(request, state, i)
+            return f"age-restricted, not shown to {who}" if c is not None and state.c_age_restricted[c] else None
+
+        return _split(cands, why)
+
+
+@register("filter", "inactive")
+class InactiveFilter(Filter):
+    """Deleted or banned users, communities and content (and content of deleted/banned communities)."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        active = EntityStatus.ACTIVE.value
+
+        def why(i: int) -> str | None:
+            if request.surface is Surface.PEOPLE:
+                status = state.user_status[i]
+            elif request.surface is Surface.CONTENT:
+                status = state.x_status[i]
+                if status == active:
+                    status = state.c_status[state.x_community[i]]
+            else:
+                status = state.c_status[i]
+            return None if status == active else f"it was {status}"
+
+        return _split(cands, why)

@@ -1,0 +1,514 @@
+"""``WorldState``: the in-memory, indexed snapshot every pipeline component reads.
+
+Built from a :class:`~belong.datasets.World`, an event store or (for offline evaluation) an
+:class:`~belong.interactions.Interactions`. It holds
+
+* id maps for users, communities and content (external id <-> dense index);
+* memberships (``join`` minus a later ``leave``) as a user x community CSR, friendships (``friend_accept`` minus a
+  later ``friend_remove``) as a symmetric user x user CSR, content engagement as a user x content CSR;
+* blocks (user -> user, user -> community), user and community attributes;
+* time-decayed activity ("heat") of communities and content, overall and per locale / age group, for trending.
+
+:meth:`WorldState.apply` folds one new event in incrementally: memberships and friendships live in a small overlay
+on top of the CSR base, so a join or a new friendship is visible to the next request without a rebuild or a
+retrain. :meth:`membership_csr` / :meth:`friend_csr` materialise base + overlay when a model needs a matrix.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import scipy.sparse as sp
+
+from belong.domain import AgeGroup, Community, EntityStatus, Event, EventType, User
+from belong.errors import UnknownIdError
+from belong.interactions import Interactions
+from belong.pipeline.types import Request
+
+DAY_US = 86_400_000_000
+HEAT_HALF_LIFE_DAYS = 7.0
+ACTIVITY_TYPES = frozenset({"join", "message", "reaction", "voice_minutes", "view"})
+ENGAGE_TYPES = frozenset({"message", "reaction", "voice_minutes", "view", "click"})
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The user a request is about: dense index (None for a brand-new user), attributes and neighbourhoods."""
+
+    idx: int | None
+    id: str
+    locale: str
+    age_group: str
+    interests: tuple[str, ...]
+    communities: np.ndarray  # int64 community indices the user is a member of
+    friends: np.ndarray  # int64 user indices
+
+    @property
+    def is_new(self) -> bool:
+        return self.idx is None or (self.communities.size == 0 and self.friends.size == 0)
+
+
+class IdMap:
+    """External id <-> dense index, growable."""
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self.ids: list[str] = [str(i) for i in ids]
+        self.index: dict[str, int] = {s: i for i, s in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def get(self, ident: str, kind: str) -> int:
+        try:
+            return self.index[ident]
+        except KeyError:
+            raise UnknownIdError(kind, ident) from None
+
+    def add(self, ident: str) -> int:
+        i = self.index.get(ident)
+        if i is None:
+            i = self.index[ident] = len(self.ids)
+            self.ids.append(ident)
+        return i
+
+
+class _Overlay:
+    """Incremental edits of a sparse 0/1 relation on top of a CSR base (rows) and its transpose (columns)."""
+
+    def __init__(self, base: sp.csr_matrix, symmetric: bool = False) -> None:
+        self.base = base.tocsr().astype(np.float32)
+        self.base.sort_indices()
+        self.base_t = self.base if symmetric else self.base.T.tocsr()
+        self.symmetric = symmetric
+        self.add_r: dict[int, set[int]] = defaultdict(set)
+        self.del_r: dict[int, set[int]] = defaultdict(set)
+        self.add_c: dict[int, set[int]] = defaultdict(set)
+        self.del_c: dict[int, set[int]] = defaultdict(set)
+        self.version = 0
+
+    @staticmethod
+    def _row(m: sp.csr_matrix, i: int) -> np.ndarray:
+        if i >= m.shape[0]:
+            return np.empty(0, np.int64)
+        return m.indices[m.indptr[i]:m.indptr[i + 1]].astype(np.int64)
+
+    def _merge(self, base: np.ndarray, add: set[int] | None, rem: set[int] | None) -> np.ndarray:
+        if not add and not rem:
+            return base
+        out = set(base.tolist()) - (rem or set()) | (add or set())
+        return np.array(sorted(out), np.int64)
+
+    def row(self, i: int) -> np.ndarray:
+        return self._merge(self._row(self.base, i), self.add_r.get(i), self.del_r.get(i))
+
+    def col(self, j: int) -> np.ndarray:
+        if self.symmetric:
+            return self.row(j)
+        return self._merge(self._row(self.base_t, j), self.add_c.get(j), self.del_c.get(j))
+
+    def has(self, i: int, j: int) -> bool:
+        if j in self.add_r.get(i, ()):
+            return True
+        if j in self.del_r.get(i, ()):
+            return False
+        r = self._row(self.base, i)
+        pos = np.searchsorted(r, j)
+        return bool(pos < r.size and r[pos] == j)
+
+    def _set(self, i: int, j: int, on: bool) -> None:
+        (self.add_r if on else self.del_r)[i].add(j)
+        (self.del_r if on else self.add_r)[i].discard(j)
+        if not self.symmetric:
+            (self.add_c if on else self.del_c)[j].add(i)
+            (self.del_c if on else self.add_c)[j].discard(i)
+
+    def set(self, i: int, j: int, on: bool) -> bool:
+        """Turn (i, j) on/off; returns whether anything changed."""
+        if self.has(i, j) == on:
+            return False
+        self._set(i, j, on)
+        if self.symmetric:
+            self._set(j, i, on)
+        self.version += 1
+        return True
+
+    def matrix(self, shape: tuple[int, int]) -> sp.csr_matrix:
+        base = self.base
+        if base.shape != shape:
+            base = sp.csr_matrix((base.data, base.indices, np.pad(base.indptr, (0, shape[0] - base.shape[0]), mode="edge")), shape=shape)
+        if not any(self.add_r.values()) and not any(self.del_r.values()):
+            return base
+        lil = base.tolil()
+        for i, js in self.add_r.items():
+            for j in js:
+                lil[i, j] = 1.0
+        for i, js in self.del_r.items():
+            for j in js:
+                lil[i, j] = 0.0
+        out = lil.tocsr()
+        out.eliminate_zeros()
+        return out
+
+
+def _last_state(a: np.ndarray, b: np.ndarray, on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a, b) whose last event (input is in time order) turned the relation on."""
+    if a.size == 0:
+        return a, b
+    df = pd.DataFrame({"a": a, "b": b, "on": on}).drop_duplicates(["a", "b"], keep="last")
+    df = df[df["on"]]
+    return df["a"].to_numpy(np.int64), df["b"].to_numpy(np.int64)
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+class WorldState:
+    """Indexed snapshot of users, communities, content and their relations. See the module docstring."""
+
+    def __init__(self, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> None:
+        self.half_life_us = half_life_days * DAY_US
+        self.users = IdMap()
+        self.communities = IdMap()
+        self.content = IdMap()
+        self.now_us = 0
+        # user attributes
+        self.user_locale: list[str] = []
+        self.user_age: list[str] = []
+        self.user_interests: list[tuple[str, ...]] = []
+        self.user_created: list[int] = []
+        self.user_status: list[str] = []
+        # community attributes
+        self.c_name: list[str] = []
+        self.c_description: list[str] = []
+        self.c_tags: list[tuple[str, ...]] = []
+        self.c_locale: list[str] = []
+        self.c_age_restricted: list[bool] = []
+        self.c_discoverable: list[bool] = []
+        self.c_invite_only: list[bool] = []
+        self.c_status: list[str] = []
+        self.c_created: list[int] = []
+        # content attributes
+        self.x_community: list[int] = []
+        self.x_text: list[str] = []
+        self.x_kind: list[str] = []
+        self.x_created: list[int] = []
+        self.x_status: list[str] = []
+        # relations
+        self.members = _Overlay(sp.csr_matrix((0, 0), dtype=np.float32))
+        self.friends = _Overlay(sp.csr_matrix((0, 0), dtype=np.float32), symmetric=True)
+        self.engaged = _Overlay(sp.csr_matrix((0, 0), dtype=np.float32))
+        self.blocked_users: dict[int, set[int]] = defaultdict(set)
+        self.blocked_communities: dict[int, set[int]] = defaultdict(set)
+        # decayed activity: key "all", "locale:xx", "age:teen" -> array over communities / content
+        self.community_heat: dict[str, np.ndarray] = {}
+        self.content_heat: dict[str, np.ndarray] = {}
+        self.version = 0
+        self._profile_cache: tuple[Request, int, Profile] | None = None
+
+    # ------------------------------------------------------------------------------------------- entities
+    def add_user(self, user: User) -> int:
+        i = self.users.index.get(user.id)
+        if i is None:
+            i = self.users.add(user.id)
+            self.user_locale.append(user.locale)
+            self.user_age.append(str(user.age_group))
+            self.user_interests.append(tuple(user.interests))
+            self.user_created.append(user.created_at_us)
+            self.user_status.append(str(user.status))
+        else:
+            self.user_locale[i], self.user_age[i] = user.locale, str(user.age_group)
+            self.user_interests[i], self.user_status[i] = tuple(user.interests), str(user.status)
+        self.version += 1
+        return i
+
+    def add_community(self, c: Community) -> int:
+        i = self.communities.index.get(c.id)
+        values = (c.name, c.description, tuple(c.tags), c.locale, c.is_age_restricted, c.discoverable,
+                  c.invite_only, str(c.status), c.created_at_us)
+        cols = (self.c_name, self.c_description, self.c_tags, self.c_locale, self.c_age_restricted,
+                self.c_discoverable, self.c_invite_only, self.c_status, self.c_created)
+        if i is None:
+            i = self.communities.add(c.id)
+            for col, v in zip(cols, values, strict=True):
+                col.append(v)
+            for heat in self.community_heat.values():
+                heat.resize(len(self.communities), refcheck=False)
+        else:
+            for col, v in zip(cols, values, strict=True):
+                col[i] = v
+        self.version += 1
+        return i
+
+    def _ensure_user(self, uid: str, ts_us: int) -> int:
+        i = self.users.index.get(uid)
+        return i if i is not None else self.add_user(User(id=uid, created_at_us=ts_us))
+
+    def _ensure_community(self, cid: str, ts_us: int) -> int:
+        i = self.communities.index.get(cid)
+        return i if i is not None else self.add_community(Community(id=cid, name=cid, created_at_us=ts_us))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_communities(self) -> int:
+        return len(self.communities)
+
+    @property
+    def n_content(self) -> int:
+        return len(self.content)
+
+    # ------------------------------------------------------------------------------------------- reads
+    def communities_of(self, u: int) -> np.ndarray:
+        return self.members.row(u)
+
+    def members_of(self, c: int) -> np.ndarray:
+        return self.members.col(c)
+
+    def friends_of(self, u: int) -> np.ndarray:
+        return self.friends.row(u)
+
+    def is_member(self, u: int, c: int) -> bool:
+        return self.members.has(u, c)
+
+    def membership_csr(self) -> sp.csr_matrix:
+        """users x communities, 0/1, base + overlay."""
+        return self.members.matrix((self.n_users, self.n_communities))
+
+    def friend_csr(self) -> sp.csr_matrix:
+        """Symmetric users x users friendship matrix, 0/1."""
+        return self.friends.matrix((self.n_users, self.n_users))
+
+    def engagement_csr(self) -> sp.csr_matrix:
+        return self.engaged.matrix((self.n_users, self.n_content))
+
+    def community_active(self) -> np.ndarray:
+        return np.array([s == EntityStatus.ACTIVE for s in self.c_status], bool)
+
+    def profile(self, request: Request) -> Profile:
+        """Resolve the request's user. Unknown ids raise :class:`UnknownIdError` unless the request carries
+        ``new_user`` (then: a brand-new user with no history, described by the sign-up facts).
+
+        The last answer is cached (per request object and state version): every component of one request
+        calls this."""
+        cached = self._profile_cache
+        if cached is not None and cached[0] is request and cached[1] == self.version:
+            return cached[2]
+        out = self._profile(request)
+        self._profile_cache = (request, self.version, out)
+        return out
+
+    def _profile(self, request: Request) -> Profile:
+        u = self.users.index.get(request.user_id)
+        if u is None:
+            if request.new_user is None:
+                raise UnknownIdError("user", request.user_id)
+            nu = request.new_user
+            empty = np.empty(0, np.int64)
+            return Profile(None, request.user_id, nu.locale, str(nu.age_group), tuple(nu.interests), empty, empty)
+        return Profile(
+            u, request.user_id, self.user_locale[u], self.user_age[u], self.user_interests[u],
+            self.communities_of(u), self.friends_of(u),
+        )
+
+    def segments(self, profile: Profile) -> list[str]:
+        """Heat keys that describe this user, most specific first."""
+        out = []
+        if profile.locale and profile.locale != "und":
+            out.append(f"locale:{profile.locale}")
+        if profile.age_group != AgeGroup.UNKNOWN:
+            out.append(f"age:{profile.age_group}")
+        return out
+
+    # ------------------------------------------------------------------------------------------- building
+    def _decay(self, ts: np.ndarray) -> np.ndarray:
+        return np.exp2(np.clip((ts - self.now_us) / self.half_life_us, -60, 30))
+
+    def _heat(self, target: np.ndarray, actor: np.ndarray, weight: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        out = {"all": np.bincount(target, weights=weight, minlength=n)}
+        for attr, key in ((self.user_locale, "locale"), (self.user_age, "age")):
+            labels = np.asarray(attr, dtype=object)[actor] if actor.size else np.empty(0, object)
+            for value in set(labels.tolist()) - {"und", "unknown"}:
+                m = labels == value
+                out[f"{key}:{value}"] = np.bincount(target[m], weights=weight[m], minlength=n)
+        return out
+
+    @classmethod
+    def from_world(cls, world: object, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
+        """Build from a :class:`belong.datasets.World` (entity tables + event table)."""
+        st = cls(half_life_days=half_life_days)
+        users: pa.Table = world.users  # type: ignore[attr-defined]
+        comms: pa.Table = world.communities  # type: ignore[attr-defined]
+        content: pa.Table = world.content  # type: ignore[attr-defined]
+        events: pa.Table = world.events  # type: ignore[attr-defined]
+        for r in users.to_pylist():
+            st.add_user(User(id=r["id"], created_at_us=r["created_at_us"], age_group=AgeGroup(r["age_group"]),
+                             locale=r["locale"], interests=tuple(r["interests"] or ()),
+                             status=EntityStatus(r["status"])))
+        for r in comms.to_pylist():
+            st.add_community(Community(
+                id=r["id"], name=r["name"], created_at_us=r["created_at_us"], description=r["description"] or "",
+                tags=tuple(r["tags"] or ()), locale=r["locale"], is_age_restricted=r["is_age_restricted"],
+                discoverable=r["discoverable"], invite_only=r["invite_only"], status=EntityStatus(r["status"])))
+        for r in content.to_pylist():
+            st._add_content(r["id"], st._ensure_community(r["community_id"], r["created_at_us"]), r["kind"],
+                            r["created_at_us"], r["text"] or "", r["status"])
+        st._load_events(events)
+        return st
+
+    def _add_content(self, xid: str, c: int, kind: str, created: int, text: str, status: str) -> int:
+        i = self.content.index.get(xid)
+        if i is None:
+            i = self.content.add(xid)
+            self.x_community.append(c)
+            self.x_kind.append(kind)
+            self.x_created.append(created)
+            self.x_text.append(text)
+            self.x_status.append(status)
+            for heat in self.content_heat.values():
+                heat.resize(len(self.content), refcheck=False)
+        return i
+
+    def _load_events(self, events: pa.Table) -> None:
+        cols = {n: events.column(n).to_numpy(zero_copy_only=False) for n in ("ts_us", "type", "actor", "target",
+                                                                          "target_kind", "value")}
+        order = np.argsort(cols["ts_us"], kind="stable")
+        ts, etype, actor, target, tkind, value = (cols[n][order] for n in ("ts_us", "type", "actor", "target",
+                                                                           "target_kind", "value"))
+        self.now_us = int(ts.max()) if ts.size else 0
+        first_ts: dict[str, int] = {}
+        for a, t in zip(actor.tolist(), ts.tolist(), strict=True):
+            first_ts.setdefault(a, t)
+        for a, t in first_ts.items():
+            self._ensure_user(a, t)
+        uidx = np.fromiter((self.users.index[a] for a in actor.tolist()), np.int64, actor.size)
+
+        def target_idx(mask: np.ndarray, kind: str) -> np.ndarray:
+            ids = target[mask].tolist()
+            tss = ts[mask].tolist()
+            if kind == "community":
+                return np.fromiter((self._ensure_community(c, t) for c, t in zip(ids, tss, strict=True)),
+                                   np.int64, len(ids))
+            if kind == "user":
+                return np.fromiter((self._ensure_user(c, t) for c, t in zip(ids, tss, strict=True)),
+                                   np.int64, len(ids))
+            return np.fromiter((self.content.index.get(c, -1) for c in ids), np.int64, len(ids))
+
+        # memberships
+        m = np.isin(etype, ["join", "leave"])
+        a, b = _last_state(uidx[m], target_idx(m, "community"), etype[m] == "join")
+        # friendships (undirected)
+        f = np.isin(etype, ["friend_accept", "friend_remove"])
+        fu, fv = uidx[f], target_idx(f, "user")
+        lo, hi = np.minimum(fu, fv), np.maximum(fu, fv)
+        lo, hi = _last_state(lo, hi, etype[f] == "friend_accept")
+        # blocks
+        for kind, store in (("user", self.blocked_users), ("community", self.blocked_communities)):
+            bm = (etype == "block") & (tkind == kind)
+            for i, j in zip(uidx[bm].tolist(), target_idx(bm, kind).tolist(), strict=True):
+                store[i].add(j)
+        # activity heat
+        cm = np.isin(etype, list(ACTIVITY_TYPES)) & (tkind == "community")
+        c_idx = target_idx(cm, "community")
+        xm = np.isin(etype, list(ENGAGE_TYPES)) & (tkind == "content")
+        x_idx = target_idx(xm, "content")
+        nu, nc, nx = self.n_users, self.n_communities, self.n_content
+        self.members = _Overlay(_csr(a, b, (nu, nc)))
+        self.friends = _Overlay(_csr(np.r_[lo, hi], np.r_[hi, lo], (nu, nu)), symmetric=True)
+        ok = x_idx >= 0
+        self.engaged = _Overlay(_csr(uidx[xm][ok], x_idx[ok], (nu, nx)))
+        self.community_heat = self._heat(c_idx, uidx[cm], np.log1p(value[cm]) * self._decay(ts[cm]), nc)
+        self.content_heat = self._heat(x_idx[ok], uidx[xm][ok], np.log1p(value[xm][ok]) * self._decay(ts[xm][ok]), nx)
+        self.version += 1
+
+    @classmethod
+    def from_store(cls, spec: str | Path, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
+        """Build from an event store (directory or PostgreSQL URL)."""
+        from belong.datasets import World
+        from belong.eventlog import open_store
+
+        with open_store(spec, create=False) as store:
+            world = World(users=store.users(), communities=store.communities(), content=store.content(),
+                          events=store.read_events())
+        return cls.from_world(world, half_life_days=half_life_days)
+
+    @classmethod
+    def from_interactions(cls, data: Interactions, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
+        """Offline evaluation: users x items become memberships (or, for a square user x user matrix,
+        friendships). Items get their id as name; timestamps, when present, feed trending."""
+        st = cls(half_life_days=half_life_days)
+        square = bool(data.meta.get("square")) or (
+            data.n_users == data.n_items and np.array_equal(data.user_ids, data.item_ids))
+        ts = data.ts_us if data.ts_us is not None else np.zeros(len(data), np.int64)
+        st.now_us = int(ts.max()) if ts.size else 0
+        ages = data.meta.get("user_age_group")
+        for i, u in enumerate(data.user_ids.tolist()):
+            age = AgeGroup(ages[i]) if ages is not None and ages[i] in AgeGroup._value2member_map_ else AgeGroup.UNKNOWN
+            st.add_user(User(id=str(u), created_at_us=0, age_group=age))
+        X = data.csr()
+        if square:
+            F = ((X + X.T) > 0).astype(np.float32).tocsr()
+            F.setdiag(0)
+            F.eliminate_zeros()
+            st.friends = _Overlay(F, symmetric=True)
+            st.members = _Overlay(sp.csr_matrix((st.n_users, 0), dtype=np.float32))
+            st.engaged = _Overlay(sp.csr_matrix((st.n_users, 0), dtype=np.float32))
+            st.community_heat = {"all": np.zeros(0)}
+            st.content_heat = {"all": np.zeros(0)}
+            return st
+        first = np.full(data.n_items, np.iinfo(np.int64).max)
+        np.minimum.at(first, data.items, ts)
+        for j, c in enumerate(data.item_ids.tolist()):
+            st.add_community(Community(id=str(c), name=str(c), created_at_us=int(min(first[j], st.now_us))))
+        st.members = _Overlay(X)
+        st.friends = _Overlay(sp.csr_matrix((st.n_users, st.n_users), dtype=np.float32), symmetric=True)
+        st.engaged = _Overlay(sp.csr_matrix((st.n_users, 0), dtype=np.float32))
+        st.community_heat = st._heat(data.items.astype(np.int64), data.users.astype(np.int64),
+                                     st._decay(ts).astype(np.float64), st.n_communities)
+        st.content_heat = {"all": np.zeros(0)}
+        return st
+
+    # ------------------------------------------------------------------------------------------- updates
+    def apply(self, event: Event) -> None:
+        """Fold one event in: memberships, friendships, blocks and heat change at once (no rebuild)."""
+        u = self._ensure_user(event.actor, event.ts_us)
+        kind = event.target_kind.value
+        et = event.type
+        if et in (EventType.JOIN, EventType.LEAVE):
+            c = self._ensure_community(event.target, event.ts_us)
+            self.members.set(u, c, et is EventType.JOIN)
+        elif et in (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE):
+            v = self._ensure_user(event.target, event.ts_us)
+            self.friends.set(u, v, et is EventType.FRIEND_ACCEPT)
+        elif et is EventType.BLOCK:
+            if kind == "user":
+                self.blocked_users[u].add(self._ensure_user(event.target, event.ts_us))
+            else:
+                self.blocked_communities[u].add(self._ensure_community(event.target, event.ts_us))
+        if et.value in ACTIVITY_TYPES and kind == "community":
+            self._bump(self.community_heat, self._ensure_community(event.target, event.ts_us), u, event)
+        elif et.value in ENGAGE_TYPES and kind == "content":
+            x = self.content.index.get(event.target)
+            if x is not None:
+                self.engaged.set(u, x, True)
+                self._bump(self.content_heat, x, u, event)
+        self.version += 1
+
+    def _bump(self, heat: dict[str, np.ndarray], j: int, u: int, event: Event) -> None:
+        w = float(np.log1p(event.value) * self._decay(np.array([event.ts_us]))[0])
+        for key in ("all", f"locale:{self.user_locale[u]}", f"age:{self.user_age[u]}"):
+            if key == "all" or not key.endswith((":und", ":unknown")):
+                arr = heat.setdefault(key, np.zeros(len(heat.get("all", ())), np.float64))
+                if j < arr.size:
+                    arr[j] += w

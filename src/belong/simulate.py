@@ -1,0 +1,503 @@
+"""A simulated Discord-like community world, deterministic per seed, that scales to millions of users.
+
+The generative story (all vectorised with numpy; users are generated in chunks that stream to a store):
+
+* **Topics.** 16 topics, each with a vocabulary. Users have latent interests ``theta_u ~ Dirichlet(0.2)``;
+  communities a topic mixture ``phi_c ~ Dirichlet(0.15)`` (mostly one or two topics). Community names,
+  descriptions and tags come from the vocabularies of their main topics, so text-based cold start has signal;
+  half of the users list their top topics as ``interests``.
+* **Communities.** Popularity is Zipf-like (rank^-1.1 over a random order) so a few communities are huge. 5% are
+  age-restricted (teens never join them), 10% invite-only and some undiscoverable (both joined less often).
+  Each community has channels (content items) and, in proportion to its popularity, posts and events.
+* **Users.** Locales en, pt-BR, de, es, fr, ja, ru, ko; age groups teen 15% / adult 70% / unknown 15%; an
+  activity level (log-normal) that scales all their activity. 55% of the accounts predate the window.
+* **Joins.** A user draws a topic from ``theta_u`` and then a community from
+  ``p(c | topic, locale) ∝ popularity_c · phi_c[topic] · locale_match`` (English communities are open to all,
+  other-language communities mostly draw their own locale).
+* **Friendships.** Homophilous: a user meets people through shared communities (a random co-member), accepted
+  more often with the same locale and a compatible age group; then **triadic closure**: friends of friends.
+  Each friendship is a ``friend_request`` followed, for 85%, by a ``friend_accept``; some unanswered requests
+  end in a ``block`` or a ``report``.
+* **Activity** over a 180-day window ending 2026-11-01: joins spread over time, 8% of memberships end with a
+  ``leave``, ``message`` / ``voice_minutes`` events concentrated in joined communities, ``view`` and
+  ``reaction`` events on their content, a few reports of communities.
+
+Determinism: the catalogue comes from ``default_rng([seed, 0])`` and chunk ``i`` from ``default_rng([seed,
+i + 1])``, so the same (seed, sizes, chunk size) gives identical tables. A user only befriends users of its own or
+earlier chunks, so state carried between chunks is just memberships and friendships (int32 arrays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from belong.datasets import World
+from belong.datasets.tables import community_table, content_table, event_table, list_column, ts_us, user_table
+from belong.errors import ValidationError
+
+DAY_US = 86_400 * 1_000_000
+TOPICS: dict[str, tuple[str, ...]] = {
+    "gaming": ("minecraft", "valorant", "speedrun", "rpg", "esports", "indie games", "fortnite", "retro", "mmo",
+               "league", "strategy", "co-op"),
+    "anime": ("anime", "manga", "cosplay", "one piece", "studio ghibli", "vtuber", "isekai", "shonen", "fanart",
+              "light novels", "seasonal anime", "figures"),
+    "music": ("hip hop", "lo-fi", "metal", "jazz", "producers", "guitar", "edm", "k-pop", "vinyl", "indie rock",
+              "synthwave", "classical"),
+    "programming": ("python", "rust", "javascript", "open source", "web dev", "linux", "devops", "game dev",
+                    "algorithms", "machine learning", "code review", "hackathons"),
+    "art": ("digital art", "drawing", "pixel art", "3d modeling", "animation", "commissions", "sketchbook",
+            "photography", "illustration", "blender", "watercolor", "character design"),
+    "fitness": ("running", "lifting", "yoga", "calisthenics", "cycling", "nutrition", "marathon", "bodybuilding",
+                "climbing", "home workouts", "swimming", "mobility"),
+    "crypto": ("bitcoin", "ethereum", "defi", "nft", "trading", "web3", "altcoins", "mining", "solana", "dao",
+               "charts", "wallets"),
+    "study": ("study group", "exam prep", "homework help", "math", "physics", "chemistry", "biology",
+              "university", "pomodoro", "notes", "history", "essays"),
+    "movies": ("film club", "horror", "sci-fi", "marvel", "criticism", "screenwriting", "documentaries",
+               "tv series", "netflix", "cinema", "directors", "watch party"),
+    "sports": ("football", "basketball", "f1", "tennis", "nba", "premier league", "fantasy league", "baseball",
+               "hockey", "mma", "cricket", "world cup"),
+    "books": ("book club", "fantasy", "sci-fi novels", "poetry", "writing", "reading challenge", "classics",
+              "mystery", "romance", "audiobooks", "worldbuilding", "fan fiction"),
+    "tech": ("pc building", "mechanical keyboards", "smartphones", "homelab", "gadgets", "ai tools", "linux",
+             "3d printing", "electronics", "raspberry pi", "networking", "hardware"),
+    "memes": ("memes", "shitposting", "copypasta", "reaction images", "dank memes", "wholesome", "edits",
+              "humor", "clips", "roasts", "tiktok", "brainrot"),
+    "cooking": ("recipes", "baking", "vegan", "bbq", "meal prep", "coffee", "ramen", "street food", "spices",
+                "sourdough", "desserts", "home cooking"),
+    "travel": ("backpacking", "digital nomads", "hiking", "camping", "road trips", "japan travel", "europe",
+               "van life", "budget travel", "photography spots", "city guides", "flights"),
+    "languages": ("japanese", "spanish", "english practice", "german", "korean", "french", "language exchange",
+                  "duolingo", "grammar", "vocabulary", "conversation", "translation"),
+}
+TOPIC_NAMES = tuple(TOPICS)
+LOCALES = ("en", "pt-BR", "de", "es", "fr", "ja", "ru", "ko")
+LOCALE_P = np.array([0.45, 0.12, 0.08, 0.10, 0.07, 0.07, 0.06, 0.05])
+LANG_NAMES = ("English", "Portuguese", "German", "Spanish", "French", "Japanese", "Russian", "Korean")
+AGE_GROUPS = ("teen", "adult", "unknown")
+AGE_P = np.array([0.15, 0.70, 0.15])
+ADJECTIVES = ("Cozy", "Chill", "Daily", "Global", "Friendly", "Midnight", "The", "Pro", "Casual", "Wholesome",
+              "Official", "Underground", "Elite", "Sunny", "Pixel", "Late Night")
+NOUNS = ("Hub", "Lounge", "Club", "Guild", "Crew", "Hangout", "Corner", "Collective", "Academy", "Den", "Society",
+         "Squad", "Circle", "Cafe", "Network", "HQ")
+EVENT_TYPES = ("join", "leave", "message", "voice_minutes", "view", "reaction", "friend_request", "friend_accept",
+               "block", "report")
+_T = {t: i for i, t in enumerate(EVENT_TYPES)}
+_KIND_PREFIX = {"user": "u", "community": "c", "content": "x"}
+_KINDS = tuple(_KIND_PREFIX)
+_K = {k: i for i, k in enumerate(_KINDS)}
+_TEEN, _ADULT, _UNKNOWN = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Parameters of a simulated world. Same config ⇒ identical world."""
+
+    n_users: int
+    n_communities: int
+    seed: int = 0
+    chunk_users: int = 50_000
+    end_us: int = ts_us(2026, 11, 1)
+    days: int = 180
+    mean_joins: float = 4.0  # communities joined per user (mean)
+    mean_requests: float = 3.0  # friend requests a user sends to people met in communities (mean)
+    mean_closure: float = 1.5  # friend requests a user sends to friends of friends (mean)
+    zipf_exponent: float = 1.1
+    age_restricted_share: float = 0.05
+    invite_only_share: float = 0.10
+    undiscoverable_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.n_users < 1:
+            raise ValidationError("users", f"must be >= 1, got {self.n_users}")
+        if self.n_communities < 1:
+            raise ValidationError("communities", f"must be >= 1, got {self.n_communities}")
+        if self.n_users > 50_000_000:
+            raise ValidationError("users", "must be at most 50,000,000")
+        if self.n_communities > 1_000_000:  # the sampling tables take 1 KiB per community
+            raise ValidationError("communities", "must be at most 1,000,000")
+        if self.chunk_users < 1:
+            raise ValidationError("chunk_users", f"must be >= 1, got {self.chunk_users}")
+        if self.days < 1:
+            raise ValidationError("days", f"must be >= 1, got {self.days}")
+
+    @property
+    def start_us(self) -> int:
+        return self.end_us - self.days * DAY_US
+
+    @property
+    def tag(self) -> str:
+        """Prefix of event ids: worlds with other parameters never collide in one store."""
+        return f"sim{self.seed}-{self.n_users}-{self.n_communities}"
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _uniform_ts(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray | int) -> np.ndarray:
+    """Integer µs uniformly in [lo, hi) (lo where the interval is empty)."""
+    span = np.maximum(np.asarray(hi, dtype=np.int64) - lo, 1)
+    return lo + (rng.random(len(lo)) * span).astype(np.int64)
+
+
+def _pick_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One categorical draw per row of a (n, k) probability matrix."""
+    cum = np.cumsum(probs, axis=1)
+    u = rng.random(len(probs))[:, None] * cum[:, -1:]
+    return np.minimum((cum < u).sum(axis=1), probs.shape[1] - 1)
+
+
+def _csr(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, values sorted by key): the values of key k are values[offsets[k]:offsets[k+1]]."""
+    order = np.argsort(keys, kind="stable")
+    offsets = np.zeros(n_keys + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=n_keys), out=offsets[1:])
+    return offsets, values[order]
+
+
+def _sample_from_csr(
+    rng: np.random.Generator, offsets: np.ndarray, values: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform random value of each key's list; returns (values, ok) where ok is False for empty lists."""
+    counts = offsets[keys + 1] - offsets[keys]
+    ok = counts > 0
+    idx = offsets[keys] + (rng.random(len(keys)) * counts).astype(np.int64)
+    return values[np.minimum(idx, len(values) - 1)] if len(values) else np.zeros(len(keys), values.dtype), ok
+
+
+def _ids(prefix: str, idx: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise(prefix, pc.cast(pa.array(idx, pa.int64()), pa.string()), "")
+
+
+# ------------------------------------------------------------------------------------------------- catalogue
+
+
+@dataclass
+class Catalog:
+    """Communities and content, plus what the user chunks need to sample from them."""
+
+    communities: pa.Table
+    content: pa.Table
+    comm_created: np.ndarray  # int64 µs
+    restricted: np.ndarray  # bool
+    cdf: np.ndarray  # (topics * locales, n_communities) row-normalised cumulative weights, offset by row index
+    content_offsets: np.ndarray  # content of community c: content_offsets[c]:content_offsets[c+1]
+    content_created: np.ndarray  # int64 µs per content item
+
+
+def _text_columns(
+    rng: np.random.Generator, phi: np.ndarray, locale_idx: np.ndarray
+) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    """Names, descriptions and tags (offsets, flat values) from the communities' main topics."""
+    vocab = [TOPICS[t] for t in TOPIC_NAMES]
+    order = np.argsort(-phi, axis=1)
+    main, second = order[:, 0], order[:, 1]
+    n = len(phi)
+    w = rng.integers(0, 12, size=(n, 5))
+    adj = rng.integers(0, len(ADJECTIVES), n)
+    noun = rng.integers(0, len(NOUNS), n)
+    n_tags = rng.integers(3, 6, n)
+    names, descriptions, flat_tags, counts = [], [], [], []
+    for i in range(n):
+        v1, v2 = vocab[main[i]], vocab[second[i]]
+        words = (v1[w[i, 0]], v1[w[i, 1]], v1[w[i, 2]], v2[w[i, 3]], TOPIC_NAMES[main[i]])
+        names.append(f"{ADJECTIVES[adj[i]]} {words[0].title()} {NOUNS[noun[i]]}")
+        descriptions.append(
+            f"{'An' if locale_idx[i] == 0 else 'A'} {LANG_NAMES[locale_idx[i]]}-speaking {TOPIC_NAMES[main[i]]} community: {words[0]}, {words[1]} "
+            f"and {words[3]}."
+        )
+        tags = list(dict.fromkeys((words[4], *words[:4])))[: n_tags[i]]
+        flat_tags.extend(tags)
+        counts.append(len(tags))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return names, descriptions, offsets, flat_tags
+
+
+def build_catalog(cfg: SimConfig) -> Catalog:
+    rng = np.random.default_rng([cfg.seed, 0])
+    m, k, n_loc = cfg.n_communities, len(TOPIC_NAMES), len(LOCALES)
+    phi = rng.dirichlet(np.full(k, 0.15), size=m)
+    comm_loc = rng.choice(n_loc, size=m, p=0.5 * LOCALE_P + 0.5 * np.eye(n_loc)[0])
+    rank = rng.permutation(m) + 1
+    popularity = rank.astype(np.float64) ** -cfg.zipf_exponent
+    restricted = rng.random(m) < cfg.age_restricted_share
+    invite_only = rng.random(m) < cfg.invite_only_share
+    discoverable = ~(rng.random(m) < np.where(invite_only, 0.4, cfg.undiscoverable_share))
+    popularity = popularity * np.where(invite_only, 0.25, 1.0) * np.where(discoverable, 1.0, 0.3)
+    older = rng.random(m) < 0.85
+    created = np.where(
+        older,
+        cfg.start_us - (rng.random(m) * 3 * 365 * DAY_US).astype(np.int64),
+        cfg.start_us + (rng.random(m) * (cfg.days - 7) * DAY_US).astype(np.int64),
+    )
+
+    # p(c | topic, user locale) ∝ popularity · phi[c, topic] · locale match; English communities are open to all.
+    loc_match = np.where(comm_loc[None, :] == np.arange(n_loc)[:, None], 1.0, 0.03)
+    loc_match[:, comm_loc == 0] = np.maximum(loc_match[:, comm_loc == 0], 0.3)
+    weights = (phi.T[:, None, :] * loc_match[None, :, :]) * popularity[None, None, :]  # (k, loc, m)
+    cdf = np.cumsum(weights.reshape(k * n_loc, m), axis=1)
+    cdf /= cdf[:, -1:]
+    cdf += np.arange(k * n_loc)[:, None]
+
+    names, descriptions, tag_offsets, tags = _text_columns(rng, phi, comm_loc)
+    communities = community_table(
+        "simulate", id=_ids("c", np.arange(m)), name=names, created_at_us=created, description=descriptions,
+        tags=list_column(tag_offsets, tags), locale=np.array(LOCALES, dtype=object)[comm_loc],
+        is_age_restricted=restricted, discoverable=discoverable, invite_only=invite_only,
+    )
+
+    # content: 2-6 channels each, plus posts/events in proportion to popularity
+    share = popularity / popularity.sum()
+    n_channels = rng.integers(2, 7, m)
+    n_posts = rng.poisson(np.minimum(share * m * 2.0, 200.0))
+    n_items = n_channels + n_posts
+    content_offsets = np.concatenate([[0], np.cumsum(n_items)])
+    owner = np.repeat(np.arange(m), n_items)
+    pos = np.arange(content_offsets[-1]) - np.repeat(content_offsets[:-1], n_items)
+    is_channel = pos < np.repeat(n_channels, n_items)
+    kinds = np.where(is_channel, "channel", np.where(rng.random(len(owner)) < 0.85, "post", "event"))
+    vocab_flat = np.array([w for t in TOPIC_NAMES for w in TOPICS[t]], dtype=object)
+    main = np.argmax(phi, axis=1)[owner]
+    word = vocab_flat[main * 12 + rng.integers(0, 12, len(owner))]
+    text = np.where(
+        is_channel,
+        np.where(pos == 0, "#general", "#" + pc.replace_substring(pa.array(word), " ", "-").to_numpy(False)),
+        np.where(kinds == "post", "Post about " + word, "Event: " + word + " night"),
+    )
+    c_created = np.where(
+        is_channel, created[owner], _uniform_ts(rng, np.maximum(created[owner], cfg.start_us), cfg.end_us)
+    )
+    content = content_table(
+        "simulate", id=_ids("x", np.arange(len(owner))), community_id=_ids("c", owner), kind=kinds,
+        created_at_us=c_created, text=text.astype(object),
+    )
+    return Catalog(communities, content, created, restricted, cdf, content_offsets, c_created)
+
+
+# ------------------------------------------------------------------------------------------------- users & events
+
+
+@dataclass
+class _State:
+    """What later chunks need from earlier ones: memberships and accepted friendships (global user indices)."""
+
+    mem_user: list[np.ndarray] = field(default_factory=list)
+    mem_comm: list[np.ndarray] = field(default_factory=list)
+    edge_a: list[np.ndarray] = field(default_factory=list)
+    edge_b: list[np.ndarray] = field(default_factory=list)
+    locale: list[np.ndarray] = field(default_factory=list)
+    age: list[np.ndarray] = field(default_factory=list)
+    created: list[np.ndarray] = field(default_factory=list)
+
+
+class _Events:
+    """Columns of a chunk's events, appended per event type and turned into one Arrow table."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]] = []
+
+    def add(self, etype: str, ts: np.ndarray, actor: np.ndarray, kind: str, target: np.ndarray,
+            value: np.ndarray | float = 1.0) -> None:
+        n = len(ts)
+        if n:
+            val = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
+            self.parts.append((_T[etype], ts, actor, _K[kind], target, val))
+
+    def table(self, cfg: SimConfig, chunk: int) -> pa.Table:
+        if not self.parts:
+            return World().events
+        lengths = [len(p[1]) for p in self.parts]
+        types = np.repeat([p[0] for p in self.parts], lengths)
+        kinds = np.repeat([p[3] for p in self.parts], lengths)
+        target = np.concatenate([p[4] for p in self.parts])
+        prefixes = np.array([_KIND_PREFIX[k] for k in _KINDS], dtype=object)[kinds]
+        target_ids = pc.binary_join_element_wise(
+            pa.array(prefixes, pa.string()), pc.cast(pa.array(target, pa.int64()), pa.string()), ""
+        )
+        rows = pc.utf8_lpad(pc.cast(pa.array(np.arange(len(types)), pa.int64()), pa.string()), 8, "0")
+        return event_table(
+            "simulate",
+            event_id=pc.binary_join_element_wise(f"{cfg.tag}:{chunk:05d}:", rows, ""),
+            ts_us=np.concatenate([p[1] for p in self.parts]),
+            type=np.array(EVENT_TYPES, dtype=object)[types],
+            actor=_ids("u", np.concatenate([p[2] for p in self.parts])),
+            target=target_ids,
+            target_kind=np.array(_KINDS, dtype=object)[kinds],
+            value=np.concatenate([p[5] for p in self.parts]),
+        )
+
+
+def _age_ok(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Teens befriend adults rarely (acceptance weight), everyone else freely."""
+    mixed = ((a == _TEEN) & (b == _ADULT)) | ((a == _ADULT) & (b == _TEEN))
+    return np.where(mixed, 0.15, 1.0)
+
+
+def _chunk(cfg: SimConfig, cat: Catalog, state: _State, chunk: int, lo: int, hi: int) -> World:
+    rng = np.random.default_rng([cfg.seed, chunk + 1])
+    n, k = hi - lo, len(TOPIC_NAMES)
+    uid = np.arange(lo, hi, dtype=np.int64)
+    start, end = cfg.start_us, cfg.end_us
+
+    # -- users ---------------------------------------------------------------------------------------------
+    age = rng.choice(3, size=n, p=AGE_P).astype(np.int8)
+    loc = rng.choice(len(LOCALES), size=n, p=LOCALE_P).astype(np.int8)
+    theta = rng.dirichlet(np.full(k, 0.2), size=n)
+    activity = rng.lognormal(-0.32, 0.8, n)  # mean 1
+    created = np.where(
+        rng.random(n) < 0.55,
+        start - (rng.random(n) * 2 * 365 * DAY_US).astype(np.int64),
+        start + (rng.random(n) * (cfg.days - 1) * DAY_US).astype(np.int64),
+    )
+    n_interests = np.where(rng.random(n) < 0.5, rng.integers(1, 4, n), 0)
+    top_topics = np.argsort(-theta, axis=1)[:, :3]
+    mask = np.arange(3)[None, :] < n_interests[:, None]
+    interests = list_column(
+        np.concatenate([[0], np.cumsum(n_interests)]), np.array(TOPIC_NAMES, dtype=object)[top_topics[mask]]
+    )
+    users = user_table(
+        "simulate", id=_ids("u", uid), created_at_us=created, age_group=np.array(AGE_GROUPS, dtype=object)[age],
+        locale=np.array(LOCALES, dtype=object)[loc], interests=interests,
+    )
+    state.locale.append(loc)
+    state.age.append(age)
+    state.created.append(created)
+    all_loc, all_age, all_created = (np.concatenate(x) for x in (state.locale, state.age, state.created))
+    ev = _Events()
+
+    # -- joins: topic from theta, then community from p(c | topic, locale) -----------------------------------
+    n_joins = np.minimum(1 + rng.poisson((cfg.mean_joins - 1) * activity), 60)
+    d_user = np.repeat(np.arange(n), n_joins)
+    d_comm = np.empty(len(d_user), np.int64)
+    todo = np.arange(len(d_user))
+    for _ in range(30):  # teens redraw age-restricted picks; the rest is kept after one draw
+        u = d_user[todo]
+        row = _pick_rows(rng, theta[u]) * len(LOCALES) + loc[u]
+        picks = np.searchsorted(cat.cdf.ravel(), row + rng.random(len(todo)), side="right") - row * cfg.n_communities
+        d_comm[todo] = np.clip(picks, 0, cfg.n_communities - 1)
+        bad = (age[u] == _TEEN) & cat.restricted[d_comm[todo]]
+        todo = todo[bad]
+        if not len(todo):
+            break
+    keep = np.ones(len(d_user), bool)
+    keep[todo] = False  # teens who kept drawing restricted communities (vanishingly rare) join fewer
+    key = np.unique(d_user[keep] * cfg.n_communities + d_comm[keep])
+    m_user, m_comm = key // cfg.n_communities, key % cfg.n_communities
+    join_ts = _uniform_ts(rng, np.maximum(np.maximum(created[m_user], cat.comm_created[m_comm]), start), end)
+    ev.add("join", join_ts, uid[m_user], "community", m_comm)
+    leave_ts = _uniform_ts(rng, join_ts + 1, end)
+    leaves = (rng.random(len(m_user)) < 0.08) & (leave_ts < end)
+    ev.add("leave", leave_ts[leaves], uid[m_user[leaves]], "community", m_comm[leaves])
+    member_end = np.where(leaves, leave_ts, end)
+
+    # -- activity in joined communities ------------------------------------------------------------------------
+    act = activity[m_user]
+    for etype, rate in (("message", 1.2), ("voice_minutes", 0.3)):
+        reps = rng.poisson(rate * act)
+        mi = np.repeat(np.arange(len(m_user)), reps)
+        ts = _uniform_ts(rng, join_ts[mi], member_end[mi])
+        value = 1.0 + rng.geometric(0.3, len(mi)) if etype == "message" else np.round(rng.lognormal(3, 1, len(mi)), 1) + 0.5
+        ev.add(etype, ts, uid[m_user[mi]], "community", m_comm[mi], value)
+    for etype, rate in (("view", 1.0), ("reaction", 0.3)):
+        reps = rng.poisson(rate * act)
+        mi = np.repeat(np.arange(len(m_user)), reps)
+        item, ok = _sample_from_csr(rng, cat.content_offsets, np.arange(cat.content_offsets[-1]), m_comm[mi])
+        lo_ts = np.maximum(join_ts[mi], cat.content_created[item])
+        ok &= lo_ts < member_end[mi]
+        ts = _uniform_ts(rng, lo_ts, member_end[mi])
+        value = 1.0 + rng.poisson(1.0, len(mi)) if etype == "view" else 1.0
+        ev.add(etype, ts[ok], uid[m_user[mi[ok]]], "content", item[ok], value if np.isscalar(value) else value[ok])
+    reported = rng.random(len(m_user)) < 0.003
+    ev.add("report", _uniform_ts(rng, join_ts[reported], end), uid[m_user[reported]], "community",
+           m_comm[reported])
+
+    # -- friendships: people met in shared communities, then friends of friends --------------------------------
+    state.mem_user.append(uid[m_user].astype(np.int32))
+    state.mem_comm.append(m_comm.astype(np.int32))
+    mem_off, members = _csr(np.concatenate(state.mem_comm), np.concatenate(state.mem_user), cfg.n_communities)
+    u_off, u_mem = _csr(m_user, m_comm, n)
+    n_req = rng.poisson(cfg.mean_requests * np.sqrt(activity))
+    r_user = np.repeat(np.arange(n), n_req)
+    r_comm, ok = _sample_from_csr(rng, u_off, u_mem, r_user)
+    r_other, ok2 = _sample_from_csr(rng, mem_off, members, r_comm)
+    a, b = uid[r_user], r_other.astype(np.int64)
+    accept_p = np.where(all_loc[b] == loc[r_user], 1.0, 0.3) * _age_ok(age[r_user], all_age[b])
+    ok &= ok2 & (a != b) & (rng.random(len(a)) < accept_p)
+    a, b = a[ok], b[ok]
+
+    # triadic closure over the friendships so far, including the ones just met
+    all_a = np.concatenate([*state.edge_a, a])
+    all_b = np.concatenate([*state.edge_b, b])
+    f_off, f_nbr = _csr(np.concatenate([all_a, all_b]), np.concatenate([all_b, all_a]), hi)
+    n_close = rng.poisson(cfg.mean_closure * np.sqrt(activity))
+    c_user = np.repeat(uid, n_close)
+    friend, ok = _sample_from_csr(rng, f_off, f_nbr, c_user)
+    fof, ok2 = _sample_from_csr(rng, f_off, f_nbr, friend)
+    ok &= ok2 & (fof != c_user) & (rng.random(len(c_user)) < _age_ok(all_age[c_user], all_age[fof]))
+    a = np.concatenate([a, c_user[ok]])
+    b = np.concatenate([b, fof[ok]])
+    pair = np.unique(np.minimum(a, b) * hi + np.maximum(a, b), return_index=True)[1]
+    a, b = a[np.sort(pair)], b[np.sort(pair)]  # one request per pair; the requester is the chunk's user
+
+    req_ts = _uniform_ts(rng, np.maximum(np.maximum(all_created[a], all_created[b]), start), end)
+    ev.add("friend_request", req_ts, a, "user", b)
+    acc_ts = req_ts + (rng.exponential(1.0, len(a)) * DAY_US).astype(np.int64) + 1
+    accepted = (rng.random(len(a)) < 0.85) & (acc_ts < end)
+    ev.add("friend_accept", acc_ts[accepted], b[accepted], "user", a[accepted])
+    unanswered = ~accepted
+    blocked = unanswered & (rng.random(len(a)) < 0.10)
+    reported_req = unanswered & ~blocked & (rng.random(len(a)) < 0.05)
+    for etype, sel in (("block", blocked), ("report", reported_req)):
+        ts = np.minimum(req_ts[sel] + (rng.exponential(0.5, sel.sum()) * DAY_US).astype(np.int64) + 1, end - 1)
+        ev.add(etype, ts, b[sel], "user", a[sel])
+    state.edge_a.append(a[accepted].astype(np.int32))
+    state.edge_b.append(b[accepted].astype(np.int32))
+
+    events = ev.table(cfg, chunk)
+    counts = {"users": n, **{t: 0 for t in EVENT_TYPES}}
+    for t, c in zip(*np.unique(np.asarray(events.column("type")), return_counts=True), strict=True):
+        counts[str(t)] = int(c)
+    return World(users=users, events=events, meta={"chunk": chunk, "counts": counts})
+
+
+def simulate(
+    n_users: int, n_communities: int, seed: int = 0, **params: object
+) -> Iterator[World]:
+    """Generate a world as a stream of :class:`World` chunks: first the communities and content, then users and
+    their events ``chunk_users`` at a time. ``params`` are further :class:`SimConfig` fields."""
+    cfg = SimConfig(n_users=n_users, n_communities=n_communities, seed=seed, **params)  # type: ignore[arg-type]
+    cat = build_catalog(cfg)
+    yield World(communities=cat.communities, content=cat.content,
+                meta={"chunk": -1, "counts": {"communities": cat.communities.num_rows,
+                                              "content": cat.content.num_rows}})
+    state = _State()
+    for chunk, lo in enumerate(range(0, cfg.n_users, cfg.chunk_users)):
+        yield _chunk(cfg, cat, state, chunk, lo, min(lo + cfg.chunk_users, cfg.n_users))
+
+
+def simulate_world(n_users: int, n_communities: int, seed: int = 0, **params: object) -> World:
+    """The whole simulated world in memory (for small worlds: tests, demos)."""
+    parts = list(simulate(n_users, n_communities, seed, **params))
+    world = World(
+        users=pa.concat_tables([p.users for p in parts]),
+        communities=parts[0].communities,
+        content=parts[0].content,
+        events=pa.concat_tables([p.events for p in parts]),
+    )
+    world.meta = {"name": SimConfig(n_users, n_communities, seed).tag, "counts": world_counts(world)}
+    return world
+
+
+def world_counts(world: World) -> dict[str, int]:
+    """Rows per entity kind and events per type."""
+    types, counts = np.unique(np.asarray(world.events.column("type")), return_counts=True)
+    return {
+        "users": world.users.num_rows, "communities": world.communities.num_rows,
+        "content": world.content.num_rows, "events": world.events.num_rows,
+        **{str(t): int(c) for t, c in zip(types, counts, strict=True)},
+    }

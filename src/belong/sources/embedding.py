@@ -1,0 +1,98 @@
+"""``ials_ann``: embedding retrieval — iALS factors of communities served through an ANN index.
+
+The backend (exact / faiss HNSW / usearch / hnswlib) is chosen by measuring recall and latency on the trained
+item factors with real user vectors as queries (:func:`belong.ann.choose_backend`). Users whose memberships changed
+after training (or who did not exist then) are folded in: one least-squares solve against the fixed item
+factors, no retraining.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from belong.ann import AnnIndex, auto_index
+from belong.domain import Surface
+from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Candidate, Reason, Request
+
+
+class IalsAnnConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    factors: int = 64
+    iterations: int = 15
+    regularization: float = 0.05
+    alpha: float = 10.0
+    ann: str = "auto"  # exact | faiss_hnsw | usearch | hnswlib | auto (measure and choose)
+    min_recall: float = 0.95
+    seed: int = 0
+
+
+@register("source", "ials_ann")
+class IalsAnn(CandidateSource):
+    """Communities whose iALS factors score highest for the user (inner product)."""
+
+    Config = IalsAnnConfig
+    config: IalsAnnConfig
+
+    def prepare(self, state: WorldState) -> None:
+        from belong.models import registry
+
+        X = state.membership_csr()
+        self.model = None
+        self.index: AnnIndex | None = None
+        if X.nnz == 0:
+            return
+        cfg = self.config
+        self.model = registry.create("ials", {
+            "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
+            "alpha": cfg.alpha, "random_state": cfg.seed,
+        })
+        self.model.fit(X)
+        self.trained_rows = X
+        items = self.model.item_factors
+        active = np.flatnonzero(np.diff(X.indptr) > 0)
+        rng = np.random.default_rng(cfg.seed)
+        queries = self.model.user_factors[rng.choice(active, min(active.size, 500), replace=False)]
+        self.index = auto_index(items, queries, backend=cfg.ann, k=min(cfg.k, items.shape[0]),
+                                min_recall=cfg.min_recall, seed=cfg.seed)
+
+    def user_vector(self, state: WorldState, u: int | None, communities: np.ndarray) -> np.ndarray | None:
+        """The user's factors: trained ones if their memberships are unchanged, else folded in."""
+        assert self.model is not None
+        n_items = self.model.item_factors.shape[0]
+        known = communities[communities < n_items]
+        if known.size == 0:
+            return None
+        X = self.trained_rows
+        if u is not None and u < X.shape[0]:
+            trained = X.indices[X.indptr[u]:X.indptr[u + 1]]
+            if np.array_equal(np.sort(trained), known):
+                return self.model.user_factors[u]
+        row = sp.csr_matrix((np.ones(known.size, np.float32), (np.zeros(known.size, np.int64), known)),
+                            shape=(1, n_items))
+        return self.model.user_vectors(row)[0]
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.COMMUNITIES or self.model is None or self.index is None:
+            return []
+        vec = self.user_vector(state, p.idx, p.communities)
+        if vec is None:
+            return []
+        ids, scores = self.index.search(vec, self.config.k + p.communities.size)
+        have = set(p.communities.tolist())
+        keep = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in have]
+        keep = keep[: self.config.k]
+        anchors = p.communities[p.communities < self.model.item_factors.shape[0]]
+        out = []
+        F = self.model.item_factors
+        for i, s in keep:
+            if request.explain and anchors.size:
+                a = int(anchors[np.argmax(F[anchors] @ F[i])])
+                reason = Reason(f"people whose communities look like yours joined it (closest: {state.c_name[a]})",
+                                {"closest": state.communities.ids[a]})
+            else:
+                reason = Reason("people whose communities look like yours joined it")
+            out.append(Candidate(i, self.name, s, reason))
+        return out

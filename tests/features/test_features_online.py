@@ -1,0 +1,132 @@
+"""Online feature store: the same contract on Redis (real server) and in-process; one round trip per read."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from belong.errors import ValidationError
+from belong.features.online import (
+    MATERIALIZED_AT,
+    InProcessFeatureStore,
+    RedisFeatureStore,
+    open_feature_store,
+)
+from belong.features.registry import defaults
+
+
+@pytest.fixture()
+def redis_store(redis_url):
+    store = RedisFeatureStore(redis_url, prefix=f"belong:test:{uuid.uuid4().hex}:")
+    yield store
+    store.clear()
+    store.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    if request.param == "memory":
+        yield InProcessFeatureStore()
+    else:
+        yield request.getfixturevalue("redis_store")
+
+
+def test_write_then_read_round_trips_values_and_timestamp(store):
+    row = defaults("user") | {
+        "user_activity_7d": 4, "user_account_age_days": 1.5, "user_locale": "pt-BR",
+        "user_community_ids": ["c1", "c2"], "user_friend_degrees": {"f": 3},
+    }
+    assert store.write("user", {"u1": row}, 1234) == 1
+    got = store.read("user", "u1")
+    assert got.pop(MATERIALIZED_AT) == 1234
+    assert got == row
+    assert store.read("user", "u1", ["user_locale"]) == {"user_locale": "pt-BR", MATERIALIZED_AT: 1234}
+
+
+def test_missing_entities_and_values_read_as_defaults(store):
+    store.write("community", {"c": {"community_size": 7}}, 10)
+    unknown, partial = store.read_many([("community", "nope"), ("community", "c")])
+    assert unknown == defaults("community") | {MATERIALIZED_AT: None}
+    assert partial == defaults("community") | {"community_size": 7, MATERIALIZED_AT: 10}
+    # defaults are fresh copies: mutating one row never leaks into the next read
+    unknown["community_tags"].append("x")
+    assert store.read("community", "nope")["community_tags"] == []
+
+
+def test_write_replaces_the_whole_row(store):
+    store.write("content", {"x": {"content_kind": "post", "content_engagement_7d": 3}}, 1)
+    store.write("content", {"x": {"content_kind": "event"}}, 2)
+    got = store.read("content", "x")
+    assert (got["content_kind"], got["content_engagement_7d"], got[MATERIALIZED_AT]) == ("event", 0, 2)
+
+
+def test_bad_input_is_named(store):
+    with pytest.raises(ValidationError, match="unknown feature 'user_shoe_size'"):
+        store.write("user", {"u": {"user_shoe_size": 1}}, 1)
+    with pytest.raises(ValidationError, match="not a stored feature of 'user'"):
+        store.write("user", {"u": {"community_size": 1}}, 1)
+    with pytest.raises(ValidationError, match="user_friend_count: must be a int"):
+        store.write("user", {"u": {"user_friend_count": "many"}}, 1)
+    with pytest.raises(ValidationError, match="entity"):
+        store.write("user_user", {"u": {}}, 1)
+    with pytest.raises(ValidationError, match="key"):
+        store.read_many([("user", "")])
+    with pytest.raises(ValidationError, match="is not a feature of 'community'"):
+        store.read_many([("community", "c")], ["user_locale"])
+    with pytest.raises(ValidationError, match="ts_us"):
+        store.write("user", {"u": {}}, -1)
+
+
+def test_redis_read_many_is_one_pipelined_round_trip(redis_store):
+    redis_store.write("community", {f"c{i}": {"community_size": i} for i in range(50)}, 5)
+    client = redis_store._client
+    executes = []
+    original = client.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = original(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a, **kw):
+            executes.append(len(pipe.command_stack))
+            return run(*a, **kw)
+
+        pipe.execute = execute
+        return pipe
+
+    def hmget_calls() -> int:
+        return int(client.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+    before = hmget_calls()
+    client.pipeline = counting_pipeline
+    try:
+        rows = redis_store.read_many([("user", "u")] + [("community", f"c{i}") for i in range(50)])
+    finally:
+        client.pipeline = original
+    after = hmget_calls()
+    assert executes == [51]  # one execute() carrying all 51 reads
+    assert after - before >= 51  # the server saw the HMGETs (other clients may add their own)
+    assert [r["community_size"] for r in rows[1:]] == list(range(50))
+
+
+def test_clear_only_touches_its_prefix(redis_url):
+    a = RedisFeatureStore(redis_url, prefix=f"belong:test:{uuid.uuid4().hex}:")
+    b = RedisFeatureStore(redis_url, prefix=f"belong:test:{uuid.uuid4().hex}:")
+    try:
+        a.write("user", {"u": {"user_friend_count": 1}}, 1)
+        b.write("user", {"u": {"user_friend_count": 2}}, 1)
+        assert a.clear() == 1
+        assert a.read("user", "u")[MATERIALIZED_AT] is None
+        assert b.read("user", "u")["user_friend_count"] == 2
+    finally:
+        a.clear()
+        b.clear()
+
+
+def test_open_feature_store(redis_url):
+    assert isinstance(open_feature_store(None), InProcessFeatureStore)
+    with open_feature_store(redis_url, prefix="belong:test:open:") as s:
+        assert isinstance(s, RedisFeatureStore)
+    with pytest.raises(ValidationError, match="redis://"):
+        open_feature_store("http://localhost:6379")
