@@ -18,7 +18,7 @@ import csv
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 import orjson
@@ -106,7 +106,7 @@ def source_size(path: Path, fmt: str) -> int:
     return path.stat().st_size
 
 
-def _open_binary(path: Path):
+def _open_binary(path: Path) -> BinaryIO:
     try:
         return path.open("rb")
     except OSError as exc:

@@ -7,7 +7,8 @@ The generative story (all vectorised with numpy; users are generated in chunks t
   descriptions and tags come from the vocabularies of their main topics, so text-based cold start has signal;
   half of the users list their top topics as ``interests``.
 * **Communities.** Popularity is Zipf-like (rank^-1.1 over a random order) so a few communities are huge. 5% are
-  age-restricted (teens never join them), 10% invite-only and some undiscoverable (both joined less often).
+  age-restricted (teens never join them), 10% invite-only and some undiscoverable (both found less often;
+  invite-only communities also grow through invitations from friends who are members).
   Each community has channels (content items) and, in proportion to its popularity, posts and events.
 * **Users.** Locales en, pt-BR, de, es, fr, ja, ru, ko; age groups teen 15% / adult 70% / unknown 15%; an
   activity level (log-normal) that scales all their activity. 55% of the accounts predate the window.
@@ -185,6 +186,7 @@ class Catalog:
     content: pa.Table
     comm_created: np.ndarray  # int64 µs
     restricted: np.ndarray  # bool
+    invite_only: np.ndarray  # bool
     cdf: np.ndarray  # (topics * locales, n_communities) row-normalised cumulative weights, offset by row index
     content_offsets: np.ndarray  # content of community c: content_offsets[c]:content_offsets[c+1]
     content_created: np.ndarray  # int64 µs per content item
@@ -233,7 +235,7 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     created = np.where(
         older,
         cfg.start_us - (rng.random(m) * 3 * 365 * DAY_US).astype(np.int64),
-        cfg.start_us + (rng.random(m) * (cfg.days - 7) * DAY_US).astype(np.int64),
+        cfg.start_us + (rng.random(m) * 0.8 * cfg.days * DAY_US).astype(np.int64),
     )
 
     # p(c | topic, user locale) ∝ popularity · phi[c, topic] · locale match; English communities are open to all.
@@ -276,7 +278,7 @@ def build_catalog(cfg: SimConfig) -> Catalog:
         "simulate", id=_ids("x", np.arange(len(owner))), community_id=_ids("c", owner), kind=kinds,
         created_at_us=c_created, text=text.astype(object),
     )
-    return Catalog(communities, content, created, restricted, cdf, content_offsets, c_created)
+    return Catalog(communities, content, created, restricted, invite_only, cdf, content_offsets, c_created)
 
 
 # ------------------------------------------------------------------------------------------------- users & events
@@ -338,128 +340,200 @@ def _age_ok(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(mixed, 0.15, 1.0)
 
 
-def _chunk(cfg: SimConfig, cat: Catalog, state: _State, chunk: int, lo: int, hi: int) -> World:
-    rng = np.random.default_rng([cfg.seed, chunk + 1])
-    n, k = hi - lo, len(TOPIC_NAMES)
-    uid = np.arange(lo, hi, dtype=np.int64)
-    start, end = cfg.start_us, cfg.end_us
+@dataclass
+class _Cohort:
+    """The users of one chunk: global ids and latent attributes (arrays indexed by position in the chunk)."""
 
-    # -- users ---------------------------------------------------------------------------------------------
-    age = rng.choice(3, size=n, p=AGE_P).astype(np.int8)
-    loc = rng.choice(len(LOCALES), size=n, p=LOCALE_P).astype(np.int8)
-    theta = rng.dirichlet(np.full(k, 0.2), size=n)
-    activity = rng.lognormal(-0.32, 0.8, n)  # mean 1
-    created = np.where(
-        rng.random(n) < 0.55,
-        start - (rng.random(n) * 2 * 365 * DAY_US).astype(np.int64),
-        start + (rng.random(n) * (cfg.days - 1) * DAY_US).astype(np.int64),
+    uid: np.ndarray
+    age: np.ndarray
+    loc: np.ndarray
+    theta: np.ndarray
+    activity: np.ndarray
+    created: np.ndarray
+
+
+@dataclass
+class _Memberships:
+    """One row per (cohort user, community) joined: ``user`` is the position in the cohort."""
+
+    user: np.ndarray
+    comm: np.ndarray
+    join_ts: np.ndarray
+    end_ts: np.ndarray  # leave time, or the end of the window
+
+
+def _new_users(cfg: SimConfig, rng: np.random.Generator, lo: int, hi: int) -> tuple[_Cohort, pa.Table]:
+    n, k = hi - lo, len(TOPIC_NAMES)
+    cohort = _Cohort(
+        uid=np.arange(lo, hi, dtype=np.int64),
+        age=rng.choice(3, size=n, p=AGE_P).astype(np.int8),
+        loc=rng.choice(len(LOCALES), size=n, p=LOCALE_P).astype(np.int8),
+        theta=rng.dirichlet(np.full(k, 0.2), size=n),
+        activity=rng.lognormal(-0.32, 0.8, n),  # mean 1
+        created=np.where(
+            rng.random(n) < 0.55,
+            cfg.start_us - (rng.random(n) * 2 * 365 * DAY_US).astype(np.int64),
+            cfg.start_us + (rng.random(n) * 0.9 * cfg.days * DAY_US).astype(np.int64),
+        ),
     )
     n_interests = np.where(rng.random(n) < 0.5, rng.integers(1, 4, n), 0)
-    top_topics = np.argsort(-theta, axis=1)[:, :3]
-    mask = np.arange(3)[None, :] < n_interests[:, None]
+    top_topics = np.argsort(-cohort.theta, axis=1)[:, :3]
+    listed = np.arange(3)[None, :] < n_interests[:, None]
     interests = list_column(
-        np.concatenate([[0], np.cumsum(n_interests)]), np.array(TOPIC_NAMES, dtype=object)[top_topics[mask]]
+        np.concatenate([[0], np.cumsum(n_interests)]), np.array(TOPIC_NAMES, dtype=object)[top_topics[listed]]
     )
     users = user_table(
-        "simulate", id=_ids("u", uid), created_at_us=created, age_group=np.array(AGE_GROUPS, dtype=object)[age],
-        locale=np.array(LOCALES, dtype=object)[loc], interests=interests,
+        "simulate", id=_ids("u", cohort.uid), created_at_us=cohort.created,
+        age_group=np.array(AGE_GROUPS, dtype=object)[cohort.age], locale=np.array(LOCALES, dtype=object)[cohort.loc],
+        interests=interests,
     )
-    state.locale.append(loc)
-    state.age.append(age)
-    state.created.append(created)
-    all_loc, all_age, all_created = (np.concatenate(x) for x in (state.locale, state.age, state.created))
-    ev = _Events()
+    return cohort, users
 
-    # -- joins: topic from theta, then community from p(c | topic, locale) -----------------------------------
-    n_joins = np.minimum(1 + rng.poisson((cfg.mean_joins - 1) * activity), 60)
-    d_user = np.repeat(np.arange(n), n_joins)
+
+def _join(cfg: SimConfig, cat: Catalog, rng: np.random.Generator, users: _Cohort, ev: _Events) -> _Memberships:
+    """Topic from theta, then community from p(c | topic, locale); teens redraw age-restricted picks."""
+    n_joins = np.minimum(1 + rng.poisson((cfg.mean_joins - 1) * users.activity), 60)
+    d_user = np.repeat(np.arange(len(users.uid)), n_joins)
     d_comm = np.empty(len(d_user), np.int64)
     todo = np.arange(len(d_user))
-    for _ in range(30):  # teens redraw age-restricted picks; the rest is kept after one draw
+    for _ in range(30):
         u = d_user[todo]
-        row = _pick_rows(rng, theta[u]) * len(LOCALES) + loc[u]
-        picks = np.searchsorted(cat.cdf.ravel(), row + rng.random(len(todo)), side="right") - row * cfg.n_communities
-        d_comm[todo] = np.clip(picks, 0, cfg.n_communities - 1)
-        bad = (age[u] == _TEEN) & cat.restricted[d_comm[todo]]
-        todo = todo[bad]
+        row = _pick_rows(rng, users.theta[u]) * len(LOCALES) + users.loc[u]
+        picks = np.searchsorted(cat.cdf.ravel(), row + rng.random(len(todo)), side="right")
+        d_comm[todo] = np.clip(picks - row * cfg.n_communities, 0, cfg.n_communities - 1)
+        todo = todo[(users.age[u] == _TEEN) & cat.restricted[d_comm[todo]]]
         if not len(todo):
             break
     keep = np.ones(len(d_user), bool)
-    keep[todo] = False  # teens who kept drawing restricted communities (vanishingly rare) join fewer
+    keep[todo] = False  # a teen who kept drawing restricted communities (vanishingly rare) joins fewer
     key = np.unique(d_user[keep] * cfg.n_communities + d_comm[keep])
-    m_user, m_comm = key // cfg.n_communities, key % cfg.n_communities
-    join_ts = _uniform_ts(rng, np.maximum(np.maximum(created[m_user], cat.comm_created[m_comm]), start), end)
-    ev.add("join", join_ts, uid[m_user], "community", m_comm)
-    leave_ts = _uniform_ts(rng, join_ts + 1, end)
-    leaves = (rng.random(len(m_user)) < 0.08) & (leave_ts < end)
-    ev.add("leave", leave_ts[leaves], uid[m_user[leaves]], "community", m_comm[leaves])
-    member_end = np.where(leaves, leave_ts, end)
+    user, comm = key // cfg.n_communities, key % cfg.n_communities
+    earliest = np.maximum(np.maximum(users.created[user], cat.comm_created[comm]), cfg.start_us)
+    join_ts = _uniform_ts(rng, earliest, cfg.end_us)
+    ev.add("join", join_ts, users.uid[user], "community", comm)
+    leave_ts = _uniform_ts(rng, join_ts + 1, cfg.end_us)
+    leaves = (rng.random(len(user)) < 0.08) & (leave_ts < cfg.end_us)
+    ev.add("leave", leave_ts[leaves], users.uid[user[leaves]], "community", comm[leaves])
+    return _Memberships(user, comm, join_ts, np.where(leaves, leave_ts, cfg.end_us))
 
-    # -- activity in joined communities ------------------------------------------------------------------------
-    act = activity[m_user]
+
+def _engage(cat: Catalog, rng: np.random.Generator, users: _Cohort, mem: _Memberships, ev: _Events) -> None:
+    """Messages, voice, views and reactions while a member, in proportion to the user's activity level."""
+    act = users.activity[mem.user]
     for etype, rate in (("message", 1.2), ("voice_minutes", 0.3)):
-        reps = rng.poisson(rate * act)
-        mi = np.repeat(np.arange(len(m_user)), reps)
-        ts = _uniform_ts(rng, join_ts[mi], member_end[mi])
-        value = 1.0 + rng.geometric(0.3, len(mi)) if etype == "message" else np.round(rng.lognormal(3, 1, len(mi)), 1) + 0.5
-        ev.add(etype, ts, uid[m_user[mi]], "community", m_comm[mi], value)
+        mi = np.repeat(np.arange(len(mem.user)), rng.poisson(rate * act))
+        ts = _uniform_ts(rng, mem.join_ts[mi], mem.end_ts[mi])
+        if etype == "message":
+            value = 1.0 + rng.geometric(0.3, len(mi))
+        else:
+            value = np.round(rng.lognormal(3, 1, len(mi)), 1) + 0.5
+        ev.add(etype, ts, users.uid[mem.user[mi]], "community", mem.comm[mi], value)
+    all_items = np.arange(cat.content_offsets[-1])
     for etype, rate in (("view", 1.0), ("reaction", 0.3)):
-        reps = rng.poisson(rate * act)
-        mi = np.repeat(np.arange(len(m_user)), reps)
-        item, ok = _sample_from_csr(rng, cat.content_offsets, np.arange(cat.content_offsets[-1]), m_comm[mi])
-        lo_ts = np.maximum(join_ts[mi], cat.content_created[item])
-        ok &= lo_ts < member_end[mi]
-        ts = _uniform_ts(rng, lo_ts, member_end[mi])
-        value = 1.0 + rng.poisson(1.0, len(mi)) if etype == "view" else 1.0
-        ev.add(etype, ts[ok], uid[m_user[mi[ok]]], "content", item[ok], value if np.isscalar(value) else value[ok])
-    reported = rng.random(len(m_user)) < 0.003
-    ev.add("report", _uniform_ts(rng, join_ts[reported], end), uid[m_user[reported]], "community",
-           m_comm[reported])
+        mi = np.repeat(np.arange(len(mem.user)), rng.poisson(rate * act))
+        item, ok = _sample_from_csr(rng, cat.content_offsets, all_items, mem.comm[mi])
+        earliest = np.maximum(mem.join_ts[mi], cat.content_created[item])
+        ok &= earliest < mem.end_ts[mi]
+        ts = _uniform_ts(rng, earliest, mem.end_ts[mi])
+        value = 1.0 + rng.poisson(1.0, len(mi)) if etype == "view" else np.ones(len(mi))
+        ev.add(etype, ts[ok], users.uid[mem.user[mi[ok]]], "content", item[ok], value[ok])
+    reported = rng.random(len(mem.user)) < 0.003
+    ev.add("report", _uniform_ts(rng, mem.join_ts[reported], mem.end_ts[reported]),
+           users.uid[mem.user[reported]], "community", mem.comm[reported])
 
-    # -- friendships: people met in shared communities, then friends of friends --------------------------------
-    state.mem_user.append(uid[m_user].astype(np.int32))
-    state.mem_comm.append(m_comm.astype(np.int32))
+
+def _befriend(
+    cfg: SimConfig, rng: np.random.Generator, state: _State, users: _Cohort, mem: _Memberships, ev: _Events
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Requests to co-members (homophily), then to friends of friends (triadic closure); accept/ignore/block."""
+    hi = int(users.uid[-1]) + 1
+    all_loc, all_age, all_created = (np.concatenate(x) for x in (state.locale, state.age, state.created))
+    state.mem_user.append(users.uid[mem.user].astype(np.int32))
+    state.mem_comm.append(mem.comm.astype(np.int32))
     mem_off, members = _csr(np.concatenate(state.mem_comm), np.concatenate(state.mem_user), cfg.n_communities)
-    u_off, u_mem = _csr(m_user, m_comm, n)
-    n_req = rng.poisson(cfg.mean_requests * np.sqrt(activity))
-    r_user = np.repeat(np.arange(n), n_req)
-    r_comm, ok = _sample_from_csr(rng, u_off, u_mem, r_user)
+    u_off, u_comms = _csr(mem.user, mem.comm, len(users.uid))
+
+    r_user = np.repeat(np.arange(len(users.uid)), rng.poisson(cfg.mean_requests * np.sqrt(users.activity)))
+    r_comm, ok = _sample_from_csr(rng, u_off, u_comms, r_user)
     r_other, ok2 = _sample_from_csr(rng, mem_off, members, r_comm)
-    a, b = uid[r_user], r_other.astype(np.int64)
-    accept_p = np.where(all_loc[b] == loc[r_user], 1.0, 0.3) * _age_ok(age[r_user], all_age[b])
-    ok &= ok2 & (a != b) & (rng.random(len(a)) < accept_p)
+    a, b = users.uid[r_user], r_other.astype(np.int64)
+    same = np.where(all_loc[b] == users.loc[r_user], 1.0, 0.3) * _age_ok(users.age[r_user], all_age[b])
+    ok &= ok2 & (a != b) & (rng.random(len(a)) < same)
     a, b = a[ok], b[ok]
 
-    # triadic closure over the friendships so far, including the ones just met
-    all_a = np.concatenate([*state.edge_a, a])
-    all_b = np.concatenate([*state.edge_b, b])
+    # triadic closure over the friendships so far, including the ones just made
+    all_a, all_b = np.concatenate([*state.edge_a, a]), np.concatenate([*state.edge_b, b])
     f_off, f_nbr = _csr(np.concatenate([all_a, all_b]), np.concatenate([all_b, all_a]), hi)
-    n_close = rng.poisson(cfg.mean_closure * np.sqrt(activity))
-    c_user = np.repeat(uid, n_close)
+    c_user = np.repeat(users.uid, rng.poisson(cfg.mean_closure * np.sqrt(users.activity)))
     friend, ok = _sample_from_csr(rng, f_off, f_nbr, c_user)
     fof, ok2 = _sample_from_csr(rng, f_off, f_nbr, friend)
     ok &= ok2 & (fof != c_user) & (rng.random(len(c_user)) < _age_ok(all_age[c_user], all_age[fof]))
-    a = np.concatenate([a, c_user[ok]])
-    b = np.concatenate([b, fof[ok]])
-    pair = np.unique(np.minimum(a, b) * hi + np.maximum(a, b), return_index=True)[1]
-    a, b = a[np.sort(pair)], b[np.sort(pair)]  # one request per pair; the requester is the chunk's user
+    a, b = np.concatenate([a, c_user[ok]]), np.concatenate([b, fof[ok]])
+    first = np.sort(np.unique(np.minimum(a, b) * hi + np.maximum(a, b), return_index=True)[1])
+    a, b = a[first], b[first]  # one request per pair; pairs with an older user only arise in this chunk
 
-    req_ts = _uniform_ts(rng, np.maximum(np.maximum(all_created[a], all_created[b]), start), end)
+    end = cfg.end_us
+    req_ts = _uniform_ts(rng, np.maximum(np.maximum(all_created[a], all_created[b]), cfg.start_us), end)
     ev.add("friend_request", req_ts, a, "user", b)
     acc_ts = req_ts + (rng.exponential(1.0, len(a)) * DAY_US).astype(np.int64) + 1
     accepted = (rng.random(len(a)) < 0.85) & (acc_ts < end)
     ev.add("friend_accept", acc_ts[accepted], b[accepted], "user", a[accepted])
-    unanswered = ~accepted
-    blocked = unanswered & (rng.random(len(a)) < 0.10)
-    reported_req = unanswered & ~blocked & (rng.random(len(a)) < 0.05)
-    for etype, sel in (("block", blocked), ("report", reported_req)):
+    blocked = ~accepted & (rng.random(len(a)) < 0.10)
+    reported = ~accepted & ~blocked & (rng.random(len(a)) < 0.05)
+    for etype, sel in (("block", blocked), ("report", reported)):
         ts = np.minimum(req_ts[sel] + (rng.exponential(0.5, sel.sum()) * DAY_US).astype(np.int64) + 1, end - 1)
         ev.add(etype, ts, b[sel], "user", a[sel])
     state.edge_a.append(a[accepted].astype(np.int32))
     state.edge_b.append(b[accepted].astype(np.int32))
+    return a[accepted], b[accepted], acc_ts[accepted]
 
+
+def _invite(
+    cfg: SimConfig, cat: Catalog, rng: np.random.Generator, state: _State, users: _Cohort, mem: _Memberships,
+    friendships: tuple[np.ndarray, np.ndarray, np.ndarray], ev: _Events,
+) -> _Memberships:
+    """A new friend who is a member of invite-only communities invites the chunk's user to one of them (30%)."""
+    invitee, inviter, since = friendships
+    lo, m = int(users.uid[0]), cfg.n_communities
+    sel = rng.random(len(invitee)) < 0.3
+    invitee, inviter, since = invitee[sel], inviter[sel], since[sel]
+    all_user, all_comm = np.concatenate(state.mem_user), np.concatenate(state.mem_comm)
+    closed = cat.invite_only[all_comm]
+    off, closed_comms = _csr(all_user[closed], all_comm[closed], int(users.uid[-1]) + 1)
+    comm, ok = _sample_from_csr(rng, off, closed_comms, inviter)
+    comm = comm.astype(np.int64)
+    ok &= ~((users.age[invitee - lo] == _TEEN) & cat.restricted[comm])
+    key = (invitee - lo) * m + comm
+    ok &= ~np.isin(key, mem.user * m + mem.comm)
+    first = np.sort(np.unique(key[ok], return_index=True)[1])
+    invitee, comm, since = invitee[ok][first], comm[ok][first], since[ok][first]
+    join_ts = _uniform_ts(rng, np.maximum(since, cat.comm_created[comm]), cfg.end_us)
+    keep = join_ts < cfg.end_us
+    invitee, comm, join_ts = invitee[keep], comm[keep], join_ts[keep]
+    ev.add("join", join_ts, invitee, "community", comm)
+    state.mem_user.append(invitee.astype(np.int32))
+    state.mem_comm.append(comm.astype(np.int32))
+    return _Memberships(
+        user=np.concatenate([mem.user, invitee - lo]),
+        comm=np.concatenate([mem.comm, comm]),
+        join_ts=np.concatenate([mem.join_ts, join_ts]),
+        end_ts=np.concatenate([mem.end_ts, np.full(len(comm), cfg.end_us)]),
+    )
+
+
+def _chunk(cfg: SimConfig, cat: Catalog, state: _State, chunk: int, lo: int, hi: int) -> World:
+    rng = np.random.default_rng([cfg.seed, chunk + 1])
+    cohort, users = _new_users(cfg, rng, lo, hi)
+    state.locale.append(cohort.loc)
+    state.age.append(cohort.age)
+    state.created.append(cohort.created)
+    ev = _Events()
+    mem = _join(cfg, cat, rng, cohort, ev)
+    friendships = _befriend(cfg, rng, state, cohort, mem, ev)
+    mem = _invite(cfg, cat, rng, state, cohort, mem, friendships, ev)
+    _engage(cat, rng, cohort, mem, ev)
     events = ev.table(cfg, chunk)
-    counts = {"users": n, **{t: 0 for t in EVENT_TYPES}}
+    counts = {"users": hi - lo, **dict.fromkeys(EVENT_TYPES, 0)}
     for t, c in zip(*np.unique(np.asarray(events.column("type")), return_counts=True), strict=True):
         counts[str(t)] = int(c)
     return World(users=users, events=events, meta={"chunk": chunk, "counts": counts})

@@ -256,8 +256,9 @@ def tune(
 ) -> TuneResult:
     """Tune ``model_name`` on a validation split carved from ``train``; see the module doc.
 
-    ``fixed`` parameters are passed to every trial (e.g. ``num_threads``); ``on_trial`` is called after each trial
-    (e.g. to advance a progress bar).
+    ``fixed`` parameters are passed to every trial and taken out of the search space (e.g. ``num_threads``, or
+    values the user set explicitly: pass only those, not the whole default config, or nothing is left to search);
+    ``on_trial`` is called after each trial (e.g. to advance a progress bar).
     """
     model = registry.resolve(model_name)
     kind, cutoff = parse_metric(metric, k)
@@ -266,6 +267,7 @@ def tune(
     space = dict(SPACES[model] if space is None else space)
     _check_space(model, space)
     fixed = dict(fixed or {})
+    space = {name: spec for name, spec in space.items() if name not in fixed}
     registry.create(model, fixed)  # bad fixed params fail here, before any fitting
     split = carve_validation(train, validation, seed, symmetric=registry.MODELS[model].square)
     if validation == "loo-sampled":

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from eval_helpers import CoOccurrence, Popularity, clusters
 
 from belong.errors import ValidationError
 from belong.evaluation import harness, modelspec
+from belong.evaluation.modelspec import ModelChoice
 from belong.evaluation.splitters import make_split
 from belong.interactions import Interactions
-
-from eval_helpers import CoOccurrence, Popularity, clusters
 
 
 def test_round_trip_known_answer_full_ranking() -> None:
@@ -85,7 +85,7 @@ def test_run_several_models_json_shape_and_paired() -> None:
     split = make_split("given", data)
     modelspec.register_factory("test-cooc", lambda rest, params: CoOccurrence())
     modelspec.register_factory("test-const", lambda rest, params: _Constant())
-    run = harness.run(data, split, [("test-cooc:x", {}), ("test-const:y", {})], [1, 3])
+    run = harness.run(data, split, [ModelChoice("test-cooc:x", {}), ModelChoice("test-const:y", {})], [1, 3])
     out = run.to_dict()
     assert out["dataset"] == "clusters" and out["protocol"]["name"] == "given"
     assert out["ks"] == [1, 3] and out["primary_k"] == 3
@@ -95,14 +95,14 @@ def test_run_several_models_json_shape_and_paired() -> None:
     for r in out["results"]:
         assert {"model", "params", "metrics", "ci95", "segments", "fit_seconds", "score_seconds"} <= set(r)
         assert all(len(v) == 2 for v in r["ci95"].values())
-    single = harness.run(data, split, [("test-cooc:x", {})], [1]).to_dict()
+    single = harness.run(data, split, [ModelChoice("test-cooc:x", {})], [1]).to_dict()
     assert single["model"] == "test-cooc:x" and "results" not in single and single["metrics"]["recall@1"] == 1.0
 
 
 def test_registry_models_and_bad_names() -> None:
     data = clusters()
     split = make_split("given", data)
-    run = harness.run(data, split, [("most-popular", {}), ("ease", {"l2": 1.0})], [1])
+    run = harness.run(data, split, [ModelChoice("most-popular", {}), ModelChoice("ease", {"l2": 1.0})], [1])
     assert [r.model for r in run.results] == ["most-popular", "ease"]
     assert run.results[1].params["l2"] == 1.0
     with pytest.raises(ValidationError, match="unknown model kind"):
@@ -121,3 +121,14 @@ def test_primary_k() -> None:
     assert harness.primary_k([10, 20, 50]) == 20
     assert harness.primary_k([5, 10]) == 10
     assert harness.primary_k([15, 25]) == 15
+
+
+def test_tuned_keys_and_param_sources() -> None:
+    assert modelspec.tuned_keys("ml-1m-lcfn-split", "given") == ["ml-1m-lcfn-split", "ml-1m-lcfn"]
+    assert modelspec.tuned_keys("ml-100k", "loo-sampled") == ["ml-100k-loo", "ml-100k"]
+    assert modelspec.tuned_keys("edges:lastfm_asia_edges", "hide-edges") == ["edges-lastfm_asia_edges"]
+    choices = modelspec.model_params(["ease", "test-cooc:x"], {"ease": {"l2": 5}}, ["no-such-dataset"])
+    assert choices[0].params["l2"] == 5 and choices[0].params_source == "defaults"
+    assert choices[1] == ModelChoice("test-cooc:x", {}, "given")
+    with pytest.raises(ValidationError, match="not among"):
+        modelspec.model_params(["ease"], {"itemknn": {"k": 3}}, [])

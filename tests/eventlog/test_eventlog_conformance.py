@@ -66,9 +66,11 @@ def test_append_accepts_domain_events_and_round_trips_every_field(store_spec: st
         parse_event({"event_id": 'q"u,o\'te ✓ 🎉', "ts": 1714557602.5, "type": "voice_minutes", "actor": "u,2",
                      "target": "c\"9", "value": 0.1}),
         parse_event({"event_id": "fr-1", "ts": 1714557603, "type": "friend_request", "actor": "u1", "target": "u2"}),
+        parse_event({"event_id": "\\.", "ts": 1714557604, "type": "view", "actor": "\\N", "target": "NULL",
+                     "value": 1e-300}),  # COPY's end-of-data and NULL markers are data here
     ]
     with open_store(store_spec) as st:
-        assert st.append(events) == AppendResult(4, 0)
+        assert st.append(events) == AppendResult(5, 0)
         assert table_to_events(st.read_events()) == events
 
 

@@ -9,7 +9,7 @@ import uuid
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import DAY, T0, US, impression, log
+from features_helpers import DAY, T0, US, impression, log
 from typer.testing import CliRunner
 
 from belong.cli import app

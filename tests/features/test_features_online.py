@@ -12,6 +12,7 @@ from belong.features.online import (
     InProcessFeatureStore,
     RedisFeatureStore,
     open_feature_store,
+    stale_features,
 )
 from belong.features.registry import defaults
 
@@ -130,3 +131,19 @@ def test_open_feature_store(redis_url):
         assert isinstance(s, RedisFeatureStore)
     with pytest.raises(ValidationError, match="redis://"):
         open_feature_store("http://localhost:6379")
+
+
+def test_empty_request_and_staleness(store):
+    assert store.read_many([]) == []
+    store.write("user", {"u": {"user_activity_1d": 2}}, 1_000_000)
+    row = store.read("user", "u", ["user_activity_1d", "user_locale"])
+    assert stale_features(row, 1_000_000 + 3600 * 1_000_000) == []  # exactly at 1 h freshness: still fresh
+    assert stale_features(row, 1_000_001 + 3600 * 1_000_000) == ["user_activity_1d"]  # locale keeps a day
+    assert stale_features(store.read("user", "never", ["user_locale"]), 0) == ["user_locale"]
+
+
+def test_unreachable_redis_is_a_store_error():
+    from belong.errors import StoreError
+
+    with pytest.raises(StoreError, match="cannot reach Redis"):
+        RedisFeatureStore("redis://127.0.0.1:1/0")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import DAY, T0, log
+from features_helpers import DAY, T0, log
 
 from belong.features.state import EventCursor, FeatureState
 

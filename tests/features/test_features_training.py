@@ -6,7 +6,7 @@ import random
 
 import pyarrow as pa
 import pytest
-from conftest import DAY, T0, impression, log
+from features_helpers import DAY, T0, impression, log
 
 from belong.domain import Surface
 from belong.errors import ValidationError

@@ -139,3 +139,24 @@ def test_every_space_names_real_parameters() -> None:
     assert set(SPACES) == set(registry.MODELS)
     for name, space in SPACES.items():
         assert set(space) <= set(registry.create(name).get_config())
+
+
+def test_graph_validation_holds_out_whole_edges(cliques: sp.csr_matrix) -> None:
+    rng = np.random.default_rng(0)
+    upper = sp.triu(sp.csr_matrix((rng.random((40, 40)) < 0.2).astype(np.float32)), k=1)
+    G = sp.csr_matrix(upper + upper.T)
+    split = carve_validation(G, "random-holdout", seed=0, symmetric=True)
+    assert (split.held != split.held.T).nnz == 0 and (split.fit != split.fit.T).nnz == 0
+    assert split.held.multiply(split.fit).nnz == 0
+    assert ((split.held + split.fit) != G).nnz == 0
+    assert 0.1 < split.held.nnz / G.nnz < 0.3
+    with pytest.raises(ValidationError):
+        carve_validation(G, "loo", seed=0, symmetric=True)
+    res = tune("ppr", cliques, n_trials=2, seed=0)
+    assert res.validation == "random-holdout" and 0.0 <= res.best_value <= 1.0
+
+
+def test_fixed_params_leave_the_search_space() -> None:
+    res = tune("rp3beta", random_train(), n_trials=3, seed=0, fixed={"k": 7, "beta": 0.25})
+    assert all(set(t.params) == {"alpha"} for t in res.trials)
+    assert res.best_params["k"] == 7 and res.best_params["beta"] == 0.25

@@ -20,11 +20,11 @@ from rich.table import Table
 
 from belong.errors import ValidationError
 from belong.evaluation.modelspec import (
-    dataset_key,
     model_params,
     parse_model_params,
     parse_value,
     resolve_models,
+    tuned_keys,
 )
 
 _PROTO_PARAM_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -72,20 +72,17 @@ def _progress(console: Console) -> Progress:
 
 
 def _print_table(result: dict[str, Any]) -> None:
+    """A compact human summary at the headline K (every metric, CIs and segments are in ``--json``)."""
     rows = result.get("results") or [result]
     k = result["primary_k"]
-    names = [f"recall@{k}", f"ndcg@{k}", f"hr@{k}", f"mrr@{k}", f"coverage@{k}", f"arp@{k}"]
-    table = Table(title=f"{result['dataset']} — {result['protocol']['name']}")
+    names = [f"recall@{k}", f"ndcg@{k}", f"hr@{k}", f"coverage@{k}"]
+    table = Table(title=f"{result['dataset']}: {result['protocol']['name']}")
     for col in ("model", *names, "fit s", "score s"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for r in rows:
-        cells = []
-        for n in names:
-            v, ci = r["metrics"].get(n), r["ci95"].get(n)
-            cells.append("-" if v is None else f"{v:.4f}" + (f" ±{(ci[1] - ci[0]) / 2:.4f}" if ci and None not in ci
-                                                              and ci[0] == ci[0] else ""))
+        cells = [f"{r['metrics'][n]:.4f}" if r["metrics"].get(n) is not None else "-" for n in names]
         table.add_row(r["model"], *cells, f"{r['fit_seconds']:.2f}", f"{r['score_seconds']:.2f}")
-    Console().print(table)
+    Console(width=120).print(table)
     for pair, p in result.get("paired", {}).items():
         typer.echo(f"{pair}: {p['metric']} diff {p['mean_diff']:+.4f}, paired t p={p['t_pvalue']:.3g}, "
                    f"Wilcoxon p={p['wilcoxon_pvalue']:.3g}")
@@ -126,7 +123,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         names = resolve_models(model, bool(data.meta.get("square")))
         proto = protocol or splitters.default_protocol(data)
         ks = parse_ks(k) if k else list(harness.SAMPLED_KS if proto in splitters.SAMPLED else harness.DEFAULT_KS)
-        models = model_params(names, overrides, dataset_key(str(data.meta.get("dataset", dataset))))
+        models = model_params(names, overrides, tuned_keys(str(data.meta.get("dataset", dataset)), proto))
         with err.status(f"splitting ({proto})"):
             split = splitters.make_split(proto, data, **proto_params)
         with _progress(err) as bar:

@@ -64,18 +64,18 @@ def materialize_cmd(
 
     as_of_us = None if as_of is None else parse_ts(as_of, "as_of")
     with open_store(store, create=False) as events, open_feature_store(_redis_url(redis), prefix=prefix) as fs:
+        total = events.count() if as_of_us is None else None  # the whole log, or an unknown part of it
         as_of_us = default_as_of(events) if as_of_us is None else as_of_us
-        total = events.count()
         with _progress() as bar:
             tasks = {"events": bar.add_task("fold events", total=total)}
 
-            def progress(stage: str, n: int) -> None:
+            def progress(stage: str, n: int, total: int | None) -> None:
                 if stage not in tasks:
-                    tasks[stage] = bar.add_task(f"write {stage} rows", total=None)
+                    tasks[stage] = bar.add_task(f"write {stage} rows", total=total)
                 bar.advance(tasks[stage], n)
 
             report = materialize(events, fs, as_of_us, progress=progress)
-        out = {**report.to_dict(), "store": events.url, "feature_store": getattr(fs, "url", "memory://")}
+        out = {**report.to_dict(), "store": events.url, "feature_store": fs.url}
     if as_json:
         typer.echo(json.dumps(out))
     else:
@@ -170,7 +170,7 @@ def bench_features(
             baseline = timed(lambda r: [fs.read(e, k) for e, k in r])
         finally:
             fs.clear()
-        url = getattr(fs, "url", "memory://")
+        url = fs.url
 
     def summary(lat: list[float]) -> dict[str, float]:
         return {"p50_ms": round(lat[len(lat) // 2], 3), "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 3),

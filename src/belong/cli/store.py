@@ -39,12 +39,13 @@ def _print_json(data: object) -> None:
 
 
 @contextmanager
-def _progress(console: Console) -> Iterator[Progress]:
-    """Progress bars on stderr (stdout stays clean for ``--json``); removed when done."""
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
-    ) as progress:
+def _progress(console: Console, *, counts: bool = True) -> Iterator[Progress]:
+    """Progress bars on stderr (stdout stays clean for ``--json``); removed when done. ``counts`` shows
+    done/total (rows, events) next to the percentage; off for byte positions."""
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
+    if counts:
+        columns.append(MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as progress:
         yield progress
 
 
@@ -73,12 +74,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         rows as one durable, idempotent append (re-ingesting a file stores nothing twice: re-sent event_ids are
         counted as duplicates). Exit code 0 when the file was processed, even if some rows were rejected (see
         "rejected" in the report); 2 with --strict when any row is bad (then nothing is stored), or when the file,
-        format or store is unusable.
+        format or store is unusable. Line numbers: JSONL and CSV count file lines (the CSV header is line 1),
+        Parquet counts rows from 1. Timestamps: ts/timestamp (ISO-8601 or epoch seconds) or ts_us (microseconds).
         """
         from belong.eventlog import open_store
         from belong.ingest import ingest_file
 
-        with open_store(_store_spec(store)) as st, _progress(err) as progress:
+        by_rows = (fmt or file.suffix.lower().lstrip(".")) in ("parquet", "pq")  # else progress is by bytes
+        with open_store(_store_spec(store)) as st, _progress(err, counts=by_rows) as progress:
             task = progress.add_task(f"ingest {file.name}", total=None)
             report = ingest_file(
                 file, st, kind=kind, fmt=fmt, strict=strict,

@@ -29,8 +29,7 @@ class World:
     meta: dict = field(default_factory=dict)
 
 
-#: dataset names accepted by :func:`load_world` (besides ``lightgcn:DIR`` and ``edges:FILE``).
-NAMED_DATASETS = ("hetrec-lastfm", "ml-100k")
+#: the dataset specs :func:`load_world` accepts.
 SPEC_HELP = "hetrec-lastfm | ml-100k | lightgcn:DIR | edges:FILE.csv"
 EVENT_BATCH = 100_000
 

@@ -10,7 +10,9 @@ Per model, after one ``fit`` on the training part (timed once, counted in both t
 
 Output: ``{"dataset", "protocol", "k", "users", "items", "models": {name: {"seconds", "reference_seconds",
 "speedup", "fit_seconds", "rank_seconds", "reference_rank_seconds", "rank_speedup", "recall",
-"reference_recall", "identical_recall"}}}``; ``speedup`` = reference_seconds / seconds.
+"reference_recall", "identical_recall", "users_with_different_recall", "params"}}}``; ``speedup`` =
+reference_seconds / seconds. Recall can differ only where scores tie at rank K (the fused top-K and the stable
+full sort may keep different tied items), e.g. for MostPopular.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from belong.evaluation import metrics as M
 from belong.evaluation.data import load_interactions
 from belong.evaluation.harness import top_k_full
-from belong.evaluation.modelspec import build_model, dataset_key, model_params
+from belong.evaluation.modelspec import build_model, model_params, tuned_keys
 from belong.evaluation.splitters import Split, default_protocol, make_split
 
 
@@ -61,11 +63,12 @@ def bench_model(name: str, params: dict[str, Any], split: Split, k: int) -> dict
     ref = reference_recall(model, split, users, k)
     ref_s = time.perf_counter() - t0
     return {
-        "seconds": round(fit_s + rank_s, 4), "reference_seconds": round(fit_s + ref_s, 4),
-        "speedup": round((fit_s + ref_s) / (fit_s + rank_s), 3), "fit_seconds": round(fit_s, 4),
-        "rank_seconds": round(rank_s, 4), "reference_rank_seconds": round(ref_s, 4),
+        "seconds": round(fit_s + rank_s, 6), "reference_seconds": round(fit_s + ref_s, 6),
+        "speedup": round((fit_s + ref_s) / (fit_s + rank_s), 3), "fit_seconds": round(fit_s, 6),
+        "rank_seconds": round(rank_s, 6), "reference_rank_seconds": round(ref_s, 6),
         "rank_speedup": round(ref_s / rank_s, 3), "recall": float(recall.mean()), "reference_recall": float(ref.mean()),
-        "identical_recall": bool(np.array_equal(recall, ref)), "params": model.get_config(),
+        "identical_recall": bool(np.array_equal(recall, ref)),
+        "users_with_different_recall": int(np.count_nonzero(recall != ref)), "params": model.get_config(),
     }
 
 
@@ -76,8 +79,8 @@ def bench_evaluate(spec: str, models: Sequence[str], k: int = 20,
     split = make_split(default_protocol(data), data)
     out: dict[str, Any] = {"dataset": data.meta.get("dataset", spec), "protocol": split.protocol, "k": k,
                            "users": int(split.test_users.size), "items": data.n_items, "models": {}}
-    for name, params in model_params(list(models), {}, dataset_key(str(data.meta.get("dataset", spec)))):
-        out["models"][name] = bench_model(name, params, split, k)
+    for choice in model_params(list(models), {}, tuned_keys(str(data.meta.get("dataset", spec)), split.protocol)):
+        out["models"][choice.name] = bench_model(choice.name, choice.params, split, k)
         if on_model is not None:
-            on_model(name)
+            on_model(choice.name)
     return out

@@ -29,7 +29,7 @@ import numpy as np
 
 from belong.errors import ValidationError
 from belong.evaluation import metrics as M
-from belong.evaluation.modelspec import build_model
+from belong.evaluation.modelspec import ModelChoice, build_model
 from belong.evaluation.splitters import SAMPLED, Split
 from belong.evaluation.stats import bootstrap_ci, paired_test
 from belong.interactions import Interactions
@@ -78,11 +78,13 @@ class ModelResult:
     score_seconds: float
     users: np.ndarray
     per_user: dict[str, np.ndarray] = field(repr=False)
+    params_source: str = "given"
     tuned: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "model": self.model, "params": self.params, "metrics": self.metrics, "ci95": self.ci95,
+            "model": self.model, "params": self.params, "params_source": self.params_source,
+            "metrics": self.metrics, "ci95": self.ci95,
             "segments": self.segments, "fit_seconds": round(self.fit_seconds, 4),
             "score_seconds": round(self.score_seconds, 4), "users_evaluated": int(len(self.users)),
         }
@@ -205,10 +207,10 @@ def _tune(name: str, split: Split, params: dict[str, Any], trials: int, k: int, 
     return result.best_params, record
 
 
-def run(data: Interactions, split: Split, models: Sequence[tuple[str, dict[str, Any]]], ks: Sequence[int], *,
+def run(data: Interactions, split: Split, models: Sequence[ModelChoice], ks: Sequence[int], *,
         tune_trials: int = 0, seed: int = 0, progress: ProgressFn | None = None,
         on_tune: Callable[[str], None] | None = None) -> EvaluationRun:
-    """Evaluate ``models`` — ``(name, params)`` pairs, params already merged with defaults — on ``split``.
+    """Evaluate ``models`` (parameters already merged with defaults, see ``modelspec.model_params``) on ``split``.
 
     With ``tune_trials > 0`` each registry model is first tuned with :func:`belong.tuning.tune` on a validation
     split carved from ``split.train`` only (explicit params stay fixed); the tuned values are recorded.
@@ -219,15 +221,16 @@ def run(data: Interactions, split: Split, models: Sequence[tuple[str, dict[str, 
     if not ks or ks[0] <= 0:
         raise ValidationError("k", f"must be positive integers, got {ks}")
     results = []
-    for name, params in models:
-        tuned = None
+    for choice in models:
+        name, params, source, tuned = choice.name, choice.params, choice.params_source, None
         if tune_trials > 0 and ":" not in name:
             if on_tune is not None:
                 on_tune(name)
             params, tuned = _tune(name, split, params, tune_trials, primary_k(ks), seed)
+            source = f"tuned here ({tune_trials} trials)"
         model = build_model(name, params)
         result = evaluate_model(model, split, ks, name=name, seed=seed, progress=progress)
-        result.tuned = tuned
+        result.params_source, result.tuned = source, tuned
         results.append(result)
     pk = primary_k(ks)
     paired = paired_comparisons(results, f"ndcg@{pk}") if len(results) > 1 else {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +61,31 @@ def parse_model_params(raw: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def dataset_key(name: str) -> str:
-    """The key tuned values are filed under: the dataset name, lower case, other characters as '-'."""
-    key = re.sub(r"[^a-z0-9._-]+", "-", Path(name).name.lower()).strip("-.")
-    return key or "unknown"
+#: protocols whose tuned values are filed under ``<dataset key>-<suffix>`` (tuned on their own validation).
+PROTOCOL_KEY_SUFFIX = {"loo-sampled": "loo"}
+
+
+def tuned_keys(dataset: str, protocol: str) -> list[str]:
+    """Keys to look tuned values up under, most specific first.
+
+    The dataset name (lower case, other characters as '-'; ``edges:lastfm_asia_edges`` -> ``edges-lastfm_asia_edges``),
+    also without a ``-split`` suffix (LightGCN folders: ``ml-1m-lcfn-split`` -> ``ml-1m-lcfn``); each preceded by
+    its protocol-specific variant (``ml-100k`` + ``loo-sampled`` -> ``ml-100k-loo``).
+    """
+    base = re.sub(r"[^a-z0-9._-]+", "-", Path(dataset).name.lower()).strip("-.") or "unknown"
+    bases = [base] + ([base.removesuffix("-split")] if base.endswith("-split") else [])
+    suffix = PROTOCOL_KEY_SUFFIX.get(protocol)
+    return [k for b in bases for k in ([f"{b}-{suffix}"] if suffix else []) + [b]]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model to evaluate: its name, its parameters and where they came from (``tuned:<key>``, ``defaults``
+    or ``--param`` when every value was given explicitly)."""
+
+    name: str
+    params: dict[str, Any]
+    params_source: str = "given"
 
 
 def resolve_models(names: list[str], square: bool) -> list[str]:
@@ -85,8 +107,9 @@ def resolve_models(names: list[str], square: bool) -> list[str]:
     return out
 
 
-def model_params(names: list[str], overrides: dict[str, dict[str, Any]], key: str) -> list[tuple[str, dict]]:
-    """Each model's parameters: tuned values for the dataset (else the model defaults), then ``--param``s."""
+def model_params(names: list[str], overrides: dict[str, dict[str, Any]], keys: list[str]) -> list[ModelChoice]:
+    """Each model's parameters: tuned values under the first of ``keys`` that has them (else the model's
+    defaults), then the explicit ``--param`` overrides on top."""
     from belong.models import registry
 
     canon = {}
@@ -97,6 +120,11 @@ def model_params(names: list[str], overrides: dict[str, dict[str, Any]], key: st
         raise ValidationError("param", f"names model {unknown[0]!r}, which is not among --model {', '.join(names)}")
     out = []
     for name in names:
-        base = {} if ":" in name else registry.default_params(name, key)
-        out.append((name, {**base, **canon.get(name, {})}))
+        base: dict[str, Any] = {}
+        source = "given"
+        if ":" not in name:
+            key = next((k for k in keys if registry.tuned_params(name, k) is not None), None)
+            base = registry.default_params(name, key)
+            source = f"tuned:{key}" if key else "defaults"
+        out.append(ModelChoice(name, {**base, **canon.get(name, {})}, source))
     return out

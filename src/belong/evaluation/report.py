@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+SEGMENT_ORDER = ("warm", "cold", "light", "heavy", "teen", "adult")
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
@@ -67,7 +68,8 @@ def _plot_segments(run: dict[str, Any], metric: str) -> str:
     import numpy as np
 
     results = _results(run)
-    segments = sorted({s for r in results for s in r["segments"]})
+    present = {s for r in results for s in r["segments"]}
+    segments = [s for s in SEGMENT_ORDER if s in present] + sorted(present - set(SEGMENT_ORDER))
     fig, ax = plt.subplots(figsize=(10, 3.6))
     width = 0.8 / max(len(results), 1)
     x = np.arange(len(segments))
@@ -78,7 +80,7 @@ def _plot_segments(run: dict[str, Any], metric: str) -> str:
     ax.set_xticks(x, [f"{s}\n({users[s]:,} users)" for s in segments])
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per segment")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=.3)
     return _png(fig)
 

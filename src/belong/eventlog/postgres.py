@@ -7,6 +7,10 @@ transaction: the batch is atomic, re-sent ``event_id``s (from earlier batches or
 skipped, and ``seq`` follows the batch order. The session forces ``synchronous_commit = on``, so ``COMMIT`` returns
 only after the WAL is flushed: an acknowledged batch survives a SIGKILL of the client and a crash of the server.
 
+Indexes are the minimum the contract needs: the primary key on ``event_id`` (byte-wise collation: ids are compared,
+never sorted for people) makes re-sends no-ops, and ``(ts_us, seq)`` serves time-range reads in order; ``seq`` has
+no index of its own.
+
 One connection serves writes and small reads under a lock (thread-safe); every ``iter_events`` opens its own
 connection with a server-side cursor, so a long export never holds the write lock.
 """
@@ -33,8 +37,8 @@ _EVENT_COLS_SQL = ", ".join(EVENT_COLUMNS)
 _DDL = """
 SELECT pg_advisory_xact_lock(hashtext('belong.eventlog.ddl:' || current_schema()));
 CREATE TABLE IF NOT EXISTS events (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY NOT NULL,
+    event_id TEXT COLLATE "C" PRIMARY KEY,
     ts_us BIGINT NOT NULL,
     type TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -106,7 +110,11 @@ class PostgresStore(EventStore):
         self._dsn = url
         self._lock = threading.Lock()
         self._conn = self._connect()
-        self._guard(self._create_schema)  # also turns a failure (e.g. no CREATE privilege) into StoreError
+        try:
+            self._guard(self._create_schema)  # also turns a failure (e.g. no CREATE privilege) into StoreError
+        except StoreError:
+            self._conn.close()
+            raise
 
     # -- connection ------------------------------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:

@@ -95,34 +95,42 @@ class SqliteStore(EventStore):
         self._lock = threading.Lock()
 
     # -- writes ------------------------------------------------------------------------------------------------
-    def _append_table(self, table: pa.Table) -> AppendResult:
-        rows = table_rows(table, EVENT_COLUMNS)
+    def _write(self, sql: str, rows: list[tuple]) -> int:
+        """``executemany`` in one IMMEDIATE transaction, durable when it returns; the number of rows changed."""
         with self._lock:
             conn = self._conn
             before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_INSERT_EVENTS, rows)
-                conn.execute("COMMIT")  # synchronous=FULL: fsync of the WAL before COMMIT returns
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            accepted = conn.total_changes - before
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, rows)
+                    conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before COMMIT returns
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"store: writing to {self.path} failed: {exc}") from None
+            return conn.total_changes - before
+
+    def _append_table(self, table: pa.Table) -> AppendResult:
+        rows = table_rows(table, EVENT_COLUMNS)
+        accepted = self._write(_INSERT_EVENTS, rows)
         return AppendResult(accepted=accepted, duplicates=len(rows) - accepted)
 
     def _upsert(self, kind: str, table: pa.Table) -> int:
         names = ENTITY_SCHEMAS[kind].names
         sql = f"INSERT OR REPLACE INTO {kind} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         rows = table_rows(table, names)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(sql, rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        self._write(sql, rows)
         return len(rows)
+
+    def _query(self, sql: str) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store: reading {self.path} failed: {exc}") from None
 
     # -- reads -------------------------------------------------------------------------------------------------
     def iter_events(
@@ -150,15 +158,14 @@ class SqliteStore(EventStore):
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         try:
             cur = conn.execute(sql, params)
-            while True:
-                rows = cur.fetchmany(batch_size)
-                if not rows:
-                    break
+            while rows := cur.fetchmany(batch_size):
                 cols = list(zip(*rows, strict=True))
                 yield pa.RecordBatch.from_arrays(
                     [pa.array(c, type=f.type) for c, f in zip(cols, EVENT_SCHEMA, strict=True)],
                     schema=EVENT_SCHEMA,
                 )
+        except sqlite3.Error as exc:
+            raise StoreError(f"store: reading events from {self.path} failed: {exc}") from None
         finally:
             conn.close()
 
@@ -166,8 +173,7 @@ class SqliteStore(EventStore):
         if kind not in ENTITY_SCHEMAS:
             raise StoreError(f"kind: unknown entity kind {kind!r}")
         schema = ENTITY_SCHEMAS[kind]
-        with self._lock:
-            rows = self._conn.execute(f"SELECT {', '.join(schema.names)} FROM {kind} ORDER BY id").fetchall()
+        rows = self._query(f"SELECT {', '.join(schema.names)} FROM {kind} ORDER BY id")
         if not rows:
             return schema.empty_table()
         cols = [list(c) for c in zip(*rows, strict=True)]
@@ -179,27 +185,21 @@ class SqliteStore(EventStore):
         return pa.table(dict(zip(schema.names, cols, strict=True)), schema=schema)
 
     def counts_by_type(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._conn.execute("SELECT type, COUNT(*) FROM events GROUP BY type").fetchall()
-        return {t: int(n) for t, n in rows}
+        return {t: int(n) for t, n in self._query("SELECT type, COUNT(*) FROM events GROUP BY type")}
 
     def entity_counts(self) -> dict[str, int]:
-        with self._lock:
-            return {
-                k: int(self._conn.execute(f"SELECT COUNT(*) FROM {k}").fetchone()[0]) for k in ENTITY_SCHEMAS
-            }
+        sql = " UNION ALL ".join(f"SELECT '{k}', COUNT(*) FROM {k}" for k in ENTITY_SCHEMAS)
+        return {k: int(n) for k, n in self._query(sql)}
 
     def time_span(self) -> tuple[int, int] | None:
-        with self._lock:
-            lo, hi = self._conn.execute("SELECT MIN(ts_us), MAX(ts_us) FROM events").fetchone()
+        lo, hi = self._query("SELECT MIN(ts_us), MAX(ts_us) FROM events")[0]
         return None if lo is None else (int(lo), int(hi))
 
     def activity_counts(self) -> dict[str, int]:
-        with self._lock:
-            users, communities = self._conn.execute(
-                "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT CASE WHEN target_kind = 'community' THEN target END) "
-                "FROM events"
-            ).fetchone()
+        users, communities = self._query(
+            "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT CASE WHEN target_kind = 'community' THEN target END) "
+            "FROM events"
+        )[0]
         return {"active_users": int(users), "active_communities": int(communities)}
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from belong.features.online import (
     OnlineFeatureStore,
     RedisFeatureStore,
     open_feature_store,
+    stale_features,
 )
 from belong.features.registry import DECLARED, SURFACE_FEATURES, FeatureSpec, get_spec, specs_for
 from belong.features.state import EventCursor, FeatureState
@@ -43,4 +44,5 @@ __all__ = [
     "materialize",
     "open_feature_store",
     "specs_for",
+    "stale_features",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from belong.domain import Surface
+from belong.domain import Surface, parse_enum
 from belong.errors import ValidationError
 from belong.features.online import OnlineFeatureStore
 from belong.features.pairs import membership_pair, user_community, user_user
@@ -80,8 +80,6 @@ def hydrate(
     ``request`` optionally gives per-candidate request-time values (``src_<source>_score``, ...), aligned with
     ``candidates``. Unknown entities read as the declared defaults.
     """
-    from belong.domain import parse_enum
-
     surface = parse_enum(surface, Surface, "surface")
     if request is not None and len(request) != len(candidates):
         raise ValidationError("request", f"has {len(request)} entries for {len(candidates)} candidates")

@@ -17,8 +17,9 @@ from belong.features.catalog import Catalog
 from belong.features.online import OnlineFeatureStore
 from belong.features.state import EventCursor, FeatureState
 
-Progress = Callable[[str, int], None]
-"""``progress(stage, n)``: called with ``("events", n_folded)`` per batch and ``("<entity>", n_written)`` per chunk."""
+Progress = Callable[[str, int, int | None], None]
+"""``progress(stage, n, total)``: ``("events", n_folded, None)`` per batch folded, then
+``("<entity>", n_written, n_rows_of_that_entity)`` per chunk written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ def fold(
         for batch in store.iter_events(end_us=as_of_us, batch_size=batch_size):
             yield batch
             if progress is not None:  # resumed once the cursor has folded this batch
-                progress("events", batch.num_rows)
+                progress("events", batch.num_rows, None)
 
     EventCursor(state, batches()).advance_to(as_of_us)
     return state
@@ -82,7 +83,7 @@ def materialize(
             chunk = keys[lo : lo + write_chunk]
             features.write(entity, {k: state.row(entity, k, as_of) for k in chunk}, as_of)
             if progress is not None:
-                progress(entity, len(chunk))
+                progress(entity, len(chunk), len(keys))
         counts[entity] = len(keys)
     return MaterializeReport(
         as_of_us=as_of,

@@ -14,7 +14,7 @@ Missing entities and missing values read as the declared defaults; each returned
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -85,8 +85,21 @@ def _decode_row(entity: str, names: list[str], raw: Sequence[bytes | None], ts: 
     return row
 
 
+def stale_features(row: Mapping[str, Any], now_us: int) -> list[str]:
+    """Names in a row read from the store whose ``freshness_s`` is exceeded at ``now_us`` (every name when the
+    entity was never materialised); request-time and zero-freshness features are never stale."""
+    ts = row.get(MATERIALIZED_AT)
+    names = [n for n in row if n != MATERIALIZED_AT]
+    if ts is None:
+        return names
+    age_s = (now_us - ts) / 1_000_000
+    return [n for n in names if (f := get_spec(n).freshness_s) > 0 and age_s > f]
+
+
 class OnlineFeatureStore(abc.ABC):
     """Entity rows keyed by (entity, key); see the module docstring."""
+
+    url: str
 
     def write(self, entity: str, rows: Mapping[str, Mapping[str, Any]], ts_us: int) -> int:
         """Replace the rows of ``entity`` for the given keys, stamped as materialised at ``ts_us``."""
@@ -109,6 +122,7 @@ class OnlineFeatureStore(abc.ABC):
         return [_decode_row(e, fields[e], vals, ts) for (e, _), (vals, ts) in zip(reqs, raw, strict=True)]
 
     def read(self, entity: str, key: str, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """One row (a one-request :meth:`read_many`)."""
         return self.read_many([(entity, key)], names)[0]
 
     @abc.abstractmethod
@@ -147,8 +161,10 @@ class InProcessFeatureStore(OnlineFeatureStore):
         for key, fields in rows.items():
             self._rows[(entity, key)] = (fields, ts)
 
-    def _read(self, requests, fields):
-        out = []
+    def _read(
+        self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
+    ) -> list[tuple[list[bytes | None], bytes | None]]:
+        out: list[tuple[list[bytes | None], bytes | None]] = []
         for e, k in requests:
             stored = self._rows.get((e, k))
             if stored is None:
@@ -168,7 +184,8 @@ class InProcessFeatureStore(OnlineFeatureStore):
 
 
 class RedisFeatureStore(OnlineFeatureStore):
-    """Rows as Redis hashes under ``prefix``; writes and reads are pipelined (``transaction=False``)."""
+    """Rows as Redis hashes under ``prefix``. Reads: one pipeline (``transaction=False``) of HMGETs; writes: one
+    MULTI/EXEC pipeline per ``write_chunk`` rows, each row replaced whole (DEL + HSET)."""
 
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, write_chunk: int = 1000) -> None:
         import redis
@@ -189,27 +206,27 @@ class RedisFeatureStore(OnlineFeatureStore):
         ts = str(ts_us).encode()
         items = list(rows.items())
         for lo in range(0, len(items), self.write_chunk):
-            pipe = self._client.pipeline(transaction=False)
+            # MULTI/EXEC: a reader never sees a row between its DEL and its HSET (still one round trip a chunk)
+            pipe = self._client.pipeline(transaction=True)
             for key, fields in items[lo : lo + self.write_chunk]:
                 k = self._k(entity, key)
                 pipe.delete(k)
                 pipe.hset(k, mapping={**fields, _TS_FIELD: ts})
             pipe.execute()
 
-    def _read(self, requests, fields):
+    def _read(
+        self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
+    ) -> list[tuple[list[bytes | None], bytes | None]]:
         pipe = self._client.pipeline(transaction=False)
         for e, k in requests:
             pipe.hmget(self._k(e, k), [*fields[e], _TS_FIELD])
         replies = pipe.execute()
         return [(vals[:-1], vals[-1]) for vals in replies]
 
-    def keys(self) -> Iterable[bytes]:
-        return self._client.scan_iter(match=f"{self.prefix}*", count=1000)
-
     def clear(self) -> int:
         n = 0
         batch: list[bytes] = []
-        for k in self.keys():
+        for k in self._client.scan_iter(match=f"{self.prefix}*", count=1000):
             batch.append(k)
             if len(batch) >= 1000:
                 n += self._client.unlink(*batch)

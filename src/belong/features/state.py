@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -39,6 +40,7 @@ PAIR_INTERACTION_TYPES = frozenset(
     {EventType.FRIEND_REQUEST, EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE, EventType.BLOCK,
      EventType.REPORT, EventType.CLICK}
 )
+_FOLD_COLUMNS = ("ts_us", "type", "actor", "target", "target_kind")
 _ACT = frozenset(t.value for t in ACTIVITY_TYPES)
 _PAIR = frozenset(t.value for t in PAIR_INTERACTION_TYPES)
 
@@ -70,7 +72,7 @@ class FeatureState:
         self._members: dict[str, set[str]] = {}
         self._size_ts: dict[str, array] = {}
         self._size_val: dict[str, array] = {}
-        self._co: dict[str, dict[str, int]] = {}
+        self._co: defaultdict[str, Counter[str]] = defaultdict(Counter)  # co-member counts of two communities
         self._friends: dict[str, set[str]] = {}
         self._interactions: dict[str, dict[str, int]] = {}
         self._blocked_users: dict[str, set[str]] = {}
@@ -132,11 +134,10 @@ class FeatureState:
         mine = self._memberships.setdefault(user, set())
         if community in mine:
             return
-        co = self._co.setdefault(community, {})
+        co = self._co
+        co[community].update(mine)  # counted in C; the reverse direction needs the loop
         for other in mine:
-            co[other] = co.get(other, 0) + 1
-            back = self._co.setdefault(other, {})
-            back[community] = back.get(community, 0) + 1
+            co[other][community] += 1
         mine.add(community)
         members = self._members.setdefault(community, set())
         members.add(user)
@@ -278,7 +279,7 @@ class EventCursor:
                 self._done = True
                 return False
             if batch.num_rows:
-                self._cols = [batch.column(n).to_pylist() for n in ("ts_us", "type", "actor", "target", "target_kind")]
+                self._cols = [batch.column(n).to_pylist() for n in _FOLD_COLUMNS]
                 self._pos = 0
                 return True
         return False
@@ -288,8 +289,7 @@ class EventCursor:
         n = 0
         apply = self.state.apply
         while True:
-            ts, types, actors, targets, kinds = self._cols
-            if self._pos >= len(ts) and not self._refill():
+            if self._pos >= len(self._cols[0]) and not self._refill():
                 return n
             ts, types, actors, targets, kinds = self._cols
             end = len(ts) if t_us is None else bisect_left(ts, t_us, lo=self._pos)

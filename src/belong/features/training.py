@@ -186,11 +186,60 @@ def _check_rows(rows: pa.Table, surface: Surface) -> tuple[pa.Table, list[str]]:
             raise ValidationError(name, "is a required column of the candidates table")
         if rows[name].null_count:
             raise ValidationError(name, "must not contain nulls")
+    for name in ("user_id", "item_id"):  # ids are strings everywhere outside a model
+        col = rows[name]
+        if pa.types.is_integer(col.type):
+            rows = rows.set_column(rows.schema.get_field_index(name), name, pc.cast(col, pa.string()))
+        elif not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            raise ValidationError(name, f"must hold string ids, got {col.type}")
     if not pa.types.is_integer(rows["ts_us"].type):
         raise ValidationError("ts_us", f"must be integer microseconds, got {rows['ts_us'].type}")
     request = [c for c in rows.column_names if c not in ROW_COLUMNS and c not in _IMPRESSION_EXTRA]
     check_request_features(dict.fromkeys(request), surface)
     return rows, request
+
+
+def _feature_columns(
+    surface: Surface,
+    events: pa.Table,
+    catalog: Catalog,
+    users: list[str],
+    items: list[str],
+    stamps: list[int],
+    request_values: dict[str, list[Any]],
+    feature_cols: list[str],
+    progress: Callable[[int], None] | None,
+) -> dict[str, list[Any]]:
+    """Feature values of time-ordered rows: one state folds the log, each row sees events strictly before it.
+    Entity rows are computed once per (entity, distinct ts) — a request's candidates share its user's row."""
+    columns: dict[str, list[Any]] = {c: [] for c in feature_cols}
+    request = list(request_values)
+    state = FeatureState(catalog)
+    cursor = EventCursor(state, [events])
+    entity = CANDIDATE_ENTITY[surface]
+    user_rows: dict[str, dict[str, Any]] = {}
+    item_rows: dict[str, dict[str, Any]] = {}
+    current: int | None = None
+    for i, (u, item, t) in enumerate(zip(users, items, stamps, strict=True)):
+        if t != current:
+            cursor.advance_to(t)
+            user_rows.clear()
+            item_rows.clear()
+            current = t
+        urow = user_rows.get(u)
+        if urow is None:
+            urow = user_rows[u] = state.user_row(u, t)
+        irow = item_rows.get(item)
+        if irow is None:
+            irow = item_rows[item] = state.row(entity, item, t)
+        values = {c: request_values[c][i] for c in request}
+        for name, value in candidate_features(surface, u, urow, item, irow, values, request).items():
+            columns[name].append(value)
+        if progress is not None and (i + 1) % 1000 == 0:
+            progress(i + 1)
+    if progress is not None:
+        progress(len(users))
+    return columns
 
 
 def build_training_set(
@@ -207,7 +256,8 @@ def build_training_set(
 
     ``source`` is an event store (events and catalogue) or an event table (then pass ``catalog``). Output rows
     are in time order: ``request_id``, ``user_id``, ``item_id``, ``ts_us`` (+ ``position``, ``propensity`` for
-    impressions), request-time columns, the surface's features, then labels and ``weight``.
+    impressions), the surface's features (:data:`SURFACE_FEATURES`), its request-time columns, then the labels
+    and ``weight``. The whole event table is held in memory.
     ``progress(n)`` is called with the number of rows done, every 1000 rows and at the end.
     """
     surface = parse_enum(surface, Surface, "surface")
@@ -232,30 +282,11 @@ def build_training_set(
     users = rows["user_id"].to_pylist()
     items = rows["item_id"].to_pylist()
     stamps = rows["ts_us"].to_pylist()
-    req_values = {c: rows[c].to_pylist() for c in request}
+    request_values = {c: rows[c].to_pylist() for c in request}
     feature_cols = list(SURFACE_FEATURES[surface]) + request_columns(surface, request)
-    columns: dict[str, list[Any]] = {c: [] for c in feature_cols}
-    state = FeatureState(catalog)
-    cursor = EventCursor(state, [events])
-    entity = CANDIDATE_ENTITY[surface]
-    user_cache: dict[str, dict[str, Any]] = {}
-    item_cache: dict[str, dict[str, Any]] = {}
-    current: int | None = None
-    for i, (u, item, t) in enumerate(zip(users, items, stamps, strict=True)):
-        if t != current:
-            cursor.advance_to(t)
-            user_cache.clear()
-            item_cache.clear()
-            current = t
-        urow = user_cache.get(u) or user_cache.setdefault(u, state.user_row(u, t))
-        irow = item_cache.get(item) or item_cache.setdefault(item, state.row(entity, item, t))
-        req = {c: req_values[c][i] for c in request}
-        for name, value in candidate_features(surface, u, urow, item, irow, req, request).items():
-            columns[name].append(value)
-        if progress is not None and (i + 1) % 1000 == 0:
-            progress(i + 1)
-    if progress is not None:
-        progress(rows.num_rows)
+    columns = _feature_columns(
+        surface, events, catalog, users, items, stamps, request_values, feature_cols, progress
+    )
     frame = pd.DataFrame({"user_id": users, "item_id": items, "ts": stamps})
     span_end = int(pc.max(events["ts_us"]).as_py()) if events.num_rows else 0
     labels = label(

@@ -62,9 +62,8 @@ class AdamicAdar(_NeighbourHeuristic):
 
     def _node_weights(self, degree: np.ndarray) -> np.ndarray:
         # a node of degree 1 is nobody's *common* neighbour (its only link would be to both ends): weight 0
-        out = np.zeros_like(degree)
-        np.divide(1.0, np.log(degree), out=out, where=degree > 1)
-        return out
+        log_degree = np.log(np.maximum(degree, 1.0))
+        return np.divide(1.0, log_degree, out=np.zeros_like(degree), where=degree > 1)
 
 
 class ResourceAllocation(_NeighbourHeuristic):

@@ -129,6 +129,7 @@ class InactiveFilter(Filter):
     """Deleted or banned users, communities and content (and content of deleted/banned communities)."""
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        state.profile(request)  # unknown users fail here as everywhere
         active = EntityStatus.ACTIVE.value
 
         def why(i: int) -> str | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from belong.domain import AgeGroup, Community, EntityStatus, Event, EventType, User
@@ -139,11 +140,12 @@ class _Overlay:
         return True
 
     def matrix(self, shape: tuple[int, int]) -> sp.csr_matrix:
+        """A fresh CSR of base + overlay, grown to ``shape``."""
         base = self.base
         if base.shape != shape:
             base = sp.csr_matrix((base.data, base.indices, np.pad(base.indptr, (0, shape[0] - base.shape[0]), mode="edge")), shape=shape)
         if not any(self.add_r.values()) and not any(self.del_r.values()):
-            return base
+            return base.copy()  # callers may modify their matrix in place
         lil = base.tolil()
         for i, js in self.add_r.items():
             for j in js:
@@ -338,10 +340,14 @@ class WorldState:
     def _heat(self, target: np.ndarray, actor: np.ndarray, weight: np.ndarray, n: int) -> dict[str, np.ndarray]:
         out = {"all": np.bincount(target, weights=weight, minlength=n)}
         for attr, key in ((self.user_locale, "locale"), (self.user_age, "age")):
-            labels = np.asarray(attr, dtype=object)[actor] if actor.size else np.empty(0, object)
-            for value in set(labels.tolist()) - {"und", "unknown"}:
-                m = labels == value
-                out[f"{key}:{value}"] = np.bincount(target[m], weights=weight[m], minlength=n)
+            values, per_user = np.unique(np.asarray(attr, dtype=object).astype(str), return_inverse=True)
+            codes = per_user[actor]
+            for code, value in enumerate(values.tolist()):
+                if value in ("und", "unknown"):
+                    continue
+                m = codes == code
+                if m.any():
+                    out[f"{key}:{value}"] = np.bincount(target[m], weights=weight[m], minlength=n)
         return out
 
     @classmethod
@@ -367,6 +373,30 @@ class WorldState:
         st._load_events(events)
         return st
 
+    @staticmethod
+    def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:
+        """Dense indices of ``values``; unknown ids are added (in order of first appearance) via ``ensure``,
+        or map to -1 when ``ensure`` is None."""
+        if len(values) == 0:
+            return np.empty(0, np.int64)
+
+        def find() -> np.ndarray:
+            if not len(ids):
+                return np.full(len(values), -1, np.int64)
+            found = pc.index_in(values, value_set=pa.array(ids.ids, pa.string()))
+            return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+        idx = find()
+        miss = np.flatnonzero(idx < 0)
+        if miss.size and ensure is not None:
+            missing = values.take(pa.array(miss)).to_numpy(zero_copy_only=False)
+            uniq, first = np.unique(missing, return_index=True)
+            order = np.argsort(first, kind="stable")
+            for v, t in zip(uniq[order].tolist(), ts[miss][first[order]].tolist(), strict=True):
+                ensure(v, int(t))
+            idx = find()
+        return idx
+
     def _add_content(self, xid: str, c: int, kind: str, created: int, text: str, status: str) -> int:
         i = self.content.index.get(xid)
         if i is None:
@@ -381,47 +411,55 @@ class WorldState:
         return i
 
     def _load_events(self, events: pa.Table) -> None:
-        cols = {n: events.column(n).to_numpy(zero_copy_only=False) for n in ("ts_us", "type", "actor", "target",
-                                                                          "target_kind", "value")}
-        order = np.argsort(cols["ts_us"], kind="stable")
-        ts, etype, actor, target, tkind, value = (cols[n][order] for n in ("ts_us", "type", "actor", "target",
-                                                                           "target_kind", "value"))
+        events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))  # stable: ties keep log order
+        ts = events.column("ts_us").to_numpy().astype(np.int64)
+        value = events.column("value").to_numpy().astype(np.float64)
+        actor = events.column("actor").combine_chunks()
+        target = events.column("target").combine_chunks()
+
+        def codes(name: str) -> tuple[np.ndarray, dict[str, int]]:
+            enc = events.column(name).combine_chunks().dictionary_encode()
+            return enc.indices.to_numpy(zero_copy_only=False), {v: i for i, v in enumerate(enc.dictionary.to_pylist())}
+
+        type_codes, type_dict = codes("type")
+        kind_codes, kind_dict = codes("target_kind")
+
+        def is_type(*names: str) -> np.ndarray:
+            return np.isin(type_codes, [type_dict[n] for n in names if n in type_dict])
+
+        def is_kind(name: str) -> np.ndarray:
+            return kind_codes == kind_dict.get(name, -1)
+
+        etype_join = type_codes == type_dict.get("join", -1)
+        etype_accept = type_codes == type_dict.get("friend_accept", -1)
         self.now_us = int(ts.max()) if ts.size else 0
-        first_ts: dict[str, int] = {}
-        for a, t in zip(actor.tolist(), ts.tolist(), strict=True):
-            first_ts.setdefault(a, t)
-        for a, t in first_ts.items():
-            self._ensure_user(a, t)
-        uidx = np.fromiter((self.users.index[a] for a in actor.tolist()), np.int64, actor.size)
+        uidx = self._lookup(self.users, actor, ts, self._ensure_user)
 
         def target_idx(mask: np.ndarray, kind: str) -> np.ndarray:
-            ids = target[mask].tolist()
-            tss = ts[mask].tolist()
+            sub = target.filter(pa.array(mask))
             if kind == "community":
-                return np.fromiter((self._ensure_community(c, t) for c, t in zip(ids, tss, strict=True)),
-                                   np.int64, len(ids))
+                return self._lookup(self.communities, sub, ts[mask], self._ensure_community)
             if kind == "user":
-                return np.fromiter((self._ensure_user(c, t) for c, t in zip(ids, tss, strict=True)),
-                                   np.int64, len(ids))
-            return np.fromiter((self.content.index.get(c, -1) for c in ids), np.int64, len(ids))
+                return self._lookup(self.users, sub, ts[mask], self._ensure_user)
+            return self._lookup(self.content, sub, ts[mask], None)
 
         # memberships
-        m = np.isin(etype, ["join", "leave"])
-        a, b = _last_state(uidx[m], target_idx(m, "community"), etype[m] == "join")
+        m = is_type("join", "leave")
+        a, b = _last_state(uidx[m], target_idx(m, "community"), etype_join[m])
         # friendships (undirected)
-        f = np.isin(etype, ["friend_accept", "friend_remove"])
+        f = is_type("friend_accept", "friend_remove")
         fu, fv = uidx[f], target_idx(f, "user")
         lo, hi = np.minimum(fu, fv), np.maximum(fu, fv)
-        lo, hi = _last_state(lo, hi, etype[f] == "friend_accept")
+        lo, hi = _last_state(lo, hi, etype_accept[f])
         # blocks
         for kind, store in (("user", self.blocked_users), ("community", self.blocked_communities)):
-            bm = (etype == "block") & (tkind == kind)
+            bm = is_type("block") & is_kind(kind)
             for i, j in zip(uidx[bm].tolist(), target_idx(bm, kind).tolist(), strict=True):
                 store[i].add(j)
         # activity heat
-        cm = np.isin(etype, list(ACTIVITY_TYPES)) & (tkind == "community")
+        cm = is_type(*ACTIVITY_TYPES) & is_kind("community")
         c_idx = target_idx(cm, "community")
-        xm = np.isin(etype, list(ENGAGE_TYPES)) & (tkind == "content")
+        xm = is_type(*ENGAGE_TYPES) & is_kind("content")
         x_idx = target_idx(xm, "content")
         nu, nc, nx = self.n_users, self.n_communities, self.n_content
         self.members = _Overlay(_csr(a, b, (nu, nc)))

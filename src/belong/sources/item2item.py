@@ -37,7 +37,7 @@ def _holdout(X: sp.csr_matrix, n_users: int, seed: int) -> tuple[sp.csr_matrix, 
     held = X.indices[pos].astype(np.int64)
     data = X.data.copy()
     data[pos] = 0
-    Xt = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
+    Xt = sp.csr_matrix((data, X.indices.copy(), X.indptr.copy()), shape=X.shape)
     Xt.eliminate_zeros()
     return Xt, users, held
 

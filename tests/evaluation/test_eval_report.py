@@ -1,0 +1,53 @@
+"""The HTML report: self-contained, one table row and plot entry per model, segments and paired tests shown."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+from eval_helpers import CoOccurrence, Popularity, clusters
+
+from belong.errors import ValidationError
+from belong.evaluation import harness, modelspec
+from belong.evaluation.modelspec import ModelChoice
+from belong.evaluation.report import render_html, write_report
+from belong.evaluation.splitters import make_split
+
+
+@pytest.fixture(scope="module")
+def run_dict() -> dict:
+    data = clusters()
+    modelspec.register_factory("report-cooc", lambda rest, params: CoOccurrence())
+    modelspec.register_factory("report-pop", lambda rest, params: Popularity())
+    models = [ModelChoice("report-cooc:a", {}), ModelChoice("report-pop:b", {})]
+    return harness.run(data, make_split("given", data), models, [1, 2, 3]).to_dict()
+
+
+def test_report_has_tables_plots_and_models(run_dict: dict, tmp_path: Path) -> None:
+    path = write_report(tmp_path / "r.html", run_dict)
+    html = path.read_text()
+    for name in ("report-cooc:a", "report-pop:b", "Paired comparisons", "Metric by K", "Segments",
+                 "Popularity bias", "ndcg@2"):
+        assert name in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 3
+    assert all(base64.b64decode(img).startswith(b"\x89PNG") for img in images)
+    assert "<link" not in html and "<script" not in html  # nothing fetched from elsewhere
+    # the better model is highlighted in the comparison table
+    assert '<td class="best">1.0000' in html
+
+
+def test_report_for_a_single_model() -> None:
+    data = clusters()
+    single = harness.run(data, make_split("given", data), [ModelChoice("most-popular", {})], [1]).to_dict()
+    html = render_html(single)
+    assert "most-popular" in html and "Paired comparisons" not in html
+
+
+def test_unwritable_report_path_is_a_validation_error(run_dict: dict, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValidationError, match="report"):
+        write_report(blocker / "sub" / "r.html", run_dict)

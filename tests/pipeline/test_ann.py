@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from belong.ann import auto_index, available_backends, build_index, choose_backend
+from belong.errors import ValidationError
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(600, 16)).astype(np.float32), rng.normal(size=(40, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_backends_find_the_exact_top_items(vectors, backend):
+    items, queries = vectors
+    truth = np.argsort(-(queries @ items.T), axis=1)[:, :10]
+    ids, scores = build_index(items, backend).search(queries, 10)
+    assert ids.shape == (40, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids.tolist(), truth.tolist(), strict=True)])
+    assert recall >= 0.9
+    np.testing.assert_allclose(scores[:, 0], (queries @ items.T).max(axis=1), rtol=1e-4)
+
+
+def test_choose_backend_measures_and_exact_wins_when_small(vectors):
+    items, queries = vectors
+    best, report = choose_backend(items, queries, k=10)
+    assert set(report["results"]) == set(available_backends())
+    assert report["results"]["exact"]["recall"] == 1.0
+    for r in report["results"].values():
+        assert {"recall", "p50_ms", "qps", "build_s"} <= set(r)
+    ok = {b: r for b, r in report["results"].items() if r["recall"] >= 0.95}
+    assert best == min(ok, key=lambda b: ok[b]["p50_ms"])
+
+
+def test_auto_index_records_measurement(vectors):
+    items, queries = vectors
+    idx = auto_index(items, queries, k=10)
+    assert idx.meta["chosen"] == idx.backend and idx.meta["n"] == 600
+
+
+def test_bad_input():
+    with pytest.raises(ValidationError, match="backend"):
+        build_index(np.ones((3, 2), np.float32), "nope")
+    with pytest.raises(ValidationError, match="vectors"):
+        build_index(np.ones((0, 2), np.float32))

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from belong.errors import ValidationError
+from belong.interactions import Interactions
+from belong.pipeline.evaluable import PipelineEvaluable, make
+
+
+def _data() -> Interactions:
+    rng = np.random.default_rng(0)
+    users, items = [], []
+    for u in range(60):
+        group = u % 3
+        for i in rng.choice(10, 4, replace=False):
+            users.append(f"u{u}")
+            items.append(f"i{group * 10 + int(i)}")
+    return Interactions.from_ids(users, items)
+
+
+def test_adapter_ranks_unseen_items_in_train_indices():
+    data = _data()
+    model = make("communities/co_membership+friends_joined", {}).fit(data)
+    users = np.arange(10)
+    idx, scores = model.recommend_idx(users, 5)
+    assert idx.shape == (10, 5) and scores.shape == (10, 5)
+    X = data.csr()
+    for row, u in enumerate(users):
+        got = idx[row][idx[row] >= 0]
+        assert got.size and not set(got.tolist()) & set(X[u].indices.tolist())
+        assert np.all(np.diff(scores[row][idx[row] >= 0]) <= 0)
+        # co-membership stays inside the user's cluster of items
+        assert all(int(data.item_ids[i][1:]) // 10 == int(data.user_ids[u][1:]) % 3 for i in got)
+    assert [s["type"] for s in model.get_config()["sources"]] == ["co_membership", "friends_joined"]
+
+
+def test_people_surface_on_a_square_graph_and_errors():
+    ids = np.array([str(i) for i in range(6)])
+    g = Interactions.from_ids(["0", "1", "2", "3", "4"], ["1", "2", "3", "4", "0"], user_ids=ids, item_ids=ids)
+    model = PipelineEvaluable("people/friends_of_friends").fit(g)
+    idx, _ = model.recommend_idx(np.array([0]), 3)
+    assert set(idx[0][idx[0] >= 0].tolist()) == {2, 3}  # friends of friends of 0 (1 and 4 are friends)
+    with pytest.raises(ValidationError, match="people surface"):
+        PipelineEvaluable("communities").fit(g)
+    with pytest.raises(ValidationError, match="unknown source"):
+        PipelineEvaluable("people/nope")
+    with pytest.raises(ValidationError, match="param"):
+        PipelineEvaluable("people", {"x": 1})
+    with pytest.raises(ValidationError, match="sampled"):
+        model.score_items(np.array([0]), np.array([[1, 2]]))
+
+
+def test_registered_with_the_evaluation_harness():
+    from belong.evaluation.modelspec import build_model
+    from belong.pipeline.evaluable import register_evaluation_factory
+
+    register_evaluation_factory()
+    assert isinstance(build_model("pipeline:people", {}), PipelineEvaluable)

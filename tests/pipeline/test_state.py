@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from belong.domain import Event, EventType, TargetKind
+from belong.errors import UnknownIdError
+from belong.interactions import Interactions
+from belong.pipeline import NewUser, Request, WorldState
+
+
+def names(state: WorldState, idx) -> set[str]:
+    return {state.communities.ids[i] for i in idx}
+
+
+def friends(state: WorldState, uid: str) -> set[str]:
+    return {state.users.ids[i] for i in state.friends_of(state.users.index[uid])}
+
+
+def ev(i: int, etype: EventType, actor: str, target: str, kind: TargetKind, ts: int = 1_800_000_000_000_000) -> Event:
+    return Event(event_id=f"n{i}", ts_us=ts, type=etype, actor=actor, target=target, target_kind=kind)
+
+
+def test_memberships_are_joins_minus_later_leaves(state):
+    alice = state.users.index["alice"]
+    assert names(state, state.communities_of(alice)) == {"rust", "zig"}  # python joined then left
+    assert "alice" not in {state.users.ids[u] for u in state.members_of(state.communities.index["python"])}
+
+
+def test_friendships_are_accepts_minus_removes_and_symmetric(state):
+    assert friends(state, "alice") == {"bob", "grace", "frank"}  # dave removed the friendship
+    assert "alice" in friends(state, "bob")
+    F = state.friend_csr()
+    assert (F != F.T).nnz == 0 and F.diagonal().sum() == 0
+
+
+def test_blocks_and_attributes(state):
+    a = state.users.index["alice"]
+    assert state.blocked_users[a] == {state.users.index["u5"]}
+    assert state.users.index["alice"] in state.blocked_users[state.users.index["erin"]]
+    assert state.blocked_communities[a] == {state.communities.index["speedrun"]}
+    c = state.communities.index["adults"]
+    assert state.c_age_restricted[c] and state.c_name[c] == "After Dark"
+    assert state.user_age[state.users.index["carol"]] == "teen"
+
+
+def test_heat_per_locale_and_age(state):
+    g, p = state.communities.index["gaming"], state.communities.index["python"]
+    assert state.community_heat["all"][g] > 0
+    assert state.community_heat["locale:de"][p] > state.community_heat["locale:de"][g]
+    assert "age:adult" in state.community_heat
+
+
+def test_apply_join_leave_friend_block_incrementally(state):
+    a, zig = state.users.index["alice"], state.communities.index["zig"]
+    v0 = state.version
+    state.apply(ev(1, EventType.JOIN, "alice", "gaming", TargetKind.COMMUNITY))
+    state.apply(ev(2, EventType.LEAVE, "alice", "zig", TargetKind.COMMUNITY))
+    state.apply(ev(3, EventType.FRIEND_ACCEPT, "carol", "alice", TargetKind.USER))
+    state.apply(ev(4, EventType.BLOCK, "alice", "heidi", TargetKind.USER))
+    assert state.version > v0
+    assert names(state, state.communities_of(a)) == {"rust", "gaming"}
+    assert a not in state.members_of(zig).tolist()
+    assert a in state.members_of(state.communities.index["gaming"]).tolist()
+    assert "carol" in friends(state, "alice") and "alice" in friends(state, "carol")
+    assert state.users.index["heidi"] in state.blocked_users[a]
+    M = state.membership_csr()
+    assert M[a, zig] == 0 and M[a, state.communities.index["gaming"]] == 1
+    assert state.friend_csr()[a, state.users.index["carol"]] == 1
+
+
+def test_apply_creates_new_users_and_communities_and_heat(state):
+    n_u, n_c = state.n_users, state.n_communities
+    state.apply(ev(5, EventType.JOIN, "zed", "brand-new", TargetKind.COMMUNITY))
+    assert state.n_users == n_u + 1 and state.n_communities == n_c + 1
+    c = state.communities.index["brand-new"]
+    assert state.community_heat["all"].size == state.n_communities and state.community_heat["all"][c] > 0
+    assert state.membership_csr().shape == (n_u + 1, n_c + 1)
+
+
+def test_profile_unknown_and_new_user(state):
+    with pytest.raises(UnknownIdError, match="nobody"):
+        state.profile(Request("nobody"))
+    p = state.profile(Request("nobody", new_user=NewUser(locale="de", interests=("python",))))
+    assert p.idx is None and p.is_new and p.locale == "de" and p.interests == ("python",)
+
+
+def test_from_interactions_bipartite_and_square():
+    data = Interactions.from_ids(["a", "a", "b", "c"], ["x", "y", "x", "z"])
+    st = WorldState.from_interactions(data)
+    assert st.communities.ids == data.item_ids.tolist() and st.users.ids == data.user_ids.tolist()
+    assert names(st, st.communities_of(0)) == {"x", "y"}
+    g = Interactions.from_ids(["1", "2", "3"], ["2", "3", "1"], user_ids=np.array(["1", "2", "3"]),
+                              item_ids=np.array(["1", "2", "3"]))
+    sq = WorldState.from_interactions(g)
+    assert sq.n_communities == 0 and sq.friend_csr().nnz == 6
