@@ -16,6 +16,7 @@ from belong.evaluation.stats import bootstrap_ci
 
 
 @pytest.mark.data
+@pytest.mark.slow
 def test_ml1m_lcfn_split_ease_recall(data_dir: Path) -> None:
     data = load_interactions(f"lightgcn:{data_dir / 'ml-1m-lcfn-split'}")
     split = make_split("given", data)

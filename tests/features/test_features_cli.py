@@ -7,12 +7,14 @@ import subprocess
 import sys
 import uuid
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from features_helpers import DAY, T0, US, impression, log
 from typer.testing import CliRunner
 
 from belong.cli import app
+from belong.errors import ValidationError
 from belong.eventlog import open_store
 from belong.features.online import MATERIALIZED_AT, RedisFeatureStore
 
@@ -74,6 +76,18 @@ def test_build_writes_a_parquet_training_set(store_dir, tmp_path):
     assert (summary["rows"], summary["positives"]) == (1, 1)
     table = pq.read_table(out)
     assert table["community_size"].to_pylist() == [2] and table["joined"].to_pylist() == [1]
+    candidates = tmp_path / "candidates.parquet"
+    pq.write_table(pa.table({"user_id": ["u3", "u3"], "item_id": ["c1", "c9"], "ts_us": [T0 + DAY] * 2,
+                             "src_trending_score": [0.5, 0.25]}), candidates)
+    result = runner.invoke(app, ["features", "build", "--store", str(store_dir), "--surface", "communities",
+                                 "--out", str(out), "--candidates", str(candidates), "--json"])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table["src_trending_score"].to_pylist() == [0.5, 0.25] and table["joined"].to_pylist() == [1, 0]
+    candidates.write_text("not parquet")
+    result = runner.invoke(app, ["features", "build", "--store", str(store_dir), "--surface", "communities",
+                                 "--out", str(out), "--candidates", str(candidates)])
+    assert isinstance(result.exception, ValidationError) and result.exception.field == "candidates"
 
 
 def test_list_and_bench(redis_url):

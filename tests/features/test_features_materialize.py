@@ -31,9 +31,9 @@ def test_sqlite_and_postgres_materialise_the_same_rows(world, tmp_path, postgres
         with open_store(spec) as store:
             _fill(store, world)
             online = InProcessFeatureStore()
-            seen = []
+            seen: list[tuple[str, int]] = []
             report = materialize(store, online, t, batch_size=97,
-                                 progress=lambda stage, n, total: seen.append((stage, n)))
+                                 progress=lambda stage, n, total, seen=seen: seen.append((stage, n)))
             assert report.events == sum(1 for s in world.events["ts_us"].to_pylist() if s < t)
             assert sum(n for stage, n in seen if stage == "events") == report.events
             snapshots.append(_snapshot(online, world))

@@ -168,8 +168,17 @@ def test_bad_inputs_are_named():
     rows = pa.table({"user_id": ["u"], "item_id": ["c"], "ts_us": [T0], "community_size": [3]})
     with pytest.raises(ValidationError, match="not passed at request time"):
         build_training_set(events, "communities", rows)
+    with pytest.raises(ValidationError, match="user_id: must hold string ids"):
+        build_training_set(events, "communities", pa.table({"user_id": [1.5], "item_id": ["c"], "ts_us": [T0]}))
     with pytest.raises(ValidationError, match="item_id"):
         build_training_set(events, "communities", pa.table({"user_id": ["u"], "ts_us": [T0]}))
     with pytest.raises(ValidationError, match="window_s"):
         build_training_set(events, "communities", pa.table({"user_id": ["u"], "item_id": ["c"], "ts_us": [T0]}),
                            window_s=0)
+
+
+def test_integer_candidate_ids_are_read_as_string_ids():
+    events = log((T0, "join", "7", "42"), (T0 + 1, "join", "8", "42"), (T0 + 2 * DAY, "join", "9", "42"))
+    rows = pa.table({"user_id": [9], "item_id": [42], "ts_us": [T0 + DAY]})
+    row = build_training_set(events, "communities", rows).to_pylist()[0]
+    assert (row["user_id"], row["item_id"], row["community_size"], row["joined"]) == ("9", "42", 2, 1)

@@ -45,7 +45,7 @@ def test_create_applies_params() -> None:
 
 
 def test_tuned_values_are_recorded_for_the_shared_datasets() -> None:
-    assert {"ml-1m-lcfn", "ml-100k-loo", "lastfm-asia-hide"} <= set(registry.tuned_datasets())
+    assert {"ml-1m-lcfn-split", "ml-100k", "edges-lastfm_asia_edges"} <= set(registry.tuned_datasets())
     for key in registry.tuned_datasets():
         for name in registry.MODELS:
             record = registry.tuned_record(name, key)
@@ -56,7 +56,7 @@ def test_tuned_values_are_recorded_for_the_shared_datasets() -> None:
             assert {"protocol", "metric", "value"} <= set(record["validation"])
             assert record["date"]
             registry.create(name, record["params"])
-    assert registry.tuned_params("ease", "ml-1m-lcfn")["l2"] > 0
+    assert registry.tuned_params("ease", "ml-1m-lcfn-split")["l2"] > 0
 
 
 def test_tuned_params_absent_or_bad_key() -> None:
@@ -68,4 +68,4 @@ def test_tuned_params_absent_or_bad_key() -> None:
 def test_default_params_fall_back_to_model_defaults() -> None:
     assert registry.default_params("ease") == registry.create("ease").get_config()
     assert registry.default_params("ease", "no-such-dataset") == registry.create("ease").get_config()
-    assert registry.default_params("easer", "ml-1m-lcfn") == registry.tuned_params("ease", "ml-1m-lcfn")
+    assert registry.default_params("easer", "ml-1m-lcfn-split") == registry.tuned_params("ease", "ml-1m-lcfn-split")

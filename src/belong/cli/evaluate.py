@@ -131,7 +131,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
             def on_progress(name: str, done: int, total: int) -> None:
                 if name not in tasks:
-                    tasks[name] = bar.add_task(f"ranking {name}", total=total)
+                    tasks[name] = bar.add_task(f"{name}: fit, rank users", total=total)
                 bar.update(tasks[name], completed=done)
 
             def on_tune(name: str) -> None:

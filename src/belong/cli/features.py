@@ -51,7 +51,7 @@ def list_features(as_json: bool = typer.Option(False, "--json", help="print JSON
 def materialize_cmd(
     store: str = typer.Option(None, "--store", help="event store: directory or postgresql:// URL (BELONG_STORE)"),
     redis: str = typer.Option(None, "--redis", help="Redis URL of the online store (BELONG_REDIS_URL); "
-                              "in-process when neither is set"),
+                              "when neither is set, an in-process store: a dry run that measures the work"),
     as_of: str = typer.Option(None, "--as-of", help="ISO time or epoch seconds (default: end of the log)"),
     prefix: str = typer.Option("belong:features:", "--prefix", help="Redis key prefix"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),

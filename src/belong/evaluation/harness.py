@@ -34,7 +34,7 @@ from belong.evaluation.splitters import SAMPLED, Split
 from belong.evaluation.stats import bootstrap_ci, paired_test
 from belong.interactions import Interactions
 
-#: callback ``(model name, users done, users total)`` for progress bars.
+#: callback ``(model name, users ranked, users total)`` for progress bars; called with 0 before the model is fit.
 ProgressFn = Callable[[str, int, int], None]
 DEFAULT_KS = (10, 20, 50)
 SAMPLED_KS = (5, 10)
@@ -166,6 +166,8 @@ def evaluate_model(model: Evaluable, split: Split, ks: Sequence[int], *, name: s
     """Fit ``model`` on ``split.train`` and evaluate it on ``split.test`` at every K in ``ks``."""
     ks = sorted(set(ks))
     users = split.test_users
+    if progress is not None:
+        progress(name, 0, len(users))
     t0 = time.perf_counter()
     model.fit(split.train)
     fit_s = time.perf_counter() - t0

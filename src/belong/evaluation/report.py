@@ -37,6 +37,10 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _pvalue(p: float) -> str:
+    return "&lt; 1e-300" if p < 1e-300 else f"{p:.3g}"
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -156,7 +160,7 @@ def _paired_table(run: dict[str, Any]) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{html.escape(pair)}</td><td>{html.escape(p['metric'])}</td><td>{p['mean_diff']:+.4f}</td>"
-        f"<td>{p['t_pvalue']:.3g}</td><td>{p['wilcoxon_pvalue']:.3g}</td><td>{p['n_users']:,}</td></tr>"
+        f"<td>{_pvalue(p['t_pvalue'])}</td><td>{_pvalue(p['wilcoxon_pvalue'])}</td><td>{p['n_users']:,}</td></tr>"
         for pair, p in paired.items()
     )
     return ("<h2>Paired comparisons</h2><table><tr><th>pair (a vs b)</th><th>metric</th><th>mean a − b</th>"

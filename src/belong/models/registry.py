@@ -1,7 +1,11 @@
 """Model registry: names -> classes, construction from (untrusted) parameter dicts, tuned defaults.
 
-Tuned values live in ``belong/models/tuned/<dataset_key>.json`` (written from :func:`belong.tuning.tune` results);
-``tuned_params(model, dataset_key)`` reads them so the evaluation harness and the CLI can use them as defaults.
+Tuned values live in ``belong/models/tuned/<dataset_key>.json`` (written from :func:`belong.tuning.tune` results),
+keyed by the dataset name as the evaluation harness spells it (``ml-1m-lcfn-split``, ``ml-100k``,
+``edges-lastfm_asia_edges``). Each file names the protocol the values were tuned for; each model record holds
+``params``, the ``validation`` protocol/metric/value (always carved from the training part), the date and the
+test figures measured with those values. ``tuned_params(model, dataset_key)`` reads them so the evaluation
+harness and the CLI can use them as defaults.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def item_models() -> list[str]:
 @cache
 def _tuned_file(dataset_key: str) -> dict[str, Any] | None:
     if not _DATASET_KEY.match(dataset_key):
-        raise ValidationError("dataset", f"must be a dataset key like 'ml-1m-lcfn', got {dataset_key!r}")
+        raise ValidationError("dataset", f"must be a dataset key like 'ml-1m-lcfn-split', got {dataset_key!r}")
     path = TUNED_DIR / f"{dataset_key}.json"
     if not path.is_file():
         return None
@@ -89,7 +93,8 @@ def tuned_record(model: str, dataset_key: str) -> dict[str, Any] | None:
 
 
 def tuned_params(model: str, dataset_key: str) -> dict[str, Any] | None:
-    """Tuned hyper-parameters of ``model`` for ``dataset_key`` (e.g. ``ml-1m-lcfn``), or None if never tuned."""
+    """Tuned hyper-parameters of ``model`` for ``dataset_key`` (e.g. ``ml-1m-lcfn-split``), or None if never
+    tuned."""
     record = tuned_record(model, dataset_key)
     return None if record is None else dict(record["params"])
 

@@ -89,9 +89,9 @@ class NotDiscoverableFilter(Filter):
     """Communities hidden from discovery or invite-only (content of such communities unless a member)."""
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        p = state.profile(request)
         if request.surface is Surface.PEOPLE:
             return FilterResult(list(cands), [])
-        p = state.profile(request)
         mine = set(p.communities.tolist())
 
         def why(i: int) -> str | None:

@@ -65,7 +65,8 @@ class Trending(CandidateSource):
 
 
 class NewCommunitiesConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
-    max_age_days: float = 30.0  # "new" means created at most this long before the state's clock
+    max_age_days: float = 30.0  # "new" means created at most this long before the state's clock ...
+    min_pool: int = 20  # ... or, when fewer are that young, the youngest ``min_pool`` communities
     k: int = 50
 
 
@@ -83,8 +84,8 @@ class NewCommunities(CandidateSource):
         created = np.asarray(state.c_created, np.int64)
         age_days = (state.now_us - created) / DAY_US
         fresh = np.flatnonzero(age_days <= self.config.max_age_days)
-        if fresh.size == 0:
-            return []
+        if fresh.size < self.config.min_pool:
+            fresh = np.argsort(age_days, kind="stable")[: self.config.min_pool]
         interests = set(p.interests)
         for c in p.communities.tolist():
             interests.update(state.c_tags[c])
@@ -96,12 +97,14 @@ class NewCommunities(CandidateSource):
             match = [t for t in state.c_tags[c] if t in interests]
             same_lang = p.locale != "und" and state.c_locale[c] == p.locale
             score = 2.0 * len(match) + (1.0 if same_lang else 0.0) + 1.0 / (1.0 + max(age_days[c], 0.0))
+            new = "new community" if age_days[c] <= self.config.max_age_days else (
+                f"recently created community ({age_days[c]:.0f} days old)")
             if match:
-                text = "new community matching " + ", ".join(f"#{t}" for t in match[:3])
+                text = f"{new} matching " + ", ".join(f"#{t}" for t in match[:3])
             elif same_lang:
-                text = f"new community in your language ({p.locale})"
+                text = f"{new} in your language ({p.locale})"
             else:
-                text = "new community"
+                text = new
             out.append(Candidate(c, self.name, score, Reason(text, {"age_days": round(float(age_days[c]), 1)})))
         out.sort(key=lambda x: (-x.score, x.item))
         return out[: self.config.k]
