@@ -13,6 +13,7 @@ idempotency index.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import uuid
@@ -216,7 +217,11 @@ def run(
     """Benchmark every backend on the same ``events`` synthetic events; returns the JSON document."""
     phase = on_phase or (lambda name, done, total: None)
     table = synthetic_events(events, seed=seed)
-    out: dict[str, object] = {"events": events, "batch_size": batch_size, "seed": seed, "backends": {}}
+    out: dict[str, object] = {
+        "events": events, "batch_size": batch_size, "seed": seed,
+        # figures are wall-clock: a loaded machine (load average above the core count) lowers all of them
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2)},
+    }
     backends: dict[str, object] = {"sqlite": bench_sqlite(table, batch_size, preload, seed, phase)}
     if postgres_url:
         backends["postgres"] = bench_postgres(postgres_url, table, batch_size, preload, seed, phase)

@@ -36,6 +36,7 @@ def store_dir(tmp_path):
     return path
 
 
+@pytest.mark.redis
 def test_materialize_into_redis_as_of_a_time(store_dir, redis_url):
     prefix = f"belong:test:{uuid.uuid4().hex}:"
     as_of = (T0 + DAY) / US
@@ -90,10 +91,14 @@ def test_build_writes_a_parquet_training_set(store_dir, tmp_path):
     assert isinstance(result.exception, ValidationError) and result.exception.field == "candidates"
 
 
-def test_list_and_bench(redis_url):
+def test_list():
     result = runner.invoke(app, ["features", "list", "--json"])
     names = {f["name"] for f in json.loads(result.stdout)}
     assert {"user_activity_28d", "community_growth_7d", "uc_friends_inside", "uu_adamic_adar"} <= names
+
+
+@pytest.mark.redis
+def test_bench_against_redis(redis_url):
     result = runner.invoke(app, ["bench", "features", "--redis", redis_url, "--entities", "50",
                                  "--candidates", "20", "--requests", "5"])
     assert result.exit_code == 0, result.output

@@ -12,6 +12,8 @@ import pytest
 from belong.features.catalog import Catalog
 from belong.features.training import build_training_set
 
+pytestmark = [pytest.mark.data, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def lastfm(data_dir):

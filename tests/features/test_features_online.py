@@ -25,7 +25,7 @@ def redis_store(redis_url):
     store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def store(request):
     if request.param == "memory":
         yield InProcessFeatureStore()
@@ -79,6 +79,7 @@ def test_bad_input_is_named(store):
         store.write("user", {"u": {}}, -1)
 
 
+@pytest.mark.redis
 def test_redis_read_many_is_one_pipelined_round_trip(redis_store):
     redis_store.write("community", {f"c{i}": {"community_size": i} for i in range(50)}, 5)
     client = redis_store._client
@@ -111,6 +112,7 @@ def test_redis_read_many_is_one_pipelined_round_trip(redis_store):
     assert [r["community_size"] for r in rows[1:]] == list(range(50))
 
 
+@pytest.mark.redis
 def test_clear_only_touches_its_prefix(redis_url):
     a = RedisFeatureStore(redis_url, prefix=f"belong:test:{uuid.uuid4().hex}:")
     b = RedisFeatureStore(redis_url, prefix=f"belong:test:{uuid.uuid4().hex}:")
@@ -125,6 +127,7 @@ def test_clear_only_touches_its_prefix(redis_url):
         b.clear()
 
 
+@pytest.mark.redis
 def test_open_feature_store(redis_url):
     assert isinstance(open_feature_store(None), InProcessFeatureStore)
     with open_feature_store(redis_url, prefix="belong:test:open:") as s:
@@ -147,3 +150,17 @@ def test_unreachable_redis_is_a_store_error():
 
     with pytest.raises(StoreError, match="cannot reach Redis"):
         RedisFeatureStore("redis://127.0.0.1:1/0")
+
+
+def test_hydrate_rejects_bad_requests():
+    from belong.features.assemble import hydrate
+
+    store = InProcessFeatureStore()
+    with pytest.raises(ValidationError, match="request: has 1 entries for 2 candidates"):
+        hydrate(store, "communities", "u", ["a", "b"], [{}])
+    with pytest.raises(ValidationError, match="communities surface only"):
+        hydrate(store, "people", "u", ["v"], [{"uc_text_similarity": 0.3}])
+    with pytest.raises(ValidationError, match="surface"):
+        hydrate(store, "guilds", "u", ["v"])
+    rows = hydrate(store, "people", "u", ["v"], [{"src_fof_score": 0.5}])
+    assert rows[0]["src_fof_score"] == 0.5 and rows[0]["uu_mutual_friends"] == 0

@@ -29,7 +29,7 @@ def event_store(world, tmp_path_factory):
     store.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def online(request):
     if request.param == "memory":
         yield InProcessFeatureStore()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from features_helpers import DAY, T0, impression, log
 
@@ -94,6 +95,8 @@ def test_community_labels_window_last_touch_retention_and_strong_negatives():
         impression(T0, "u", "c2", "communities", "r1", 1),
         impression(T0, "u", "c3", "communities", "r1", 2),
         impression(T0, "u", "c4", "communities", "r1", 3),
+        impression(T0, "u", "c5", "communities", "r1", 4),
+        (T0, "join", "u", "c5"),  # at the impression's own ts: neither a feature nor a label of that row
         impression(T0 + DAY, "u", "c1", "communities", "r2", 0),  # the later impression gets the credit
         (T0 + 2 * DAY, "join", "u", "c1"),
         (T0 + 3 * DAY, "leave", "u", "c1"),  # left within 7 days: not retained
@@ -112,11 +115,13 @@ def test_community_labels_window_last_touch_retention_and_strong_negatives():
         ("r1", "c2"): (0, 0, 0, 1.0),
         ("r1", "c3"): (0, 0, -1, 3.0),
         ("r1", "c4"): (1, 1, 1, 1.0),
+        ("r1", "c5"): (0, 0, 0, 1.0),
         ("r2", "c1"): (1, 0, 1, 1.0),
         ("r3", "c1"): (1, None, 1, 1.0),
     }
     assert table["ts_us"].to_pylist() == sorted(table["ts_us"].to_pylist())
-    assert table["position"].to_pylist()[:4] == [0, 1, 2, 3]
+    assert table["position"].to_pylist()[:5] == [0, 1, 2, 3, 4]
+    assert table.filter(pc.equal(table["item_id"], "c5"))["uc_is_member"].to_pylist() == [0]
 
 
 def test_people_labels_request_then_accept():

@@ -122,12 +122,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         requests: int = typer.Option(300, "--requests", help="Requests (test users) measured per source."),
         holdout_days: float = typer.Option(14.0, "--holdout-days", help="Joins in the last N days are held out."),
         seed: int = typer.Option(0, "--seed"),
+        dataset: str = typer.Option(None, "--dataset", help="Measure on a dataset spec (e.g. lightgcn:DIR) with its "
+                                    "default split instead of a simulated world."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     ) -> None:
         """Per source: p50/p99 ms per request and candidate recall@200 of later joins; union and blend too."""
         from belong.pipeline.bench import bench_sources as run
 
-        result = run(users, communities, requests=requests, holdout_days=holdout_days, seed=seed, console=err)
+        result = run(users, communities, requests=requests, holdout_days=holdout_days, seed=seed, dataset=dataset,
+                     console=err)
         if as_json:
             typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         else:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from belong.features.assemble import candidate_features, hydrate
+from belong.features.assemble import candidate_features, hydrate, source_values
 from belong.features.catalog import Catalog
 from belong.features.materialize import MaterializeReport, materialize
 from belong.features.online import (
@@ -43,6 +43,7 @@ __all__ = [
     "hydrate",
     "materialize",
     "open_feature_store",
+    "source_values",
     "specs_for",
     "stale_features",
 ]

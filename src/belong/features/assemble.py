@@ -41,6 +41,16 @@ def request_columns(surface: Surface, extra: Sequence[str] = ()) -> list[str]:
     return base + [c for c in extra if c not in base]
 
 
+def source_values(hits: Mapping[str, tuple[int, float]]) -> dict[str, Any]:
+    """Request-time values of one candidate from its source hits ``{source: (rank, score)}``: the columns
+    ``src_<source>_rank`` and ``src_<source>_score`` (sources that did not propose it are left out: missing)."""
+    out: dict[str, Any] = {}
+    for source, (rank, score) in hits.items():
+        out[get_spec(f"src_{source}_rank").name] = int(rank)
+        out[get_spec(f"src_{source}_score").name] = float(score)
+    return out
+
+
 def candidate_features(
     surface: Surface,
     user_id: str,

@@ -60,7 +60,9 @@ class FeatureSpec:
         return self.default
 
 
-def _f(name: str, entity: Entity, dtype: DType, default: Any, freshness_s: int, description: str, **kw: Any):
+def _f(
+    name: str, entity: Entity, dtype: DType, default: Any, freshness_s: int, description: str, **kw: Any
+) -> FeatureSpec:
     return FeatureSpec(name, entity, dtype, default, freshness_s, description, **kw)
 
 

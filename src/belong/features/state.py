@@ -234,9 +234,10 @@ class FeatureState:
         if not co:
             return {}
         members = self._members
-        scored = ((n / (size + len(members[other]) - n), other) for other, n in co.items())
-        top = heapq.nsmallest(NEIGHBORS_K, scored, key=lambda p: (-p[0], p[1]))
-        return {other: j for j, other in top}
+        # (-Jaccard, id): best first, ties by id, so every process picks the same top K
+        scored = [(-n / (size + len(members[other]) - n), other) for other, n in co.items()]
+        top = sorted(scored) if len(scored) <= NEIGHBORS_K else heapq.nsmallest(NEIGHBORS_K, scored)
+        return {other: -neg for neg, other in top}
 
     def content_row(self, item: str, t: int) -> dict[str, Any]:
         """Every ``content`` feature as of ``t``."""

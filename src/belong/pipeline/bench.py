@@ -47,18 +47,47 @@ def _ms_stats(times: list[float]) -> dict[str, float]:
             "mean_ms": round(float(a.mean()), 3)}
 
 
-def bench_sources(n_users: int, n_communities: int, *, requests: int = 300, holdout_days: float = 14.0,
-                  seed: int = 0, console: Console | None = None) -> dict[str, Any]:
-    """Per communities source: latency per request and candidate recall@200 of held-out later joins."""
-    console = console or Console(stderr=True)
-    t_start = time.perf_counter()
-    world, state, later, cut = _split_world(n_users, n_communities, holdout_days, seed, console)
-    # test users: known before the cut, with later joins of communities they were not in
+def _dataset_split(spec: str, console: Console):
+    """A dataset through the evaluation loaders and its default protocol: (state of train, truth per user)."""
+    from belong.evaluation import splitters
+    from belong.evaluation.data import load_interactions
+
+    with console.status(f"loading {spec}"):
+        data = load_interactions(spec)
+        split = splitters.make_split(splitters.default_protocol(data), data)
+        state = WorldState.from_interactions(split.train)
+    T = split.test.csr()
+    truth = {u: set(T.indices[T.indptr[u]:T.indptr[u + 1]].tolist()) - set(state.communities_of(u).tolist())
+             for u in np.flatnonzero(np.diff(T.indptr) > 0).tolist()}
+    info = {"dataset": spec, "protocol": split.protocol, "train_memberships": int(state.membership_csr().nnz)}
+    return state, {u: t for u, t in truth.items() if t and state.communities_of(u).size}, info
+
+
+def _simulated_split(n_users: int, n_communities: int, holdout_days: float, seed: int, console: Console):
+    world, state, later, _ = _split_world(n_users, n_communities, holdout_days, seed, console)
     truth: dict[int, set[int]] = {}
     for a, t in zip(later.column("actor").to_pylist(), later.column("target").to_pylist(), strict=True):
         u, c = state.users.index.get(a), state.communities.index.get(t)
         if u is not None and c is not None and state.communities_of(u).size and not state.is_member(u, c):
             truth.setdefault(u, set()).add(c)
+    info = {"users": n_users, "communities": n_communities, "seed": seed, "events": world.events.num_rows,
+            "holdout_days": holdout_days, "train_memberships": int(state.membership_csr().nnz)}
+    return state, truth, info
+
+
+def bench_sources(n_users: int, n_communities: int, *, requests: int = 300, holdout_days: float = 14.0,
+                  seed: int = 0, dataset: str | None = None, console: Console | None = None) -> dict[str, Any]:
+    """Per communities source: latency per request and candidate recall@200 of held-out joins, plus the union
+    of all sources, the blend, and a most-popular baseline, all measured on the same requests.
+
+    Default world: simulated, joins of the last ``holdout_days`` held out. ``dataset``: a dataset spec
+    (``lightgcn:DIR``...), split by its default protocol (its own split when it has one)."""
+    console = console or Console(stderr=True)
+    t_start = time.perf_counter()
+    if dataset:
+        state, truth, info = _dataset_split(dataset, console)
+    else:
+        state, truth, info = _simulated_split(n_users, n_communities, holdout_days, seed, console)
     rng = np.random.default_rng(seed)
     users = sorted(truth)
     users = sorted(rng.choice(users, min(requests, len(users)), replace=False).tolist()) if users else []
@@ -103,23 +132,25 @@ def bench_sources(n_users: int, n_communities: int, *, requests: int = 300, hold
     def recall(per_user: dict[int, set[int]]) -> float:
         return round(float(np.mean([len(per_user[u] & truth[u]) / len(truth[u]) for u in users])), 4) if users else 0.0
 
+    def mean_size(per_user: dict[int, set[int]]) -> float:
+        return round(float(np.mean([len(per_user[u]) for u in users])), 1) if users else 0.0
+
     union = {u: set().union(*(found[s][u] for s in found)) for u in users}
-    sources = {s: {**_ms_stats(times[s]), f"recall@{RECALL_K}": recall(found[s]),
-                   "mean_candidates": round(float(np.mean([len(found[s][u]) for u in users])), 1) if users else 0.0,
+    sources = {s: {**_ms_stats(times[s]), f"recall@{RECALL_K}": recall(found[s]), "mean_candidates": mean_size(found[s]),
                    "prepare_s": prep[s]} for s in found}
+    extras: dict[str, Any] = {}
+    for src in pipeline.sources:
+        if src.type_name == "ials_ann" and getattr(src, "index", None) is not None:
+            extras["ann"] = src.index.meta  # type: ignore[attr-defined]
+        if src.type_name == "co_membership":
+            extras["co_membership_choice"] = getattr(src, "choice", None)
     return {
-        "world": {"users": n_users, "communities": n_communities, "seed": seed, "events": world.events.num_rows,
-                  "holdout_days": holdout_days, "train_memberships": int(state.membership_csr().nnz),
-                  "test_users": len(users), "held_out_joins": int(sum(len(truth[u]) for u in users))},
+        "world": {**info, "test_users": len(users), "held_out": int(sum(len(truth[u]) for u in users))},
         "sources": sources,
-        "union": {f"recall@{RECALL_K}": recall(union),
-                  "mean_candidates": round(float(np.mean([len(union[u]) for u in users])), 1) if users else 0.0},
+        "union": {f"recall@{RECALL_K}": recall(union), "mean_candidates": mean_size(union)},
         "blend": {**_ms_stats(blend_times), f"recall@{RECALL_K}": recall(blend_found)},
         "baseline_most_popular": {**_ms_stats(base_times), f"recall@{RECALL_K}": recall(base_found)},
-        "ann": getattr(next((s for s in pipeline.sources if s.type_name == "ials_ann"), None), "index", None)
-        and {k: v for k, v in pipeline.sources[0].index.meta.items()},  # type: ignore[attr-defined]
-        "co_membership_choice": next((getattr(s, "choice", None) for s in pipeline.sources
-                                      if s.type_name == "co_membership"), None),
+        **extras,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
 

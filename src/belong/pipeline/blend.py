@@ -14,21 +14,25 @@ from belong.pipeline.types import Merged, Request
 
 @register("hydrator", "social")
 class SocialHydrator(Hydrator):
-    """Features every surface can show: size (members / friends) and how many of the user's friends relate."""
+    """Features every surface can show: size (members / friends) and how many of the user's friends relate.
+
+    Friend counts come from one pass over the friends' own lists (not over each candidate's members), so the
+    cost follows the user's neighbourhood, not the size of popular communities."""
 
     def hydrate(self, request: Request, state: WorldState, cands: list[Merged]) -> None:
         p = state.profile(request)
-        friends = set(p.friends.tolist())
+        people = request.surface is Surface.PEOPLE
+        near: Counter[int] = Counter()
+        for f in p.friends.tolist():
+            near.update((state.friends_of(f) if people else state.communities_of(f)).tolist())
         for m in cands:
-            if request.surface is Surface.PEOPLE:
-                theirs = state.friends_of(m.item)
-                m.features["friends"] = float(theirs.size)
-                m.features["mutual_friends"] = float(sum(1 for v in theirs.tolist() if v in friends))
+            if people:
+                m.features["friends"] = float(state.friends_of(m.item).size)
+                m.features["mutual_friends"] = float(near[m.item])
             else:
                 c = m.item if request.surface is Surface.COMMUNITIES else state.x_community[m.item]
-                members = state.members_of(c)
-                m.features["members"] = float(members.size)
-                m.features["friends_in"] = float(sum(1 for v in members.tolist() if v in friends))
+                m.features["members"] = float(state.members_of(c).size)
+                m.features["friends_in"] = float(near[c])
 
 
 class WeightedRRFConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):

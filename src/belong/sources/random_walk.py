@@ -22,7 +22,7 @@ from belong.pipeline.types import Candidate, Reason, Request
 
 
 class PixieConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
-    walkers: int = 256
+    walkers: int = 1000
     restart: float = 0.3
     max_steps: int = 60_000
     n_p: int = 20  # early stop: this many visits ...
@@ -112,7 +112,7 @@ class Pixie(CandidateSource):
             cur[restart] = start
             steps += cur.size
             np.add.at(visits, cur, 1)
-            if steps % (cfg.walkers * 10) == 0:
+            if steps % (cfg.walkers * 4) == 0:
                 tgt = visits[: self.n_users] if people else visits[self.n_users:]
                 if int((tgt >= cfg.n_p).sum()) >= cfg.n_v:
                     break

@@ -75,6 +75,7 @@ class TextMatchConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
     encoder: str = "auto"  # auto | minilm | tfidf
     k: int = 100
     max_members: int = 0  # only communities with at most this many members (0: any size)
+    min_described: float = 0.5  # stay silent unless this share of communities has a name, description or tags
 
 
 @register("source", "text_match")
@@ -96,9 +97,11 @@ class TextMatch(CandidateSource):
                 if enc == "minilm":
                     raise ValidationError(f"{self.name}.encoder", f"minilm could not be loaded: {exc}") from None
         self.n = state.n_communities
-        if self.n == 0:
-            self.docs = None
-            return
+        described = sum(1 for c in range(self.n) if state.c_description[c] or state.c_tags[c]
+                        or state.c_name[c] != state.communities.ids[c])
+        self.docs = None
+        if self.n == 0 or described < self.config.min_described * self.n:
+            return  # ids only (e.g. offline benchmarks): text would be noise
         self.docs = self.encoder.fit([community_text(state, c) for c in range(self.n)])
         self.sizes = np.array([state.members_of(c).size for c in range(self.n)]) if self.config.max_members else None
 

@@ -1,0 +1,64 @@
+"""``belong serve`` (the HTTP API) and ``belong bench serve`` (throughput at a p99 budget, with a bare baseline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import typer
+
+from belong.domain import Surface
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_cmd(
+        store: str = typer.Option(..., help="Event store: a directory (embedded) or a postgresql:// URL."),
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+        port: int = typer.Option(8000, help="TCP port."),
+        redis: str = typer.Option(None, help="Online feature store URL (default: BELONG_REDIS_URL; else in-process)."),
+        materialize: bool = typer.Option(False, help="Write the online features of the whole log at startup."),
+        communities_toml: Path = typer.Option(None, help="Override the communities surface declaration."),
+        budget_sources_ms: float = typer.Option(None, help="Candidate sources budget (BELONG_BUDGET_SOURCES_MS)."),
+        budget_features_ms: float = typer.Option(None, help="Feature read budget (BELONG_BUDGET_FEATURES_MS)."),
+        log_level: str = typer.Option("warning", help="uvicorn log level."),
+    ) -> None:
+        """Serve recommendations, events, impressions and models over HTTP (OpenAPI at /docs)."""
+        from belong.eventlog import open_store
+        from belong.serve.app import serve
+        from belong.serve.settings import ServeSettings
+
+        open_store(store, create=False).close()  # a missing store is a clear error (exit 2), not a traceback
+        settings = ServeSettings.from_env().with_(redis_url=redis, budget_sources_ms=budget_sources_ms,
+                                                  budget_features_ms=budget_features_ms)
+        surfaces = {Surface.COMMUNITIES: communities_toml} if communities_toml else None
+        typer.echo(f"belong API on http://{host}:{port} (docs: /docs) over {store}", err=True)
+        serve(store, host, port, settings=settings, surfaces=surfaces, materialize=materialize, log_level=log_level)
+
+    @bench.command("serve")
+    def bench_serve(
+        users: int = typer.Option(100_000, help="Simulated users."),
+        communities: int = typer.Option(20_000, help="Simulated communities."),
+        store: Path = typer.Option(Path(".belong/bench-serve"), help="Where the simulated store is kept (reused)."),
+        redis: str = typer.Option("redis://127.0.0.1:6379/0", help="Redis for the online features."),
+        rates: str = typer.Option("250,500,1000,1500,2000,2500,3000", help="Request rates to try, per second."),
+        seconds: float = typer.Option(8.0, help="Seconds at each rate."),
+        working_set: int = typer.Option(20_000, help="Distinct users the load draws from (their lists warmed)."),
+        p99_ms: float = typer.Option(25.0, help="Latency budget a rate must hold."),
+        seed: int = typer.Option(0, help="Random seed of the world and the load."),
+        json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
+    ) -> None:
+        """Highest request rate held at p99 <= budget for the communities surface, next to a bare endpoint of the
+        same framework returning a static payload of the same size, in the same run."""
+        from belong.errors import ValidationError
+        from belong.serve.bench import bench_serve as run
+
+        try:
+            rate_list = [float(r) for r in rates.split(",") if r.strip()]
+        except ValueError:
+            raise ValidationError("rates", f"must be comma-separated numbers, got {rates!r}") from None
+        if not rate_list or any(r <= 0 for r in rate_list):
+            raise ValidationError("rates", "must be positive numbers")
+        result = run(users, communities, store, redis, sorted(rate_list), seconds, working_set, p99_ms, seed)
+        out = orjson.dumps(result, option=orjson.OPT_INDENT_2 if not json_out else 0).decode()
+        typer.echo(out)

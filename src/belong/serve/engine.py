@@ -1,0 +1,250 @@
+"""The recommendation hot path: cached candidates -> rules -> select -> hydrate -> online features -> respond.
+
+Stages and their budgets:
+
+1. **cache** — the user's ranked candidates from :class:`~belong.serve.cache.CandidateCache`. A fresh entry is a
+   hit; an expired one (older than the TTL) is the user's last good list: it answers at once while a background
+   run refreshes it (stale-while-revalidate).
+2. **sources** (miss only) — every candidate source of the surface, the surface's filters and the blend scorer,
+   run in a worker thread under ``budget_sources_ms``. When the budget runs out or a source fails, the request
+   answers from the model's popular fallback, marked degraded (``sources_timeout`` / ``sources_error``); the run
+   goes on in the background and fills the cache for the next request. Concurrent misses of one user share one
+   run.
+3. **rules** — the surface's filters, re-applied on every request to the live state (a join, a block, a ban is
+   seen at once), on just enough of the ranked list to fill ``k``.
+4. **select** — the surface's selector (top-k, per-source cap).
+5. **hydrate** — the surface's hydrators (social proof) on the chosen items only.
+6. **features** — the user's and the chosen items' online features in one round trip (Redis pipeline), under
+   ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``.
+
+There is no learned ranker yet: the blend score orders the list and the online features are returned with each
+item (the ranker's inputs). Nothing here allocates arrays of the catalogue's size per request on a cache hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import orjson
+
+from belong.domain import Surface
+from belong.pipeline import Pipeline
+from belong.pipeline.types import Merged, NewUser, Removed, Request
+from belong.serve.cache import CandidateCache, Entry, Ranked
+from belong.serve.degrade import FeatureReader
+from belong.serve.metrics import Metrics
+from belong.serve.models import ModelRegistry, ModelVersion
+from belong.serve.settings import ServeSettings
+
+
+class NotReady(Exception):
+    """No model version is active yet (the first build is still running)."""
+
+
+def run_sources(pipeline: Pipeline, model: ModelVersion, request: Request, depth: int) -> tuple[Ranked, dict]:
+    """Sources -> filters -> score, as :meth:`Pipeline.run` does, keeping the ``depth`` best (a cache entry)."""
+    state = model.state
+    merged: dict[int, Merged] = {}
+    source_ms: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for src in pipeline.sources:
+        t0 = time.perf_counter()
+        cands = sorted(src.generate(request, state), key=lambda c: (-c.score, c.item))[: src.config.k]
+        source_ms[src.name] = round((time.perf_counter() - t0) * 1e3, 3)
+        counts[src.name] = len(cands)
+        for rank, c in enumerate(cands):
+            merged.setdefault(c.item, Merged(c.item)).hits[src.name] = (rank, c)
+    cands_m = list(merged.values())
+    n = len(cands_m)
+    removed: list[Removed] = []
+    for f in pipeline.filters:
+        res = f.apply(request, state, cands_m)
+        cands_m = res.kept
+        removed.extend(Removed(m.item, f.name, why) for m, why in res.removed)
+    scores = pipeline.scorer.score(request, state, cands_m)
+    order = sorted(range(len(cands_m)), key=lambda i: (-scores[i], cands_m[i].item))[:depth]
+    ranked = [(cands_m[i], float(scores[i])) for i in order]
+    trace = {"source_ms": source_ms, "source_counts": counts, "candidates": n,
+             "removed": [(r.item, r.filter, r.reason) for r in removed]}
+    return ranked, trace
+
+
+class Engine:
+    """Answers recommendation requests for the active model; see the module docstring."""
+
+    def __init__(self, registry: ModelRegistry, features: FeatureReader, metrics: Metrics,
+                 settings: ServeSettings) -> None:
+        self.registry = registry
+        self.features = features
+        self.metrics = metrics
+        self.settings = settings
+        self.cache = CandidateCache(settings.candidate_ttl_s, settings.cache_users)
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="belong-sources")
+        self._inflight: dict[tuple[str, Surface, str], asyncio.Future] = {}
+
+    def model(self) -> ModelVersion:
+        model = self.registry.active
+        if model is None:
+            raise NotReady
+        return model
+
+    # ------------------------------------------------------------------------------------------- candidates
+    def _start_run(self, model: ModelVersion, request: Request) -> asyncio.Future:
+        """One background run per (version, surface, user); it fills the cache when it completes."""
+        key = (model.version, request.surface, request.user_id)
+        fut = self._inflight.get(key)
+        if fut is not None:
+            return fut
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.executor, run_sources, model.pipelines[request.surface], model, request,
+                                   self.settings.cache_depth)
+
+        def done(f: asyncio.Future) -> None:
+            self._inflight.pop(key, None)
+            if f.cancelled() or f.exception() is not None:
+                return
+            ranked, trace = f.result()
+            self.cache.put(request.surface, request.user_id, Entry(model.version, time.monotonic(), ranked, trace))
+
+        fut.add_done_callback(done)
+        self._inflight[key] = fut
+        return fut
+
+    async def _candidates(self, model: ModelVersion, request: Request, stages: dict[str, float],
+                          reasons: list[str]) -> tuple[Ranked, dict, str]:
+        surface = request.surface
+        t0 = time.perf_counter()
+        entry, fresh = self.cache.get(surface, request.user_id, model.version)
+        stages["cache"] = (time.perf_counter() - t0) * 1e3
+        if entry is not None:
+            status = "hit" if fresh else "stale"
+            self.metrics.cache.labels(surface.value, status).inc()
+            if not fresh:  # stale-while-revalidate: answer now, refresh in the background
+                self._start_run(model, request)
+            return entry.ranked, entry.trace, status
+        status = "miss"
+        self.metrics.cache.labels(surface.value, status).inc()
+        t0 = time.perf_counter()
+        fut = self._start_run(model, request)
+        try:
+            ranked, trace = await asyncio.wait_for(asyncio.shield(fut), self.settings.budget_sources_ms / 1e3)
+            return ranked, trace, status
+        except TimeoutError:
+            reason = "sources_timeout"
+        except Exception as exc:  # a failing source or dependency degrades the answer, never fails it
+            reason = "sources_error"
+            self.metrics.errors.labels(f"source:{type(exc).__name__}").inc()
+        finally:
+            stages["sources"] = (time.perf_counter() - t0) * 1e3
+        reasons.append(reason)
+        self.metrics.fallbacks.labels(f"{reason}:popular").inc()
+        return model.fallback[surface], {"fallback": "popular"}, status
+
+    # ------------------------------------------------------------------------------------------- rules
+    @staticmethod
+    def _rules(pipeline: Pipeline, model: ModelVersion, request: Request, ranked: Ranked, want_all: bool
+               ) -> tuple[list[Merged], list[float], list[Removed]]:
+        """Filters on the live state over chunks of the ranked list until ``k`` survive (all of it for debug)."""
+        kept: list[Merged] = []
+        scores: list[float] = []
+        removed: list[Removed] = []
+        step = len(ranked) if want_all else max(2 * request.k, 16)
+        i = 0
+        while i < len(ranked) and (want_all or len(kept) < request.k):
+            chunk = ranked[i:i + step]
+            score_of = {m.item: s for m, s in chunk}
+            ms = [m for m, _ in chunk]
+            for f in pipeline.filters:
+                res = f.apply(request, model.state, ms)
+                ms = res.kept
+                removed.extend(Removed(m.item, f.name, why) for m, why in res.removed)
+            kept.extend(ms)
+            scores.extend(score_of[m.item] for m in ms)
+            i += step
+        return kept, scores, removed
+
+    # ------------------------------------------------------------------------------------------- request
+    async def recommend(self, surface: Surface, user_id: str, k: int, *, debug: bool = False,
+                        new_user: NewUser | None = None) -> bytes:
+        """The JSON body of one recommendation answer (see :class:`belong.serve.schemas.Recommendations`)."""
+        t_start = time.perf_counter()
+        model = self.model()
+        pipeline = model.pipelines[surface]
+        request = Request(user_id, surface, k=k, new_user=new_user)
+        model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
+        stages: dict[str, float] = {}
+        reasons: list[str] = []
+        ranked, trace, cache_status = await self._candidates(model, request, stages, reasons)
+
+        t0 = time.perf_counter()
+        try:
+            kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
+        except Exception as exc:  # the state changed under a background run: serve the popular list instead
+            self.metrics.errors.labels(f"rules:{type(exc).__name__}").inc()
+            reasons.append("rules_error")
+            self.metrics.fallbacks.labels("rules_error:popular").inc()
+            kept, scores, removed = self._rules(pipeline, model, request, model.fallback[surface], debug)
+        t1 = time.perf_counter()
+        stages["rules"] = (t1 - t0) * 1e3
+        chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
+        t2 = time.perf_counter()
+        stages["select"] = (t2 - t1) * 1e3
+        fresh = [Merged(m.item, m.hits, {}) for m, _ in chosen]  # cached objects are shared: hydrate copies
+        for h in pipeline.hydrators:
+            h.hydrate(request, model.state, fresh)
+        t3 = time.perf_counter()
+        stages["hydrate"] = (t3 - t2) * 1e3
+        ids = [pipeline.item_id(m.item) for m in fresh]
+        online, why = self.features.read(surface, user_id, ids) if ids else ([], None)
+        if why is not None:
+            reasons.append(why)
+            self.metrics.fallbacks.labels(why).inc()
+        t4 = time.perf_counter()
+        stages["features"] = (t4 - t3) * 1e3
+        items = [self._item(pipeline, m, ident, score, rank, None if online is None else online[rank - 1])
+                 for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1)]
+        body: dict[str, Any] = {
+            "request_id": uuid.uuid4().hex, "surface": surface.value, "user_id": user_id,
+            "model_version": model.version, "k": k, "items": items,
+            "degraded": bool(reasons), "degraded_reasons": reasons, "cache": cache_status,
+        }
+        t5 = time.perf_counter()
+        stages["respond"] = (t5 - t4) * 1e3
+        if debug:
+            miss_removed = trace.get("removed", [])
+            body["debug"] = {
+                "stage_ms": {s: round(v, 3) for s, v in stages.items()} | {"total": round((t5 - t_start) * 1e3, 3)},
+                "source_ms": trace.get("source_ms", {}), "source_counts": trace.get("source_counts", {}),
+                "candidates": trace.get("candidates", len(ranked)), "fallback": trace.get("fallback"),
+                "removed": [{"id": pipeline.item_id(i), "filter": f, "reason": r, "when": "sources"}
+                            for i, f, r in miss_removed]
+                + [{"id": pipeline.item_id(r.item), "filter": r.filter, "reason": r.reason, "when": "request"}
+                   for r in removed],
+            }
+        out = orjson.dumps(body)
+        self.metrics.observe_stages(surface.value, stages)
+        self.metrics.observe_request(surface.value, time.perf_counter() - t_start)
+        return out
+
+    @staticmethod
+    def _item(pipeline: Pipeline, m: Merged, ident: str, score: float, rank: int,
+              online: dict[str, Any] | None) -> dict[str, Any]:
+        contrib = getattr(pipeline.scorer, "contributions", None)
+        weight = contrib(m) if contrib else {s: -r for s, (r, _) in m.hits.items()}
+        order = sorted(m.hits, key=lambda s: (-weight[s], s))
+        texts = list(dict.fromkeys(t for s in order if (t := m.hits[s][1].reason.text)))
+        return {
+            "rank": rank, "position": rank - 1, "id": ident, "name": pipeline.item_label(m.item),
+            "score": round(score, 6), "source": order[0], "sources": order,
+            "explanation": "; ".join(texts[:2]), "propensity": 1.0,
+            "features": m.features | (online or {}),
+        }
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.features.close()

@@ -1,0 +1,54 @@
+"""Prometheus metrics of one app (its own registry, so several apps in one process never collide).
+
+* ``belong_request_seconds{route,surface}`` — request latency histogram (recommendations per surface).
+* ``belong_stage_seconds{surface,stage}`` — latency of each stage of a recommendation (cache, sources, rules,
+  select, hydrate, features, respond).
+* ``belong_candidate_cache_total{surface,result}`` — hit / miss / stale; hit rate = hit / (hit + miss + stale).
+* ``belong_fallbacks_total{reason}`` — degraded answers by reason (sources_timeout, sources_error,
+  features_unavailable, ...).
+* ``belong_errors_total{kind}`` — errors answered as 4xx/5xx or swallowed into a degraded answer.
+* ``belong_events_total{result}`` — events accepted / duplicate / rejected through the API.
+* ``belong_active_model{version}`` — 1 for the active model version.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+STAGES = ("cache", "sources", "rules", "select", "hydrate", "features", "respond")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.request_seconds = Histogram("belong_request_seconds", "Request latency", ["route", "surface"],
+                                         buckets=_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("belong_stage_seconds", "Latency of one stage of a recommendation",
+                                       ["surface", "stage"], buckets=_BUCKETS, registry=r)
+        self.cache = Counter("belong_candidate_cache", "Candidate cache lookups", ["surface", "result"], registry=r)
+        self.fallbacks = Counter("belong_fallbacks", "Degraded answers by reason", ["reason"], registry=r)
+        self.errors = Counter("belong_errors", "Errors by kind", ["kind"], registry=r)
+        self.events = Counter("belong_events", "Events received through the API", ["result"], registry=r)
+        self.active_model = Gauge("belong_active_model", "1 for the active model version", ["version"], registry=r)
+        # label children resolved once: the hot path only calls observe()/inc()
+        self._stage = {(s, st): self.stage_seconds.labels(s, st) for s in ("communities", "people", "content")
+                       for st in STAGES}
+        self._req = {s: self.request_seconds.labels("recommendations", s) for s in ("communities", "people", "content")}
+
+    def observe_stages(self, surface: str, stage_ms: dict[str, float]) -> None:
+        for stage, ms in stage_ms.items():
+            child = self._stage.get((surface, stage))
+            if child is not None:
+                child.observe(ms / 1e3)
+
+    def observe_request(self, surface: str, seconds: float) -> None:
+        self._req[surface].observe(seconds)
+
+    def set_active(self, version: str, all_versions: list[str]) -> None:
+        for v in all_versions:
+            self.active_model.labels(v).set(1.0 if v == version else 0.0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

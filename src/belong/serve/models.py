@@ -1,0 +1,163 @@
+"""Versioned models and the atomic hot swap.
+
+A model version is a fitted pipeline for each surface over one :class:`~belong.pipeline.WorldState` snapshot
+of the event log, plus fallback lists (most popular items) used when the pipeline cannot answer in time. Its id is
+``<UTC time>-<hash>``, the hash covering the log's size and span and the surface declarations.
+
+:class:`ModelRegistry` holds the loaded versions and one reference to the active one. Activation replaces that
+reference in a single assignment: a request reads it once at its start and keeps using that object, so requests in
+flight finish on the old version and none is dropped. Rollback is activating the previous version again.
+Events received through the API are folded into the state of every loaded version, so a rollback does not lose
+them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from belong.domain import Event, Surface
+from belong.errors import ValidationError
+from belong.pipeline import Pipeline, WorldState
+from belong.pipeline.types import Candidate, Merged, Reason
+
+FALLBACK_SOURCE = "fallback_popular"
+FALLBACK_DEPTH = 500
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """One fitted set of pipelines (every surface) over one state snapshot."""
+
+    version: str
+    state: WorldState
+    pipelines: dict[Surface, Pipeline]
+    fallback: dict[Surface, list[tuple[Merged, float]]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: derived structures of this version computed on demand (e.g. the membership matrix for similarity)
+    meta_cache: dict[str, Any] = field(default_factory=dict)
+
+    def item_index(self, surface: Surface, item_id: str) -> int | None:
+        st = self.state
+        ids = {Surface.COMMUNITIES: st.communities, Surface.PEOPLE: st.users, Surface.CONTENT: st.content}[surface]
+        return ids.index.get(item_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {"version": self.version, **self.meta}
+
+
+def _fallback_lists(state: WorldState) -> dict[Surface, list[tuple[Merged, float]]]:
+    """Most popular items per surface, by decayed activity (people: most friends), best first."""
+    out: dict[Surface, list[tuple[Merged, float]]] = {}
+    heat = {Surface.COMMUNITIES: state.community_heat.get("all", np.zeros(0)),
+            Surface.CONTENT: state.content_heat.get("all", np.zeros(0)),
+            Surface.PEOPLE: np.diff(state.friend_csr().indptr).astype(np.float64)}
+    texts = {Surface.COMMUNITIES: "popular this week", Surface.CONTENT: "popular this week",
+             Surface.PEOPLE: "popular in the community"}
+    for surface, h in heat.items():
+        order = np.argsort(-h, kind="stable")[:FALLBACK_DEPTH]
+        rows = []
+        for rank, j in enumerate(order.tolist()):
+            cand = Candidate(int(j), FALLBACK_SOURCE, float(h[j]), Reason(texts[surface]))
+            m = Merged(int(j))
+            m.hits[FALLBACK_SOURCE] = (rank, cand)
+            rows.append((m, 1.0 / (60.0 + rank + 1)))
+        out[surface] = rows
+    return out
+
+
+def build_version(
+    store: str | Path,
+    surfaces: dict[Surface, str | Path] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ModelVersion:
+    """Build a version from the store's current log: state, every surface's pipeline fitted, fallbacks."""
+    say = progress or (lambda _msg: None)
+    t0 = time.perf_counter()
+    say("reading the event log")
+    state = WorldState.from_store(store)
+    t_state = time.perf_counter() - t0
+    pipelines: dict[Surface, Pipeline] = {}
+    fit_s: dict[str, float] = {}
+    declarations: list[str] = []
+    for surface in Surface:
+        decl = (surfaces or {}).get(surface, surface.value)
+        say(f"fitting {surface.value}")
+        t1 = time.perf_counter()
+        pipelines[surface] = Pipeline.load(decl).fit(state)
+        fit_s[surface.value] = round(time.perf_counter() - t1, 3)
+        declarations.append(pipelines[surface].to_toml())
+    now = datetime.now(UTC)
+    digest = hashlib.sha256()
+    digest.update(f"{store}|{state.version}|{state.n_users}|{state.n_communities}|{state.now_us}".encode())
+    for d in declarations:
+        digest.update(d.encode())
+    digest.update(str(time.time_ns()).encode())  # two builds of one log are two versions
+    version = f"{now.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
+    meta = {
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
+        "memberships": int(state.membership_csr().nnz),
+        "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
+        "build_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return ModelVersion(version, state, pipelines, _fallback_lists(state), meta)
+
+
+class ModelRegistry:
+    """Loaded versions, the active one, and the activation history (for rollback)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, ModelVersion] = {}
+        self.active: ModelVersion | None = None
+        self.history: list[str] = []  # activated versions, oldest first
+        self._lock = threading.Lock()  # guards add/activate against each other, never the read of ``active``
+        self.building = False
+
+    def add(self, model: ModelVersion, *, activate: bool = False) -> ModelVersion:
+        with self._lock:
+            self._versions[model.version] = model
+        if activate:
+            self.activate(model.version)
+        return model
+
+    def get(self, version: str) -> ModelVersion:
+        model = self._versions.get(version)
+        if model is None:
+            known = ", ".join(self._versions) or "none"
+            raise ValidationError("version", f"unknown model version {version!r}; loaded: {known}")
+        return model
+
+    def activate(self, version: str) -> ModelVersion:
+        """Make ``version`` the one new requests use: a single reference assignment (atomic)."""
+        with self._lock:
+            model = self.get(version)
+            self.active = model
+            self.history.append(version)
+        return model
+
+    def versions(self) -> list[ModelVersion]:
+        return list(self._versions.values())
+
+    def apply(self, events: Iterable[Event]) -> None:
+        """Fold events into the state of every loaded version (the active one and rollback targets)."""
+        models = self.versions()
+        for event in events:
+            for model in models:
+                model.state.apply(event)
+
+    def describe(self) -> dict[str, Any]:
+        active = self.active.version if self.active else None
+        return {
+            "active": active,
+            "previous": next((v for v in reversed(self.history) if v != active), None),
+            "versions": [{**m.describe(), "active": m.version == active} for m in self.versions()],
+        }
