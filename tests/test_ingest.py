@@ -197,7 +197,7 @@ def test_progress_is_reported_per_chunk_up_to_the_file_size(tmp_path: Path) -> N
     with open_store(tmp_path / "store") as st:
         ingest_file(path, st, chunk_rows=10, on_progress=lambda done, total: calls.append((done, total)))
     size = path.stat().st_size
-    assert len(calls) == 3 and all(t == size for _, t in calls)
+    assert len(calls) == 4 and calls[0] == (0, size) and all(t == size for _, t in calls)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == size
 
 
@@ -259,7 +259,7 @@ def test_malformed_jsonl_rows_never_crash_and_are_never_stored(records: list[obj
             got = set(st.read_events().column("event_id").to_pylist())
     n_rows = sum(1 for line in lines if line.strip())
     assert report.rows == n_rows and report.rejected == n_rows - n_ok
-    assert all(set(e) == {"line", "field", "reason"} and e["reason"] for e in report.errors)
+    assert all(set(e) == {"line", "field", "reason"} and e["field"] and e["reason"] for e in report.errors)
     if strict and report.rejected:
         assert got == set() and report.accepted == 0
     else:
@@ -328,6 +328,29 @@ def test_cli_ingest_stats_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                            "--type", "view", "--json")
     assert code == 0 and orjson.loads(out)["rows"] == 1
     assert pq.read_table(tmp_path / "v.parquet").column("event_id").to_pylist() == ["e2"]
+
+
+@pytest.mark.postgres
+def test_cli_ingest_into_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                  postgres_schema_url: str) -> None:
+    path = write_csv(tmp_path / "ev.csv", ["event_id", "ts", "type", "actor", "target"], [
+        ["e1", "2024-01-02T03:04:05Z", "join", "u1", "c1"], ["e2", "2024-01-02T03:04:06Z", "join", "u2", "c1"],
+        ["e3", "2024-01-02T03:04:07Z", "join", "u3", ""],
+    ])
+    code, out, _ = run_cli(monkeypatch, capsys, "ingest", str(path), "--store", postgres_schema_url, "--json")
+    report = orjson.loads(out)
+    assert code == 0 and (report["accepted"], report["rejected"]) == (2, 1)
+    assert report["errors"] == [{"line": 4, "field": "target", "reason": "must not be empty"}]
+    monkeypatch.setenv("BELONG_STORE", postgres_schema_url)  # the default store
+    from belong.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        code, out, _ = run_cli(monkeypatch, capsys, "stats", "--json")
+    finally:
+        get_settings.cache_clear()
+    stats = orjson.loads(out)
+    assert code == 0 and stats["events"] == 2 and stats["active_communities"] == 1
 
 
 @pytest.mark.parametrize(

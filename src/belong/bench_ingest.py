@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,36 @@ _PREFIX = {TargetKind.USER: "u", TargetKind.COMMUNITY: "c", TargetKind.CONTENT: 
 PhaseFn = Callable[[str, int, int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What is measured: ``events`` timed appends of ``batch_size`` after ``preload`` untimed ones.
+
+    ``ordered_ids``: event ids that start with their millisecond timestamp (UUIDv7 / snowflake style), so a batch
+    lands on a few pages of the idempotency index; otherwise uuid4-like random ids, the worst case.
+    """
+
+    events: int = 200_000
+    batch_size: int = 10_000
+    preload: int = 0
+    seed: int = 0
+    ordered_ids: bool = False
+
+
 def _hex_ids(rng: np.random.Generator, n: int) -> list[str]:
     """``n`` random 32-hex-digit ids (uuid4-like)."""
     h = rng.bytes(16 * n).hex()
     return [h[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
-def synthetic_events(n: int, *, seed: int = 0, n_users: int = 50_000, n_communities: int = 2_000,
-                     n_content: int = 200_000, start_us: int = 1_735_689_600_000_000) -> pa.Table:
+def _ordered_ids(rng: np.random.Generator, ts_us: np.ndarray) -> list[str]:
+    """UUIDv7-like ids: 12 hex digits of the millisecond timestamp, then 20 random hex digits."""
+    h = rng.bytes(10 * len(ts_us)).hex()
+    return [f"{ms:012x}{h[i * 20 : i * 20 + 20]}" for i, ms in enumerate((ts_us // 1000).tolist())]
+
+
+def synthetic_events(n: int, *, seed: int = 0, ordered_ids: bool = False, n_users: int = 50_000,
+                     n_communities: int = 2_000, n_content: int = 200_000,
+                     start_us: int = 1_735_689_600_000_000) -> pa.Table:
     """``n`` valid events in :data:`EVENT_SCHEMA`, time-ordered over 30 days, Zipf-like popularity."""
     rng = np.random.default_rng(seed)
     types = list(TYPE_MIX)
@@ -86,7 +109,7 @@ def synthetic_events(n: int, *, seed: int = 0, n_users: int = 50_000, n_communit
     propensity[imp] = rng.uniform(0.01, 1.0, n_imp)
     ts = start_us + np.sort(rng.integers(0, 30 * 86_400 * 1_000_000, n))
     cols = {
-        "event_id": _hex_ids(rng, n),
+        "event_id": _ordered_ids(rng, ts) if ordered_ids else _hex_ids(rng, n),
         "ts_us": ts,
         "type": type_col,
         "actor": np.char.add("u", actors.astype(str)).astype(object),
@@ -112,23 +135,24 @@ def _timed_appends(store: EventStore, table: pa.Table, batch_size: int, phase: s
     return seconds
 
 
-def _preload(store: EventStore, n: int, seed: int, on_phase: PhaseFn) -> None:
-    for off in range(0, n, 100_000):
-        store.append(synthetic_events(min(100_000, n - off), seed=seed + 1_000 + off))
-        on_phase("preload", min(off + 100_000, n), n)
+def _preload(store: EventStore, w: Workload, on_phase: PhaseFn) -> None:
+    for off in range(0, w.preload, 100_000):
+        store.append(synthetic_events(min(100_000, w.preload - off), seed=w.seed + 1_000 + off,
+                                      ordered_ids=w.ordered_ids))
+        on_phase("preload", min(off + 100_000, w.preload), w.preload)
 
 
-def bench_sqlite(table: pa.Table, batch_size: int, preload: int, seed: int, on_phase: PhaseFn) -> dict:
+def bench_sqlite(table: pa.Table, w: Workload, on_phase: PhaseFn) -> dict:
     with tempfile.TemporaryDirectory(prefix="belong-bench-") as tmp:
         store = SqliteStore(Path(tmp) / "store")
         try:
-            _preload(store, preload, seed, on_phase)
-            seconds = _timed_appends(store, table, batch_size, "sqlite", on_phase)
+            _preload(store, w, on_phase)
+            seconds = _timed_appends(store, table, w.batch_size, "sqlite", on_phase)
             stored = store.count()
         finally:
             store.close()
         base_seconds = _sqlite_baseline(table, Path(tmp) / "baseline.sqlite3")
-    return _figures(table.num_rows, batch_size, preload, seconds, base_seconds, stored - preload) | {
+    return _figures(w, seconds, base_seconds, stored - w.preload) | {
         "durability": "WAL, synchronous=FULL, one commit per batch",
         "baseline_method": "executemany into a plain table (no keys/indexes), one transaction, synchronous=FULL",
     }
@@ -153,8 +177,7 @@ def _sqlite_baseline(table: pa.Table, db: Path) -> float:
         conn.close()
 
 
-def bench_postgres(url: str, table: pa.Table, batch_size: int, preload: int, seed: int,
-                   on_phase: PhaseFn) -> dict:
+def bench_postgres(url: str, table: pa.Table, w: Workload, on_phase: PhaseFn) -> dict:
     schema = f"belong_bench_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -165,8 +188,8 @@ def bench_postgres(url: str, table: pa.Table, batch_size: int, preload: int, see
         sep = "&" if "?" in url else "?"
         store = PostgresStore(f"{url}{sep}options=-csearch_path%3D{schema}")
         try:
-            _preload(store, preload, seed, on_phase)
-            seconds = _timed_appends(store, table, batch_size, "postgres", on_phase)
+            _preload(store, w, on_phase)
+            seconds = _timed_appends(store, table, w.batch_size, "postgres", on_phase)
             stored = store.count()
             sync = store.synchronous_commit()
         finally:
@@ -187,44 +210,43 @@ def bench_postgres(url: str, table: pa.Table, batch_size: int, preload: int, see
     finally:
         admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.close()
-    return _figures(table.num_rows, batch_size, preload, seconds, base_seconds, stored - preload) | {
+    return _figures(w, seconds, base_seconds, stored - w.preload) | {
         "durability": f"synchronous_commit={sync}, one transaction per batch (COPY to staging + INSERT ON CONFLICT)",
         "baseline_method": "COPY (CSV, rows pre-encoded) into a plain table (no keys/indexes), one transaction",
     }
 
 
-def _figures(n: int, batch_size: int, preload: int, seconds: float, base_seconds: float, stored: int) -> dict:
-    eps = n / seconds if seconds > 0 else float("inf")
-    base = n / base_seconds if base_seconds > 0 else float("inf")
+def _figures(w: Workload, seconds: float, base_seconds: float, stored: int) -> dict:
+    eps = w.events / seconds if seconds > 0 else float("inf")
+    base = w.events / base_seconds if base_seconds > 0 else float("inf")
     return {
         "events_per_s": round(eps),
         "baseline_events_per_s": round(base),
         "ratio": round(eps / base, 3),
-        "events": n,
+        "events": w.events,
         "stored": stored,
-        "batch_size": batch_size,
-        "batches": -(-n // batch_size),
-        "preloaded": preload,
+        "batch_size": w.batch_size,
+        "batches": -(-w.events // w.batch_size),
+        "preloaded": w.preload,
+        "ordered_ids": w.ordered_ids,
         "seconds": round(seconds, 3),
         "baseline_seconds": round(base_seconds, 3),
     }
 
 
-def run(
-    events: int, batch_size: int, postgres_url: str | None, *, preload: int = 0, seed: int = 0,
-    on_phase: PhaseFn | None = None,
-) -> dict:
-    """Benchmark every backend on the same ``events`` synthetic events; returns the JSON document."""
+def run(w: Workload, postgres_url: str | None, on_phase: PhaseFn | None = None) -> dict:
+    """Benchmark every backend on the same synthetic events; returns the JSON document."""
     phase = on_phase or (lambda name, done, total: None)
-    table = synthetic_events(events, seed=seed)
+    table = synthetic_events(w.events, seed=w.seed, ordered_ids=w.ordered_ids)
     out: dict[str, object] = {
-        "events": events, "batch_size": batch_size, "seed": seed,
+        "events": w.events, "batch_size": w.batch_size, "preload": w.preload, "seed": w.seed,
+        "ordered_ids": w.ordered_ids,
         # figures are wall-clock: a loaded machine (load average above the core count) lowers all of them
         "machine": {"cpus": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2)},
     }
-    backends: dict[str, object] = {"sqlite": bench_sqlite(table, batch_size, preload, seed, phase)}
+    backends: dict[str, object] = {"sqlite": bench_sqlite(table, w, phase)}
     if postgres_url:
-        backends["postgres"] = bench_postgres(postgres_url, table, batch_size, preload, seed, phase)
+        backends["postgres"] = bench_postgres(postgres_url, table, w, phase)
     else:
         backends["postgres"] = {
             "skipped": "no PostgreSQL URL: pass --postgres-url or set BELONG_BENCH_POSTGRES_URL"

@@ -244,6 +244,8 @@ def _run(
 ) -> None:
     """One pass over the file: validate every row; store the good ones when ``store`` is given."""
     good: list[Any] = []
+    if on_progress is not None:
+        on_progress(0, total)
 
     def flush(pos: int) -> None:
         if store is not None and good:

@@ -15,7 +15,9 @@ Validation protocols (per user with at least two distinct training items; each u
 Graph models (square) hold out a random 20% of the undirected edges instead (``random-holdout`` only).
 
 Search spaces (:data:`SPACES`, overridable with ``space=``) map a parameter to ``("log", lo, hi)``,
-``("float", lo, hi)``, ``("int", lo, hi)``, ``("logint", lo, hi)`` or ``("cat", [choices...])``.
+``("float", lo, hi)``, ``("int", lo, hi)``, ``("logint", lo, hi)`` or ``("cat", [choices...])``. For data whose
+weights carry signal (ratings, message counts) add ``"weighted": ("cat", [False, True])`` for ease, itemknn,
+rp3beta and ials; the recorded ML-100K values use ``weighted=True`` as Ferrari Dacrema et al.'s explicit URM does.
 """
 
 from __future__ import annotations

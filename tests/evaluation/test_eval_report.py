@@ -51,3 +51,10 @@ def test_unwritable_report_path_is_a_validation_error(run_dict: dict, tmp_path: 
     blocker.write_text("x")
     with pytest.raises(ValidationError, match="report"):
         write_report(blocker / "sub" / "r.html", run_dict)
+
+
+def test_report_for_a_sampled_protocol_has_no_popularity_plot() -> None:
+    data = clusters()
+    split = make_split("loo-sampled", data, n_negatives=2, min_item_ratings=0, min_user_ratings=0)
+    html = render_html(harness.run(data, split, [ModelChoice("most-popular", {})], [1, 2]).to_dict())
+    assert "Not measured: sampled-candidate protocol" in html and html.count("data:image/png;base64,") == 2

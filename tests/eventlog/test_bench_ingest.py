@@ -8,7 +8,7 @@ import sys
 import orjson
 import pytest
 
-from belong.bench_ingest import TYPE_MIX, run, synthetic_events
+from belong.bench_ingest import TYPE_MIX, Workload, run, synthetic_events
 from belong.cli import main
 from belong.schema import validate_event_table
 
@@ -23,8 +23,16 @@ def test_synthetic_events_are_valid_unique_and_mixed() -> None:
     assert synthetic_events(100, seed=3).equals(synthetic_events(100, seed=3))
 
 
+def test_ordered_ids_follow_time() -> None:
+    t = synthetic_events(2_000, seed=1, ordered_ids=True)
+    ids = t.column("event_id").to_pylist()
+    assert len(set(ids)) == 2_000 and all(len(i) == 32 for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
+    assert int(ids[0][:12], 16) == t.column("ts_us")[0].as_py() // 1000
+
+
 def test_run_reports_both_figures_for_each_backend(postgres_url: str) -> None:
-    out = run(3_000, 1_000, postgres_url, preload=1_000)
+    out = run(Workload(events=3_000, batch_size=1_000, preload=1_000), postgres_url)
     for name in ("sqlite", "postgres"):
         fig = out["backends"][name]
         assert fig["events_per_s"] > 0 and fig["baseline_events_per_s"] > 0

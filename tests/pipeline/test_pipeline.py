@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from toy_world import toy_world
 
 from belong.domain import AgeGroup, Surface
 from belong.errors import UnknownIdError, ValidationError
 from belong.pipeline import NewUser, Pipeline, Request, WorldState
-from toy_world import toy_world
+
 
 def fitted(surface: str, state) -> Pipeline:
     p = Pipeline.load(surface)

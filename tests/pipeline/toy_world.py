@@ -6,7 +6,17 @@ from __future__ import annotations
 import itertools
 
 from belong.datasets import World
-from belong.domain import AgeGroup, Community, ContentItem, ContentKind, EntityStatus, Event, EventType, TargetKind, User
+from belong.domain import (
+    AgeGroup,
+    Community,
+    ContentItem,
+    ContentKind,
+    EntityStatus,
+    Event,
+    EventType,
+    TargetKind,
+    User,
+)
 from belong.schema import communities_to_table, content_to_table, events_to_table, users_to_table
 
 DAY = 86_400_000_000

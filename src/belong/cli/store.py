@@ -40,12 +40,13 @@ def _print_json(data: object) -> None:
 
 @contextmanager
 def _progress(console: Console, *, counts: bool = True) -> Iterator[Progress]:
-    """Progress bars on stderr (stdout stays clean for ``--json``); removed when done. ``counts`` shows
-    done/total (rows, events) next to the percentage; off for byte positions."""
+    """Progress bars on stderr (stdout stays clean for ``--json``), only on a terminal; removed when done.
+    ``counts`` shows done/total (rows, events) next to the percentage; off for byte positions."""
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
     if counts:
         columns.append(MofNCompleteColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as progress:
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
         yield progress
 
 
@@ -160,6 +161,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             "Default: $BELONG_BENCH_POSTGRES_URL, else $BELONG_TEST_POSTGRES_URL; none: sqlite only."
         ),
         preload: int = typer.Option(0, help="Events stored first (not timed), to measure a large store."),
+        ordered_ids: bool = typer.Option(
+            False, "--ordered-ids", help="Time-prefixed ids (UUIDv7/snowflake style) instead of random uuid4-like."
+        ),
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
     ) -> None:
@@ -180,7 +184,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     tasks[name] = progress.add_task(name, total=total)
                 progress.update(tasks[name], completed=done)
 
-            result = bi.run(events, batch_size, url, preload=preload, seed=seed, on_phase=on_phase)
+            workload = bi.Workload(events, batch_size, preload, seed, ordered_ids)
+            result = bi.run(workload, url, on_phase)
         if as_json:
             _print_json(result)
             return

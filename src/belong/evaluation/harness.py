@@ -179,7 +179,7 @@ def evaluate_model(model: Evaluable, split: Split, ks: Sequence[int], *, name: s
         top = top_k_full(model, users, max(ks), batch_size=batch_size, name=name, progress=progress)
     score_s = time.perf_counter() - t0
     values = M.compute(top, users, split.test.csr(), split.train.csr(), ks,
-                       with_diversity=split.protocol not in SAMPLED)
+                       beyond_accuracy=split.protocol not in SAMPLED)
     per_user = values.per_user
     ci95 = {m: list(bootstrap_ci(v, seed=seed)) for m, v in per_user.items()}
     segments = {

@@ -165,8 +165,9 @@ def ild_at(top: np.ndarray, train: sp.csr_matrix, ks: Sequence[int], *, batch_si
 
 
 def compute(top: np.ndarray, users: np.ndarray, test: sp.csr_matrix, train: sp.csr_matrix,
-            ks: Sequence[int], *, with_diversity: bool = True) -> MetricValues:
-    """Every metric of this module at every K in ``ks`` (names like ``recall@20``)."""
+            ks: Sequence[int], *, beyond_accuracy: bool = True) -> MetricValues:
+    """Every metric of this module at every K in ``ks`` (names like ``recall@20``). ``beyond_accuracy=False``
+    leaves out arp, novelty, ild and coverage (meaningless on lists drawn from sampled candidates)."""
     users = np.asarray(users, np.int64)
     hits = hit_matrix(top, users, test)
     n_rel = np.asarray(sp.csr_matrix(test)[users].astype(bool).sum(1)).ravel()
@@ -174,7 +175,7 @@ def compute(top: np.ndarray, users: np.ndarray, test: sp.csr_matrix, train: sp.c
     n_train_users = int(np.count_nonzero(np.diff(sp.csr_matrix(train).indptr)))
     per_user: dict[str, np.ndarray] = {}
     catalogue: dict[str, float] = {}
-    ild = ild_at(top, train, ks) if with_diversity else {}
+    ild = ild_at(top, train, ks) if beyond_accuracy else {}
     for k in ks:
         per_user[f"recall@{k}"] = recall_at(hits, n_rel, k)
         per_user[f"ndcg@{k}"] = ndcg_at(hits, n_rel, k)
@@ -182,9 +183,9 @@ def compute(top: np.ndarray, users: np.ndarray, test: sp.csr_matrix, train: sp.c
         per_user[f"hr@{k}"] = hr_at(hits, k)
         per_user[f"mrr@{k}"] = mrr_at(hits, k)
         per_user[f"map@{k}"] = map_at(hits, n_rel, k)
-        per_user[f"arp@{k}"] = arp_at(top, item_pop, k)
-        per_user[f"novelty@{k}"] = novelty_at(top, item_pop, n_train_users, k)
-        if with_diversity:
+        if beyond_accuracy:
+            per_user[f"arp@{k}"] = arp_at(top, item_pop, k)
+            per_user[f"novelty@{k}"] = novelty_at(top, item_pop, n_train_users, k)
             per_user[f"ild@{k}"] = ild[k]
-        catalogue[f"coverage@{k}"] = coverage_at(top, train.shape[1], k)
+            catalogue[f"coverage@{k}"] = coverage_at(top, train.shape[1], k)
     return MetricValues(per_user, catalogue)

@@ -106,6 +106,12 @@ def _plot_popularity(run: dict[str, Any], k: int) -> str:
     return _png(fig)
 
 
+def _popularity_section(run: dict[str, Any], k: int) -> str:
+    if not any(f"arp@{k}" in r["metrics"] for r in _results(run)):
+        return '<h2>Popularity bias</h2><p class="muted">Not measured: sampled-candidate protocol.</p>'
+    return f"<h2>Popularity bias</h2>{_plot_popularity(run, k)}"
+
+
 def _comparison_table(run: dict[str, Any], k: int) -> str:
     results = _results(run)
     names = [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hr", "mrr", "map", "coverage", "arp",
@@ -185,7 +191,7 @@ def render_html(run: dict[str, Any]) -> str:
 {_paired_table(run)}
 <h2>Metric by K</h2>{_plot_by_k(run)}
 <h2>Segments</h2>{_plot_segments(run, f"ndcg@{k}")}
-<h2>Popularity bias</h2>{_plot_popularity(run, k)}
+{_popularity_section(run, k)}
 <h2>All metrics</h2>{_all_k_table(run)}
 <h2>Parameters</h2>{_params_table(run)}
 </body></html>

@@ -170,21 +170,20 @@ def _compact(data: Interactions, keep: np.ndarray) -> Interactions:
 def loo_sampled(data: Interactions, n_negatives: int = 99, min_item_ratings: int = 5, min_user_ratings: int = 20,
                 seed: int = 0) -> Split:
     """Leave-last-one-out with sampled negatives, as Dacrema et al. (see the module table)."""
-    ts = _need_ts(data, "loo-sampled")
+    _need_ts(data, "loo-sampled")
     if n_negatives < 1:
         raise ValidationError("n_negatives", f"must be >= 1, got {n_negatives}")
     keep = np.bincount(data.items, minlength=data.n_items)[data.items] >= min_item_ratings
     keep &= np.bincount(data.users[keep], minlength=data.n_users)[data.users] >= min_user_ratings
     n_filtered_rows = int((~keep).sum())
     data = _compact(data, keep)
-    ts = data.ts_us
     if len(data) == 0:
         raise ValidationError("dataset", "has no interactions left after the loo-sampled filtering")
     _, first_row = np.unique(data.items, return_index=True)
     appearance = np.empty(data.n_items, np.int64)
     appearance[np.argsort(first_row)] = np.arange(data.n_items)
     # per user by time, ties by *descending* first appearance of the item: the last of each run is the test row
-    order = np.lexsort((-appearance[data.items], ts, data.users))
+    order = np.lexsort((-appearance[data.items], data.ts_us, data.users))
     last = np.r_[data.users[order][1:] != data.users[order][:-1], True]
     test_rows = order[last]
     test_pair = np.zeros(len(data), bool)
@@ -210,7 +209,8 @@ def loo_sampled(data: Interactions, n_negatives: int = 99, min_item_ratings: int
     params = {"n_negatives": n_negatives, "min_item_ratings": min_item_ratings,
               "min_user_ratings": min_user_ratings, "seed": seed}
     return _finish(train, test, candidates, "loo-sampled", params,
-                   {"filtered_rows": n_filtered_rows, "dropped_users_too_few_negatives": int((~keep_test).sum())})
+                   {"filtered_rows": n_filtered_rows, "dropped_repeat_pairs": int(in_test_pair.sum() - len(test_rows)),
+                    "dropped_users_too_few_negatives": int((~keep_test).sum())})
 
 
 def _node_keys(ids: np.ndarray) -> np.ndarray:

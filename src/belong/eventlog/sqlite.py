@@ -3,7 +3,16 @@
 Why SQLite: it is in the standard library, its WAL allows one writer and many readers across processes (the API
 server reads while ``belong ingest`` writes), ``INSERT OR IGNORE`` on a unique ``event_id`` gives idempotency in
 the same statement, and one fsync per ``append`` call makes every acknowledged batch survive SIGKILL and power loss.
-``belong bench ingest`` measures it next to a raw bulk insert of the same engine.
+
+Measured against the alternatives (200k synthetic events, batches of 10k, one durable commit each, same run):
+DuckDB with a primary key and ``INSERT OR IGNORE`` from Arrow ingested at a similar rate (49k vs 36k events/s on
+a machine loaded 3-4x over its 2 cores) but holds an exclusive lock on its file, so a second process cannot even
+open the store read-only; Parquet segments would need a separate idempotency index. ``belong bench ingest``
+measures this backend next to a raw bulk insert of the same engine (about 100k events/s on an idle 2-core machine).
+
+Cost at scale: the unique index on ``event_id`` is a B-tree, and SQLite's WAL writes whole pages, so with random
+(uuid4) ids every batch dirties pages all over a large index; time-prefixed ids (UUIDv7, snowflakes) or larger
+batches keep appends fast on big stores (see ``belong bench ingest --preload N --ordered-ids``).
 """
 
 from __future__ import annotations

@@ -10,11 +10,23 @@ from typing import Annotated
 
 import msgspec
 import numpy as np
-import scipy.linalg
+import scipy.linalg.lapack
 import scipy.sparse as sp
 
 from belong.errors import ValidationError
 from belong.models.base import Recommender
+
+
+def _spd_inverse(G: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix via LAPACK potrf/potri (Cholesky): about twice as fast as
+    a general inverse. ``G`` is overwritten."""
+    c, info = scipy.linalg.lapack.dpotrf(G, lower=False, overwrite_a=True)
+    if info == 0:
+        c, info = scipy.linalg.lapack.dpotri(c, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"Gram matrix is not positive definite (LAPACK info {info}); raise l2")
+    upper = np.triu(c)
+    return upper + np.triu(upper, 1).T
 
 
 class EASEConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -42,9 +54,7 @@ class EASE(Recommender):
             )
         G = (X.T @ X).toarray().astype(np.float64)
         G[np.diag_indices(n)] += cfg.l2
-        # G is symmetric positive definite: a Cholesky-based inverse is about twice as fast as a general one.
-        c, low = scipy.linalg.cho_factor(G, overwrite_a=True, check_finite=False)
-        P = scipy.linalg.cho_solve((c, low), np.eye(n), overwrite_b=True, check_finite=False)
+        P = _spd_inverse(G)
         B = P / (-np.diag(P))[None, :]
         B[np.diag_indices(n)] = 0.0
         self.B = B.astype(np.float32)

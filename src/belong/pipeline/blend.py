@@ -59,11 +59,14 @@ class WeightedRRF(Scorer):
 
 class TopKConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
     max_per_source: int = 0  # at most this many items whose main source is the same (0: no cap)
+    min_per_source: dict[str, int] = {}  # reserved slots, e.g. exploration: { new_communities = 1 }
 
 
 @register("selector", "top_k")
 class TopK(Selector):
-    """Best ``request.k`` by score (ties by item index), with an optional cap per main source."""
+    """Best ``request.k`` by score (ties by item index), with an optional cap per main source and reserved
+    slots for sources that would otherwise never surface (exploration). Reserved slots apply only when
+    ``k`` exceeds their total."""
 
     Config = TopKConfig
     config: TopKConfig
@@ -71,15 +74,24 @@ class TopK(Selector):
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item))
         cap = self.config.max_per_source
+        quota = {s: n for s, n in self.config.min_per_source.items() if n > 0}
+        if sum(quota.values()) >= request.k:
+            quota = {}
+        reserved: list[int] = []
+        for src, n in quota.items():
+            have = [i for i in order if src in cands[i].hits and i not in reserved]
+            reserved.extend(have[:n])
         used: Counter[str] = Counter()
-        out: list[tuple[Merged, float]] = []
+        chosen: list[int] = []
         for i in order:
+            if len(chosen) + len([r for r in reserved if r not in chosen]) >= request.k:
+                break
             m = cands[i]
             main = min(m.hits, key=lambda s: m.hits[s][0])
-            if cap and used[main] >= cap:
+            if i not in reserved and cap and used[main] >= cap:
                 continue
             used[main] += 1
-            out.append((m, float(scores[i])))
-            if len(out) == request.k:
-                break
-        return out
+            chosen.append(i)
+        chosen.extend(r for r in reserved if r not in chosen)
+        chosen.sort(key=lambda i: (-scores[i], cands[i].item))
+        return [(cands[i], float(scores[i])) for i in chosen[: request.k]]

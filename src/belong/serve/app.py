@@ -94,7 +94,7 @@ def _error(status: int, kind: str, message: str, field: str | None = None, reaso
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {400: "bad request", 401: "missing or invalid API key", 403: "API key not allowed here",
+    text = {400: "malformed body (not JSON)", 401: "missing or invalid API key", 403: "API key not allowed here",
             404: "unknown id", 409: "conflict", 422: "invalid input (field and reason)",
             503: "not ready or a dependency is unavailable"}
     return {c: {"model": Error, "description": text[c]} for c in codes}
@@ -179,15 +179,15 @@ def create_app(
 
     async def startup() -> None:
         try:
+            if st.materialize:  # before the first activation: ready means features are there too
+                from belong.features import materialize as run_materialize
+
+                await asyncio.to_thread(run_materialize, st.store, st.features.store)
             if model is not None:
                 st.registry.add(model)
                 st.activate(model.version)
             else:
                 await st.build(activate=True)
-            if st.materialize:
-                from belong.features import materialize as run_materialize
-
-                await asyncio.to_thread(run_materialize, st.store, st.features.store)
         except Exception as exc:  # reported by /readyz; the process stays up for diagnosis
             st.startup_error = f"{type(exc).__name__}: {exc}"
             log.exception("startup failed")
@@ -243,7 +243,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        kinds = {404: "not_found", 405: "method_not_allowed"}
+        kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         return _error(exc.status_code, kinds.get(exc.status_code, "http"), str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -308,7 +308,7 @@ def create_app(
         return _json({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
 
     @app.post("/v1/events", status_code=202, response_model=Accepted, tags=["events"],
-              responses=_errors(401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=secured)
+              responses=_errors(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=secured)
     async def post_events(batch: EventBatch = Body()) -> Response:
         """Store a batch of events durably (all or none), then fold them into the live state."""
         events = []
@@ -321,7 +321,7 @@ def create_app(
         return await write(events)
 
     @app.post("/v1/impressions", status_code=202, response_model=Accepted, tags=["events"],
-              responses=_errors(401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=secured)
+              responses=_errors(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=secured)
     async def post_impressions(batch: ImpressionBatch = Body()) -> Response:
         """Record what a recommendation response showed: one impression event per item (request id, position,
         propensity) — the feedback the ranker will learn from. Idempotent per (request, position, item)."""

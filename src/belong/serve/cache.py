@@ -1,8 +1,8 @@
 """Per-user candidate cache: the ranked candidates of the last full pipeline run, with a TTL.
 
 One entry per (surface, user): the model version it was computed with, when, and the ranked ``(Merged, score)``
-list (at most ``depth``). A fresh entry of the active version is a hit; an expired one is still the "last good"
-list a degraded request falls back to. Entries are evicted least-recently-used beyond ``max_users``.
+list (at most ``depth``). A fresh entry of the active version is a hit; an expired one is the user's last good
+list, served while it is refreshed in the background. Entries are evicted least-recently-used beyond ``max_users``.
 
 Invalidation on events (see :meth:`CandidateCache.on_event`): a join removes that community from the user's
 cached list at once; a leave, a new or removed friendship, or a block recompute the affected users' lists.

@@ -33,6 +33,7 @@ import numpy as np
 import orjson
 
 from belong.domain import Surface
+from belong.features import specs_for
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Merged, NewUser, Removed, Request
 from belong.serve.cache import CandidateCache, Entry, Ranked
@@ -40,6 +41,9 @@ from belong.serve.degrade import FeatureReader
 from belong.serve.metrics import Metrics
 from belong.serve.models import ModelRegistry, ModelVersion
 from belong.serve.settings import ServeSettings
+
+#: the user's model-input features (answered once per response, not per item)
+USER_FEATURES = tuple(s.name for s in specs_for("user", model_input_only=True))
 
 
 class NotReady(Exception):
@@ -206,11 +210,15 @@ class Engine:
             self.metrics.fallbacks.labels(why).inc()
         t4 = time.perf_counter()
         stages["features"] = (t4 - t3) * 1e3
+        user_features: dict[str, Any] = {}
+        if online:  # the user's features are the same in every row: sent once
+            user_features = {n: online[0][n] for n in USER_FEATURES}
+            online = [{n: v for n, v in row.items() if n not in user_features} for row in online]
         items = [self._item(pipeline, m, ident, score, rank, None if online is None else online[rank - 1])
                  for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1)]
         body: dict[str, Any] = {
             "request_id": uuid.uuid4().hex, "surface": surface.value, "user_id": user_id,
-            "model_version": model.version, "k": k, "items": items,
+            "model_version": model.version, "k": k, "user_features": user_features, "items": items,
             "degraded": bool(reasons), "degraded_reasons": reasons, "cache": cache_status,
         }
         t5 = time.perf_counter()

@@ -25,7 +25,7 @@ class RecItem(BaseModel):
     sources: list[str]
     explanation: str
     propensity: float = Field(gt=0, le=1, description="probability this policy shows the item here")
-    features: dict[str, Any]
+    features: dict[str, Any] = Field(description="social proof and the item's online features (ranker inputs)")
 
 
 class Recommendations(BaseModel):
@@ -34,6 +34,7 @@ class Recommendations(BaseModel):
     user_id: str
     model_version: str
     k: int
+    user_features: dict[str, Any] = Field(description="the user's online features (empty when unavailable)")
     items: list[RecItem]
     degraded: bool
     degraded_reasons: list[str]

@@ -22,8 +22,8 @@ type                   surfaces               idea
 from belong.sources import (  # noqa: F401
     embedding,
     item2item,
-    random_walk,
     people,
+    random_walk,
     social,
     text,
     trending,

@@ -90,9 +90,9 @@ class IalsAnn(CandidateSource):
         for i, s in keep:
             if request.explain and anchors.size:
                 a = int(anchors[np.argmax(F[anchors] @ F[i])])
-                reason = Reason(f"people whose communities look like yours joined it (closest: {state.c_name[a]})",
+                reason = Reason(f"people with communities like yours ({state.c_name[a]}) joined it",
                                 {"closest": state.communities.ids[a]})
             else:
-                reason = Reason("people whose communities look like yours joined it")
+                reason = Reason("people with communities like yours joined it")
             out.append(Candidate(i, self.name, s, reason))
         return out

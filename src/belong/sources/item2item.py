@@ -67,8 +67,11 @@ class CoMembership(CandidateSource):
         if cfg.model not in ("auto", "ease", "itemknn"):
             raise ValidationError(f"{self.name}.model", f"must be ease, itemknn or auto, got {cfg.model!r}")
         name = cfg.model
+        if name == "auto" and X.shape[1] > cfg.ease_max_items:
+            name = "itemknn"  # nothing to choose between: EASE's dense inverse would not fit
+            self.choice = {"chosen": name, "reason": f"{X.shape[1]} communities > ease_max_items"}
         if name == "auto":
-            names = ["itemknn"] + (["ease"] if X.shape[1] <= cfg.ease_max_items else [])
+            names = ["itemknn", "ease"]
             Xt, users, held = _holdout(X, cfg.validation_users, cfg.seed)
             recall = {}
             for n in names:

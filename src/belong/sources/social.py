@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from belong.domain import Surface
-from belong.pipeline.components import CandidateSource, SourceConfig, register
+from belong.pipeline.components import CandidateSource, register
 from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
 

@@ -37,14 +37,14 @@ def community_text(state: WorldState, c: int) -> str:
 
 
 class TfidfEncoder:
-    """TF-IDF over words and character 3-5-grams (robust to tags like 'rustlang' vs 'rust'); l2-normalised."""
+    """TF-IDF over words and word pairs (so "new wave" matches as a phrase); l2-normalised rows."""
 
     name = "tfidf"
 
     def fit(self, docs: list[str]) -> sp.csr_matrix:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self.vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=1, sublinear_tf=True)
+        self.vec = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True)
         return self.vec.fit_transform(docs).tocsr()
 
     def encode(self, texts: list[str]) -> sp.csr_matrix:

@@ -1,0 +1,16 @@
+"""Learning to rank, re-ranking, safety rules and training artifacts for the pipeline.
+
+Importing this package registers its components for surface TOML files:
+
+================  ========  ==========================================================================
+type              kind      idea
+================  ========  ==========================================================================
+``lgbm_ranker``   scorer    LightGBM LambdaRank (+ calibrated binary objectives), :mod:`.scorer`
+``mmr``           selector  MMR diversity, per-source quotas, an exploration slot with propensity, :mod:`.rerank`
+``safety_rules``  filter    every safety rule with a per-surface policy, :mod:`.rules`
+``pending``       filter    pending friend requests in either direction, :mod:`.rules`
+``strangers``     filter    no teen <-> adult strangers, :mod:`.rules`
+================  ========  ==========================================================================
+"""
+
+from belong.ranking import scorer  # noqa: F401

@@ -1,0 +1,186 @@
+"""The learned ranker: LightGBM LambdaRank for the order, binary LightGBM models for calibrated probabilities.
+
+``score = lambdarank margin + sum_o weight_o * p_o`` where ``p_o`` are the calibrated probabilities of the
+surface's binary objectives (``objectives = {join = 0.5, report = -2.0}`` in the scorer's TOML). The training
+lists of :mod:`belong.ranking.dataset` carry the ``join`` label only (a held-out membership); ``retained`` and
+``report`` need impression/leave/report events (:func:`belong.features.training.build_training_set` on a store)
+and are recorded as ``skipped`` when their labels are absent. ``p(join)`` is always fitted and calibrated
+(isotonic by default) on one half of the validation lists; the expected calibration error before and after is
+measured on the other half.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from belong.errors import ValidationError
+from belong.ranking.calibration import Calibrator, expected_calibration_error
+from belong.ranking.dataset import TrainingLists
+
+OBJECTIVES = ("join", "retained", "report")
+CUTOFF = 20
+
+
+def _offsets(groups: np.ndarray) -> np.ndarray:
+    return np.r_[0, np.cumsum(groups)].astype(np.int64)
+
+
+def list_metrics(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, n_pos: np.ndarray,
+                 k: int = CUTOFF) -> dict[str, float]:
+    """Mean recall@k and NDCG@k over lists, held-out positives as the denominator (missed ones count)."""
+    off = _offsets(groups)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    rec, ndcg = [], []
+    for i in range(groups.size):
+        s, lab = scores[off[i]:off[i + 1]], y[off[i]:off[i + 1]]
+        order = np.lexsort((np.arange(s.size), -s))[:k]
+        hits = lab[order]
+        denom = max(int(n_pos[i]), 1)
+        rec.append(hits.sum() / min(denom, k))
+        ideal = disc[: min(denom, k)].sum()
+        ndcg.append(float((hits * disc[: hits.size]).sum() / ideal))
+    return {f"recall@{k}": float(np.mean(rec)), f"ndcg@{k}": float(np.mean(ndcg))}
+
+
+class Ranker:
+    """Fitted boosters, calibrator, feature names and validation figures; :meth:`score` for requests."""
+
+    def __init__(self, *, num_leaves: int = 31, learning_rate: float = 0.05, rounds: int = 300,
+                 min_data_in_leaf: int = 50, seed: int = 0, calibration: str = "isotonic",
+                 objectives: dict[str, float] | None = None) -> None:
+        self.params = {"num_leaves": num_leaves, "learning_rate": learning_rate, "rounds": rounds,
+                       "min_data_in_leaf": min_data_in_leaf, "seed": seed, "calibration": calibration}
+        self.objectives = dict(objectives or {})
+        bad = sorted(set(self.objectives) - set(OBJECTIVES))
+        if bad:
+            raise ValidationError("objectives", f"unknown objective {bad[0]!r}; known: {', '.join(OBJECTIVES)}")
+        self.order: lgb.Booster | None = None
+        self.binary: dict[str, lgb.Booster] = {}
+        self.calibrators: dict[str, Calibrator] = {}
+        self.feature_names: list[str] = []
+        self.source_names: list[str] = []
+        self.metrics: dict[str, Any] = {}
+
+    def _lgb_params(self, objective: str) -> dict[str, Any]:
+        p = self.params
+        out = {"objective": objective, "num_leaves": p["num_leaves"], "learning_rate": p["learning_rate"],
+               "min_data_in_leaf": p["min_data_in_leaf"], "feature_fraction": 0.9, "bagging_fraction": 0.8,
+               "bagging_freq": 1, "seed": p["seed"], "num_threads": 2, "deterministic": True,
+               "force_row_wise": True, "verbosity": -1}
+        if objective == "lambdarank":
+            out.update({"eval_at": [CUTOFF], "lambdarank_truncation_level": 2 * CUTOFF, "metric": "ndcg"})
+        else:
+            out["metric"] = "binary_logloss"
+        return out
+
+    def fit(self, lists: TrainingLists) -> Ranker:
+        """Fit on 80% of the lists (by user); early-stop, calibrate and measure on the other 20%."""
+        if lists.groups.size < 10 or lists.y.sum() == 0:
+            raise ValidationError("training", f"too little data to train a ranker ({lists.groups.size} lists, "
+                                  f"{int(lists.y.sum())} positives); need >= 10 lists with positives")
+        self.feature_names, self.source_names = list(lists.feature_names), list(lists.source_names)
+        rng = np.random.default_rng(self.params["seed"])
+        n = lists.groups.size
+        is_valid = np.zeros(n, bool)
+        is_valid[rng.choice(n, max(2, n // 5), replace=False)] = True
+        off = _offsets(lists.groups)
+        row_valid = np.repeat(is_valid, lists.groups)
+        tr, va = ~row_valid, row_valid
+        Xtr, ytr, Xva, yva = lists.X[tr], lists.y[tr], lists.X[va], lists.y[va]
+        gtr, gva = lists.groups[~is_valid], lists.groups[is_valid]
+        dtr = lgb.Dataset(Xtr, ytr, group=gtr, feature_name=self.feature_names, free_raw_data=False)
+        dva = lgb.Dataset(Xva, yva, group=gva, reference=dtr)
+        self.order = lgb.train(self._lgb_params("lambdarank"), dtr, self.params["rounds"], valid_sets=[dva],
+                               callbacks=[lgb.early_stopping(30, verbose=False)])
+        # p(join): binary model, calibrated on half of the validation lists, ECE measured on the other half
+        dbin = lgb.Dataset(Xtr, ytr, feature_name=self.feature_names)
+        self.binary["join"] = lgb.train(self._lgb_params("binary"), dbin, max(50, self.order.best_iteration or 50))
+        half = np.repeat(rng.random(int(is_valid.sum())) < 0.5, gva)
+        raw = self.binary["join"].predict(Xva)
+        cal = Calibrator(self.params["calibration"]).fit(raw[half], yva[half])
+        self.calibrators["join"] = cal
+        test = ~half if (~half).any() else half
+        skipped = [o for o in self.objectives if o != "join"]
+        # validation figures: the ranker against each source alone on the same held-out lists
+        valid_idx = np.flatnonzero(is_valid)
+        Xv_rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in valid_idx])
+        ys, nps = lists.y[Xv_rows], lists.positives_held[valid_idx]
+        per_source = {}
+        for j, s in enumerate(self.source_names):
+            rank = lists.X[Xv_rows, 2 * j + 1]
+            per_source[s] = list_metrics(np.where(np.isnan(rank), -1e9, -rank), ys, gva, nps)
+        ranked = list_metrics(self.order.predict(Xva), ys, gva, nps)
+        gain = self.order.feature_importance("gain")
+        self.metrics = {
+            "lists": lists.stats, "validation_lists": int(is_valid.sum()),
+            "best_iteration": int(self.order.best_iteration or self.params["rounds"]),
+            "ranker": ranked, "sources": per_source,
+            "calibration": {"method": cal.method,
+                            "ece_before": expected_calibration_error(raw[test], yva[test]),
+                            "ece_after": expected_calibration_error(cal.predict(raw[test]), yva[test])},
+            "objectives": {"used": ["join"], "weights": self.objectives, "skipped": skipped},
+            "feature_importance": {f: round(float(g), 3) for f, g in
+                                   sorted(zip(self.feature_names, gain, strict=True), key=lambda t: -t[1])},
+        }
+        return self
+
+    def _matrix(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[1] != len(self.feature_names):
+            raise ValidationError("features", f"expected {len(self.feature_names)} columns, got {X.shape[1]}")
+        return X
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """The surface's combined score per row (higher is better)."""
+        if self.order is None:
+            raise RuntimeError("ranker: call fit() or load() first")
+        if X.shape[0] == 0:
+            return np.zeros(0, np.float64)
+        X = self._matrix(X)
+        out = self.order.predict(X, num_iteration=self.order.best_iteration or None)
+        for name, w in self.objectives.items():
+            if name in self.binary and w:
+                out = out + w * self.probability(X, name)
+        return np.asarray(out, np.float64)
+
+    def probability(self, X: np.ndarray, objective: str = "join") -> np.ndarray:
+        """Calibrated probability of ``objective`` per row."""
+        raw = self.binary[objective].predict(self._matrix(X))
+        cal = self.calibrators.get(objective)
+        return cal.predict(raw) if cal is not None else raw
+
+    # ------------------------------------------------------------------------------------------- files
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the boosters (LightGBM text) and calibrators (pickle); returns the manifest part."""
+        import pickle
+
+        assert self.order is not None
+        directory.mkdir(parents=True, exist_ok=True)
+        self.order.save_model(str(directory / "ranker_lambdarank.txt"))
+        files = {"order": "ranker_lambdarank.txt"}
+        for name, b in self.binary.items():
+            b.save_model(str(directory / f"ranker_{name}.txt"))
+            files[name] = f"ranker_{name}.txt"
+        with open(directory / "calibrators.pkl", "wb") as fh:
+            pickle.dump(self.calibrators, fh)
+        files["calibrators"] = "calibrators.pkl"
+        return {"files": files, "params": self.params, "objectives": self.objectives,
+                "features": self.feature_names, "sources": self.source_names, "metrics": self.metrics}
+
+    @classmethod
+    def load(cls, directory: Path, manifest: dict[str, Any]) -> Ranker:
+        import pickle
+
+        r = cls(**{k: v for k, v in manifest["params"].items()}, objectives=manifest["objectives"])
+        files = manifest["files"]
+        r.order = lgb.Booster(model_file=str(directory / files["order"]))
+        r.binary = {k: lgb.Booster(model_file=str(directory / f)) for k, f in files.items()
+                    if k not in ("order", "calibrators")}
+        with open(directory / files["calibrators"], "rb") as fh:
+            r.calibrators = pickle.load(fh)  # noqa: S301 - our own artifact
+        r.feature_names, r.source_names = list(manifest["features"]), list(manifest["sources"])
+        r.metrics = manifest.get("metrics", {})
+        return r

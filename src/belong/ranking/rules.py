@@ -1,0 +1,209 @@
+"""Safety rules with reasons: the filters the shipped set lacks, and one per-surface policy over all of them.
+
+* ``pending``: people with a pending friend request in either direction (the request is already on its way).
+* ``strangers``: adults who are strangers (no mutual friend, no shared community) are never suggested to teens,
+  and teens never to adult strangers. Unknown age counts as both teen and adult under the default ``strict``
+  policy (it is never a way around the rule); ``unknown_age = "adult"`` relaxes that.
+* ``safety_rules``: a :class:`Policy` (which rules apply, per surface) over the shipped filters
+  (:mod:`belong.pipeline.filters`) and the two above. Each removal's reason names its rule
+  (``"blocked: this person blocked you"``), so ``--trace`` shows rule and reason for every removed candidate.
+
+Pending requests are not part of :class:`~belong.pipeline.state.WorldState`; :func:`index_pending` derives them
+from an event table and keeps them on the state as ``pending_requests`` (requester -> {target}).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+
+from belong.domain import AgeGroup, Surface
+from belong.errors import ValidationError
+from belong.pipeline import filters as shipped
+from belong.pipeline.components import ComponentConfig, Filter, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import FilterResult, Merged, Request
+
+FRIEND_EVENTS = ("friend_request", "friend_accept", "friend_remove", "block")
+RULES = ("self", "already_connected", "pending", "blocked", "inactive", "not_discoverable", "age_restricted",
+         "strangers")
+
+
+def index_pending(state: WorldState, events: pa.Table) -> dict[int, set[int]]:
+    """Pending requests from an event table: pairs whose last friend event (request / accept / remove / block,
+    either direction) is a request, and who are not friends. Stored as ``state.pending_requests`` and returned."""
+    pending: dict[int, set[int]] = defaultdict(set)
+    ev = events.filter(pa.compute.is_in(events.column("type"), pa.array(FRIEND_EVENTS)))
+    ev = ev.filter(pa.compute.equal(ev.column("target_kind"), "user"))
+    ev = ev.take(pa.compute.sort_indices(ev, [("ts_us", "ascending")]))
+    last: dict[tuple[int, int], tuple[str, int, int]] = {}
+    ids = state.users.index
+    for a, b, t in zip(ev.column("actor").to_pylist(), ev.column("target").to_pylist(), ev.column("type").to_pylist(),
+                       strict=True):
+        i, j = ids.get(a), ids.get(b)
+        if i is None or j is None or i == j:
+            continue
+        last[(min(i, j), max(i, j))] = (t, i, j)
+    for t, i, j in last.values():
+        if t == "friend_request" and not state.friends.has(i, j):
+            pending[i].add(j)
+    state.pending_requests = pending  # type: ignore[attr-defined]
+    return pending
+
+
+def _split(cands: list[Merged], why) -> FilterResult:
+    kept, removed = [], []
+    for m in cands:
+        r = why(m.item)
+        (kept.append(m) if r is None else removed.append((m, r)))
+    return FilterResult(kept, removed)
+
+
+@register("filter", "pending")
+class PendingRequestFilter(Filter):
+    """People: someone you sent a friend request to, or who sent you one that is still pending."""
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        me = state.profile(request).idx
+        pending: dict[int, set[int]] = getattr(state, "pending_requests", {})
+        if request.surface is not Surface.PEOPLE or me is None or not pending:
+            return FilterResult(list(cands), [])
+        sent = pending.get(me, set())
+
+        def why(i: int) -> str | None:
+            if i in sent:
+                return "your friend request is pending"
+            if me in pending.get(i, ()):
+                return "they sent you a friend request"
+            return None
+
+        return _split(cands, why)
+
+
+class StrangersConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    unknown_age: str = "strict"  # strict: unknown age counts as teen and as adult | adult
+
+
+def _minor_adult(age: str, unknown_age: str) -> tuple[bool, bool]:
+    """(may be a minor, may be an adult) for an age group under the unknown-age policy."""
+    if age == AgeGroup.TEEN:
+        return True, False
+    if age == AgeGroup.ADULT:
+        return False, True
+    return unknown_age == "strict", True
+
+
+@register("filter", "strangers")
+class StrangersFilter(Filter):
+    """People: no adult stranger for a teen and no teen for an adult stranger (no mutual friend, no shared
+    community)."""
+
+    Config = StrangersConfig
+    config: StrangersConfig
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        if self.config.unknown_age not in ("strict", "adult"):
+            raise ValidationError(f"{self.name}.unknown_age", f"must be strict or adult, got {self.config.unknown_age!r}")
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        p = state.profile(request)
+        if request.surface is not Surface.PEOPLE:
+            return FilterResult(list(cands), [])
+        policy = self.config.unknown_age
+        me_minor, me_adult = _minor_adult(p.age_group, policy)
+        my_friends, my_comms = set(p.friends.tolist()), set(p.communities.tolist())
+
+        def why(i: int) -> str | None:
+            minor, adult = _minor_adult(state.user_age[i], policy)
+            if not ((me_minor and adult) or (me_adult and minor)):
+                return None
+            if i in my_friends or my_friends.intersection(state.friends_of(i).tolist()):
+                return None
+            if my_comms.intersection(state.communities_of(i).tolist()):
+                return None
+            if me_minor and adult:
+                return "an adult you share no friend or community with (you may be under 18)"
+            return "a teen you share no friend or community with"
+
+        return _split(cands, why)
+
+
+class PolicyConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    rules: list[str] = list(RULES)  # rules that apply on this surface, in order
+    unknown_age: str = "strict"  # see ``strangers``
+
+
+@register("filter", "safety_rules")
+class SafetyRules(Filter):
+    """A per-surface policy: the listed rules, each removal's reason prefixed with its rule's name."""
+
+    Config = PolicyConfig
+    config: PolicyConfig
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        bad = [r for r in self.config.rules if r not in RULES]
+        if bad:
+            raise ValidationError(f"{self.name}.rules", f"unknown rule {bad[0]!r}; known: {', '.join(RULES)}")
+        classes = {
+            "self": shipped.SelfFilter, "already_connected": shipped.AlreadyConnectedFilter,
+            "pending": PendingRequestFilter, "blocked": shipped.BlockedFilter, "inactive": shipped.InactiveFilter,
+            "not_discoverable": shipped.NotDiscoverableFilter, "age_restricted": shipped.AgeRestrictedFilter,
+        }
+        self.rules: list[tuple[str, Filter]] = []
+        for r in self.config.rules:
+            if r == "strangers":
+                self.rules.append((r, StrangersFilter(StrangersConfig(unknown_age=self.config.unknown_age))))
+            else:
+                self.rules.append((r, classes[r]()))
+
+    def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        kept, removed = list(cands), []
+        for rule, f in self.rules:
+            if not kept:
+                break
+            res = f.apply(request, state, kept)
+            kept = res.kept
+            removed.extend((m, f"{rule}: {why}") for m, why in res.removed)
+        return FilterResult(kept, removed)
+
+
+def violations(request: Request, state: WorldState, items: np.ndarray, unknown_age: str = "strict") -> list[str]:
+    """Independent check (for tests and audits): which shown ``items`` break a safety rule, as messages."""
+    p = state.profile(request)
+    out = []
+    me = p.idx
+    pending: dict[int, set[int]] = getattr(state, "pending_requests", {})
+    for i in np.asarray(items, np.int64).tolist():
+        if request.surface is Surface.PEOPLE:
+            if me is not None and (i == me or state.friends.has(me, i)):
+                out.append(f"{i}: self or friend")
+            if me is not None and (i in state.blocked_users.get(me, ()) or me in state.blocked_users.get(i, ())):
+                out.append(f"{i}: blocked")
+            if me is not None and (i in pending.get(me, ()) or me in pending.get(i, ())):
+                out.append(f"{i}: pending")
+            if state.user_status[i] != "active":
+                out.append(f"{i}: inactive")
+            a_minor, a_adult = _minor_adult(p.age_group, unknown_age)
+            b_minor, b_adult = _minor_adult(state.user_age[i], unknown_age)
+            if (a_minor and b_adult) or (a_adult and b_minor):
+                fr = set(state.friends_of(i).tolist())
+                if not (fr & set(p.friends.tolist())) and not (set(state.communities_of(i).tolist())
+                                                                 & set(p.communities.tolist())):
+                    out.append(f"{i}: stranger across ages")
+            continue
+        c = i if request.surface is Surface.COMMUNITIES else state.x_community[i]
+        if request.surface is Surface.COMMUNITIES and me is not None and state.is_member(me, c):
+            out.append(f"{i}: member")
+        if me is not None and c in state.blocked_communities.get(me, ()):
+            out.append(f"{i}: blocked community")
+        if state.c_age_restricted[c] and p.age_group != AgeGroup.ADULT:
+            out.append(f"{i}: age-restricted")
+        if state.c_status[c] != "active":
+            out.append(f"{i}: inactive")
+        if request.surface is Surface.COMMUNITIES and (not state.c_discoverable[c] or state.c_invite_only[c]):
+            out.append(f"{i}: undiscoverable")
+    return out

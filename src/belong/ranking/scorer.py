@@ -1,0 +1,104 @@
+"""``lgbm_ranker``: the pipeline scorer that orders merged candidates with the learned :class:`Ranker`.
+
+Two ways to get the model:
+
+* ``artifact = "models/<version>"`` (written by ``belong train``): load the surface's ranker from there;
+* no artifact: :meth:`prepare` trains it in memory on a validation cut of the state it is given
+  (:func:`belong.ranking.dataset.build_lists` with fresh copies of the sources of ``surface``), which is how
+  ``belong evaluate --model pipeline:...`` trains the ranker inside ``fit(train)`` without seeing the test set.
+
+``surface`` names the surface whose sources, hydrators and filters produce the training lists: a shipped surface
+(``communities``), a TOML path, or the stem of a TOML shipped in ``belong/ranking`` (``communities_ranked``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from belong.errors import ValidationError
+from belong.pipeline.components import ComponentConfig, Scorer, register
+from belong.pipeline.state import WorldState
+from belong.pipeline.types import Merged, Request
+from belong.ranking.dataset import build_lists, feature_matrix
+from belong.ranking.ranker import Ranker
+
+
+class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    surface: str = "communities"  # surface whose sources make the training lists
+    artifact: str = ""  # directory written by ``belong train``; empty: train in prepare()
+    holdout: float = 0.15  # share of each user's memberships held out to label the lists
+    users: int = 2000  # validation users (lists) at most
+    objectives: dict[str, float] = {}  # extra calibrated objectives added to the order: {join = 0.5, report = -2}
+    calibration: str = "isotonic"  # isotonic | platt
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    rounds: int = 300
+    min_data_in_leaf: int = 50
+    seed: int = 0
+
+
+def surface_pipeline(name: str):
+    """The (unfitted) pipeline of a shipped surface, a TOML path, or a TOML stem shipped in ``belong.ranking``."""
+    from belong.pipeline.pipeline import SHIPPED_SURFACES, Pipeline
+
+    if name in SHIPPED_SURFACES or Path(name).is_file():
+        return Pipeline.load(name)
+    res = resources.files("belong.ranking").joinpath(f"{name}.toml")
+    if res.is_file():
+        return Pipeline.from_toml(res.read_text("utf-8"))
+    raise ValidationError("scorer.surface", f"no surface, TOML file or belong.ranking TOML named {name!r}")
+
+
+@register("scorer", "lgbm_ranker")
+class LgbmRanker(Scorer):
+    """score = LambdaRank margin (+ weighted calibrated objective probabilities); see :mod:`belong.ranking.ranker`."""
+
+    Config = LgbmRankerConfig
+    config: LgbmRankerConfig
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        self.ranker: Ranker | None = None
+        if not 0.0 < self.config.holdout < 1.0:
+            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {self.config.holdout}")
+        if self.config.users < 10:
+            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
+
+    def new_ranker(self) -> Ranker:
+        c = self.config
+        return Ranker(num_leaves=c.num_leaves, learning_rate=c.learning_rate, rounds=c.rounds,
+                      min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
+                      objectives=c.objectives)
+
+    def prepare(self, state: WorldState, progress=None) -> None:
+        if self.config.artifact:
+            from belong.ranking.artifact import load_ranker
+
+            self.ranker = load_ranker(Path(self.config.artifact), self.config.surface)
+            return
+        p = surface_pipeline(self.config.surface)
+        lists = build_lists(state, p.surface, p.sources, p.hydrators, p.filters, fraction=self.config.holdout,
+                            max_users=self.config.users, seed=self.config.seed, progress=progress)
+        self.ranker = self.new_ranker().fit(lists)
+
+    def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        assert self.ranker is not None
+        return feature_matrix(self.ranker.source_names, request, state, cands)
+
+    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        if self.ranker is None:
+            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        X = self.features(request, state, cands)
+        scores = self.ranker.score(X)
+        if request.explain and cands:
+            for m, p in zip(cands, self.ranker.probability(X).tolist(), strict=True):
+                m.features["p_join"] = round(float(p), 6)
+        return scores
+
+    def fitted(self) -> dict[str, Any]:
+        """Validation figures and feature importance of the fitted ranker (for reports and manifests)."""
+        return self.ranker.metrics if self.ranker is not None else {}

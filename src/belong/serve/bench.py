@@ -1,0 +1,254 @@
+"""``belong bench serve``: the highest request rate the communities endpoint holds at p99 <= budget, next to a
+bare endpoint of the same framework (FastAPI on uvicorn, same settings) returning a static payload of the same
+size, measured in the same run.
+
+Steps: a simulated world in an embedded store (kept between runs), its online features materialised into Redis
+(kept too, under a key prefix naming the world), the API server started as its own process (one uvicorn worker,
+pinned to one core), the candidate lists of a working set of users warmed (each a full pipeline run: the cold
+latency is reported), then for each fixed rate an open-loop load generator (:mod:`belong.serve.loadgen`, another
+process pinned to the other core) drives ``GET /v1/recommendations/communities`` over loopback; then the same
+rates against the bare server. A rate is *held* when every request answered 200 and p99 <= budget.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+BENCH_TTL_S = 86_400  # the warmed working set stays fresh for the whole run
+K = 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pin(cpu: int):
+    """preexec_fn pinning a child to one core (when the machine has more than one)."""
+    def pin() -> None:
+        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, {cpu})
+    return pin
+
+
+def _belong() -> str:
+    return str(Path(sys.executable).with_name("belong"))
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    """Poll ``url`` until 200; raise if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"server not ready after {timeout_s:.0f} s")
+
+
+def _ensure_store(store: Path, users: int, communities: int, seed: int, console: Console) -> dict[str, int]:
+    from belong.datasets import write_world
+    from belong.eventlog import open_store
+    from belong.simulate import simulate
+
+    with open_store(store) as st:
+        counts = st.entity_counts()
+        if counts.get("users") == users and counts.get("communities") == communities:
+            return {**counts, "events": st.count()}
+        if st.count():
+            raise RuntimeError(f"{store} holds another world; remove it or pass --store")
+        with console.status(f"simulating {users:,} users x {communities:,} communities into {store}"):
+            for part in simulate(users, communities, seed):
+                write_world(st, part, progress=False)
+        return {**st.entity_counts(), "events": st.count()}
+
+
+def _ensure_features(store: Path, redis_url: str, prefix: str, probe_user: str, console: Console) -> str:
+    from belong.eventlog import open_store
+    from belong.features import MATERIALIZED_AT, materialize, open_feature_store
+
+    with open_feature_store(redis_url, prefix=prefix) as fs:
+        if fs.read("user", probe_user, ["user_locale"])[MATERIALIZED_AT] is not None:
+            return "reused"
+        with console.status(f"materialising online features into {redis_url} ({prefix}*)"), open_store(store) as st:
+            materialize(st, fs)
+    return "materialised"
+
+
+def _load(port: int, rate: float, seconds: float, paths_file: str) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "belong.serve.loadgen", "--port", str(port), "--rate", str(rate),
+           "--seconds", str(seconds), "--paths", paths_file]
+    out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_pin(1), timeout=seconds * 4 + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
+    return orjson.loads(out.stdout)
+
+
+def _held(run: dict[str, Any], p99_ms: float) -> bool:
+    return run["errors"] == 0 and run["non_200"] == 0 and run["p99_ms"] is not None and run["p99_ms"] <= p99_ms
+
+
+def _best(runs: list[dict[str, Any]], p99_ms: float) -> dict[str, Any]:
+    held = [r for r in runs if _held(r, p99_ms)]
+    return max(held, key=lambda r: r["rate"]) if held else {"rate": 0.0, "p50_ms": None, "p99_ms": None}
+
+
+def _sweep(port: int, rates: list[float], seconds: float, paths_file: str, p99_ms: float, label: str,
+           console: Console) -> list[dict[str, Any]]:
+    runs = []
+    for rate in rates:
+        with console.status(f"{label}: {rate:,.0f} requests/s for {seconds:.0f} s"):
+            run = _load(port, rate, seconds, paths_file)
+        runs.append(run)
+        console.print(f"{label} {rate:>7,.0f}/s  p50 {run['p50_ms']} ms  p99 {run['p99_ms']} ms  "
+                      f"ok {run['ok']}/{run['sent']}  degraded {run['degraded']}")
+        if not _held(run, p99_ms) and len(runs) >= 2 and not _held(runs[-2], p99_ms):
+            break  # two rates in a row over budget: higher ones will not hold either
+    return runs
+
+
+def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates: list[float], seconds: float,
+                working_set: int, p99_ms: float, seed: int, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console(stderr=True)
+    t_start = time.perf_counter()
+    world = _ensure_store(store, users, communities, seed, console)
+    from belong.eventlog import open_store
+
+    with open_store(store) as st:
+        all_users = st.users().column("id").to_pylist()
+    prefix = f"belong:bench:{users}x{communities}s{seed}:"
+    features = _ensure_features(store, redis_url, prefix, all_users[0], console)
+    rng = np.random.default_rng(seed)
+    chosen = [all_users[i] for i in rng.choice(len(all_users), min(working_set, len(all_users)), replace=False)]
+    tmp = Path(tempfile.mkdtemp(prefix="belong-bench-serve-"))
+    paths_file = tmp / "paths.txt"
+    order = rng.permutation(len(chosen))
+    paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={chosen[i]}&k={K}\n" for i in order))
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_FEATURES_PREFIX": prefix,
+           "BELONG_CANDIDATE_TTL_S": str(BENCH_TTL_S), "BELONG_BUDGET_SOURCES_MS": "5000",
+           "BELONG_CACHE_USERS": str(max(working_set * 2, 1000))}
+    port, bare_port = free_port(), free_port()
+    server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url],
+                              env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    bare = None
+    try:
+        t0 = time.perf_counter()
+        with console.status("server: building the model (state, iALS, ANN, item-to-item, walks, text)"):
+            wait_ready(f"http://127.0.0.1:{port}/readyz", server, 1800)
+        build_s = time.perf_counter() - t0
+        base = f"http://127.0.0.1:{port}"
+        cold: list[float] = []
+        payload = b""
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with httpx.Client(base_url=base, timeout=60.0) as client, Progress(*columns, console=console) as bar:
+            task = bar.add_task("warming candidate lists (full pipeline per user)", total=len(chosen))
+            for u in chosen:
+                t1 = time.perf_counter()
+                r = client.get("/v1/recommendations/communities", params={"user_id": u, "k": K})
+                cold.append(time.perf_counter() - t1)
+                if r.status_code != 200:
+                    raise RuntimeError(f"warm-up request failed: {r.status_code} {r.text[:300]}")
+                payload = payload or r.content
+                bar.advance(task)
+        payload_file = tmp / "payload.json"
+        payload_file.write_bytes(payload)
+        bare = subprocess.Popen([sys.executable, "-m", "belong.serve.bench", str(payload_file), str(bare_port)],
+                                env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
+        _load(port, 200, 2, str(paths_file))  # settle connections and allocators before measuring
+        runs = _sweep(port, rates, seconds, str(paths_file), p99_ms, "api ", console)
+        bare_runs = _sweep(bare_port, rates, seconds, str(paths_file), p99_ms, "bare", console)
+        stages = _stage_breakdown(base, chosen[:200])
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    finally:
+        for proc in (server, bare):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    best, best_bare = _best(runs, p99_ms), _best(bare_runs, p99_ms)
+    cold_ms = np.asarray(cold) * 1e3
+    return {
+        "rps": best["rate"], "p50_ms": best["p50_ms"], "p99_ms": best["p99_ms"],
+        "bare_rps": best_bare["rate"], "bare_p99_ms": best_bare["p99_ms"], "bare_p50_ms": best_bare["p50_ms"],
+        "rps_over_bare": round(best["rate"] / best_bare["rate"], 3) if best_bare["rate"] else None,
+        "p99_budget_ms": p99_ms, "payload_bytes": len(payload),
+        "endpoint": f"GET /v1/recommendations/communities?user_id=…&k={K}",
+        "runs": runs, "bare_runs": bare_runs,
+        "stage_ms_mean_warm": stages,
+        "cold_full_pipeline_ms": {"p50": round(float(np.percentile(cold_ms, 50)), 1),
+                                  "p99": round(float(np.percentile(cold_ms, 99)), 1), "requests": len(cold)},
+        "cache_lookups": _cache_counts(metrics),
+        "world": {**world, "seed": seed}, "working_set_users": len(chosen), "features": features,
+        "server": {"workers": 1, "loop": "uvloop", "http": "httptools", "build_seconds": round(build_s, 1),
+                   "cpu_pinning": (os.cpu_count() or 1) > 1},
+        "seconds_per_rate": seconds, "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def _stage_breakdown(base: str, users: list[str]) -> dict[str, float]:
+    """Mean per-stage milliseconds of warm requests, from the ``debug`` trace."""
+    sums: dict[str, float] = {}
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for u in users:
+            trace = client.get("/v1/recommendations/communities", params={"user_id": u, "k": K, "debug": "true"})
+            for stage, ms in trace.json()["debug"]["stage_ms"].items():
+                sums[stage] = sums.get(stage, 0.0) + ms
+    return {s: round(v / max(len(users), 1), 3) for s, v in sums.items()}
+
+
+def _cache_counts(metrics_text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("belong_candidate_cache_total{") and 'surface="communities"' in line:
+            result = line.split('result="')[1].split('"')[0]
+            out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def bare_app(payload: bytes):
+    """The baseline: the same framework and route shape, answering a static payload (no work)."""
+    from fastapi import FastAPI, Query
+    from fastapi.responses import Response
+
+    from belong.domain import Surface
+
+    app = FastAPI(title="belong-bare")
+
+    @app.get("/v1/recommendations/{surface}")
+    async def static(surface: Surface, user_id: str = Query(min_length=1, max_length=128),
+                     k: int = Query(20, ge=1, le=100)) -> Response:
+        return Response(payload, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return app
+
+
+if __name__ == "__main__":  # python -m belong.serve.bench PAYLOAD_FILE PORT: the bare server
+    import uvicorn
+
+    uvicorn.run(bare_app(Path(sys.argv[1]).read_bytes()), host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop",
+                http="httptools", log_level="warning", access_log=False)

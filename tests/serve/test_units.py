@@ -1,0 +1,85 @@
+"""Pieces of the server on their own: API keys, settings, the candidate cache's invalidation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from belong.domain import Surface, parse_event
+from belong.errors import ValidationError
+from belong.pipeline.types import Candidate, Merged, Reason
+from belong.serve.auth import AuthError, KeyChecker, Role
+from belong.serve.cache import CandidateCache, Entry
+from belong.serve.settings import ServeSettings
+
+
+def test_keys_roles_and_messages() -> None:
+    keys = KeyChecker(frozenset({"w1"}), frozenset({"a1"}))
+    assert keys.check("Bearer w1", Role.WRITE) is Role.WRITE
+    assert keys.check("bearer a1", Role.WRITE) is Role.ADMIN
+    assert keys.check("Bearer a1", Role.ADMIN) is Role.ADMIN
+    for header, status in ((None, 401), ("", 401), ("Bearer", 401), ("Token w1", 401), ("Bearer nope", 401),
+                           ("Bearer w1", 403)):
+        with pytest.raises(AuthError) as err:
+            keys.check(header, Role.ADMIN)
+        assert err.value.status == status and err.value.message
+    with pytest.raises(AuthError) as err:  # no keys configured: nobody may write
+        KeyChecker(frozenset(), frozenset()).check("Bearer anything", Role.WRITE)
+    assert err.value.status == 401
+
+
+def test_settings_from_env() -> None:
+    s = ServeSettings.from_env({"BELONG_API_KEYS_WRITE": " a, b ,,", "BELONG_BUDGET_SOURCES_MS": "12.5",
+                                "BELONG_CACHE_USERS": "10"})
+    assert s.write_keys == frozenset({"a", "b"}) and s.admin_keys == frozenset()
+    assert s.budget_sources_ms == 12.5 and s.cache_users == 10 and s.redis_url is None
+    assert s.with_(redis_url="redis://x", budget_features_ms=None).redis_url == "redis://x"
+    with pytest.raises(ValidationError) as err:
+        ServeSettings.from_env({"BELONG_BUDGET_FEATURES_MS": "fast"})
+    assert err.value.field == "BELONG_BUDGET_FEATURES_MS"
+    with pytest.raises(ValidationError):
+        ServeSettings.from_env({"BELONG_CANDIDATE_TTL_S": "-1"})
+
+
+def _ranked(*items: int) -> list[tuple[Merged, float]]:
+    out = []
+    for rank, i in enumerate(items):
+        m = Merged(i)
+        m.hits["src"] = (rank, Candidate(i, "src", 1.0, Reason("")))
+        out.append((m, 1.0 / (rank + 1)))
+    return out
+
+
+def _event(etype: str, actor: str, target: str) -> object:
+    return parse_event({"event_id": f"{etype}-{actor}-{target}", "ts": 1_700_000_000, "type": etype,
+                        "actor": actor, "target": target})
+
+
+def test_cache_ttl_lru_and_version() -> None:
+    cache = CandidateCache(ttl_s=0.05, max_users=2)
+    cache.put(Surface.COMMUNITIES, "a", Entry("v1", time.monotonic(), _ranked(1, 2), {}))
+    assert cache.get(Surface.COMMUNITIES, "a", "v1")[1] is True
+    assert cache.get(Surface.COMMUNITIES, "a", "v2") == (None, False)  # another version's indices never leak
+    time.sleep(0.06)
+    entry, fresh = cache.get(Surface.COMMUNITIES, "a", "v1")
+    assert entry is not None and not fresh  # expired: still the last good list
+    cache.put(Surface.COMMUNITIES, "b", Entry("v1", time.monotonic(), _ranked(3), {}))
+    cache.put(Surface.COMMUNITIES, "c", Entry("v1", time.monotonic(), _ranked(4), {}))
+    assert len(cache) == 2 and cache.get(Surface.COMMUNITIES, "a", "v1")[0] is None  # least recently used went
+
+
+def test_cache_invalidation_by_event() -> None:
+    cache = CandidateCache(ttl_s=60, max_users=100)
+    for s in Surface:
+        for u in ("a", "b"):
+            cache.put(s, u, Entry("v1", time.monotonic(), _ranked(1, 2, 3), {}))
+    cache.on_event(_event("join", "a", "c2"), 2, "v1")
+    entry, _ = cache.get(Surface.COMMUNITIES, "a", "v1")
+    assert [m.item for m, _ in entry.ranked] == [1, 3]  # the joined community left the list at once
+    assert cache.get(Surface.CONTENT, "a", "v1")[0] is None  # new community, new content: recomputed
+    cache.on_event(_event("friend_accept", "a", "b"), None, "v1")
+    assert all(cache.get(s, u, "v1")[0] is None for s in Surface for u in ("a", "b"))
+    cache.put(Surface.PEOPLE, "b", Entry("v1", time.monotonic(), _ranked(1), {}))
+    cache.on_event(_event("view", "b", "x1"), None, "v1")  # engagement: the rules see it; the list stays
+    assert cache.get(Surface.PEOPLE, "b", "v1")[0] is not None
