@@ -55,11 +55,16 @@ class AnnIndex:
         return ids.astype(np.int64), (1.0 - dist).astype(np.float32)
 
 
-def build_index(vectors: np.ndarray, backend: str = "exact", *, m: int = 16, ef_construction: int = 100,
-                ef_search: int = 64) -> AnnIndex:
-    """Index ``vectors`` (n x d float32) with ``backend``."""
+def build_index(vectors: np.ndarray, backend: str = "exact", *, k: int = 100, m: int = 16,
+                ef_construction: int = 100, ef_search: int = 0) -> AnnIndex:
+    """Index ``vectors`` (n x d float32) with ``backend``, tuned for queries of ``k`` results.
+
+    HNSW search breadth defaults to ``max(64, 2k)`` (it must exceed k). faiss runs single-threaded: serving asks
+    one user at a time, and OpenMP threads only add latency then (and contend with other work)."""
     import faiss
 
+    faiss.omp_set_num_threads(1)
+    ef_search = ef_search or max(64, 2 * k)
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     if v.ndim != 2 or v.shape[0] == 0:
         raise ValidationError("vectors", f"must be a non-empty 2-D array, got shape {v.shape}")
@@ -76,7 +81,7 @@ def build_index(vectors: np.ndarray, backend: str = "exact", *, m: int = 16, ef_
         from usearch.index import Index
 
         impl = Index(ndim=d, metric="ip", dtype="f32", connectivity=m, expansion_add=ef_construction,
-                     expansion_search=ef_search)
+                     expansion_search=ef_search, multi=False)
         impl.add(np.arange(n), v)
     elif backend == "hnswlib" and "hnswlib" in available_backends():
         import hnswlib
@@ -114,12 +119,12 @@ def measure(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, backends:
     if q.shape[0] > max_queries:
         q = q[rng.choice(q.shape[0], max_queries, replace=False)]
     k = min(k, vectors.shape[0])
-    exact = build_index(vectors, "exact")
+    exact = build_index(vectors, "exact", k=k)
     truth, _ = exact.search(q, k)
     out: dict[str, dict[str, float]] = {}
     for b in backends or available_backends():
         t0 = time.perf_counter()
-        idx = exact if b == "exact" else build_index(vectors, b)
+        idx = exact if b == "exact" else build_index(vectors, b, k=k)
         build_s = 0.0 if b == "exact" else time.perf_counter() - t0
         found, _ = idx.search(q, k)
         ms = _latency_ms(idx, q, k)
@@ -142,8 +147,8 @@ def auto_index(vectors: np.ndarray, queries: np.ndarray, *, backend: str = "auto
                min_recall: float = 0.95, seed: int = 0) -> AnnIndex:
     """``backend='auto'`` measures and chooses (see :func:`choose_backend`); otherwise builds the named one."""
     if backend != "auto":
-        return build_index(vectors, backend)
+        return build_index(vectors, backend, k=k)
     best, report = choose_backend(vectors, queries, k=k, min_recall=min_recall, seed=seed)
-    index = build_index(vectors, best)
+    index = build_index(vectors, best, k=k)
     index.meta.update(report)
     return index

@@ -212,16 +212,17 @@ def read_rows(path: Path, fmt: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[_R
 
 def _parse_event_row(record: Any) -> Any:
     """``parse_event`` that also takes ``ts_us`` (integer microseconds) in place of ``ts``."""
-    if isinstance(record, Mapping) and "ts_us" in record:
-        record = dict(record)
-        raw = record.pop("ts_us")
-        if record.get("ts") in (None, "") and record.get("timestamp") in (None, ""):
-            ts_us = parse_int(raw, "ts_us")
-            if not MIN_TS_US <= ts_us < MAX_TS_US:
-                raise ValidationError("ts_us", "must be between 1970-01-01 and 2100-01-01")
-            record["ts"] = ts_us // 1_000_000
-            return msgspec.structs.replace(parse_event(record), ts_us=ts_us)
-    return parse_event(record)
+    if not (isinstance(record, Mapping) and "ts_us" in record):
+        return parse_event(record)
+    record = dict(record)
+    raw = record.pop("ts_us")
+    if record.get("ts") not in (None, "") or record.get("timestamp") not in (None, ""):
+        raise ValidationError("ts_us", "give the time once: ts, timestamp or ts_us")
+    ts_us = parse_int(raw, "ts_us")
+    if not MIN_TS_US <= ts_us < MAX_TS_US:
+        raise ValidationError("ts_us", "must be between 1970-01-01 and 2100-01-01")
+    record["ts"] = ts_us // 1_000_000  # whole seconds for parse_event's checks, then the exact value
+    return msgspec.structs.replace(parse_event(record), ts_us=ts_us)
 
 
 def parse_row(kind: str, record: Any) -> Any:
@@ -272,6 +273,20 @@ def _run(
     flush(total)
 
 
+def check_input(path: Path, kind: str, fmt: str | None) -> str:
+    """Check the file, kind and format before anything is opened; returns the format."""
+    if kind not in KINDS:
+        raise ValidationError("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
+    if not path.exists():
+        raise ValidationError("file", f"no such file: {path}")
+    if not path.is_file():
+        raise ValidationError("file", f"not a regular file: {path}")
+    fmt = detect_format(path) if fmt is None else fmt
+    if fmt not in FORMATS:
+        raise ValidationError("format", f"must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    return fmt
+
+
 def ingest_file(
     path: str | Path,
     store: EventStore,
@@ -288,15 +303,9 @@ def ingest_file(
     (validation pass, then storing pass).
     """
     path = Path(path)
-    if kind not in KINDS:
-        raise ValidationError("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
+    fmt = check_input(path, kind, fmt)
     if chunk_rows < 1:
         raise ValidationError("chunk_rows", f"must be >= 1, got {chunk_rows}")
-    if not path.is_file():
-        raise ValidationError("file", f"no such file: {path}")
-    fmt = detect_format(path) if fmt is None else fmt
-    if fmt not in FORMATS:
-        raise ValidationError("format", f"must be one of {', '.join(FORMATS)}; got {fmt!r}")
     total = source_size(path, fmt)
     if strict:
         check = IngestReport()

@@ -137,10 +137,36 @@ def test_bench_evaluate_json(lightgcn_dir: Path, monkeypatch, capsys) -> None:
 
 
 def test_evaluate_with_tuning_records_the_tuned_values(lightgcn_dir: Path, monkeypatch, capsys) -> None:
-    code, out, err = run_cli(monkeypatch, capsys, "evaluate", "-d", f"lightgcn:{lightgcn_dir}", "-m", "ease",
-                             "--k", "3", "--tune", "3", "--json")
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", "-d", f"lightgcn:{lightgcn_dir}", "-m", "ease,itemknn",
+                             "--param", "itemknn.k=7", "--k", "3", "--tune", "4", "--json")
+    assert code == 0, err
+    ease, itemknn = orjson.loads(out)["results"]
+    for r in (ease, itemknn):
+        assert r["tuned"]["trials"] == 4 and r["tuned"]["validation"] == "random-holdout"
+        assert r["tuned"]["metric"] == "ndcg@3" and r["params_source"] == "tuned here (4 trials)"
+        assert r["params"] == {**r["params"], **r["tuned"]["params"]}  # the tuned values are the ones evaluated
+    assert 10.0 <= ease["tuned"]["params"]["l2"] <= 5000.0  # inside the searched space
+    assert itemknn["params"]["k"] == 7  # explicit --param values stay fixed while the rest is searched
+
+
+def test_evaluate_a_store_defaults_to_temporal(tmp_path: Path, monkeypatch, capsys) -> None:
+    from belong.domain import Event, EventType, TargetKind
+    from belong.eventlog import open_store
+
+    events = []
+    for n in range(40):  # 10 users join 4 of 6 communities over time; the last 20% of joins are the test part
+        u, c = n % 10, (n // 10 + n % 3) % 6
+        events.append(Event(event_id=f"e{n}", ts_us=1_000_000 * (n + 1), type=EventType.JOIN, actor=f"u{u}",
+                            target=f"c{c}", target_kind=TargetKind.COMMUNITY))
+    events.append(Event(event_id="late", ts_us=100_000_000, type=EventType.JOIN, actor="newcomer", target="c1",
+                        target_kind=TargetKind.COMMUNITY))
+    store = tmp_path / "store"
+    with open_store(store) as s:
+        s.append(events)
+    code, out, err = run_cli(monkeypatch, capsys, "evaluate", "-d", str(store), "-m", "toppop", "--k", "2", "--json")
     assert code == 0, err
     result = orjson.loads(out)
-    tuned = result["tuned"]
-    assert tuned["trials"] == 3 and tuned["validation"] == "random-holdout" and tuned["metric"] == "ndcg@3"
-    assert result["params"]["l2"] == pytest.approx(tuned["params"]["l2"])
+    assert result["protocol"]["name"] == "temporal" and result["protocol"]["test_fraction"] == 0.2
+    split = result["split"]
+    assert split["cold_test_users"] == 1 and result["segments"]["cold"]["users"] == 1
+    assert split["train_rows"] + split["test_rows"] + split["dropped_unseen_items"] + split["dropped_repeat_pairs"] == 41

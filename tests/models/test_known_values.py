@@ -39,6 +39,14 @@ def test_neighbour_heuristics_by_hand(name: str, expected_0_3: float, expected_4
     assert items[0, 0] == 3  # 0's only non-neighbour with common neighbours
 
 
+@pytest.mark.parametrize("name", ["common-neighbours", "adamic-adar", "resource-allocation", "ppr"])
+def test_friends_listed_one_way_are_still_filtered(name: str) -> None:
+    model = registry.create(name).fit(five_node_graph())  # edge 3-4 is stored as (3, 4) only
+    items, _ = model.recommend_idx(np.array([4]), 4)
+    assert 3 not in items[0] and 4 not in items[0]
+    assert set(items[0][items[0] >= 0]) == {0, 1, 2}
+
+
 def test_adamic_adar_recommend_maps_ids() -> None:
     g = Interactions.from_ids(["ann", "ann", "bob", "bob", "cat", "dan"], ["bob", "cat", "cat", "dan", "eve", "eve"],
                               user_ids=np.array(["ann", "bob", "cat", "dan", "eve"]),

@@ -27,7 +27,10 @@ def test_loadgen_holds_a_fixed_rate_against_the_bare_server(tmp_path: Path) -> N
                              capture_output=True, text=True, timeout=60)
     finally:
         bare.terminate()
-        bare.wait(timeout=10)
+        try:
+            bare.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            bare.kill()
     assert out.returncode == 0, out.stderr
     run = orjson.loads(out.stdout)
     assert run["sent"] == 300 and run["ok"] == 300 and run["errors"] == 0 and run["non_200"] == 0

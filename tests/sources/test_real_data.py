@@ -39,10 +39,11 @@ def hetrec(data_dir) -> WorldState:
 def test_hetrec_people_and_tag_cold_start(hetrec):
     people = Pipeline.load("people").fit(hetrec)
     resp = people.run(Request("2", Surface.PEOPLE, k=5))
-    assert len(resp.items) == 5 and all("mutual friend" in it.explanation or it.explanation for it in resp.items)
+    assert len(resp.items) == 5 and all(it.explanation for it in resp.items)
     assert any("mutual friend" in r for it in resp.items for r in it.reasons.values())
     comms = Pipeline.from_dict({"surface": "communities", "sources": [{"type": "text_match"},
-                                {"type": "new_communities"}], "filters": [{"type": "already_connected"}]})
+                                {"type": "new_communities", "weight": 0.1}], "filters": [{"type": "already_connected"}]})
     comms.fit(hetrec)
     new = comms.run(Request("nobody-yet", k=10, new_user=NewUser(interests=("synthpop", "80s"))))
-    assert len(new.items) == 10 and all("#" in it.explanation for it in new.items)
+    assert len(new.items) == 10 and all(it.explanation for it in new.items)
+    assert sum("#80s" in it.explanation or "#synthpop" in it.explanation for it in new.items) >= 8

@@ -134,11 +134,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     tasks[name] = bar.add_task(f"{name}: fit, rank users", total=total)
                 bar.update(tasks[name], completed=done)
 
-            def on_tune(name: str) -> None:
-                bar.add_task(f"tuning {name} ({tune} trials)", total=None)
+            def on_trial(name: str) -> None:
+                key = f"tune:{name}"
+                if key not in tasks:
+                    tasks[key] = bar.add_task(f"{name}: tuning", total=tune)
+                bar.advance(tasks[key])
 
             run = harness.run(data, split, models, ks, tune_trials=tune, seed=seed, progress=on_progress,
-                              on_tune=on_tune)
+                              on_trial=on_trial)
         result = run.to_dict()
         if report is not None:
             from belong.evaluation.report import write_report

@@ -43,7 +43,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         redis: str = typer.Option("redis://127.0.0.1:6379/0", help="Redis for the online features."),
         rates: str = typer.Option("250,500,1000,1500,2000,2500,3000", help="Request rates to try, per second."),
         seconds: float = typer.Option(8.0, help="Seconds at each rate."),
-        working_set: int = typer.Option(20_000, help="Distinct users the load draws from (their lists warmed)."),
+        working_set: int = typer.Option(1_000, help="Distinct users the load draws from (their lists warmed first)."),
         p99_ms: float = typer.Option(25.0, help="Latency budget a rate must hold."),
         seed: int = typer.Option(0, help="Random seed of the world and the load."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -79,27 +80,28 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         Parquet counts rows from 1. Timestamps: ts/timestamp (ISO-8601 or epoch seconds) or ts_us (microseconds).
         """
         from belong.eventlog import open_store
-        from belong.ingest import ingest_file
+        from belong.ingest import check_input, ingest_file
 
-        by_rows = (fmt or file.suffix.lower().lstrip(".")) in ("parquet", "pq")  # else progress is by bytes
-        with open_store(_store_spec(store)) as st, _progress(err, counts=by_rows) as progress:
+        fmt = check_input(file, kind, fmt)  # before the store is opened (and created)
+        with open_store(_store_spec(store)) as st, _progress(err, counts=fmt == "parquet") as progress:
             task = progress.add_task(f"ingest {file.name}", total=None)
-            report = ingest_file(
+            report = ingest_file(  # progress is by rows for Parquet, by bytes for text files
                 file, st, kind=kind, fmt=fmt, strict=strict,
                 on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         if as_json:
             _print_json(report.to_dict())
         else:
-            err.print(
-                f"{file.name}: [green]{report.accepted:,} accepted[/], {report.duplicates:,} duplicates, "
+            out = Console()
+            out.print(
+                f"{escape(file.name)}: [green]{report.accepted:,} accepted[/], {report.duplicates:,} duplicates, "
                 f"[{'red' if report.rejected else 'green'}]{report.rejected:,} rejected[/] "
                 f"of {report.rows:,} rows" + ("" if report.stored else " — nothing stored (--strict)")
             )
             for e in report.errors[:20]:
-                err.print(f"  line {e['line']}: {e['field']}: {e['reason']}", markup=False)
+                out.print(f"  line {e['line']}: {e['field']}: {e['reason']}", markup=False)
             if report.rejected > 20:
-                err.print(f"  ... {report.rejected - 20:,} more (use --json for the first {len(report.errors):,})")
+                out.print(f"  ... {report.rejected - 20:,} more (use --json for the first {len(report.errors):,})")
         if strict and report.rejected:
             raise typer.Exit(2)
 

@@ -8,7 +8,8 @@ does); names become models in :mod:`belong.evaluation.modelspec` (``PREFIX:REST`
 **Output** (:meth:`EvaluationRun.to_dict`), one model::
 
     {"dataset": str, "protocol": {"name": str, ...parameters}, "split": {rows, users, items, dropped ...},
-     "ks": [10, 20, 50], "primary_k": 20, "model": str, "params": {...}, "metrics": {"recall@20": float, ...},
+     "ks": [10, 20, 50], "primary_k": 20, "model": str, "params": {...}, "params_source": "tuned:<key>" |
+     "defaults" | "given" | "tuned here (N trials)", "metrics": {"recall@20": float, ...},
      "ci95": {"recall@20": [lo, hi], ...}, "segments": {"warm": {"users": n, "recall@20": ...}, ...},
      "fit_seconds": float, "score_seconds": float, "users_evaluated": int, "tuned": {...} (with --tune)}
 
@@ -197,13 +198,16 @@ def paired_comparisons(results: Sequence[ModelResult], metric: str) -> dict[str,
     return out
 
 
-def _tune(name: str, split: Split, params: dict[str, Any], trials: int, k: int, seed: int) -> tuple[dict, dict]:
+def _tune(name: str, split: Split, fixed: dict[str, Any], trials: int, k: int, seed: int,
+          on_trial: Callable[[str], None] | None) -> tuple[dict, dict]:
+    """Tune ``name`` on a validation split of ``split.train`` (``fixed`` parameters are not searched)."""
     from belong.tuning import tune
 
     sampled = split.protocol in SAMPLED
     result = tune(name, split.train, metric="hr@10" if sampled else f"ndcg@{k}", n_trials=trials, seed=seed,
-                  validation="loo-sampled" if sampled else "random-holdout", k=k, fixed=params,
-                  n_negatives=split.params.get("n_negatives", 99))
+                  validation="loo-sampled" if sampled else "random-holdout", k=k, fixed=fixed,
+                  n_negatives=split.params.get("n_negatives", 99),
+                  on_trial=None if on_trial is None else (lambda record: on_trial(name)))
     record = {"trials": trials, "metric": result.metric, "validation": result.validation,
               "best_value": result.best_value, "params": result.best_params, "seconds": round(result.seconds, 2)}
     return result.best_params, record
@@ -211,11 +215,12 @@ def _tune(name: str, split: Split, params: dict[str, Any], trials: int, k: int, 
 
 def run(data: Interactions, split: Split, models: Sequence[ModelChoice], ks: Sequence[int], *,
         tune_trials: int = 0, seed: int = 0, progress: ProgressFn | None = None,
-        on_tune: Callable[[str], None] | None = None) -> EvaluationRun:
+        on_trial: Callable[[str], None] | None = None) -> EvaluationRun:
     """Evaluate ``models`` (parameters already merged with defaults, see ``modelspec.model_params``) on ``split``.
 
     With ``tune_trials > 0`` each registry model is first tuned with :func:`belong.tuning.tune` on a validation
-    split carved from ``split.train`` only (explicit params stay fixed); the tuned values are recorded.
+    split carved from ``split.train`` only (``ModelChoice.explicit`` params stay fixed, the others are searched
+    from the model's defaults); the tuned values replace ``params`` and are recorded.
     """
     if not models:
         raise ValidationError("model", "name at least one model")
@@ -226,9 +231,7 @@ def run(data: Interactions, split: Split, models: Sequence[ModelChoice], ks: Seq
     for choice in models:
         name, params, source, tuned = choice.name, choice.params, choice.params_source, None
         if tune_trials > 0 and ":" not in name:
-            if on_tune is not None:
-                on_tune(name)
-            params, tuned = _tune(name, split, params, tune_trials, primary_k(ks), seed)
+            params, tuned = _tune(name, split, choice.explicit, tune_trials, primary_k(ks), seed, on_trial)
             source = f"tuned here ({tune_trials} trials)"
         model = build_model(name, params)
         result = evaluate_model(model, split, ks, name=name, seed=seed, progress=progress)

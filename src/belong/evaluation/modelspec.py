@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,12 +80,13 @@ def tuned_keys(dataset: str, protocol: str) -> list[str]:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model to evaluate: its name, its parameters and where they came from (``tuned:<key>``, ``defaults``
-    or ``--param`` when every value was given explicitly)."""
+    """A model to evaluate: its name, its parameters, where they came from (``tuned:<key>``, ``defaults`` or
+    ``given``) and which of them were set explicitly (``--param``; tuning keeps those fixed)."""
 
     name: str
     params: dict[str, Any]
     params_source: str = "given"
+    explicit: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_models(names: list[str], square: bool) -> list[str]:
@@ -126,5 +127,6 @@ def model_params(names: list[str], overrides: dict[str, dict[str, Any]], keys: l
             key = next((k for k in keys if registry.tuned_params(name, k) is not None), None)
             base = registry.default_params(name, key)
             source = f"tuned:{key}" if key else "defaults"
-        out.append(ModelChoice(name, {**base, **canon.get(name, {})}, source))
+        explicit = canon.get(name, {})
+        out.append(ModelChoice(name, {**base, **explicit}, source, explicit))
     return out

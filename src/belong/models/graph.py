@@ -6,7 +6,7 @@
 * resource allocation: ``1 / deg(w)``
 
 Scores are the sparse product ``A[users] @ diag(weight) @ A`` computed per batch of users; the graph is
-symmetrised and binarised first (friendship is undirected).
+symmetrised and binarised first (friendship is undirected), and that symmetric graph is what seen-filtering uses.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class _NeighbourHeuristic(Recommender):
 
     def _fit(self, X: sp.csr_matrix) -> None:
         self.A = symmetric_adjacency(X)
+        self.X = self.A  # seen-filtering then drops friends listed in either direction
         self.degree = np.diff(self.A.indptr).astype(np.float32)
         self.AW = sp.csr_matrix(sp.diags(self._node_weights(self.degree).astype(np.float32)) @ self.A)
 

@@ -33,6 +33,7 @@ class PersonalizedPageRank(Recommender):
 
     def _fit(self, X: sp.csr_matrix) -> None:
         A = symmetric_adjacency(X)
+        self.X = A  # seen-filtering then drops friends listed in either direction
         degree = np.diff(A.indptr).astype(np.float32)
         inv = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
         # walks are rows, so R @ P = (P^T @ R^T)^T; keep P^T in CSR for the sparse x dense product.

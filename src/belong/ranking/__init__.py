@@ -13,4 +13,4 @@ type              kind      idea
 ================  ========  ==========================================================================
 """
 
-from belong.ranking import scorer  # noqa: F401
+from belong.ranking import rerank, rules, scorer  # noqa: F401

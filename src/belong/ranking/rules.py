@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 
@@ -132,7 +133,7 @@ class StrangersFilter(Filter):
 
 
 class PolicyConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
-    rules: list[str] = list(RULES)  # rules that apply on this surface, in order
+    rules: list[str] = msgspec.field(default_factory=lambda: list(RULES))  # rules that apply on this surface, in order
     unknown_age: str = "strict"  # see ``strangers``
 
 

@@ -24,8 +24,12 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
+from fastapi import FastAPI, Query
+from fastapi.responses import Response
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from belong.domain import Surface
 
 BENCH_TTL_S = 86_400  # the warmed working set stays fresh for the whole run
 K = 20
@@ -226,13 +230,8 @@ def _cache_counts(metrics_text: str) -> dict[str, float]:
     return out
 
 
-def bare_app(payload: bytes):
+def bare_app(payload: bytes) -> FastAPI:
     """The baseline: the same framework and route shape, answering a static payload (no work)."""
-    from fastapi import FastAPI, Query
-    from fastapi.responses import Response
-
-    from belong.domain import Surface
-
     app = FastAPI(title="belong-bare")
 
     @app.get("/v1/recommendations/{surface}")

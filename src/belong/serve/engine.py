@@ -110,7 +110,10 @@ class Engine:
 
         def done(f: asyncio.Future) -> None:
             self._inflight.pop(key, None)
-            if f.cancelled() or f.exception() is not None:
+            if f.cancelled():
+                return
+            if f.exception() is not None:  # counted here: nobody may be waiting for this run any more
+                self.metrics.errors.labels(f"source:{type(f.exception()).__name__}").inc()
                 return
             ranked, trace = f.result()
             self.cache.put(request.surface, request.user_id, Entry(model.version, time.monotonic(), ranked, trace))
@@ -140,9 +143,8 @@ class Engine:
             return ranked, trace, status
         except TimeoutError:
             reason = "sources_timeout"
-        except Exception as exc:  # a failing source or dependency degrades the answer, never fails it
+        except Exception:  # a failing source or dependency degrades the answer, never fails it (counted in done)
             reason = "sources_error"
-            self.metrics.errors.labels(f"source:{type(exc).__name__}").inc()
         finally:
             stages["sources"] = (time.perf_counter() - t0) * 1e3
         reasons.append(reason)

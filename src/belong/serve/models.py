@@ -42,8 +42,6 @@ class ModelVersion:
     pipelines: dict[Surface, Pipeline]
     fallback: dict[Surface, list[tuple[Merged, float]]]
     meta: dict[str, Any] = field(default_factory=dict)
-    #: derived structures of this version computed on demand (e.g. the membership matrix for similarity)
-    meta_cache: dict[str, Any] = field(default_factory=dict)
 
     def item_index(self, surface: Surface, item_id: str) -> int | None:
         st = self.state

@@ -2,7 +2,8 @@
 
 ``similar_communities(c)``: communities whose members overlap most with c's, |A∩B| / |A∪B|.
 ``similar_users(u)``: people whose communities overlap most with u's, the same measure on community sets.
-Both read the model's membership matrix (base + events folded in since the build) and explain each answer.
+Both read the anchor's live memberships (events folded in since the build count) against the membership matrix of
+the version's build, and explain each answer.
 """
 
 from __future__ import annotations
@@ -26,23 +27,20 @@ def _top(co: np.ndarray, sizes: np.ndarray, own: int, self_idx: int, k: int) -> 
     return cand, jac[cand]
 
 
-def _members_matrix(model: ModelVersion) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """users x communities CSR and its transpose, of the live relation; cached per state version."""
-    cached = model.meta_cache.get("membership")
-    if cached is not None and cached[0] == model.state.members.version:
-        return cached[1], cached[2]
-    X = model.state.membership_csr()
-    out = (model.state.members.version, X, X.T.tocsr())
-    model.meta_cache["membership"] = out
-    return out[1], out[2]
+def _base(model: ModelVersion) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """users x communities membership CSR of the version's build, and its transpose (never rebuilt per request;
+    the anchor's own row is read live, so its joins and leaves since the build count)."""
+    members = model.state.members
+    return members.base, members.base_t
 
 
 def similar_communities(model: ModelVersion, community_id: str, k: int) -> list[dict[str, Any]]:
     st = model.state
     c = st.communities.get(community_id, "community")
-    X, XT = _members_matrix(model)
-    members = XT.indices[XT.indptr[c]:XT.indptr[c + 1]] if c < XT.shape[0] else np.empty(0, np.int64)
-    if members.size == 0:
+    X, XT = _base(model)
+    members = st.members_of(c)
+    members = members[members < X.shape[0]]
+    if members.size == 0 or c >= X.shape[1]:
         return []
     co = np.asarray(X[members].sum(axis=0)).ravel()
     sizes = np.diff(XT.indptr)
@@ -57,9 +55,10 @@ def similar_users(model: ModelVersion, user_id: str, k: int) -> list[dict[str, A
     u = st.users.index.get(user_id)
     if u is None:
         raise UnknownIdError("user", user_id)
-    X, XT = _members_matrix(model)
-    mine = X.indices[X.indptr[u]:X.indptr[u + 1]] if u < X.shape[0] else np.empty(0, np.int64)
-    if mine.size == 0:
+    X, XT = _base(model)
+    mine = st.communities_of(u)
+    mine = mine[mine < XT.shape[0]]
+    if mine.size == 0 or u >= X.shape[0]:
         return []
     co = np.asarray(XT[mine].sum(axis=0)).ravel()
     sizes = np.diff(X.indptr)

