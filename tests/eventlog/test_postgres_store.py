@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pyarrow as pa
 import pytest
@@ -58,6 +60,10 @@ def test_lost_connection_fails_the_call_then_recovers(postgres_schema_url: str, 
         pid = st._conn.info.backend_pid
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                assert time.monotonic() < deadline, "the backend did not exit"
+                time.sleep(0.02)
         with pytest.raises(StoreError, match="lost the connection"):
             st.append(_events(["b"]))  # not acknowledged: the caller must retry
         assert st.append(_events(["b", "a"])).accepted == 1  # reconnected

@@ -75,8 +75,9 @@ def run_server(store: Path, extra_env: dict[str, str] | None = None, *args: str,
 
 @pytest.fixture(scope="session")
 def server(small_store: Path) -> Iterator[str]:
-    """The shared API server (in-process online features, materialised at startup)."""
-    with run_server(small_store, None, "--materialize") as (base, _):
+    """The shared API server (in-process online features, materialised at startup). Its sources budget is
+    generous so that answers do not depend on how busy the test machine is (test_degrade covers overruns)."""
+    with run_server(small_store, {"BELONG_BUDGET_SOURCES_MS": "30000"}, "--materialize") as (base, _):
         yield base
 
 

@@ -1,0 +1,58 @@
+"""``belong train --store STORE [--out DIR] [--surface S ...] [--json]``: train every model the store's surfaces
+need and write a versioned artifact directory (see :mod:`belong.ranking.train`).
+
+Importing this module also registers the ranking components (``lgbm_ranker``, ``mmr``, ``safety_rules``,
+``pending``, ``strangers``) for surface TOML files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import belong.ranking  # noqa: F401 - registers the components
+from belong.settings import get_settings
+
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
+        out: Path = typer.Option(Path("models"), "--out", help="Artifacts go to OUT/<version>/."),
+        surface: list[str] = typer.Option([], "--surface", "-s", help="Surface name or TOML (repeatable; default: "
+                                          "communities_ranked, people, content)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the manifest as one JSON object on stdout."),
+    ) -> None:
+        """Train every model a store's surfaces need (sources, ranker) and write a versioned model artifact."""
+        from belong.ranking.train import DEFAULT_SURFACES, train
+
+        spec = store or get_settings().store
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=False) as bar:
+            tasks: dict[str, int] = {}
+
+            def on_progress(name: str, step: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], description=f"{name}: {step}", completed=done, total=total)
+
+            result = train(spec, out, surface or DEFAULT_SURFACES, progress=on_progress)
+        if as_json:
+            typer.echo(orjson.dumps(result).decode())
+            return
+        err.print(f"[bold]wrote[/] {result['path']} in {result['seconds']:.1f} s")
+        for name, entry in result["surfaces"].items():
+            metrics = entry.get("ranker", {}).get("metrics", {})
+            line = f"  {name}: fitted in {entry['fit_seconds']:.1f} s"
+            if metrics:
+                line += (f"; validation ndcg@20 {metrics['ranker']['ndcg@20']:.4f}, "
+                         f"ECE {metrics['calibration']['ece_before']:.4f} -> {metrics['calibration']['ece_after']:.4f}")
+            err.print(line)
+        for name, why in result["skipped"].items():
+            err.print(f"  {name}: skipped ({why})")
