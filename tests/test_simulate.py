@@ -204,3 +204,15 @@ def test_cli_round_trip(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_cli_bad_input_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
     code, out, err = _run(["simulate", "--users", "0", "--store", str(tmp_path / "s"), "--json"], monkeypatch, capsys)
     assert code == 2 and "users: must be >= 1" in err and out == ""
+
+
+@pytest.mark.postgres
+def test_cli_into_postgres(postgres_schema_url: str, monkeypatch, capsys) -> None:
+    argv = ["simulate", "--users", "800", "--communities", "40", "--seed", "2", "--store", postgres_schema_url,
+            "--json"]
+    code, out, _ = _run(argv, monkeypatch, capsys)
+    assert code == 0
+    result = json.loads(out)
+    with open_store(postgres_schema_url) as st:
+        assert st.count() == result["events"] == result["store"]["accepted"]
+        assert st.entity_counts()["users"] == 800

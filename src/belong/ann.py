@@ -134,8 +134,18 @@ def measure(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, backends:
 
 
 def choose_backend(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, min_recall: float = 0.95,
-                   backends: list[str] | None = None, seed: int = 0) -> tuple[str, dict[str, Any]]:
-    """The fastest backend whose recall@k reaches ``min_recall`` (exact always qualifies), and the measurement."""
+                   backends: list[str] | None = None, seed: int = 0,
+                   exact_budget_ms: float = 0.0) -> tuple[str, dict[str, Any]]:
+    """The fastest backend whose recall@k reaches ``min_recall`` (exact always qualifies), and the measurement.
+
+    ``exact_budget_ms > 0``: exact search is measured first, and when its median latency is already within the
+    budget the approximate indexes are not built (they could only trade recall for time nobody needs)."""
+    if exact_budget_ms > 0:
+        first = measure(vectors, queries, k=k, backends=["exact"], seed=seed)
+        if first["exact"]["p50_ms"] <= exact_budget_ms:
+            return "exact", {"chosen": "exact", "k": k, "min_recall": min_recall, "n": int(vectors.shape[0]),
+                             "dim": int(vectors.shape[1]), "results": first,
+                             "skipped": f"exact p50 {first['exact']['p50_ms']} ms <= budget {exact_budget_ms} ms"}
     results = measure(vectors, queries, k=k, backends=backends, seed=seed)
     ok = {b: r for b, r in results.items() if r["recall"] >= min_recall or b == "exact"}
     best = min(ok, key=lambda b: (ok[b]["p50_ms"], b != "exact"))
@@ -144,11 +154,12 @@ def choose_backend(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, mi
 
 
 def auto_index(vectors: np.ndarray, queries: np.ndarray, *, backend: str = "auto", k: int = 100,
-               min_recall: float = 0.95, seed: int = 0) -> AnnIndex:
+               min_recall: float = 0.95, seed: int = 0, exact_budget_ms: float = 0.0) -> AnnIndex:
     """``backend='auto'`` measures and chooses (see :func:`choose_backend`); otherwise builds the named one."""
     if backend != "auto":
         return build_index(vectors, backend, k=k)
-    best, report = choose_backend(vectors, queries, k=k, min_recall=min_recall, seed=seed)
+    best, report = choose_backend(vectors, queries, k=k, min_recall=min_recall, seed=seed,
+                                  exact_budget_ms=exact_budget_ms)
     index = build_index(vectors, best, k=k)
     index.meta.update(report)
     return index

@@ -60,7 +60,6 @@ def test_load_errors_exit_2(spec: str, message: str, tmp_path: Path, monkeypatch
 
 @pytest.mark.postgres
 def test_load_into_postgres(fake_hetrec: Path, postgres_schema_url: str, monkeypatch, capsys) -> None:
-    pytest.importorskip("belong.eventlog.postgres")
     argv = ["load", "hetrec-lastfm", "--store", postgres_schema_url, "--data-dir", str(fake_hetrec), "--json"]
     code, out, _ = _run(argv, monkeypatch, capsys)
     assert code == 0 and json.loads(out)["store"]["accepted"] == 6

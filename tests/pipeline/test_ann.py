@@ -46,3 +46,11 @@ def test_bad_input():
         build_index(np.ones((3, 2), np.float32), "nope")
     with pytest.raises(ValidationError, match="vectors"):
         build_index(np.ones((0, 2), np.float32))
+
+
+def test_exact_within_budget_skips_approximate_indexes(vectors):
+    items, queries = vectors
+    best, report = choose_backend(items, queries, k=10, exact_budget_ms=1e6)
+    assert best == "exact" and set(report["results"]) == {"exact"} and "budget" in report["skipped"]
+    best, report = choose_backend(items, queries, k=10, exact_budget_ms=1e-9)  # over budget: measure all
+    assert set(report["results"]) == set(available_backends())

@@ -140,7 +140,9 @@ def test_apply_is_reflected_without_refit(state):
 
 
 def test_only_restricts_sources(communities):
+    weights = dict(communities.scorer.source_weights)
     solo = communities.only(["friends_joined"])
+    assert communities.scorer.source_weights == weights  # the full pipeline keeps its blend
     resp = solo.run(Request("alice", k=5))
     assert resp.items and all(it.sources == ["friends_joined"] for it in resp.items)
     with pytest.raises(ValidationError, match="unknown source"):

@@ -22,6 +22,7 @@ A surface is declared in TOML (``belong/surfaces/<name>.toml`` ships ``communiti
 
 from __future__ import annotations
 
+import copy
 import time
 import tomllib
 from collections.abc import Iterable
@@ -153,9 +154,8 @@ class Pipeline:
         missing = [n for n in wanted if n not in by_name]
         if missing:
             raise ValidationError("source", f"unknown source {missing[0]!r}; this surface has: {', '.join(by_name)}")
-        sub = Pipeline(self.surface, [by_name[n] for n in wanted], self.filters, self.scorer, self.selector,
-                       self.hydrators, self.description)
-        sub.scorer.source_weights = self.scorer.source_weights
+        sub = Pipeline(self.surface, [by_name[n] for n in wanted], self.filters, copy.copy(self.scorer),
+                       self.selector, self.hydrators, self.description)
         sub.state = self.state
         return sub
 

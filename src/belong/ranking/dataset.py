@@ -16,6 +16,7 @@ friends who are members, age of the community).
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,8 @@ from belong.pipeline.components import CandidateSource, Filter, Hydrator
 from belong.pipeline.state import WorldState, _Overlay
 from belong.pipeline.types import Merged, Request
 
-ENTITY_FEATURES = ("n_sources", "log_members", "log_heat", "log_user_degree", "friends_in", "age_days")
+ENTITY_FEATURES = ("n_sources", "log_members", "log_heat", "log_user_degree", "friends_in", "age_days",
+                   "locale_match", "interest_overlap", "tag_affinity")
 DAY_US = 86_400_000_000
 
 
@@ -64,9 +66,25 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
         out[okh, base + 2] = np.log1p(heat[comm[okh]])
         created = np.asarray(state.c_created, np.int64)
         out[:, base + 5] = (state.now_us - created[comm]) / DAY_US
+        _pair_features(out[:, base + 6:base + 9], p, state, comm)
     out[:, base + 3] = np.log1p(p.communities.size)
     out[:, base + 4] = [m.features.get("friends_in", m.features.get("mutual_friends", 0.0)) for m in cands]
     return out
+
+
+def _pair_features(out: np.ndarray, p, state: WorldState, comm: np.ndarray) -> None:
+    """User x community columns: same locale (NaN when either is undetermined), declared interests among the
+    community's tags, and how often the community's tags occur among the user's communities (per community)."""
+    interests = set(p.interests)
+    mine: Counter[str] = Counter(t for c in p.communities.tolist() for t in state.c_tags[c])
+    n_mine = max(p.communities.size, 1)
+    known = p.locale not in ("", "und")
+    for r, c in enumerate(comm.tolist()):
+        tags = state.c_tags[c]
+        loc = state.c_locale[c]
+        out[r, 0] = float(loc == p.locale) if known and loc not in ("", "und") else np.nan
+        out[r, 1] = sum(t in interests for t in tags)
+        out[r, 2] = sum(mine[t] for t in tags) / n_mine
 
 
 def _member_counts(state: WorldState) -> np.ndarray:

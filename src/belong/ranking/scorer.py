@@ -31,7 +31,7 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     surface: str = "communities"  # surface whose sources make the training lists
     artifact: str = ""  # directory written by ``belong train``; empty: train in prepare()
     holdout: float = 0.15  # share of each user's memberships held out to label the lists
-    users: int = 2000  # validation users (lists) at most
+    users: int = 1000  # validation users (lists) at most
     objectives: dict[str, float] = {}  # extra calibrated objectives added to the order: {join = 0.5, report = -2}
     calibration: str = "isotonic"  # isotonic | platt
     num_leaves: int = 31

@@ -149,7 +149,7 @@ class ServeState:
 
     def fold(self, events: list[Event]) -> None:
         """Apply events to every loaded model's state and invalidate the affected cached lists."""
-        events = [e for e in events if e.type not in (EventType.IMPRESSION, EventType.CLICK)]
+        events = [e for e in events if e.type is not EventType.IMPRESSION]  # impressions only train the ranker
         if not events:
             return
         self.registry.apply(events)

@@ -1,16 +1,18 @@
 """Online features under a time budget, with a circuit breaker: a dependency failure degrades, never fails.
 
 :class:`FeatureReader` reads the user and the chosen candidates from the online feature store in one round trip
-(:func:`belong.features.hydrate`: one pipelined ``HMGET`` batch on Redis). The Redis socket timeout is the stage's
-budget and retries are off, so a slow or dead Redis costs at most one budget. After a failure the breaker stays
+(:func:`belong.features.hydrate`: one pipelined ``HMGET`` batch on Redis), on a few I/O threads so that the event
+loop keeps serving while it waits. The Redis socket timeout is the stage's budget and retries are off, so a slow or dead Redis costs at most one budget. After a failure the breaker stays
 open for ``breaker_s``: requests skip Redis (answering without online features, marked degraded) and the first
 request after that tries again, so service recovers by itself when Redis returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from belong.domain import Surface
@@ -46,11 +48,13 @@ def dependency_errors() -> tuple[type[BaseException], ...]:
 class FeatureReader:
     """Reads online features for one request; see the module docstring."""
 
-    def __init__(self, store: OnlineFeatureStore, breaker_s: float) -> None:
+    def __init__(self, store: OnlineFeatureStore, breaker_s: float, io_threads: int = 4) -> None:
         self.store = store
         self.breaker_s = breaker_s
         self._open_until = 0.0
         self._errors = dependency_errors()
+        remote = isinstance(store, RedisFeatureStore)
+        self._pool = ThreadPoolExecutor(io_threads, thread_name_prefix="belong-features") if remote else None
 
     @classmethod
     def open(cls, redis_url: str | None, *, prefix: str, budget_ms: float, breaker_s: float) -> FeatureReader:
@@ -64,15 +68,21 @@ class FeatureReader:
     def backend(self) -> str:
         return "redis" if isinstance(self.store, RedisFeatureStore) else "in-process"
 
-    def read(
+    async def read(
         self, surface: Surface, user_id: str, item_ids: Sequence[str]
     ) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """(features per item, None) or (None, the reason they are missing)."""
-        now = time.monotonic()
-        if now < self._open_until:
+        """(features per item, None) or (None, the reason they are missing).
+
+        A Redis read runs on a small thread pool so that the event loop serves other requests while it waits on
+        the network (the sockets' timeout is the stage budget); the in-process store is read inline."""
+        if time.monotonic() < self._open_until:
             return None, "features_unavailable"
         try:
-            return hydrate(self.store, surface, user_id, list(item_ids)), None
+            if self._pool is None:
+                return hydrate(self.store, surface, user_id, list(item_ids)), None
+            loop = asyncio.get_running_loop()
+            rows = await loop.run_in_executor(self._pool, hydrate, self.store, surface, user_id, list(item_ids))
+            return rows, None
         except self._errors:
             self._open_until = time.monotonic() + self.breaker_s
             return None, "features_unavailable"
@@ -86,4 +96,6 @@ class FeatureReader:
             return False
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

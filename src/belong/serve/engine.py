@@ -206,7 +206,7 @@ class Engine:
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3
         ids = [pipeline.item_id(m.item) for m in fresh]
-        online, why = self.features.read(surface, user_id, ids) if ids else ([], None)
+        online, why = await self.features.read(surface, user_id, ids) if ids else ([], None)
         if why is not None:
             reasons.append(why)
             self.metrics.fallbacks.labels(why).inc()

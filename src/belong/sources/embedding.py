@@ -25,6 +25,7 @@ class IalsAnnConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
     alpha: float = 10.0
     ann: str = "auto"  # exact | faiss_hnsw | usearch | hnswlib | auto (measure and choose)
     min_recall: float = 0.95
+    exact_budget_ms: float = 1.0  # exact search this fast per request needs no approximate index (0: always compare)
     seed: int = 0
 
 
@@ -55,7 +56,7 @@ class IalsAnn(CandidateSource):
         rng = np.random.default_rng(cfg.seed)
         queries = self.model.user_factors[rng.choice(active, min(active.size, 500), replace=False)]
         self.index = auto_index(items, queries, backend=cfg.ann, k=min(cfg.k, items.shape[0]),
-                                min_recall=cfg.min_recall, seed=cfg.seed)
+                                min_recall=cfg.min_recall, seed=cfg.seed, exact_budget_ms=cfg.exact_budget_ms)
 
     def user_vector(self, state: WorldState, u: int | None, communities: np.ndarray) -> np.ndarray | None:
         """The user's factors: trained ones if their memberships are unchanged, else folded in."""
