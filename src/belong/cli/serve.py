@@ -46,6 +46,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         working_set: int = typer.Option(1_000, help="Distinct users the load draws from (their lists warmed first)."),
         p99_ms: float = typer.Option(25.0, help="Latency budget a rate must hold."),
         seed: int = typer.Option(0, help="Random seed of the world and the load."),
+        k: int = typer.Option(20, min=1, max=100, help="Items per recommendation request."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
     ) -> None:
         """Highest request rate held at p99 <= budget for the communities surface, next to a bare endpoint of the
@@ -59,6 +60,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise ValidationError("rates", f"must be comma-separated numbers, got {rates!r}") from None
         if not rate_list or any(r <= 0 for r in rate_list):
             raise ValidationError("rates", "must be positive numbers")
-        result = run(users, communities, store, redis, sorted(rate_list), seconds, working_set, p99_ms, seed)
+        result = run(users, communities, store, redis, sorted(rate_list), seconds, working_set, p99_ms, seed, k)
         out = orjson.dumps(result, option=orjson.OPT_INDENT_2 if not json_out else 0).decode()
         typer.echo(out)

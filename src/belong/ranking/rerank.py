@@ -42,7 +42,8 @@ class MMRConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
 
 
 def slot_distribution(greedy: int | None, pool: list[int], epsilon: float) -> dict[int, float]:
-    """Probability of each item filling the exploration slot (sums to 1 when there is a greedy item or a pool)."""
+    """Probability of each item filling the exploration slot: sums to 1 when there is a greedy item; without one
+    (a list shorter than the slot) the slot stays empty with probability ``1 - epsilon``."""
     out: dict[int, float] = {}
     eps = epsilon if pool else 0.0
     if greedy is not None:

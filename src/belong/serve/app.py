@@ -200,7 +200,7 @@ def create_app(
             yield
         finally:
             task.cancel()
-            st.engine.close()
+            await st.engine.close()
             st.store.close()
 
     app = FastAPI(

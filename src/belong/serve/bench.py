@@ -32,7 +32,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from belong.domain import Surface
 
 BENCH_TTL_S = 86_400  # the warmed working set stays fresh for the whole run
-K = 20
 
 
 def free_port() -> int:
@@ -130,7 +129,8 @@ def _sweep(port: int, rates: list[float], seconds: float, paths_file: str, p99_m
 
 
 def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates: list[float], seconds: float,
-                working_set: int, p99_ms: float, seed: int, console: Console | None = None) -> dict[str, Any]:
+                working_set: int, p99_ms: float, seed: int, k: int = 20,
+                console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
     world = _ensure_store(store, users, communities, seed, console)
@@ -145,7 +145,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     tmp = Path(tempfile.mkdtemp(prefix="belong-bench-serve-"))
     paths_file = tmp / "paths.txt"
     order = rng.permutation(len(chosen))
-    paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={chosen[i]}&k={K}\n" for i in order))
+    paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={chosen[i]}&k={k}\n" for i in order))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_FEATURES_PREFIX": prefix,
            "BELONG_CANDIDATE_TTL_S": str(BENCH_TTL_S), "BELONG_BUDGET_SOURCES_MS": "5000",
            "BELONG_CACHE_USERS": str(max(working_set * 2, 1000))}
@@ -166,7 +166,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
             task = bar.add_task("warming candidate lists (full pipeline per user)", total=len(chosen))
             for u in chosen:
                 t1 = time.perf_counter()
-                r = client.get("/v1/recommendations/communities", params={"user_id": u, "k": K})
+                r = client.get("/v1/recommendations/communities", params={"user_id": u, "k": k})
                 cold.append(time.perf_counter() - t1)
                 if r.status_code != 200:
                     raise RuntimeError(f"warm-up request failed: {r.status_code} {r.text[:300]}")
@@ -180,7 +180,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         _load(port, 200, 2, str(paths_file))  # settle connections and allocators before measuring
         runs = _sweep(port, rates, seconds, str(paths_file), p99_ms, "api ", console)
         bare_runs = _sweep(bare_port, rates, seconds, str(paths_file), p99_ms, "bare", console)
-        stages = _stage_breakdown(base, chosen[:200])
+        stages = _stage_breakdown(base, chosen[:200], k)
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
     finally:
         for proc in (server, bare):
@@ -197,7 +197,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         "bare_rps": best_bare["rate"], "bare_p99_ms": best_bare["p99_ms"], "bare_p50_ms": best_bare["p50_ms"],
         "rps_over_bare": round(best["rate"] / best_bare["rate"], 3) if best_bare["rate"] else None,
         "p99_budget_ms": p99_ms, "payload_bytes": len(payload),
-        "endpoint": f"GET /v1/recommendations/communities?user_id=…&k={K}",
+        "endpoint": f"GET /v1/recommendations/communities?user_id=…&k={k}",
         "runs": runs, "bare_runs": bare_runs,
         "stage_ms_mean_warm": stages,
         "cold_full_pipeline_ms": {"p50": round(float(np.percentile(cold_ms, 50)), 1),
@@ -210,12 +210,12 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     }
 
 
-def _stage_breakdown(base: str, users: list[str]) -> dict[str, float]:
+def _stage_breakdown(base: str, users: list[str], k: int) -> dict[str, float]:
     """Mean per-stage milliseconds of warm requests, from the ``debug`` trace."""
     sums: dict[str, float] = {}
     with httpx.Client(base_url=base, timeout=30) as client:
         for u in users:
-            trace = client.get("/v1/recommendations/communities", params={"user_id": u, "k": K, "debug": "true"})
+            trace = client.get("/v1/recommendations/communities", params={"user_id": u, "k": k, "debug": "true"})
             for stage, ms in trace.json()["debug"]["stage_ms"].items():
                 sums[stage] = sums.get(stage, 0.0) + ms
     return {s: round(v / max(len(users), 1), 3) for s, v in sums.items()}

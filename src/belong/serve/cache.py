@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from belong.domain import Event, EventType, Surface
 from belong.pipeline.types import Merged
@@ -27,6 +27,9 @@ class Entry:
     created: float  # time.monotonic()
     ranked: Ranked
     trace: dict  # source timings/counts of the run that produced it (for debug)
+    #: item -> the response fields that depend only on the item and this list (id, name, score, sources, ...),
+    #: filled on first use so that repeated requests do not rebuild them
+    statics: dict[int, dict] = field(default_factory=dict)
 
 
 class CandidateCache:

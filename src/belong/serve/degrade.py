@@ -1,8 +1,11 @@
 """Online features under a time budget, with a circuit breaker: a dependency failure degrades, never fails.
 
-:class:`FeatureReader` reads the user and the chosen candidates from the online feature store in one round trip
-(:func:`belong.features.hydrate`: one pipelined ``HMGET`` batch on Redis), on a few I/O threads so that the event
-loop keeps serving while it waits. The Redis socket timeout is the stage's budget and retries are off, so a slow or dead Redis costs at most one budget. After a failure the breaker stays
+:class:`FeatureReader` reads the user and the chosen candidates from the online feature store in one round trip:
+one pipeline of ``HMGET``s (the keys and fields :class:`~belong.features.RedisFeatureStore` writes), sent with the
+asyncio Redis client so that the event loop serves other requests while it waits, then decoded and assembled into
+model inputs by :func:`belong.features.hydrate` itself (through :class:`Prefetched`), so online values are computed
+by the same code as everywhere else. The round trip is bounded by the stage's budget and retries are off, so a slow
+or dead Redis costs at most one budget. After a failure the breaker stays
 open for ``breaker_s``: requests skip Redis (answering without online features, marked degraded) and the first
 request after that tries again, so service recovers by itself when Redis returns.
 """
@@ -12,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from belong.domain import Surface
 from belong.errors import BelongError
-from belong.features import OnlineFeatureStore, RedisFeatureStore, hydrate, open_feature_store
+from belong.features import OnlineFeatureStore, RedisFeatureStore, hydrate, open_feature_store, specs_for
+from belong.features.assemble import CANDIDATE_ENTITY
 
 
 class BudgetRedisFeatureStore(RedisFeatureStore):
@@ -45,44 +48,85 @@ def dependency_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, OSError, TimeoutError, BelongError)
 
 
+TS_FIELD = "_ts"  # the materialisation time RedisFeatureStore keeps in each row
+#: the fields read per stored entity, in the order OnlineFeatureStore.read_many asks for them
+FIELDS = {e: [s.name for s in specs_for(e)] for e in ("user", "community", "content")}
+
+
+class Prefetched(OnlineFeatureStore):
+    """Answers one ``read_many`` with Redis replies fetched beforehand (asynchronously): the decoding and the
+    defaults stay those of :class:`~belong.features.OnlineFeatureStore`."""
+
+    url = "prefetched://"
+
+    def __init__(self, replies: list[list[bytes | None]]) -> None:
+        self._replies = replies
+
+    def _read(self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
+              ) -> list[tuple[list[bytes | None], bytes | None]]:
+        if len(requests) != len(self._replies) or any(fields[e] != FIELDS[e] for e, _ in requests):
+            raise RuntimeError("prefetched replies do not match the read")
+        return [(vals[:-1], vals[-1]) for vals in self._replies]
+
+    def _write(self, entity: str, rows: dict[str, dict[str, bytes]], ts_us: int) -> None:
+        raise NotImplementedError("a prefetched read is read-only")
+
+    def clear(self) -> int:
+        return 0
+
+
 class FeatureReader:
     """Reads online features for one request; see the module docstring."""
 
-    def __init__(self, store: OnlineFeatureStore, breaker_s: float, io_threads: int = 4) -> None:
+    def __init__(self, store: OnlineFeatureStore, breaker_s: float, *, redis_url: str | None = None,
+                 prefix: str = "", budget_ms: float = 20.0) -> None:
         self.store = store
         self.breaker_s = breaker_s
+        self.prefix = prefix
+        self.budget_s = budget_ms / 1e3
         self._open_until = 0.0
         self._errors = dependency_errors()
-        remote = isinstance(store, RedisFeatureStore)
-        self._pool = ThreadPoolExecutor(io_threads, thread_name_prefix="belong-features") if remote else None
+        self._client = None
+        if redis_url:
+            import redis.asyncio as aredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            self._client = aredis.Redis.from_url(
+                redis_url, socket_timeout=self.budget_s, socket_connect_timeout=self.budget_s,
+                retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
 
     @classmethod
     def open(cls, redis_url: str | None, *, prefix: str, budget_ms: float, breaker_s: float) -> FeatureReader:
         if redis_url:
             store: OnlineFeatureStore = BudgetRedisFeatureStore(redis_url, prefix=prefix, timeout_s=budget_ms / 1e3)
-        else:
-            store = open_feature_store(None)
-        return cls(store, breaker_s)
+            return cls(store, breaker_s, redis_url=redis_url, prefix=prefix, budget_ms=budget_ms)
+        return cls(open_feature_store(None), breaker_s)
 
     @property
     def backend(self) -> str:
-        return "redis" if isinstance(self.store, RedisFeatureStore) else "in-process"
+        return "redis" if self._client is not None else "in-process"
+
+    async def _fetch(self, requests: list[tuple[str, str]]) -> list[list[bytes | None]]:
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=False)
+        for entity, key in requests:
+            pipe.hmget(f"{self.prefix}{entity}:{key}", [*FIELDS[entity], TS_FIELD])
+        return await asyncio.wait_for(pipe.execute(), self.budget_s)
 
     async def read(
         self, surface: Surface, user_id: str, item_ids: Sequence[str]
     ) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """(features per item, None) or (None, the reason they are missing).
-
-        A Redis read runs on a small thread pool so that the event loop serves other requests while it waits on
-        the network (the sockets' timeout is the stage budget); the in-process store is read inline."""
+        """(features per item, None) or (None, the reason they are missing)."""
         if time.monotonic() < self._open_until:
             return None, "features_unavailable"
+        ids = list(item_ids)
         try:
-            if self._pool is None:
-                return hydrate(self.store, surface, user_id, list(item_ids)), None
-            loop = asyncio.get_running_loop()
-            rows = await loop.run_in_executor(self._pool, hydrate, self.store, surface, user_id, list(item_ids))
-            return rows, None
+            if self._client is None:
+                return hydrate(self.store, surface, user_id, ids), None
+            requests = [("user", user_id)] + [(CANDIDATE_ENTITY[surface], i) for i in ids]
+            replies = await self._fetch(requests)
+            return hydrate(Prefetched(replies), surface, user_id, ids), None
         except self._errors:
             self._open_until = time.monotonic() + self.breaker_s
             return None, "features_unavailable"
@@ -95,7 +139,7 @@ class FeatureReader:
         except self._errors:
             return False
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
         self.store.close()

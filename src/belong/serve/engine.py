@@ -123,7 +123,7 @@ class Engine:
         return fut
 
     async def _candidates(self, model: ModelVersion, request: Request, stages: dict[str, float],
-                          reasons: list[str]) -> tuple[Ranked, dict, str]:
+                          reasons: list[str]) -> tuple[Ranked, dict, str, dict[int, dict]]:
         surface = request.surface
         t0 = time.perf_counter()
         entry, fresh = self.cache.get(surface, request.user_id, model.version)
@@ -133,14 +133,14 @@ class Engine:
             self.metrics.cache.labels(surface.value, status).inc()
             if not fresh:  # stale-while-revalidate: answer now, refresh in the background
                 self._start_run(model, request)
-            return entry.ranked, entry.trace, status
+            return entry.ranked, entry.trace, status, entry.statics
         status = "miss"
         self.metrics.cache.labels(surface.value, status).inc()
         t0 = time.perf_counter()
         fut = self._start_run(model, request)
         try:
             ranked, trace = await asyncio.wait_for(asyncio.shield(fut), self.settings.budget_sources_ms / 1e3)
-            return ranked, trace, status
+            return ranked, trace, status, {}
         except TimeoutError:
             reason = "sources_timeout"
         except Exception:  # a failing source or dependency degrades the answer, never fails it (counted in done)
@@ -149,7 +149,7 @@ class Engine:
             stages["sources"] = (time.perf_counter() - t0) * 1e3
         reasons.append(reason)
         self.metrics.fallbacks.labels(f"{reason}:popular").inc()
-        return model.fallback[surface], {"fallback": "popular"}, status
+        return model.fallback[surface], {"fallback": "popular"}, status, {}
 
     # ------------------------------------------------------------------------------------------- rules
     @staticmethod
@@ -185,7 +185,7 @@ class Engine:
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
         stages: dict[str, float] = {}
         reasons: list[str] = []
-        ranked, trace, cache_status = await self._candidates(model, request, stages, reasons)
+        ranked, trace, cache_status, statics = await self._candidates(model, request, stages, reasons)
 
         t0 = time.perf_counter()
         try:
@@ -216,8 +216,13 @@ class Engine:
         if online:  # the user's features are the same in every row: sent once
             user_features = {n: online[0][n] for n in USER_FEATURES}
             online = [{n: v for n, v in row.items() if n not in user_features} for row in online]
-        items = [self._item(pipeline, m, ident, score, rank, None if online is None else online[rank - 1])
-                 for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1)]
+        items = []
+        for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1):
+            static = statics.get(m.item)
+            if static is None:
+                static = statics[m.item] = self._static(pipeline, m, ident, score)
+            row = m.features if online is None else m.features | online[rank - 1]
+            items.append({"rank": rank, "position": rank - 1, **static, "propensity": 1.0, "features": row})
         body: dict[str, Any] = {
             "request_id": uuid.uuid4().hex, "surface": surface.value, "user_id": user_id,
             "model_version": model.version, "k": k, "user_features": user_features, "items": items,
@@ -242,19 +247,15 @@ class Engine:
         return out
 
     @staticmethod
-    def _item(pipeline: Pipeline, m: Merged, ident: str, score: float, rank: int,
-              online: dict[str, Any] | None) -> dict[str, Any]:
+    def _static(pipeline: Pipeline, m: Merged, ident: str, score: float) -> dict[str, Any]:
+        """The response fields of an item that do not change between requests for the same cached list."""
         contrib = getattr(pipeline.scorer, "contributions", None)
         weight = contrib(m) if contrib else {s: -r for s, (r, _) in m.hits.items()}
         order = sorted(m.hits, key=lambda s: (-weight[s], s))
         texts = list(dict.fromkeys(t for s in order if (t := m.hits[s][1].reason.text)))
-        return {
-            "rank": rank, "position": rank - 1, "id": ident, "name": pipeline.item_label(m.item),
-            "score": round(score, 6), "source": order[0], "sources": order,
-            "explanation": "; ".join(texts[:2]), "propensity": 1.0,
-            "features": m.features | (online or {}),
-        }
+        return {"id": ident, "name": pipeline.item_label(m.item), "score": round(score, 6), "source": order[0],
+                "sources": order, "explanation": "; ".join(texts[:2])}
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.features.close()
+        await self.features.close()

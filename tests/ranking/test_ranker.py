@@ -1,0 +1,85 @@
+"""Training lists, the LightGBM ranker and calibration on a small simulated world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from belong.errors import ValidationError
+from belong.ranking.calibration import Calibrator, expected_calibration_error
+from belong.ranking.dataset import build_lists, feature_names, holdout
+from belong.ranking.ranker import Ranker, list_metrics
+from belong.ranking.scorer import surface_pipeline
+
+
+@pytest.fixture(scope="module")
+def lists(sim_state, surface_toml):
+    p = surface_pipeline(str(surface_toml))
+    return build_lists(sim_state, p.surface, p.sources, p.hydrators, p.filters, fraction=0.2, max_users=500, seed=0)
+
+
+def test_holdout_keeps_one_membership_and_hides_the_rest():
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(np.array([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [0, 1, 1, 0, 0]], np.float32))
+    Xt, held = holdout(X, 0.4, seed=0)
+    assert 1 not in held  # one membership: nothing to hold out
+    for u, items in held.items():
+        kept = set(Xt[u].indices.tolist())
+        assert kept and not kept & items and kept | items == set(X[u].indices.tolist())
+
+
+def test_lists_are_grouped_labelled_and_never_contain_training_memberships(lists, sim_state):
+    assert lists.X.shape == (lists.y.size, len(feature_names(lists.source_names)))
+    assert lists.groups.sum() == lists.y.size and lists.groups.size == lists.users.size
+    assert 0 < lists.y.mean() < 0.5
+    assert 0.0 < lists.stats["candidate_recall"] <= 1.0
+
+
+def test_ranker_beats_a_single_source_on_held_out_lists(lists):
+    r = Ranker(rounds=80, min_data_in_leaf=20, seed=0).fit(lists)
+    m = r.metrics
+    best = max(v["ndcg@20"] for v in m["sources"].values())
+    worst = min(v["ndcg@20"] for v in m["sources"].values())
+    assert m["ranker"]["ndcg@20"] > worst
+    assert m["ranker"]["ndcg@20"] >= 0.9 * best
+    assert set(m["feature_importance"]) == set(lists.feature_names)
+    p = r.probability(lists.X[:50])
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_ranker_rejects_unknown_objectives_and_empty_data(lists):
+    with pytest.raises(ValidationError):
+        Ranker(objectives={"clicks": 1.0})
+    empty = type(lists)(lists.X[:0], lists.y[:0], lists.groups[:0], lists.feature_names, lists.source_names,
+                        lists.users[:0], lists.positives_held[:0])
+    with pytest.raises(ValidationError):
+        Ranker().fit(empty)
+
+
+def test_list_metrics_by_hand():
+    scores = np.array([3.0, 2.0, 1.0, 5.0, 4.0])
+    y = np.array([0, 1, 0, 1, 0], np.float32)
+    m = list_metrics(scores, y, np.array([3, 2]), np.array([2, 1]), k=2)
+    # list 1: order 0,1 -> one of two positives in top 2; list 2: positive first
+    assert m["recall@2"] == pytest.approx((0.5 + 1.0) / 2)
+    ndcg1 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    assert m["ndcg@2"] == pytest.approx((ndcg1 + 1.0) / 2)
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_calibration_reduces_expected_calibration_error(method):
+    rng = np.random.default_rng(0)
+    true_p = rng.beta(1, 8, 40_000)
+    y = (rng.random(true_p.size) < true_p).astype(np.float64)
+    raw = np.sqrt(true_p)  # over-confident scores
+    fit, test = slice(0, 20_000), slice(20_000, None)
+    cal = Calibrator(method).fit(raw[fit], y[fit])
+    before = expected_calibration_error(raw[test], y[test])
+    after = expected_calibration_error(cal.predict(raw[test]), y[test])
+    assert after < 0.5 * before
+
+
+def test_unknown_calibration_method_is_a_validation_error():
+    with pytest.raises(ValidationError):
+        Calibrator("magic")
