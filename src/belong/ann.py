@@ -37,6 +37,31 @@ class AnnIndex:
     size: int
     impl: Any
     meta: dict[str, Any] = field(default_factory=dict)
+    build_args: dict[str, int] = field(default_factory=dict)
+    vectors: np.ndarray | None = field(default=None, repr=False)  # kept to rebuild non-faiss indexes on unpickle
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (model artifacts): faiss indexes are serialised, the others rebuilt from the vectors."""
+        state = dict(self.__dict__)
+        if self.backend in ("exact", "faiss_hnsw"):
+            import faiss
+
+            state["impl"] = faiss.serialize_index(self.impl)
+        else:
+            state["impl"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.backend in ("exact", "faiss_hnsw"):
+            import faiss
+
+            self.impl = faiss.deserialize_index(state["impl"])
+            if self.backend == "faiss_hnsw":
+                self.impl.hnsw.efSearch = self.build_args["ef_search"]
+        else:
+            assert self.vectors is not None
+            self.impl = build_index(self.vectors, self.backend, **self.build_args).impl
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -92,7 +117,8 @@ def build_index(vectors: np.ndarray, backend: str = "exact", *, k: int = 100, m:
         impl.set_ef(ef_search)
     else:
         raise ValidationError("ann", f"unknown or unavailable backend {backend!r}; choose from {', '.join(available_backends())}")
-    return AnnIndex(backend, d, n, impl, {"backend": backend})
+    args = {"k": k, "m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+    return AnnIndex(backend, d, n, impl, {"backend": backend}, args, None if backend in ("exact", "faiss_hnsw") else v)
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -111,9 +137,28 @@ def _latency_ms(index: AnnIndex, queries: np.ndarray, k: int) -> float:
     return float(np.median(times) * 1e3)
 
 
+def _set_ef(index: AnnIndex, ef: int) -> None:
+    """Change an HNSW index's search breadth in place."""
+    if index.backend == "faiss_hnsw":
+        index.impl.hnsw.efSearch = ef
+    elif index.backend == "usearch":
+        index.impl.expansion_search = ef
+    elif index.backend == "hnswlib":
+        index.impl.set_ef(ef)
+
+
+def parse_choice(choice: str) -> tuple[str, int]:
+    """``"faiss_hnsw:ef400"`` -> (``"faiss_hnsw"``, 400); ``"exact"`` -> (``"exact"``, 0)."""
+    backend, _, ef = choice.partition(":ef")
+    return backend, int(ef) if ef else 0
+
+
 def measure(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, backends: list[str] | None = None,
-            max_queries: int = 200, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Per backend: build seconds, recall@k vs exact, median single-query ms, QPS."""
+            max_queries: int = 200, seed: int = 0, ef_factors: tuple[int, ...] = (2, 4, 8)) -> dict[str, dict[str, float]]:
+    """Per configuration: build seconds, recall@k vs exact, median single-query ms, QPS.
+
+    HNSW backends are built once and searched at several breadths (``ef = factor * k``), reported as
+    ``"<backend>:ef<ef>"``: the recall/speed trade-off is measured, not assumed."""
     rng = np.random.default_rng(seed)
     q = np.ascontiguousarray(queries, dtype=np.float32)
     if q.shape[0] > max_queries:
@@ -126,17 +171,22 @@ def measure(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, backends:
         t0 = time.perf_counter()
         idx = exact if b == "exact" else build_index(vectors, b, k=k)
         build_s = 0.0 if b == "exact" else time.perf_counter() - t0
-        found, _ = idx.search(q, k)
-        ms = _latency_ms(idx, q, k)
-        out[b] = {"build_s": round(build_s, 4), "recall": round(_recall(found, truth), 4),
-                  "p50_ms": round(ms, 4), "qps": round(1e3 / ms if ms > 0 else float("inf"), 1)}
+        for ef in ([0] if b == "exact" else [f * k for f in ef_factors]):
+            if ef:
+                _set_ef(idx, ef)
+            found, _ = idx.search(q, k)
+            ms = _latency_ms(idx, q, k)
+            out[f"{b}:ef{ef}" if ef else b] = {
+                "build_s": round(build_s, 4), "recall": round(_recall(found, truth), 4), "p50_ms": round(ms, 4),
+                "qps": round(1e3 / ms if ms > 0 else float("inf"), 1)}
     return out
 
 
 def choose_backend(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, min_recall: float = 0.95,
                    backends: list[str] | None = None, seed: int = 0,
                    exact_budget_ms: float = 0.0) -> tuple[str, dict[str, Any]]:
-    """The fastest backend whose recall@k reaches ``min_recall`` (exact always qualifies), and the measurement.
+    """The fastest configuration (backend, and search breadth for HNSW: ``"usearch:ef400"``) whose recall@k
+    reaches ``min_recall`` (exact always qualifies), and the measurement.
 
     ``exact_budget_ms > 0``: exact search is measured first, and when its median latency is already within the
     budget the approximate indexes are not built (they could only trade recall for time nobody needs)."""
@@ -160,6 +210,7 @@ def auto_index(vectors: np.ndarray, queries: np.ndarray, *, backend: str = "auto
         return build_index(vectors, backend, k=k)
     best, report = choose_backend(vectors, queries, k=k, min_recall=min_recall, seed=seed,
                                   exact_budget_ms=exact_budget_ms)
-    index = build_index(vectors, best, k=k)
+    backend_name, ef = parse_choice(best)
+    index = build_index(vectors, backend_name, k=k, ef_search=ef)
     index.meta.update(report)
     return index

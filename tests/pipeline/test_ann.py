@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from belong.ann import auto_index, available_backends, build_index, choose_backend
+from belong.ann import auto_index, available_backends, build_index, choose_backend, parse_choice
 from belong.errors import ValidationError
 
 
@@ -27,7 +27,7 @@ def test_backends_find_the_exact_top_items(vectors, backend):
 def test_choose_backend_measures_and_exact_wins_when_small(vectors):
     items, queries = vectors
     best, report = choose_backend(items, queries, k=10)
-    assert set(report["results"]) == set(available_backends())
+    assert {parse_choice(c)[0] for c in report["results"]} == set(available_backends())
     assert report["results"]["exact"]["recall"] == 1.0
     for r in report["results"].values():
         assert {"recall", "p50_ms", "qps", "build_s"} <= set(r)
@@ -38,7 +38,15 @@ def test_choose_backend_measures_and_exact_wins_when_small(vectors):
 def test_auto_index_records_measurement(vectors):
     items, queries = vectors
     idx = auto_index(items, queries, k=10)
-    assert idx.meta["chosen"] == idx.backend and idx.meta["n"] == 600
+    assert parse_choice(idx.meta["chosen"])[0] == idx.backend and idx.meta["n"] == 600
+
+
+def test_hnsw_breadths_are_measured_and_a_chosen_breadth_is_built(vectors):
+    items, queries = vectors
+    report = choose_backend(items, queries, k=10)[1]["results"]
+    assert {"faiss_hnsw:ef20", "faiss_hnsw:ef40", "faiss_hnsw:ef80"} <= set(report)
+    idx = build_index(items, "faiss_hnsw", k=10, ef_search=80)
+    assert idx.impl.hnsw.efSearch == 80
 
 
 def test_bad_input():
@@ -53,4 +61,18 @@ def test_exact_within_budget_skips_approximate_indexes(vectors):
     best, report = choose_backend(items, queries, k=10, exact_budget_ms=1e6)
     assert best == "exact" and set(report["results"]) == {"exact"} and "budget" in report["skipped"]
     best, report = choose_backend(items, queries, k=10, exact_budget_ms=1e-9)  # over budget: measure all
-    assert set(report["results"]) == set(available_backends())
+    assert {parse_choice(c)[0] for c in report["results"]} == set(available_backends())
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_indexes_survive_pickling(vectors, backend):
+    import pickle
+
+    items, queries = vectors
+    idx = build_index(items, backend, k=10)
+    again = pickle.loads(pickle.dumps(idx))
+    a, b = again.search(queries, 10)[0], idx.search(queries, 10)[0]
+    if backend in ("exact", "faiss_hnsw"):  # serialised as is
+        np.testing.assert_array_equal(a, b)
+    else:  # rebuilt from the vectors: same quality, graph may differ
+        assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.tolist(), b.tolist(), strict=True)]) >= 0.9

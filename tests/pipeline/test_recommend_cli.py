@@ -72,7 +72,8 @@ def test_json_with_trace(run, store, surface):
 def test_table_people_and_new_user(run, store, surface):
     out = run("--store", store, "--user", "alice", "--surface", "people", "--k", "3", "--trace")
     assert out.returncode == 0, out.stderr
-    assert "mutual friend" in out.stdout and "removed by filters" in out.stdout
+    assert "people for alice" in out.stdout and "removed by filters" in out.stdout
+    assert "this person blocked you" in out.stdout and "stages (ms)" in out.stdout
     new = run("--store", store, "--surface", surface, "--user", "newbie", "--new-user-interests", "gaming", "--new-user-locale", "en",
               "--json")
     assert new.returncode == 0, new.stderr

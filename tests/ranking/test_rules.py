@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.types import Merged, Request
-from belong.ranking.rules import RULES, PolicyConfig, SafetyRules, StrangersConfig, StrangersFilter, violations
+from belong.ranking.rules import (
+    RULES,
+    PolicyConfig,
+    SafetyRules,
+    StrangersConfig,
+    StrangersFilter,
+    violations,
+)
 
 EXAMPLES, PER_EXAMPLE = 200, 500
 SEEN: Counter[str] = Counter()

@@ -129,3 +129,15 @@ def test_surface_filters_remove_self_and_owned(state, surface):
         for f in p.filters:
             cands = f.apply(Request(uid, surface), state, cands).kept
         assert not {m.item for m in cands} & _owned(state, surface, uid)
+
+
+def test_prepared_sources_pickle(state, sources):
+    """Model artifacts pickle prepared sources; a reloaded source answers the same."""
+    import pickle
+
+    uid = _users(state)[0]
+    for name, src in sources.items():
+        again = pickle.loads(pickle.dumps(src))
+        for surface in SURFACES:
+            a = [(c.item, c.score) for c in src.generate(Request(uid, surface, k=K), state)]
+            assert a == [(c.item, c.score) for c in again.generate(Request(uid, surface, k=K), state)], name

@@ -138,3 +138,13 @@ def test_text_match_minilm_matches_meaning_not_just_words(state):
     top = [state.communities.ids[c.item] for c in src.generate(Request("x", new_user=NewUser(interests=("videogames",))),
                                                                   state)[:3]]
     assert "gaming" in top  # no shared word with "Gamers United ... gaming"
+
+
+def test_pixie_stops_early_on_visit_counts(state):
+    early = Pixie(Pixie.Config(walkers=50, max_steps=100_000, n_p=5, n_v=2))
+    early.prepare(state)
+    cands = early.generate(Request("alice", seed=0), state)
+    assert cands and cands[0].reason.data["steps"] < 100_000
+    full = Pixie(Pixie.Config(walkers=50, max_steps=10_000, n_p=10**6, n_v=10**6))
+    full.prepare(state)
+    assert full.generate(Request("alice", seed=0), state)[0].reason.data["steps"] == 10_000

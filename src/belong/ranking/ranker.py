@@ -69,7 +69,7 @@ class Ranker:
         p = self.params
         out = {"objective": objective, "num_leaves": p["num_leaves"], "learning_rate": p["learning_rate"],
                "min_data_in_leaf": p["min_data_in_leaf"], "feature_fraction": 0.9, "bagging_fraction": 0.8,
-               "bagging_freq": 1, "seed": p["seed"], "num_threads": 2, "deterministic": True,
+               "bagging_freq": 1, "seed": p["seed"], "num_threads": 1, "deterministic": True,
                "force_row_wise": True, "verbosity": -1}
         if objective == "lambdarank":
             out.update({"eval_at": [CUTOFF], "lambdarank_truncation_level": 2 * CUTOFF, "metric": "ndcg"})
@@ -112,7 +112,8 @@ class Ranker:
         per_source = {}
         for j, s in enumerate(self.source_names):
             rank = lists.X[Xv_rows, 2 * j + 1]
-            per_source[s] = list_metrics(np.where(np.isnan(rank), -1e9, -rank), ys, gva, nps)
+            found = ~np.isnan(rank)  # what the source did not find cannot count as its hit
+            per_source[s] = list_metrics(np.where(found, -rank, -1e9), ys * found, gva, nps)
         ranked = list_metrics(self.order.predict(Xva), ys, gva, nps)
         gain = self.order.feature_importance("gain")
         self.metrics = {

@@ -13,6 +13,7 @@ rates against the bare server. A rate is *held* when every request answered 200 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
     best, best_bare = _best(runs, p99_ms), _best(bare_runs, p99_ms)
     cold_ms = np.asarray(cold) * 1e3
     return {

@@ -65,9 +65,6 @@ class CandidateCache:
         if entry is not None and entry.version == version:
             entry.ranked = [(m, s) for m, s in entry.ranked if m.item != item_index]
 
-    def clear(self) -> None:
-        self._data.clear()
-
     def on_event(self, event: Event, community_index: int | None, version: str) -> None:
         """Invalidate what ``event`` changes; ``community_index`` is the joined community in ``version``."""
         u = event.actor

@@ -5,8 +5,8 @@ one pipeline of ``HMGET``s (the keys and fields :class:`~belong.features.RedisFe
 asyncio Redis client so that the event loop serves other requests while it waits, then decoded and assembled into
 model inputs by :func:`belong.features.hydrate` itself (through :class:`Prefetched`), so online values are computed
 by the same code as everywhere else. The round trip is bounded by the stage's budget and retries are off, so a slow
-or dead Redis costs at most one budget. After a failure the breaker stays
-open for ``breaker_s``: requests skip Redis (answering without online features, marked degraded) and the first
+or dead Redis costs at most one budget. After a connection failure (or three reads in a row over budget) the
+breaker stays open for ``breaker_s``: requests skip Redis (answering without online features, marked degraded) and the first
 request after that tries again, so service recovers by itself when Redis returns.
 """
 
@@ -16,6 +16,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from belong.domain import Surface
 from belong.errors import BelongError
@@ -48,6 +50,7 @@ def dependency_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, OSError, TimeoutError, BelongError)
 
 
+TIMEOUTS_TO_OPEN = 3  # consecutive reads over budget that open the breaker
 TS_FIELD = "_ts"  # the materialisation time RedisFeatureStore keeps in each row
 #: the fields read per stored entity, in the order OnlineFeatureStore.read_many asks for them
 FIELDS = {e: [s.name for s in specs_for(e)] for e in ("user", "community", "content")}
@@ -85,6 +88,7 @@ class FeatureReader:
         self.prefix = prefix
         self.budget_s = budget_ms / 1e3
         self._open_until = 0.0
+        self._timeouts = 0  # consecutive reads over budget
         self._errors = dependency_errors()
         self._client = None
         if redis_url:
@@ -103,10 +107,6 @@ class FeatureReader:
             return cls(store, breaker_s, redis_url=redis_url, prefix=prefix, budget_ms=budget_ms)
         return cls(open_feature_store(None), breaker_s)
 
-    @property
-    def backend(self) -> str:
-        return "redis" if self._client is not None else "in-process"
-
     async def _fetch(self, requests: list[tuple[str, str]]) -> list[list[bytes | None]]:
         assert self._client is not None
         pipe = self._client.pipeline(transaction=False)
@@ -123,13 +123,20 @@ class FeatureReader:
         ids = list(item_ids)
         try:
             if self._client is None:
-                return hydrate(self.store, surface, user_id, ids), None
-            requests = [("user", user_id)] + [(CANDIDATE_ENTITY[surface], i) for i in ids]
-            replies = await self._fetch(requests)
-            return hydrate(Prefetched(replies), surface, user_id, ids), None
-        except self._errors:
+                rows = hydrate(self.store, surface, user_id, ids)
+            else:
+                requests = [("user", user_id)] + [(CANDIDATE_ENTITY[surface], i) for i in ids]
+                rows = hydrate(Prefetched(await self._fetch(requests)), surface, user_id, ids)
+        except (TimeoutError, RedisTimeoutError):  # one slow read degrades this request; several in a row open the breaker
+            self._timeouts += 1
+            if self._timeouts >= TIMEOUTS_TO_OPEN:
+                self._open_until = time.monotonic() + self.breaker_s
+            return None, "features_unavailable"
+        except self._errors:  # refused, reset, unknown host: Redis is down, stop asking for a while
             self._open_until = time.monotonic() + self.breaker_s
             return None, "features_unavailable"
+        self._timeouts = 0
+        return rows, None
 
     def ping(self) -> bool:
         """Whether the feature store answers now (for /readyz)."""

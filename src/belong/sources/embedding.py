@@ -86,11 +86,13 @@ class IalsAnn(CandidateSource):
         keep = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in have]
         keep = keep[: self.config.k]
         anchors = p.communities[p.communities < self.model.item_factors.shape[0]]
-        out = []
         F = self.model.item_factors
-        for i, s in keep:
-            if request.explain and anchors.size:
-                a = int(anchors[np.argmax(F[anchors] @ F[i])])
+        closest = (anchors[np.argmax(F[anchors] @ F[[i for i, _ in keep]].T, axis=0)]
+                   if request.explain and anchors.size and keep else None)
+        out = []
+        for n, (i, s) in enumerate(keep):
+            if closest is not None:
+                a = int(closest[n])
                 reason = Reason(f"people with communities like yours ({state.c_name[a]}) joined it",
                                 {"closest": state.communities.ids[a]})
             else:

@@ -47,7 +47,6 @@ class Pixie(CandidateSource):
         self.indptr = G.indptr.astype(np.int64)
         self.indices = G.indices.astype(np.int64)
         # cumulative weights per row for weighted neighbour sampling
-        self.cum = np.zeros(G.nnz, np.float64)
         for_rows = np.repeat(np.arange(G.shape[0]), np.diff(G.indptr))
         cums = np.cumsum(G.data.astype(np.float64))
         row_start = np.r_[0.0, cums][G.indptr[:-1]]
@@ -126,5 +125,5 @@ class Pixie(CandidateSource):
         text = ("often reached through your friends and communities" if people
                 else "where walks through your communities and friends keep landing")
         total = max(float(steps), 1.0)
-        return [Candidate(int(i), self.name, float(v) / total, Reason(text, {"visits": int(v)}))
+        return [Candidate(int(i), self.name, float(v) / total, Reason(text, {"visits": int(v), "steps": steps}))
                 for i, v in zip(top, vals, strict=True)]

@@ -89,25 +89,27 @@ class NewCommunities(CandidateSource):
         interests = set(p.interests)
         for c in p.communities.tolist():
             interests.update(state.c_tags[c])
-        have = set(p.communities.tolist())
+        fresh = np.setdiff1d(fresh, p.communities)
+        matches = [[t for t in state.c_tags[c] if t in interests] for c in fresh.tolist()] if interests else [
+            [] for _ in range(fresh.size)]
+        same_lang = np.array([p.locale != "und" and state.c_locale[c] == p.locale for c in fresh.tolist()], bool)
+        score = (2.0 * np.array([len(m) for m in matches], np.float64) + same_lang
+                 + 1.0 / (1.0 + np.maximum(age_days[fresh], 0.0)))
+        order = np.lexsort((fresh, -score))[: self.config.k]
         out = []
-        for c in fresh.tolist():
-            if c in have:
-                continue
-            match = [t for t in state.c_tags[c] if t in interests]
-            same_lang = p.locale != "und" and state.c_locale[c] == p.locale
-            score = 2.0 * len(match) + (1.0 if same_lang else 0.0) + 1.0 / (1.0 + max(age_days[c], 0.0))
+        for i in order.tolist():
+            c, match = int(fresh[i]), matches[i]
             new = "new community" if age_days[c] <= self.config.max_age_days else (
                 f"recently created community ({age_days[c]:.0f} days old)")
             if match:
                 text = f"{new} matching " + ", ".join(f"#{t}" for t in match[:3])
-            elif same_lang:
+            elif same_lang[i]:
                 text = f"{new} in your language ({p.locale})"
             else:
                 text = new
-            out.append(Candidate(c, self.name, score, Reason(text, {"age_days": round(float(age_days[c]), 1)})))
-        out.sort(key=lambda x: (-x.score, x.item))
-        return out[: self.config.k]
+            out.append(Candidate(c, self.name, float(score[i]),
+                                 Reason(text, {"age_days": round(float(age_days[c]), 1)})))
+        return out
 
 
 class CommunityContentConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
