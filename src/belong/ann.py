@@ -1,7 +1,9 @@
 """Maximum-inner-product search over factor vectors behind one interface, and a measured choice of backend.
 
-Backends: ``exact`` (faiss ``IndexFlatIP``: brute force, recall 1.0), ``faiss_hnsw`` (faiss ``IndexHNSWFlat``,
-inner product), ``usearch`` (HNSW, f32, inner product) and ``hnswlib`` when that optional package is installed.
+Backends: ``exact`` (faiss ``IndexFlatIP``: brute force, recall 1.0), ``faiss_hnsw`` (faiss ``IndexHNSWFlat``),
+``usearch`` (HNSW, f32) and ``hnswlib`` when that optional package is installed, all on the raw inner product.
+(The L2 reduction with one extra coordinate ``sqrt(M^2 - |v|^2)`` was measured too and lost recall on iALS
+factors, whose norms vary with popularity, so it is not used.)
 
 :func:`choose_backend` builds each candidate on the real vectors, measures recall@k against exact search and
 single-query latency on real queries, and picks the fastest backend whose recall reaches ``min_recall``. At small
@@ -118,7 +120,8 @@ def build_index(vectors: np.ndarray, backend: str = "exact", *, k: int = 100, m:
     else:
         raise ValidationError("ann", f"unknown or unavailable backend {backend!r}; choose from {', '.join(available_backends())}")
     args = {"k": k, "m": m, "ef_construction": ef_construction, "ef_search": ef_search}
-    return AnnIndex(backend, d, n, impl, {"backend": backend}, args, None if backend in ("exact", "faiss_hnsw") else v)
+    return AnnIndex(backend, d, n, impl, {"backend": backend}, args,
+                    None if backend in ("exact", "faiss_hnsw") else v)
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:

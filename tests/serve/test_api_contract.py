@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from tests.serve.conftest import ADMIN_KEY, WRITE_KEY, auth
+from serve_helpers import ADMIN_KEY, WRITE_KEY, auth
 
 SURFACES = ("communities", "people", "content")
 

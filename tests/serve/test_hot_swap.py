@@ -6,7 +6,7 @@ import threading
 import time
 
 import httpx
-from tests.serve.conftest import ADMIN_KEY, auth
+from serve_helpers import ADMIN_KEY, auth
 
 
 def test_hot_swap_under_load_has_zero_failed_requests(server: str) -> None:

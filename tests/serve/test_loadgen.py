@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import orjson
-from tests.serve.conftest import free_port
+from serve_helpers import free_port
 
 from belong.serve.bench import wait_ready
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from tests.serve.conftest import WRITE_KEY, auth
+from serve_helpers import WRITE_KEY, auth
 
 
 def _recs(client: httpx.Client, user: str, k: int, debug: bool = False) -> dict:

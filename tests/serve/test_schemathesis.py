@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.serve.conftest import WRITE_KEY
+from serve_helpers import WRITE_KEY
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: str, tmp_path: Path) -> None:

@@ -33,6 +33,10 @@ def build_model(name: str, params: dict[str, Any]) -> Evaluable:
     """A fresh model for ``name`` (a registry name, or ``PREFIX:REST`` for a registered factory)."""
     if ":" in name:
         prefix, rest = name.split(":", 1)
+        if prefix == "pipeline" and prefix not in _FACTORIES:
+            from belong.pipeline.evaluable import register_evaluation_factory
+
+            register_evaluation_factory()
         if prefix not in _FACTORIES:
             known = ", ".join(sorted(_FACTORIES)) or "none registered"
             raise ValidationError("model", f"unknown model kind {prefix!r} in {name!r} (known prefixes: {known})")

@@ -114,17 +114,22 @@ def candidates(request: Request, state: WorldState, sources: Sequence[CandidateS
     return out
 
 
-def holdout(X: sp.csr_matrix, fraction: float, seed: int, min_items: int = 2
+def holdout(X: sp.csr_matrix, fraction: float, seed: int, min_items: int = 2, cold: float = 0.0
             ) -> tuple[sp.csr_matrix, dict[int, set[int]]]:
-    """Hold out ``fraction`` (at least one) of the items of each user with >= ``min_items``; the rest and the pairs."""
+    """Hold out ``fraction`` (at least one) of the items of each user with >= ``min_items``; the rest and the pairs.
+
+    A share ``cold`` of those users lose *all* their items instead: lists of users with no history, so the ranker
+    also learns the cold-start regime (where only popularity-like sources find anything)."""
     rng = np.random.default_rng(seed)
     X = X.tocsr()
     keep = np.ones(X.nnz, bool)
     held: dict[int, set[int]] = {}
     counts = np.diff(X.indptr)
-    for u in np.flatnonzero(counts >= min_items).tolist():
+    eligible = np.flatnonzero(counts >= min_items)
+    is_cold = rng.random(eligible.size) < cold
+    for u, c in zip(eligible.tolist(), is_cold.tolist(), strict=True):
         lo, n = X.indptr[u], counts[u]
-        n_out = min(n - 1, max(1, int(round(fraction * n))))
+        n_out = n if c else min(n - 1, max(1, int(round(fraction * n))))
         pos = lo + rng.choice(n, n_out, replace=False)
         keep[pos] = False
         held[u] = set(X.indices[pos].tolist())
@@ -158,11 +163,11 @@ class TrainingLists:
 
 def build_lists(state: WorldState, surface: Surface, sources: Sequence[CandidateSource],
                 hydrators: Sequence[Hydrator], filters: Sequence[Filter], *, fraction: float = 0.15,
-                max_users: int = 2000, seed: int = 0, progress=None) -> TrainingLists:
+                cold: float = 0.0, max_users: int = 2000, seed: int = 0, progress=None) -> TrainingLists:
     """Fit ``sources`` (fresh, unfitted components) on a validation cut of ``state`` and label their candidates.
 
     ``progress(done, total)`` is called while candidates are generated."""
-    Xcut, held = holdout(state.membership_csr(), fraction, seed)
+    Xcut, held = holdout(state.membership_csr(), fraction, seed, cold=cold)
     cut = cut_state(state, Xcut)
     for comp in (*sources, *hydrators, *filters):
         comp.prepare(cut)
@@ -194,6 +199,7 @@ def build_lists(state: WorldState, surface: Surface, sources: Sequence[Candidate
     n_pos_arr = np.array(n_pos, np.int64)
     found = np.array([lab.sum() for lab in labels])
     stats = {"lists": len(groups), "rows": int(y_all.size), "positive_rate": float(y_all.mean()),
-             "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))), "holdout_fraction": fraction}
+             "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))), "holdout_fraction": fraction,
+             "cold_share": cold}
     return TrainingLists(np.concatenate(blocks), y_all, np.array(groups, np.int64), fn, names,
                          np.array(kept_users, np.int64), n_pos_arr, stats)

@@ -31,6 +31,7 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     surface: str = "communities"  # surface whose sources make the training lists
     artifact: str = ""  # directory written by ``belong train``; empty: train in prepare()
     holdout: float = 0.15  # share of each user's memberships held out to label the lists
+    cold: float = 0.2  # share of validation users whose memberships are all held out (cold-start lists)
     users: int = 1000  # validation users (lists) at most
     objectives: dict[str, float] = {}  # extra calibrated objectives added to the order: {join = 0.5, report = -2}
     calibration: str = "isotonic"  # isotonic | platt
@@ -65,6 +66,8 @@ class LgbmRanker(Scorer):
         self.ranker: Ranker | None = None
         if not 0.0 < self.config.holdout < 1.0:
             raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {self.config.holdout}")
+        if not 0.0 <= self.config.cold < 1.0:
+            raise ValidationError(f"{self.name}.cold", f"must be in [0, 1), got {self.config.cold}")
         if self.config.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
 
@@ -82,7 +85,7 @@ class LgbmRanker(Scorer):
             return
         p = surface_pipeline(self.config.surface)
         lists = build_lists(state, p.surface, p.sources, p.hydrators, p.filters, fraction=self.config.holdout,
-                            max_users=self.config.users, seed=self.config.seed, progress=progress)
+                            cold=self.config.cold, max_users=self.config.users, seed=self.config.seed, progress=progress)
         self.ranker = self.new_ranker().fit(lists)
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
