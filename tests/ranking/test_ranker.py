@@ -29,6 +29,19 @@ def test_holdout_keeps_one_membership_and_hides_the_rest():
         assert kept and not kept & items and kept | items == set(X[u].indices.tolist())
 
 
+def test_cold_share_hides_every_membership_of_some_users():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    X = sp.csr_matrix((rng.random((200, 30)) < 0.3).astype(np.float32))
+    Xt, held = holdout(X, 0.2, seed=0, cold=0.5)
+    counts_t = np.diff(Xt.indptr)
+    cold = [u for u in held if counts_t[u] == 0]
+    assert 0.3 * len(held) < len(cold) < 0.7 * len(held)
+    for u in cold:
+        assert held[u] == set(X[u].indices.tolist())
+
+
 def test_lists_are_grouped_labelled_and_never_contain_training_memberships(lists, sim_state):
     assert lists.X.shape == (lists.y.size, len(feature_names(lists.source_names)))
     assert lists.groups.sum() == lists.y.size and lists.groups.size == lists.users.size
