@@ -5,8 +5,8 @@ surface's binary objectives (``objectives = {join = 0.5, report = -2.0}`` in the
 lists of :mod:`belong.ranking.dataset` carry the ``join`` label only (a held-out membership); ``retained`` and
 ``report`` need impression/leave/report events (:func:`belong.features.training.build_training_set` on a store)
 and are recorded as ``skipped`` when their labels are absent. ``p(join)`` is always fitted and calibrated
-(isotonic by default) on one half of the validation lists; the expected calibration error before and after is
-measured on the other half.
+(isotonic by default) on a random half of the validation rows; the expected calibration error before and after
+is measured on the other half.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class Ranker:
         # p(join): binary model, calibrated on half of the validation lists, ECE measured on the other half
         dbin = lgb.Dataset(Xtr, ytr, feature_name=self.feature_names)
         self.binary["join"] = lgb.train(self._lgb_params("binary"), dbin, max(50, self.order.best_iteration or 50))
-        half = np.repeat(rng.random(int(is_valid.sum())) < 0.5, gva)
+        half = rng.random(yva.size) < 0.5  # rows: calibration needs many, not whole lists
         raw = self.binary["join"].predict(Xva)
         cal = Calibrator(self.params["calibration"]).fit(raw[half], yva[half])
         self.calibrators["join"] = cal

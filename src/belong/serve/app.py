@@ -200,7 +200,7 @@ def create_app(
             yield
         finally:
             task.cancel()
-            await st.engine.close()
+            st.engine.close()
             st.store.close()
 
     app = FastAPI(

