@@ -46,7 +46,12 @@ def test_friends_joined_explanation_in_words(communities):
 
 def test_filters_remove_with_reasons_in_trace(communities):
     resp = communities.run(Request("alice", k=20))
-    removed = {(r.filter, communities.item_id(r.item)): r.reason for r in resp.trace.removed}
+    # the shipped surfaces apply one safety policy; each reason is "<rule>: <why>"
+    removed = {}
+    for r in resp.trace.removed:
+        assert r.filter == "safety_rules"
+        rule, why = r.reason.split(": ", 1)
+        removed[(rule, communities.item_id(r.item))] = why
     assert removed[("blocked", "speedrun")] == "you blocked this community"
     assert removed[("not_discoverable", "hidden")] == "the community is not discoverable"
     assert removed[("not_discoverable", "club")] == "the community is invite-only"
@@ -60,7 +65,7 @@ def test_age_restricted_hidden_from_teens_and_unknown_age(communities):
     for user in ("carol", "erin"):
         resp = communities.run(Request(user, k=20))
         assert "adults" not in ids(resp)
-        reasons = [r.reason for r in resp.trace.removed if r.filter == "age_restricted"]
+        reasons = [r.reason.split(": ", 1)[1] for r in resp.trace.removed if r.reason.startswith("age_restricted: ")]
         assert reasons and all(r.startswith("age-restricted, not shown to") for r in reasons)
 
 
@@ -97,9 +102,14 @@ def test_people_surface(state):
     heidi = next(it for it in resp.items if it.id == "heidi")
     assert heidi.reasons["friends_of_friends"] == "2 mutual friends: bob, grace"
     assert heidi.features["mutual_friends"] == 2.0
-    new = people.run(Request("nb", Surface.PEOPLE, k=5, new_user=NewUser(locale="de", interests=("python",))))
+    new = people.run(Request("nb", Surface.PEOPLE, k=5,
+                             new_user=NewUser(locale="de", age_group=AgeGroup.ADULT, interests=("python",))))
     assert new.items and all(it.sources == ["similar_people"] for it in new.items)
     assert new.items[0].explanation == "also into #python and speaks de"
+    # the shipped policy treats unknown age as under 18: adult strangers are never suggested, the trace says why
+    unknown = people.run(Request("nb", Surface.PEOPLE, k=5, new_user=NewUser(locale="de", interests=("python",))))
+    assert all(state.user_age[state.users.index[it.id]] != "adult" for it in unknown.items)
+    assert any(r.reason.startswith("strangers: ") for r in unknown.trace.removed)
 
 
 def test_content_surface(state):

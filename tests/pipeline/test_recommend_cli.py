@@ -66,7 +66,7 @@ def test_json_with_trace(run, store, surface):
     for it in data["items"]:
         assert it["explanation"] and it["sources"] and it["name"]
     assert set(data["trace"]["stage_ms"]) >= {"sources", "hydrate", "filter", "score", "select", "respond"}
-    assert {"filter": "blocked", "id": "speedrun", "reason": "you blocked this community"} in data["trace"]["removed"]
+    assert {"filter": "safety_rules", "id": "speedrun", "reason": "blocked: you blocked this community"} in data["trace"]["removed"]
 
 
 def test_table_people_and_new_user(run, store, surface):

@@ -8,7 +8,6 @@ import pytest
 
 import belong.ranking  # noqa: F401 - registers the ranking components
 from belong.pipeline.state import WorldState
-from belong.ranking.rules import index_pending
 from belong.simulate import simulate_world
 
 SURFACE = """
@@ -53,7 +52,6 @@ def sim_world():
 def sim_state(sim_world) -> WorldState:
     """The simulated world's state, with 1% of users banned and 2% of communities deleted by moderation."""
     st = WorldState.from_world(sim_world)
-    index_pending(st, sim_world.events)
     for u in range(0, st.n_users, 100):
         st.user_status[u] = "banned"
     for c in range(0, st.n_communities, 50):

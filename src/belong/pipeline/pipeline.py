@@ -51,6 +51,7 @@ def _import_components() -> None:
     """Importing these modules registers every shipped component type."""
     import belong.pipeline.blend  # noqa: F401
     import belong.pipeline.filters  # noqa: F401
+    import belong.ranking  # noqa: F401  (lgbm_ranker scorer, mmr selector, safety rules)
     import belong.sources  # noqa: F401
 
 

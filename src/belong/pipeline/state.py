@@ -211,6 +211,8 @@ class WorldState:
         self.engaged = _Overlay(sp.csr_matrix((0, 0), dtype=np.float32))
         self.blocked_users: dict[int, set[int]] = defaultdict(set)
         self.blocked_communities: dict[int, set[int]] = defaultdict(set)
+        #: requester -> users with a friend request from them still unanswered (no accept/remove/block since)
+        self.pending_requests: dict[int, set[int]] = defaultdict(set)
         # decayed activity: key "all", "locale:xx", "age:teen" -> array over communities / content
         self.community_heat: dict[str, np.ndarray] = {}
         self.content_heat: dict[str, np.ndarray] = {}
@@ -451,6 +453,9 @@ class WorldState:
         fu, fv = uidx[f], target_idx(f, "user")
         lo, hi = np.minimum(fu, fv), np.maximum(fu, fv)
         lo, hi = _last_state(lo, hi, etype_accept[f])
+        # pending friend requests: pairs whose last friend event (either direction) is a request
+        pm = is_type("friend_request", "friend_accept", "friend_remove") | (is_type("block") & is_kind("user"))
+        pending_args = (uidx[pm], target_idx(pm, "user"), type_codes[pm] == type_dict.get("friend_request", -1))
         # blocks
         for kind, store in (("user", self.blocked_users), ("community", self.blocked_communities)):
             bm = is_type("block") & is_kind(kind)
@@ -464,11 +469,26 @@ class WorldState:
         nu, nc, nx = self.n_users, self.n_communities, self.n_content
         self.members = _Overlay(_csr(a, b, (nu, nc)))
         self.friends = _Overlay(_csr(np.r_[lo, hi], np.r_[hi, lo], (nu, nu)), symmetric=True)
+        self._index_pending(*pending_args)
         ok = x_idx >= 0
         self.engaged = _Overlay(_csr(uidx[xm][ok], x_idx[ok], (nu, nx)))
         self.community_heat = self._heat(c_idx, uidx[cm], np.log1p(value[cm]) * self._decay(ts[cm]), nc)
         self.content_heat = self._heat(x_idx[ok], uidx[xm][ok], np.log1p(value[xm][ok]) * self._decay(ts[xm][ok]), nx)
         self.version += 1
+
+    def _index_pending(self, req: np.ndarray, tgt: np.ndarray, is_request: np.ndarray) -> None:
+        """Events in time order between user pairs; the last one per unordered pair decides."""
+        last: dict[tuple[int, int], tuple[bool, int, int]] = {}
+        for i, j, r in zip(req.tolist(), tgt.tolist(), is_request.tolist(), strict=True):
+            if i >= 0 and j >= 0 and i != j:
+                last[(min(i, j), max(i, j))] = (r, i, j)
+        for r, i, j in last.values():
+            if r and not self.friends.has(i, j):
+                self.pending_requests[i].add(j)
+
+    def has_pending(self, a: int, b: int) -> bool:
+        """A friend request between ``a`` and ``b`` (either direction) is waiting for an answer."""
+        return b in self.pending_requests.get(a, ()) or a in self.pending_requests.get(b, ())
 
     @classmethod
     def from_store(cls, spec: str | Path, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
@@ -526,12 +546,19 @@ class WorldState:
         if et in (EventType.JOIN, EventType.LEAVE):
             c = self._ensure_community(event.target, event.ts_us)
             self.members.set(u, c, et is EventType.JOIN)
+        elif et is EventType.FRIEND_REQUEST:
+            v = self._ensure_user(event.target, event.ts_us)
+            if not self.friends.has(u, v):
+                self.pending_requests[u].add(v)
         elif et in (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE):
             v = self._ensure_user(event.target, event.ts_us)
             self.friends.set(u, v, et is EventType.FRIEND_ACCEPT)
+            self._clear_pending(u, v)
         elif et is EventType.BLOCK:
             if kind == "user":
-                self.blocked_users[u].add(self._ensure_user(event.target, event.ts_us))
+                v = self._ensure_user(event.target, event.ts_us)
+                self.blocked_users[u].add(v)
+                self._clear_pending(u, v)
             else:
                 self.blocked_communities[u].add(self._ensure_community(event.target, event.ts_us))
         if et.value in ACTIVITY_TYPES and kind == "community":
@@ -542,6 +569,10 @@ class WorldState:
                 self.engaged.set(u, x, True)
                 self._bump(self.content_heat, x, u, event)
         self.version += 1
+
+    def _clear_pending(self, a: int, b: int) -> None:
+        self.pending_requests.get(a, set()).discard(b)
+        self.pending_requests.get(b, set()).discard(a)
 
     def _bump(self, heat: dict[str, np.ndarray], j: int, u: int, event: Event) -> None:
         w = float(np.log1p(event.value) * self._decay(np.array([event.ts_us]))[0])

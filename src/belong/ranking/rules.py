@@ -3,22 +3,21 @@
 * ``pending``: people with a pending friend request in either direction (the request is already on its way).
 * ``strangers``: adults who are strangers (no mutual friend, no shared community) are never suggested to teens,
   and teens never to adult strangers. Unknown age counts as both teen and adult under the default ``strict``
-  policy (it is never a way around the rule); ``unknown_age = "adult"`` relaxes that.
+  policy (it is never a way around the rule); ``unknown_age = "minor"`` treats it as a teen (as the
+  age-restriction rule does: unknown-age users then meet each other, never adult strangers);
+  ``unknown_age = "adult"`` relaxes it.
 * ``safety_rules``: a :class:`Policy` (which rules apply, per surface) over the shipped filters
   (:mod:`belong.pipeline.filters`) and the two above. Each removal's reason names its rule
   (``"blocked: this person blocked you"``), so ``--trace`` shows rule and reason for every removed candidate.
 
-Pending requests are not part of :class:`~belong.pipeline.state.WorldState`; :func:`index_pending` derives them
-from an event table and keeps them on the state as ``pending_requests`` (requester -> {target}).
+Pending requests are kept by :class:`~belong.pipeline.state.WorldState` (``pending_requests``, requester ->
+{target}), built from the log and updated by ``apply``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import msgspec
 import numpy as np
-import pyarrow as pa
 
 from belong.domain import AgeGroup, Surface
 from belong.errors import ValidationError
@@ -27,31 +26,9 @@ from belong.pipeline.components import ComponentConfig, Filter, register
 from belong.pipeline.state import WorldState
 from belong.pipeline.types import FilterResult, Merged, Request
 
-FRIEND_EVENTS = ("friend_request", "friend_accept", "friend_remove", "block")
+UNKNOWN_AGE_POLICIES = ("strict", "minor", "adult")
 RULES = ("self", "already_connected", "pending", "blocked", "inactive", "not_discoverable", "age_restricted",
          "strangers")
-
-
-def index_pending(state: WorldState, events: pa.Table) -> dict[int, set[int]]:
-    """Pending requests from an event table: pairs whose last friend event (request / accept / remove / block,
-    either direction) is a request, and who are not friends. Stored as ``state.pending_requests`` and returned."""
-    pending: dict[int, set[int]] = defaultdict(set)
-    ev = events.filter(pa.compute.is_in(events.column("type"), pa.array(FRIEND_EVENTS)))
-    ev = ev.filter(pa.compute.equal(ev.column("target_kind"), "user"))
-    ev = ev.take(pa.compute.sort_indices(ev, [("ts_us", "ascending")]))
-    last: dict[tuple[int, int], tuple[str, int, int]] = {}
-    ids = state.users.index
-    for a, b, t in zip(ev.column("actor").to_pylist(), ev.column("target").to_pylist(), ev.column("type").to_pylist(),
-                       strict=True):
-        i, j = ids.get(a), ids.get(b)
-        if i is None or j is None or i == j:
-            continue
-        last[(min(i, j), max(i, j))] = (t, i, j)
-    for t, i, j in last.values():
-        if t == "friend_request" and not state.friends.has(i, j):
-            pending[i].add(j)
-    state.pending_requests = pending  # type: ignore[attr-defined]
-    return pending
 
 
 def _split(cands: list[Merged], why) -> FilterResult:
@@ -68,7 +45,7 @@ class PendingRequestFilter(Filter):
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
         me = state.profile(request).idx
-        pending: dict[int, set[int]] = getattr(state, "pending_requests", {})
+        pending = state.pending_requests
         if request.surface is not Surface.PEOPLE or me is None or not pending:
             return FilterResult(list(cands), [])
         sent = pending.get(me, set())
@@ -84,7 +61,7 @@ class PendingRequestFilter(Filter):
 
 
 class StrangersConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
-    unknown_age: str = "strict"  # strict: unknown age counts as teen and as adult | adult
+    unknown_age: str = "strict"  # strict: unknown counts as teen and as adult | minor: as a teen | adult
 
 
 def _minor_adult(age: str, unknown_age: str) -> tuple[bool, bool]:
@@ -93,6 +70,8 @@ def _minor_adult(age: str, unknown_age: str) -> tuple[bool, bool]:
         return True, False
     if age == AgeGroup.ADULT:
         return False, True
+    if unknown_age == "minor":
+        return True, False
     return unknown_age == "strict", True
 
 
@@ -106,8 +85,9 @@ class StrangersFilter(Filter):
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         super().__init__(config)
-        if self.config.unknown_age not in ("strict", "adult"):
-            raise ValidationError(f"{self.name}.unknown_age", f"must be strict or adult, got {self.config.unknown_age!r}")
+        if self.config.unknown_age not in UNKNOWN_AGE_POLICIES:
+            raise ValidationError(f"{self.name}.unknown_age",
+                                  f"must be one of {', '.join(UNKNOWN_AGE_POLICIES)}, got {self.config.unknown_age!r}")
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
         p = state.profile(request)
@@ -177,7 +157,7 @@ def violations(request: Request, state: WorldState, items: np.ndarray, unknown_a
     p = state.profile(request)
     out = []
     me = p.idx
-    pending: dict[int, set[int]] = getattr(state, "pending_requests", {})
+    pending = state.pending_requests
     for i in np.asarray(items, np.int64).tolist():
         if request.surface is Surface.PEOPLE:
             if me is not None and (i == me or state.friends.has(me, i)):

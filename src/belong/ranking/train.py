@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 from belong.domain import Surface
 from belong.pipeline.state import WorldState
 from belong.ranking import artifact
-from belong.ranking.rules import index_pending
 from belong.ranking.scorer import LgbmRanker, surface_pipeline
 
 DEFAULT_SURFACES = ("communities_ranked", "people", "content")
@@ -43,7 +42,6 @@ def load_state(store: str) -> tuple[WorldState, dict[str, Any]]:
     with open_store(store, create=False) as st:
         world = World(users=st.users(), communities=st.communities(), content=st.content(), events=st.read_events())
     state = WorldState.from_world(world)
-    index_pending(state, world.events)
     ts = world.events.column("ts_us")
     window: dict[str, Any] = {"events": world.events.num_rows}
     if world.events.num_rows:
