@@ -7,7 +7,7 @@ import pytest
 from belong.errors import ValidationError
 from belong.pipeline import Pipeline
 from belong.pipeline.components import REGISTRY
-from belong.pipeline.toml_writer import dumps
+from belong.toml_writer import dumps
 
 
 @pytest.mark.parametrize("surface", ["communities", "people", "content"])

@@ -32,7 +32,7 @@ from typing import Any, Self
 
 from belong.domain import Surface
 from belong.errors import ValidationError
-from belong.pipeline import toml_writer
+from belong import toml_writer
 from belong.pipeline.components import (
     CandidateSource,
     Filter,

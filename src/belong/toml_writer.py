@@ -1,4 +1,5 @@
-"""A small TOML writer for surface declarations (tomllib only reads; msgspec.toml needs tomli_w).
+"""The one TOML writer of belong: surface declarations and model configs (tomllib only reads; msgspec.toml needs
+tomli_w, which is not a dependency).
 
 Supports what component configs hold: strings, booleans, integers, floats, lists of those, nested tables
 (dicts) and arrays of tables (lists of dicts).
