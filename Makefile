@@ -8,7 +8,7 @@ export MKL_NUM_THREADS ?= 1
 export BELONG_DATA_DIR ?= $(abspath ../shared/data)
 STORE ?= .belong/demo-store
 
-.PHONY: install run test lint clean
+.PHONY: install run serve test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .belong .pytest_cache
+
+## The product demo: the same world, then the API on 127.0.0.1:8000 with curl examples (Ctrl-C to stop).
+serve: $(STAMP)
+	$(BIN)/belong demo --store $(STORE) --serve

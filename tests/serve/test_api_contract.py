@@ -86,7 +86,7 @@ def test_similar(client: httpx.Client) -> None:
     items = r.json()["items"]
     assert 0 < len(items) <= 5 and all(it["id"] != "c1" for it in items)
     assert [it["score"] for it in items] == sorted((it["score"] for it in items), reverse=True)
-    assert "members in common" in items[0]["explanation"]
+    assert " in common" in items[0]["explanation"]
     user = _a_user(client)
     r = client.get(f"/v1/users/{user}/similar", params={"k": 3})
     assert r.status_code == 200 and all(it["id"] != user for it in r.json()["items"])

@@ -42,8 +42,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         users: int = typer.Option(5_000, help="Simulated users."),
         communities: int = typer.Option(500, help="Simulated communities."),
         seed: int = typer.Option(0, help="Random seed of the simulated world."),
+        serve: bool = typer.Option(False, "--serve", help="Then serve the API on 127.0.0.1 (until Ctrl-C)."),
+        port: int = typer.Option(8000, help="Port of the API with --serve."),
     ) -> None:
-        """Simulate a small world, ingest new events, print the stats and a few recommendations."""
+        """Simulate a small world, ingest new events, print the stats and a few recommendations
+        (with --serve: then start the API and print ready-to-paste curl examples)."""
         from belong.cli import app as main_app
 
         console = Console(stderr=True)
@@ -67,6 +70,42 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         _recommend_steps(step, store, main_app)
         console.print(Rule("[bold green]done[/]"))
         console.print(f"store: {store}  — try: belong stats --store {store}")
+        if serve:
+            _serve(store, port, console)
+        else:
+            console.print(f"serve it: belong demo --serve --store {store}  (or: make serve)")
+
+
+def _serve(store: Path, port: int, console: Console) -> None:
+    """Start the API on the demo store with fresh API keys, after printing curl examples that use them."""
+    import os
+    import secrets
+
+    from belong.eventlog import open_store
+    from belong.serve.app import serve as run_server
+
+    key = os.environ.get("BELONG_DEMO_API_KEY") or secrets.token_urlsafe(16)
+    os.environ.setdefault("BELONG_API_KEYS_WRITE", key)
+    os.environ.setdefault("BELONG_API_KEYS_ADMIN", key)
+    with open_store(store, create=False) as st:
+        user = st.users().column("id")[0].as_py()
+        community = st.communities().column("id")[0].as_py()
+    base = f"http://127.0.0.1:{port}"
+    event = orjson.dumps({"events": [{"event_id": f"curl-{secrets.token_hex(4)}", "ts": "2026-11-02T10:00:00Z",
+                                      "type": "join", "actor": user, "target": community}]}).decode()
+    console.print(Rule("[bold]API[/]"))
+    console.print(f"""starting on {base} (OpenAPI: {base}/docs); API key for write/admin routes: {key}
+
+  curl '{base}/v1/recommendations/communities?user_id={user}&k=10'
+  curl '{base}/v1/recommendations/people?user_id={user}&k=10&debug=true'
+  curl '{base}/v1/recommendations/content?user_id={user}&k=10'
+  curl '{base}/v1/recommendations/communities?user_id=brand-new&locale=en&age_group=adult&interests=gaming,music'
+  curl '{base}/v1/communities/{community}/similar'
+  curl -X POST '{base}/v1/events' -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{event}'
+  curl '{base}/v1/models'
+  curl '{base}/metrics'
+""", soft_wrap=True, highlight=False)
+    run_server(str(store), port=port, materialize=True, log_level="warning")
 
 
 def _recommend_steps(step, store: Path, main_app: typer.Typer) -> None:

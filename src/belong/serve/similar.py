@@ -46,7 +46,7 @@ def similar_communities(model: ModelVersion, community_id: str, k: int) -> list[
     sizes = np.diff(XT.indptr)
     idx, jac = _top(co, sizes, members.size, c, k)
     return [{"rank": r, "id": st.communities.ids[j], "name": st.c_name[j], "score": round(float(s), 6),
-             "explanation": f"{int(co[j])} members in common"}
+             "explanation": f"{int(co[j])} member{'' if int(co[j]) == 1 else 's'} in common"}
             for r, (j, s) in enumerate(zip(idx.tolist(), jac.tolist(), strict=True), start=1)]
 
 
