@@ -30,9 +30,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Self
 
+from belong import toml_writer
 from belong.domain import Surface
 from belong.errors import ValidationError
-from belong import toml_writer
 from belong.pipeline.components import (
     CandidateSource,
     Filter,
