@@ -14,7 +14,7 @@ from belong.domain import Surface, parse_enum
 from belong.errors import ValidationError
 from belong.features.online import OnlineFeatureStore
 from belong.features.pairs import membership_pair, user_community, user_user
-from belong.features.registry import SURFACE_FEATURES, get_spec, specs_for
+from belong.features.registry import SURFACE_FEATURES, get_spec
 
 #: the stored entity a surface's candidates are.
 CANDIDATE_ENTITY: dict[Surface, str] = {
@@ -22,7 +22,6 @@ CANDIDATE_ENTITY: dict[Surface, str] = {
     Surface.PEOPLE: "user",
     Surface.CONTENT: "content",
 }
-_USER_INPUTS = tuple(s.name for s in specs_for("user", model_input_only=True))
 
 
 def check_request_features(values: Mapping[str, Any], surface: Surface) -> None:
@@ -51,6 +50,30 @@ def source_values(hits: Mapping[str, tuple[int, float]]) -> dict[str, Any]:
     return out
 
 
+def _columns(surface: Surface) -> tuple[tuple[str, int, str], ...]:
+    """Each column of :data:`SURFACE_FEATURES` of a surface as (column, where, key): where 0 is the user's row, 1
+    the candidate's row, 2 the pair features; key is the name in that row (``cand_<name>`` reads ``<name>``)."""
+    cand_entity = CANDIDATE_ENTITY[surface]
+    out = []
+    for name in SURFACE_FEATURES[surface]:
+        if surface is Surface.PEOPLE and name.startswith("cand_"):
+            out.append((name, 1, name[len("cand_"):]))
+            continue
+        entity = get_spec(name).entity
+        out.append((name, 0 if entity == "user" else 1 if entity == cand_entity else 2, name))
+    return tuple(out)
+
+
+_COLUMNS: dict[Surface, tuple[tuple[str, int, str], ...]] = {s: _columns(s) for s in SURFACE_FEATURES}
+#: the same without the user's own columns (identical in every row of a request)
+_ITEM_COLUMNS: dict[Surface, tuple[tuple[str, int, str], ...]] = {
+    s: tuple(c for c in cols if c[1] != 0) for s, cols in _COLUMNS.items()
+}
+
+_REQUEST_BASE: dict[Surface, tuple[str, ...]] = {s: tuple(request_columns(s)) for s in SURFACE_FEATURES}
+_REQUEST_SPECS = {n: get_spec(n) for names in _REQUEST_BASE.values() for n in names}
+
+
 def candidate_features(
     surface: Surface,
     user_id: str,
@@ -59,22 +82,25 @@ def candidate_features(
     cand_row: Mapping[str, Any],
     request: Mapping[str, Any] | None = None,
     request_names: Sequence[str] = (),
+    *,
+    user_columns: bool = True,
 ) -> dict[str, Any]:
-    """Model inputs of one candidate: :data:`SURFACE_FEATURES` of the surface, then request-time columns."""
-    values = {n: user_row[n] for n in _USER_INPUTS}
+    """Model inputs of one candidate: :data:`SURFACE_FEATURES` of the surface, then request-time columns.
+    ``user_columns=False`` leaves out the user's own features (the same in every row; serving sends them once)."""
     if surface is Surface.COMMUNITIES:
-        values.update(cand_row)
-        values.update(user_community(user_row, cand_id, cand_row))
+        pair: Mapping[str, Any] = user_community(user_row, cand_id, cand_row)
     elif surface is Surface.PEOPLE:
-        values.update((f"cand_{n}", cand_row[n]) for n in _USER_INPUTS)
-        values.update(user_user(user_id, user_row, cand_id, cand_row))
+        pair = user_user(user_id, user_row, cand_id, cand_row)
     else:
-        values.update(cand_row)
-        values.update(membership_pair(user_row, cand_row["content_community_id"]))
-    out = {n: values[n] for n in SURFACE_FEATURES[surface]}
-    request = request or {}
-    for name in request_columns(surface, request_names):
-        out[name] = request.get(name, get_spec(name).default_value())
+        pair = membership_pair(user_row, cand_row["content_community_id"])
+    rows = (user_row, cand_row, pair)
+    out = {name: rows[where][key] for name, where, key in (_COLUMNS if user_columns else _ITEM_COLUMNS)[surface]}
+    if request or request_names:
+        for name in request_columns(surface, request_names):
+            out[name] = request[name] if request and name in request else get_spec(name).default_value()
+    else:  # no request-time values given: the surface's declared request-time columns at their defaults
+        for name in _REQUEST_BASE[surface]:
+            out[name] = _REQUEST_SPECS[name].default_value()
     return out
 
 

@@ -112,12 +112,14 @@ class OnlineFeatureStore(abc.ABC):
         return len(encoded)
 
     def read_many(
-        self, requests: Sequence[tuple[str, str]], names: Sequence[str] | None = None
+        self, requests: Sequence[tuple[str, str]], names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     ) -> list[dict[str, Any]]:
         """Rows for each (entity, key), in order, in one round trip. ``names`` restricts the features read
-        (every request must then be of an entity those names belong to)."""
+        (every request must then be of an entity those names belong to), or maps an entity to the features read
+        for its rows (entities not in the map read every feature)."""
         reqs = [(_entity(e), _key(k)) for e, k in requests]
-        fields = {e: _names(e, names) for e in {e for e, _ in reqs}}
+        per_entity = names if isinstance(names, Mapping) else dict.fromkeys(STORED_ENTITIES, names)
+        fields = {e: _names(e, per_entity.get(e)) for e in {e for e, _ in reqs}}
         raw = self._read(reqs, fields)
         return [_decode_row(e, fields[e], vals, ts) for (e, _), (vals, ts) in zip(reqs, raw, strict=True)]
 

@@ -113,7 +113,8 @@ class ServeState:
         self.registry = ModelRegistry()
         self.keys = KeyChecker(settings.write_keys, settings.admin_keys)
         self.features = FeatureReader.open(settings.redis_url, prefix=settings.features_prefix,
-                                           budget_ms=settings.budget_features_ms, breaker_s=settings.breaker_s)
+                                           budget_ms=settings.budget_features_ms, breaker_s=settings.breaker_s,
+                                           cache_s=settings.feature_cache_s, cache_rows=settings.feature_cache_rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
         self.store: EventStore | None = None
         self.recent_ids: OrderedDict[str, None] = OrderedDict()

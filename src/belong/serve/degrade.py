@@ -1,25 +1,35 @@
 """Online features under a time budget, with a circuit breaker: a dependency failure degrades, never fails.
 
 :class:`FeatureReader` reads the user and the chosen candidates from the online feature store in one round trip
-(:func:`belong.features.hydrate`: one pipeline of ``HMGET``s on Redis), decoded and assembled into model inputs by
-the same code as everywhere else. The read is synchronous: on loopback it costs well under a millisecond, less
-than handing it to a thread or to the asyncio Redis client did when measured (those also timed out under
-concurrency). The Redis socket timeout is the stage's budget and retries are off, so a slow or dead Redis costs at
-most one budget. After a connection failure (or three reads in a row over budget) the breaker stays open for
-``breaker_s``: requests skip Redis (answering without online features, marked degraded) and the first request
-after that tries again, so service recovers by itself when Redis returns.
+(one pipeline of ``HMGET``s on Redis) and assembles them into model inputs with
+:func:`belong.features.candidate_features`, the code training rows are built with. Candidate rows are kept in
+process a short while (:class:`belong.serve.rowcache.RowCache`), so a warm request reads only the user's row, and
+only the user features the surface's rows need (not, say, the user's interaction map on the communities surface).
+The read is synchronous: on loopback it costs well under a millisecond, less than handing it to a thread or to the
+asyncio Redis client did when measured (those also timed out under concurrency). The Redis socket timeout is the
+stage's budget and retries are off, so a slow or dead Redis costs at most one budget. After a connection failure
+(or three reads in a row over budget) the breaker stays open for ``breaker_s``: requests skip Redis (answering
+without online features, marked degraded) and the first request after that tries again, so service recovers by
+itself when Redis returns.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from belong.domain import Surface
-from belong.features import OnlineFeatureStore, RedisFeatureStore, hydrate, open_feature_store
+from belong.features import OnlineFeatureStore, RedisFeatureStore, candidate_features, open_feature_store
+from belong.features.assemble import CANDIDATE_ENTITY
+from belong.features.registry import defaults, specs_for
+from belong.serve.rowcache import RowCache
+
+#: the user's model-input features (answered once per response, not per item)
+USER_INPUTS = tuple(s.name for s in specs_for("user", model_input_only=True))
 
 
 class BudgetRedisFeatureStore(RedisFeatureStore):
@@ -43,29 +53,80 @@ class BudgetRedisFeatureStore(RedisFeatureStore):
 TIMEOUTS_TO_OPEN = 3  # consecutive reads over budget that open the breaker
 
 
+class _Recorder(dict):
+    """A row of defaults that records which names are read from it."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__(row)
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.add(name)
+        return super().__getitem__(name)
+
+
+def user_names(surface: Surface) -> tuple[str, ...] | None:
+    """The user's stored features that :func:`candidate_features` reads for ``surface`` (None: all of them, when
+    candidates are users too), found by assembling one row from defaults."""
+    entity = CANDIDATE_ENTITY[surface]
+    if entity == "user":
+        return None
+    user = _Recorder(defaults("user"))
+    candidate_features(surface, "u", user, "c", defaults(entity))  # type: ignore[arg-type]
+    return tuple(s.name for s in specs_for("user") if s.name in user.read)
+
+
+@dataclass(frozen=True, slots=True)
+class Online:
+    """The online features of one answer: the user's model inputs once, then each item's other inputs."""
+
+    user: dict[str, Any]
+    items: list[dict[str, Any]]
+
+
 class FeatureReader:
     """Reads online features for one request; see the module docstring."""
 
-    def __init__(self, store: OnlineFeatureStore, breaker_s: float) -> None:
+    def __init__(self, store: OnlineFeatureStore, breaker_s: float, rows: RowCache | None = None) -> None:
         self.store = store
         self.breaker_s = breaker_s
+        self.rows = rows if rows is not None else RowCache(0.0, 1)
         self._open_until = 0.0
         self._timeouts = 0  # consecutive reads over budget
+        self._names = {s: {"user": n} if (n := user_names(s)) is not None else None for s in Surface}
 
     @classmethod
-    def open(cls, redis_url: str | None, *, prefix: str, budget_ms: float, breaker_s: float) -> FeatureReader:
+    def open(cls, redis_url: str | None, *, prefix: str, budget_ms: float, breaker_s: float,
+             cache_s: float = 0.0, cache_rows: int = 1) -> FeatureReader:
+        rows = RowCache(cache_s, cache_rows)
         if redis_url:
-            return cls(BudgetRedisFeatureStore(redis_url, prefix=prefix, timeout_s=budget_ms / 1e3), breaker_s)
-        return cls(open_feature_store(None), breaker_s)
+            store = BudgetRedisFeatureStore(redis_url, prefix=prefix, timeout_s=budget_ms / 1e3)
+            return cls(store, breaker_s, rows)
+        return cls(open_feature_store(None), breaker_s, rows)
 
-    def read(
-        self, surface: Surface, user_id: str, item_ids: Sequence[str]
-    ) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """(features per item, None) or (None, the reason they are missing)."""
+    def _read(self, surface: Surface, user_id: str, item_ids: Sequence[str]) -> Online:
+        """The user's row and the items' missing from the cache in one store call, then assembled."""
+        entity = CANDIDATE_ENTITY[surface]
+        now = time.monotonic()
+        cand_rows = self.rows.get_many(entity, item_ids, now)
+        missing = [c for c, r in zip(item_ids, cand_rows, strict=True) if r is None]
+        read = self.store.read_many([("user", user_id)] + [(entity, c) for c in missing], self._names[surface])
+        user_row = read[0]
+        if missing:
+            self.rows.put_many(entity, list(zip(missing, read[1:], strict=True)), now)
+            fetched = iter(read[1:])
+            cand_rows = [next(fetched) if r is None else r for r in cand_rows]
+        user = {n: user_row[n] for n in USER_INPUTS}
+        items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+                 for c, row in zip(item_ids, cand_rows, strict=True)]
+        return Online(user, items)
+
+    def read(self, surface: Surface, user_id: str, item_ids: Sequence[str]) -> tuple[Online | None, str | None]:
+        """(online features, None) or (None, the reason they are missing)."""
         if time.monotonic() < self._open_until:
             return None, "features_unavailable"
         try:
-            rows = hydrate(self.store, surface, user_id, list(item_ids))
+            online = self._read(surface, user_id, item_ids)
         except (TimeoutError, RedisTimeoutError):  # one slow read degrades this request; 3 in a row open the breaker
             self._timeouts += 1
             if self._timeouts >= TIMEOUTS_TO_OPEN:
@@ -75,7 +136,7 @@ class FeatureReader:
             self._open_until = time.monotonic() + self.breaker_s
             return None, "features_unavailable"
         self._timeouts = 0
-        return rows, None
+        return online, None
 
     def ping(self) -> bool:
         """Whether the feature store answers now (for /readyz)."""

@@ -15,7 +15,8 @@ Stages and their budgets:
 4. **select** — the surface's selector (top-k, per-source cap).
 5. **hydrate** — the surface's hydrators (social proof) on the chosen items only.
 6. **features** — the user's and the chosen items' online features in one round trip (Redis pipeline), under
-   ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``.
+   ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``. Candidate rows
+   read recently are kept in process (:mod:`belong.serve.rowcache`): a warm request reads the user's row only.
 
 There is no learned ranker yet: the blend score orders the list and the online features are returned with each
 item (the ranker's inputs). Nothing here allocates arrays of the catalogue's size per request on a cache hit.
@@ -33,7 +34,6 @@ import numpy as np
 import orjson
 
 from belong.domain import Surface
-from belong.features import specs_for
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Merged, NewUser, Removed, Request
 from belong.serve.cache import CandidateCache, Entry, Ranked
@@ -41,9 +41,6 @@ from belong.serve.degrade import FeatureReader
 from belong.serve.metrics import Metrics
 from belong.serve.models import ModelRegistry, ModelVersion
 from belong.serve.settings import ServeSettings
-
-#: the user's model-input features (answered once per response, not per item)
-USER_FEATURES = tuple(s.name for s in specs_for("user", model_input_only=True))
 
 
 class NotReady(Exception):
@@ -206,22 +203,19 @@ class Engine:
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3
         ids = [pipeline.item_id(m.item) for m in fresh]
-        online, why = self.features.read(surface, user_id, ids) if ids else ([], None)
+        online, why = self.features.read(surface, user_id, ids) if ids else (None, None)
         if why is not None:
             reasons.append(why)
             self.metrics.fallbacks.labels(why).inc()
         t4 = time.perf_counter()
         stages["features"] = (t4 - t3) * 1e3
-        user_features: dict[str, Any] = {}
-        if online:  # the user's features are the same in every row: sent once
-            user_features = {n: online[0][n] for n in USER_FEATURES}
-            online = [{n: v for n, v in row.items() if n not in user_features} for row in online]
+        user_features = online.user if online is not None else {}  # the same in every row: sent once
         items = []
         for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1):
             static = statics.get(m.item)
             if static is None:
                 static = statics[m.item] = self._static(pipeline, m, ident, score)
-            row = m.features if online is None else m.features | online[rank - 1]
+            row = m.features if online is None else m.features | online.items[rank - 1]
             items.append({"rank": rank, "position": rank - 1, **static, "propensity": 1.0, "features": row})
         body: dict[str, Any] = {
             "request_id": uuid.uuid4().hex, "surface": surface.value, "user_id": user_id,

@@ -8,6 +8,8 @@
 | BELONG_FEATURES_PREFIX | belong:features: | key prefix of the online feature rows in Redis |
 | BELONG_BUDGET_SOURCES_MS | 60 | time budget of the candidate sources of one request (cache miss) |
 | BELONG_BUDGET_FEATURES_MS | 20 | time budget of the online feature read (the Redis socket timeout) |
+| BELONG_FEATURE_CACHE_S | 60 | how long a candidate's online feature row is kept in process (capped by its freshness) |
+| BELONG_FEATURE_CACHE_ROWS | 200000 | candidate feature rows kept in process (oldest reads are evicted) |
 | BELONG_BREAKER_S | 1.0 | after a feature-store failure, skip it this long before trying again |
 | BELONG_CANDIDATE_TTL_S | 300 | how long a user's cached candidate list is fresh |
 | BELONG_CACHE_USERS | 200000 | candidate lists kept (least recently used are evicted) |
@@ -50,6 +52,8 @@ class ServeSettings:
     features_prefix: str = "belong:features:"
     budget_sources_ms: float = 60.0
     budget_features_ms: float = 20.0
+    feature_cache_s: float = 60.0
+    feature_cache_rows: int = 200_000
     breaker_s: float = 1.0
     candidate_ttl_s: float = 300.0
     cache_users: int = 200_000
@@ -65,6 +69,8 @@ class ServeSettings:
             features_prefix=env.get("BELONG_FEATURES_PREFIX") or "belong:features:",
             budget_sources_ms=_num(env, "BELONG_BUDGET_SOURCES_MS", 60.0),
             budget_features_ms=_num(env, "BELONG_BUDGET_FEATURES_MS", 20.0, minimum=0.1),
+            feature_cache_s=_num(env, "BELONG_FEATURE_CACHE_S", 60.0),
+            feature_cache_rows=int(_num(env, "BELONG_FEATURE_CACHE_ROWS", 200_000, minimum=1)),
             breaker_s=_num(env, "BELONG_BREAKER_S", 1.0),
             candidate_ttl_s=_num(env, "BELONG_CANDIDATE_TTL_S", 300.0),
             cache_users=int(_num(env, "BELONG_CACHE_USERS", 200_000, minimum=1)),
