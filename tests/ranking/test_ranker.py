@@ -96,3 +96,24 @@ def test_calibration_reduces_expected_calibration_error(method):
 def test_unknown_calibration_method_is_a_validation_error():
     with pytest.raises(ValidationError):
         Calibrator("magic")
+
+
+def test_shipped_ranked_surface_loads_with_its_tuned_settings():
+    p = surface_pipeline("communities_ranked")
+    co = next(s for s in p.sources if s.name == "co_membership")
+    assert (co.config.model, co.config.ease_l2) == ("ease", 800.0)
+    assert p.scorer.config.users >= 3000 and p.scorer.config.surface == "communities_ranked"
+    assert type(p.selector).__name__ == "TopK"
+
+
+def test_gap_columns_are_each_sources_score_minus_its_best_in_the_list(lists):
+    names = lists.source_names
+    fn = lists.feature_names
+    first = lists.X[: lists.groups[0]]
+    for s in names:
+        score, gap = first[:, fn.index(f"{s}_score")], first[:, fn.index(f"{s}_gap")]
+        found = ~np.isnan(score)
+        assert np.array_equal(found, ~np.isnan(gap))
+        if found.any():
+            np.testing.assert_allclose(gap[found], score[found] - score[found].max(), rtol=1e-6, atol=1e-6)
+            assert gap[found].max() == 0.0

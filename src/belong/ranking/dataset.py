@@ -7,8 +7,8 @@ rest, the sources' candidates (top-N of each, merged, filtered by the surface's 
 of validation users, and a candidate's label is 1 when it is one of that user's held-out memberships. Rows are
 grouped by user (one list per request) for LambdaRank.
 
-Features (:func:`feature_names`) are request-time values only: each source's score and rank (missing when the
-source did not find the item), how many sources found it, and cheap entity / pair features read from the
+Features (:func:`feature_names`) are request-time values only: each source's score, rank and gap to its best score
+in the same list (missing when the source did not find the item), how many sources found it, and cheap entity / pair features read from the
 :class:`~belong.pipeline.state.WorldState` (community size, decayed activity, the user's number of memberships,
 friends who are members, age of the community).
 """
@@ -34,15 +34,17 @@ DAY_US = 86_400_000_000
 
 
 def feature_names(source_names: Sequence[str]) -> list[str]:
-    """Column names, in order: per source ``<s>_score`` and ``<s>_rank``, then :data:`ENTITY_FEATURES`."""
-    return [f"{s}_{part}" for s in source_names for part in ("score", "rank")] + list(ENTITY_FEATURES)
+    """Column names, in order: per source ``<s>_score`` and ``<s>_rank``, then :data:`ENTITY_FEATURES`, then per
+    source ``<s>_gap`` (the score minus that source's best score in the same list: comparable across users)."""
+    return ([f"{s}_{part}" for s in source_names for part in ("score", "rank")] + list(ENTITY_FEATURES)
+            + [f"{s}_gap" for s in source_names])
 
 
 def feature_matrix(source_names: Sequence[str], request: Request, state: WorldState,
                    cands: Sequence[Merged]) -> np.ndarray:
     """One float32 row per candidate (NaN where a source did not find it); see :func:`feature_names`."""
     n_src = len(source_names)
-    out = np.full((len(cands), 2 * n_src + len(ENTITY_FEATURES)), np.nan, np.float32)
+    out = np.full((len(cands), 3 * n_src + len(ENTITY_FEATURES)), np.nan, np.float32)
     if not cands:
         return out
     col = {s: i for i, s in enumerate(source_names)}
@@ -69,6 +71,10 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
         _pair_features(out[:, base + 6:base + 9], p, state, comm)
     out[:, base + 3] = np.log1p(p.communities.size)
     out[:, base + 4] = [m.features.get("friends_in", m.features.get("mutual_friends", 0.0)) for m in cands]
+    scores = out[:, 0:base:2]
+    found = ~np.isnan(scores)
+    best = np.where(found, scores, -np.inf).max(axis=0)
+    out[:, base + len(ENTITY_FEATURES):] = np.where(found, scores - best, np.nan)
     return out
 
 
