@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from belong.domain import Community, ContentItem, Event, User
 from belong.schema import (
+    ENTITY_SCHEMAS,
     EVENT_SCHEMA,
     communities_to_table,
     content_to_table,
@@ -119,20 +120,32 @@ class EventStore(abc.ABC):
     def content(self) -> pa.Table:
         return self.read_entities("content")
 
+    # The catalogue queries below are plain SQL that SQLite and PostgreSQL both run; a backend only supplies
+    # ``_query``. A non-SQL backend overrides these four methods instead.
     @abc.abstractmethod
-    def counts_by_type(self) -> dict[str, int]: ...
+    def _query(self, sql: str) -> list[tuple]:
+        """Rows of a read-only SQL query against the backend's ``events`` and entity tables."""
 
-    @abc.abstractmethod
-    def entity_counts(self) -> dict[str, int]: ...
+    def counts_by_type(self) -> dict[str, int]:
+        return {t: int(n) for t, n in self._query("SELECT type, COUNT(*) FROM events GROUP BY type")}
 
-    @abc.abstractmethod
+    def entity_counts(self) -> dict[str, int]:
+        sql = " UNION ALL ".join(f"SELECT '{k}', COUNT(*) FROM {k}" for k in ENTITY_SCHEMAS)
+        return {k: int(n) for k, n in self._query(sql)}
+
     def time_span(self) -> tuple[int, int] | None:
         """(min ts_us, max ts_us) of stored events, or None when empty."""
+        lo, hi = self._query("SELECT MIN(ts_us), MAX(ts_us) FROM events")[0]
+        return None if lo is None else (int(lo), int(hi))
 
-    @abc.abstractmethod
     def activity_counts(self) -> dict[str, int]:
         """Ids seen in events: ``active_users`` (distinct actors) and ``active_communities`` (distinct
         community targets) — meaningful even when no entity records were loaded."""
+        users, communities = self._query(
+            "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT CASE WHEN target_kind = 'community' THEN target END) "
+            "FROM events"
+        )[0]
+        return {"active_users": int(users), "active_communities": int(communities)}
 
     def count(self) -> int:
         return sum(self.counts_by_type().values())

@@ -236,30 +236,12 @@ class PostgresStore(EventStore):
         cols = [list(c) for c in zip(*rows, strict=True)]
         return pa.table(dict(zip(schema.names, cols, strict=True)), schema=schema)
 
-    def _scalar_rows(self, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str) -> list[tuple[Any, ...]]:
         return self._guard(lambda conn: conn.execute(sql).fetchall())
-
-    def counts_by_type(self) -> dict[str, int]:
-        return {t: int(n) for t, n in self._scalar_rows("SELECT type, COUNT(*) FROM events GROUP BY type")}
-
-    def entity_counts(self) -> dict[str, int]:
-        sql = " UNION ALL ".join(f"SELECT '{k}', COUNT(*) FROM {k}" for k in ENTITY_SCHEMAS)
-        return {k: int(n) for k, n in self._scalar_rows(sql)}
-
-    def time_span(self) -> tuple[int, int] | None:
-        lo, hi = self._scalar_rows("SELECT MIN(ts_us), MAX(ts_us) FROM events")[0]
-        return None if lo is None else (int(lo), int(hi))
-
-    def activity_counts(self) -> dict[str, int]:
-        users, communities = self._scalar_rows(
-            "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT target) FILTER (WHERE target_kind = 'community') "
-            "FROM events"
-        )[0]
-        return {"active_users": int(users), "active_communities": int(communities)}
 
     def synchronous_commit(self) -> str:
         """This session's ``synchronous_commit`` (``on`` unless someone changed it on the connection)."""
-        return str(self._scalar_rows("SHOW synchronous_commit")[0][0])
+        return str(self._query("SHOW synchronous_commit")[0][0])
 
     def close(self) -> None:
         with self._lock:

@@ -198,24 +198,6 @@ class SqliteStore(EventStore):
                 cols[i] = [bool(v) for v in cols[i]]
         return pa.table(dict(zip(schema.names, cols, strict=True)), schema=schema)
 
-    def counts_by_type(self) -> dict[str, int]:
-        return {t: int(n) for t, n in self._query("SELECT type, COUNT(*) FROM events GROUP BY type")}
-
-    def entity_counts(self) -> dict[str, int]:
-        sql = " UNION ALL ".join(f"SELECT '{k}', COUNT(*) FROM {k}" for k in ENTITY_SCHEMAS)
-        return {k: int(n) for k, n in self._query(sql)}
-
-    def time_span(self) -> tuple[int, int] | None:
-        lo, hi = self._query("SELECT MIN(ts_us), MAX(ts_us) FROM events")[0]
-        return None if lo is None else (int(lo), int(hi))
-
-    def activity_counts(self) -> dict[str, int]:
-        users, communities = self._query(
-            "SELECT COUNT(DISTINCT actor), COUNT(DISTINCT CASE WHEN target_kind = 'community' THEN target END) "
-            "FROM events"
-        )[0]
-        return {"active_users": int(users), "active_communities": int(communities)}
-
     def close(self) -> None:
         try:
             self._conn.close()
