@@ -41,6 +41,27 @@ class AppendResult:
         return AppendResult(self.accepted + other.accepted, self.duplicates + other.duplicates)
 
 
+def events_query(
+    columns: str, start_us: int | None, end_us: int | None, types: Sequence[str] | None, mark: str
+) -> tuple[str, list]:
+    """The read query of :meth:`EventStore.iter_events` for a driver whose placeholder is ``mark``."""
+    where: list[str] = []
+    params: list = []
+    if start_us is not None:
+        where.append(f"ts_us >= {mark}")
+        params.append(int(start_us))
+    if end_us is not None:
+        where.append(f"ts_us < {mark}")
+        params.append(int(end_us))
+    if types:
+        where.append(f"type IN ({', '.join([mark] * len(types))})")
+        params.extend(str(t) for t in types)
+    sql = f"SELECT {columns} FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY ts_us, seq", params
+
+
 class EventStore(abc.ABC):
     """A durable, idempotent event log plus the entity catalogue (users, communities, content)."""
 

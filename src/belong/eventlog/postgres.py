@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore
+from belong.eventlog.base import AppendResult, EventStore, events_query
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 T = TypeVar("T")
@@ -191,20 +191,7 @@ class PostgresStore(EventStore):
         types: Sequence[str] | None = None,
         batch_size: int = 100_000,
     ) -> Iterator[pa.RecordBatch]:
-        where, params = [], []
-        if start_us is not None:
-            where.append("ts_us >= %s")
-            params.append(int(start_us))
-        if end_us is not None:
-            where.append("ts_us < %s")
-            params.append(int(end_us))
-        if types:
-            where.append("type = ANY(%s)")
-            params.append([str(t) for t in types])
-        sql = f"SELECT {_EVENT_COLS_SQL} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts_us, seq"
+        sql, params = events_query(_EVENT_COLS_SQL, start_us, end_us, types, "%s")
         try:
             conn = psycopg.connect(self._dsn, connect_timeout=10)
         except psycopg.Error as exc:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore
+from belong.eventlog.base import AppendResult, EventStore, events_query
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 DB_NAME = "events.sqlite3"
@@ -154,20 +154,7 @@ class SqliteStore(EventStore):
         types: Sequence[str] | None = None,
         batch_size: int = 100_000,
     ) -> Iterator[pa.RecordBatch]:
-        where, params = [], []
-        if start_us is not None:
-            where.append("ts_us >= ?")
-            params.append(int(start_us))
-        if end_us is not None:
-            where.append("ts_us < ?")
-            params.append(int(end_us))
-        if types:
-            where.append(f"type IN ({', '.join('?' * len(types))})")
-            params.extend(str(t) for t in types)
-        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts_us, seq"
+        sql, params = events_query(', '.join(EVENT_COLUMNS), start_us, end_us, types, "?")
         # a separate read connection: a long export never blocks writers (WAL snapshot isolation)
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         try:
