@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from belong import ingest as ingest_mod
-from belong.cli import main
 from belong.domain import parse_event
 from belong.errors import ValidationError
 from belong.eventlog import open_store
 from belong.ingest import ingest_file
+from cli_runner import run_cli
 
 GOOD = {"event_id": "e1", "ts": "2024-01-02T03:04:05Z", "type": "join", "actor": "u1", "target": "c1"}
 
@@ -291,16 +291,6 @@ def test_malformed_csv_rows_never_crash(cells: list[list[str]]) -> None:
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    """Run the real ``belong`` entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["belong", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_ingest_stats_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from belong.cli import main
 from belong.errors import ValidationError
 from belong.eventlog import open_store
 from belong.schema import validate_entity_table, validate_event_table
 from belong.simulate import SimConfig, simulate, simulate_world
+from cli_runner import run_cli
 
 N_USERS, N_COMMUNITIES = 6_000, 300
 
@@ -172,15 +171,9 @@ def test_bad_sizes() -> None:
         SimConfig(n_users=10, n_communities=10**8)
 
 
+
 def _run(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["belong", *argv])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(monkeypatch, capsys, *argv)
 
 
 def test_cli_round_trip(tmp_path: Path, monkeypatch, capsys) -> None:

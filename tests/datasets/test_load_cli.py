@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from belong.cli import main
 from belong.eventlog import open_store
+from cli_runner import run_cli
 
 
-def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["belong", *argv])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+def _run(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    return run_cli(monkeypatch, capsys, *argv)
 
 
 def test_load_json_then_reload_is_idempotent(fake_hetrec: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -3,25 +3,13 @@ models), plus the user errors that must exit with code 2."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 from eval_helpers import TEST_ITEM, TRAIN_PAIRS
 
-from belong.cli import main
-
-
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["belong", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_runner import run_cli
 
 
 @pytest.fixture()
