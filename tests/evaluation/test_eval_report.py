@@ -58,3 +58,36 @@ def test_report_for_a_sampled_protocol_has_no_popularity_plot() -> None:
     split = make_split("loo-sampled", data, n_negatives=2, min_item_ratings=0, min_user_ratings=0)
     html = render_html(harness.run(data, split, [ModelChoice("most-popular", {})], [1, 2]).to_dict())
     assert "Not measured: sampled-candidate protocol" in html and html.count("data:image/png;base64,") == 2
+
+
+def _fitted_ranker_metrics() -> dict:
+    """A real LightGBM ranker fitted on synthetic lists where one feature carries the label."""
+    import numpy as np
+
+    from belong.ranking.dataset import TrainingLists, feature_names
+    from belong.ranking.ranker import Ranker
+
+    rng = np.random.default_rng(0)
+    sources = ["strong", "weak"]
+    names = feature_names(sources)
+    groups = np.full(60, 30)
+    n = int(groups.sum())
+    y = (rng.random(n) < 0.1).astype(np.float32)
+    X = rng.random((n, len(names))).astype(np.float32)
+    X[:, 0] = y * 2 + rng.random(n)  # strong_score carries the label
+    X[:, 1] = np.argsort(np.argsort(-X[:, 0]))  # a rank column
+    lists = TrainingLists(X, y, groups, names, sources, np.arange(60), np.ones(60, np.int64), {"lists": 60})
+    return Ranker(rounds=30, min_data_in_leaf=5).fit(lists).metrics
+
+
+def test_report_shows_feature_importance_and_calibration_of_a_learned_ranker(run_dict: dict) -> None:
+    fitted = _fitted_ranker_metrics()
+    run = {**run_dict, "results": [{**run_dict["results"][0], "fitted": fitted}, run_dict["results"][1]]}
+    html = render_html(run)
+    assert "Learned ranker" in html and "feature importance" in html
+    assert "ECE before" in html and "ranker against each source alone" in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 4  # the three usual plots and the importance bars
+    top = max(fitted["feature_importance"], key=fitted["feature_importance"].get)
+    assert top == "strong_score" or top.startswith("strong_")  # the informative feature leads
+    assert "Learned ranker" not in render_html(run_dict)  # models without a ranker add no section

@@ -81,6 +81,7 @@ class ModelResult:
     per_user: dict[str, np.ndarray] = field(repr=False)
     params_source: str = "given"
     tuned: dict[str, Any] | None = None
+    fitted: dict[str, Any] | None = None  # what the model learned about itself (ranker: importance, calibration)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -91,6 +92,8 @@ class ModelResult:
         }
         if self.tuned is not None:
             out["tuned"] = self.tuned
+        if self.fitted:
+            out["fitted"] = self.fitted
         return out
 
 
@@ -187,7 +190,9 @@ def evaluate_model(model: Evaluable, split: Split, ks: Sequence[int], *, name: s
         seg: {"users": int(mask.sum()), **{m: M.nanmean(v[mask]) for m, v in per_user.items()}}
         for seg, mask in segment_masks(split, users).items()
     }
-    return ModelResult(name, model.get_config(), values.means(), ci95, segments, fit_s, score_s, users, per_user)
+    fitted = getattr(model, "fitted", None)
+    return ModelResult(name, model.get_config(), values.means(), ci95, segments, fit_s, score_s, users, per_user,
+                       fitted=fitted() if callable(fitted) else None)
 
 
 def paired_comparisons(results: Sequence[ModelResult], metric: str) -> dict[str, dict[str, Any]]:

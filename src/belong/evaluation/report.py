@@ -2,7 +2,9 @@
 
 One file, no external resources: inline CSS, plots as base64 PNG (matplotlib, Agg backend). Sections: the split,
 a comparison table at the headline K with 95% bootstrap intervals, the paired tests, and three plots — metric by
-K (Recall and NDCG), per-segment bars (NDCG at the headline K), and popularity bias (ARP vs NDCG).
+K (Recall and NDCG), per-segment bars (NDCG at the headline K), and popularity bias (ARP vs NDCG); for a model
+that learned a ranker (``fitted`` in its result), its feature importance (gain, top features) and its calibration
+error before and after calibration, per objective, on its own validation lists.
 """
 
 from __future__ import annotations
@@ -160,6 +162,55 @@ def _params_table(run: dict[str, Any]) -> str:
     return f"<table><tr><th>model</th><th>parameters</th></tr>{''.join(rows)}</table>"
 
 
+IMPORTANCE_TOP = 20
+
+
+def _plot_importance(name: str, importance: dict[str, float]) -> str:
+    import matplotlib.pyplot as plt
+
+    top = sorted(importance.items(), key=lambda kv: -kv[1])[:IMPORTANCE_TOP]
+    total = sum(importance.values()) or 1.0
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(top) + 1))
+    ax.barh([f for f, _ in reversed(top)], [100.0 * g / total for _, g in reversed(top)], color="#4a7ab5")
+    ax.set_xlabel("share of total gain (%)")
+    ax.set_title(f"{name}: feature importance (top {len(top)} of {len(importance)})", fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    return _png(fig)
+
+
+def _fitted_section(run: dict[str, Any]) -> str:
+    """Feature importance plot and calibration table of every model with a learned ranker."""
+    parts = []
+    for r in _results(run):
+        fitted = r.get("fitted") or {}
+        if not fitted:
+            continue
+        name = html.escape(r["model"])
+        if fitted.get("feature_importance"):
+            parts.append(f"<p>{name}: feature importance (LightGBM gain of the ordering model)</p>"
+                         + _plot_importance(r["model"], fitted["feature_importance"]))
+        cal = fitted.get("calibration") or {}
+        per_objective = cal if cal and all(isinstance(v, dict) for v in cal.values()) else ({"join": cal} if cal else {})
+        if per_objective:
+            rows = "".join(
+                f"<tr><td>{html.escape(obj)}</td><td>{html.escape(str(c.get('method', '')))}</td>"
+                f"<td>{_fmt(c.get('ece_before'))}</td><td>{_fmt(c.get('ece_after'))}</td></tr>"
+                for obj, c in per_objective.items() if isinstance(c, dict))
+            parts.append(f"<p>{name}: calibration on held-out validation rows (expected calibration error)</p>"
+                         "<table><tr><th>objective</th><th>method</th><th>ECE before</th><th>ECE after</th></tr>"
+                         f"{rows}</table>")
+        if fitted.get("ranker") and fitted.get("sources"):
+            rows = [("ranker", fitted["ranker"])] + sorted(fitted["sources"].items())
+            metric_names = list(fitted["ranker"])
+            head = "".join(f"<th>{html.escape(m)}</th>" for m in metric_names)
+            body = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{_fmt(v.get(m))}</td>"
+                                                                      for m in metric_names) + "</tr>"
+                           for n, v in rows)
+            parts.append(f"<p>{name}: ranker against each source alone on its validation lists</p>"
+                         f"<table><tr><th>list order</th>{head}</tr>{body}</table>")
+    return "<h2>Learned ranker</h2>" + "".join(parts) if parts else ""
+
+
 def _paired_table(run: dict[str, Any]) -> str:
     paired = run.get("paired") or {}
     if not paired:
@@ -192,6 +243,7 @@ def render_html(run: dict[str, Any]) -> str:
 <h2>Metric by K</h2>{_plot_by_k(run)}
 <h2>Segments</h2>{_plot_segments(run, f"ndcg@{k}")}
 {_popularity_section(run, k)}
+{_fitted_section(run)}
 <h2>All metrics</h2>{_all_k_table(run)}
 <h2>Parameters</h2>{_params_table(run)}
 </body></html>

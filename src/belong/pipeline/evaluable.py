@@ -60,6 +60,12 @@ class PipelineEvaluable:
         self.fit_seconds = time.perf_counter() - t0
         return self
 
+    def fitted(self) -> dict[str, Any]:
+        """The scorer's own validation figures (a learned ranker: feature importance, calibration error, per-source
+        comparison on its validation lists); empty for the blend."""
+        fitted = getattr(self.pipeline.scorer, "fitted", None)
+        return fitted() if callable(fitted) else {}
+
     def recommend_idx(self, user_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         kk = min(int(k), MAX_K)
         out_i = np.full((len(user_idx), kk), -1, np.int64)
