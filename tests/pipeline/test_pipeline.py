@@ -157,3 +157,26 @@ def test_only_restricts_sources(communities):
     assert resp.items and all(it.sources == ["friends_joined"] for it in resp.items)
     with pytest.raises(ValidationError, match="unknown source"):
         communities.only(["nope"])
+
+
+@pytest.mark.parametrize("surface", [Surface.COMMUNITIES, Surface.PEOPLE, Surface.CONTENT])
+def test_social_counts_match_a_brute_force_count(surface):
+    from belong.pipeline.blend import SocialHydrator
+    from belong.pipeline.types import Merged
+
+    state = WorldState.from_world(toy_world())
+    n = {Surface.COMMUNITIES: state.n_communities, Surface.PEOPLE: state.n_users, Surface.CONTENT: state.n_content}
+    for uid in state.users.ids:
+        req = Request(uid, surface)
+        cands = [Merged(i) for i in range(n[surface])]
+        SocialHydrator().hydrate(req, state, cands)
+        friends = set(state.profile(req).friends.tolist())
+        for m in cands:
+            if surface is Surface.PEOPLE:
+                want = len(friends & set(state.friends_of(m.item).tolist()))
+                assert m.features["mutual_friends"] == want
+                assert m.features["friends"] == state.friends_of(m.item).size
+            else:
+                c = m.item if surface is Surface.COMMUNITIES else state.x_community[m.item]
+                assert m.features["friends_in"] == len(friends & set(state.members_of(c).tolist()))
+                assert m.features["members"] == state.members_of(c).size

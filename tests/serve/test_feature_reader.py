@@ -150,3 +150,20 @@ def test_cache_settings_from_env() -> None:
         with pytest.raises(ValidationError) as err:
             ServeSettings.from_env({name: raw})
         assert err.value.field == name
+
+
+def test_memo_reuses_assembled_rows_until_a_stored_row_changes() -> None:
+    store = InProcessFeatureStore()
+    _world(store)
+    reader = FeatureReader(store, breaker_s=1.0, rows=RowCache(0.0, 1))  # every row read from the store
+    memo: dict = {}
+    first, _ = reader.read(Surface.COMMUNITIES, "u", ["c3"], memo)
+    again, _ = reader.read(Surface.COMMUNITIES, "u", ["c3"], memo)
+    assert first is not None and again is not None
+    assert again.items[0] is first.items[0]  # same materialisations: the assembled row is reused
+    store.write("community", {"c3": {"community_size": 41}}, 300)
+    changed, _ = reader.read(Surface.COMMUNITIES, "u", ["c3"], memo)
+    assert changed is not None and changed.items[0]["community_size"] == 41
+    expected = hydrate(store, Surface.COMMUNITIES, "u", ["c3"])[0]
+    assert changed.user | changed.items[0] == expected  # identical to assembling from scratch
+

@@ -20,19 +20,41 @@ class SocialHydrator(Hydrator):
     cost follows the user's neighbourhood, not the size of popular communities."""
 
     def hydrate(self, request: Request, state: WorldState, cands: list[Merged]) -> None:
+        if not cands:
+            return
         p = state.profile(request)
         people = request.surface is Surface.PEOPLE
-        near: Counter[int] = Counter()
-        for f in p.friends.tolist():
-            near.update((state.friends_of(f) if people else state.communities_of(f)).tolist())
-        for m in cands:
+        if people:
+            targets = [m.item for m in cands]
+        elif request.surface is Surface.COMMUNITIES:
+            targets = [m.item for m in cands]
+        else:
+            targets = [state.x_community[m.item] for m in cands]
+        near = self._friend_counts(state, p.friends, targets, people)
+        for m, t, n in zip(cands, targets, near, strict=True):
             if people:
-                m.features["friends"] = float(state.friends_of(m.item).size)
-                m.features["mutual_friends"] = float(near[m.item])
+                m.features["friends"] = float(state.friends_of(t).size)
+                m.features["mutual_friends"] = float(n)
             else:
-                c = m.item if request.surface is Surface.COMMUNITIES else state.x_community[m.item]
-                m.features["members"] = float(state.members_of(c).size)
-                m.features["friends_in"] = float(near[c])
+                m.features["members"] = float(state.members_of(t).size)
+                m.features["friends_in"] = float(n)
+
+    @staticmethod
+    def _friend_counts(state: WorldState, friends: np.ndarray, targets: list[int], people: bool) -> list[int]:
+        """For each target, how many of ``friends`` relate to it (are its members / its friends): the friends'
+        lists concatenated once, then counted for the targets only."""
+        if not friends.size:
+            return [0] * len(targets)
+        rows = [state.friends_of(f) if people else state.communities_of(f) for f in friends.tolist()]
+        linked = np.concatenate(rows) if rows else np.empty(0, np.int64)
+        if not linked.size:
+            return [0] * len(targets)
+        uniq, inv = np.unique(np.asarray(targets, np.int64), return_inverse=True)
+        pos = np.searchsorted(uniq, linked)
+        pos[pos >= uniq.size] = 0
+        hit = uniq[pos] == linked
+        counts = np.bincount(pos[hit], minlength=uniq.size)
+        return counts[inv].tolist()
 
 
 class WeightedRRFConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -72,26 +94,35 @@ class TopK(Selector):
     config: TopKConfig
 
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
-        order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item))
+        sc = scores.tolist() if isinstance(scores, np.ndarray) else [float(x) for x in scores]  # no numpy scalars
+        order = sorted(range(len(cands)), key=lambda i: (-sc[i], cands[i].item))
+        k = request.k
         cap = self.config.max_per_source
         quota = {s: n for s, n in self.config.min_per_source.items() if n > 0}
-        if sum(quota.values()) >= request.k:
+        if not cap and not quota:  # the common case: plain top-k
+            return [(cands[i], sc[i]) for i in order[:k]]
+        if sum(quota.values()) >= k:
             quota = {}
-        reserved: list[int] = []
+        reserved: set[int] = set()
         for src, n in quota.items():
-            have = [i for i in order if src in cands[i].hits and i not in reserved]
-            reserved.extend(have[:n])
+            reserved.update([i for i in order if src in cands[i].hits and i not in reserved][:n])
         used: Counter[str] = Counter()
         chosen: list[int] = []
+        pending = len(reserved)  # reserved items not chosen yet
         for i in order:
-            if len(chosen) + len([r for r in reserved if r not in chosen]) >= request.k:
+            if len(chosen) + pending >= k:
                 break
-            m = cands[i]
-            main = min(m.hits, key=lambda s: m.hits[s][0])
-            if i not in reserved and cap and used[main] >= cap:
-                continue
-            used[main] += 1
+            is_reserved = i in reserved
+            if cap:
+                hits = cands[i].hits
+                main = min(hits, key=lambda s: hits[s][0])
+                if not is_reserved and used[main] >= cap:
+                    continue
+                used[main] += 1
+            if is_reserved:
+                pending -= 1
             chosen.append(i)
-        chosen.extend(r for r in reserved if r not in chosen)
-        chosen.sort(key=lambda i: (-scores[i], cands[i].item))
-        return [(cands[i], float(scores[i])) for i in chosen[: request.k]]
+        picked = set(chosen)
+        chosen.extend(r for r in reserved if r not in picked)
+        chosen.sort(key=lambda i: (-sc[i], cands[i].item))
+        return [(cands[i], sc[i]) for i in chosen[:k]]

@@ -30,6 +30,9 @@ class Entry:
     #: item -> the response fields that depend only on the item and this list (id, name, score, sources, ...),
     #: filled on first use so that repeated requests do not rebuild them
     statics: dict[int, dict] = field(default_factory=dict)
+    #: assembled online feature rows of this user's candidates, by item id, with the materialisation times of
+    #: the user's and the item's stored rows they were computed from (reused only while both are unchanged)
+    feature_rows: dict[str, tuple[tuple[int, int], dict]] = field(default_factory=dict)
 
 
 class CandidateCache:

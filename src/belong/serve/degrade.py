@@ -5,9 +5,11 @@
 :func:`belong.features.candidate_features`, the code training rows are built with. Candidate rows are kept in
 process a short while (:class:`belong.serve.rowcache.RowCache`), so a warm request reads only the user's row, and
 only the user features the surface's rows need (not, say, the user's interaction map on the communities surface).
-The read is synchronous: on loopback it costs well under a millisecond, less than handing it to a thread or to the
-asyncio Redis client did when measured (those also timed out under concurrency). The Redis socket timeout is the
-stage's budget and retries are off, so a slow or dead Redis costs at most one budget. After a connection failure
+The read is synchronous: on loopback it costs well under a millisecond. The asyncio Redis client was measured
+twice on the bench world (this file's history): it costs more CPU per read, opens a connection per concurrent
+request, and its timeout also counts the event loop's own queueing, so under load reads "time out" with Redis
+healthy and the breaker opens (most answers degraded at 900 requests/s). The Redis socket timeout is the stage's
+budget and retries are off, so a slow or dead Redis costs at most one budget. After a connection failure
 (or three reads in a row over budget) the breaker stays open for ``breaker_s``: requests skip Redis (answering
 without online features, marked degraded) and the first request after that tries again, so service recovers by
 itself when Redis returns.
@@ -23,7 +25,13 @@ from typing import Any
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from belong.domain import Surface
-from belong.features import OnlineFeatureStore, RedisFeatureStore, candidate_features, open_feature_store
+from belong.features import (
+    MATERIALIZED_AT,
+    OnlineFeatureStore,
+    RedisFeatureStore,
+    candidate_features,
+    open_feature_store,
+)
 from belong.features.assemble import CANDIDATE_ENTITY
 from belong.features.registry import defaults, specs_for
 from belong.serve.rowcache import RowCache
@@ -104,8 +112,12 @@ class FeatureReader:
             return cls(store, breaker_s, rows)
         return cls(open_feature_store(None), breaker_s, rows)
 
-    def _read(self, surface: Surface, user_id: str, item_ids: Sequence[str]) -> Online:
-        """The user's row and the items' missing from the cache in one store call, then assembled."""
+    def _read(self, surface: Surface, user_id: str, item_ids: Sequence[str],
+                    memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> Online:
+        """The user's row and the items' missing from the cache in one store call, then assembled. ``memo`` (kept with the user's cached candidate list)
+        holds rows assembled before: one is reused while the user's and the item's stored rows carry the same
+        materialisation times (assembly is a pure function of the two rows), so a warm request reads fresh rows
+        but only assembles what changed."""
         entity = CANDIDATE_ENTITY[surface]
         now = time.monotonic()
         cand_rows = self.rows.get_many(entity, item_ids, now)
@@ -117,16 +129,31 @@ class FeatureReader:
             fetched = iter(read[1:])
             cand_rows = [next(fetched) if r is None else r for r in cand_rows]
         user = {n: user_row[n] for n in USER_INPUTS}
-        items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
-                 for c, row in zip(item_ids, cand_rows, strict=True)]
+        if memo is None:
+            items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+                     for c, row in zip(item_ids, cand_rows, strict=True)]
+            return Online(user, items)
+        user_ts = user_row[MATERIALIZED_AT]
+        items = []
+        for c, row in zip(item_ids, cand_rows, strict=True):
+            key = (user_ts, row[MATERIALIZED_AT])  # type: ignore[index]
+            hit = memo.get(c)
+            if hit is not None and hit[0] == key and None not in key:
+                items.append(hit[1])
+                continue
+            assembled = candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+            memo[c] = (key, assembled)
+            items.append(assembled)
         return Online(user, items)
 
-    def read(self, surface: Surface, user_id: str, item_ids: Sequence[str]) -> tuple[Online | None, str | None]:
-        """(online features, None) or (None, the reason they are missing)."""
+    def read(self, surface: Surface, user_id: str, item_ids: Sequence[str],
+                   memo: dict[str, tuple[tuple[int, int], dict]] | None = None
+                   ) -> tuple[Online | None, str | None]:
+        """(online features, None) or (None, the reason they are missing); ``memo``: see :meth:`_read`."""
         if time.monotonic() < self._open_until:
             return None, "features_unavailable"
         try:
-            online = self._read(surface, user_id, item_ids)
+            online = self._read(surface, user_id, item_ids, memo)
         except (TimeoutError, RedisTimeoutError):  # one slow read degrades this request; 3 in a row open the breaker
             self._timeouts += 1
             if self._timeouts >= TIMEOUTS_TO_OPEN:

@@ -120,7 +120,7 @@ class Engine:
         return fut
 
     async def _candidates(self, model: ModelVersion, request: Request, stages: dict[str, float],
-                          reasons: list[str]) -> tuple[Ranked, dict, str, dict[int, dict]]:
+                          reasons: list[str]) -> tuple[Ranked, dict, str, dict[int, dict], dict | None]:
         surface = request.surface
         t0 = time.perf_counter()
         entry, fresh = self.cache.get(surface, request.user_id, model.version)
@@ -130,14 +130,14 @@ class Engine:
             self.metrics.cache.labels(surface.value, status).inc()
             if not fresh:  # stale-while-revalidate: answer now, refresh in the background
                 self._start_run(model, request)
-            return entry.ranked, entry.trace, status, entry.statics
+            return entry.ranked, entry.trace, status, entry.statics, entry.feature_rows
         status = "miss"
         self.metrics.cache.labels(surface.value, status).inc()
         t0 = time.perf_counter()
         fut = self._start_run(model, request)
         try:
             ranked, trace = await asyncio.wait_for(asyncio.shield(fut), self.settings.budget_sources_ms / 1e3)
-            return ranked, trace, status, {}
+            return ranked, trace, status, {}, None
         except TimeoutError:
             reason = "sources_timeout"
         except Exception:  # a failing source or dependency degrades the answer, never fails it (counted in done)
@@ -146,7 +146,7 @@ class Engine:
             stages["sources"] = (time.perf_counter() - t0) * 1e3
         reasons.append(reason)
         self.metrics.fallbacks.labels(f"{reason}:popular").inc()
-        return model.fallback[surface], {"fallback": "popular"}, status, {}
+        return model.fallback[surface], {"fallback": "popular"}, status, {}, None
 
     # ------------------------------------------------------------------------------------------- rules
     @staticmethod
@@ -156,7 +156,7 @@ class Engine:
         kept: list[Merged] = []
         scores: list[float] = []
         removed: list[Removed] = []
-        step = len(ranked) if want_all else max(2 * request.k, 16)
+        step = len(ranked) if want_all else request.k + max(4, request.k // 4)  # a few spare for removals
         i = 0
         while i < len(ranked) and (want_all or len(kept) < request.k):
             chunk = ranked[i:i + step]
@@ -182,7 +182,7 @@ class Engine:
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
         stages: dict[str, float] = {}
         reasons: list[str] = []
-        ranked, trace, cache_status, statics = await self._candidates(model, request, stages, reasons)
+        ranked, trace, cache_status, statics, memo = await self._candidates(model, request, stages, reasons)
 
         t0 = time.perf_counter()
         try:
@@ -203,7 +203,7 @@ class Engine:
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3
         ids = [pipeline.item_id(m.item) for m in fresh]
-        online, why = self.features.read(surface, user_id, ids) if ids else (None, None)
+        online, why = self.features.read(surface, user_id, ids, memo) if ids else (None, None)
         if why is not None:
             reasons.append(why)
             self.metrics.fallbacks.labels(why).inc()
