@@ -21,6 +21,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         communities_toml: Path = typer.Option(None, help="Override the communities surface declaration."),
         budget_sources_ms: float = typer.Option(None, help="Candidate sources budget (BELONG_BUDGET_SOURCES_MS)."),
         budget_features_ms: float = typer.Option(None, help="Feature read budget (BELONG_BUDGET_FEATURES_MS)."),
+        models: Path = typer.Option(None, "--models", help="`belong train` artifacts: the newest is loaded at start "
+                                    "(BELONG_MODELS_DIR; default: build a version from the log)."),
         log_level: str = typer.Option("warning", help="uvicorn log level."),
     ) -> None:
         """Serve recommendations, events, impressions and models over HTTP (OpenAPI at /docs)."""
@@ -30,7 +32,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         open_store(store, create=False).close()  # a missing store is a clear error (exit 2), not a traceback
         settings = ServeSettings.from_env().with_(redis_url=redis, budget_sources_ms=budget_sources_ms,
-                                                  budget_features_ms=budget_features_ms)
+                                                  budget_features_ms=budget_features_ms,
+                                                  models_dir=str(models) if models else None)
+        if settings.models_dir and not Path(settings.models_dir).is_dir():
+            from belong.errors import ValidationError
+
+            raise ValidationError("models", f"{settings.models_dir} is not a directory (write one with belong train)")
         surfaces = {Surface.COMMUNITIES: communities_toml} if communities_toml else None
         typer.echo(f"belong API on http://{host}:{port} (docs: /docs) over {store}", err=True)
         serve(store, host, port, settings=settings, surfaces=surfaces, materialize=materialize, log_level=log_level)

@@ -63,7 +63,7 @@ from belong.serve.auth import AuthError, KeyChecker, Role
 from belong.serve.degrade import FeatureReader
 from belong.serve.engine import Engine, NotReady
 from belong.serve.metrics import Metrics
-from belong.serve.models import ModelRegistry, ModelVersion, build_version
+from belong.serve.models import ModelRegistry, ModelVersion, artifact_versions, build_version, load_version
 from belong.serve.schemas import (
     Accepted,
     Error,
@@ -135,10 +135,33 @@ class ServeState:
         self.metrics.set_active(version, [m.version for m in self.registry.versions()])
         return model
 
-    async def build(self, activate: bool) -> ModelVersion:
+    def artifact_path(self, version: str) -> Path:
+        """The directory of artifact ``version`` under the models directory (ValidationError when unknown)."""
+        if not self.settings.models_dir:
+            raise ValidationError("artifact", "no models directory is configured (belong serve --models DIR or "
+                                  "BELONG_MODELS_DIR)")
+        known = artifact_versions(self.settings.models_dir)
+        if version not in known:
+            raise UnknownIdError("artifact", version)
+        return Path(self.settings.models_dir) / version
+
+    async def build(self, activate: bool, artifact: str | None = None) -> ModelVersion:
+        """A new version: from artifact ``artifact`` (a version under the models directory), else at startup
+        from the newest artifact there, else built from the current log."""
+        path = self.artifact_path(artifact) if artifact else None
+        if path is None and self.registry.active is None and (known := artifact_versions(self.settings.models_dir)):
+            path = Path(self.settings.models_dir) / known[-1]  # type: ignore[arg-type]
+        if path is not None and self.registry.has(path.name):
+            model = self.registry.get(path.name)
+            if activate:
+                self.activate(model.version)
+            return model
         self.registry.building = True
         try:
-            model = await asyncio.to_thread(build_version, self.store_spec, self.surfaces)
+            if path is not None:
+                model = await asyncio.to_thread(load_version, self.store_spec, path, self.surfaces)
+            else:
+                model = await asyncio.to_thread(build_version, self.store_spec, self.surfaces)
         finally:
             self.registry.building = False
         self.registry.add(model)
@@ -356,17 +379,27 @@ def create_app(
     # ------------------------------------------------------------------------------------------- models
     @app.get("/v1/models", response_model=Models, tags=["models"])
     async def list_models() -> Response:
-        """Loaded model versions, the active one and the one a rollback would return to."""
-        return _json({**st.registry.describe(), "building": st.registry.building})
+        """Loaded model versions, the active one, the one a rollback would return to, and the ``belong train``
+        artifacts available in the models directory."""
+        return _json(models_body())
+
+    def models_body() -> dict[str, Any]:
+        return {**st.registry.describe(), "building": st.registry.building,
+                "artifacts": artifact_versions(st.settings.models_dir)}
 
     @app.post("/v1/models", status_code=201, response_model=Models, tags=["models"],
-              responses=_errors(401, 403, 409), dependencies=[Depends(admin)], openapi_extra=secured)
-    async def build_model(activate: bool = Query(False)) -> Response:
-        """Build a new version from the current event log (serving goes on meanwhile); optionally activate it."""
+              responses=_errors(401, 403, 404, 409, 422), dependencies=[Depends(admin)], openapi_extra=secured)
+    async def build_model(activate: bool = Query(False),
+                          artifact: str | None = Query(None, min_length=1, max_length=200,
+                                                       description="load this `belong train` artifact version "
+                                                       "from the models directory instead of building from the log"),
+                          ) -> Response:
+        """Build a new version from the current event log, or load a trained artifact (serving goes on
+        meanwhile); optionally activate it."""
         if st.registry.building:
             return _error(409, "conflict", "a model version is already being built")
-        await st.build(activate=activate)
-        return _json({**st.registry.describe(), "building": st.registry.building}, 201)
+        await st.build(activate=activate, artifact=artifact)
+        return _json(models_body(), 201)
 
     @app.post("/v1/models/{version}/activate", response_model=Models, tags=["models"],
               responses=_errors(401, 403, 404), dependencies=[Depends(admin)], openapi_extra=secured)
@@ -377,7 +410,7 @@ def create_app(
             st.activate(version)
         except ValidationError as exc:
             return _error(404, "not_found", str(exc), "version", exc.reason)
-        return _json({**st.registry.describe(), "building": st.registry.building})
+        return _json(models_body())
 
     # ------------------------------------------------------------------------------------------- operations
     @app.get("/healthz", response_model=Health, tags=["operations"])

@@ -18,8 +18,11 @@ Stages and their budgets:
    ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``. Candidate rows
    read recently are kept in process (:mod:`belong.serve.rowcache`): a warm request reads the user's row only.
 
-There is no learned ranker yet: the blend score orders the list and the online features are returned with each
-item (the ranker's inputs). Nothing here allocates arrays of the catalogue's size per request on a cache hit.
+The surface's scorer orders the list when it is built (stage 2): the learned ranker (``lgbm_ranker``) when the
+active version comes from a ``belong train`` artifact of a ranked surface — its calibrated ``p_join`` is kept with
+each item —, else the blend. A join, a block or a new friendship invalidates the user's cached list at once, so the
+next request rebuilds and re-ranks it. The online features are returned with each item (the ranker's inputs,
+logged with the impression). Nothing here allocates arrays of the catalogue's size per request on a cache hit.
 """
 
 from __future__ import annotations
@@ -197,7 +200,7 @@ class Engine:
         chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
         t2 = time.perf_counter()
         stages["select"] = (t2 - t1) * 1e3
-        fresh = [Merged(m.item, m.hits, {}) for m, _ in chosen]  # cached objects are shared: hydrate copies
+        fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]  # cached objects are shared: copies
         for h in pipeline.hydrators:
             h.hydrate(request, model.state, fresh)
         t3 = time.perf_counter()

@@ -1,8 +1,10 @@
 """Versioned models and the atomic hot swap.
 
 A model version is a fitted pipeline for each surface over one :class:`~belong.pipeline.WorldState` snapshot
-of the event log, plus fallback lists (most popular items) used when the pipeline cannot answer in time. Its id is
-``<UTC time>-<hash>``, the hash covering the log's size and span and the surface declarations.
+of the event log, plus fallback lists (most popular items) used when the pipeline cannot answer in time. It is
+either built from the log at once (:func:`build_version`; id ``<UTC time>-<hash>``, the hash covering the log's
+size and span and the surface declarations) or loaded from a ``belong train`` artifact (:func:`load_version`; the
+artifact's id, its fitted sources and learned ranker, the state from the current log).
 
 :class:`ModelRegistry` holds the loaded versions and one reference to the active one. Activation replaces that
 reference in a single assignment: a request reads it once at its start and keeps using that object, so requests in
@@ -101,13 +103,66 @@ def build_version(
     digest.update(str(time.time_ns()).encode())  # two builds of one log are two versions
     version = f"{now.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
     meta = {
-        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "created_at": now.isoformat().replace("+00:00", "Z"), "source": "log",
         "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
         "memberships": int(state.membership_csr().nnz),
         "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
         "build_seconds": round(time.perf_counter() - t0, 3),
     }
     return ModelVersion(version, state, pipelines, _fallback_lists(state), meta)
+
+
+def artifact_versions(models_dir: str | Path | None) -> list[str]:
+    """Versions written by ``belong train`` under ``models_dir`` (directories holding a manifest), oldest first
+    (version names sort by time)."""
+    if not models_dir or not Path(models_dir).is_dir():
+        return []
+    return sorted(p.name for p in Path(models_dir).iterdir() if (p / "manifest.json").is_file())
+
+
+def load_version(
+    store: str | Path,
+    artifact: str | Path,
+    surfaces: dict[Surface, str | Path] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ModelVersion:
+    """A version from a ``belong train`` artifact: the state from the store's current log, each surface the
+    artifact holds loaded from it (fitted sources, the learned ranker), any other surface fitted from its
+    declaration as :func:`build_version` does. The version id is the artifact's."""
+    from belong.ranking.artifact import load_pipeline, read_manifest
+
+    say = progress or (lambda _msg: None)
+    directory = Path(artifact)
+    manifest = read_manifest(directory)  # a missing or foreign directory fails before the log is read
+    t0 = time.perf_counter()
+    say("reading the event log")
+    state = WorldState.from_store(store)
+    t_state = time.perf_counter() - t0
+    pipelines: dict[Surface, Pipeline] = {}
+    fit_s: dict[str, float] = {}
+    loaded: list[str] = []
+    for surface in Surface:
+        t1 = time.perf_counter()
+        if surface.value in manifest.get("surfaces", {}) and surface not in (surfaces or {}):
+            say(f"loading {surface.value} from {directory.name}")
+            pipelines[surface] = load_pipeline(directory, surface.value, state)
+            loaded.append(surface.value)
+        else:
+            say(f"fitting {surface.value}")
+            pipelines[surface] = Pipeline.load((surfaces or {}).get(surface, surface.value)).fit(state)
+        fit_s[surface.value] = round(time.perf_counter() - t1, 3)
+    rankers = {name: {"features": len(e["ranker"]["features"]),
+                      "validation": e["ranker"].get("metrics", {}).get("ranker", {})}
+               for name, e in manifest.get("surfaces", {}).items() if "ranker" in e}
+    meta = {
+        "created_at": manifest.get("created_at"), "source": "artifact", "artifact": str(directory),
+        "data_window": manifest.get("data_window", {}), "loaded_surfaces": loaded, "rankers": rankers,
+        "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
+        "memberships": int(state.membership_csr().nnz),
+        "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
+        "build_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return ModelVersion(str(manifest["version"]), state, pipelines, _fallback_lists(state), meta)
 
 
 class ModelRegistry:
@@ -126,6 +181,9 @@ class ModelRegistry:
         if activate:
             self.activate(model.version)
         return model
+
+    def has(self, version: str) -> bool:
+        return version in self._versions
 
     def get(self, version: str) -> ModelVersion:
         model = self._versions.get(version)

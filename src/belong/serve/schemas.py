@@ -78,6 +78,7 @@ class Models(BaseModel):
     previous: str | None
     building: bool
     versions: list[dict[str, Any]]
+    artifacts: list[str] = []
 
 
 class Health(BaseModel):

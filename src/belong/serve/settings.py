@@ -14,6 +14,7 @@
 | BELONG_CANDIDATE_TTL_S | 300 | how long a user's cached candidate list is fresh |
 | BELONG_CACHE_USERS | 200000 | candidate lists kept (least recently used are evicted) |
 | BELONG_CACHE_DEPTH | 200 | ranked candidates kept per cached list (the rules then pick k from them) |
+| BELONG_MODELS_DIR | (none) | ``belong train`` artifacts; the newest is loaded at startup (else a version is built from the log) |
 
 With no keys configured, write and admin routes refuse every request (401): a server is never open by accident.
 """
@@ -58,6 +59,7 @@ class ServeSettings:
     candidate_ttl_s: float = 300.0
     cache_users: int = 200_000
     cache_depth: int = 200
+    models_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
@@ -75,6 +77,7 @@ class ServeSettings:
             candidate_ttl_s=_num(env, "BELONG_CANDIDATE_TTL_S", 300.0),
             cache_users=int(_num(env, "BELONG_CACHE_USERS", 200_000, minimum=1)),
             cache_depth=int(_num(env, "BELONG_CACHE_DEPTH", 200, minimum=1)),
+            models_dir=env.get("BELONG_MODELS_DIR") or None,
         )
 
     def with_(self, **changes: Any) -> ServeSettings:
