@@ -7,7 +7,11 @@ Built from a :class:`~belong.datasets.World`, an event store or (for offline eva
 * memberships (``join`` minus a later ``leave``) as a user x community CSR, friendships (``friend_accept`` minus a
   later ``friend_remove``) as a symmetric user x user CSR, content engagement as a user x content CSR;
 * blocks (user -> user, user -> community), user and community attributes;
-* time-decayed activity ("heat") of communities and content, overall and per locale / age group, for trending.
+* time-decayed activity ("heat") of communities and content, overall and per locale / age group, for trending;
+* time-stamped facts for point-in-time cuts (the ranker's temporal validation cut, :mod:`belong.ranking.dataset`):
+  when each membership began (:meth:`WorldState.membership_since`), ``join`` and ``leave`` events and reports of
+  communities (:class:`PairEvents`; ``None`` when the source has no such information: :class:`Interactions` give
+  joins only), and the raw community activity behind the heat (:meth:`WorldState.community_heat_as_of`).
 
 :meth:`WorldState.apply` folds one new event in incrementally: memberships and friendships live in a small overlay
 on top of the CSR base, so a join or a new friendship is visible to the next request without a rebuild or a
@@ -36,6 +40,28 @@ DAY_US = 86_400_000_000
 HEAT_HALF_LIFE_DAYS = 7.0
 ACTIVITY_TYPES = frozenset({"join", "message", "reaction", "voice_minutes", "view"})
 ENGAGE_TYPES = frozenset({"message", "reaction", "voice_minutes", "view", "click"})
+
+
+@dataclass(frozen=True, slots=True)
+class PairEvents:
+    """(user index, community index, time) of one kind of event, in time order (e.g. leaves, reports)."""
+
+    user: np.ndarray  # int64
+    community: np.ndarray  # int64
+    ts: np.ndarray  # int64 microseconds
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityLog:
+    """The community activity behind ``community_heat``: community, user, weight before decay, time."""
+
+    community: np.ndarray  # int64
+    user: np.ndarray  # int64
+    weight: np.ndarray  # float64
+    ts: np.ndarray  # int64 microseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +113,9 @@ class _Overlay:
         self.base.sort_indices()
         self.base_t = self.base if symmetric else self.base.T.tocsr()
         self.symmetric = symmetric
+        # int64 copies of the index arrays, read-only: a row is then a view, not a converted copy per call
+        self._r = self._index(self.base)
+        self._c = self._r if symmetric else self._index(self.base_t)
         self.add_r: dict[int, set[int]] = defaultdict(set)
         self.del_r: dict[int, set[int]] = defaultdict(set)
         self.add_c: dict[int, set[int]] = defaultdict(set)
@@ -94,10 +123,20 @@ class _Overlay:
         self.version = 0
 
     @staticmethod
-    def _row(m: sp.csr_matrix, i: int) -> np.ndarray:
-        if i >= m.shape[0]:
-            return np.empty(0, np.int64)
-        return m.indices[m.indptr[i]:m.indptr[i + 1]].astype(np.int64)
+    def _index(m: sp.csr_matrix) -> tuple[list[int], np.ndarray]:
+        idx = m.indices.astype(np.int64)
+        idx.flags.writeable = False
+        return m.indptr.tolist(), idx
+
+    _EMPTY = np.empty(0, np.int64)
+
+    @staticmethod
+    def _row(ix: tuple[list[int], np.ndarray], i: int) -> np.ndarray:
+        """Row ``i`` of a base index (a read-only view; empty beyond the base's rows)."""
+        indptr, idx = ix
+        if i + 1 >= len(indptr):
+            return _Overlay._EMPTY
+        return idx[indptr[i]:indptr[i + 1]]
 
     def _merge(self, base: np.ndarray, add: set[int] | None, rem: set[int] | None) -> np.ndarray:
         if not add and not rem:
@@ -106,19 +145,19 @@ class _Overlay:
         return np.array(sorted(out), np.int64)
 
     def row(self, i: int) -> np.ndarray:
-        return self._merge(self._row(self.base, i), self.add_r.get(i), self.del_r.get(i))
+        return self._merge(self._row(self._r, i), self.add_r.get(i), self.del_r.get(i))
 
     def col(self, j: int) -> np.ndarray:
         if self.symmetric:
             return self.row(j)
-        return self._merge(self._row(self.base_t, j), self.add_c.get(j), self.del_c.get(j))
+        return self._merge(self._row(self._c, j), self.add_c.get(j), self.del_c.get(j))
 
     def has(self, i: int, j: int) -> bool:
         if j in self.add_r.get(i, ()):
             return True
         if j in self.del_r.get(i, ()):
             return False
-        r = self._row(self.base, i)
+        r = self._row(self._r, i)
         pos = np.searchsorted(r, j)
         return bool(pos < r.size and r[pos] == j)
 
@@ -165,6 +204,29 @@ def _last_state(a: np.ndarray, b: np.ndarray, on: np.ndarray) -> tuple[np.ndarra
     df = pd.DataFrame({"a": a, "b": b, "on": on}).drop_duplicates(["a", "b"], keep="last")
     df = df[df["on"]]
     return df["a"].to_numpy(np.int64), df["b"].to_numpy(np.int64)
+
+
+def _last_state_ts(a: np.ndarray, b: np.ndarray, on: np.ndarray, ts: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_last_state` plus the time of each surviving pair's last event (the join that began it)."""
+    if a.size == 0:
+        return a, b, ts.astype(np.int64)
+    df = pd.DataFrame({"a": a, "b": b, "on": on, "ts": ts}).drop_duplicates(["a", "b"], keep="last")
+    df = df[df["on"]]
+    return df["a"].to_numpy(np.int64), df["b"].to_numpy(np.int64), df["ts"].to_numpy(np.int64)
+
+
+def _ts_csr(rows: np.ndarray, cols: np.ndarray, ts: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """users x communities int64 CSR of times; duplicate pairs keep their earliest time."""
+    rows, cols, ts = (np.asarray(x, np.int64) for x in (rows, cols, ts))
+    if rows.size:
+        key = rows * max(shape[1], 1) + cols
+        order = np.lexsort((ts, key))
+        first = np.r_[True, key[order][1:] != key[order][:-1]]
+        rows, cols, ts = rows[order][first], cols[order][first], ts[order][first]
+    m = sp.csr_matrix((ts, (rows, cols)), shape=shape, dtype=np.int64)
+    m.sort_indices()
+    return m
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -218,6 +280,13 @@ class WorldState:
         self.content_heat: dict[str, np.ndarray] = {}
         self.version = 0
         self._profile_cache: tuple[Request, int, Profile] | None = None
+        # time-stamped facts for point-in-time cuts (see the module docstring)
+        self.join_ts = sp.csr_matrix((0, 0), dtype=np.int64)  # join time of each base membership
+        self._join_ts_live: dict[tuple[int, int], int] = {}  # joins folded in by apply()
+        self.join_events: PairEvents | None = None
+        self.leave_events: PairEvents | None = None
+        self.community_reports: PairEvents | None = None
+        self.activity_log: ActivityLog | None = None
 
     # ------------------------------------------------------------------------------------------- entities
     def add_user(self, user: User) -> int:
@@ -296,6 +365,41 @@ class WorldState:
 
     def engagement_csr(self) -> sp.csr_matrix:
         return self.engaged.matrix((self.n_users, self.n_content))
+
+    def membership_since(self) -> sp.csr_matrix:
+        """users x communities, int64: the join time (us) of every current membership, with exactly the sparsity
+        (and index order) of :meth:`membership_csr`; 0 where the time is unknown. Explicit entries: do not
+        ``eliminate_zeros`` it."""
+        M = self.membership_csr()
+        M.sort_indices()
+        ncol = max(M.shape[1], 1)
+        rows = np.repeat(np.arange(M.shape[0], dtype=np.int64), np.diff(M.indptr))
+        keys = rows * ncol + M.indices.astype(np.int64)
+        J = self.join_ts.tocoo()
+        jkeys = J.row.astype(np.int64) * ncol + J.col.astype(np.int64)
+        order = np.argsort(jkeys, kind="stable")
+        jk, jv = jkeys[order], np.asarray(J.data, np.int64)[order]
+        out = np.zeros(keys.size, np.int64)
+        if jk.size:
+            pos = np.minimum(np.searchsorted(jk, keys), jk.size - 1)
+            hit = jk[pos] == keys
+            out[hit] = jv[pos[hit]]
+        for (u, c), t in self._join_ts_live.items():
+            lo, hi = M.indptr[u], M.indptr[u + 1]
+            j = lo + int(np.searchsorted(M.indices[lo:hi], c))
+            if j < hi and M.indices[j] == c:
+                out[j] = t
+        return sp.csr_matrix((out, M.indices.copy(), M.indptr.copy()), shape=M.shape)
+
+    def community_heat_as_of(self, ts_us: int) -> dict[str, np.ndarray]:
+        """``community_heat`` as it was at ``ts_us``: activity strictly before it, decayed to it (keys as in
+        ``community_heat``). Without an activity log (a state built by hand) the current heat is returned."""
+        log = self.activity_log
+        if log is None:
+            return self.community_heat
+        m = log.ts < ts_us
+        w = log.weight[m] * np.exp2(np.clip((log.ts[m] - ts_us) / self.half_life_us, -60, 30))
+        return self._heat(log.community[m], log.user[m], w, self.n_communities)
 
     def community_active(self) -> np.ndarray:
         return np.array([s == EntityStatus.ACTIVE for s in self.c_status], bool)
@@ -447,7 +551,10 @@ class WorldState:
 
         # memberships
         m = is_type("join", "leave")
-        a, b = _last_state(uidx[m], target_idx(m, "community"), etype_join[m])
+        a, b, a_ts = _last_state_ts(uidx[m], target_idx(m, "community"), etype_join[m], ts[m])
+        # leaves and reports of communities, for labels of later outcomes of a join
+        self.join_events, self.leave_events, self.community_reports = (
+            self._pair_events(uidx, target, ts, is_type(t) & is_kind("community")) for t in ("join", "leave", "report"))
         # friendships (undirected)
         f = is_type("friend_accept", "friend_remove")
         fu, fv = uidx[f], target_idx(f, "user")
@@ -468,13 +575,22 @@ class WorldState:
         x_idx = target_idx(xm, "content")
         nu, nc, nx = self.n_users, self.n_communities, self.n_content
         self.members = _Overlay(_csr(a, b, (nu, nc)))
+        self.join_ts = _ts_csr(a, b, a_ts, (nu, nc))
         self.friends = _Overlay(_csr(np.r_[lo, hi], np.r_[hi, lo], (nu, nu)), symmetric=True)
         self._index_pending(*pending_args)
         ok = x_idx >= 0
         self.engaged = _Overlay(_csr(uidx[xm][ok], x_idx[ok], (nu, nx)))
         self.community_heat = self._heat(c_idx, uidx[cm], np.log1p(value[cm]) * self._decay(ts[cm]), nc)
+        self.activity_log = ActivityLog(c_idx.astype(np.int64), uidx[cm].astype(np.int64),
+                                        np.log1p(value[cm]).astype(np.float64), ts[cm].astype(np.int64))
         self.content_heat = self._heat(x_idx[ok], uidx[xm][ok], np.log1p(value[xm][ok]) * self._decay(ts[xm][ok]), nx)
         self.version += 1
+
+    def _pair_events(self, uidx: np.ndarray, target: pa.Array, ts: np.ndarray, mask: np.ndarray) -> PairEvents:
+        """Rows ``mask`` as (user, known community, time); unknown communities are dropped, never added."""
+        c = self._lookup(self.communities, target.filter(pa.array(mask)), ts[mask], None)
+        ok = (c >= 0) & (uidx[mask] >= 0)
+        return PairEvents(uidx[mask][ok].astype(np.int64), c[ok], ts[mask][ok].astype(np.int64))
 
     def _index_pending(self, req: np.ndarray, tgt: np.ndarray, is_request: np.ndarray) -> None:
         """Events in time order between user pairs; the last one per unordered pair decides."""
@@ -504,7 +620,9 @@ class WorldState:
     @classmethod
     def from_interactions(cls, data: Interactions, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
         """Offline evaluation: users x items become memberships (or, for a square user x user matrix,
-        friendships). Items get their id as name; timestamps, when present, feed trending."""
+        friendships). Items get their id as name; timestamps, when present, feed trending and are kept as the
+        memberships' join times (a pair's earliest row). Interactions say nothing of leaves or reports: those stay
+        ``None``."""
         st = cls(half_life_days=half_life_days)
         square = bool(data.meta.get("square")) or (
             data.n_users == data.n_items and np.array_equal(data.user_ids, data.item_ids))
@@ -530,6 +648,12 @@ class WorldState:
         for j, c in enumerate(data.item_ids.tolist()):
             st.add_community(Community(id=str(c), name=str(c), created_at_us=int(min(first[j], st.now_us))))
         st.members = _Overlay(X)
+        st.join_ts = _ts_csr(data.users, data.items, ts, X.shape)
+        order = np.argsort(ts, kind="stable")
+        st.join_events = PairEvents(data.users[order].astype(np.int64), data.items[order].astype(np.int64),
+                                    np.asarray(ts, np.int64)[order])
+        st.activity_log = ActivityLog(data.items.astype(np.int64), data.users.astype(np.int64),
+                                      np.ones(len(data), np.float64), np.asarray(ts, np.int64))
         st.friends = _Overlay(sp.csr_matrix((st.n_users, st.n_users), dtype=np.float32), symmetric=True)
         st.engaged = _Overlay(sp.csr_matrix((st.n_users, 0), dtype=np.float32))
         st.community_heat = st._heat(data.items.astype(np.int64), data.users.astype(np.int64),
@@ -545,7 +669,8 @@ class WorldState:
         et = event.type
         if et in (EventType.JOIN, EventType.LEAVE):
             c = self._ensure_community(event.target, event.ts_us)
-            self.members.set(u, c, et is EventType.JOIN)
+            if self.members.set(u, c, et is EventType.JOIN) and et is EventType.JOIN:
+                self._join_ts_live[(u, c)] = event.ts_us
         elif et is EventType.FRIEND_REQUEST:
             v = self._ensure_user(event.target, event.ts_us)
             if not self.friends.has(u, v):

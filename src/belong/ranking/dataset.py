@@ -1,11 +1,28 @@
 """Training lists for the ranker, from candidate sources over a validation cut of the training data.
 
 This implements the "candidates table" contract of :mod:`belong.features.training` for data without impressions
-(public datasets, a new surface): a random part of every eligible user's memberships is held out *of the
-training state* (the evaluation test set is never seen), fresh copies of the surface's sources are fitted on the
-rest, the sources' candidates (top-N of each, merged, filtered by the surface's rules) are generated for a sample
-of validation users, and a candidate's label is 1 when it is one of that user's held-out memberships. Rows are
-grouped by user (one list per request) for LambdaRank.
+(public datasets, a new surface): part of the memberships of the *training state* is held out (the evaluation test
+set is never seen), fresh copies of the surface's sources are fitted on the rest, the sources' candidates (top-N of
+each, merged, filtered by the surface's rules) are generated for a sample of validation users, and a candidate's
+label is 1 when it is one of that user's held-out memberships. Rows are grouped by user (one list per request) for
+LambdaRank. Two cuts (``by``):
+
+* ``random`` (:func:`holdout`): a random share of every eligible user's memberships (and, for a share ``cold`` of
+  them, all of it) — matches a random-holdout test split, and data whose timestamps mean nothing (the LightGCN
+  splits);
+* ``time`` (:func:`time_holdout`): one global time ``T``, the ``1 - fraction`` quantile of the join times: the cut
+  state holds the memberships as of ``T`` (joins and leaves before it), the positives are the joins at or after
+  ``T`` — what the temporal test protocol asks, so the ranker learns what predicts the *next* joins (recent heat
+  rather than all-time size). Like that protocol, joins of communities nobody joined before ``T`` are not
+  positives; users with no membership before ``T`` are the cold lists. The cut state also sees the world as of
+  ``T``: ``now`` is ``T``, community heat is recomputed from activity before ``T``, creation times are clipped
+  to ``T``. Friendships and entity attributes are not cut (the state keeps no friendship times);
+* ``auto``: ``time`` when the join times span at least ``min_span_days``, else ``random``.
+
+Besides ``join``, held-out joins carry the labels of later outcomes when the state has the events for them
+(:func:`outcome_labels`): ``retained`` (not left within 7 days of joining; unknown when those 7 days are not over
+yet) and ``report`` (the user reported the community after joining). Without leave / report events they are
+absent and ``TrainingLists.label_notes`` says why.
 
 Features (:func:`feature_names`) are request-time values only: each source's score, rank and gap to its best score
 in the same list (missing when the source did not find the item), how many sources found it, and cheap entity / pair features read from the
@@ -24,10 +41,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from belong.domain import Surface
+from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, Filter, Hydrator
 from belong.pipeline.state import WorldState, _Overlay
 from belong.pipeline.types import Merged, Request
 
+HOLDOUT_BY = ("auto", "time", "random")
+RETAINED_DAYS = 7
 ENTITY_FEATURES = ("n_sources", "log_members", "log_heat", "log_user_degree", "friends_in", "age_days",
                    "locale_match", "interest_overlap", "tag_affinity")
 DAY_US = 86_400_000_000
@@ -144,12 +164,131 @@ def holdout(X: sp.csr_matrix, fraction: float, seed: int, min_items: int = 2, co
     return Xt, held
 
 
-def cut_state(state: WorldState, memberships: sp.csr_matrix) -> WorldState:
-    """A shallow copy of ``state`` whose memberships are ``memberships`` (everything else shared, read-only)."""
+def _pair_keys(u: np.ndarray, c: np.ndarray, n_cols: int) -> np.ndarray:
+    return np.asarray(u, np.int64) * max(n_cols, 1) + np.asarray(c, np.int64)
+
+
+def join_span_days(state: WorldState) -> float:
+    """Days between the first and the last join time of the state's memberships (0 without times)."""
+    ts = state.join_events.ts if state.join_events is not None else state.membership_since().data
+    return float((ts.max() - ts.min()) / DAY_US) if ts.size else 0.0
+
+
+def resolve_holdout_by(state: WorldState, by: str, min_span_days: float = 7.0) -> str:
+    """``time`` or ``random`` for ``by`` (``auto``: ``time`` when joins span >= ``min_span_days`` days)."""
+    if by not in HOLDOUT_BY:
+        raise ValidationError("holdout_by", f"must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
+    if by != "auto":
+        return by
+    return "time" if join_span_days(state) >= min_span_days else "random"
+
+
+def memberships_as_of(state: WorldState, ts_us: int) -> sp.csr_matrix:
+    """users x communities 0/1: pairs whose last join/leave event before ``ts_us`` is a join. Without an event
+    history (a hand-built state) the current memberships that began before ``ts_us``."""
+    shape = (state.n_users, state.n_communities)
+    joins = state.join_events
+    if joins is None:
+        since = state.membership_since()
+        keep = since.data < ts_us
+        rows = np.repeat(np.arange(shape[0]), np.diff(since.indptr))
+        return sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], since.indices[keep])), shape=shape)
+    leaves = state.leave_events
+    parts = [(joins, True)] + ([(leaves, False)] if leaves is not None else [])
+    before = [e.ts < ts_us for e, _ in parts]
+    u = np.concatenate([e.user[b] for (e, _), b in zip(parts, before, strict=True)])
+    c = np.concatenate([e.community[b] for (e, _), b in zip(parts, before, strict=True)])
+    t = np.concatenate([e.ts[b] for (e, _), b in zip(parts, before, strict=True)])
+    on = np.concatenate([np.full(int(b.sum()), flag) for (_, flag), b in zip(parts, before, strict=True)])
+    order = np.lexsort((t, _pair_keys(u, c, shape[1])))  # by pair, then time (stable: joins before leaves)
+    key = _pair_keys(u, c, shape[1])[order]
+    last = np.r_[key[1:] != key[:-1], True] if key.size else np.zeros(0, bool)
+    alive = on[order] & last
+    return sp.csr_matrix((np.ones(int(alive.sum()), np.float32), (u[order][alive], c[order][alive])), shape=shape)
+
+
+def time_holdout(state: WorldState, fraction: float) -> tuple[sp.csr_matrix, dict[int, set[int]], dict, int]:
+    """The ``time`` cut (see the module docstring): memberships as of ``T``, held-out joins per user, the join
+    time of each held-out pair ``{(u, c): ts}`` and ``T``."""
+    joins = state.join_events
+    if joins is not None:
+        u, c, ts = joins.user, joins.community, joins.ts
+    else:
+        since = state.membership_since()
+        u = np.repeat(np.arange(state.n_users), np.diff(since.indptr))
+        c, ts = since.indices.astype(np.int64), since.data
+    if ts.size == 0 or ts.min() == ts.max():
+        raise ValidationError("holdout_by", "a time cut needs join times that differ; use holdout_by = 'random'")
+    T = int(np.sort(ts)[min(int(np.floor(ts.size * (1.0 - fraction))), ts.size - 1)])
+    if T <= ts.min():
+        T = int(np.unique(ts)[1])
+    Xcut = memberships_as_of(state, T)
+    seen = np.zeros(state.n_communities, bool)
+    seen[c[ts < T]] = True
+    after = (ts >= T) & seen[c]
+    coo = Xcut.tocoo()
+    after[after] = ~np.isin(_pair_keys(u[after], c[after], state.n_communities),
+                            _pair_keys(coo.row, coo.col, state.n_communities))  # re-joins: already a member at T
+    held: dict[int, set[int]] = {}
+    when: dict[tuple[int, int], int] = {}
+    for uu, cc, tt in zip(u[after].tolist(), c[after].tolist(), ts[after].tolist(), strict=True):
+        held.setdefault(uu, set()).add(cc)
+        when.setdefault((uu, cc), tt)  # joins come in time order: the first join at or after T
+    return Xcut, held, when, T
+
+
+def outcome_labels(state: WorldState, u: np.ndarray, c: np.ndarray, join_ts: np.ndarray
+                   ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Labels of later outcomes of the joins ``(u, c)`` at ``join_ts``: ``retained`` (1: no leave within
+    :data:`RETAINED_DAYS` days; NaN while those days are not over at ``state.now_us``) and ``report`` (1: the user
+    reported the community at or after joining). Objectives without the events they need are left out, with the
+    reason in the second dict."""
+    labels: dict[str, np.ndarray] = {}
+    notes: dict[str, str] = {}
+    n = state.n_communities
+    keys = _pair_keys(u, c, n)
+    for name, ev in (("retained", state.leave_events), ("report", state.community_reports)):
+        if ev is None:
+            notes[name] = f"the data has no {'leave' if name == 'retained' else 'report'} events (joins only)"
+            continue
+        if len(ev) == 0:
+            notes[name] = f"no {'leave' if name == 'retained' else 'community report'} events in the data"
+            continue
+        ek = _pair_keys(ev.user, ev.community, n)
+        order = np.lexsort((ev.ts, ek))
+        ek, ets = ek[order], ev.ts[order]
+        # the first event of the pair at or after the join
+        lo = np.searchsorted(ek, keys, side="left")
+        hi = np.searchsorted(ek, keys, side="right")
+        first = np.full(keys.size, np.iinfo(np.int64).max)
+        for i in np.flatnonzero(hi > lo).tolist():
+            t = ets[lo[i]:hi[i]]
+            t = t[t >= join_ts[i]]
+            if t.size:
+                first[i] = t[0]
+        if name == "retained":
+            horizon = join_ts + RETAINED_DAYS * DAY_US
+            y = (first > horizon).astype(np.float32)
+            y[(horizon > state.now_us) & (first > horizon)] = np.nan  # not left yet, but the 7 days are not over
+        else:
+            y = (first < np.iinfo(np.int64).max).astype(np.float32)
+        labels[name] = y
+    return labels, notes
+
+
+def cut_state(state: WorldState, memberships: sp.csr_matrix, as_of_us: int | None = None) -> WorldState:
+    """A shallow copy of ``state`` whose memberships are ``memberships`` (everything else shared, read-only).
+
+    With ``as_of_us`` the copy also sees the world as of that time: ``now_us``, community heat recomputed from
+    the activity before it, community creation times clipped to it."""
     cut = copy.copy(state)
     cut.members = _Overlay(memberships)
     cut._profile_cache = None
     cut.version = state.version + 1_000_000  # never equal to a cache key of the full state
+    if as_of_us is not None:
+        cut.now_us = int(as_of_us)
+        cut.community_heat = state.community_heat_as_of(int(as_of_us))
+        cut.c_created = [min(int(t), int(as_of_us)) for t in state.c_created]
     return cut
 
 
@@ -165,16 +304,42 @@ class TrainingLists:
     users: np.ndarray
     positives_held: np.ndarray  # held-out items per list (recall denominators)
     stats: dict[str, float] = field(default_factory=dict)
+    #: per row labels of later outcomes of a join (``retained``, ``report``): NaN where unknown or not a join
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    #: objectives without labels, and why
+    label_notes: dict[str, str] = field(default_factory=dict)
+    #: the candidate (community) of every row
+    items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def build_lists(state: WorldState, surface: Surface, sources: Sequence[CandidateSource],
                 hydrators: Sequence[Hydrator], filters: Sequence[Filter], *, fraction: float = 0.15,
-                cold: float = 0.0, max_users: int = 2000, seed: int = 0, progress=None) -> TrainingLists:
+                cold: float = 0.0, max_users: int = 2000, seed: int = 0, by: str = "random",
+                min_span_days: float = 7.0, progress=None) -> TrainingLists:
     """Fit ``sources`` (fresh, unfitted components) on a validation cut of ``state`` and label their candidates.
 
+    ``by``: ``random`` | ``time`` | ``auto`` (see the module docstring; ``cold`` applies to ``random`` only).
     ``progress(done, total)`` is called while candidates are generated."""
-    Xcut, held = holdout(state.membership_csr(), fraction, seed, cold=cold)
-    cut = cut_state(state, Xcut)
+    how = resolve_holdout_by(state, by, min_span_days)
+    if how == "time":
+        Xcut, held, when, T = time_holdout(state, fraction)
+        cut = cut_state(state, Xcut, as_of_us=T)
+    else:
+        Xcut, held = holdout(state.membership_csr(), fraction, seed, cold=cold)
+        since = state.membership_since()
+        when = {}
+        for u, items in held.items():
+            row = since.indices[since.indptr[u]:since.indptr[u + 1]]
+            t = since.data[since.indptr[u]:since.indptr[u + 1]]
+            for i in items:
+                when[(u, i)] = int(t[np.searchsorted(row, i)])
+        T = None
+        cut = cut_state(state, Xcut)
+    pairs = np.array(sorted(when), np.int64).reshape(-1, 2)
+    out_labels, notes = outcome_labels(state, pairs[:, 0], pairs[:, 1],
+                                       np.array([when[(a, b)] for a, b in pairs.tolist()], np.int64))
+    out_of = {name: dict(zip(map(tuple, pairs.tolist()), lab.tolist(), strict=True))
+              for name, lab in out_labels.items()}
     for comp in (*sources, *hydrators, *filters):
         comp.prepare(cut)
     names = [s.name for s in sources]
@@ -182,7 +347,8 @@ def build_lists(state: WorldState, surface: Surface, sources: Sequence[Candidate
     users = np.array(sorted(held), np.int64)
     if users.size > max_users:
         users = np.sort(rng.choice(users, max_users, replace=False))
-    blocks, labels, groups, kept_users, n_pos = [], [], [], [], []
+    blocks, labels, groups, kept_users, n_pos, row_items = [], [], [], [], [], []
+    extra: dict[str, list[np.ndarray]] = {name: [] for name in out_of}
     for done, u in enumerate(users.tolist(), start=1):
         req = Request(state.users.ids[u], surface, k=20, explain=False)
         cands = candidates(req, cut, sources, hydrators, filters)
@@ -192,8 +358,12 @@ def build_lists(state: WorldState, surface: Surface, sources: Sequence[Candidate
             continue
         pos = held[u]
         y = np.fromiter((m.item in pos for m in cands), np.float32, len(cands))
+        for name, lab in out_of.items():
+            extra[name].append(np.array([lab.get((u, m.item), np.nan) if m.item in pos else np.nan for m in cands],
+                                        np.float32))
         blocks.append(feature_matrix(names, req, cut, cands))
         labels.append(y)
+        row_items.append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
         groups.append(len(cands))
         kept_users.append(u)
         n_pos.append(len(pos))
@@ -206,6 +376,10 @@ def build_lists(state: WorldState, surface: Surface, sources: Sequence[Candidate
     found = np.array([lab.sum() for lab in labels])
     stats = {"lists": len(groups), "rows": int(y_all.size), "positive_rate": float(y_all.mean()),
              "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))), "holdout_fraction": fraction,
-             "cold_share": cold}
+             "holdout_by": how, "cold_share": cold if how == "random" else None,
+             "cold_lists": int(sum(Xcut[u].nnz == 0 for u in kept_users))}
+    if T is not None:
+        stats["cut_us"] = T
     return TrainingLists(np.concatenate(blocks), y_all, np.array(groups, np.int64), fn, names,
-                         np.array(kept_users, np.int64), n_pos_arr, stats)
+                         np.array(kept_users, np.int64), n_pos_arr, stats,
+                         {name: np.concatenate(v) for name, v in extra.items()}, notes, np.concatenate(row_items))

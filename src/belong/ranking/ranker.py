@@ -1,12 +1,17 @@
 """The learned ranker: LightGBM LambdaRank for the order, binary LightGBM models for calibrated probabilities.
 
 ``score = lambdarank margin + sum_o weight_o * p_o`` where ``p_o`` are the calibrated probabilities of the
-surface's binary objectives (``objectives = {join = 0.5, report = -2.0}`` in the scorer's TOML). The training
-lists of :mod:`belong.ranking.dataset` carry the ``join`` label only (a held-out membership); ``retained`` and
-``report`` need impression/leave/report events (:func:`belong.features.training.build_training_set` on a store)
-and are recorded as ``skipped`` when their labels are absent. ``p(join)`` is always fitted and calibrated
-(isotonic by default) on a random half of the validation rows; the expected calibration error before and after
-is measured on the other half.
+surface's binary objectives (``objectives = {join = 0.5, retained = 0.3, report = -2.0}`` in the scorer's TOML):
+``p_join``, ``p_retained = p(retained | join)`` and ``p_report = p(join) * p(report | join)``.
+
+``p(join)`` is fitted on every row of the training lists (label: a held-out membership). ``retained`` (not left
+within 7 days of joining) and ``report`` (the user reported the community) are outcomes of a join, so their
+models are fitted on the joined rows only, where :mod:`belong.ranking.dataset` found labels for them (a state
+built from events with ``leave`` / ``report`` events). An objective without labels, or with too few of either
+class (:data:`MIN_CLASS`), is recorded under ``metrics["objectives"]["skipped"]`` with the reason, and a weight
+on it then adds nothing. Every fitted objective is calibrated (isotonic by default) on a random half of its
+validation rows; the expected calibration error before and after is measured on the other half
+(``metrics["calibration_by_objective"]``; ``metrics["calibration"]`` is the ``join`` one).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from belong.ranking.calibration import Calibrator, expected_calibration_error
 from belong.ranking.dataset import TrainingLists
 
 OBJECTIVES = ("join", "retained", "report")
+MIN_CLASS = 10  # an outcome objective needs this many rows of each class in its training and its validation part
 CUTOFF = 20
 
 
@@ -104,7 +110,10 @@ class Ranker:
         cal = Calibrator(self.params["calibration"]).fit(raw[half], yva[half])
         self.calibrators["join"] = cal
         test = ~half if (~half).any() else half
-        skipped = [o for o in self.objectives if o != "join"]
+        calibration = {"join": {"method": cal.method,
+                                "ece_before": expected_calibration_error(raw[test], yva[test]),
+                                "ece_after": expected_calibration_error(cal.predict(raw[test]), yva[test])}}
+        skipped = self._fit_outcomes(lists, tr, va, rng, calibration)
         # validation figures: the ranker against each source alone on the same held-out lists
         valid_idx = np.flatnonzero(is_valid)
         Xv_rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in valid_idx])
@@ -120,14 +129,51 @@ class Ranker:
             "lists": lists.stats, "validation_lists": int(is_valid.sum()),
             "best_iteration": int(self.order.best_iteration or self.params["rounds"]),
             "ranker": ranked, "sources": per_source,
-            "calibration": {"method": cal.method,
-                            "ece_before": expected_calibration_error(raw[test], yva[test]),
-                            "ece_after": expected_calibration_error(cal.predict(raw[test]), yva[test])},
-            "objectives": {"used": ["join"], "weights": self.objectives, "skipped": skipped},
+            "calibration": calibration["join"], "calibration_by_objective": calibration,
+            "objectives": {"fitted": sorted(self.binary, key=OBJECTIVES.index), "weights": self.objectives,
+                           "used": sorted((o for o in self.objectives if o in self.binary and self.objectives[o]),
+                                          key=OBJECTIVES.index),
+                           "skipped": skipped},
             "feature_importance": {f: round(float(g), 3) for f, g in
                                    sorted(zip(self.feature_names, gain, strict=True), key=lambda t: -t[1])},
         }
         return self
+
+    def _fit_outcomes(self, lists: TrainingLists, tr: np.ndarray, va: np.ndarray, rng: np.random.Generator,
+                      calibration: dict[str, Any]) -> dict[str, str]:
+        """Fit and calibrate ``retained`` and ``report`` on the joined rows that have their label; returns the
+        objectives left out, with the reason."""
+        skipped: dict[str, str] = {}
+        joined = lists.y > 0
+        for name in OBJECTIVES[1:]:
+            lab = lists.labels.get(name)
+            if lab is None:
+                skipped[name] = lists.label_notes.get(name, "no labels in the training lists")
+                continue
+            known = joined & ~np.isnan(lab)
+            counts = {part: (int((lab[known & m] == 1).sum()), int((lab[known & m] == 0).sum()))
+                      for part, m in (("train", tr), ("validation", va))}
+            if min(min(c) for c in counts.values()) < MIN_CLASS:
+                skipped[name] = (f"too few labels of one class (positive, negative: train {counts['train']}, "
+                                 f"validation {counts['validation']}; need >= {MIN_CLASS} each)")
+                continue
+            m_tr, m_va = known & tr, known & va
+            rounds = max(30, min(200, int(m_tr.sum()) // 50))
+            self.binary[name] = lgb.train(self._lgb_params("binary"),
+                                          lgb.Dataset(lists.X[m_tr], lab[m_tr], feature_name=self.feature_names),
+                                          rounds)
+            raw, yv = self.binary[name].predict(lists.X[m_va]), lab[m_va]
+            half = rng.random(yv.size) < 0.5
+            test = ~half if (~half).any() else half
+            cal = self.calibrators[name] = Calibrator(self.params["calibration"]).fit(raw[half], yv[half])
+            calibration[name] = {"method": cal.method, "rows": int(m_tr.sum() + m_va.sum()),
+                                 "positive_rate": float(lab[known].mean()),
+                                 "ece_before": expected_calibration_error(raw[test], yv[test]),
+                                 "ece_after": expected_calibration_error(cal.predict(raw[test]), yv[test])}
+        for name in self.objectives:
+            if name not in self.binary and name not in skipped:
+                skipped[name] = "not fitted"
+        return skipped
 
     def _matrix(self, X: np.ndarray) -> np.ndarray:
         if X.shape[1] != len(self.feature_names):
@@ -147,11 +193,17 @@ class Ranker:
                 out = out + w * self.probability(X, name)
         return np.asarray(out, np.float64)
 
-    def probability(self, X: np.ndarray, objective: str = "join") -> np.ndarray:
-        """Calibrated probability of ``objective`` per row."""
-        raw = self.binary[objective].predict(self._matrix(X))
+    def _calibrated(self, X: np.ndarray, objective: str) -> np.ndarray:
+        raw = self.binary[objective].predict(X)
         cal = self.calibrators.get(objective)
         return cal.predict(raw) if cal is not None else raw
+
+    def probability(self, X: np.ndarray, objective: str = "join") -> np.ndarray:
+        """Calibrated probability of ``objective`` per row: ``p(join)``, ``p(retained | join)``, and for
+        ``report`` the unconditional ``p(join) * p(report | join)``."""
+        X = self._matrix(X)
+        p = self._calibrated(X, objective)
+        return p * self._calibrated(X, "join") if objective == "report" else p
 
     # ------------------------------------------------------------------------------------------- files
     def save(self, directory: Path) -> dict[str, Any]:

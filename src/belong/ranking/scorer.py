@@ -3,9 +3,10 @@
 Two ways to get the model:
 
 * ``artifact = "models/<version>"`` (written by ``belong train``): load the surface's ranker from there;
-* no artifact: :meth:`prepare` trains it in memory on a validation cut of the state it is given
-  (:func:`belong.ranking.dataset.build_lists` with fresh copies of the sources of ``surface``), which is how
-  ``belong evaluate --model pipeline:...`` trains the ranker inside ``fit(train)`` without seeing the test set.
+* no artifact: :meth:`prepare` trains it in memory on a validation cut (``holdout_by``: random, time or auto) of
+  the state it is given (:func:`belong.ranking.dataset.build_lists` with fresh copies of the sources of
+  ``surface``), which is how ``belong evaluate --model pipeline:...`` trains the ranker inside ``fit(train)``
+  without seeing the test set.
 
 ``surface`` names the surface whose sources, hydrators and filters produce the training lists: a shipped surface
 (``communities``), a TOML path, or the stem of a TOML shipped in ``belong/ranking`` (``communities_ranked``).
@@ -23,15 +24,17 @@ from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Scorer, register
 from belong.pipeline.state import WorldState
 from belong.pipeline.types import Merged, Request
-from belong.ranking.dataset import build_lists, feature_matrix
+from belong.ranking.dataset import HOLDOUT_BY, build_lists, feature_matrix
 from belong.ranking.ranker import Ranker
 
 
 class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
     surface: str = "communities"  # surface whose sources make the training lists
     artifact: str = ""  # directory written by ``belong train``; empty: train in prepare()
-    holdout: float = 0.15  # share of each user's memberships held out to label the lists
-    cold: float = 0.2  # share of validation users whose memberships are all held out (cold-start lists)
+    holdout: float = 0.15  # share of memberships held out to label the lists (per user, or the latest by time)
+    holdout_by: str = "random"  # random | time | auto (time when joins span >= min_span_days); see ranking.dataset
+    min_span_days: float = 7.0  # for holdout_by = "auto"
+    cold: float = 0.2  # random cut: share of validation users whose memberships are all held out (cold-start lists)
     users: int = 1000  # validation users (lists) at most
     objectives: dict[str, float] = {}  # extra calibrated objectives added to the order: {join = 0.5, report = -2}
     calibration: str = "isotonic"  # isotonic | platt
@@ -68,6 +71,9 @@ class LgbmRanker(Scorer):
             raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {self.config.holdout}")
         if not 0.0 <= self.config.cold < 1.0:
             raise ValidationError(f"{self.name}.cold", f"must be in [0, 1), got {self.config.cold}")
+        if self.config.holdout_by not in HOLDOUT_BY:
+            raise ValidationError(f"{self.name}.holdout_by",
+                                  f"must be one of {', '.join(HOLDOUT_BY)}, got {self.config.holdout_by!r}")
         if self.config.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
 
@@ -85,7 +91,8 @@ class LgbmRanker(Scorer):
             return
         p = surface_pipeline(self.config.surface)
         lists = build_lists(state, p.surface, p.sources, p.hydrators, p.filters, fraction=self.config.holdout,
-                            cold=self.config.cold, max_users=self.config.users, seed=self.config.seed, progress=progress)
+                            cold=self.config.cold, max_users=self.config.users, seed=self.config.seed,
+                            by=self.config.holdout_by, min_span_days=self.config.min_span_days, progress=progress)
         self.ranker = self.new_ranker().fit(lists)
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:

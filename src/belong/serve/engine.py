@@ -20,8 +20,8 @@ Stages and their budgets:
 
 The surface's scorer orders the list when it is built (stage 2): the learned ranker (``lgbm_ranker``) when the
 active version comes from a ``belong train`` artifact of a ranked surface — its calibrated ``p_join`` is kept with
-each item —, else the blend. A join, a block or a new friendship invalidates the user's cached list at once, so the
-next request rebuilds and re-ranks it. The online features are returned with each item (the ranker's inputs,
+each item —, else the blend. A join removes that community from the user's cached list at once; a leave, a block
+or a new friendship drops the list, so the next request rebuilds and re-ranks it. The online features are returned with each item (the ranker's inputs,
 logged with the impression). Nothing here allocates arrays of the catalogue's size per request on a cache hit.
 """
 
