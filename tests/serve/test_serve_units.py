@@ -83,3 +83,23 @@ def test_cache_invalidation_by_event() -> None:
     cache.put(Surface.PEOPLE, "b", Entry("v1", time.monotonic(), _ranked(1), {}))
     cache.on_event(_event("view", "b", "x1"), None, "v1")  # engagement: the rules see it; the list stays
     assert cache.get(Surface.PEOPLE, "b", "v1")[0] is not None
+
+
+def test_recommendation_query_parsing_names_the_bad_parameter() -> None:
+    from belong.domain import AgeGroup
+    from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
+
+    q = parse_recommendation_query({"user_id": "u1", "k": "7", "debug": "true"})
+    assert (q.user_id, q.k, q.debug, q.new_user) == ("u1", 7, True, None)
+    assert parse_recommendation_query({"user_id": "u1"}).k == 20
+    new = parse_recommendation_query({"user_id": "new", "locale": "fr-FR", "age_group": "teen", "interests": "a,b"})
+    assert new.new_user is not None and new.new_user.age_group is AgeGroup.TEEN and new.new_user.locale == "fr-FR"
+    for bad, field in (({}, "user_id"), ({"user_id": ""}, "user_id"), ({"user_id": "x" * 129}, "user_id"),
+                       ({"user_id": "u", "k": "0"}, "k"), ({"user_id": "u", "k": "101"}, "k"),
+                       ({"user_id": "u", "k": "2.5"}, "k"), ({"user_id": "u", "debug": "maybe"}, "debug"),
+                       ({"user_id": "u", "age_group": "elder"}, "age_group"),
+                       ({"user_id": "u", "locale": "not a locale"}, "locale")):
+        with pytest.raises(ValidationError) as err:
+            parse_recommendation_query(bad)
+        assert err.value.field == field
+    assert [p["name"] for p in OPENAPI_PARAMETERS] == ["user_id", "k", "debug", "locale", "age_group", "interests"]

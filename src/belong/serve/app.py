@@ -44,26 +44,23 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from belong.domain import (
-    AgeGroup,
     Event,
     EventType,
     Surface,
     parse_enum,
     parse_event,
     parse_id,
-    parse_locale,
-    parse_tags,
     parse_ts,
 )
 from belong.errors import StoreError, UnknownIdError, ValidationError
 from belong.eventlog import EventStore, open_store
-from belong.pipeline.types import NewUser
 from belong.serve import similar
 from belong.serve.auth import AuthError, KeyChecker, Role
 from belong.serve.degrade import FeatureReader
 from belong.serve.engine import Engine, NotReady
 from belong.serve.metrics import Metrics
 from belong.serve.models import ModelRegistry, ModelVersion, artifact_versions, build_version, load_version
+from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
 from belong.serve.schemas import (
     Accepted,
     Error,
@@ -298,24 +295,13 @@ def create_app(
 
     # ------------------------------------------------------------------------------------------- reads
     @app.get("/v1/recommendations/{surface}", response_model=Recommendations, tags=["recommendations"],
-             responses=_errors(404, 422, 503))
-    async def recommendations(
-        surface: Surface,
-        user_id: str = Query(min_length=1, max_length=128, description="the user to recommend for"),
-        k: int = Query(20, ge=1, le=100, description="how many items"),
-        debug: bool = Query(False, description="add the stage trace: timings, removed candidates and why"),
-        locale: str | None = Query(None, max_length=35, description="new user (unknown id): language"),
-        age_group: AgeGroup | None = Query(None, description="new user (unknown id): age group"),
-        interests: str | None = Query(None, max_length=2000, description="new user: comma-separated tags"),
-    ) -> Response:
+             responses=_errors(404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
+    async def recommendations(surface: Surface, request: Request) -> Response:
         """Ranked items for a user: score, rank, source and explanation of each; ``degraded`` when a dependency
-        failed or overran its budget (the answer then comes from cached candidates or popular items)."""
-        user_id = parse_id(user_id, "user_id")
-        new_user = None
-        if locale is not None or age_group is not None or interests is not None:
-            new_user = NewUser(locale=parse_locale(locale, "locale"), age_group=age_group or AgeGroup.UNKNOWN,
-                               interests=parse_tags(interests, "interests"))
-        body = await st.engine.recommend(surface, user_id, k, debug=debug, new_user=new_user)
+        failed or overran its budget (the answer then comes from cached candidates or popular items). A user id
+        the model does not know is a new user, described by ``locale``, ``age_group`` and ``interests``."""
+        q = parse_recommendation_query(request.query_params)  # by hand: see belong.serve.params
+        body = await st.engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user)
         return Response(body, media_type=JSON)
 
     @app.get("/v1/communities/{community_id}/similar", response_model=Similar, tags=["similar"],

@@ -3,8 +3,9 @@ bare endpoint of the same framework (FastAPI on uvicorn, same settings) returnin
 size, measured in the same run.
 
 Steps: a simulated world in an embedded store (kept between runs), its online features materialised into Redis
-(kept too, under a key prefix naming the world), the API server started as its own process (one uvicorn worker,
-pinned to one core), the candidate lists of a working set of users warmed (each a full pipeline run: the cold
+(kept too, under a key prefix naming the world), the ranked communities surface trained with ``belong train`` (kept
+under ``STORE/models``), the API server started on that artifact as its own process (one uvicorn worker, pinned to
+one core), the candidate lists of a working set of users warmed (each a full pipeline run: the cold
 latency is reported), then for each fixed rate an open-loop load generator (:mod:`belong.serve.loadgen`, another
 process pinned to the other core) drives ``GET /v1/recommendations/communities`` over loopback; then the same
 rates against the bare server. A rate is *held* when every request answered 200, at most 1% were degraded, and
@@ -26,12 +27,13 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from belong.domain import Surface
+from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
 
 BENCH_TTL_S = 86_400  # the warmed working set stays fresh for the whole run
 
@@ -98,6 +100,23 @@ def _ensure_features(store: Path, redis_url: str, prefix: str, probe_user: str, 
     return "materialised"
 
 
+def _ensure_models(store: Path, console: Console) -> tuple[Path, str, str]:
+    """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``)."""
+    from belong.serve.models import artifact_versions
+
+    out = store / "models"
+    known = artifact_versions(out)
+    if known:
+        return out, known[-1], "reused"
+    with console.status(f"training the ranked communities surface (belong train --store {store})"):
+        done = subprocess.run([_belong(), "train", "--store", str(store), "--out", str(out), "--surface",
+                               "communities_ranked", "--json"], capture_output=True, text=True,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"belong train failed: {done.stderr[-2000:]}")
+    return out, str(orjson.loads(done.stdout)["version"]), "trained"
+
+
 def _load(port: int, rate: float, seconds: float, paths_file: str) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "belong.serve.loadgen", "--port", str(port), "--rate", str(rate),
            "--seconds", str(seconds), "--paths", paths_file]
@@ -145,6 +164,9 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         all_users = st.users().column("id").to_pylist()
     prefix = f"belong:bench:{users}x{communities}s{seed}:"
     features = _ensure_features(store, redis_url, prefix, all_users[0], console)
+    t_train = time.perf_counter()
+    models_dir, model_version, trained = _ensure_models(store, console)
+    train_s = time.perf_counter() - t_train
     rng = np.random.default_rng(seed)
     chosen = [all_users[i] for i in rng.choice(len(all_users), min(working_set, len(all_users)), replace=False)]
     tmp = Path(tempfile.mkdtemp(prefix="belong-bench-serve-"))
@@ -155,7 +177,8 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
            "BELONG_CANDIDATE_TTL_S": str(BENCH_TTL_S), "BELONG_BUDGET_SOURCES_MS": "5000",
            "BELONG_CACHE_USERS": str(max(working_set * 2, 1000))}
     port, bare_port = free_port(), free_port()
-    server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url],
+    server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url,
+                               "--models", str(models_dir)],
                               env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     bare = None
     try:
@@ -210,6 +233,8 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
                                   "p99": round(float(np.percentile(cold_ms, 99)), 1), "requests": len(cold)},
         "cache_lookups": _cache_counts(metrics),
         "world": {**world, "seed": seed}, "working_set_users": len(chosen), "features": features,
+        "model": {"version": model_version, "surface": "communities_ranked (sources + LightGBM ranker)",
+                  "artifact": trained, "train_seconds": round(train_s, 1) if trained == "trained" else None},
         "server": {"workers": 1, "loop": "uvloop", "http": "httptools", "build_seconds": round(build_s, 1),
                    "cpu_pinning": (os.cpu_count() or 1) > 1},
         "seconds_per_rate": seconds, "seconds": round(time.perf_counter() - t_start, 1),
@@ -240,9 +265,9 @@ def bare_app(payload: bytes) -> FastAPI:
     """The baseline: the same framework and route shape, answering a static payload (no work)."""
     app = FastAPI(title="belong-bare")
 
-    @app.get("/v1/recommendations/{surface}")
-    async def static(surface: Surface, user_id: str = Query(min_length=1, max_length=128),
-                     k: int = Query(20, ge=1, le=100)) -> Response:
+    @app.get("/v1/recommendations/{surface}", openapi_extra={"parameters": OPENAPI_PARAMETERS})
+    async def static(surface: Surface, request: Request) -> Response:
+        parse_recommendation_query(request.query_params)  # the API's own parsing, then no work
         return Response(payload, media_type="application/json")
 
     @app.get("/healthz")
