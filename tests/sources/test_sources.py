@@ -103,6 +103,10 @@ def test_co_membership_choice_is_measured(state):
     assert got and all(c.reason.text.startswith("members of ") for c in got.values())
     with pytest.raises(ValidationError, match="model"):
         CoMembership(CoMembership.Config(model="svd")).prepare(state)
+    too_many = CoMembership(CoMembership.Config(model="ease", ease_max_items=1))  # EASE would not fit
+    too_many.prepare(state)
+    assert too_many.model_name == "itemknn" and "ease_max_items" in too_many.choice["reason"]
+    assert too_many.generate(Request("heidi"), state)
 
 
 def test_ials_folds_in_users_who_arrived_after_training(state):

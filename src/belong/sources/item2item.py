@@ -2,7 +2,8 @@
 
 With ``model = "auto"`` the source measures both on a validation split carved from the training memberships
 (one random membership held out per sampled user, never the evaluation test set) and keeps the one with the
-higher recall@k; EASE is skipped when its dense item x item inverse would not fit (``ease_max_items``).
+higher recall@k. EASE (asked for, or in ``auto``) is replaced by item-kNN when its dense item x item inverse would
+not fit (more than ``ease_max_items`` communities); ``choice`` records it.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class CoMembership(CandidateSource):
         if cfg.model not in ("auto", "ease", "itemknn"):
             raise ValidationError(f"{self.name}.model", f"must be ease, itemknn or auto, got {cfg.model!r}")
         name = cfg.model
-        if name == "auto" and X.shape[1] > cfg.ease_max_items:
-            name = "itemknn"  # nothing to choose between: EASE's dense inverse would not fit
+        if name in ("auto", "ease") and X.shape[1] > cfg.ease_max_items:
+            name = "itemknn"  # EASE's dense inverse would not fit: item-kNN (recorded in ``choice``)
             self.choice = {"chosen": name, "reason": f"{X.shape[1]} communities > ease_max_items"}
         if name == "auto":
             names = ["itemknn", "ease"]
