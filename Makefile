@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Main job on embedded defaults (no server needed).
+## The product demo on embedded defaults (no database or Redis needed): simulate, ingest, train, recommend, then
+## the API on 127.0.0.1:8000 with curl examples it runs itself (serves until Ctrl-C from a terminal, else stops).
 run: $(STAMP)
-	$(BIN)/belong demo --store $(STORE)
+	$(BIN)/belong demo --store $(STORE) --serve
 
 ## Whole test suite (PostgreSQL/Redis tests run when BELONG_TEST_POSTGRES_URL / BELONG_TEST_REDIS_URL are set).
 test: $(STAMP)
@@ -31,6 +32,6 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) .belong .pytest_cache
 
-## The product demo: the same world, then the API on 127.0.0.1:8000 with curl examples (Ctrl-C to stop).
+## The same demo, serving until Ctrl-C even without a terminal.
 serve: $(STAMP)
-	$(BIN)/belong demo --store $(STORE) --serve
+	$(BIN)/belong demo --store $(STORE) --serve --wait
