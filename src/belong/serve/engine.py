@@ -219,7 +219,8 @@ class Engine:
             if static is None:
                 static = statics[m.item] = self._static(pipeline, m, ident, score)
             row = m.features if online is None else m.features | online.items[rank - 1]
-            items.append({"rank": rank, "position": rank - 1, **static, "propensity": 1.0, "features": row})
+            propensity = m.features.get("propensity", 1.0)  # < 1 for an exploration pick (the selector's)
+            items.append({"rank": rank, "position": rank - 1, **static, "propensity": propensity, "features": row})
         body: dict[str, Any] = {
             "request_id": uuid.uuid4().hex, "surface": surface.value, "user_id": user_id,
             "model_version": model.version, "k": k, "user_features": user_features, "items": items,
