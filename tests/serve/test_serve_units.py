@@ -103,3 +103,31 @@ def test_recommendation_query_parsing_names_the_bad_parameter() -> None:
             parse_recommendation_query(bad)
         assert err.value.field == field
     assert [p["name"] for p in OPENAPI_PARAMETERS] == ["user_id", "k", "debug", "locale", "age_group", "interests"]
+
+
+def test_cached_lists_are_packed_out_of_the_collectors_sight_and_unpack_identically() -> None:
+    import gc
+
+    from belong.serve.cache import Packed
+
+    ranked = []
+    for i in range(200):
+        m = Merged(i)
+        m.hits["a"] = (i, Candidate(i, "a", 1.0 / (i + 1), Reason(f"because {i}", {"because_of": f"c{i}"})))
+        m.hits["b"] = (i + 1, Candidate(i, "b", 0.5, Reason("")))
+        m.features["p_join"] = 0.1
+        ranked.append((m, 2.0 - i / 100))
+    cache = CandidateCache(ttl_s=60, max_users=10)
+    cache.put(Surface.COMMUNITIES, "u", Entry("v1", time.monotonic(), ranked, {"removed": [(1, "f", "why")]}))
+    entry, fresh = cache.get(Surface.COMMUNITIES, "u", "v1")
+    assert entry is not None and fresh and isinstance(entry.ranked, Packed)
+    for _ in range(4):  # each pass untracks one more level of nested tuples of atoms
+        gc.collect()
+    assert not any(map(gc.is_tracked, entry.ranked.rows))  # 200 items: none scanned by a full collection again
+    assert not gc.is_tracked(entry.ranked.rows)
+    back = entry.ranked[10:12]
+    assert [(m.item, s) for m, s in back] == [(10, 1.9), (11, 1.89)]
+    m, _ = back[0]
+    assert m.hits["a"][0] == 10 and m.hits["a"][1].reason.data == {"because_of": "c10"}
+    assert m.hits["b"][1].score == 0.5 and m.features == {"p_join": 0.1}
+    assert len(entry.ranked) == 200 and [x.item for x, _ in entry.ranked][:3] == [0, 1, 2]
