@@ -219,6 +219,10 @@ class RedisFeatureStore(OnlineFeatureStore):
     def _read(
         self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
     ) -> list[tuple[list[bytes | None], bytes | None]]:
+        if len(requests) == 1:  # one row (a warm serving request: the user's): the command alone, no pipeline
+            (e, k), = requests
+            vals = self._client.execute_command("HMGET", self._k(e, k), *fields[e], _TS_FIELD)
+            return [(vals[:-1], vals[-1])]
         pipe = self._client.pipeline(transaction=False)
         for e, k in requests:
             pipe.hmget(self._k(e, k), [*fields[e], _TS_FIELD])
