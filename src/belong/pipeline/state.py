@@ -460,24 +460,61 @@ class WorldState:
     def from_world(cls, world: object, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
         """Build from a :class:`belong.datasets.World` (entity tables + event table)."""
         st = cls(half_life_days=half_life_days)
+        st._fill_world(world, world.events)  # type: ignore[attr-defined]
+        return st
+
+    @classmethod
+    def from_world_as_of(cls, world: object, before_us: int, *, user_ids: Iterable[str] = (),
+                         community_ids: Iterable[str] = (), half_life_days: float = HEAT_HALF_LIFE_DAYS
+                         ) -> WorldState:
+        """The world as it was just before ``before_us``: only events with ``ts < before_us`` (memberships,
+        friendships, blocks, heat, leaves and reports as of then; ``now_us`` is the last of them) and the entities
+        created before it. ``user_ids`` / ``community_ids`` are registered first, in order, so that their dense
+        indices are ``0..n-1`` — offline evaluation on a store passes the training :class:`Interactions`' id maps
+        so that the pipeline's indices are the harness's."""
+        st = cls(half_life_days=half_life_days)
+        for u in user_ids:
+            st._ensure_user(str(u), 0)
+        for c in community_ids:
+            st._ensure_community(str(c), 0)
+        events: pa.Table = world.events  # type: ignore[attr-defined]
+        events = events.filter(pc.less(events.column("ts_us"), int(before_us)))
+        st._fill_world(world, events, before_us=int(before_us))
+        return st
+
+    def _fill_world(self, world: object, events: pa.Table, before_us: int | None = None) -> None:
+        """Entity tables (those created before ``before_us``, when given, and every id registered already), then
+        ``events``."""
+        st = self
         users: pa.Table = world.users  # type: ignore[attr-defined]
         comms: pa.Table = world.communities  # type: ignore[attr-defined]
         content: pa.Table = world.content  # type: ignore[attr-defined]
-        events: pa.Table = world.events  # type: ignore[attr-defined]
+
+        def exists(r: dict, index: dict[str, int]) -> bool:
+            return before_us is None or r["created_at_us"] < before_us or r["id"] in index
+
         for r in users.to_pylist():
-            st.add_user(User(id=r["id"], created_at_us=r["created_at_us"], age_group=AgeGroup(r["age_group"]),
-                             locale=r["locale"], interests=tuple(r["interests"] or ()),
-                             status=EntityStatus(r["status"])))
+            if not exists(r, st.users.index):
+                continue
+            known = before_us is not None and r["id"] in st.users.index  # registered with a placeholder time
+            i = st.add_user(User(id=r["id"], created_at_us=r["created_at_us"], age_group=AgeGroup(r["age_group"]),
+                                 locale=r["locale"], interests=tuple(r["interests"] or ()),
+                                 status=EntityStatus(r["status"])))
+            if known:
+                st.user_created[i] = r["created_at_us"]
         for r in comms.to_pylist():
+            if not exists(r, st.communities.index):
+                continue
             st.add_community(Community(
                 id=r["id"], name=r["name"], created_at_us=r["created_at_us"], description=r["description"] or "",
                 tags=tuple(r["tags"] or ()), locale=r["locale"], is_age_restricted=r["is_age_restricted"],
                 discoverable=r["discoverable"], invite_only=r["invite_only"], status=EntityStatus(r["status"])))
         for r in content.to_pylist():
+            if before_us is not None and r["created_at_us"] >= before_us:
+                continue
             st._add_content(r["id"], st._ensure_community(r["community_id"], r["created_at_us"]), r["kind"],
                             r["created_at_us"], r["text"] or "", r["status"])
         st._load_events(events)
-        return st
 
     @staticmethod
     def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:

@@ -4,7 +4,8 @@
 surface's binary objectives (``objectives = {join = 0.5, retained = 0.3, report = -2.0}`` in the scorer's TOML):
 ``p_join``, ``p_retained = p(retained | join)`` and ``p_report = p(join) * p(report | join)``.
 
-``p(join)`` is fitted on every row of the training lists (label: a held-out membership). ``retained`` (not left
+``p(join)`` is fitted on the training lists (label: a held-out membership; every positive and about
+:data:`NEG_PER_POS` negatives per positive, weighted back up). ``retained`` (not left
 within 7 days of joining) and ``report`` (the user reported the community) are outcomes of a join, so their
 models are fitted on the joined rows only, where :mod:`belong.ranking.dataset` found labels for them (a state
 built from events with ``leave`` / ``report`` events). An objective without labels, or with too few of either
@@ -27,6 +28,7 @@ from belong.ranking.calibration import Calibrator, expected_calibration_error
 from belong.ranking.dataset import TrainingLists
 
 OBJECTIVES = ("join", "retained", "report")
+NEG_PER_POS = 10  # p(join) is fitted on every positive and about this many negatives per positive
 MIN_CLASS = 10  # an outcome objective needs this many rows of each class in its training and its validation part
 CUTOFF = 20
 
@@ -103,7 +105,13 @@ class Ranker:
         self.order = lgb.train(self._lgb_params("lambdarank"), dtr, self.params["rounds"], valid_sets=[dva],
                                callbacks=[lgb.early_stopping(30, verbose=False)])
         # p(join): binary model, calibrated on half of the validation lists, ECE measured on the other half
-        dbin = lgb.Dataset(Xtr, ytr, feature_name=self.feature_names)
+        # negatives beyond NEG_PER_POS per positive are subsampled (weighted back up): the calibrator, fitted on
+        # untouched validation rows, maps the raw scores to probabilities either way
+        neg = np.flatnonzero(ytr == 0)
+        keep_rate = min(1.0, NEG_PER_POS * max(int((ytr > 0).sum()), 1) / max(neg.size, 1))
+        keep = (ytr > 0) | (rng.random(ytr.size) < keep_rate)
+        dbin = lgb.Dataset(Xtr[keep], ytr[keep], weight=np.where(ytr[keep] > 0, 1.0, 1.0 / keep_rate),
+                           feature_name=self.feature_names)
         self.binary["join"] = lgb.train(self._lgb_params("binary"), dbin, max(50, self.order.best_iteration or 50))
         half = rng.random(yva.size) < 0.5  # rows: calibration needs many, not whole lists
         raw = self.binary["join"].predict(Xva)
