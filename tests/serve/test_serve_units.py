@@ -131,3 +131,9 @@ def test_cached_lists_are_packed_out_of_the_collectors_sight_and_unpack_identica
     assert m.hits["a"][0] == 10 and m.hits["a"][1].reason.data == {"because_of": "c10"}
     assert m.hits["b"][1].score == 0.5 and m.features == {"p_join": 0.1}
     assert len(entry.ranked) == 200 and [x.item for x, _ in entry.ranked][:3] == [0, 1, 2]
+    light, score = entry.ranked.light(10, 11)[0]  # rules and selection read no reasons: not unpacked
+    assert (light.item, score, light.hits["a"][0], light.hits["a"][1].score) == (10, 1.9, 10, 1.0 / 11)
+    assert light.hits["a"][1].reason.text == "" and light.features == {"p_join": 0.1}
+    full = entry.ranked.full(10)
+    assert full is not None and full.hits["a"][1].reason.text == "because 10"
+    assert entry.ranked.full(999) is None

@@ -8,7 +8,8 @@ The list is kept *packed* (:class:`Packed`): nested tuples of numbers and string
 ``Candidate`` / ``Reason`` objects. The garbage collector stops tracking such tuples after their first pass, so a
 warm cache adds almost nothing to a full collection: measured on the bench world, 1,000 cached lists as objects
 were 1.9 million tracked objects and a one-second full collection (a one-second stall of every request in flight).
-A request unpacks only the slice its rules read (``k`` plus a few), a few dozen small objects.
+A request unpacks only the slice its rules read (``k`` plus a few) and without the candidates' reasons
+(:meth:`Packed.light`); an item's reasons are unpacked once, when its response fields are first built.
 
 Invalidation on events (see :meth:`CandidateCache.on_event`): a join removes that community from the user's
 cached list at once; a leave, a new or removed friendship, or a block recompute the affected users' lists.
@@ -39,6 +40,16 @@ def _unpack_one(row: tuple) -> tuple[Merged, float]:
                          for src, rank, cs, text, data in hits}, dict(features)), score
 
 
+#: the reason of a lightly unpacked candidate (:meth:`Packed.light`): its text is read from the full row instead
+UNEXPLAINED = Reason("")
+
+
+def _unpack_light(row: tuple) -> tuple[Merged, float]:
+    item, score, hits, features = row
+    return Merged(item, {src: (rank, Candidate(item, src, cs, UNEXPLAINED)) for src, rank, cs, _, _ in hits},
+                  dict(features)), score
+
+
 class Packed:
     """A ranked ``(Merged, score)`` list stored as plain tuples; indexing and slicing unpack fresh objects."""
 
@@ -57,6 +68,18 @@ class Packed:
 
     def __iter__(self):
         return (_unpack_one(r) for r in self.rows)
+
+    def light(self, start: int, stop: int) -> list[tuple[Merged, float]]:
+        """Rows ``start:stop`` with every field but the reasons (each candidate's reason is :data:`UNEXPLAINED`):
+        what rules, selection and hydration read, at half the allocations. :meth:`full` gives an item's reasons."""
+        return [_unpack_light(r) for r in self.rows[start:stop]]
+
+    def full(self, item: int) -> Merged | None:
+        """The fully unpacked row of ``item`` (None when it is not in the list)."""
+        for r in self.rows:
+            if r[0] == item:
+                return _unpack_one(r)[0]
+        return None
 
     def without(self, item: int) -> Packed:
         out = Packed([])

@@ -39,7 +39,7 @@ import orjson
 from belong.domain import Surface
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Merged, NewUser, Removed, Request
-from belong.serve.cache import CandidateCache, Entry, Ranked
+from belong.serve.cache import CandidateCache, Entry, Packed, Ranked
 from belong.serve.degrade import FeatureReader
 from belong.serve.metrics import Metrics
 from belong.serve.models import ModelRegistry, ModelVersion
@@ -162,7 +162,7 @@ class Engine:
         step = len(ranked) if want_all else request.k + max(4, request.k // 4)  # a few spare for removals
         i = 0
         while i < len(ranked) and (want_all or len(kept) < request.k):
-            chunk = ranked[i:i + step]
+            chunk = ranked.light(i, i + step) if isinstance(ranked, Packed) and not want_all else ranked[i:i + step]
             score_of = {m.item: s for m, s in chunk}
             ms = [m for m, _ in chunk]
             for f in pipeline.filters:
@@ -194,7 +194,8 @@ class Engine:
             self.metrics.errors.labels(f"rules:{type(exc).__name__}").inc()
             reasons.append("rules_error")
             self.metrics.fallbacks.labels("rules_error:popular").inc()
-            kept, scores, removed = self._rules(pipeline, model, request, model.fallback[surface], debug)
+            ranked, statics, memo = model.fallback[surface], {}, None  # nothing of the cached list is reused
+            kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
         t1 = time.perf_counter()
         stages["rules"] = (t1 - t0) * 1e3
         chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
@@ -216,8 +217,9 @@ class Engine:
         items = []
         for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1):
             static = statics.get(m.item)
-            if static is None:
-                static = statics[m.item] = self._static(pipeline, m, ident, score)
+            if static is None:  # first use of this item from this list: with its reasons (not unpacked above)
+                full = ranked.full(m.item) if isinstance(ranked, Packed) else None
+                static = statics[m.item] = self._static(pipeline, full or m, ident, score)
             row = m.features if online is None else m.features | online.items[rank - 1]
             propensity = m.features.get("propensity", 1.0)  # < 1 for an exploration pick (the selector's)
             items.append({"rank": rank, "position": rank - 1, **static, "propensity": propensity, "features": row})
