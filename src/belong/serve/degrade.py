@@ -142,6 +142,8 @@ class FeatureReader:
                 items.append(hit[1])
                 continue
             assembled = candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+            # lists as tuples (the same JSON): a memoised row then holds no object the garbage collector must walk
+            assembled = {n: tuple(v) if type(v) is list else v for n, v in assembled.items()}
             memo[c] = (key, assembled)
             items.append(assembled)
         return Online(user, items)

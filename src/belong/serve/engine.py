@@ -254,7 +254,7 @@ class Engine:
         order = sorted(m.hits, key=lambda s: (-weight[s], s))
         texts = list(dict.fromkeys(t for s in order if (t := m.hits[s][1].reason.text)))
         return {"id": ident, "name": pipeline.item_label(m.item), "score": round(score, 6), "source": order[0],
-                "sources": order, "explanation": "; ".join(texts[:2])}
+                "sources": tuple(order), "explanation": "; ".join(texts[:2])}
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
