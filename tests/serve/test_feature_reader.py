@@ -169,3 +169,31 @@ def test_memo_reuses_assembled_rows_until_a_stored_row_changes() -> None:
     # identical to assembling from scratch, in JSON (memoised rows keep lists as tuples)
     assert orjson.dumps(changed.user | changed.items[0]) == orjson.dumps(expected)
 
+
+
+def test_started_read_collects_likely_rows_and_reads_late_ones_after() -> None:
+    store = CountingStore()
+    _world(store)
+    reader = FeatureReader(store, breaker_s=1.0, rows=RowCache(60.0, 100))
+    pending = reader.start(Surface.COMMUNITIES, "u", ["c3"])  # the head of the list: sent before the rules run
+    online, why = reader.finish(pending, ["c4", "c3"])  # c4 was not expected: read after, c3 came with the user
+    assert why is None and online is not None
+    assert [r[0] for r in store.reads[-2:]] == [[("user", "u"), ("community", "c3")], [("community", "c4")]]
+    expected = hydrate(store, Surface.COMMUNITIES, "u", ["c4", "c3"])
+    assert [online.user | row for row in online.items] == expected
+
+
+def test_redis_split_read_equals_a_plain_read(redis_url: str) -> None:
+    from belong.features.online import RedisFeatureStore
+
+    store = RedisFeatureStore(redis_url, prefix="belong:test:split:")
+    try:
+        store.clear()
+        _world(store)
+        reqs = [("user", "u"), ("community", "c3"), ("community", "missing")]
+        wait = store.begin_read_many(reqs)
+        assert wait() == store.read_many(reqs)
+        assert store.begin_read_many(reqs[:1], ["user_locale"])() == store.read_many(reqs[:1], ["user_locale"])
+    finally:
+        store.clear()
+        store.close()

@@ -14,7 +14,7 @@ Missing entities and missing values read as the declared defaults; each returned
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -117,11 +117,43 @@ class OnlineFeatureStore(abc.ABC):
         """Rows for each (entity, key), in order, in one round trip. ``names`` restricts the features read
         (every request must then be of an entity those names belong to), or maps an entity to the features read
         for its rows (entities not in the map read every feature)."""
+        reqs, fields = self._plan(requests, names)
+        return self._decode(reqs, fields, self._read(reqs, fields))
+
+    @staticmethod
+    def _plan(requests: Sequence[tuple[str, str]], names: Sequence[str] | Mapping[str, Sequence[str]] | None
+              ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
         reqs = [(_entity(e), _key(k)) for e, k in requests]
         per_entity = names if isinstance(names, Mapping) else dict.fromkeys(STORED_ENTITIES, names)
-        fields = {e: _names(e, per_entity.get(e)) for e in {e for e, _ in reqs}}
-        raw = self._read(reqs, fields)
+        return reqs, {e: _names(e, per_entity.get(e)) for e in {e for e, _ in reqs}}
+
+    @staticmethod
+    def _decode(reqs: list[tuple[str, str]], fields: dict[str, list[str]],
+                raw: list[tuple[list[bytes | None], bytes | None]]) -> list[dict[str, Any]]:
         return [_decode_row(e, fields[e], vals, ts) for (e, _), (vals, ts) in zip(reqs, raw, strict=True)]
+
+    def begin_read_many(
+        self, requests: Sequence[tuple[str, str]], names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+    ) -> Callable[[], list[dict[str, Any]]]:
+        """:meth:`read_many` in two halves: the request goes out now, the returned function waits for the rows.
+        Work done in between overlaps the round trip (Redis: the commands are written to the socket at once and
+        the replies read when asked for; the connection is held until then, so call it soon and exactly once).
+        Errors of either half are raised by the returned function."""
+        reqs, fields = self._plan(requests, names)
+        try:
+            wait = self._begin_read(reqs, fields)
+        except Exception as exc:  # raised when the rows are asked for, like a failed read
+            error = exc
+
+            def failed() -> list[dict[str, Any]]:
+                raise error
+            return failed
+        return lambda: self._decode(reqs, fields, wait())
+
+    def _begin_read(self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
+                    ) -> Callable[[], list[tuple[list[bytes | None], bytes | None]]]:
+        """Default: nothing to overlap, the read happens when the rows are asked for."""
+        return lambda: self._read(requests, fields)
 
     def read(self, entity: str, key: str, names: Sequence[str] | None = None) -> dict[str, Any]:
         """One row (a one-request :meth:`read_many`)."""
@@ -228,6 +260,32 @@ class RedisFeatureStore(OnlineFeatureStore):
             pipe.hmget(self._k(e, k), [*fields[e], _TS_FIELD])
         replies = pipe.execute()
         return [(vals[:-1], vals[-1]) for vals in replies]
+
+    def _begin_read(self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
+                    ) -> Callable[[], list[tuple[list[bytes | None], bytes | None]]]:
+        """The HMGETs written to one pooled connection now (pipelined, no transaction); their replies read by the
+        returned function, which then gives the connection back (dropped on any error)."""
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(
+                [("HMGET", self._k(e, k), *fields[e], _TS_FIELD) for e, k in requests]))
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+
+        def wait() -> list[tuple[list[bytes | None], bytes | None]]:
+            try:
+                replies = [conn.read_response() for _ in requests]
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+            return [(vals[:-1], vals[-1]) for vals in replies]
+
+        return wait
 
     def clear(self) -> int:
         n = 0

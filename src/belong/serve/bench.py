@@ -281,4 +281,4 @@ if __name__ == "__main__":  # python -m belong.serve.bench PAYLOAD_FILE PORT: th
     import uvicorn
 
     uvicorn.run(bare_app(Path(sys.argv[1]).read_bytes()), host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop",
-                http="httptools", log_level="warning", access_log=False)
+                http="httptools", log_level="warning", access_log=False, proxy_headers=False)  # as belong serve

@@ -74,6 +74,10 @@ class Packed:
         what rules, selection and hydration read, at half the allocations. :meth:`full` gives an item's reasons."""
         return [_unpack_light(r) for r in self.rows[start:stop]]
 
+    def head(self, n: int) -> list[int]:
+        """The first ``n`` items, best first."""
+        return [r[0] for r in self.rows[:n]]
+
     def full(self, item: int) -> Merged | None:
         """The fully unpacked row of ``item`` (None when it is not in the list)."""
         for r in self.rows:

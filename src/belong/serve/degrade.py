@@ -18,7 +18,7 @@ itself when Redis returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,17 @@ def user_names(surface: Surface) -> tuple[str, ...] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """A feature read in flight (:meth:`FeatureReader.start`); ``unavailable`` names why none was sent."""
+
+    surface: Surface
+    user_id: str
+    wait: Callable[[], list[dict[str, Any]]] | None
+    missing: list[str]
+    unavailable: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Online:
     """The online features of one answer: the user's model inputs once, then each item's other inputs."""
 
@@ -112,50 +123,29 @@ class FeatureReader:
             return cls(store, breaker_s, rows)
         return cls(open_feature_store(None), breaker_s, rows)
 
-    def _read(self, surface: Surface, user_id: str, item_ids: Sequence[str],
-                    memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> Online:
-        """The user's row and the items' missing from the cache in one store call, then assembled. ``memo`` (kept with the user's cached candidate list)
-        holds rows assembled before: one is reused while the user's and the item's stored rows carry the same
-        materialisation times (assembly is a pure function of the two rows), so a warm request reads fresh rows
-        but only assembles what changed."""
-        entity = CANDIDATE_ENTITY[surface]
-        now = time.monotonic()
-        cand_rows = self.rows.get_many(entity, item_ids, now)
-        missing = [c for c, r in zip(item_ids, cand_rows, strict=True) if r is None]
-        read = self.store.read_many([("user", user_id)] + [(entity, c) for c in missing], self._names[surface])
-        user_row = read[0]
-        if missing:
-            self.rows.put_many(entity, list(zip(missing, read[1:], strict=True)), now)
-            fetched = iter(read[1:])
-            cand_rows = [next(fetched) if r is None else r for r in cand_rows]
-        user = {n: user_row[n] for n in USER_INPUTS}
-        if memo is None:
-            items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
-                     for c, row in zip(item_ids, cand_rows, strict=True)]
-            return Online(user, items)
-        user_ts = user_row[MATERIALIZED_AT]
-        items = []
-        for c, row in zip(item_ids, cand_rows, strict=True):
-            key = (user_ts, row[MATERIALIZED_AT])  # type: ignore[index]
-            hit = memo.get(c)
-            if hit is not None and hit[0] == key and None not in key:
-                items.append(hit[1])
-                continue
-            assembled = candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
-            # lists as tuples (the same JSON): a memoised row then holds no object the garbage collector must walk
-            assembled = {n: tuple(v) if type(v) is list else v for n, v in assembled.items()}
-            memo[c] = (key, assembled)
-            items.append(assembled)
-        return Online(user, items)
-
-    def read(self, surface: Surface, user_id: str, item_ids: Sequence[str],
-                   memo: dict[str, tuple[tuple[int, int], dict]] | None = None
-                   ) -> tuple[Online | None, str | None]:
-        """(online features, None) or (None, the reason they are missing); ``memo``: see :meth:`_read`."""
+    def start(self, surface: Surface, user_id: str, likely_ids: Sequence[str]) -> Pending:
+        """Send the read of the user's row and of the ``likely_ids`` candidate rows missing from the row cache
+        (one pipelined round trip) and return at once: the request's rules and selection run while Redis
+        answers, and :meth:`finish` collects the rows. ``likely_ids``: the head of the ranked list."""
         if time.monotonic() < self._open_until:
-            return None, "features_unavailable"
+            return Pending(surface, user_id, None, [], "features_unavailable")
+        entity = CANDIDATE_ENTITY[surface]
+        likely = list(dict.fromkeys(likely_ids))
+        rows = self.rows.get_many(entity, likely)
+        missing = [c for c, r in zip(likely, rows, strict=True) if r is None]
+        wait = self.store.begin_read_many([("user", user_id)] + [(entity, c) for c in missing],
+                                          self._names[surface])
+        return Pending(surface, user_id, wait, missing, None)
+
+    def finish(self, pending: Pending, item_ids: Sequence[str],
+               memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> tuple[Online | None, str | None]:
+        """(online features of ``item_ids``, None) or (None, the reason they are missing). Items that were not
+        among the likely ones and are not cached are read then (a second round trip, rare: the head of a ranked
+        list is what is shown unless rules remove much of it). ``memo``: see :meth:`_assemble`."""
+        if pending.unavailable:
+            return None, pending.unavailable
         try:
-            online = self._read(surface, user_id, item_ids, memo)
+            online = self._finish(pending, item_ids, memo)
         except (TimeoutError, RedisTimeoutError):  # one slow read degrades this request; 3 in a row open the breaker
             self._timeouts += 1
             if self._timeouts >= TIMEOUTS_TO_OPEN:
@@ -166,6 +156,58 @@ class FeatureReader:
             return None, "features_unavailable"
         self._timeouts = 0
         return online, None
+
+    def read(self, surface: Surface, user_id: str, item_ids: Sequence[str],
+             memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> tuple[Online | None, str | None]:
+        """:meth:`start` and :meth:`finish` with nothing in between (the items are known)."""
+        return self.finish(self.start(surface, user_id, item_ids), item_ids, memo)
+
+    def _finish(self, pending: Pending, item_ids: Sequence[str],
+                memo: dict[str, tuple[tuple[int, int], dict]] | None) -> Online:
+        surface = pending.surface
+        entity = CANDIDATE_ENTITY[surface]
+        assert pending.wait is not None
+        read = pending.wait()
+        user_row = read[0]
+        fetched = dict(zip(pending.missing, read[1:], strict=True))
+        now = time.monotonic()
+        if fetched:
+            self.rows.put_many(entity, list(fetched.items()), now)
+        cached = self.rows.get_many(entity, item_ids, now)
+        cand_rows = [r if r is not None else fetched.get(c) for c, r in zip(item_ids, cached, strict=True)]
+        late = [c for c, r in zip(item_ids, cand_rows, strict=True) if r is None]
+        if late:
+            more = dict(zip(late, self.store.read_many([(entity, c) for c in late]), strict=True))
+            self.rows.put_many(entity, list(more.items()), now)
+            cand_rows = [r if r is not None else more[c] for c, r in zip(item_ids, cand_rows, strict=True)]
+        return self._assemble(surface, pending.user_id, user_row, item_ids, cand_rows, memo)
+
+    @staticmethod
+    def _assemble(surface: Surface, user_id: str, user_row: dict, item_ids: Sequence[str], cand_rows: list,
+                  memo: dict[str, tuple[tuple[int, int], dict]] | None) -> Online:
+        """Model inputs of each item. ``memo`` (kept with the user's cached candidate list) holds rows assembled
+        before: one is reused while the user's and the item's stored rows carry the same materialisation times
+        (assembly is a pure function of the two rows), so a warm request reads fresh rows but only assembles what
+        changed."""
+        user = {n: user_row[n] for n in USER_INPUTS}
+        if memo is None:
+            items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+                     for c, row in zip(item_ids, cand_rows, strict=True)]
+            return Online(user, items)
+        user_ts = user_row[MATERIALIZED_AT]
+        items = []
+        for c, row in zip(item_ids, cand_rows, strict=True):
+            key = (user_ts, row[MATERIALIZED_AT])
+            hit = memo.get(c)
+            if hit is not None and hit[0] == key and None not in key:
+                items.append(hit[1])
+                continue
+            assembled = candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+            # lists as tuples (the same JSON): a memoised row then holds no object the garbage collector must walk
+            assembled = {n: tuple(v) if type(v) is list else v for n, v in assembled.items()}
+            memo[c] = (key, assembled)
+            items.append(assembled)
+        return Online(user, items)
 
     def ping(self) -> bool:
         """Whether the feature store answers now (for /readyz)."""

@@ -14,8 +14,10 @@ Stages and their budgets:
    seen at once), on just enough of the ranked list to fill ``k``.
 4. **select** — the surface's selector (top-k, per-source cap).
 5. **hydrate** — the surface's hydrators (social proof) on the chosen items only.
-6. **features** — the user's and the chosen items' online features in one round trip (Redis pipeline), under
-   ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``. Candidate rows
+6. **features** — the user's and the likely items' online features in one round trip (Redis pipeline), under
+   ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``. The read is
+   *sent* before stage 3 (for the head of the ranked list) and collected here, so Redis answers while the rules,
+   selection and hydration run (:meth:`FeatureReader.start` / :meth:`~FeatureReader.finish`). Candidate rows
    read recently are kept in process (:mod:`belong.serve.rowcache`): a warm request reads the user's row only.
 
 The surface's scorer orders the list when it is built (stage 2): the learned ranker (``lgbm_ranker``) when the
@@ -186,33 +188,42 @@ class Engine:
         stages: dict[str, float] = {}
         reasons: list[str] = []
         ranked, trace, cache_status, statics, memo = await self._candidates(model, request, stages, reasons)
-
         t0 = time.perf_counter()
+        spare = request.k + max(4, request.k // 4)
+        head = ranked.head(spare) if isinstance(ranked, Packed) else [m.item for m, _ in ranked[:spare]]
+        pending = self.features.start(surface, user_id, [pipeline.item_id(i) for i in head])  # overlaps the rules
+        feature_ms = (time.perf_counter() - t0) * 1e3
+
         try:
-            kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
-        except Exception as exc:  # the state changed under a background run: serve the popular list instead
-            self.metrics.errors.labels(f"rules:{type(exc).__name__}").inc()
-            reasons.append("rules_error")
-            self.metrics.fallbacks.labels("rules_error:popular").inc()
-            ranked, statics, memo = model.fallback[surface], {}, None  # nothing of the cached list is reused
-            kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
-        t1 = time.perf_counter()
-        stages["rules"] = (t1 - t0) * 1e3
-        chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
-        t2 = time.perf_counter()
-        stages["select"] = (t2 - t1) * 1e3
-        fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]  # cached objects are shared: copies
-        for h in pipeline.hydrators:
-            h.hydrate(request, model.state, fresh)
+            t0 = time.perf_counter()
+            try:
+                kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
+            except Exception as exc:  # the state changed under a background run: serve the popular list instead
+                self.metrics.errors.labels(f"rules:{type(exc).__name__}").inc()
+                reasons.append("rules_error")
+                self.metrics.fallbacks.labels("rules_error:popular").inc()
+                ranked, statics, memo = model.fallback[surface], {}, None  # nothing of the cached list is reused
+                kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
+            t1 = time.perf_counter()
+            stages["rules"] = (t1 - t0) * 1e3
+            chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
+            t2 = time.perf_counter()
+            stages["select"] = (t2 - t1) * 1e3
+            fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]  # cached objects are shared
+            for h in pipeline.hydrators:
+                h.hydrate(request, model.state, fresh)
+        except BaseException:
+            self.features.finish(pending, [])  # collect the read in flight (its connection goes back to the pool)
+            raise
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3
         ids = [pipeline.item_id(m.item) for m in fresh]
-        online, why = self.features.read(surface, user_id, ids, memo) if ids else (None, None)
+        online, why = self.features.finish(pending, ids, memo)
         if why is not None:
             reasons.append(why)
             self.metrics.fallbacks.labels(why).inc()
         t4 = time.perf_counter()
-        stages["features"] = (t4 - t3) * 1e3
+        stages["features"] = feature_ms + (t4 - t3) * 1e3
         user_features = online.user if online is not None else {}  # the same in every row: sent once
         items = []
         for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1):

@@ -14,6 +14,7 @@
 | BELONG_CANDIDATE_TTL_S | 300 | how long a user's cached candidate list is fresh |
 | BELONG_CACHE_USERS | 200000 | candidate lists kept (least recently used are evicted) |
 | BELONG_CACHE_DEPTH | 200 | ranked candidates kept per cached list (the rules then pick k from them) |
+| BELONG_PROXY_HEADERS | false | trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy) |
 | BELONG_MODELS_DIR | (none) | ``belong train`` artifacts; the newest is loaded at startup (else a version is built from the log) |
 
 With no keys configured, write and admin routes refuse every request (401): a server is never open by accident.
@@ -30,6 +31,15 @@ from belong.errors import ValidationError
 
 def _keys(raw: str | None) -> frozenset[str]:
     return frozenset(k.strip() for k in (raw or "").split(",") if k.strip())
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "false").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValidationError(name, f"must be true or false, got {raw!r}")
 
 
 def _num(env: dict[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -60,6 +70,7 @@ class ServeSettings:
     cache_users: int = 200_000
     cache_depth: int = 200
     models_dir: str | None = None
+    proxy_headers: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
@@ -78,6 +89,7 @@ class ServeSettings:
             cache_users=int(_num(env, "BELONG_CACHE_USERS", 200_000, minimum=1)),
             cache_depth=int(_num(env, "BELONG_CACHE_DEPTH", 200, minimum=1)),
             models_dir=env.get("BELONG_MODELS_DIR") or None,
+            proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),
         )
 
     def with_(self, **changes: Any) -> ServeSettings:
