@@ -105,9 +105,6 @@ def _settle_heap() -> None:
 
     gc.collect()
     gc.freeze()
-    # a request allocates thousands of short-lived objects: collect the young generation every 20,000 allocations
-    # instead of 700 (most of them are freed by reference counting before a collection would scan them)
-    gc.set_threshold(20_000, 20, 20)
 
 
 class ServeState:
