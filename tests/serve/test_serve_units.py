@@ -85,6 +85,14 @@ def test_cache_invalidation_by_event() -> None:
     assert cache.get(Surface.PEOPLE, "b", "v1")[0] is not None
 
 
+def test_proxy_headers_setting() -> None:
+    assert ServeSettings.from_env({}).proxy_headers is False
+    assert ServeSettings.from_env({"BELONG_PROXY_HEADERS": "true"}).proxy_headers is True
+    with pytest.raises(ValidationError) as err:
+        ServeSettings.from_env({"BELONG_PROXY_HEADERS": "sometimes"})
+    assert err.value.field == "BELONG_PROXY_HEADERS"
+
+
 def test_recommendation_query_parsing_names_the_bad_parameter() -> None:
     from belong.domain import AgeGroup
     from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query

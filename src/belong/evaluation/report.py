@@ -189,7 +189,7 @@ def _fitted_section(run: dict[str, Any]) -> str:
         if fitted.get("feature_importance"):
             parts.append(f"<p>{name}: feature importance (LightGBM gain of the ordering model)</p>"
                          + _plot_importance(r["model"], fitted["feature_importance"]))
-        cal = fitted.get("calibration") or {}
+        cal = fitted.get("calibration_by_objective") or fitted.get("calibration") or {}
         per_objective = cal if cal and all(isinstance(v, dict) for v in cal.values()) else ({"join": cal} if cal else {})
         if per_objective:
             rows = "".join(
