@@ -9,7 +9,9 @@ Two shapes come out:
   ``meta["square"]`` is true. A later ``friend_remove`` of the same pair deletes the edge.
 
 ``meta`` also carries ``dataset`` (a name), ``user_age_group`` (an array aligned with ``user_ids``; ``"unknown"``
-where the users table says nothing) and, when the data comes with its own split, ``given_split_ts_us``.
+where the users table says nothing), when the data comes with its own split, ``given_split_ts_us``, and — when the
+world holds other events than the interactions (friendships, activity, leaves, reports) — ``world`` itself, which
+time-split protocols let the ``pipeline:`` models read as of the split (``as_of_us`` on the training part).
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ def interactions_from_world(world: World, event_types: Sequence[str] | None = No
             )
         inter = _bipartite(events.filter(pc.is_in(events.column("type"), pa.array(types))))
     inter.meta["dataset"] = str(world.meta.get("name", "unknown"))
+    # the whole world travels along for models that read more than the interactions (``pipeline:``): only when it
+    # has something they would otherwise lose (friendships, activity, leaves, reports, ...)
+    if not inter.meta.get("square") and present - set(types):
+        inter.meta["world"] = world
     inter.meta["user_age_group"] = _age_groups(world.users, inter.user_ids)
     if "given_split_ts_us" in world.meta:
         inter.meta["given_split_ts_us"] = int(world.meta["given_split_ts_us"])

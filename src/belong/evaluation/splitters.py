@@ -109,6 +109,7 @@ def given(data: Interactions, split_ts_us: int | None = None) -> Split:
     if cut is None:
         raise ValidationError("protocol", "given needs a dataset that comes with its own split (e.g. lightgcn:DIR)")
     train = data.subset(ts < cut)
+    train.meta["as_of_us"] = int(cut)  # everything before the cut may be known to a model (see evaluation.data)
     test, repeated = _drop_pairs_in_train(train, data.subset(ts >= cut))
     unseen = int(np.isin(test.items, train.items, invert=True).sum())
     return _finish(train, test, None, "given", {"split_ts_us": int(cut)},
@@ -147,6 +148,7 @@ def temporal(data: Interactions, cut: str | int | float | None = None, test_frac
             raise ValidationError("test_fraction", f"must be in (0, 1), got {test_fraction}")
         cut_us = int(np.sort(ts)[min(int(np.floor(len(ts) * (1.0 - test_fraction))), len(ts) - 1)])
     train = data.subset(ts < cut_us)
+    train.meta["as_of_us"] = int(cut_us)  # everything before the cut may be known to a model (see evaluation.data)
     test = data.subset(ts >= cut_us)
     unseen_item = np.isin(test.items, train.items, invert=True)
     test = test.subset(~unseen_item)

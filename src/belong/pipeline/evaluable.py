@@ -8,8 +8,10 @@ Names (after the ``pipeline:`` prefix):
   blend — each source evaluated alone.
 
 ``fit(train)`` builds a :class:`WorldState` from the training :class:`Interactions` (users x items become
-memberships; a square user x user matrix becomes the friendship graph, for the people surface) and prepares
-every component; ``recommend_idx`` runs one request per user. Indices are the training data's own: the state
+memberships; a square user x user matrix becomes the friendship graph, for the people surface) — or, for a time
+split of a whole world (a store, a simulated world, hetrec with its friendships: ``meta["world"]`` and
+``meta["as_of_us"]``), from every event and entity of that world before the cut, as serving would have seen it
+then — and prepares every component; ``recommend_idx`` runs one request per user. Indices are the training data's own: the state
 keeps the order of ``train.user_ids`` / ``train.item_ids``.
 """
 
@@ -51,7 +53,13 @@ class PipelineEvaluable:
         import time
 
         t0 = time.perf_counter()
-        self.state = WorldState.from_interactions(train)
+        world, as_of = train.meta.get("world"), train.meta.get("as_of_us")
+        if world is not None and as_of is not None:  # a time split of a whole world: all of it before the cut
+            self.state = WorldState.from_world_as_of(world, int(as_of), user_ids=train.user_ids,
+                                                     community_ids=train.item_ids)
+        else:
+            self.state = WorldState.from_interactions(train)
+        self.n_items = train.n_items
         square = self.state.n_communities == 0 and self.state.friend_csr().nnz > 0
         if square and self.pipeline.surface is not Surface.PEOPLE:
             raise ValidationError("model", f"{self.name}: a friendship graph needs the people surface (pipeline:people)")
@@ -72,7 +80,7 @@ class PipelineEvaluable:
         out_s = np.full((len(user_idx), kk), -np.inf, np.float32)
         for row, u in enumerate(np.asarray(user_idx).tolist()):
             req = Request(str(self.user_ids[u]), self.pipeline.surface, k=kk, explain=False)
-            items = self.pipeline.run(req).items
+            items = [it for it in self.pipeline.run(req).items if it.index < self.n_items]  # not in the data: skip
             out_i[row, : len(items)] = [it.index for it in items]
             out_s[row, : len(items)] = [it.score for it in items]
         return out_i, out_s
