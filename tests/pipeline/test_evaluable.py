@@ -57,3 +57,33 @@ def test_registered_with_the_evaluation_harness():
 
     register_evaluation_factory()
     assert isinstance(build_model("pipeline:people", {}), PipelineEvaluable)
+
+
+def test_a_time_split_of_a_store_gives_the_pipeline_the_whole_world_before_the_cut(tmp_path):
+    from belong.datasets import write_world
+    from belong.evaluation.data import interactions_from_world, load_interactions
+    from belong.evaluation.splitters import make_split
+    from belong.eventlog import open_store
+    from belong.simulate import simulate_world
+
+    world = simulate_world(400, 40, seed=5)
+    store = tmp_path / "sim"
+    with open_store(store) as st:
+        write_world(st, world, progress=False)
+    data = load_interactions(str(store))
+    assert "world" in data.meta  # the log has friendships, activity, leaves beyond the joins
+    split = make_split("temporal", data)
+    cut = split.train.meta["as_of_us"]
+    model = PipelineEvaluable("communities").fit(split.train)
+    state = model.state
+    assert state.friend_csr().nnz > 0  # friendships reached the state (interactions alone carry none)
+    assert state.now_us < cut  # nothing from the test period
+    assert state.n_communities >= split.train.n_items
+    assert list(state.users.ids[: split.train.n_users]) == list(split.train.user_ids)  # the harness's indices
+    idx, _ = model.recommend_idx(np.arange(min(50, split.train.n_users)), 10)
+    assert idx.max() < split.train.n_items
+    # a world loaded by name (made-up times for some events) and a random split keep the interactions-only state
+    assert "world" not in interactions_from_world(world).meta
+    random = make_split("random-holdout", data)
+    assert "as_of_us" not in random.train.meta
+    assert PipelineEvaluable("communities").fit(random.train).state.friend_csr().nnz == 0
