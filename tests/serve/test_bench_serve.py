@@ -1,0 +1,28 @@
+"""``belong bench serve`` end to end on a tiny world (real Redis, real server and bare processes): the JSON has
+the figures the issue asks for, the trained ranker served, per-rate CPU and the per-stage breakdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_serve_json_on_a_tiny_world(redis_url: str, tmp_path: Path) -> None:
+    belong = str(Path(sys.executable).with_name("belong"))
+    done = subprocess.run(
+        [belong, "bench", "serve", "--users", "600", "--communities", "60", "--store", str(tmp_path / "w"),
+         "--redis", redis_url, "--rates", "40,80", "--seconds", "1", "--working-set", "40", "--p99-ms", "1000",
+         "--json"], capture_output=True, text=True, timeout=900, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    for key in ("rps", "p50_ms", "p99_ms", "bare_rps", "bare_p99_ms"):
+        assert key in out
+    assert out["rps"] == 80 and out["bare_rps"] == 80 and out["rps_over_bare"] == 1.0
+    assert out["model"]["artifact"] == "trained" and "LightGBM" in out["model"]["surface"]
+    assert all(r["errors"] == 0 and r["degraded"] == 0 for r in out["runs"])
+    assert all(r.get("server_cpu_ms_per_request", 0) > 0 for r in out["runs"] + out["bare_runs"])
+    assert {"rules", "select", "hydrate", "features", "respond"} <= set(out["stage_ms_mean_under_load"])
+    assert out["payload_bytes"] > 0 and out["world"]["users"] == 600
