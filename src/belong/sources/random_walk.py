@@ -102,19 +102,24 @@ class Pixie(CandidateSource):
         start_cum = np.cumsum(start_w)
         start = p.idx
         rng = np.random.default_rng([request.seed, zlib.crc32(p.id.encode())])
-        visits = np.zeros(self.n_nodes, np.int32)
+        visits = np.zeros(self.n_nodes, np.int64)
         cur = np.full(cfg.walkers, start, np.int64)
         steps = 0
+        pending: list[np.ndarray] = []  # positions since the last count: one bincount per check, not np.add.at per step
         while steps < cfg.max_steps:
             cur = self._step(cur, rng, start_nbrs, start_cum, start)
             restart = rng.random(cur.size) < cfg.restart
             cur[restart] = start
             steps += cur.size
-            np.add.at(visits, cur, 1)
+            pending.append(cur)
             if steps % (cfg.walkers * 4) == 0:
+                visits += np.bincount(np.concatenate(pending), minlength=self.n_nodes)
+                pending = []
                 tgt = visits[: self.n_users] if people else visits[self.n_users:]
                 if int((tgt >= cfg.n_p).sum()) >= cfg.n_v:
                     break
+        if pending:
+            visits += np.bincount(np.concatenate(pending), minlength=self.n_nodes)
         if people:
             scores = visits[: self.n_users].astype(np.float64)
             exclude = np.r_[p.friends, [start]].astype(np.int64)

@@ -77,15 +77,28 @@ class NewCommunities(CandidateSource):
     Config = NewCommunitiesConfig
     config: NewCommunitiesConfig
 
+    @staticmethod
+    def _created(state: WorldState) -> np.ndarray:
+        """Creation times as an array, kept on the state and rebuilt only when communities were added."""
+        key = (id(state.c_created), len(state.c_created), state.version)  # a cut copy has its own list
+        cached = getattr(state, "_created_array", None)
+        if cached is None or cached[0] != key:
+            cached = (key, np.asarray(state.c_created, np.int64))
+            state._created_array = cached  # type: ignore[attr-defined]
+        return cached[1]
+
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
         p = state.profile(request)
         if request.surface is not Surface.COMMUNITIES or state.n_communities == 0:
             return []
-        created = np.asarray(state.c_created, np.int64)
+        created = self._created(state)
         age_days = (state.now_us - created) / DAY_US
         fresh = np.flatnonzero(age_days <= self.config.max_age_days)
         if fresh.size < self.config.min_pool:
             fresh = np.argsort(age_days, kind="stable")[: self.config.min_pool]
+        pool = max(self.config.min_pool, 4 * self.config.k)
+        if fresh.size > pool:  # many "new" ones (or no real creation times): the youngest few are enough to rank
+            fresh = np.sort(fresh[np.argsort(age_days[fresh], kind="stable")[:pool]])
         interests = set(p.interests)
         for c in p.communities.tolist():
             interests.update(state.c_tags[c])
