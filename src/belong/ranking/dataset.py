@@ -312,14 +312,70 @@ class TrainingLists:
     items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
+#: what the per-user list builder reads: set by :func:`build_lists` around the generation (forked workers inherit it)
+_LISTS_CONTEXT: tuple | None = None
+
+
+def _lists_for(users: list[int]) -> dict:
+    """Training lists of ``users`` (one chunk), from :data:`_LISTS_CONTEXT`."""
+    assert _LISTS_CONTEXT is not None
+    user_ids, surface, cut, sources, hydrators, filters, names, held, out_of = _LISTS_CONTEXT
+    out: dict = {"blocks": [], "labels": [], "groups": [], "users": [], "n_pos": [], "items": [],
+                 "extra": {name: [] for name in out_of}}
+    for u in users:
+        req = Request(user_ids[u], surface, k=20, explain=False)
+        cands = candidates(req, cut, sources, hydrators, filters)
+        if not cands:
+            continue
+        pos = held[u]
+        for name, lab in out_of.items():
+            out["extra"][name].append(np.array([lab.get((u, m.item), np.nan) if m.item in pos else np.nan
+                                                for m in cands], np.float32))
+        out["blocks"].append(feature_matrix(names, req, cut, cands))
+        out["labels"].append(np.fromiter((m.item in pos for m in cands), np.float32, len(cands)))
+        out["items"].append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
+        out["groups"].append(len(cands))
+        out["users"].append(u)
+        out["n_pos"].append(len(pos))
+    return out
+
+
+def _run_chunks(users: np.ndarray, workers: int, progress) -> list[dict]:
+    """:func:`_lists_for` over chunks of ``users``, in order: in this process, or in ``workers`` forked ones."""
+    import multiprocessing as mp
+
+    chunk = 100
+    chunks = [users[i:i + chunk].tolist() for i in range(0, users.size, chunk)]
+    parts: list[dict] = []
+    done = 0
+    if workers > 1 and "fork" in mp.get_all_start_methods() and len(chunks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            for part, c in zip(pool.map(_lists_for, chunks), chunks, strict=True):
+                parts.append(part)
+                done += len(c)
+                if progress is not None:
+                    progress(done, int(users.size))
+        return parts
+    for c in chunks:
+        parts.append(_lists_for(c))
+        done += len(c)
+        if progress is not None:
+            progress(done, int(users.size))
+    return parts
+
+
 def build_lists(state: WorldState, surface: Surface, sources: Sequence[CandidateSource],
                 hydrators: Sequence[Hydrator], filters: Sequence[Filter], *, fraction: float = 0.15,
                 cold: float = 0.0, max_users: int = 2000, seed: int = 0, by: str = "random",
-                min_span_days: float = 7.0, progress=None) -> TrainingLists:
+                min_span_days: float = 7.0, progress=None, workers: int = 1) -> TrainingLists:
     """Fit ``sources`` (fresh, unfitted components) on a validation cut of ``state`` and label their candidates.
 
     ``by``: ``random`` | ``time`` | ``auto`` (see the module docstring; ``cold`` applies to ``random`` only).
-    ``progress(done, total)`` is called while candidates are generated."""
+    ``progress(done, total)`` is called while candidates are generated. ``workers > 1`` generates the lists in
+    that many forked processes (the prepared sources are shared copy-on-write; the result is the same lists in the
+    same order as with one)."""
     how = resolve_holdout_by(state, by, min_span_days)
     if how == "time":
         Xcut, held, when, T = time_holdout(state, fraction)
@@ -347,26 +403,19 @@ def build_lists(state: WorldState, surface: Surface, sources: Sequence[Candidate
     users = np.array(sorted(held), np.int64)
     if users.size > max_users:
         users = np.sort(rng.choice(users, max_users, replace=False))
-    blocks, labels, groups, kept_users, n_pos, row_items = [], [], [], [], [], []
-    extra: dict[str, list[np.ndarray]] = {name: [] for name in out_of}
-    for done, u in enumerate(users.tolist(), start=1):
-        req = Request(state.users.ids[u], surface, k=20, explain=False)
-        cands = candidates(req, cut, sources, hydrators, filters)
-        if progress is not None and (done % 100 == 0 or done == users.size):
-            progress(done, int(users.size))
-        if not cands:
-            continue
-        pos = held[u]
-        y = np.fromiter((m.item in pos for m in cands), np.float32, len(cands))
-        for name, lab in out_of.items():
-            extra[name].append(np.array([lab.get((u, m.item), np.nan) if m.item in pos else np.nan for m in cands],
-                                        np.float32))
-        blocks.append(feature_matrix(names, req, cut, cands))
-        labels.append(y)
-        row_items.append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
-        groups.append(len(cands))
-        kept_users.append(u)
-        n_pos.append(len(pos))
+    global _LISTS_CONTEXT
+    _LISTS_CONTEXT = (state.users.ids, surface, cut, sources, hydrators, filters, names, held, out_of)
+    try:
+        parts = _run_chunks(users, workers, progress)
+    finally:
+        _LISTS_CONTEXT = None
+    blocks = [b for part in parts for b in part["blocks"]]
+    labels = [b for part in parts for b in part["labels"]]
+    groups = [g for part in parts for g in part["groups"]]
+    kept_users = [u for part in parts for u in part["users"]]
+    n_pos = [n for part in parts for n in part["n_pos"]]
+    row_items = [r for part in parts for r in part["items"]]
+    extra = {name: [a for part in parts for a in part["extra"][name]] for name in out_of}
     fn = feature_names(names)
     if not blocks:
         return TrainingLists(np.zeros((0, len(fn)), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), fn,

@@ -43,6 +43,7 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     rounds: int = 300
     min_data_in_leaf: int = 50
     seed: int = 0
+    workers: int = 0  # processes generating the training lists; 0: two when there are >= 1000 lists (forked)
 
 
 def surface_pipeline(name: str):
@@ -74,8 +75,22 @@ class LgbmRanker(Scorer):
         if self.config.holdout_by not in HOLDOUT_BY:
             raise ValidationError(f"{self.name}.holdout_by",
                                   f"must be one of {', '.join(HOLDOUT_BY)}, got {self.config.holdout_by!r}")
+        if self.config.workers < 0:
+            raise ValidationError(f"{self.name}.workers", f"must be >= 0 (0: automatic), got {self.config.workers}")
         if self.config.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
+
+    def list_workers(self) -> int:
+        """Processes for the training lists: the setting, or (0) two on a multi-core machine for >= 1000 lists —
+        not when torch is loaded (a forked process may hang on its thread pools)."""
+        import os
+        import sys
+
+        if self.config.workers:
+            return self.config.workers
+        if self.config.users < 1000 or "torch" in sys.modules:
+            return 1
+        return min(2, os.cpu_count() or 1)
 
     def new_ranker(self) -> Ranker:
         c = self.config
@@ -92,7 +107,8 @@ class LgbmRanker(Scorer):
         p = surface_pipeline(self.config.surface)
         lists = build_lists(state, p.surface, p.sources, p.hydrators, p.filters, fraction=self.config.holdout,
                             cold=self.config.cold, max_users=self.config.users, seed=self.config.seed,
-                            by=self.config.holdout_by, min_span_days=self.config.min_span_days, progress=progress)
+                            by=self.config.holdout_by, min_span_days=self.config.min_span_days, progress=progress,
+                            workers=self.list_workers())
         self.ranker = self.new_ranker().fit(lists)
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
