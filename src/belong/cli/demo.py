@@ -92,11 +92,9 @@ def _serve(store: Path, models: Path, port: int, console: Console, *, wait: bool
     import os
     import secrets
     import subprocess
-    import time
-
-    import httpx
 
     from belong.eventlog import open_store
+    from belong.serve.bench import wait_ready
 
     key = os.environ.get("BELONG_DEMO_API_KEY") or secrets.token_urlsafe(16)
     env = {**os.environ, "BELONG_API_KEYS_WRITE": os.environ.get("BELONG_API_KEYS_WRITE", key),
@@ -111,18 +109,11 @@ def _serve(store: Path, models: Path, port: int, console: Console, *, wait: bool
     proc = subprocess.Popen([belong, "serve", "--store", str(store), "--models", str(models), "--port", str(port),
                              "--materialize"], env=env)
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if proc.poll() is not None:
-                raise typer.Exit(proc.returncode or 1)
-            try:
-                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise typer.Exit(1)
-            time.sleep(0.5)
+        try:
+            wait_ready(f"{base}/readyz", proc, 600)
+        except RuntimeError as exc:
+            console.print(f"[red]the API did not start: {exc}[/]")
+            raise typer.Exit(1) from None
         event = {"events": [{"event_id": f"curl-{secrets.token_hex(4)}", "ts": "2026-11-02T10:00:00Z",
                              "type": "join", "actor": user, "target": "COMMUNITY"}]}
         event_json = orjson.dumps(event).decode().replace("COMMUNITY", community)

@@ -74,6 +74,29 @@ def _fallback_lists(state: WorldState) -> dict[Surface, list[tuple[Merged, float
     return out
 
 
+def _fit_all(store: str | Path, say: Callable[[str], None],
+             pipeline_of: Callable[[Surface, WorldState], Pipeline]) -> tuple[WorldState, dict[Surface, Pipeline],
+                                                                            dict[str, Any]]:
+    """The store's state and every surface's fitted pipeline (``pipeline_of``), with the timing/count meta."""
+    t0 = time.perf_counter()
+    say("reading the event log")
+    state = WorldState.from_store(store)
+    t_state = time.perf_counter() - t0
+    pipelines: dict[Surface, Pipeline] = {}
+    fit_s: dict[str, float] = {}
+    for surface in Surface:
+        t1 = time.perf_counter()
+        pipelines[surface] = pipeline_of(surface, state)
+        fit_s[surface.value] = round(time.perf_counter() - t1, 3)
+    meta = {
+        "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
+        "memberships": int(state.membership_csr().nnz),
+        "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
+        "build_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return state, pipelines, meta
+
+
 def build_version(
     store: str | Path,
     surfaces: dict[Surface, str | Path] | None = None,
@@ -81,34 +104,20 @@ def build_version(
 ) -> ModelVersion:
     """Build a version from the store's current log: state, every surface's pipeline fitted, fallbacks."""
     say = progress or (lambda _msg: None)
-    t0 = time.perf_counter()
-    say("reading the event log")
-    state = WorldState.from_store(store)
-    t_state = time.perf_counter() - t0
-    pipelines: dict[Surface, Pipeline] = {}
-    fit_s: dict[str, float] = {}
-    declarations: list[str] = []
-    for surface in Surface:
-        decl = (surfaces or {}).get(surface, surface.value)
+
+    def fit(surface: Surface, state: WorldState) -> Pipeline:
         say(f"fitting {surface.value}")
-        t1 = time.perf_counter()
-        pipelines[surface] = Pipeline.load(decl).fit(state)
-        fit_s[surface.value] = round(time.perf_counter() - t1, 3)
-        declarations.append(pipelines[surface].to_toml())
+        return Pipeline.load((surfaces or {}).get(surface, surface.value)).fit(state)
+
+    state, pipelines, counts = _fit_all(store, say, fit)
     now = datetime.now(UTC)
     digest = hashlib.sha256()
     digest.update(f"{store}|{state.version}|{state.n_users}|{state.n_communities}|{state.now_us}".encode())
-    for d in declarations:
-        digest.update(d.encode())
+    for surface in Surface:
+        digest.update(pipelines[surface].to_toml().encode())
     digest.update(str(time.time_ns()).encode())  # two builds of one log are two versions
     version = f"{now.strftime('%Y%m%dT%H%M%S')}-{digest.hexdigest()[:8]}"
-    meta = {
-        "created_at": now.isoformat().replace("+00:00", "Z"), "source": "log",
-        "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
-        "memberships": int(state.membership_csr().nnz),
-        "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
-        "build_seconds": round(time.perf_counter() - t0, 3),
-    }
+    meta = {"created_at": now.isoformat().replace("+00:00", "Z"), "source": "log", **counts}
     return ModelVersion(version, state, pipelines, _fallback_lists(state), meta)
 
 
@@ -134,33 +143,23 @@ def load_version(
     say = progress or (lambda _msg: None)
     directory = Path(artifact)
     manifest = read_manifest(directory)  # a missing or foreign directory fails before the log is read
-    t0 = time.perf_counter()
-    say("reading the event log")
-    state = WorldState.from_store(store)
-    t_state = time.perf_counter() - t0
-    pipelines: dict[Surface, Pipeline] = {}
-    fit_s: dict[str, float] = {}
     loaded: list[str] = []
-    for surface in Surface:
-        t1 = time.perf_counter()
+
+    def load_or_fit(surface: Surface, state: WorldState) -> Pipeline:
         if surface.value in manifest.get("surfaces", {}) and surface not in (surfaces or {}):
             say(f"loading {surface.value} from {directory.name}")
-            pipelines[surface] = load_pipeline(directory, surface.value, state)
             loaded.append(surface.value)
-        else:
-            say(f"fitting {surface.value}")
-            pipelines[surface] = Pipeline.load((surfaces or {}).get(surface, surface.value)).fit(state)
-        fit_s[surface.value] = round(time.perf_counter() - t1, 3)
+            return load_pipeline(directory, surface.value, state)
+        say(f"fitting {surface.value}")
+        return Pipeline.load((surfaces or {}).get(surface, surface.value)).fit(state)
+
+    state, pipelines, counts = _fit_all(store, say, load_or_fit)
     rankers = {name: {"features": len(e["ranker"]["features"]),
                       "validation": e["ranker"].get("metrics", {}).get("ranker", {})}
                for name, e in manifest.get("surfaces", {}).items() if "ranker" in e}
     meta = {
         "created_at": manifest.get("created_at"), "source": "artifact", "artifact": str(directory),
-        "data_window": manifest.get("data_window", {}), "loaded_surfaces": loaded, "rankers": rankers,
-        "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
-        "memberships": int(state.membership_csr().nnz),
-        "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
-        "build_seconds": round(time.perf_counter() - t0, 3),
+        "data_window": manifest.get("data_window", {}), "loaded_surfaces": loaded, "rankers": rankers, **counts,
     }
     return ModelVersion(str(manifest["version"]), state, pipelines, _fallback_lists(state), meta)
 
