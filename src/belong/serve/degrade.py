@@ -5,7 +5,9 @@
 :func:`belong.features.candidate_features`, the code training rows are built with. Candidate rows are kept in
 process a short while (:class:`belong.serve.rowcache.RowCache`), so a warm request reads only the user's row, and
 only the user features the surface's rows need (not, say, the user's interaction map on the communities surface).
-The read is synchronous: on loopback it costs well under a millisecond. The asyncio Redis client was measured
+The read is synchronous but split in two (:meth:`FeatureReader.start` writes the commands before the request's rules
+run, :meth:`FeatureReader.finish` reads the replies after hydration), so Redis answers while the request computes
+and the event loop is not held waiting for the round trip. The asyncio Redis client was measured
 twice on the bench world (this file's history): it costs more CPU per read, opens a connection per concurrent
 request, and its timeout also counts the event loop's own queueing, so under load reads "time out" with Redis
 healthy and the breaker opens (most answers degraded at 900 requests/s). The Redis socket timeout is the stage's
