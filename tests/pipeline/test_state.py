@@ -94,3 +94,26 @@ def test_from_interactions_bipartite_and_square():
                               item_ids=np.array(["1", "2", "3"]))
     sq = WorldState.from_interactions(g)
     assert sq.n_communities == 0 and sq.friend_csr().nnz == 6
+
+
+def test_member_counts_match_member_lists_through_joins_leaves_and_rejoins(state):
+    state.apply(ev(11, EventType.JOIN, "alice", "gaming", TargetKind.COMMUNITY))
+    state.apply(ev(12, EventType.LEAVE, "alice", "rust", TargetKind.COMMUNITY))
+    state.apply(ev(13, EventType.JOIN, "alice", "rust", TargetKind.COMMUNITY))  # back in: counted once
+    state.apply(ev(14, EventType.JOIN, "bob", "brand-new-2", TargetKind.COMMUNITY))  # beyond the base's columns
+    everyone = np.arange(state.n_communities)
+    assert state.member_counts(everyone).tolist() == [state.members_of(int(c)).size for c in everyone]
+
+
+def test_community_flags_follow_attribute_changes(state):
+    from belong.domain import Community, EntityStatus
+
+    rust = state.communities.index["rust"]
+    assert state.community_flags().active[rust]
+    state.add_community(Community(id="rust", name="rust", created_at_us=1, status=EntityStatus.BANNED,
+                                  discoverable=False))
+    flags = state.community_flags()
+    assert not flags.active[rust] and not flags.discoverable[rust]
+    assert flags.active.size == state.n_communities
+    with pytest.raises(ValueError):
+        flags.active[rust] = True  # shared by every request: read-only

@@ -117,3 +117,31 @@ def test_gap_columns_are_each_sources_score_minus_its_best_in_the_list(lists):
         if found.any():
             np.testing.assert_allclose(gap[found], score[found] - score[found].max(), rtol=1e-6, atol=1e-6)
             assert gap[found].max() == 0.0
+
+
+def test_order_objective_is_a_setting_and_bad_values_name_the_field(lists):
+    lr = Ranker(rounds=30, min_data_in_leaf=20, seed=0, order="lambdarank").fit(lists)
+    xe = Ranker(rounds=30, min_data_in_leaf=20, seed=0).fit(lists)
+    assert xe.params["order"] == "rank_xendcg" and lr.params["order"] == "lambdarank"
+    assert not np.allclose(lr.score(lists.X[:200]), xe.score(lists.X[:200]))
+    with pytest.raises(ValidationError, match="order"):
+        Ranker(order="pairwise")
+    with pytest.raises(ValidationError, match="scorer.order|lgbm_ranker.order"):
+        from belong.ranking.scorer import LgbmRanker, LgbmRankerConfig
+
+        LgbmRanker(LgbmRankerConfig(order="pairwise"))
+
+
+def test_threads_do_not_change_the_boosters(lists):
+    one = Ranker(rounds=20, min_data_in_leaf=20, seed=0, threads=1).fit(lists)
+    two = Ranker(rounds=20, min_data_in_leaf=20, seed=0, threads=2).fit(lists)
+    np.testing.assert_array_equal(one.score(lists.X[:300]), two.score(lists.X[:300]))
+
+
+def test_size_taste_columns_are_the_users_mean_log_size_and_the_candidates_size_against_it(lists, sim_state):
+    fn = lists.feature_names
+    first = lists.X[: lists.groups[0]]
+    taste, vs, size = (first[:, fn.index(n)] for n in ("user_log_members", "log_members_vs_user", "log_members"))
+    assert np.unique(taste[~np.isnan(taste)]).size <= 1  # one value per list (the user's)
+    ok = ~np.isnan(vs)
+    np.testing.assert_allclose(vs[ok], size[ok] - taste[ok], rtol=1e-5, atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from toy_world import toy_world
 
@@ -152,3 +153,24 @@ def test_pixie_stops_early_on_visit_counts(state):
     full = Pixie(Pixie.Config(walkers=50, max_steps=10_000, n_p=10**6, n_v=10**6))
     full.prepare(state)
     assert full.generate(Request("alice", seed=0), state)[0].reason.data["steps"] == 10_000
+
+
+def test_pixie_uniform_start_pick_is_the_weighted_search_with_unit_weights(state):
+    src = Pixie(Pixie.Config(walkers=256))
+    src.prepare(state)
+    start = state.users.index["alice"]
+    nbrs = np.r_[state.friends_of(start), src.n_users + state.communities_of(start)].astype(np.int64)
+    cur = np.full(256, start, np.int64)
+    cur[::3] = nbrs[0]  # some walkers away from the start
+    fast = src._step(cur, np.random.default_rng(7), nbrs, None, start)
+    searched = src._step(cur, np.random.default_rng(7), nbrs, np.cumsum(np.ones(nbrs.size)), start)
+    np.testing.assert_array_equal(fast, searched)
+
+
+def test_batch_requests_share_one_reason_and_keep_the_candidates(state):
+    src = Pixie(Pixie.Config(walkers=64, max_steps=4000))
+    src.prepare(state)
+    explained = src.generate(Request("alice", explain=True), state)
+    batch = src.generate(Request("alice", explain=False), state)
+    assert [(c.item, c.score) for c in explained] == [(c.item, c.score) for c in batch]
+    assert "visits" in explained[0].reason.data and len({id(c.reason) for c in batch}) == 1

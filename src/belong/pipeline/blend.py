@@ -31,13 +31,15 @@ class SocialHydrator(Hydrator):
         else:
             targets = [state.x_community[m.item] for m in cands]
         near = self._friend_counts(state, p.friends, targets, people)
-        for m, t, n in zip(cands, targets, near, strict=True):
-            if people:
+        if people:
+            for m, t, n in zip(cands, targets, near, strict=True):
                 m.features["friends"] = float(state.friends_of(t).size)
                 m.features["mutual_friends"] = float(n)
-            else:
-                m.features["members"] = float(state.members_of(t).size)
-                m.features["friends_in"] = float(n)
+            return
+        sizes = state.member_counts(np.asarray(targets, np.int64)).tolist()
+        for m, size, n in zip(cands, sizes, near, strict=True):
+            m.features["members"] = float(size)
+            m.features["friends_in"] = float(n)
 
     @staticmethod
     def _friend_counts(state: WorldState, friends: np.ndarray, targets: list[int], people: bool) -> list[int]:

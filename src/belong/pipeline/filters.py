@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from belong.domain import AgeGroup, EntityStatus, Surface
 from belong.pipeline.components import Filter, register
 from belong.pipeline.state import Profile, WorldState
@@ -23,6 +25,23 @@ def _split(cands: list[Merged], why: Callable[[int], str | None]) -> FilterResul
         else:
             removed.append((m, reason))
     return FilterResult(kept, removed)
+
+
+def _split_mask(cands: list[Merged], bad: np.ndarray, why: Callable[[int], str]) -> FilterResult:
+    """Split by a boolean array over ``cands`` (True: removed); ``why`` words the reason of a removed item."""
+    if not bad.any():
+        return FilterResult(list(cands), [])
+    kept, removed = [], []
+    for m, b in zip(cands, bad.tolist(), strict=True):
+        if b:
+            removed.append((m, why(m.item)))
+        else:
+            kept.append(m)
+    return FilterResult(kept, removed)
+
+
+def _items(cands: list[Merged]) -> np.ndarray:
+    return np.fromiter((m.item for m in cands), np.int64, len(cands))
 
 
 def _community_of(request: Request, state: WorldState, item: int) -> int | None:
@@ -53,8 +72,8 @@ class AlreadyConnectedFilter(Filter):
         p: Profile = state.profile(request)
         if p.idx is None:
             return FilterResult(list(cands), [])
-        if request.surface is Surface.COMMUNITIES:
-            have, reason = set(p.communities.tolist()), "you are already a member"
+        if request.surface is Surface.COMMUNITIES:  # the whole list at once
+            return _split_mask(cands, np.isin(_items(cands), p.communities), lambda _: "you are already a member")
         elif request.surface is Surface.PEOPLE:
             have, reason = set(p.friends.tolist()), "you are already friends"
         else:
@@ -80,6 +99,11 @@ class BlockedFilter(Filter):
                 return None
             return _split(cands, why)
         comms = state.blocked_communities.get(me, set())
+        if not comms:
+            return FilterResult(list(cands), [])
+        if request.surface is Surface.COMMUNITIES:
+            return _split_mask(cands, np.isin(_items(cands), np.fromiter(comms, np.int64, len(comms))),
+                               lambda _: "you blocked this community")
         return _split(cands, lambda i: "you blocked this community"
                       if _community_of(request, state, i) in comms else None)
 
@@ -92,6 +116,12 @@ class NotDiscoverableFilter(Filter):
         p = state.profile(request)
         if request.surface is Surface.PEOPLE:
             return FilterResult(list(cands), [])
+        if request.surface is Surface.COMMUNITIES:
+            flags = state.community_flags()
+            items = _items(cands)
+            return _split_mask(cands, ~flags.discoverable[items] | flags.invite_only[items],
+                               lambda c: "the community is not discoverable" if not state.c_discoverable[c]
+                               else "the community is invite-only")
         mine = set(p.communities.tolist())
 
         def why(i: int) -> str | None:
@@ -116,6 +146,9 @@ class AgeRestrictedFilter(Filter):
         if p.age_group == AgeGroup.ADULT or request.surface is Surface.PEOPLE:
             return FilterResult(list(cands), [])
         who = "teens" if p.age_group == AgeGroup.TEEN else "users whose age is unknown"
+        if request.surface is Surface.COMMUNITIES:
+            return _split_mask(cands, state.community_flags().age_restricted[_items(cands)],
+                               lambda _: f"age-restricted, not shown to {who}")
 
         def why(i: int) -> str | None:
             c = _community_of(request, state, i)
@@ -131,6 +164,9 @@ class InactiveFilter(Filter):
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
         state.profile(request)  # unknown users fail here as everywhere
         active = EntityStatus.ACTIVE.value
+        if request.surface is Surface.COMMUNITIES:
+            return _split_mask(cands, ~state.community_flags().active[_items(cands)],
+                               lambda c: f"it was {state.c_status[c]}")
 
         def why(i: int) -> str | None:
             if request.surface is Surface.PEOPLE:

@@ -43,6 +43,26 @@ ENGAGE_TYPES = frozenset({"message", "reaction", "voice_minutes", "view", "click
 
 
 @dataclass(frozen=True, slots=True)
+class CommunityTerms:
+    """Per community (dense index): tag counts (``tags[c, tag_ids[t]]``) and locale codes (-1: undetermined)."""
+
+    tags: sp.csr_matrix
+    tag_ids: dict[str, int]
+    locale: np.ndarray
+    locale_ids: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityFlags:
+    """Per community (dense index): active, discoverable, invite-only, age-restricted."""
+
+    active: np.ndarray
+    discoverable: np.ndarray
+    invite_only: np.ndarray
+    age_restricted: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
 class PairEvents:
     """(user index, community index, time) of one kind of event, in time order (e.g. leaves, reports)."""
 
@@ -151,6 +171,22 @@ class _Overlay:
         if self.symmetric:
             return self.row(j)
         return self._merge(self._row(self._c, j), self.add_c.get(j), self.del_c.get(j))
+
+    def col_sizes(self, js: np.ndarray) -> np.ndarray:
+        """``col(j).size`` for every ``j`` at once: the base's counts, exact for columns the overlay edited."""
+        counts = getattr(self, "_col_counts", None)
+        if counts is None:
+            counts = self._col_counts = np.diff(np.asarray(self._c[0], np.int64))
+        js = np.asarray(js, np.int64)
+        out = np.zeros(js.size, np.int64)
+        inside = js < counts.size
+        out[inside] = counts[js[inside]]
+        add, rem = (self.add_r, self.del_r) if self.symmetric else (self.add_c, self.del_c)
+        if add or rem:
+            for k, j in enumerate(js.tolist()):
+                if add.get(j) or rem.get(j):
+                    out[k] = self.col(j).size
+        return out
 
     def has(self, i: int, j: int) -> bool:
         if j in self.add_r.get(i, ()):
@@ -320,6 +356,7 @@ class WorldState:
             for col, v in zip(cols, values, strict=True):
                 col[i] = v
         self.version += 1
+        self._c_attrs = self._c_terms = None  # community_flags() / community_terms() are rebuilt on next use
         return i
 
     def _ensure_user(self, uid: str, ts_us: int) -> int:
@@ -348,6 +385,10 @@ class WorldState:
 
     def members_of(self, c: int) -> np.ndarray:
         return self.members.col(c)
+
+    def member_counts(self, communities: np.ndarray) -> np.ndarray:
+        """Members of each of ``communities`` (live), without building their member lists."""
+        return self.members.col_sizes(communities)
 
     def friends_of(self, u: int) -> np.ndarray:
         return self.friends.row(u)
@@ -403,6 +444,37 @@ class WorldState:
 
     def community_active(self) -> np.ndarray:
         return np.array([s == EntityStatus.ACTIVE for s in self.c_status], bool)
+
+    def community_terms(self) -> CommunityTerms:
+        """Tags (community x tag counts) and locales (codes) as arrays, rebuilt after any community changes."""
+        terms = getattr(self, "_c_terms", None)
+        if terms is None or terms.locale.size != self.n_communities:
+            tag_ids: dict[str, int] = {}
+            rows, cols = [], []
+            for c, tags in enumerate(self.c_tags):
+                for t in tags:
+                    rows.append(c)
+                    cols.append(tag_ids.setdefault(t, len(tag_ids)))
+            tags_m = sp.csr_matrix((np.ones(len(rows), np.float64), (rows, cols)),
+                                   shape=(self.n_communities, max(len(tag_ids), 1)))
+            tags_m.sum_duplicates()
+            locale_ids: dict[str, int] = {}
+            locale = np.array([-1 if loc in ("", "und") else locale_ids.setdefault(loc, len(locale_ids))
+                               for loc in self.c_locale], np.int64)
+            terms = self._c_terms = CommunityTerms(tags_m, tag_ids, locale, locale_ids)
+        return terms
+
+    def community_flags(self) -> CommunityFlags:
+        """The rule-relevant community attributes as boolean arrays (read-only, rebuilt after any community
+        changes): what the safety rules test over a whole candidate list at once."""
+        flags = getattr(self, "_c_attrs", None)
+        if flags is None or flags.active.size != self.n_communities:
+            flags = CommunityFlags(self.community_active(), np.array(self.c_discoverable, bool),
+                                   np.array(self.c_invite_only, bool), np.array(self.c_age_restricted, bool))
+            for a in (flags.active, flags.discoverable, flags.invite_only, flags.age_restricted):
+                a.flags.writeable = False
+            self._c_attrs = flags
+        return flags
 
     def profile(self, request: Request) -> Profile:
         """Resolve the request's user. Unknown ids raise :class:`UnknownIdError` unless the request carries

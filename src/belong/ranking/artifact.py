@@ -6,7 +6,7 @@ Layout::
         manifest.json                      version, created_at, store, data window, counts, per surface:
                                            pipeline (components and parameters), sources' files, ranker
                                            (features, params, validation metrics, calibration error, importance)
-        communities/ranker_lambdarank.txt  LightGBM text models
+        communities/ranker_order.txt       LightGBM text models
         communities/ranker_join.txt
         communities/calibrators.pkl
         communities/source_<name>.pkl      fitted source components (pickle; absent when one cannot be pickled)

@@ -27,13 +27,13 @@ absent and ``TrainingLists.label_notes`` says why.
 Features (:func:`feature_names`) are request-time values only: each source's score, rank and gap to its best score
 in the same list (missing when the source did not find the item), how many sources found it, and cheap entity / pair features read from the
 :class:`~belong.pipeline.state.WorldState` (community size, decayed activity, the user's number of memberships,
-friends who are members, age of the community).
+friends who are members, age of the community, the mean log size of the user's communities and the candidate's
+log size against it).
 """
 
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -49,7 +49,7 @@ from belong.pipeline.types import Merged, Request
 HOLDOUT_BY = ("auto", "time", "random")
 RETAINED_DAYS = 7
 ENTITY_FEATURES = ("n_sources", "log_members", "log_heat", "log_user_degree", "friends_in", "age_days",
-                   "locale_match", "interest_overlap", "tag_affinity")
+                   "locale_match", "interest_overlap", "tag_affinity", "user_log_members", "log_members_vs_user")
 DAY_US = 86_400_000_000
 
 
@@ -68,12 +68,22 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     if not cands:
         return out
     col = {s: i for i, s in enumerate(source_names)}
+    rr: list[int] = []
+    cc: list[int] = []
+    score: list[float] = []
+    rank_: list[int] = []
     for r, m in enumerate(cands):
         for s, (rank, cand) in m.hits.items():
             i = col.get(s)
             if i is not None:
-                out[r, 2 * i] = cand.score
-                out[r, 2 * i + 1] = rank
+                rr.append(r)
+                cc.append(2 * i)
+                score.append(cand.score)
+                rank_.append(rank)
+    if rr:
+        ri, ci = np.array(rr, np.int64), np.array(cc, np.int64)
+        out[ri, ci] = score
+        out[ri, ci + 1] = rank_
     items = np.fromiter((m.item for m in cands), np.int64, len(cands))
     p = state.profile(request)
     base = 2 * n_src
@@ -89,6 +99,12 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
         created = np.asarray(state.c_created, np.int64)
         out[:, base + 5] = (state.now_us - created[comm]) / DAY_US
         _pair_features(out[:, base + 6:base + 9], p, state, comm)
+        # the user's taste for size: mean log size of their communities, and the candidate's size against it
+        mine = p.communities[p.communities < counts.size]
+        if mine.size:
+            taste = float(np.log1p(counts[mine]).mean())
+            out[:, base + 9] = taste
+            out[ok, base + 10] = out[ok, base + 1] - taste
     out[:, base + 3] = np.log1p(p.communities.size)
     out[:, base + 4] = [m.features.get("friends_in", m.features.get("mutual_friends", 0.0)) for m in cands]
     scores = out[:, 0:base:2]
@@ -101,16 +117,18 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
 def _pair_features(out: np.ndarray, p, state: WorldState, comm: np.ndarray) -> None:
     """User x community columns: same locale (NaN when either is undetermined), declared interests among the
     community's tags, and how often the community's tags occur among the user's communities (per community)."""
-    interests = set(p.interests)
-    mine: Counter[str] = Counter(t for c in p.communities.tolist() for t in state.c_tags[c])
-    n_mine = max(p.communities.size, 1)
-    known = p.locale not in ("", "und")
-    for r, c in enumerate(comm.tolist()):
-        tags = state.c_tags[c]
-        loc = state.c_locale[c]
-        out[r, 0] = float(loc == p.locale) if known and loc not in ("", "und") else np.nan
-        out[r, 1] = sum(t in interests for t in tags)
-        out[r, 2] = sum(mine[t] for t in tags) / n_mine
+    terms = state.community_terms()
+    mine = p.communities[p.communities < terms.locale.size]
+    code = -1 if p.locale in ("", "und") else terms.locale_ids.get(p.locale, -2)  # -2: known, no community has it
+    loc = terms.locale[comm]
+    out[:, 0] = np.where((loc >= 0) & (code != -1), (loc == code).astype(np.float32), np.nan)
+    T = terms.tags[comm]
+    wanted = np.zeros(T.shape[1])
+    ids = [terms.tag_ids[t] for t in set(p.interests) if t in terms.tag_ids]
+    wanted[ids] = 1.0
+    out[:, 1] = T @ wanted
+    counts = np.asarray(terms.tags[mine].sum(axis=0)).ravel() if mine.size else np.zeros(T.shape[1])
+    out[:, 2] = (T @ counts) / max(p.communities.size, 1)
 
 
 def _member_counts(state: WorldState) -> np.ndarray:

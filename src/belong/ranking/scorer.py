@@ -25,7 +25,7 @@ from belong.pipeline.components import ComponentConfig, Scorer, register
 from belong.pipeline.state import WorldState
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import HOLDOUT_BY, build_lists, feature_matrix
-from belong.ranking.ranker import Ranker
+from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 
 
 class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -44,6 +44,8 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     min_data_in_leaf: int = 50
     seed: int = 0
     workers: int = 0  # processes generating the training lists; 0: two when there are >= 1000 lists (forked)
+    threads: int = 0  # LightGBM threads; 0: every core (deterministic: the same boosters with any number)
+    order: str = "rank_xendcg"  # the order's objective: rank_xendcg | lambdarank (see ranking.ranker)
 
 
 def surface_pipeline(name: str):
@@ -60,7 +62,7 @@ def surface_pipeline(name: str):
 
 @register("scorer", "lgbm_ranker")
 class LgbmRanker(Scorer):
-    """score = LambdaRank margin (+ weighted calibrated objective probabilities); see :mod:`belong.ranking.ranker`."""
+    """score = ranking-objective margin (+ weighted calibrated objective probabilities); see :mod:`belong.ranking.ranker`."""
 
     Config = LgbmRankerConfig
     config: LgbmRankerConfig
@@ -77,6 +79,11 @@ class LgbmRanker(Scorer):
                                   f"must be one of {', '.join(HOLDOUT_BY)}, got {self.config.holdout_by!r}")
         if self.config.workers < 0:
             raise ValidationError(f"{self.name}.workers", f"must be >= 0 (0: automatic), got {self.config.workers}")
+        if self.config.order not in ORDER_OBJECTIVES:
+            raise ValidationError(f"{self.name}.order",
+                                  f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {self.config.order!r}")
+        if self.config.threads < 0:
+            raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {self.config.threads}")
         if self.config.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
 
@@ -96,7 +103,7 @@ class LgbmRanker(Scorer):
         c = self.config
         return Ranker(num_leaves=c.num_leaves, learning_rate=c.learning_rate, rounds=c.rounds,
                       min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
-                      objectives=c.objectives)
+                      objectives=c.objectives, threads=c.threads, order=c.order)
 
     def prepare(self, state: WorldState, progress=None) -> None:
         if self.config.artifact:

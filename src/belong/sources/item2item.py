@@ -104,8 +104,9 @@ class CoMembership(CandidateSource):
             block = rows[:, top]
             block = block.toarray() if sp.issparse(block) else np.asarray(block)
             anchor = mine[np.argmax(block, axis=0)]
-        else:
-            anchor = np.full(top.size, -1)
+        else:  # batch work: one shared reason
+            shared = Reason("members of your communities also joined")
+            return [Candidate(j, self.name, v, shared) for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
         out = []
         for j, s, a in zip(top.tolist(), vals.tolist(), anchor.tolist(), strict=True):
             reason = (Reason(f"members of {state.c_name[a]} also joined", {"because_of": state.communities.ids[a]})

@@ -56,12 +56,15 @@ class Pixie(CandidateSource):
         self.uniform = bool(np.all(G.data == 1.0))
 
     def _step(self, cur: np.ndarray, rng: np.random.Generator, start_nbrs: np.ndarray,
-              start_cum: np.ndarray, start: int) -> np.ndarray:
+              start_cum: np.ndarray | None, start: int) -> np.ndarray:
         nxt = np.empty_like(cur)
         at_start = cur == start
         if at_start.any():
-            r = rng.random(int(at_start.sum())) * start_cum[-1]
-            nxt[at_start] = start_nbrs[np.searchsorted(start_cum, r, side="right")]
+            r = rng.random(int(at_start.sum())) * (start_nbrs.size if start_cum is None else start_cum[-1])
+            if start_cum is None:  # every start edge weighs 1: the floor(r)-th, as the search would give
+                nxt[at_start] = start_nbrs[np.minimum(r.astype(np.int64), start_nbrs.size - 1)]
+            else:
+                nxt[at_start] = start_nbrs[np.searchsorted(start_cum, r, side="right")]
         rest = ~at_start
         if rest.any():
             c = cur[rest]
@@ -99,7 +102,7 @@ class Pixie(CandidateSource):
         if start_nbrs.size == 0:
             return []
         start_w = np.r_[np.full((p.friends < self.n_users).sum(), cfg.friend_weight), np.ones(comm_nodes.size)]
-        start_cum = np.cumsum(start_w)
+        start_cum = None if np.all(start_w == 1.0) else np.cumsum(start_w)  # None: pick uniformly
         start = p.idx
         rng = np.random.default_rng([request.seed, zlib.crc32(p.id.encode())])
         visits = np.zeros(self.n_nodes, np.int64)
@@ -130,5 +133,9 @@ class Pixie(CandidateSource):
         text = ("often reached through your friends and communities" if people
                 else "where walks through your communities and friends keep landing")
         total = max(float(steps), 1.0)
-        return [Candidate(int(i), self.name, float(v) / total, Reason(text, {"visits": int(v), "steps": steps}))
-                for i, v in zip(top, vals, strict=True)]
+        name = self.name
+        if not request.explain:  # batch work (training lists, evaluation): one shared reason, no per-item facts
+            shared = Reason(text)
+            return [Candidate(i, name, v / total, shared) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
+        return [Candidate(i, name, v / total, Reason(text, {"visits": int(v), "steps": steps}))
+                for i, v in zip(top.tolist(), vals.tolist(), strict=True)]

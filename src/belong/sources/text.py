@@ -151,6 +151,9 @@ class TextMatch(CandidateSource):
         if self.sizes is not None:
             scores[self.sizes > self.config.max_members] = 0.0
         top, vals = self._top(scores, self.config.k, exclude=mine)
+        if not request.explain:  # batch work: one shared reason
+            shared = Reason("described like what you are into", {"encoder": self.encoder.name})
+            return [Candidate(j, self.name, v, shared) for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
         interests = set(p.interests) | {t for c in mine.tolist() for t in state.c_tags[c]}
         out = []
         for j, s in zip(top.tolist(), vals.tolist(), strict=True):
