@@ -95,6 +95,8 @@ class TopK(Selector):
     Config = TopKConfig
     config: TopKConfig
 
+    mutates = False
+
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         sc = scores.tolist() if isinstance(scores, np.ndarray) else [float(x) for x in scores]  # no numpy scalars
         order = sorted(range(len(cands)), key=lambda i: (-sc[i], cands[i].item))

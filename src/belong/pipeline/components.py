@@ -129,5 +129,9 @@ class Scorer(Component):
 class Selector(Component):
     """Picks the final ordered list of at most ``request.k`` from scored candidates."""
 
+    #: whether :meth:`select` writes into the candidates it is given (e.g. an exploration propensity): a caller
+    #: holding shared candidates then passes copies
+    mutates: bool = True
+
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         raise NotImplementedError

@@ -316,6 +316,10 @@ class WorldState:
         self.content_heat: dict[str, np.ndarray] = {}
         self.version = 0
         self._profile_cache: tuple[Request, int, Profile] | None = None
+        #: per user, a counter bumped by every change to what the user did or declared (their events, their
+        #: profile); with ``c_rev`` (bumped by every community change) it keys answers that depend on nothing else
+        self.user_rev: defaultdict[int, int] = defaultdict(int)
+        self.c_rev = 0
         # time-stamped facts for point-in-time cuts (see the module docstring)
         self.join_ts = sp.csr_matrix((0, 0), dtype=np.int64)  # join time of each base membership
         self._join_ts_live: dict[tuple[int, int], int] = {}  # joins folded in by apply()
@@ -338,6 +342,7 @@ class WorldState:
             self.user_locale[i], self.user_age[i] = user.locale, str(user.age_group)
             self.user_interests[i], self.user_status[i] = tuple(user.interests), str(user.status)
         self.version += 1
+        self.user_rev[i] += 1
         return i
 
     def add_community(self, c: Community) -> int:
@@ -356,6 +361,7 @@ class WorldState:
             for col, v in zip(cols, values, strict=True):
                 col[i] = v
         self.version += 1
+        self.c_rev += 1
         self._c_attrs = self._c_terms = None  # community_flags() / community_terms() are rebuilt on next use
         return i
 
@@ -444,6 +450,10 @@ class WorldState:
 
     def community_active(self) -> np.ndarray:
         return np.array([s == EntityStatus.ACTIVE for s in self.c_status], bool)
+
+    def rules_revision(self, user: int | None) -> tuple[int, int]:
+        """What the communities rules of ``user`` read, as counters: unchanged counters mean an unchanged answer."""
+        return (self.user_rev.get(user, 0) if user is not None else 0), self.c_rev
 
     def community_terms(self) -> CommunityTerms:
         """Tags (community x tag counts) and locales (codes) as arrays, rebuilt after any community changes."""
@@ -803,6 +813,7 @@ class WorldState:
                 self.engaged.set(u, x, True)
                 self._bump(self.content_heat, x, u, event)
         self.version += 1
+        self.user_rev[u] += 1
 
     def _clear_pending(self, a: int, b: int) -> None:
         self.pending_requests.get(a, set()).discard(b)

@@ -103,6 +103,9 @@ class Entry:
     #: assembled online feature rows of this user's candidates, by item id, with the materialisation times of
     #: the user's and the item's stored rows they were computed from (reused only while both are unchanged)
     feature_rows: dict[str, tuple[tuple[int, int], dict]] = field(default_factory=dict)
+    #: the last rules answer on this list: (the list it was computed on, what it read as counters, kept, scores);
+    #: see :meth:`belong.serve.engine.Engine._memo_rules`
+    rules: tuple | None = None
 
 
 class CandidateCache:

@@ -125,7 +125,7 @@ class Engine:
         return fut
 
     async def _candidates(self, model: ModelVersion, request: Request, stages: dict[str, float],
-                          reasons: list[str]) -> tuple[Ranked, dict, str, dict[int, dict], dict | None]:
+                          reasons: list[str]) -> tuple[Ranked, dict, str, dict[int, dict], dict | None, Entry | None]:
         surface = request.surface
         t0 = time.perf_counter()
         entry, fresh = self.cache.get(surface, request.user_id, model.version)
@@ -135,14 +135,14 @@ class Engine:
             self.metrics.cache.labels(surface.value, status).inc()
             if not fresh:  # stale-while-revalidate: answer now, refresh in the background
                 self._start_run(model, request)
-            return entry.ranked, entry.trace, status, entry.statics, entry.feature_rows
+            return entry.ranked, entry.trace, status, entry.statics, entry.feature_rows, entry
         status = "miss"
         self.metrics.cache.labels(surface.value, status).inc()
         t0 = time.perf_counter()
         fut = self._start_run(model, request)
         try:
             ranked, trace = await asyncio.wait_for(asyncio.shield(fut), self.settings.budget_sources_ms / 1e3)
-            return ranked, trace, status, {}, None
+            return ranked, trace, status, {}, None, None
         except TimeoutError:
             reason = "sources_timeout"
         except Exception:  # a failing source or dependency degrades the answer, never fails it (counted in done)
@@ -151,7 +151,7 @@ class Engine:
             stages["sources"] = (time.perf_counter() - t0) * 1e3
         reasons.append(reason)
         self.metrics.fallbacks.labels(f"{reason}:popular").inc()
-        return model.fallback[surface], {"fallback": "popular"}, status, {}, None
+        return model.fallback[surface], {"fallback": "popular"}, status, {}, None, None
 
     # ------------------------------------------------------------------------------------------- rules
     @staticmethod
@@ -176,6 +176,24 @@ class Engine:
             i += step
         return kept, scores, removed
 
+    def _memo_rules(self, pipeline: Pipeline, model: ModelVersion, request: Request, ranked: Ranked,
+                    entry: Entry | None, want_all: bool) -> tuple[list[Merged], list[float], list[Removed]]:
+        """:meth:`_rules`, or its last answer for this cached list when nothing it reads has changed since.
+
+        Communities only: their rules read the user's own memberships, blocks and profile and the communities'
+        attributes, which ``WorldState.rules_revision`` counts (any event of the user, any community change).
+        The memo is exact, not a TTL: one such change and the rules run again on the live state."""
+        if entry is None or want_all or request.surface is not Surface.COMMUNITIES:
+            return self._rules(pipeline, model, request, ranked, want_all)
+        state = model.state
+        key = (request.k, request.new_user, state.rules_revision(state.profile(request).idx))
+        memo = entry.rules
+        if memo is not None and memo[0] is ranked and memo[1] == key:
+            return memo[2], memo[3], []
+        kept, scores, removed = self._rules(pipeline, model, request, ranked, want_all)
+        entry.rules = (ranked, key, kept, scores)
+        return kept, scores, removed
+
     # ------------------------------------------------------------------------------------------- request
     async def recommend(self, surface: Surface, user_id: str, k: int, *, debug: bool = False,
                         new_user: NewUser | None = None) -> bytes:
@@ -187,7 +205,7 @@ class Engine:
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
         stages: dict[str, float] = {}
         reasons: list[str] = []
-        ranked, trace, cache_status, statics, memo = await self._candidates(model, request, stages, reasons)
+        ranked, trace, cache_status, statics, memo, entry = await self._candidates(model, request, stages, reasons)
         t0 = time.perf_counter()
         spare = request.k + max(4, request.k // 4)
         head = ranked.head(spare) if isinstance(ranked, Packed) else [m.item for m, _ in ranked[:spare]]
@@ -197,7 +215,7 @@ class Engine:
         try:
             t0 = time.perf_counter()
             try:
-                kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
+                kept, scores, removed = self._memo_rules(pipeline, model, request, ranked, entry, debug)
             except Exception as exc:  # the state changed under a background run: serve the popular list instead
                 self.metrics.errors.labels(f"rules:{type(exc).__name__}").inc()
                 reasons.append("rules_error")
@@ -206,6 +224,8 @@ class Engine:
                 kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
             t1 = time.perf_counter()
             stages["rules"] = (t1 - t0) * 1e3
+            if pipeline.selector.mutates:  # kept objects may be a memoised answer: the selector gets its own
+                kept = [Merged(m.item, m.hits, dict(m.features)) for m in kept]
             chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
             t2 = time.perf_counter()
             stages["select"] = (t2 - t1) * 1e3

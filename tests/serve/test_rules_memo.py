@@ -1,0 +1,69 @@
+"""The per-list rules memo of the engine: a repeated request reuses the last rules answer only while nothing the
+communities rules read has changed — any event of the user or any community change runs them again on the live
+state, even when the cached list itself was not invalidated."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from belong.domain import Community, EntityStatus, Event, EventType, Surface, TargetKind
+from belong.serve.degrade import FeatureReader
+from belong.serve.engine import Engine
+from belong.serve.metrics import Metrics
+from belong.serve.models import ModelRegistry, build_version
+from belong.serve.settings import ServeSettings
+
+TS = 1_900_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def engine(small_store: Path) -> Engine:
+    registry = ModelRegistry()
+    registry.add(build_version(str(small_store)), activate=True)
+    features = FeatureReader.open(None, prefix="memo:", budget_ms=50, breaker_s=1)
+    return Engine(registry, features, Metrics(), ServeSettings())
+
+
+def _ids(engine: Engine, user: str, k: int = 10) -> list[str]:
+    body = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, k)))
+    return [it["id"] for it in body["items"]]
+
+
+def _user_with_answer(engine: Engine) -> str:
+    state = engine.model().state
+    for u in state.users.ids[:200]:
+        if len(_ids(engine, u)) >= 5:
+            return u
+    raise AssertionError("no user with five recommendations")
+
+
+def test_repeated_requests_reuse_the_rules_answer(engine: Engine) -> None:
+    user = _user_with_answer(engine)
+    first = _ids(engine, user)
+    entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
+    assert entry is not None and entry.rules is not None
+    memo = entry.rules
+    assert _ids(engine, user) == first and entry.rules is memo  # nothing changed: the same answer, not recomputed
+    assert _ids(engine, user, 5) == first[:5] and entry.rules is not memo  # another k: recomputed
+
+
+@pytest.mark.parametrize("change", ["ban", "block", "join"])
+def test_a_change_the_rules_read_is_seen_by_the_next_request(engine: Engine, change: str) -> None:
+    user = _user_with_answer(engine)
+    before = _ids(engine, user)
+    _ids(engine, user)  # the memo is filled
+    state = engine.model().state
+    gone = before[0]
+    if change == "ban":  # a community change: no event of this user, no cache invalidation
+        state.add_community(Community(id=gone, name=gone, created_at_us=1, status=EntityStatus.BANNED))
+    else:  # the user's own event folded into the state only: the cached list itself is left as it was
+        etype = EventType.BLOCK if change == "block" else EventType.JOIN
+        state.apply(Event(event_id=f"memo-{change}-{user}", ts_us=TS, type=etype, actor=user, target=gone,
+                          target_kind=TargetKind.COMMUNITY))
+    assert engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)[0] is not None
+    after = _ids(engine, user)
+    assert gone not in after and after[: len(before) - 1] == before[1:]  # the rest moves up, in order
