@@ -164,3 +164,16 @@ def test_hydrate_rejects_bad_requests():
         hydrate(store, "guilds", "u", ["v"])
     rows = hydrate(store, "people", "u", ["v"], [{"src_fof_score": 0.5}])
     assert rows[0]["src_fof_score"] == 0.5 and rows[0]["uu_mutual_friends"] == 0
+
+
+@pytest.mark.redis
+def test_split_reads_on_the_held_connection_never_read_another_requests_replies(redis_store):
+    redis_store.write("community", {"a": {"community_size": 1}, "b": {"community_size": 2}}, 5)
+    forgotten = redis_store.begin_read_many([("community", "a")])  # sent, never collected
+    wait = redis_store.begin_read_many([("community", "b")])
+    assert wait()[0]["community_size"] == 2  # not a's reply, left on the connection
+    with pytest.raises(ConnectionError, match="superseded"):  # the dropped read fails at once, never answers wrongly
+        forgotten()
+    assert redis_store.read_many([("community", "a"), ("community", "b")])[0]["community_size"] == 1
+    waits = [redis_store.begin_read_many([("community", k)]) for k in "ab"]  # one after the other, then collected
+    assert waits[1]()[0]["community_size"] == 2

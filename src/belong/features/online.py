@@ -14,6 +14,7 @@ Missing entities and missing values read as the declared defaults; each returned
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -227,6 +228,7 @@ class RedisFeatureStore(OnlineFeatureStore):
         self.url = url
         self.prefix = prefix
         self.write_chunk = write_chunk
+        self._local = threading.local()  # a held read connection per thread (see _begin_read)
         try:
             self._client = redis.Redis.from_url(url, socket_timeout=30)
             self._client.ping()
@@ -263,26 +265,36 @@ class RedisFeatureStore(OnlineFeatureStore):
 
     def _begin_read(self, requests: list[tuple[str, str]], fields: dict[str, list[str]]
                     ) -> Callable[[], list[tuple[list[bytes | None], bytes | None]]]:
-        """The HMGETs written to one pooled connection now (pipelined, no transaction); their replies read by the
-        returned function, which then gives the connection back (dropped on any error)."""
-        pool = self._client.connection_pool
-        conn = pool.get_connection()
+        """The HMGETs written now (pipelined, no transaction) on this thread's own connection; their replies read by
+        the returned function. The connection is the thread's for good (made by the client's pool, so with its
+        settings): no pool checkout per request, which cost a third of the client's time. A read left uncollected
+        or failed drops it (disconnect: the next read reconnects), so no reply is ever read by the wrong request."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = self._client.connection_pool.make_connection()
+        if getattr(local, "busy", False):  # the last read was never collected: its replies must not be read now
+            conn.disconnect()
+        local.busy = True
+        local.gen = gen = getattr(local, "gen", 0) + 1
         try:
             conn.send_packed_command(conn.pack_commands(
                 [("HMGET", self._k(e, k), *fields[e], _TS_FIELD) for e, k in requests]))
         except BaseException:
             conn.disconnect()
-            pool.release(conn)
+            local.busy = False
             raise
 
         def wait() -> list[tuple[list[bytes | None], bytes | None]]:
+            if local.gen != gen:  # a later read replaced this one on the connection: its replies are gone
+                raise ConnectionError("feature store: this read was superseded before it was collected")
             try:
                 replies = [conn.read_response() for _ in requests]
             except BaseException:
                 conn.disconnect()
                 raise
             finally:
-                pool.release(conn)
+                local.busy = False
             return [(vals[:-1], vals[-1]) for vals in replies]
 
         return wait
@@ -300,6 +312,9 @@ class RedisFeatureStore(OnlineFeatureStore):
         return n
 
     def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.disconnect()
         self._client.close()
 
 

@@ -172,9 +172,14 @@ class Pipeline:
         return self
 
     def item_id(self, item: int) -> str:
+        return self.item_ids()[item]
+
+    def item_ids(self) -> list[str]:
+        """The surface's item ids by dense index (the live list: it grows as new items arrive)."""
         st = self._state()
-        ids = {Surface.COMMUNITIES: st.communities.ids, Surface.PEOPLE: st.users.ids, Surface.CONTENT: st.content.ids}
-        return ids[self.surface][item]
+        if self.surface is Surface.COMMUNITIES:
+            return st.communities.ids
+        return st.users.ids if self.surface is Surface.PEOPLE else st.content.ids
 
     def item_label(self, item: int) -> str:
         """A display name: community name, user id, or the first words of a content item."""

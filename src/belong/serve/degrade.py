@@ -19,6 +19,7 @@ itself when Redis returns.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class BudgetRedisFeatureStore(RedisFeatureStore):
         self.url = url
         self.prefix = prefix
         self.write_chunk = 2000
+        self._local = threading.local()
         self._client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
@@ -95,6 +97,8 @@ class Pending:
     wait: Callable[[], list[dict[str, Any]]] | None
     missing: list[str]
     unavailable: str | None
+    #: candidate rows the row cache held when the read was sent (not read again when the request finishes)
+    found: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +141,8 @@ class FeatureReader:
         missing = [c for c, r in zip(likely, rows, strict=True) if r is None]
         wait = self.store.begin_read_many([("user", user_id)] + [(entity, c) for c in missing],
                                           self._names[surface])
-        return Pending(surface, user_id, wait, missing, None)
+        found = {c: r for c, r in zip(likely, rows, strict=True) if r is not None}
+        return Pending(surface, user_id, wait, missing, None, found)
 
     def finish(self, pending: Pending, item_ids: Sequence[str],
                memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> tuple[Online | None, str | None]:
@@ -175,8 +180,12 @@ class FeatureReader:
         now = time.monotonic()
         if fetched:
             self.rows.put_many(entity, list(fetched.items()), now)
-        cached = self.rows.get_many(entity, item_ids, now)
-        cand_rows = [r if r is not None else fetched.get(c) for c, r in zip(item_ids, cached, strict=True)]
+        known = pending.found or {}
+        cand_rows = [known.get(c) or fetched.get(c) for c in item_ids]
+        if None in cand_rows:  # not among the likely ones: the row cache may still hold them
+            again = self.rows.get_many(entity, [c for c, r in zip(item_ids, cand_rows, strict=True) if r is None], now)
+            it = iter(again)
+            cand_rows = [r if r is not None else next(it) for r in cand_rows]
         late = [c for c, r in zip(item_ids, cand_rows, strict=True) if r is None]
         if late:
             more = dict(zip(late, self.store.read_many([(entity, c) for c in late]), strict=True))

@@ -209,7 +209,8 @@ class Engine:
         t0 = time.perf_counter()
         spare = request.k + max(4, request.k // 4)
         head = ranked.head(spare) if isinstance(ranked, Packed) else [m.item for m, _ in ranked[:spare]]
-        pending = self.features.start(surface, user_id, [pipeline.item_id(i) for i in head])  # overlaps the rules
+        item_ids = pipeline.item_ids()
+        pending = self.features.start(surface, user_id, [item_ids[i] for i in head])  # overlaps the rules
         feature_ms = (time.perf_counter() - t0) * 1e3
 
         try:
@@ -237,7 +238,7 @@ class Engine:
             raise
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3
-        ids = [pipeline.item_id(m.item) for m in fresh]
+        ids = [item_ids[m.item] for m in fresh]
         online, why = self.features.finish(pending, ids, memo)
         if why is not None:
             reasons.append(why)
