@@ -117,3 +117,16 @@ def test_community_flags_follow_attribute_changes(state):
     assert flags.active.size == state.n_communities
     with pytest.raises(ValueError):
         flags.active[rust] = True  # shared by every request: read-only
+
+
+def test_rules_revision_counts_every_change_of_the_user_and_of_any_community(state):
+    from belong.domain import Community
+
+    a, b, zed = (state.users.index[u] for u in ("alice", "bob", "erin"))
+    before = {u: state.rules_revision(u) for u in (a, b, zed)}
+    state.apply(ev(21, EventType.FRIEND_ACCEPT, "bob", "alice", TargetKind.USER))  # done to alice by bob
+    assert state.rules_revision(a)[0] > before[a][0] and state.rules_revision(b)[0] > before[b][0]
+    assert state.rules_revision(zed) == before[zed]  # nothing of erin's changed
+    state.add_community(Community(id="brand-new-3", name="x", created_at_us=1))
+    assert state.rules_revision(zed)[1] > before[zed][1]
+    assert state.rules_revision(None) == (0, state.c_rev)

@@ -67,3 +67,26 @@ def test_a_change_the_rules_read_is_seen_by_the_next_request(engine: Engine, cha
     assert engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)[0] is not None
     after = _ids(engine, user)
     assert gone not in after and after[: len(before) - 1] == before[1:]  # the rest moves up, in order
+
+
+def test_serialised_items_are_reused_only_while_everything_they_are_made_of_is_equal(engine: Engine) -> None:
+    from belong.features.registry import defaults
+
+    state = engine.model().state
+    user = _user_with_answer(engine)
+    store = engine.features.store
+    store.write("user", {user: defaults("user")}, 1)
+    store.write("community", {c: defaults("community") | {"community_size": 5} for c in state.communities.ids}, 1)
+    first = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
+    assert entry is not None and entry.items_json is not None
+    done = entry.items_json
+    again = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    assert again["items"] == first["items"] and again["request_id"] != first["request_id"]
+    assert entry.items_json is done  # reused, not rebuilt
+    top = first["items"][0]["id"]
+    store.write("community", {top: defaults("community") | {"community_size": 999}}, 2)  # a fresher stored row
+    changed = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    assert entry.items_json is not done
+    assert changed["items"][0]["features"] != first["items"][0]["features"]
+    assert changed["items"][1:] == first["items"][1:]

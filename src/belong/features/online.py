@@ -70,12 +70,24 @@ def encode_row(entity: str, row: Mapping[str, Any]) -> dict[str, bytes]:
 
 
 def _names(entity: str, names: Sequence[str] | None) -> list[str]:
+    """The feature names read for ``entity`` (validated once per distinct request; shared: do not mutate)."""
+    key = (entity, None if names is None else tuple(names))
+    hit = _NAMES.get(key)
+    if hit is not None:
+        return hit
     if names is None:
-        return [s.name for s in specs_for(entity)]  # type: ignore[arg-type]
-    for n in names:
-        if get_spec(n).entity != entity:
-            raise ValidationError("feature", f"{n!r} is not a feature of {entity!r}")
-    return list(names)
+        out = [s.name for s in specs_for(entity)]  # type: ignore[arg-type]
+    else:
+        for n in names:
+            if get_spec(n).entity != entity:
+                raise ValidationError("feature", f"{n!r} is not a feature of {entity!r}")
+        out = list(names)
+    if len(_NAMES) < 1024:  # the serving path asks a handful of distinct ones
+        _NAMES[key] = out
+    return out
+
+
+_NAMES: dict[tuple[str, tuple[str, ...] | None], list[str]] = {}
 
 
 def _decode_row(entity: str, names: list[str], raw: Sequence[bytes | None], ts: bytes | None) -> dict[str, Any]:

@@ -51,12 +51,13 @@ class SocialHydrator(Hydrator):
         linked = np.concatenate(rows) if rows else np.empty(0, np.int64)
         if not linked.size:
             return [0] * len(targets)
-        uniq, inv = np.unique(np.asarray(targets, np.int64), return_inverse=True)
-        pos = np.searchsorted(uniq, linked)
-        pos[pos >= uniq.size] = 0
-        hit = uniq[pos] == linked
-        counts = np.bincount(pos[hit], minlength=uniq.size)
-        return counts[inv].tolist()
+        t = np.asarray(targets, np.int64)
+        st = np.sort(t)  # repeated targets (content of one community) count at their first sorted position
+        pos = np.searchsorted(st, linked)
+        pos[pos >= st.size] = 0
+        hit = st[pos] == linked
+        counts = np.bincount(pos[hit], minlength=st.size)
+        return counts[np.searchsorted(st, t)].tolist()
 
 
 class WeightedRRFConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -96,6 +97,7 @@ class TopK(Selector):
     config: TopKConfig
 
     mutates = False
+    deterministic = True
 
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         sc = scores.tolist() if isinstance(scores, np.ndarray) else [float(x) for x in scores]  # no numpy scalars

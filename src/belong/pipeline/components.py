@@ -132,6 +132,9 @@ class Selector(Component):
     #: whether :meth:`select` writes into the candidates it is given (e.g. an exploration propensity): a caller
     #: holding shared candidates then passes copies
     mutates: bool = True
+    #: whether :meth:`select` is a function of ``request.k``, the candidates and their scores alone (no randomness,
+    #: no clock): its answer may then be reused for the same list
+    deterministic: bool = False
 
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         raise NotImplementedError

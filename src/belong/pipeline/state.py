@@ -316,8 +316,9 @@ class WorldState:
         self.content_heat: dict[str, np.ndarray] = {}
         self.version = 0
         self._profile_cache: tuple[Request, int, Profile] | None = None
-        #: per user, a counter bumped by every change to what the user did or declared (their events, their
-        #: profile); with ``c_rev`` (bumped by every community change) it keys answers that depend on nothing else
+        #: per user, a counter bumped by every change to what the user did, declared or had done to them (their
+        #: events, their profile, friend requests / friendships / blocks aimed at them); with ``c_rev`` (bumped by
+        #: every community change) it keys answers that depend on nothing else
         self.user_rev: defaultdict[int, int] = defaultdict(int)
         self.c_rev = 0
         # time-stamped facts for point-in-time cuts (see the module docstring)
@@ -794,15 +795,18 @@ class WorldState:
             v = self._ensure_user(event.target, event.ts_us)
             if not self.friends.has(u, v):
                 self.pending_requests[u].add(v)
+            self.user_rev[v] += 1  # done to them: counts as a change of theirs too
         elif et in (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE):
             v = self._ensure_user(event.target, event.ts_us)
             self.friends.set(u, v, et is EventType.FRIEND_ACCEPT)
             self._clear_pending(u, v)
+            self.user_rev[v] += 1
         elif et is EventType.BLOCK:
             if kind == "user":
                 v = self._ensure_user(event.target, event.ts_us)
                 self.blocked_users[u].add(v)
                 self._clear_pending(u, v)
+                self.user_rev[v] += 1
             else:
                 self.blocked_communities[u].add(self._ensure_community(event.target, event.ts_us))
         if et.value in ACTIVITY_TYPES and kind == "community":

@@ -106,6 +106,11 @@ class Entry:
     #: the last rules answer on this list: (the list it was computed on, what it read as counters, kept, scores);
     #: see :meth:`belong.serve.engine.Engine._memo_rules`
     rules: tuple | None = None
+    #: the selector's answer on the memoised rules answer: (that kept list, chosen) — deterministic selectors only
+    chosen: tuple | None = None
+    #: the serialised ``items`` of the last answer and everything they were made of (chosen items, scores, their
+    #: hydrated features, the stored rows' times, the list): reused while all of it is equal
+    items_json: tuple | None = None
 
 
 class CandidateCache:

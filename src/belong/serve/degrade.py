@@ -107,6 +107,9 @@ class Online:
 
     user: dict[str, Any]
     items: list[dict[str, Any]]
+    #: per item, the materialisation times of the stored rows it was assembled from (user's, item's); None when
+    #: a row has none (defaults): equal keys mean equal rows
+    keys: tuple | None = None
 
 
 class FeatureReader:
@@ -207,8 +210,10 @@ class FeatureReader:
             return Online(user, items)
         user_ts = user_row[MATERIALIZED_AT]
         items = []
+        keys = []
         for c, row in zip(item_ids, cand_rows, strict=True):
             key = (user_ts, row[MATERIALIZED_AT])
+            keys.append(key)
             hit = memo.get(c)
             if hit is not None and hit[0] == key and None not in key:
                 items.append(hit[1])
@@ -218,7 +223,8 @@ class FeatureReader:
             assembled = {n: tuple(v) if type(v) is list else v for n, v in assembled.items()}
             memo[c] = (key, assembled)
             items.append(assembled)
-        return Online(user, items)
+        known = user_ts is not None and all(k[1] is not None for k in keys)
+        return Online(user, items, tuple(keys) if known else None)
 
     def ping(self) -> bool:
         """Whether the feature store answers now (for /readyz)."""

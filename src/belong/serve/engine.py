@@ -225,9 +225,17 @@ class Engine:
                 kept, scores, removed = self._rules(pipeline, model, request, ranked, debug)
             t1 = time.perf_counter()
             stages["rules"] = (t1 - t0) * 1e3
-            if pipeline.selector.mutates:  # kept objects may be a memoised answer: the selector gets its own
-                kept = [Merged(m.item, m.hits, dict(m.features)) for m in kept]
-            chosen = pipeline.selector.select(request, kept, np.asarray(scores, np.float64))
+            selector = pipeline.selector
+            memo_sel = (entry is not None and not selector.mutates and selector.deterministic
+                        and entry.rules is not None and entry.rules[2] is kept)  # kept: the memoised rules answer
+            if memo_sel and entry.chosen is not None and entry.chosen[0] is kept:
+                chosen = entry.chosen[1]
+            else:
+                if selector.mutates:  # kept objects may be a memoised answer: the selector gets its own
+                    kept = [Merged(m.item, m.hits, dict(m.features)) for m in kept]
+                chosen = selector.select(request, kept, np.asarray(scores, np.float64))
+                if memo_sel:
+                    entry.chosen = (kept, chosen)
             t2 = time.perf_counter()
             stages["select"] = (t2 - t1) * 1e3
             fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]  # cached objects are shared
@@ -246,15 +254,31 @@ class Engine:
         t4 = time.perf_counter()
         stages["features"] = feature_ms + (t4 - t3) * 1e3
         user_features = online.user if online is not None else {}  # the same in every row: sent once
-        items = []
-        for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1):
-            static = statics.get(m.item)
-            if static is None:  # first use of this item from this list: with its reasons (not unpacked above)
-                full = ranked.full(m.item) if isinstance(ranked, Packed) else None
-                static = statics[m.item] = self._static(pipeline, full or m, ident, score)
-            row = m.features if online is None else m.features | online.items[rank - 1]
-            propensity = m.features.get("propensity", 1.0)  # < 1 for an exploration pick (the selector's)
-            items.append({"rank": rank, "position": rank - 1, **static, "propensity": propensity, "features": row})
+        items: list | orjson.Fragment | None = None
+        sig = None
+        if entry is not None and online is not None and online.keys is not None and not debug:
+            # everything the items below are made of; equal -> the same bytes (exact, nothing is skipped that
+            # could differ: the hydrated features and the stored rows' times are this request's own)
+            sig = (tuple(m.item for m in fresh), tuple(s for _, s in chosen),
+                   tuple(tuple(m.features.items()) for m in fresh), online.keys)
+            done = entry.items_json
+            if done is not None and done[2] is ranked and done[0] == sig:
+                items = orjson.Fragment(done[1])
+        if items is None:
+            items = []
+            for rank, (m, ident, (_, score)) in enumerate(zip(fresh, ids, chosen, strict=True), start=1):
+                static = statics.get(m.item)
+                if static is None:  # first use of this item from this list: with its reasons (not unpacked above)
+                    full = ranked.full(m.item) if isinstance(ranked, Packed) else None
+                    static = statics[m.item] = self._static(pipeline, full or m, ident, score)
+                row = m.features if online is None else m.features | online.items[rank - 1]
+                propensity = m.features.get("propensity", 1.0)  # < 1 for an exploration pick (the selector's)
+                items.append({"rank": rank, "position": rank - 1, **static, "propensity": propensity,
+                              "features": row})
+            if sig is not None and entry is not None:
+                done_bytes = orjson.dumps(items)
+                entry.items_json = (sig, done_bytes, ranked)
+                items = orjson.Fragment(done_bytes)
         body: dict[str, Any] = {
             "request_id": uuid.uuid4().hex, "surface": surface.value, "user_id": user_id,
             "model_version": model.version, "k": k, "user_features": user_features, "items": items,
