@@ -11,7 +11,9 @@ Stages and their budgets:
    goes on in the background and fills the cache for the next request. Concurrent misses of one user share one
    run.
 3. **rules** — the surface's filters, re-applied on every request to the live state (a join, a block, a ban is
-   seen at once), on just enough of the ranked list to fill ``k``.
+   seen at once), on just enough of the ranked list to fill ``k``. For communities the last answer on the same
+   cached list is reused while nothing the rules read has changed (:meth:`Engine._memo_rules`: the user's and the
+   communities' change counters), and so is a deterministic selector's answer on it.
 4. **select** — the surface's selector (top-k, per-source cap).
 5. **hydrate** — the surface's hydrators (social proof) on the chosen items only.
 6. **features** — the user's and the likely items' online features in one round trip (Redis pipeline), under
@@ -19,6 +21,10 @@ Stages and their budgets:
    *sent* before stage 3 (for the head of the ranked list) and collected here, so Redis answers while the rules,
    selection and hydration run (:meth:`FeatureReader.start` / :meth:`~FeatureReader.finish`). Candidate rows
    read recently are kept in process (:mod:`belong.serve.rowcache`): a warm request reads the user's row only.
+
+The serialised items of the last answer on a cached list are reused (an ``orjson.Fragment``) while the chosen
+items, their scores, their hydrated features and the materialisation times of the stored feature rows are all
+equal: the bytes would be the same.
 
 The surface's scorer orders the list when it is built (stage 2): the learned ranker (``lgbm_ranker``) when the
 active version comes from a ``belong train`` artifact of a ranked surface — its calibrated ``p_join`` is kept with
