@@ -99,3 +99,15 @@ def test_train_errors_are_exit_code_2(tmp_path, capsys):
     assert code == 2 and "error" in err
     code, _, err = _cli(["train", "--store", str(tmp_path / "none"), "--surface", "no_such_surface"], capsys)
     assert code == 2 and "surface" in err
+
+
+def test_an_artifact_of_another_feature_set_is_refused_with_the_reason(store, surface_toml, tmp_path):
+    from belong.errors import ValidationError
+
+    state, window = load_state(store)
+    fitted = surface_pipeline(str(surface_toml)).fit(state)
+    entry = write_surface(tmp_path, fitted)
+    entry["ranker"]["features"] = entry["ranker"]["features"][:-3]  # as an older version wrote it
+    write_manifest(tmp_path, {"version": "old", "data_window": window, "surfaces": {"communities": entry}})
+    with pytest.raises(ValidationError, match="another feature set.*retrain"):
+        load_pipeline(tmp_path, "communities", state)

@@ -248,6 +248,14 @@ class Ranker:
     def load(cls, directory: Path, manifest: dict[str, Any]) -> Ranker:
         import pickle
 
+        from belong.ranking.dataset import feature_names
+
+        expected = feature_names(manifest["sources"])
+        if list(manifest["features"]) != expected:
+            new = sorted(set(expected) - set(manifest["features"]))
+            raise ValidationError("artifact", f"{directory} was trained on another feature set ({len(manifest['features'])} "
+                                  f"features; this version computes {len(expected)}"
+                                  + (f", new: {', '.join(new[:4])}" if new else "") + "): retrain it with belong train")
         r = cls(**{k: v for k, v in manifest["params"].items()}, objectives=manifest["objectives"])
         files = manifest["files"]
         r.order = lgb.Booster(model_file=str(directory / files["order"]))
