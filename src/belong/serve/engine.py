@@ -73,7 +73,8 @@ class NotReady(Exception):
 
 
 def run_sources(pipeline: Pipeline, model: ModelVersion, request: Request, depth: int) -> tuple[Ranked, dict]:
-    """Sources -> filters -> score, as :meth:`Pipeline.run` does, keeping the ``depth`` best (a cache entry)."""
+    """Sources -> hydrate -> filters -> score, as :meth:`Pipeline.run` does (the scorer sees the same hydrated
+    features as in training and offline evaluation), keeping the ``depth`` best (a cache entry)."""
     state = model.state
     merged: dict[int, Merged] = {}
     source_ms: dict[str, float] = {}
@@ -87,6 +88,8 @@ def run_sources(pipeline: Pipeline, model: ModelVersion, request: Request, depth
             merged.setdefault(c.item, Merged(c.item)).hits[src.name] = (rank, c)
     cands_m = list(merged.values())
     n = len(cands_m)
+    for h in pipeline.hydrators:
+        h.hydrate(request, state, cands_m)
     removed: list[Removed] = []
     for f in pipeline.filters:
         res = f.apply(request, state, cands_m)
