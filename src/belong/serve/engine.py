@@ -261,7 +261,10 @@ class Engine:
                     entry.chosen = (kept, chosen)
             t2 = time.perf_counter()
             stages["select"] = (t2 - t1) * 1e3
-            fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]  # cached objects are shared
+            if isinstance(ranked, Packed):  # objects unpacked for this list (or its memo): hydrated in place
+                fresh = [m for m, _ in chosen]
+            else:  # the model's popular fallback: shared by every user, hydrated on copies
+                fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]
             for h in pipeline.hydrators:
                 h.hydrate(request, model.state, fresh)
         except BaseException:
