@@ -5,7 +5,7 @@ Stages and their budgets:
 1. **cache** — the user's ranked candidates from :class:`~belong.serve.cache.CandidateCache`. A fresh entry is a
    hit; an expired one (older than the TTL) is the user's last good list: it answers at once while a background
    run refreshes it (stale-while-revalidate).
-2. **sources** (miss only) — every candidate source of the surface, the surface's filters and the blend scorer,
+2. **sources** (miss only) — every candidate source of the surface, its hydrators, its filters and its scorer,
    run in a worker thread under ``budget_sources_ms``. When the budget runs out or a source fails, the request
    answers from the model's popular fallback, marked degraded (``sources_timeout`` / ``sources_error``); the run
    goes on in the background and fills the cache for the next request. Concurrent misses of one user share one
