@@ -25,7 +25,8 @@ yet) and ``report`` (the user reported the community after joining). Without lea
 absent and ``TrainingLists.label_notes`` says why.
 
 Features (:func:`feature_names`) are request-time values only: each source's score, rank and gap to its best score
-in the same list (missing when the source did not find the item), how many sources found it, and cheap entity / pair features read from the
+in the same list (missing when the source did not find the item), a source's own second signal where it gives one
+(``<s>_aux``, from its candidate's reason data; co_membership: the strongest single-community weight), how many sources found it, and cheap entity / pair features read from the
 :class:`~belong.pipeline.state.WorldState` (community size, decayed activity, the user's number of memberships,
 friends who are members, age of the community, the mean log size of the user's communities and the candidate's
 log size against it).
@@ -55,16 +56,17 @@ DAY_US = 86_400_000_000
 
 def feature_names(source_names: Sequence[str]) -> list[str]:
     """Column names, in order: per source ``<s>_score`` and ``<s>_rank``, then :data:`ENTITY_FEATURES`, then per
-    source ``<s>_gap`` (the score minus that source's best score in the same list: comparable across users)."""
+    source ``<s>_gap`` (the score minus that source's best score in the same list: comparable across users), then
+    per source ``<s>_aux`` (the source's second signal; missing for sources without one)."""
     return ([f"{s}_{part}" for s in source_names for part in ("score", "rank")] + list(ENTITY_FEATURES)
-            + [f"{s}_gap" for s in source_names])
+            + [f"{s}_gap" for s in source_names] + [f"{s}_aux" for s in source_names])
 
 
 def feature_matrix(source_names: Sequence[str], request: Request, state: WorldState,
                    cands: Sequence[Merged]) -> np.ndarray:
     """One float32 row per candidate (NaN where a source did not find it); see :func:`feature_names`."""
     n_src = len(source_names)
-    out = np.full((len(cands), 3 * n_src + len(ENTITY_FEATURES)), np.nan, np.float32)
+    out = np.full((len(cands), 4 * n_src + len(ENTITY_FEATURES)), np.nan, np.float32)
     if not cands:
         return out
     col = {s: i for i, s in enumerate(source_names)}
@@ -72,6 +74,10 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     cc: list[int] = []
     score: list[float] = []
     rank_: list[int] = []
+    aux_r: list[int] = []
+    aux_c: list[int] = []
+    aux_v: list[float] = []
+    aux0 = 3 * n_src + len(ENTITY_FEATURES)
     for r, m in enumerate(cands):
         for s, (rank, cand) in m.hits.items():
             i = col.get(s)
@@ -80,10 +86,17 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
                 cc.append(2 * i)
                 score.append(cand.score)
                 rank_.append(rank)
+                aux = cand.reason.data.get("aux")
+                if aux is not None:
+                    aux_r.append(r)
+                    aux_c.append(aux0 + i)
+                    aux_v.append(aux)
     if rr:
         ri, ci = np.array(rr, np.int64), np.array(cc, np.int64)
         out[ri, ci] = score
         out[ri, ci + 1] = rank_
+    if aux_r:
+        out[np.array(aux_r, np.int64), np.array(aux_c, np.int64)] = aux_v
     items = np.fromiter((m.item for m in cands), np.int64, len(cands))
     p = state.profile(request)
     base = 2 * n_src
@@ -110,7 +123,7 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     scores = out[:, 0:base:2]
     found = ~np.isnan(scores)
     best = np.where(found, scores, -np.inf).max(axis=0)
-    out[:, base + len(ENTITY_FEATURES):] = np.where(found, scores - best, np.nan)
+    out[:, base + len(ENTITY_FEATURES):aux0] = np.where(found, scores - best, np.nan)
     return out
 
 

@@ -100,16 +100,19 @@ class CoMembership(CandidateSource):
         rows = self.M[mine]
         scores = np.asarray(rows.sum(axis=0)).ravel()
         top, vals = self._top(scores, self.config.k, exclude=mine)
-        if request.explain and top.size:
-            block = rows[:, top]
-            block = block.toarray() if sp.issparse(block) else np.asarray(block)
-            anchor = mine[np.argmax(block, axis=0)]
-        else:  # batch work: one shared reason
-            shared = Reason("members of your communities also joined")
-            return [Candidate(j, self.name, v, shared) for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
+        if not top.size:
+            return []
+        block = rows[:, top]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        strongest = block.max(axis=0).tolist()  # the ranker's ``aux``: the strongest single-community weight
+        if not request.explain:  # batch work: no per-item texts
+            text = "members of your communities also joined"
+            return [Candidate(j, self.name, v, Reason(text, {"aux": w}))
+                    for j, v, w in zip(top.tolist(), vals.tolist(), strongest, strict=True)]
+        anchor = mine[np.argmax(block, axis=0)]
         out = []
-        for j, s, a in zip(top.tolist(), vals.tolist(), anchor.tolist(), strict=True):
-            reason = (Reason(f"members of {state.c_name[a]} also joined", {"because_of": state.communities.ids[a]})
-                      if a >= 0 else Reason("members of your communities also joined"))
+        for j, s, a, w in zip(top.tolist(), vals.tolist(), anchor.tolist(), strongest, strict=True):
+            reason = Reason(f"members of {state.c_name[a]} also joined",
+                            {"because_of": state.communities.ids[a], "aux": w})
             out.append(Candidate(j, self.name, s, reason))
         return out
