@@ -26,3 +26,18 @@ def test_bench_serve_json_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
     assert all(r.get("server_cpu_ms_per_request", 0) > 0 for r in out["runs"] + out["bare_runs"])
     assert {"rules", "select", "hydrate", "features", "respond"} <= set(out["stage_ms_mean_under_load"])
     assert out["payload_bytes"] > 0 and out["world"]["users"] == 600
+
+
+def test_the_bench_retrains_an_artifact_of_another_feature_set(tmp_path) -> None:
+    from belong.ranking.artifact import write_manifest
+    from belong.ranking.dataset import feature_names
+    from belong.serve.bench import _current_features
+
+    sources = ["co_membership", "trending"]
+    for name, features, current in (("now", feature_names(sources), True), ("old", feature_names(sources)[:-2], False)):
+        d = tmp_path / name
+        d.mkdir()
+        write_manifest(d, {"version": name, "surfaces": {"communities": {"ranker": {"features": features,
+                                                                                  "sources": sources}}}})
+        assert _current_features(d) is current
+    assert _current_features(tmp_path / "missing") is False

@@ -100,13 +100,25 @@ def _ensure_features(store: Path, redis_url: str, prefix: str, probe_user: str, 
     return "materialised"
 
 
+def _current_features(directory: Path) -> bool:
+    """Whether the artifact's communities ranker was trained on this version's feature set (else: retrain)."""
+    from belong.ranking.artifact import read_manifest
+    from belong.ranking.dataset import feature_names
+
+    try:
+        ranker = read_manifest(directory)["surfaces"]["communities"]["ranker"]
+        return list(ranker["features"]) == feature_names(ranker["sources"])
+    except (KeyError, OSError, ValueError):
+        return False
+
+
 def _ensure_models(store: Path, console: Console) -> tuple[Path, str, str]:
     """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``)."""
     from belong.serve.models import artifact_versions
 
     out = store / "models"
     known = artifact_versions(out)
-    if known:
+    if known and _current_features(out / known[-1]):
         return out, known[-1], "reused"
     with console.status(f"training the ranked communities surface (belong train --store {store})"):
         done = subprocess.run([_belong(), "train", "--store", str(store), "--out", str(out), "--surface",
