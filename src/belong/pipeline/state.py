@@ -452,6 +452,17 @@ class WorldState:
     def community_active(self) -> np.ndarray:
         return np.array([s == EntityStatus.ACTIVE for s in self.c_status], bool)
 
+    def created_array(self) -> np.ndarray:
+        """Community creation times as an array (read-only), rebuilt only after a community change (or for a copy
+        that was given its own list, as a time cut is)."""
+        key = (id(self.c_created), self.c_rev)
+        cached = getattr(self, "_c_created", None)
+        if cached is None or cached[0] != key:
+            arr = np.asarray(self.c_created, np.int64)
+            arr.flags.writeable = False
+            cached = self._c_created = (key, arr)
+        return cached[1]
+
     def rules_revision(self, user: int | None) -> tuple[int, int]:
         """What the communities rules of ``user`` read, as counters: unchanged counters mean an unchanged answer."""
         return (self.user_rev.get(user, 0) if user is not None else 0), self.c_rev

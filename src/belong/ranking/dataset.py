@@ -103,21 +103,17 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     out[:, base] = [len(m.hits) for m in cands]
     comm = items if request.surface is Surface.COMMUNITIES else None
     if comm is not None:
-        counts = _member_counts(state)
-        ok = comm < counts.size
-        out[ok, base + 1] = np.log1p(counts[comm[ok]])
+        out[:, base + 1] = np.log1p(state.member_counts(comm))
         heat = state.community_heat.get("all", np.zeros(0))
         okh = comm < heat.size
         out[okh, base + 2] = np.log1p(heat[comm[okh]])
-        created = np.asarray(state.c_created, np.int64)
-        out[:, base + 5] = (state.now_us - created[comm]) / DAY_US
+        out[:, base + 5] = (state.now_us - state.created_array()[comm]) / DAY_US
         _pair_features(out[:, base + 6:base + 9], p, state, comm)
         # the user's taste for size: mean log size of their communities, and the candidate's size against it
-        mine = p.communities[p.communities < counts.size]
-        if mine.size:
-            taste = float(np.log1p(counts[mine]).mean())
+        if p.communities.size:
+            taste = float(np.log1p(state.member_counts(p.communities)).mean())
             out[:, base + 9] = taste
-            out[ok, base + 10] = out[ok, base + 1] - taste
+            out[:, base + 10] = out[:, base + 1] - taste
     out[:, base + 3] = np.log1p(p.communities.size)
     out[:, base + 4] = [m.features.get("friends_in", m.features.get("mutual_friends", 0.0)) for m in cands]
     scores = out[:, 0:base:2]
@@ -142,17 +138,6 @@ def _pair_features(out: np.ndarray, p, state: WorldState, comm: np.ndarray) -> N
     out[:, 1] = T @ wanted
     counts = np.asarray(terms.tags[mine].sum(axis=0)).ravel() if mine.size else np.zeros(T.shape[1])
     out[:, 2] = (T @ counts) / max(p.communities.size, 1)
-
-
-def _member_counts(state: WorldState) -> np.ndarray:
-    """Members per community, cached on the state per version (size features for every request)."""
-    key = ("_ranking_member_counts", state.version, state.members.version)
-    cached = getattr(state, "_ranking_cache", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    counts = np.diff(state.membership_csr().tocsc().indptr).astype(np.float64)
-    state._ranking_cache = (key, counts)  # type: ignore[attr-defined]
-    return counts
 
 
 def candidates(request: Request, state: WorldState, sources: Sequence[CandidateSource],

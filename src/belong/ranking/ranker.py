@@ -60,6 +60,18 @@ def list_metrics(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, n_pos: n
     return {f"recall@{k}": float(np.mean(rec)), f"ndcg@{k}": float(np.mean(ndcg))}
 
 
+def feature_set_change(manifest: dict[str, Any]) -> str | None:
+    """How a saved ranker's features (its manifest part) differ from what this version computes; None if equal."""
+    from belong.ranking.dataset import feature_names
+
+    saved, expected = list(manifest["features"]), feature_names(manifest["sources"])
+    if saved == expected:
+        return None
+    new = sorted(set(expected) - set(saved))
+    return (f"{len(saved)} features; this version computes {len(expected)}"
+            + (f", new: {', '.join(new[:4])}" if new else ""))
+
+
 class Ranker:
     """Fitted boosters, calibrator, feature names and validation figures; :meth:`score` for requests."""
 
@@ -248,14 +260,10 @@ class Ranker:
     def load(cls, directory: Path, manifest: dict[str, Any]) -> Ranker:
         import pickle
 
-        from belong.ranking.dataset import feature_names
-
-        expected = feature_names(manifest["sources"])
-        if list(manifest["features"]) != expected:
-            new = sorted(set(expected) - set(manifest["features"]))
-            raise ValidationError("artifact", f"{directory} was trained on another feature set ({len(manifest['features'])} "
-                                  f"features; this version computes {len(expected)}"
-                                  + (f", new: {', '.join(new[:4])}" if new else "") + "): retrain it with belong train")
+        stale = feature_set_change(manifest)
+        if stale:
+            raise ValidationError("artifact", f"{directory} was trained on another feature set ({stale}): retrain it "
+                                  "with belong train")
         r = cls(**{k: v for k, v in manifest["params"].items()}, objectives=manifest["objectives"])
         files = manifest["files"]
         r.order = lgb.Booster(model_file=str(directory / files["order"]))

@@ -103,11 +103,10 @@ def _ensure_features(store: Path, redis_url: str, prefix: str, probe_user: str, 
 def _current_features(directory: Path) -> bool:
     """Whether the artifact's communities ranker was trained on this version's feature set (else: retrain)."""
     from belong.ranking.artifact import read_manifest
-    from belong.ranking.dataset import feature_names
+    from belong.ranking.ranker import feature_set_change
 
     try:
-        ranker = read_manifest(directory)["surfaces"]["communities"]["ranker"]
-        return list(ranker["features"]) == feature_names(ranker["sources"])
+        return feature_set_change(read_manifest(directory)["surfaces"]["communities"]["ranker"]) is None
     except (KeyError, OSError, ValueError):
         return False
 

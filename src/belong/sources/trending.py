@@ -77,21 +77,11 @@ class NewCommunities(CandidateSource):
     Config = NewCommunitiesConfig
     config: NewCommunitiesConfig
 
-    @staticmethod
-    def _created(state: WorldState) -> np.ndarray:
-        """Creation times as an array, kept on the state and rebuilt only when communities were added."""
-        key = (id(state.c_created), len(state.c_created), state.version)  # a cut copy has its own list
-        cached = getattr(state, "_created_array", None)
-        if cached is None or cached[0] != key:
-            cached = (key, np.asarray(state.c_created, np.int64))
-            state._created_array = cached  # type: ignore[attr-defined]
-        return cached[1]
-
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
         p = state.profile(request)
         if request.surface is not Surface.COMMUNITIES or state.n_communities == 0:
             return []
-        created = self._created(state)
+        created = state.created_array()
         age_days = (state.now_us - created) / DAY_US
         fresh = np.flatnonzero(age_days <= self.config.max_age_days)
         if fresh.size < self.config.min_pool:
