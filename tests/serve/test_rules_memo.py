@@ -92,3 +92,39 @@ def test_serialised_items_are_reused_only_while_everything_they_are_made_of_is_e
     assert entry.items_json is not done
     assert changed["items"][0]["features"] != first["items"][0]["features"]
     assert changed["items"][1:] == first["items"][1:]
+
+
+def _features(engine: Engine, user: str) -> dict[str, dict]:
+    body = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    return {it["id"]: it["features"] for it in body["items"]}
+
+
+def test_hydrated_features_follow_friends_and_members_without_invalidation(engine: Engine) -> None:
+    state = engine.model().state
+    user = _user_with_answer(engine)
+    friend, stranger = f"memo-friend-of-{user}", f"memo-stranger-of-{user}"
+    state.apply(Event(event_id=f"memo-fa-{user}", ts_us=TS, type=EventType.FRIEND_ACCEPT, actor=friend, target=user,
+                      target_kind=TargetKind.USER))
+    first = _features(engine, user)
+    entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
+    assert entry is not None and entry.hydrated is not None
+    assert _features(engine, user) == first and entry.hydrated is not None
+    hydrated = entry.hydrated
+    _features(engine, user)
+    assert entry.hydrated is hydrated  # nothing changed: not hydrated again
+    top = next(iter(first))
+    # a stranger joins: only the member count of that community moves
+    state.apply(Event(event_id=f"memo-sj-{user}", ts_us=TS, type=EventType.JOIN, actor=stranger, target=top,
+                      target_kind=TargetKind.COMMUNITY))
+    second = _features(engine, user)
+    assert second[top]["members"] == first[top]["members"] + 1
+    assert second[top]["friends_in"] == first[top]["friends_in"]
+    assert {c: f for c, f in second.items() if c != top} == {c: f for c, f in first.items() if c != top}
+    # the user's friend joins it: an event of the friend only (the user's own counter does not move)
+    rev = state.user_rev[state.users.index[user]]
+    state.apply(Event(event_id=f"memo-fj-{user}", ts_us=TS, type=EventType.JOIN, actor=friend, target=top,
+                      target_kind=TargetKind.COMMUNITY))
+    assert state.user_rev[state.users.index[user]] == rev
+    third = _features(engine, user)
+    assert third[top]["members"] == first[top]["members"] + 2
+    assert third[top]["friends_in"] == first[top]["friends_in"] + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable
 
 import numpy as np
 
@@ -40,6 +41,15 @@ class SocialHydrator(Hydrator):
         for m, size, n in zip(cands, sizes, near, strict=True):
             m.features["members"] = float(size)
             m.features["friends_in"] = float(n)
+
+    def revision(self, request: Request, state: WorldState, cands: list[Merged]) -> Hashable | None:
+        """Communities: the user's counter (their friend list) and each candidate's member counter (its members,
+        so also which of the friends are in it). Other surfaces: None (always hydrated)."""
+        if request.surface is not Surface.COMMUNITIES:
+            return None
+        p = state.profile(request)
+        mrev = state.members_rev
+        return (p.idx, state.user_rev.get(p.idx, 0), tuple([mrev.get(m.item, 0) for m in cands]))
 
     @staticmethod
     def _friend_counts(state: WorldState, friends: np.ndarray, targets: list[int], people: bool) -> list[int]:

@@ -7,6 +7,7 @@ an optional ``prepare(state)`` called once when the pipeline is fitted (train a 
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 import msgspec
@@ -108,6 +109,12 @@ class Hydrator(Component):
 
     def hydrate(self, request: Request, state: WorldState, cands: list[Merged]) -> None:
         raise NotImplementedError
+
+    def revision(self, request: Request, state: WorldState, cands: list[Merged]) -> Hashable | None:
+        """What :meth:`hydrate` would read for ``cands``, as counters: equal revisions mean the features it wrote
+        last time on these same objects are still exact (the serving engine then skips it). None (the default):
+        no such key, always hydrate."""
+        return None
 
 
 class Filter(Component):

@@ -321,6 +321,8 @@ class WorldState:
         #: every community change) it keys answers that depend on nothing else
         self.user_rev: defaultdict[int, int] = defaultdict(int)
         self.c_rev = 0
+        #: per community, a counter bumped by every join and leave of it (its member count changed)
+        self.members_rev: defaultdict[int, int] = defaultdict(int)
         # time-stamped facts for point-in-time cuts (see the module docstring)
         self.join_ts = sp.csr_matrix((0, 0), dtype=np.int64)  # join time of each base membership
         self._join_ts_live: dict[tuple[int, int], int] = {}  # joins folded in by apply()
@@ -800,8 +802,10 @@ class WorldState:
         et = event.type
         if et in (EventType.JOIN, EventType.LEAVE):
             c = self._ensure_community(event.target, event.ts_us)
-            if self.members.set(u, c, et is EventType.JOIN) and et is EventType.JOIN:
-                self._join_ts_live[(u, c)] = event.ts_us
+            if self.members.set(u, c, et is EventType.JOIN):
+                self.members_rev[c] += 1
+                if et is EventType.JOIN:
+                    self._join_ts_live[(u, c)] = event.ts_us
         elif et is EventType.FRIEND_REQUEST:
             v = self._ensure_user(event.target, event.ts_us)
             if not self.friends.has(u, v):

@@ -121,7 +121,9 @@ class ServeState:
         self.keys = KeyChecker(settings.write_keys, settings.admin_keys)
         self.features = FeatureReader.open(settings.redis_url, prefix=settings.features_prefix,
                                            budget_ms=settings.budget_features_ms, breaker_s=settings.breaker_s,
-                                           cache_s=settings.feature_cache_s, cache_rows=settings.feature_cache_rows)
+                                           cache_s=settings.feature_cache_s, cache_rows=settings.feature_cache_rows,
+                                           tracking=settings.feature_tracking)
+        self.metrics.watch_rows(self.features.rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
         self.store: EventStore | None = None
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
@@ -407,13 +409,15 @@ def create_app(
     @app.get("/readyz", response_model=Health, tags=["operations"], responses=_errors(503))
     async def readyz() -> Response:
         """Readiness: a model version is active. ``features`` tells whether the feature store answers (the
-        service stays ready without it, answering degraded)."""
+        service stays ready without it, answering degraded); ``feature_rows`` how rows are kept in process
+        (``exact``: invalidated by Redis; ``time-bounded``; ``off``)."""
         active = st.registry.active
         if active is None:
             msg = st.startup_error or "building the first model version"
             return _error(503, "not_ready", msg, headers={"Retry-After": "5"})
         features = "ok" if await asyncio.to_thread(st.features.ping) else "unavailable"
-        return _json({"status": "ready", "model_version": active.version, "features": features})
+        return _json({"status": "ready", "model_version": active.version, "features": features,
+                      "feature_rows": st.features.row_cache_mode})
 
     @app.get("/metrics", tags=["operations"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},

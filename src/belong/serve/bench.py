@@ -258,6 +258,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         bare_runs = _sweep(bare_port, rates, seconds, str(paths_file), p99_ms, "bare", console, bare.pid)
         stages = _stage_breakdown(base, chosen[:200], k)
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        readyz = httpx.get(f"{base}/readyz", timeout=10).json()
     finally:
         for proc in (server, bare):
             if proc is not None and proc.poll() is None:
@@ -281,6 +282,8 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         "cold_full_pipeline_ms": {"p50": round(float(np.percentile(cold_ms, 50)), 1),
                                   "p99": round(float(np.percentile(cold_ms, 99)), 1), "requests": len(cold)},
         "cache_lookups": _cache_counts(metrics),
+        "feature_row_lookups": _row_counts(metrics),  # in-process feature rows over the whole run (hit / miss)
+        "feature_rows": readyz.get("feature_rows"),  # exact (Redis invalidation) | time-bounded | off
         "world": {**world, "seed": seed}, "working_set_users": len(chosen), "features": features,
         "model": {"version": model_version, "surface": "communities_ranked (sources + LightGBM ranker)",
                   "artifact": trained, "train_seconds": round(train_s, 1) if trained == "trained" else None},
@@ -307,6 +310,16 @@ def _cache_counts(metrics_text: str) -> dict[str, float]:
         if line.startswith("belong_candidate_cache_total{") and 'surface="communities"' in line:
             result = line.split('result="')[1].split('"')[0]
             out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _row_counts(metrics_text: str) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("belong_feature_rows_total{"):
+            entity = line.split('entity="')[1].split('"')[0]
+            result = line.split('result="')[1].split('"')[0]
+            out.setdefault(entity, {})[result] = float(line.rsplit(" ", 1)[1])
     return out
 
 

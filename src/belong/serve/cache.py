@@ -108,6 +108,9 @@ class Entry:
     rules: tuple | None = None
     #: the selector's answer on the memoised rules answer: (that kept list, chosen) — deterministic selectors only
     chosen: tuple | None = None
+    #: (the memoised chosen list, the hydrators' revisions it was hydrated at): its items' hydrated features are
+    #: exact while the revisions are equal (see :meth:`belong.pipeline.components.Hydrator.revision`)
+    hydrated: tuple | None = None
     #: the serialised ``items`` of the last answer and everything they were made of (chosen items, scores, their
     #: hydrated features, the stored rows' times, the list): reused while all of it is equal
     items_json: tuple | None = None

@@ -38,6 +38,7 @@ from belong.features import (
 from belong.features.assemble import CANDIDATE_ENTITY
 from belong.features.registry import defaults, specs_for
 from belong.serve.rowcache import RowCache
+from belong.serve.tracking import InvalidationListener
 
 #: the user's model-input features (answered once per response, not per item)
 USER_INPUTS = tuple(s.name for s in specs_for("user", model_input_only=True))
@@ -99,6 +100,10 @@ class Pending:
     unavailable: str | None
     #: candidate rows the row cache held when the read was sent (not read again when the request finishes)
     found: dict[str, Any] | None = None
+    #: the user's row when the row cache held it (exact mode: see :mod:`belong.serve.rowcache`); else it is read
+    user_row: dict[str, Any] | None = None
+    #: the row cache's mark taken before the read was sent (rows read then are kept only if still valid)
+    since: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +130,23 @@ class FeatureReader:
 
     @classmethod
     def open(cls, redis_url: str | None, *, prefix: str, budget_ms: float, breaker_s: float,
-             cache_s: float = 0.0, cache_rows: int = 1) -> FeatureReader:
-        rows = RowCache(cache_s, cache_rows)
+             cache_s: float = 0.0, cache_rows: int = 1, tracking: bool = True) -> FeatureReader:
+        """``tracking``: keep the row cache exact with Redis's invalidation messages (:mod:`belong.serve.tracking`;
+        Redis only, and only when ``cache_s`` > 0)."""
         if redis_url:
             store = BudgetRedisFeatureStore(redis_url, prefix=prefix, timeout_s=budget_ms / 1e3)
-            return cls(store, breaker_s, rows)
-        return cls(open_feature_store(None), breaker_s, rows)
+            listener = InvalidationListener(redis_url, prefix).start() if tracking and cache_s > 0 else None
+            return cls(store, breaker_s, RowCache(cache_s, cache_rows, listener, prefix))
+        return cls(open_feature_store(None), breaker_s, RowCache(cache_s, cache_rows))
+
+    @property
+    def row_cache_mode(self) -> str:
+        """``exact`` (invalidated by Redis), ``time-bounded`` (candidate rows only, for their freshness) or
+        ``off``."""
+        self.rows.mark()
+        if self.rows.exact:
+            return "exact"
+        return "time-bounded" if any(t > 0 for t in self.rows._ttl.values()) else "off"  # noqa: SLF001
 
     def start(self, surface: Surface, user_id: str, likely_ids: Sequence[str]) -> Pending:
         """Send the read of the user's row and of the ``likely_ids`` candidate rows missing from the row cache
@@ -140,12 +156,15 @@ class FeatureReader:
             return Pending(surface, user_id, None, [], "features_unavailable")
         entity = CANDIDATE_ENTITY[surface]
         likely = list(dict.fromkeys(likely_ids))
-        rows = self.rows.get_many(entity, likely)
+        cache = self.rows
+        since = cache.mark()
+        user_row = cache.get_many("user", [user_id], tag=surface.value, exact_only=True)[0]
+        rows = cache.get_many(entity, likely)
         missing = [c for c, r in zip(likely, rows, strict=True) if r is None]
-        wait = self.store.begin_read_many([("user", user_id)] + [(entity, c) for c in missing],
-                                          self._names[surface])
+        reqs = ([] if user_row is not None else [("user", user_id)]) + [(entity, c) for c in missing]
+        wait = self.store.begin_read_many(reqs, self._names[surface]) if reqs else _nothing
         found = {c: r for c, r in zip(likely, rows, strict=True) if r is not None}
-        return Pending(surface, user_id, wait, missing, None, found)
+        return Pending(surface, user_id, wait, missing, None, found, user_row, since)  # type: ignore[arg-type]
 
     def finish(self, pending: Pending, item_ids: Sequence[str],
                memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> tuple[Online | None, str | None]:
@@ -178,11 +197,15 @@ class FeatureReader:
         entity = CANDIDATE_ENTITY[surface]
         assert pending.wait is not None
         read = pending.wait()
-        user_row = read[0]
-        fetched = dict(zip(pending.missing, read[1:], strict=True))
         now = time.monotonic()
+        user_row = pending.user_row
+        if user_row is None:
+            user_row, read = read[0], read[1:]
+            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=surface.value, since=pending.since,
+                               exact_only=True)
+        fetched = dict(zip(pending.missing, read, strict=True))
         if fetched:
-            self.rows.put_many(entity, list(fetched.items()), now)
+            self.rows.put_many(entity, list(fetched.items()), now, since=pending.since)
         known = pending.found or {}
         cand_rows = [known.get(c) or fetched.get(c) for c in item_ids]
         if None in cand_rows:  # not among the likely ones: the row cache may still hold them
@@ -191,8 +214,9 @@ class FeatureReader:
             cand_rows = [r if r is not None else next(it) for r in cand_rows]
         late = [c for c, r in zip(item_ids, cand_rows, strict=True) if r is None]
         if late:
+            since = self.rows.mark()
             more = dict(zip(late, self.store.read_many([(entity, c) for c in late]), strict=True))
-            self.rows.put_many(entity, list(more.items()), now)
+            self.rows.put_many(entity, list(more.items()), now, since=since)
             cand_rows = [r if r is not None else more[c] for c, r in zip(item_ids, cand_rows, strict=True)]
         return self._assemble(surface, pending.user_id, user_row, item_ids, cand_rows, memo)
 
@@ -235,4 +259,10 @@ class FeatureReader:
             return False
 
     def close(self) -> None:
+        self.rows.close()
         self.store.close()
+
+
+def _nothing() -> list[dict[str, Any]]:
+    """The read of a request whose rows were all in the row cache: no round trip."""
+    return []

@@ -261,12 +261,21 @@ class Engine:
                     entry.chosen = (kept, chosen)
             t2 = time.perf_counter()
             stages["select"] = (t2 - t1) * 1e3
+            hkey = None
             if isinstance(ranked, Packed):  # objects unpacked for this list (or its memo): hydrated in place
                 fresh = [m for m, _ in chosen]
+                if entry is not None:
+                    hkey = self._hydrate_revision(pipeline, request, model.state, fresh)
+                done_h = entry.hydrated if entry is not None else None
+                if hkey is None or done_h is None or done_h[0] is not chosen or done_h[1] != hkey:
+                    for h in pipeline.hydrators:
+                        h.hydrate(request, model.state, fresh)
+                    if hkey is not None:
+                        entry.hydrated = (chosen, hkey)  # type: ignore[union-attr]
             else:  # the model's popular fallback: shared by every user, hydrated on copies
                 fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]
-            for h in pipeline.hydrators:
-                h.hydrate(request, model.state, fresh)
+                for h in pipeline.hydrators:
+                    h.hydrate(request, model.state, fresh)
         except BaseException:
             self.features.finish(pending, [])  # collect the read in flight (its connection goes back to the pool)
             raise
@@ -285,10 +294,13 @@ class Engine:
         if entry is not None and online is not None and online.keys is not None and not debug:
             # everything the items below are made of; equal -> the same bytes (exact, nothing is skipped that
             # could differ: the hydrated features and the stored rows' times are this request's own)
-            sig = (tuple(m.item for m in fresh), tuple(s for _, s in chosen),
-                   tuple(tuple(m.features.items()) for m in fresh), online.keys)
+            if hkey is not None:  # the same chosen objects, hydrated at these revisions
+                sig = (hkey, online.keys)
+            else:
+                sig = (tuple(m.item for m in fresh), tuple(s for _, s in chosen),
+                       tuple(tuple(m.features.items()) for m in fresh), online.keys)
             done = entry.items_json
-            if done is not None and done[2] is ranked and done[0] == sig:
+            if done is not None and done[2] is ranked and done[0] == sig and (hkey is None or done[3] is chosen):
                 items = orjson.Fragment(done[1])
         if items is None:
             items = []
@@ -303,7 +315,7 @@ class Engine:
                               "features": row})
             if sig is not None and entry is not None:
                 done_bytes = orjson.dumps(items)
-                entry.items_json = (sig, done_bytes, ranked)
+                entry.items_json = (sig, done_bytes, ranked, chosen)
                 items = orjson.Fragment(done_bytes)
         body: dict[str, Any] = {
             "request_id": f"{_RID_PREFIX}{next(_RID_SEQ):016x}", "surface": surface.value, "user_id": user_id,
@@ -327,6 +339,18 @@ class Engine:
         self.metrics.observe_stages(surface.value, stages)
         self.metrics.observe_request(surface.value, time.perf_counter() - t_start)
         return out
+
+    @staticmethod
+    def _hydrate_revision(pipeline: Pipeline, request: Request, state, fresh: list[Merged]) -> tuple | None:
+        """Every hydrator's :meth:`~belong.pipeline.components.Hydrator.revision` of ``fresh`` (None unless all
+        give one)."""
+        keys = []
+        for h in pipeline.hydrators:
+            k = h.revision(request, state, fresh)
+            if k is None:
+                return None
+            keys.append(k)
+        return tuple(keys)
 
     @staticmethod
     def _static(pipeline: Pipeline, m: Merged, ident: str, score: float) -> dict[str, Any]:

@@ -9,11 +9,14 @@
 * ``belong_errors_total{kind}`` — errors answered as 4xx/5xx or swallowed into a degraded answer.
 * ``belong_events_total{result}`` — events accepted / duplicate / rejected through the API.
 * ``belong_active_model{version}`` — 1 for the active model version.
+* ``belong_feature_rows_total{entity,result}`` — in-process feature row lookups (hit / miss) and
+  ``belong_feature_invalidations_total`` — rows Redis reported changed (see :mod:`belong.serve.rowcache`).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 STAGES = ("cache", "sources", "rules", "select", "hydrate", "features", "respond")
@@ -37,6 +40,10 @@ class Metrics:
                        for st in STAGES}
         self._req = {s: self.request_seconds.labels("recommendations", s) for s in ("communities", "people", "content")}
 
+    def watch_rows(self, rows) -> None:
+        """Export a :class:`~belong.serve.rowcache.RowCache`'s counters (read at scrape time: no cost per lookup)."""
+        self.registry.register(_RowCacheCollector(rows))
+
     def observe_stages(self, surface: str, stage_ms: dict[str, float]) -> None:
         for stage, ms in stage_ms.items():
             child = self._stage.get((surface, stage))
@@ -52,3 +59,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _RowCacheCollector:
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    def collect(self):
+        fam = CounterMetricFamily("belong_feature_rows", "In-process feature row lookups", labels=["entity", "result"])
+        for entity, n in self.rows.hits.items():
+            fam.add_metric([entity, "hit"], n)
+        for entity, n in self.rows.misses.items():
+            fam.add_metric([entity, "miss"], n)
+        yield fam
+        yield CounterMetricFamily("belong_feature_invalidations", "Feature rows Redis reported changed",
+                                  value=self.rows.invalidations)

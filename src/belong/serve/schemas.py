@@ -85,3 +85,4 @@ class Health(BaseModel):
     status: str
     model_version: str | None = None
     features: str | None = None
+    feature_rows: str | None = None

@@ -9,7 +9,8 @@
 | BELONG_BUDGET_SOURCES_MS | 60 | time budget of the candidate sources of one request (cache miss) |
 | BELONG_BUDGET_FEATURES_MS | 20 | time budget of the online feature read (the Redis socket timeout) |
 | BELONG_FEATURE_CACHE_S | 60 | how long a candidate's online feature row is kept in process (capped by its freshness) |
-| BELONG_FEATURE_CACHE_ROWS | 200000 | candidate feature rows kept in process (oldest reads are evicted) |
+| BELONG_FEATURE_CACHE_ROWS | 200000 | feature rows kept in process (oldest reads are evicted) |
+| BELONG_FEATURE_TRACKING | true | keep those rows exact with Redis invalidation messages (``CLIENT TRACKING``): a row, the requesting user's too, is reused until Redis reports it changed; false: candidate rows only, for their freshness |
 | BELONG_BREAKER_S | 1.0 | after a feature-store failure, skip it this long before trying again |
 | BELONG_CANDIDATE_TTL_S | 300 | how long a user's cached candidate list is fresh |
 | BELONG_CACHE_USERS | 200000 | candidate lists kept (least recently used are evicted) |
@@ -33,8 +34,8 @@ def _keys(raw: str | None) -> frozenset[str]:
     return frozenset(k.strip() for k in (raw or "").split(",") if k.strip())
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
-    raw = (env.get(name) or "false").strip().lower()
+def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
+    raw = (env.get(name) or ("true" if default else "false")).strip().lower()
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
@@ -65,6 +66,7 @@ class ServeSettings:
     budget_features_ms: float = 20.0
     feature_cache_s: float = 60.0
     feature_cache_rows: int = 200_000
+    feature_tracking: bool = True
     breaker_s: float = 1.0
     candidate_ttl_s: float = 300.0
     cache_users: int = 200_000
@@ -84,6 +86,7 @@ class ServeSettings:
             budget_features_ms=_num(env, "BELONG_BUDGET_FEATURES_MS", 20.0, minimum=0.1),
             feature_cache_s=_num(env, "BELONG_FEATURE_CACHE_S", 60.0),
             feature_cache_rows=int(_num(env, "BELONG_FEATURE_CACHE_ROWS", 200_000, minimum=1)),
+            feature_tracking=_flag(env, "BELONG_FEATURE_TRACKING", default=True),
             breaker_s=_num(env, "BELONG_BREAKER_S", 1.0),
             candidate_ttl_s=_num(env, "BELONG_CANDIDATE_TTL_S", 300.0),
             cache_users=int(_num(env, "BELONG_CACHE_USERS", 200_000, minimum=1)),
