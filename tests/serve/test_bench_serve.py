@@ -26,6 +26,9 @@ def test_bench_serve_json_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
     assert all(r.get("server_cpu_ms_per_request", 0) > 0 for r in out["runs"] + out["bare_runs"])
     assert {"rules", "select", "hydrate", "features", "respond"} <= set(out["stage_ms_mean_under_load"])
     assert out["payload_bytes"] > 0 and out["world"]["users"] == 600
+    assert out["feature_rows"] == "exact"  # the server's rows are invalidated by Redis (CLIENT TRACKING)
+    rows = out["feature_row_lookups"]
+    assert rows["user"]["hit"] > 0 and rows["community"]["hit"] > rows["community"]["miss"]
 
 
 def test_the_bench_retrains_an_artifact_of_another_feature_set(tmp_path) -> None:

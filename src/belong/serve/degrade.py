@@ -2,9 +2,12 @@
 
 :class:`FeatureReader` reads the user and the chosen candidates from the online feature store in one round trip
 (one pipeline of ``HMGET``s on Redis) and assembles them into model inputs with
-:func:`belong.features.candidate_features`, the code training rows are built with. Candidate rows are kept in
-process a short while (:class:`belong.serve.rowcache.RowCache`), so a warm request reads only the user's row, and
-only the user features the surface's rows need (not, say, the user's interaction map on the communities surface).
+:func:`belong.features.candidate_features`, the code training rows are built with. Rows read are kept in process
+(:class:`belong.serve.rowcache.RowCache`): with Redis, exactly — Redis reports every changed key
+(:mod:`belong.serve.tracking`) and the row is dropped —, so a warm request whose rows are all unchanged makes no
+round trip at all; without that feed, candidate rows only, for at most their declared freshness, and the user's row
+is read on every request. Only the user features the surface's rows need are read (not, say, the user's
+interaction map on the communities surface).
 The read is synchronous but split in two (:meth:`FeatureReader.start` writes the commands before the request's rules
 run, :meth:`FeatureReader.finish` reads the replies after hydration), so Redis answers while the request computes
 and the event loop is not held waiting for the round trip. The asyncio Redis client was measured

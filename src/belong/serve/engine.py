@@ -19,8 +19,13 @@ Stages and their budgets:
 6. **features** — the user's and the likely items' online features in one round trip (Redis pipeline), under
    ``budget_features_ms``; unavailable -> answered without them, degraded ``features_unavailable``. The read is
    *sent* before stage 3 (for the head of the ranked list) and collected here, so Redis answers while the rules,
-   selection and hydration run (:meth:`FeatureReader.start` / :meth:`~FeatureReader.finish`). Candidate rows
-   read recently are kept in process (:mod:`belong.serve.rowcache`): a warm request reads the user's row only.
+   selection and hydration run (:meth:`FeatureReader.start` / :meth:`~FeatureReader.finish`). Rows read are
+   kept in process (:mod:`belong.serve.rowcache`), invalidated by Redis itself when they change
+   (:mod:`belong.serve.tracking`): a warm request whose rows are unchanged makes no round trip.
+
+The hydrators run on the chosen items only, and not even that when the same chosen objects were hydrated at the
+same revisions (:meth:`belong.pipeline.components.Hydrator.revision`; social: the user's counter and each chosen
+community's member counter).
 
 The serialised items of the last answer on a cached list are reused (an ``orjson.Fragment``) while the chosen
 items, their scores, their hydrated features and the materialisation times of the stored feature rows are all
