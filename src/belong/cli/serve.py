@@ -48,7 +48,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         communities: int = typer.Option(20_000, help="Simulated communities."),
         store: Path = typer.Option(Path(".belong/bench-serve"), help="Where the simulated store is kept (reused)."),
         redis: str = typer.Option("redis://127.0.0.1:6379/0", help="Redis for the online features."),
-        rates: str = typer.Option("250,500,750,1000,1250,1500,2000,2500,3000,3500,4000,5000,6000",
+        rates: str = typer.Option("250,500,750,1000,1250,1500,2000,2500,3000,3500,4000,5000,6000,7000,8000",
                                   help="Request rates to try, per second."),
         seconds: float = typer.Option(8.0, help="Seconds at each rate."),
         working_set: int = typer.Option(1_000, help="Distinct users the load draws from (their lists warmed first)."),

@@ -66,6 +66,9 @@ class BudgetRedisFeatureStore(RedisFeatureStore):
         )
 
 
+_USER = "\x00user"  # the memo's slot for the user's inputs (no item id is this)
+_TAG = {s: s.value for s in Surface}  # the user row's tag in the row cache, per surface
+
 TIMEOUTS_TO_OPEN = 3  # consecutive reads over budget that open the breaker
 
 
@@ -161,7 +164,7 @@ class FeatureReader:
         likely = list(dict.fromkeys(likely_ids))
         cache = self.rows
         since = cache.mark()
-        user_row = cache.get_many("user", [user_id], tag=surface.value, exact_only=True)[0]
+        user_row = cache.get_many("user", [user_id], tag=_TAG[surface], exact_only=True)[0]
         rows = cache.get_many(entity, likely)
         missing = [c for c, r in zip(likely, rows, strict=True) if r is None]
         reqs = ([] if user_row is not None else [("user", user_id)]) + [(entity, c) for c in missing]
@@ -204,7 +207,7 @@ class FeatureReader:
         user_row = pending.user_row
         if user_row is None:
             user_row, read = read[0], read[1:]
-            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=surface.value, since=pending.since,
+            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=_TAG[surface], since=pending.since,
                                exact_only=True)
         fetched = dict(zip(pending.missing, read, strict=True))
         if fetched:
@@ -230,11 +233,17 @@ class FeatureReader:
         before: one is reused while the user's and the item's stored rows carry the same materialisation times
         (assembly is a pure function of the two rows), so a warm request reads fresh rows but only assembles what
         changed."""
-        user = {n: user_row[n] for n in USER_INPUTS}
         if memo is None:
+            user = {n: user_row[n] for n in USER_INPUTS}
             items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
                      for c, row in zip(item_ids, cand_rows, strict=True)]
             return Online(user, items)
+        done = memo.get(_USER)  # (the user's row object, its inputs): the same object while it is unchanged
+        if done is not None and done[0] is user_row:
+            user = done[1]
+        else:
+            user = {n: user_row[n] for n in USER_INPUTS}
+            memo[_USER] = (user_row, user)
         user_ts = user_row[MATERIALIZED_AT]
         items = []
         keys = []

@@ -59,6 +59,8 @@ from belong.serve.metrics import Metrics
 from belong.serve.models import ModelRegistry, ModelVersion
 from belong.serve.settings import ServeSettings
 
+#: each surface's name (an enum's ``.value`` is a slow property lookup on the hot path)
+SURFACE_NAME = {s: s.value for s in Surface}
 #: request ids: 32 hex digits, a random 64-bit prefix per process then a counter (unique like a uuid4, without
 #: a system call per request)
 _RID_PREFIX = os.urandom(8).hex()
@@ -160,12 +162,12 @@ class Engine:
         stages["cache"] = (time.perf_counter() - t0) * 1e3
         if entry is not None:
             status = "hit" if fresh else "stale"
-            self.metrics.cache.labels(surface.value, status).inc()
+            self.metrics.cache_lookup(surface, status)
             if not fresh:  # stale-while-revalidate: answer now, refresh in the background
                 self._start_run(model, request)
             return entry.ranked, entry.trace, status, entry.statics, entry.feature_rows, entry
         status = "miss"
-        self.metrics.cache.labels(surface.value, status).inc()
+        self.metrics.cache_lookup(surface, status)
         t0 = time.perf_counter()
         fut = self._start_run(model, request)
         try:
@@ -323,7 +325,7 @@ class Engine:
                 entry.items_json = (sig, done_bytes, ranked, chosen)
                 items = orjson.Fragment(done_bytes)
         body: dict[str, Any] = {
-            "request_id": f"{_RID_PREFIX}{next(_RID_SEQ):016x}", "surface": surface.value, "user_id": user_id,
+            "request_id": f"{_RID_PREFIX}{next(_RID_SEQ):016x}", "surface": SURFACE_NAME[surface], "user_id": user_id,
             "model_version": model.version, "k": k, "user_features": user_features, "items": items,
             "degraded": bool(reasons), "degraded_reasons": reasons, "cache": cache_status,
         }
@@ -341,8 +343,9 @@ class Engine:
                    for r in removed],
             }
         out = orjson.dumps(body)
-        self.metrics.observe_stages(surface.value, stages)
-        self.metrics.observe_request(surface.value, time.perf_counter() - t_start)
+        name = SURFACE_NAME[surface]
+        self.metrics.observe_stages(name, stages)
+        self.metrics.observe_request(name, time.perf_counter() - t_start)
         return out
 
     @staticmethod

@@ -39,6 +39,14 @@ class Metrics:
         self._stage = {(s, st): self.stage_seconds.labels(s, st) for s in ("communities", "people", "content")
                        for st in STAGES}
         self._req = {s: self.request_seconds.labels("recommendations", s) for s in ("communities", "people", "content")}
+        self._cache: dict = {}
+
+    def cache_lookup(self, surface, result: str) -> None:
+        """Count one candidate cache lookup (``surface``: a :class:`~belong.domain.Surface`)."""
+        child = self._cache.get((surface, result))
+        if child is None:
+            child = self._cache[(surface, result)] = self.cache.labels(surface.value, result)
+        child.inc()
 
     def watch_rows(self, rows) -> None:
         """Export a :class:`~belong.serve.rowcache.RowCache`'s counters (read at scrape time: no cost per lookup)."""
