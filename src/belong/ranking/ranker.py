@@ -215,16 +215,24 @@ class Ranker:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """The surface's combined score per row (higher is better)."""
+        return self.score_with_join(X)[0]
+
+    def score_with_join(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`score`, calibrated ``p(join)``) per row, predicting ``p(join)`` once when the score uses it."""
         if self.order is None:
             raise RuntimeError("ranker: call fit() or load() first")
         if X.shape[0] == 0:
-            return np.zeros(0, np.float64)
+            return np.zeros(0, np.float64), np.zeros(0, np.float64)
         X = self._matrix(X)
         out = self.order.predict(X, num_iteration=self.order.best_iteration or None)
+        p_join = None
         for name, w in self.objectives.items():
             if name in self.binary and w:
-                out = out + w * self.probability(X, name)
-        return np.asarray(out, np.float64)
+                p = self.probability(X, name)
+                if name == "join":
+                    p_join = p
+                out = out + w * p
+        return np.asarray(out, np.float64), (p_join if p_join is not None else self.probability(X))
 
     def _calibrated(self, X: np.ndarray, objective: str) -> np.ndarray:
         raw = self.binary[objective].predict(X)

@@ -126,10 +126,11 @@ class LgbmRanker(Scorer):
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
         X = self.features(request, state, cands)
-        scores = self.ranker.score(X)
-        if request.explain and cands:
-            for m, p in zip(cands, self.ranker.probability(X).tolist(), strict=True):
-                m.features["p_join"] = round(float(p), 6)
+        if not (request.explain and cands):
+            return self.ranker.score(X)
+        scores, p_join = self.ranker.score_with_join(X)
+        for m, p in zip(cands, p_join.tolist(), strict=True):
+            m.features["p_join"] = round(float(p), 6)
         return scores
 
     def fitted(self) -> dict[str, Any]:
