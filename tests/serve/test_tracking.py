@@ -137,3 +137,22 @@ def test_listener_close_stops_its_thread(redis_url: str) -> None:
     assert listener.wait_connected(5)
     listener.close()
     assert not listener._thread.is_alive()  # noqa: SLF001
+
+
+def test_a_whole_materialisation_clears_the_cache_at_once(world) -> None:
+    from belong.serve.rowcache import BULK_CLEAR
+
+    store, reader, _ = world
+    _read(reader)
+    assert len(reader.rows) > 0
+    rows = {f"bulk{i}": defaults("community") | {"community_size": i} for i in range(BULK_CLEAR + 500)}
+    rows["c2"] = defaults("community") | {"community_size": 77}
+    listener = reader.rows.listener
+    store.write("community", rows, 500)
+    assert _until(lambda: len(listener.events) > BULK_CLEAR)
+    t0 = time.perf_counter()
+    since = reader.rows.mark()
+    assert time.perf_counter() - t0 < 0.05  # a clear, not 5,500 key-by-key invalidations
+    assert len(reader.rows) == 0 and reader.row_cache_mode == "exact"
+    assert since == reader.rows._floor  # noqa: SLF001 - reads sent before the clear are not kept
+    assert _until(lambda: _read(reader)[1][1]["community_size"] == 77)

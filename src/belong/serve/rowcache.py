@@ -33,6 +33,9 @@ from belong.serve.tracking import LIVE, RESET, InvalidationListener
 Row = Mapping[str, Any]
 #: invalidated keys remembered for the ``since`` check; beyond this, older reads are refused wholesale
 INVALIDATED_KEPT = 100_000
+#: a backlog of invalidations longer than this (a whole materialisation) clears the cache instead of being applied
+#: key by key: one request never pays for 100k invalidations
+BULK_CLEAR = 5_000
 
 
 def entity_ttl_s(entity: str, ttl_s: float) -> float:
@@ -77,6 +80,16 @@ class RowCache:
         return self._seq
 
     def _apply(self, events) -> None:
+        if len(events) > BULK_CLEAR:  # everything may have changed: drop it all (exact, and cheap for this request)
+            events.clear()  # a key queued after this is applied next time; one queued before is cleared below
+            self.clear()
+            self.invalidations += 1
+            self._seq += 1
+            self._floor = self._seq  # reads sent before now are not kept
+            # the markers went with the backlog: the listener's flag is set before a LIVE and cleared before a RESET
+            # is queued, so it is never more optimistic than the queue was
+            self.exact = bool(getattr(self.listener, "connected", False))
+            return
         prefix, n = self.prefix, len(self.prefix)
         while events:
             ev = events.popleft()

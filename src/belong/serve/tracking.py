@@ -111,8 +111,8 @@ class InvalidationListener:
             raise ConnectionError("CLIENT TRACKING was refused")
         tracker.send_command("CLIENT", "ID")
         self.client_ids = (client_id, int(tracker.read_response()))
+        self.connected = True  # before LIVE is queued (a cache that skips a long backlog reads this flag instead)
         self.events.append(LIVE)
-        self.connected = True
         next_check = time.monotonic() + self.check_s
         sock.settimeout(min(self.check_s, 0.5))
         while not self._stop.is_set():
