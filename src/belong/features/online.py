@@ -14,6 +14,7 @@ Missing entities and missing values read as the declared defaults; each returned
 from __future__ import annotations
 
 import abc
+import collections
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -230,6 +231,18 @@ class InProcessFeatureStore(OnlineFeatureStore):
         return len(self._rows)
 
 
+class _Ticket:
+    """One read in flight on a held connection: how many replies it waits for and those read so far."""
+
+    __slots__ = ("done", "error", "got", "n")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.got: list[Any] = []
+        self.done = n == 0
+        self.error: BaseException | None = None
+
+
 class RedisFeatureStore(OnlineFeatureStore):
     """Rows as Redis hashes under ``prefix``. Reads: one pipeline (``transaction=False``) of HMGETs; writes: one
     MULTI/EXEC pipeline per ``write_chunk`` rows, each row replaced whole (DEL + HSET)."""
@@ -279,37 +292,56 @@ class RedisFeatureStore(OnlineFeatureStore):
                     ) -> Callable[[], list[tuple[list[bytes | None], bytes | None]]]:
         """The HMGETs written now (pipelined, no transaction) on this thread's own connection; their replies read by
         the returned function. The connection is the thread's for good (made by the client's pool, so with its
-        settings): no pool checkout per request, which cost a third of the client's time. A read left uncollected
-        or failed drops it (disconnect: the next read reconnects), so no reply is ever read by the wrong request."""
+        settings): no pool checkout per request, which cost a third of the client's time.
+
+        Several reads may be in flight on it at once (requests interleaved on one event loop): Redis answers in
+        order, so each reply goes to the oldest read still missing replies (:class:`_Ticket`), whichever read's
+        function is reading — a read collected late, or never, gets exactly its own replies. A failure of the
+        connection fails every read in flight on it (and drops it: the next read reconnects)."""
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None:
             conn = local.conn = self._client.connection_pool.make_connection()
-        if getattr(local, "busy", False):  # the last read was never collected: its replies must not be read now
-            conn.disconnect()
-        local.busy = True
-        local.gen = gen = getattr(local, "gen", 0) + 1
+            local.inflight = collections.deque()
+        ticket = _Ticket(len(requests))
         try:
             conn.send_packed_command(conn.pack_commands(
                 [("HMGET", self._k(e, k), *fields[e], _TS_FIELD) for e, k in requests]))
-        except BaseException:
-            conn.disconnect()
-            local.busy = False
+        except BaseException as exc:
+            self._fail(local, exc)
             raise
+        local.inflight.append(ticket)
 
         def wait() -> list[tuple[list[bytes | None], bytes | None]]:
-            if local.gen != gen:  # a later read replaced this one on the connection: its replies are gone
-                raise ConnectionError("feature store: this read was superseded before it was collected")
-            try:
-                replies = [conn.read_response() for _ in requests]
-            except BaseException:
-                conn.disconnect()
-                raise
-            finally:
-                local.busy = False
-            return [(vals[:-1], vals[-1]) for vals in replies]
+            while not ticket.done:
+                if ticket.error is not None:
+                    raise ticket.error
+                self._read_one(local)
+            return [(vals[:-1], vals[-1]) for vals in ticket.got]
 
         return wait
+
+    @staticmethod
+    def _read_one(local: threading.local) -> None:
+        """Read one reply from the thread's connection and hand it to the oldest read in flight."""
+        inflight = local.inflight
+        try:
+            reply = local.conn.read_response()
+        except BaseException as exc:
+            RedisFeatureStore._fail(local, exc)
+            return
+        head = inflight[0]
+        head.got.append(reply)
+        if len(head.got) == head.n:
+            head.done = True
+            inflight.popleft()
+
+    @staticmethod
+    def _fail(local: threading.local, exc: BaseException) -> None:
+        local.conn.disconnect()
+        for t in local.inflight:
+            t.error = exc
+        local.inflight.clear()
 
     def clear(self) -> int:
         n = 0
