@@ -93,6 +93,10 @@ class Surface(StrEnum):
     CONTENT = "content"
 
 
+#: each surface's name, for hot paths (an enum's ``.value`` is a slow property lookup)
+SURFACE_NAME: dict[Surface, str] = {s: s.value for s in Surface}
+
+
 _U, _C, _X = TargetKind.USER, TargetKind.COMMUNITY, TargetKind.CONTENT
 #: allowed target kinds per event type; the first is the default.
 TARGET_KINDS: dict[EventType, tuple[TargetKind, ...]] = {

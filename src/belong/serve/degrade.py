@@ -9,8 +9,9 @@ round trip at all; without that feed, candidate rows only, for at most their dec
 is read on every request. Only the user features the surface's rows need are read (not, say, the user's
 interaction map on the communities surface).
 The read is synchronous but split in two (:meth:`FeatureReader.start` writes the commands before the request's rules
-run, :meth:`FeatureReader.finish` reads the replies after hydration), so Redis answers while the request computes
-and the event loop is not held waiting for the round trip. The asyncio Redis client was measured
+run, :meth:`FeatureReader.finish` reads the replies after hydration), so Redis answers while the request computes;
+with the rules, selection and hydration memoised that is only microseconds, so an uncached read mostly holds the
+event loop for the round trip. The asyncio Redis client was measured
 twice on the bench world (this file's history): it costs more CPU per read, opens a connection per concurrent
 request, and its timeout also counts the event loop's own queueing, so under load reads "time out" with Redis
 healthy and the breaker opens (most answers degraded at 900 requests/s). The Redis socket timeout is the stage's
@@ -30,7 +31,7 @@ from typing import Any
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from belong.domain import Surface
+from belong.domain import SURFACE_NAME, Surface
 from belong.features import (
     MATERIALIZED_AT,
     OnlineFeatureStore,
@@ -67,7 +68,6 @@ class BudgetRedisFeatureStore(RedisFeatureStore):
 
 
 _USER = "\x00user"  # the memo's slot for the user's inputs (no item id is this)
-_TAG = {s: s.value for s in Surface}  # the user row's tag in the row cache, per surface
 
 TIMEOUTS_TO_OPEN = 3  # consecutive reads over budget that open the breaker
 
@@ -149,10 +149,7 @@ class FeatureReader:
     def row_cache_mode(self) -> str:
         """``exact`` (invalidated by Redis), ``time-bounded`` (candidate rows only, for their freshness) or
         ``off``."""
-        self.rows.mark()
-        if self.rows.exact:
-            return "exact"
-        return "time-bounded" if any(t > 0 for t in self.rows._ttl.values()) else "off"  # noqa: SLF001
+        return self.rows.mode
 
     def start(self, surface: Surface, user_id: str, likely_ids: Sequence[str]) -> Pending:
         """Send the read of the user's row and of the ``likely_ids`` candidate rows missing from the row cache
@@ -164,7 +161,7 @@ class FeatureReader:
         likely = list(dict.fromkeys(likely_ids))
         cache = self.rows
         since = cache.mark()
-        user_row = cache.get_many("user", [user_id], tag=_TAG[surface], exact_only=True)[0]
+        user_row = cache.get_many("user", [user_id], tag=SURFACE_NAME[surface], exact_only=True)[0]
         rows = cache.get_many(entity, likely)
         missing = [c for c, r in zip(likely, rows, strict=True) if r is None]
         reqs = ([] if user_row is not None else [("user", user_id)]) + [(entity, c) for c in missing]
@@ -207,7 +204,7 @@ class FeatureReader:
         user_row = pending.user_row
         if user_row is None:
             user_row, read = read[0], read[1:]
-            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=_TAG[surface], since=pending.since,
+            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=SURFACE_NAME[surface], since=pending.since,
                                exact_only=True)
         fetched = dict(zip(pending.missing, read, strict=True))
         if fetched:

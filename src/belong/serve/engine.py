@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from belong.domain import Surface
+from belong.domain import SURFACE_NAME, Surface
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Merged, NewUser, Removed, Request
 from belong.serve.cache import CandidateCache, Entry, Packed, Ranked
@@ -59,8 +59,6 @@ from belong.serve.metrics import Metrics
 from belong.serve.models import ModelRegistry, ModelVersion
 from belong.serve.settings import ServeSettings
 
-#: each surface's name (an enum's ``.value`` is a slow property lookup on the hot path)
-SURFACE_NAME = {s: s.value for s in Surface}
 #: request ids: 32 hex digits, a random 64-bit prefix per process then a counter (unique like a uuid4, without
 #: a system call per request)
 _RID_PREFIX = os.urandom(8).hex()
@@ -284,7 +282,7 @@ class Engine:
                 for h in pipeline.hydrators:
                     h.hydrate(request, model.state, fresh)
         except BaseException:
-            self.features.finish(pending, [])  # collect the read in flight (its connection goes back to the pool)
+            self.features.finish(pending, [])  # collect the read in flight (its replies must leave the connection)
             raise
         t3 = time.perf_counter()
         stages["hydrate"] = (t3 - t2) * 1e3

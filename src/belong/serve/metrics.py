@@ -18,6 +18,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 
+from belong.domain import SURFACE_NAME
+
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 STAGES = ("cache", "sources", "rules", "select", "hydrate", "features", "respond")
 
@@ -45,7 +47,7 @@ class Metrics:
         """Count one candidate cache lookup (``surface``: a :class:`~belong.domain.Surface`)."""
         child = self._cache.get((surface, result))
         if child is None:
-            child = self._cache[(surface, result)] = self.cache.labels(surface.value, result)
+            child = self._cache[(surface, result)] = self.cache.labels(SURFACE_NAME[surface], result)
         child.inc()
 
     def watch_rows(self, rows) -> None:

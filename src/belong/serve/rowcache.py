@@ -113,6 +113,15 @@ class RowCache:
                 _, seq = inv.popitem(last=False)
                 self._floor = max(self._floor, seq)
 
+    @property
+    def mode(self) -> str:
+        """``exact`` (invalidated by Redis), ``time-bounded`` (candidate rows only, for their freshness) or
+        ``off``."""
+        self.mark()
+        if self.exact:
+            return "exact"
+        return "time-bounded" if any(t > 0 for t in self._ttl.values()) else "off"
+
     # ------------------------------------------------------------------------------------------- rows
     def get_many(self, entity: str, keys: Sequence[str], now: float | None = None, *, tag: str = "",
                  exact_only: bool = False) -> list[Row | None]:
