@@ -84,8 +84,8 @@ def test_age_segments_when_known() -> None:
 def test_run_several_models_json_shape_and_paired() -> None:
     data = clusters()
     split = make_split("given", data)
-    modelspec.register_factory("test-cooc", lambda rest, params: CoOccurrence())
-    modelspec.register_factory("test-const", lambda rest, params: _Constant())
+    modelspec.FACTORIES.add("test-cooc", lambda rest, params: CoOccurrence())
+    modelspec.FACTORIES.add("test-const", lambda rest, params: _Constant())
     run = harness.run(data, split, [ModelChoice("test-cooc:x", {}), ModelChoice("test-const:y", {})], [1, 3])
     out = run.to_dict()
     assert out["dataset"] == "clusters" and out["protocol"]["name"] == "given"

@@ -19,8 +19,8 @@ from belong.evaluation.splitters import make_split
 @pytest.fixture(scope="module")
 def run_dict() -> dict:
     data = clusters()
-    modelspec.register_factory("report-cooc", lambda rest, params: CoOccurrence())
-    modelspec.register_factory("report-pop", lambda rest, params: Popularity())
+    modelspec.FACTORIES.add("report-cooc", lambda rest, params: CoOccurrence())
+    modelspec.FACTORIES.add("report-pop", lambda rest, params: Popularity())
     models = [ModelChoice("report-cooc:a", {}), ModelChoice("report-pop:b", {})]
     return harness.run(data, make_split("given", data), models, [1, 2, 3]).to_dict()
 

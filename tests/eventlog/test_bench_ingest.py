@@ -8,7 +8,7 @@ import sys
 import orjson
 import pytest
 
-from belong.bench_ingest import TYPE_MIX, Workload, run, synthetic_events
+from belong.bench.ingest import TYPE_MIX, Workload, run, synthetic_events
 from belong.cli import main
 from belong.schema import validate_event_table
 

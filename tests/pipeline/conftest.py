@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from toy_world import toy_world
 
-from belong.pipeline import WorldState
+from belong.state import WorldState, from_world
 
 
 @pytest.fixture()
@@ -13,4 +13,4 @@ def world():
 
 @pytest.fixture()
 def state(world) -> WorldState:
-    return WorldState.from_world(world)
+    return from_world(world)

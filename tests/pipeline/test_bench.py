@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from belong.pipeline.bench import RECALL_K, bench_ann, bench_sources
+from belong.bench.sources import RECALL_K, bench_ann, bench_sources
 
 
 def test_bench_sources_reports_every_source_union_blend_and_baseline():

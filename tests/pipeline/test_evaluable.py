@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from belong.errors import ValidationError
+from belong.evaluation.modelspec import build_model
+from belong.evaluation.pipeline_model import PipelineEvaluable
 from belong.interactions import Interactions
-from belong.pipeline.evaluable import PipelineEvaluable, make
 
 
 def _data() -> Interactions:
@@ -21,7 +22,7 @@ def _data() -> Interactions:
 
 def test_adapter_ranks_unseen_items_in_train_indices():
     data = _data()
-    model = make("communities/co_membership+friends_joined", {}).fit(data)
+    model = build_model("pipeline:communities/co_membership+friends_joined", {}).fit(data)
     users = np.arange(10)
     idx, scores = model.recommend_idx(users, 5)
     assert idx.shape == (10, 5) and scores.shape == (10, 5)
@@ -52,10 +53,6 @@ def test_people_surface_on_a_square_graph_and_errors():
 
 
 def test_registered_with_the_evaluation_harness():
-    from belong.evaluation.modelspec import build_model
-    from belong.pipeline.evaluable import register_evaluation_factory
-
-    register_evaluation_factory()
     assert isinstance(build_model("pipeline:people", {}), PipelineEvaluable)
 
 
@@ -77,7 +74,7 @@ def test_a_time_split_of_a_store_gives_the_pipeline_the_whole_world_before_the_c
     model = PipelineEvaluable("communities").fit(split.train)
     state = model.state
     assert state.friend_csr().nnz > 0  # friendships reached the state (interactions alone carry none)
-    assert state.now_us < cut  # nothing from the test period
+    assert state.now_us == cut and state.join_events.ts.max() < cut  # nothing from the test period
     assert state.n_communities >= split.train.n_items
     assert list(state.users.ids[: split.train.n_users]) == list(split.train.user_ids)  # the harness's indices
     idx, _ = model.recommend_idx(np.arange(min(50, split.train.n_users)), 10)

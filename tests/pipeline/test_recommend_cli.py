@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 from toy_world import toy_world
 
+from belong import surfaces
 from belong.cli import main
 from belong.datasets import write_world
 from belong.eventlog import open_store
@@ -33,9 +34,8 @@ def store(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def surface(tmp_path_factory) -> str:
     """The shipped communities surface with a small iALS and exact search (fast to prepare in tests)."""
-    from belong.pipeline import Pipeline
 
-    p = Pipeline.load("communities")
+    p = surfaces.load("communities")
     ials = next(s for s in p.sources if s.type_name == "ials_ann")
     ials.config.factors, ials.config.iterations, ials.config.ann = 8, 3, "exact"
     path = tmp_path_factory.mktemp("surface") / "communities.toml"
@@ -65,7 +65,7 @@ def test_json_with_trace(run, store, surface):
     assert data["surface"] == "communities" and 0 < len(data["items"]) <= 5
     for it in data["items"]:
         assert it["explanation"] and it["sources"] and it["name"]
-    assert set(data["trace"]["stage_ms"]) >= {"sources", "hydrate", "filter", "score", "select", "respond"}
+    assert set(data["trace"]["stage_ms"]) >= {"sources", "hydrate", "filter", "score", "rules", "select", "explain"}
     assert {"filter": "safety_rules", "id": "speedrun", "reason": "blocked: you blocked this community"} in data["trace"]["removed"]
 
 

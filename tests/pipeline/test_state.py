@@ -6,7 +6,8 @@ import pytest
 from belong.domain import Event, EventType, TargetKind
 from belong.errors import UnknownIdError
 from belong.interactions import Interactions
-from belong.pipeline import NewUser, Request, WorldState
+from belong.pipeline import NewUser, Request
+from belong.state import WorldState, from_interactions
 
 
 def names(state: WorldState, idx) -> set[str]:
@@ -40,8 +41,8 @@ def test_blocks_and_attributes(state):
     assert state.users.index["alice"] in state.blocked_users[state.users.index["erin"]]
     assert state.blocked_communities[a] == {state.communities.index["speedrun"]}
     c = state.communities.index["adults"]
-    assert state.c_age_restricted[c] and state.c_name[c] == "After Dark"
-    assert state.user_age[state.users.index["carol"]] == "teen"
+    assert state.communities.age_restricted[c] and state.communities.name[c] == "After Dark"
+    assert state.users.age_group[state.users.index["carol"]] == "teen"
 
 
 def test_heat_per_locale_and_age(state):
@@ -87,12 +88,12 @@ def test_profile_unknown_and_new_user(state):
 
 def test_from_interactions_bipartite_and_square():
     data = Interactions.from_ids(["a", "a", "b", "c"], ["x", "y", "x", "z"])
-    st = WorldState.from_interactions(data)
+    st = from_interactions(data)
     assert st.communities.ids == data.item_ids.tolist() and st.users.ids == data.user_ids.tolist()
     assert names(st, st.communities_of(0)) == {"x", "y"}
     g = Interactions.from_ids(["1", "2", "3"], ["2", "3", "1"], user_ids=np.array(["1", "2", "3"]),
                               item_ids=np.array(["1", "2", "3"]))
-    sq = WorldState.from_interactions(g)
+    sq = from_interactions(g)
     assert sq.n_communities == 0 and sq.friend_csr().nnz == 6
 
 

@@ -4,6 +4,7 @@ import tomllib
 
 import pytest
 
+from belong import surfaces
 from belong.errors import ValidationError
 from belong.pipeline import Pipeline
 from belong.pipeline.components import REGISTRY
@@ -12,7 +13,7 @@ from belong.toml_writer import dumps
 
 @pytest.mark.parametrize("surface", ["communities", "people", "content"])
 def test_shipped_surfaces_round_trip(surface):
-    p = Pipeline.load(surface)
+    p = surfaces.load(surface)
     text = p.to_toml()
     again = Pipeline.from_toml(text)
     assert again.to_dict() == p.to_dict()
@@ -67,8 +68,9 @@ def test_bad_declarations_name_the_field(text, field):
 
 
 def test_unknown_surface_name():
-    with pytest.raises(ValidationError, match="communities, people, content"):
-        Pipeline.load("no-such-surface")
+    with pytest.raises(ValidationError, match="communities, communities_ranked, content, people") as exc:
+        surfaces.load("no-such-surface")
+    assert exc.value.field == "surface"
 
 
 def test_every_registered_component_round_trips_its_default_config():

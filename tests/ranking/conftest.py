@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import belong.ranking  # noqa: F401 - registers the ranking components
-from belong.pipeline.state import WorldState
 from belong.simulate import simulate_world
+from belong.state import WorldState, from_world
 
 SURFACE = """
 surface = "communities"
@@ -31,7 +31,6 @@ type = "social"
 type = "safety_rules"
 [scorer]
 type = "lgbm_ranker"
-surface = "{path}"
 users = 400
 rounds = 60
 min_data_in_leaf = 20
@@ -51,16 +50,16 @@ def sim_world():
 @pytest.fixture(scope="session")
 def sim_state(sim_world) -> WorldState:
     """The simulated world's state, with 1% of users banned and 2% of communities deleted by moderation."""
-    st = WorldState.from_world(sim_world)
+    st = from_world(sim_world)
     for u in range(0, st.n_users, 100):
-        st.user_status[u] = "banned"
+        st.users.status[u] = "banned"
     for c in range(0, st.n_communities, 50):
-        st.c_status[c] = "deleted"
+        st.communities.status[c] = "deleted"
     return st
 
 
 @pytest.fixture(scope="session")
 def surface_toml(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("surface") / "ranked.toml"
-    path.write_text(SURFACE.replace("{path}", str(path)), encoding="utf-8")
+    path.write_text(SURFACE, encoding="utf-8")
     return path

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from belong import surfaces
 from belong.cli import main
 from belong.datasets import write_world
 from belong.domain import Surface
 from belong.eventlog import open_store
 from belong.pipeline.types import Request
-from belong.ranking.artifact import load_pipeline, read_manifest, write_manifest, write_surface
-from belong.ranking.scorer import surface_pipeline
-from belong.ranking.train import load_state
+from belong.training.artifact import load_pipeline, read_manifest, write_manifest, write_surface
+from belong.training.train import load_state
 
 
 def _cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -65,7 +65,7 @@ def test_belong_train_writes_a_versioned_self_describing_artifact(
 def test_artifact_round_trip_gives_the_same_scores(store, surface_toml, tmp_path):
     """Fit in memory, write, load back: every request ranks the same items with the same scores."""
     state, window = load_state(store)
-    fitted = surface_pipeline(str(surface_toml)).fit(state)
+    fitted = surfaces.load(str(surface_toml)).fit(state)
     entry = write_surface(tmp_path, fitted)
     write_manifest(tmp_path, {"version": "test", "data_window": window, "surfaces": {"communities": entry}})
     loaded = load_pipeline(tmp_path, "communities", state)
@@ -82,7 +82,7 @@ def test_artifact_round_trip_gives_the_same_scores(store, surface_toml, tmp_path
 
 def test_trace_shows_rule_and_reason_for_every_removed_candidate(store, surface_toml, tmp_path, capsys):
     state, _ = load_state(store)
-    p = surface_pipeline(str(surface_toml)).fit(state)
+    p = surfaces.load(str(surface_toml)).fit(state)
     removed = 0
     for u in state.users.ids[:60]:
         r = p.run(Request(u, Surface.COMMUNITIES, k=10))
@@ -105,7 +105,7 @@ def test_an_artifact_of_another_feature_set_is_refused_with_the_reason(store, su
     from belong.errors import ValidationError
 
     state, window = load_state(store)
-    fitted = surface_pipeline(str(surface_toml)).fit(state)
+    fitted = surfaces.load(str(surface_toml)).fit(state)
     entry = write_surface(tmp_path, fitted)
     entry["ranker"]["features"] = entry["ranker"]["features"][:-3]  # as an older version wrote it
     write_manifest(tmp_path, {"version": "old", "data_window": window, "surfaces": {"communities": entry}})

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from belong import surfaces
 from belong.errors import ValidationError
 from belong.ranking.dataset import build_lists
-from belong.ranking.scorer import LgbmRanker, surface_pipeline
+from belong.ranking.scorer import LgbmRanker
 
 
 def _lists(sim_state, surface_toml, workers: int, ticks: list[tuple[int, int]]):
-    p = surface_pipeline(str(surface_toml))
-    return build_lists(sim_state, p.surface, p.sources, p.hydrators, p.filters, fraction=0.2, max_users=450, seed=0,
+    p = surfaces.load(str(surface_toml))
+    return build_lists(sim_state, p.fresh, fraction=0.2, max_users=450, seed=0,
                        workers=workers, progress=lambda done, total: ticks.append((done, total)))
 
 

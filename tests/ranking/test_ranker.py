@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from belong import surfaces
 from belong.errors import ValidationError
 from belong.ranking.calibration import Calibrator, expected_calibration_error
 from belong.ranking.dataset import build_lists, feature_names, holdout
 from belong.ranking.ranker import Ranker, list_metrics
-from belong.ranking.scorer import surface_pipeline
 
 
 @pytest.fixture(scope="module")
 def lists(sim_state, surface_toml):
-    p = surface_pipeline(str(surface_toml))
-    return build_lists(sim_state, p.surface, p.sources, p.hydrators, p.filters, fraction=0.2, max_users=500, seed=0)
+    p = surfaces.load(str(surface_toml))
+    return build_lists(sim_state, p.fresh, fraction=0.2, max_users=500, seed=0)
 
 
 def test_holdout_keeps_one_membership_and_hides_the_rest():
@@ -99,10 +99,10 @@ def test_unknown_calibration_method_is_a_validation_error():
 
 
 def test_shipped_ranked_surface_loads_with_its_tuned_settings():
-    p = surface_pipeline("communities_ranked")
+    p = surfaces.load("communities_ranked")
     co = next(s for s in p.sources if s.name == "co_membership")
     assert (co.config.model, co.config.ease_l2) == ("ease", 800.0)
-    assert p.scorer.config.users >= 3000 and p.scorer.config.surface == "communities_ranked"
+    assert p.scorer.config.users >= 3000 and p.name == "communities_ranked"
     assert type(p.selector).__name__ == "TopK"
 
 

@@ -78,7 +78,7 @@ def test_the_generated_requests_exercised_every_rule():
 
 def test_strangers_rule_by_hand(sim_state):
     """A teen is never shown an adult who shares no friend and no community with them, and vice versa."""
-    ages = np.array(sim_state.user_age)
+    ages = np.array(sim_state.users.age_group)
     teen = int(np.flatnonzero(ages == "teen")[0])
     f = StrangersFilter(StrangersConfig())
     req = Request(sim_state.users.ids[teen], Surface.PEOPLE)

@@ -5,22 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from belong import surfaces
 from belong.datasets import World
 from belong.datasets.tables import event_table, seq_ids
 from belong.errors import ValidationError
 from belong.interactions import Interactions
-from belong.pipeline.state import WorldState
 from belong.ranking.dataset import (
     DAY_US,
     build_lists,
-    cut_state,
-    memberships_as_of,
     outcome_labels,
     resolve_holdout_by,
     time_holdout,
 )
 from belong.ranking.ranker import Ranker
-from belong.ranking.scorer import LgbmRanker, surface_pipeline
+from belong.ranking.scorer import LgbmRanker
+from belong.state import WorldState, as_of, from_interactions, from_world
 
 T0 = 1_700_000_000_000_000
 
@@ -30,7 +29,7 @@ def _world(rows: list[tuple[int, str, str, str]]) -> WorldState:
     ev = event_table("t", event_id=seq_ids("e", len(rows)), ts_us=[T0 + d * DAY_US for d, *_ in rows],
                      type=[r[1] for r in rows], actor=[r[2] for r in rows], target=[r[3] for r in rows],
                      target_kind="community")
-    return WorldState.from_world(World(events=ev))
+    return from_world(World(events=ev))
 
 
 def _pairs(state: WorldState, m) -> set[tuple[str, str]]:
@@ -61,6 +60,10 @@ def test_state_keeps_join_times_leaves_and_reports(tiny):
     assert np.all(np.diff(tiny.join_events.ts) >= 0)
 
 
+def memberships_as_of(state: WorldState, ts_us: int):
+    return as_of(state, ts_us).membership_csr()
+
+
 def test_memberships_as_of_replays_joins_and_leaves(tiny):
     at = lambda day: _pairs(tiny, memberships_as_of(tiny, T0 + day * DAY_US))  # noqa: E731
     assert at(6) == {("a", "x"), ("a", "y"), ("c", "z"), ("b", "y")}  # b left x on day 3
@@ -73,7 +76,7 @@ def test_time_cut_holds_out_only_joins_after_the_cut_and_keeps_only_earlier_memb
     rows = [(int(d), "join", f"u{u}", f"c{c}") for d, u, c in
             zip(rng.integers(0, 100, 3000), rng.integers(0, 200, 3000), rng.integers(0, 40, 3000), strict=True)]
     state = _world(sorted(rows))
-    Xcut, held, when, T = time_holdout(state, 0.2)
+    cut, Xcut, held, when, T = time_holdout(state, 0.2)
     joins = state.join_events
     first = {}
     for u, c, t in zip(joins.user.tolist(), joins.community.tolist(), joins.ts.tolist(), strict=True):
@@ -85,13 +88,13 @@ def test_time_cut_holds_out_only_joins_after_the_cut_and_keeps_only_earlier_memb
     assert 0.1 < sum(map(len, held.values())) / len(first) < 0.3
     seen = set(coo.col.tolist())
     assert all(c in seen for cs in held.values() for c in cs)
-    cut = cut_state(state, Xcut, as_of_us=T)
-    assert cut.now_us == T and max(cut.c_created) <= T
+    assert cut.users.ids == state.users.ids and cut.communities.ids == state.communities.ids  # same indices
+    assert cut.now_us == T and max(cut.communities.created) <= T
     assert cut.membership_csr().nnz == Xcut.nnz and state.membership_csr().nnz > Xcut.nnz
 
 
 def test_heat_as_of_the_end_is_the_current_heat_and_earlier_heat_ignores_later_activity(tiny, sim_world):
-    st = WorldState.from_world(sim_world)
+    st = from_world(sim_world)
     now = st.community_heat_as_of(st.now_us + 1)
     for key, heat in st.community_heat.items():
         np.testing.assert_allclose(now[key], heat, rtol=1e-9, atol=1e-12)
@@ -104,8 +107,8 @@ def test_heat_as_of_the_end_is_the_current_heat_and_earlier_heat_ignores_later_a
 
 
 def test_training_lists_of_a_time_cut_label_only_joins_after_it(sim_state, surface_toml):
-    p = surface_pipeline(str(surface_toml))
-    lists = build_lists(sim_state, p.surface, p.sources, p.hydrators, p.filters, fraction=0.2, max_users=300,
+    p = surfaces.load(str(surface_toml))
+    lists = build_lists(sim_state, p.fresh, fraction=0.2, max_users=300,
                         by="time")
     T = lists.stats["cut_us"]
     assert lists.stats["holdout_by"] == "time" and lists.y.sum() > 0 and lists.items.size == lists.y.size
@@ -139,7 +142,7 @@ def test_outcome_labels_are_absent_with_a_reason_for_joins_only_data():
     data = Interactions(np.array(["u0", "u1"]), np.array(["i0", "i1"]), np.array([0, 1, 1], np.int32),
                         np.array([0, 0, 1], np.int32), None, np.array([1, 2, 3], np.int64) * DAY_US,
                         {"square": False})
-    st = WorldState.from_interactions(data)
+    st = from_interactions(data)
     assert st.leave_events is None and st.community_reports is None
     since = st.membership_since()
     assert sorted(since.data.tolist()) == [DAY_US, 2 * DAY_US, 3 * DAY_US]
@@ -150,9 +153,9 @@ def test_outcome_labels_are_absent_with_a_reason_for_joins_only_data():
 def test_ranker_fits_and_calibrates_retained_when_labels_exist(surface_toml):
     from belong.simulate import simulate_world
 
-    state = WorldState.from_world(simulate_world(4000, 200, seed=11))  # enough early leaves for both classes
-    p = surface_pipeline(str(surface_toml))
-    lists = build_lists(state, p.surface, p.sources, p.hydrators, p.filters, fraction=0.3, max_users=1500,
+    state = from_world(simulate_world(4000, 200, seed=11))  # enough early leaves for both classes
+    p = surfaces.load(str(surface_toml))
+    lists = build_lists(state, p.fresh, fraction=0.3, max_users=1500,
                         by="time")
     known = ~np.isnan(lists.labels["retained"])
     assert known.any() and np.all(lists.y[known] == 1)  # outcomes only on joined rows
@@ -170,8 +173,8 @@ def test_ranker_fits_and_calibrates_retained_when_labels_exist(surface_toml):
 
 
 def test_ranker_records_why_outcomes_were_skipped(sim_state, surface_toml):
-    p = surface_pipeline(str(surface_toml))
-    lists = build_lists(sim_state, p.surface, p.sources, p.hydrators, p.filters, fraction=0.2, max_users=200)
+    p = surfaces.load(str(surface_toml))
+    lists = build_lists(sim_state, p.fresh, fraction=0.2, max_users=200)
     lists.labels, lists.label_notes = {}, {"retained": "the data has no leave events (joins only)"}
     m = Ranker(rounds=20, min_data_in_leaf=10).fit(lists).metrics
     assert m["objectives"]["skipped"]["retained"] == "the data has no leave events (joins only)"
@@ -181,7 +184,7 @@ def test_ranker_records_why_outcomes_were_skipped(sim_state, surface_toml):
 def test_auto_holdout_uses_time_only_when_joins_span_days(tiny):
     assert resolve_holdout_by(tiny, "auto") == "time"
     assert resolve_holdout_by(tiny, "auto", min_span_days=60) == "random"
-    flat = WorldState.from_interactions(Interactions(
+    flat = from_interactions(Interactions(
         np.array(["u0"]), np.array(["i0", "i1"]), np.array([0, 0], np.int32), np.array([0, 1], np.int32), None,
         np.array([5, 5], np.int64), {"square": False}))
     assert resolve_holdout_by(flat, "auto") == "random"
@@ -200,11 +203,11 @@ def test_world_as_of_a_time_keeps_earlier_events_only_and_the_given_index_order(
     cut = int(np.quantile(ts, 0.8))
     users = sorted(set(sim_world.users.column("id").to_pylist()))[::-1][:50]
     comms = sorted(set(sim_world.communities.column("id").to_pylist()))[:30]
-    st = WorldState.from_world_as_of(sim_world, cut, user_ids=users, community_ids=comms)
+    st = as_of(sim_world, cut, user_ids=users, community_ids=comms)
     assert st.users.ids[:50] == users and st.communities.ids[:30] == comms
-    assert st.now_us < cut and st.join_events.ts.max() < cut
+    assert st.now_us == cut and st.join_events.ts.max() < cut
     earlier = sim_world.events.filter(pc.less(sim_world.events.column("ts_us"), cut))
-    ref = WorldState.from_world(type(sim_world)(users=sim_world.users, communities=sim_world.communities,
+    ref = from_world(type(sim_world)(users=sim_world.users, communities=sim_world.communities,
                                                 content=sim_world.content, events=earlier))
     # the same memberships and friendships, whatever the index order
     mine = {(st.users.ids[u], st.communities.ids[c]) for u, c in zip(*st.membership_csr().nonzero(), strict=True)}
@@ -215,8 +218,8 @@ def test_world_as_of_a_time_keeps_earlier_events_only_and_the_given_index_order(
                                                                         cut)).to_pylist())
     assert not (later - set(users)) & set(st.users.index)
     row = sim_world.users.filter(pc.equal(sim_world.users.column("id"), users[0])).to_pylist()[0]
-    assert (st.user_locale[0], st.user_created[0]) == (row["locale"], row["created_at_us"])
+    assert (st.users.locale[0], st.users.created[0]) == (row["locale"], min(row["created_at_us"], cut))
 
 
 def test_shipped_ranked_surface_cuts_by_time_where_joins_have_times():
-    assert surface_pipeline("communities_ranked").scorer.config.holdout_by == "auto"
+    assert surfaces.load("communities_ranked").scorer.config.holdout_by == "auto"

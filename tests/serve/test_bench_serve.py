@@ -32,9 +32,9 @@ def test_bench_serve_json_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
 
 
 def test_the_bench_retrains_an_artifact_of_another_feature_set(tmp_path) -> None:
-    from belong.ranking.artifact import write_manifest
+    from belong.bench.serve import _current_features
     from belong.ranking.dataset import feature_names
-    from belong.serve.bench import _current_features
+    from belong.training.artifact import write_manifest
 
     sources = ["co_membership", "trending"]
     for name, features, current in (("now", feature_names(sources), True), ("old", feature_names(sources)[:-2], False)):

@@ -16,7 +16,7 @@ from belong.errors import ValidationError
 from belong.features import hydrate
 from belong.features.online import MATERIALIZED_AT, InProcessFeatureStore
 from belong.features.registry import HOUR_S, defaults
-from belong.serve.degrade import USER_INPUTS, BudgetRedisFeatureStore, FeatureReader, user_names
+from belong.serve.feature_reader import USER_INPUTS, BudgetRedisFeatureStore, FeatureReader, user_names
 from belong.serve.rowcache import RowCache, entity_ttl_s
 from belong.serve.settings import ServeSettings
 

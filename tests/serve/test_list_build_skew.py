@@ -4,35 +4,47 @@ reaching the learned ranker."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 
+from belong import surfaces
 from belong.domain import Surface
 from belong.pipeline.types import Request
-from belong.ranking.scorer import surface_pipeline
-from belong.serve.engine import run_sources
-from belong.serve.models import build_version
+from belong.serve.engine import Engine
+from belong.serve.feature_reader import FeatureReader
+from belong.serve.metrics import Metrics
+from belong.serve.settings import ServeSettings
+from belong.serve.versions import ModelRegistry, build_version
 from belong.toml_writer import dumps
 
 
 @pytest.fixture(scope="module")
 def ranked_model(small_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    shipped = surface_pipeline("communities_ranked").to_dict()
+    shipped = surfaces.load("communities_ranked").to_dict()
     shipped["scorer"].update({"users": 300, "rounds": 40, "min_data_in_leaf": 20})
     path = tmp_path_factory.mktemp("skew") / "ranked_small.toml"
     path.write_text(dumps(shipped), encoding="utf-8")
     return build_version(str(small_store), {Surface.COMMUNITIES: path})
 
 
-def test_served_list_build_ranks_as_the_offline_pipeline(ranked_model) -> None:
+def test_served_answers_rank_as_the_offline_pipeline(ranked_model) -> None:
+    """The engine (cache miss, then a cache hit of the packed list with memoised rules) answers exactly what the
+    offline pipeline does, scores included."""
     pipeline = ranked_model.pipelines[Surface.COMMUNITIES]
     state = ranked_model.state
+    registry = ModelRegistry()
+    registry.add(ranked_model, activate=True)
+    engine = Engine(registry, FeatureReader.open(None, prefix="skew:", budget_ms=50, breaker_s=1), Metrics(),
+                    ServeSettings().with_(budget_sources_ms=60_000))
     with_friends = 0
     for u in state.users.ids[:60]:
         offline = pipeline.run(Request(u, Surface.COMMUNITIES, k=10))
-        served, _ = run_sources(pipeline, ranked_model, Request(u, Surface.COMMUNITIES, k=10), depth=10)
-        assert [pipeline.item_id(m.item) for m, _ in served] == [it.id for it in offline.items]
-        assert [s for _, s in served] == pytest.approx([it.score for it in offline.items], rel=1e-9, abs=1e-12)
-        with_friends += any(m.features.get("friends_in", 0) > 0 for m, _ in served)
+        for _ in ("miss", "hit"):
+            served = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, u, 10)))["items"]
+            assert [it["id"] for it in served] == [it.id for it in offline.items]
+            assert [it["score"] for it in served] == pytest.approx([round(it.score, 6) for it in offline.items])
+        with_friends += any(it.features.get("friends_in", 0) > 0 for it in offline.items)
     assert with_friends > 0  # the social feature the ranker reads was there when it scored

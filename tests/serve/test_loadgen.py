@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from serve_helpers import free_port
 
-from belong.serve.bench import wait_ready
+from belong.bench.serve import wait_ready
 
 
 def test_loadgen_holds_a_fixed_rate_against_the_bare_server(tmp_path: Path) -> None:
@@ -18,11 +18,11 @@ def test_loadgen_holds_a_fixed_rate_against_the_bare_server(tmp_path: Path) -> N
     paths = tmp_path / "paths.txt"
     paths.write_text("".join(f"/v1/recommendations/communities?user_id=u{i}&k=20\n" for i in range(50)))
     port = free_port()
-    bare = subprocess.Popen([sys.executable, "-m", "belong.serve.bench", str(payload), str(port)],
+    bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload), str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", bare, 60)
-        out = subprocess.run([sys.executable, "-m", "belong.serve.loadgen", "--port", str(port), "--rate", "200",
+        out = subprocess.run([sys.executable, "-m", "belong.bench.loadgen", "--port", str(port), "--rate", "200",
                               "--seconds", "1.5", "--paths", str(paths), "--connections", "8"],
                              capture_output=True, text=True, timeout=60)
     finally:

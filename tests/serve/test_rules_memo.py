@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from belong.domain import Community, EntityStatus, Event, EventType, Surface, TargetKind
-from belong.serve.degrade import FeatureReader
 from belong.serve.engine import Engine
+from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
-from belong.serve.models import ModelRegistry, build_version
 from belong.serve.settings import ServeSettings
+from belong.serve.versions import ModelRegistry, build_version
 
 TS = 1_900_000_000_000_000
 
@@ -47,10 +47,10 @@ def test_repeated_requests_reuse_the_rules_answer(engine: Engine) -> None:
     user = _user_with_answer(engine)
     first = _ids(engine, user)
     entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
-    assert entry is not None and entry.rules is not None
-    memo = entry.rules
-    assert _ids(engine, user) == first and entry.rules is memo  # nothing changed: the same answer, not recomputed
-    assert _ids(engine, user, 5) == first[:5] and entry.rules is not memo  # another k: recomputed
+    assert entry is not None and entry.memo.kept is not None
+    kept = entry.memo.kept
+    assert _ids(engine, user) == first and entry.memo.kept is kept  # nothing changed: the same answer, not recomputed
+    assert _ids(engine, user, 5) == first[:5] and entry.memo.kept is not kept  # another k: recomputed
 
 
 @pytest.mark.parametrize("change", ["ban", "block", "join"])
@@ -81,15 +81,15 @@ def test_serialised_items_are_reused_only_while_everything_they_are_made_of_is_e
     store.write("community", {c: defaults("community") | {"community_size": 5} for c in state.communities.ids}, 1)
     first = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
     entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
-    assert entry is not None and entry.items_json is not None
-    done = entry.items_json
+    assert entry is not None and entry.serialized is not None
+    done = entry.serialized
     again = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
     assert again["items"] == first["items"] and again["request_id"] != first["request_id"]
-    assert entry.items_json is done  # reused, not rebuilt
+    assert entry.serialized is done  # reused, not rebuilt
     top = first["items"][0]["id"]
     store.write("community", {top: defaults("community") | {"community_size": 999}}, 2)  # a fresher stored row
     changed = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
-    assert entry.items_json is not done
+    assert entry.serialized is not done
     assert changed["items"][0]["features"] != first["items"][0]["features"]
     assert changed["items"][1:] == first["items"][1:]
 
@@ -107,11 +107,11 @@ def test_hydrated_features_follow_friends_and_members_without_invalidation(engin
                       target_kind=TargetKind.USER))
     first = _features(engine, user)
     entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
-    assert entry is not None and entry.hydrated is not None
-    assert _features(engine, user) == first and entry.hydrated is not None
-    hydrated = entry.hydrated
+    assert entry is not None and entry.memo.hydration is not None
+    assert _features(engine, user) == first and entry.memo.items is not None
+    items = entry.memo.items
     _features(engine, user)
-    assert entry.hydrated is hydrated  # nothing changed: not hydrated again
+    assert entry.memo.items is items  # nothing changed: not hydrated (nor explained) again
     top = next(iter(first))
     # a stranger joins: only the member count of that community moves
     state.apply(Event(event_id=f"memo-sj-{user}", ts_us=TS, type=EventType.JOIN, actor=stranger, target=top,

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from serve_helpers import ADMIN_KEY, auth, run_server
 
-from belong.ranking.scorer import surface_pipeline
+from belong import surfaces
 
 
 def _ranked_toml(tmp: Path) -> Path:
     """The shipped ranked communities surface, with a ranker small enough for an 800-user world."""
-    shipped = surface_pipeline("communities_ranked").to_dict()
+    shipped = surfaces.load("communities_ranked").to_dict()
     shipped["scorer"].update({"users": 300, "rounds": 60, "min_data_in_leaf": 20})
     from belong.toml_writer import dumps
 

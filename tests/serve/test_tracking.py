@@ -12,7 +12,7 @@ import redis
 from belong.domain import Surface
 from belong.features.online import RedisFeatureStore
 from belong.features.registry import defaults
-from belong.serve.degrade import FeatureReader
+from belong.serve.feature_reader import FeatureReader
 from belong.serve.rowcache import RowCache
 from belong.serve.tracking import InvalidationListener
 

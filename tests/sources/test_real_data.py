@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from belong import surfaces
 from belong.domain import Surface
-from belong.pipeline import NewUser, Pipeline, Request, WorldState
+from belong.pipeline import NewUser, Pipeline, Request
+from belong.state import WorldState, from_world
 
 pytestmark = pytest.mark.data
 
@@ -16,7 +18,7 @@ def test_friends_of_friends_on_lastfm_asia_hide_edges(data_dir, monkeypatch):
     monkeypatch.setenv("BELONG_DATA_DIR", str(data_dir))
     from belong.evaluation import splitters
     from belong.evaluation.data import load_interactions
-    from belong.pipeline.evaluable import PipelineEvaluable
+    from belong.evaluation.pipeline_model import PipelineEvaluable
 
     data = load_interactions("edges:lastfm-asia/lastfm_asia_edges.csv")
     split = splitters.make_split("hide-edges", data, fraction=0.2, seed=0)
@@ -33,11 +35,11 @@ def test_friends_of_friends_on_lastfm_asia_hide_edges(data_dir, monkeypatch):
 def hetrec(data_dir) -> WorldState:
     from belong.datasets import load_world
 
-    return WorldState.from_world(load_world("hetrec-lastfm", data_dir))
+    return from_world(load_world("hetrec-lastfm", data_dir))
 
 
 def test_hetrec_people_and_tag_cold_start(hetrec):
-    people = Pipeline.load("people").fit(hetrec)
+    people = surfaces.load("people").fit(hetrec)
     resp = people.run(Request("2", Surface.PEOPLE, k=5))
     assert len(resp.items) == 5 and all(it.explanation for it in resp.items)
     assert any("mutual friend" in r for it in resp.items for r in it.reasons.values())

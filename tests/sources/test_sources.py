@@ -8,18 +8,19 @@ from toy_world import toy_world
 
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.errors import ValidationError
-from belong.pipeline import NewUser, Request, WorldState
+from belong.pipeline import NewUser, Request
 from belong.sources.embedding import IalsAnn
 from belong.sources.item2item import CoMembership
 from belong.sources.people import CoMembers, FriendsOfFriends, SimilarPeople
 from belong.sources.random_walk import Pixie
 from belong.sources.text import TextMatch, minilm_available
 from belong.sources.trending import NewCommunities, Trending
+from belong.state import WorldState, from_world
 
 
 @pytest.fixture()
 def state() -> WorldState:
-    return WorldState.from_world(toy_world())
+    return from_world(toy_world())
 
 
 def by_id(state, cands, surface=Surface.COMMUNITIES):

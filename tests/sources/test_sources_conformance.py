@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from toy_world import toy_world
 
+from belong import surfaces
 from belong.domain import Surface
 from belong.errors import UnknownIdError
-from belong.pipeline import NewUser, Request, WorldState
+from belong.pipeline import NewUser, Request
 from belong.pipeline.components import REGISTRY
-from belong.pipeline.pipeline import _import_components
 from belong.pipeline.types import Merged
+from belong.state import WorldState, from_world
 
-_import_components()
 SOURCES = sorted(REGISTRY["source"])
 FILTERS = sorted(REGISTRY["filter"])
 SURFACES = list(Surface)
@@ -31,14 +31,14 @@ def _sim_world():
 
 @pytest.fixture(scope="module", params=["toy", "simulated"])
 def state(request) -> WorldState:
-    return WorldState.from_world(toy_world() if request.param == "toy" else _sim_world())
+    return from_world(toy_world() if request.param == "toy" else _sim_world())
 
 
 @pytest.fixture(scope="module")
 def sources(state):
     out = {}
     for name in SOURCES:
-        cls = REGISTRY["source"][name]
+        cls = REGISTRY["source"].get(name)
         cfg = cls.Config(k=K)
         if name == "ials_ann":
             cfg.factors, cfg.iterations = 4, 3
@@ -103,7 +103,7 @@ def test_every_source_serves_some_surface(state, sources):
 @pytest.mark.parametrize("surface", SURFACES)
 @pytest.mark.parametrize("name", FILTERS)
 def test_filter_contract(state, name, surface):
-    flt = REGISTRY["filter"][name]()
+    flt = REGISTRY["filter"].get(name)()
     flt.prepare(state)
     everything = [Merged(i) for i in range(_size(state, surface))]
     for uid in _users(state):
@@ -121,9 +121,8 @@ def test_filter_contract(state, name, surface):
 
 @pytest.mark.parametrize("surface", SURFACES)
 def test_surface_filters_remove_self_and_owned(state, surface):
-    from belong.pipeline import Pipeline
 
-    p = Pipeline.load(surface.value)
+    p = surfaces.load(surface.value)
     for uid in _users(state):
         cands = [Merged(i) for i in range(_size(state, surface))]
         for f in p.filters:

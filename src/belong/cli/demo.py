@@ -93,8 +93,8 @@ def _serve(store: Path, models: Path, port: int, console: Console, *, wait: bool
     import secrets
     import subprocess
 
+    from belong.bench.serve import wait_ready
     from belong.eventlog import open_store
-    from belong.serve.bench import wait_ready
 
     key = os.environ.get("BELONG_DEMO_API_KEY") or secrets.token_urlsafe(16)
     env = {**os.environ, "BELONG_API_KEYS_WRITE": os.environ.get("BELONG_API_KEYS_WRITE", key),

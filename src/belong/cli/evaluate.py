@@ -163,7 +163,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     ) -> None:
         """Time the harness (fit + batched fused top-K + metrics) against a plain numpy reference, same run."""
-        from belong.evaluation.bench import bench_evaluate
+        from belong.bench.evaluate import bench_evaluate
 
         names = resolve_models([models], square=False)
         with _progress(err) as bar:

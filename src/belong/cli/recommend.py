@@ -64,15 +64,13 @@ def _print_response(console: Console, pipeline, response, trace: bool) -> None:
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add ``recommend`` to the app and ``sources`` / ``ann`` to ``belong bench``."""
-    from belong.pipeline.evaluable import register_evaluation_factory
-
-    register_evaluation_factory()
 
     @app.command()
     def recommend(
         store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
         surface: str = typer.Option("communities", "--surface", "-s",
-                                    help="communities | people | content, or a surface TOML file."),
+                                    help="A catalogue surface (communities, communities_ranked, people, content) "
+                                    "or a surface TOML file."),
         user: str = typer.Option(..., "--user", "-u", help="User id (an unknown id needs --new-user-*)."),
         k: int = typer.Option(20, "--k", help="How many items."),
         new_user_locale: str = typer.Option(None, "--new-user-locale", help="Brand-new user: language, e.g. en."),
@@ -84,18 +82,20 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         trace: bool = typer.Option(False, "--trace", help="Also show stage timings and what each filter removed."),
     ) -> None:
         """Recommend for one user from a store, with scores and explanations."""
-        from belong.pipeline import Pipeline, Request, WorldState
+        from belong import surfaces
+        from belong.pipeline import Request
         from belong.settings import get_settings
+        from belong.state import from_store
 
         spec = store or get_settings().store
         if not spec.startswith(("postgresql://", "postgres://")) and not Path(spec).exists():
             raise ValidationError("store", f"no store at {spec!r} (load one with `belong load` or `belong demo`)")
-        pipeline = Pipeline.load(surface)
+        pipeline = surfaces.load(surface)
         new_user = _new_user(new_user_locale, new_user_age, new_user_interests)
         request = Request(user, pipeline.surface, k=k, new_user=new_user, seed=seed)
         with err.status(f"reading {spec}") as status:
             t0 = time.perf_counter()
-            state = WorldState.from_store(spec)
+            state = from_store(spec)
             load_s = time.perf_counter() - t0
             state.profile(request)  # unknown user: fail before training anything
             status.update(f"preparing {pipeline.surface.value} sources (training models)")
@@ -127,7 +127,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     ) -> None:
         """Per source: p50/p99 ms per request and candidate recall@200 of later joins; union and blend too."""
-        from belong.pipeline.bench import bench_sources as run
+        from belong.bench.sources import bench_sources as run
 
         result = run(users, communities, requests=requests, holdout_days=holdout_days, seed=seed, dataset=dataset,
                      console=err)
@@ -146,7 +146,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     ) -> None:
         """Recall@100 and latency of each ANN backend on real iALS factors, and which one is chosen per size."""
-        from belong.pipeline.bench import bench_ann as run
+        from belong.bench.sources import bench_ann as run
 
         try:
             size_list = [int(s) for s in sizes.split(",") if s.strip()]

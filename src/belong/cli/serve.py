@@ -7,8 +7,6 @@ from pathlib import Path
 import orjson
 import typer
 
-from belong.domain import Surface
-
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("serve")
@@ -18,7 +16,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         port: int = typer.Option(8000, help="TCP port."),
         redis: str = typer.Option(None, help="Online feature store URL (default: BELONG_REDIS_URL; else in-process)."),
         materialize: bool = typer.Option(False, help="Write the online features of the whole log at startup."),
-        communities_toml: Path = typer.Option(None, help="Override the communities surface declaration."),
+        surface: list[str] = typer.Option([], "--surface", "-s", help="A catalogue surface or TOML file replacing "
+                                          "the shipped declaration of its kind, e.g. communities_ranked "
+                                          "(repeatable)."),
         budget_sources_ms: float = typer.Option(None, help="Candidate sources budget (BELONG_BUDGET_SOURCES_MS)."),
         budget_features_ms: float = typer.Option(None, help="Feature read budget (BELONG_BUDGET_FEATURES_MS)."),
         models: Path = typer.Option(None, "--models", help="`belong train` artifacts: the newest is loaded at start "
@@ -38,7 +38,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             from belong.errors import ValidationError
 
             raise ValidationError("models", f"{settings.models_dir} is not a directory (write one with belong train)")
-        surfaces = {Surface.COMMUNITIES: communities_toml} if communities_toml else None
+        from belong.serve.versions import surface_overrides
+
+        surfaces = surface_overrides(surface) or None
         typer.echo(f"belong API on http://{host}:{port} (docs: /docs) over {store}", err=True)
         serve(store, host, port, settings=settings, surfaces=surfaces, materialize=materialize, log_level=log_level)
 
@@ -59,8 +61,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Highest request rate held at p99 <= budget for the communities surface, next to a bare endpoint of the
         same framework returning a static payload of the same size, in the same run."""
+        from belong.bench.serve import bench_serve as run
         from belong.errors import ValidationError
-        from belong.serve.bench import bench_serve as run
 
         try:
             rate_list = [float(r) for r in rates.split(",") if r.strip()]

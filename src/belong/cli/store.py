@@ -170,7 +170,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
     ) -> None:
         """Sustained durable ingest rate (events/s) of each backend next to the same engine's raw bulk insert."""
-        from belong import bench_ingest as bi
+        from belong.bench import ingest as bi
 
         for name, val, low in (("events", events, 1), ("batch_size", batch_size, 1), ("preload", preload, 0)):
             if val < low:

@@ -1,5 +1,5 @@
 """``belong train --store STORE [--out DIR] [--surface S ...] [--json]``: train every model the store's surfaces
-need and write a versioned artifact directory (see :mod:`belong.ranking.train`).
+need and write a versioned artifact directory (see :mod:`belong.training.train`).
 
 Importing this module also registers the ranking components (``lgbm_ranker``, ``mmr``, ``safety_rules``,
 ``pending``, ``strangers``) for surface TOML files.
@@ -30,7 +30,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the manifest as one JSON object on stdout."),
     ) -> None:
         """Train every model a store's surfaces need (sources, ranker) and write a versioned model artifact."""
-        from belong.ranking.train import DEFAULT_SURFACES, train
+        from belong.training.train import DEFAULT_SURFACES, train
 
         spec = store or get_settings().store
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

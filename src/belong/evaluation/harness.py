@@ -3,7 +3,7 @@ metric per user, then confidence intervals, segments and paired comparisons.
 
 **What can be evaluated** — anything that satisfies :class:`Evaluable` (every :class:`belong.models.base.Recommender`
 does); names become models in :mod:`belong.evaluation.modelspec` (``PREFIX:REST`` names, e.g.
-``pipeline:communities``, go to a factory registered there with ``register_factory``).
+``pipeline:communities``, go to a factory registered in ``modelspec.FACTORIES``).
 
 **Output** (:meth:`EvaluationRun.to_dict`), one model::
 

@@ -2,7 +2,7 @@
 and the extension point for evaluable things that are not registry models.
 
 Plain names go to ``belong.models.registry``; ``PREFIX:REST`` names (e.g. ``pipeline:communities``) go to the
-factory registered for ``PREFIX`` with :func:`register_factory`; that factory returns any object satisfying
+factory registered for ``PREFIX`` in :data:`FACTORIES`; that factory returns any object satisfying
 :class:`belong.evaluation.harness.Evaluable`.
 """
 
@@ -16,31 +16,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from belong.errors import ValidationError
+from belong.registry import Registry
 
 if TYPE_CHECKING:
     from belong.evaluation.harness import Evaluable
 
 _PARAM_RE = re.compile(r"^([A-Za-z0-9_:.-]+?)\.([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-_FACTORIES: dict[str, Callable[[str, dict[str, Any]], Evaluable]] = {}
+Factory = Callable[[str, dict[str, Any]], "Evaluable"]
+#: ``--model PREFIX:REST`` -> ``FACTORIES.get(PREFIX)(REST, params)``: the extension point for evaluable things
+#: that are not registry models
+FACTORIES: Registry[Factory] = Registry("model kind", "model")
 
 
-def register_factory(prefix: str, factory: Callable[[str, dict[str, Any]], Evaluable]) -> None:
-    """Make ``--model PREFIX:REST`` build ``factory(REST, params)`` (the extension point for pipelines)."""
-    _FACTORIES[prefix] = factory
+@FACTORIES.register("pipeline")
+def _pipeline(spec: str, params: dict[str, Any]) -> Evaluable:
+    """``pipeline:SURFACE``: a surface of the catalogue or a TOML file (:mod:`belong.evaluation.pipeline_model`)."""
+    from belong.evaluation.pipeline_model import PipelineEvaluable
+
+    return PipelineEvaluable(spec, params)
 
 
 def build_model(name: str, params: dict[str, Any]) -> Evaluable:
     """A fresh model for ``name`` (a registry name, or ``PREFIX:REST`` for a registered factory)."""
     if ":" in name:
         prefix, rest = name.split(":", 1)
-        if prefix == "pipeline" and prefix not in _FACTORIES:
-            from belong.pipeline.evaluable import register_evaluation_factory
-
-            register_evaluation_factory()
-        if prefix not in _FACTORIES:
-            known = ", ".join(sorted(_FACTORIES)) or "none registered"
-            raise ValidationError("model", f"unknown model kind {prefix!r} in {name!r} (known prefixes: {known})")
-        return _FACTORIES[prefix](rest, params)
+        return FACTORIES.get(prefix)(rest, params)
     from belong.models import registry
 
     return registry.create(name, params)

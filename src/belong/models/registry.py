@@ -26,34 +26,28 @@ from belong.models.itemknn import ItemKNN
 from belong.models.most_popular import MostPopular
 from belong.models.ppr import PersonalizedPageRank
 from belong.models.rp3beta import RP3beta
+from belong.registry import Registry
 
 TUNED_DIR = Path(__file__).with_name("tuned")
 _DATASET_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
-MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls
-    for cls in (
-        MostPopular, ItemKNN, EASE, RP3beta, IALS, BPR,
-        CommonNeighbours, AdamicAdar, ResourceAllocation, PersonalizedPageRank,
-    )
-}
-ALIASES: dict[str, str] = {"toppop": "most-popular", "pop": "most-popular", "cn": "common-neighbours",
-                           "aa": "adamic-adar", "ra": "resource-allocation", "easer": "ease", "als": "ials"}
+MODELS: Registry[type[Recommender]] = Registry("model")
+_ALIASES = {"most-popular": ("toppop", "pop"), "common-neighbours": ("cn",), "adamic-adar": ("aa",),
+            "resource-allocation": ("ra",), "ease": ("easer",), "ials": ("als",)}
+for _cls in (MostPopular, ItemKNN, EASE, RP3beta, IALS, BPR, CommonNeighbours, AdamicAdar, ResourceAllocation,
+             PersonalizedPageRank):
+    MODELS.add(_cls.name, _cls, _ALIASES.get(_cls.name, ()))
 
 
 def resolve(name: str) -> str:
     """Canonical model name for a name or alias (case-insensitive), else ValidationError listing the choices."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in MODELS:
-        raise ValidationError("model", f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return key
+    return MODELS.resolve(name)
 
 
 def create(name: str, params: dict[str, Any] | None = None) -> Recommender:
     """A new, unfitted model; ``params`` are checked against the model's config (unknown keys and bad values
     raise ValidationError naming the model)."""
-    cls = MODELS[resolve(name)]
+    cls = MODELS.get(name)
     if params is not None and not isinstance(params, dict):
         raise ValidationError(f"{cls.name}.config", f"must be a mapping of parameters, got {type(params).__name__}")
     return cls(**(params or {}))
@@ -103,4 +97,4 @@ def default_params(name: str, dataset_hint: str | None = None) -> dict[str, Any]
     """Tuned values for ``dataset_hint`` when recorded, else the model's general defaults."""
     key = resolve(name)
     tuned = tuned_params(key, dataset_hint) if dataset_hint else None
-    return tuned if tuned is not None else MODELS[key]().get_config()
+    return tuned if tuned is not None else MODELS.get(key)().get_config()

@@ -7,18 +7,27 @@ an optional ``prepare(state)`` called once when the pipeline is fitted (train a 
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, ClassVar
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import msgspec
 import numpy as np
 
 from belong.errors import ValidationError
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, FilterResult, Merged, Request
+from belong.registry import Registry
+from belong.state import WorldState
+
+if TYPE_CHECKING:
+    from belong.pipeline.pipeline import Pipeline
+
+#: ``(done, total)``: called as long work advances (training lists)
+Progress = Callable[[int, int], None]
+C = TypeVar("C", bound="Component")
 
 KINDS = ("source", "hydrator", "filter", "scorer", "selector")
-REGISTRY: dict[str, dict[str, type[Component]]] = {k: {} for k in KINDS}
+#: per kind, the component types surface TOML may name (``type = "..."``)
+REGISTRY: dict[str, Registry[type[Component]]] = {k: Registry(k) for k in KINDS}
 
 
 class ComponentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -52,12 +61,12 @@ class Component:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def register(kind: str, type_name: str):
+def register(kind: str, type_name: str) -> Callable[[type[C]], type[C]]:
     """Class decorator: make a component available to surface TOML as ``type = "<type_name>"``."""
 
-    def deco(cls: type[Component]) -> type[Component]:
+    def deco(cls: type[C]) -> type[C]:
         cls.kind, cls.type_name = kind, type_name
-        REGISTRY[kind][type_name] = cls
+        REGISTRY[kind].add(type_name, cls)
         return cls
 
     return deco
@@ -71,9 +80,7 @@ def build(kind: str, data: dict[str, Any], where: str) -> Component:
     type_name = data.pop("type", None)
     if type_name is None:
         raise ValidationError(f"{where}.type", "is required")
-    cls = REGISTRY[kind].get(type_name)
-    if cls is None:
-        raise ValidationError(f"{where}.type", f"unknown {kind} {type_name!r}; known: {', '.join(sorted(REGISTRY[kind]))}")
+    cls = REGISTRY[kind].get(str(type_name), f"{where}.type")
     try:
         config = msgspec.convert(data, cls.Config)
     except msgspec.ValidationError as exc:
@@ -123,11 +130,23 @@ class Filter(Component):
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
         raise NotImplementedError
 
+    def revision(self, request: Request, state: WorldState) -> Hashable | None:
+        """What :meth:`apply` reads for ``request`` besides the candidates, as counters: equal revisions mean the
+        same answer on the same candidates (the last one may then be reused). None (the default): no such key."""
+        return None
+
 
 class Scorer(Component):
     """One score per candidate (higher is better). ``source_weights`` is set by the pipeline from its sources."""
 
     source_weights: dict[str, float]
+
+    def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
+        """Called by :meth:`Pipeline.fit <belong.pipeline.pipeline.Pipeline.fit>` once the sources, hydrators and
+        filters are prepared. ``upstream()`` gives a fresh, unfitted copy of the pipeline's candidate stage, for a
+        scorer that learns from candidates (fit it on a validation cut of ``state`` and read its
+        :meth:`~belong.pipeline.pipeline.Pipeline.candidates`). Default: :meth:`prepare`."""
+        self.prepare(state)
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         raise NotImplementedError

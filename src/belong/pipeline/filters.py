@@ -12,8 +12,8 @@ import numpy as np
 
 from belong.domain import AgeGroup, EntityStatus, Surface
 from belong.pipeline.components import Filter, register
-from belong.pipeline.state import Profile, WorldState
 from belong.pipeline.types import FilterResult, Merged, Request
+from belong.state import Profile, WorldState
 
 
 def _split(cands: list[Merged], why: Callable[[int], str | None]) -> FilterResult:
@@ -49,7 +49,7 @@ def _community_of(request: Request, state: WorldState, item: int) -> int | None:
     if request.surface is Surface.COMMUNITIES:
         return item
     if request.surface is Surface.CONTENT:
-        return state.x_community[item]
+        return state.content.community[item]
     return None
 
 
@@ -120,7 +120,7 @@ class NotDiscoverableFilter(Filter):
             flags = state.community_flags()
             items = _items(cands)
             return _split_mask(cands, ~flags.discoverable[items] | flags.invite_only[items],
-                               lambda c: "the community is not discoverable" if not state.c_discoverable[c]
+                               lambda c: "the community is not discoverable" if not state.communities.discoverable[c]
                                else "the community is invite-only")
         mine = set(p.communities.tolist())
 
@@ -128,9 +128,9 @@ class NotDiscoverableFilter(Filter):
             c = _community_of(request, state, i)
             if c is None or (request.surface is Surface.CONTENT and c in mine):
                 return None
-            if not state.c_discoverable[c]:
+            if not state.communities.discoverable[c]:
                 return "the community is not discoverable"
-            if state.c_invite_only[c]:
+            if state.communities.invite_only[c]:
                 return "the community is invite-only"
             return None
 
@@ -152,7 +152,7 @@ class AgeRestrictedFilter(Filter):
 
         def why(i: int) -> str | None:
             c = _community_of(request, state, i)
-            return f"age-restricted, not shown to {who}" if c is not None and state.c_age_restricted[c] else None
+            return f"age-restricted, not shown to {who}" if c is not None and state.communities.age_restricted[c] else None
 
         return _split(cands, why)
 
@@ -166,17 +166,17 @@ class InactiveFilter(Filter):
         active = EntityStatus.ACTIVE.value
         if request.surface is Surface.COMMUNITIES:
             return _split_mask(cands, ~state.community_flags().active[_items(cands)],
-                               lambda c: f"it was {state.c_status[c]}")
+                               lambda c: f"it was {state.communities.status[c]}")
 
         def why(i: int) -> str | None:
             if request.surface is Surface.PEOPLE:
-                status = state.user_status[i]
+                status = state.users.status[i]
             elif request.surface is Surface.CONTENT:
-                status = state.x_status[i]
+                status = state.content.status[i]
                 if status == active:
-                    status = state.c_status[state.x_community[i]]
+                    status = state.communities.status[state.content.community[i]]
             else:
-                status = state.c_status[i]
+                status = state.communities.status[i]
             return None if status == active else f"it was {status}"
 
         return _split(cands, why)

@@ -1,19 +1,22 @@
-"""``Pipeline``: a surface's components run in fixed, named stages.
+"""``Pipeline``: a surface's components run in fixed, named stages — the one place the stage sequence is written.
 
-sources -> hydrate -> filter -> score -> select -> respond. Every stage is timed into the response's
-:class:`~belong.pipeline.types.Trace`, and every filter's removals are recorded with their reasons. The same
-object serves ``belong recommend``, ``belong evaluate --model pipeline:SURFACE`` (through
-:mod:`belong.pipeline.evaluable`), batch jobs and, later, the API.
+A request is two halves, and every caller (``belong recommend``, offline evaluation, the ranker's training lists,
+the serving engine, batch jobs) uses them:
 
-A surface is declared in TOML (``belong/surfaces/<name>.toml`` ships ``communities``, ``people``, ``content``)::
+* :meth:`Pipeline.candidates` — sources -> merge -> hydrate -> filter -> score: the scored candidate list (what
+  serving caches per user, what a batch job precomputes);
+* :meth:`Pipeline.finish` — live rules -> select -> hydrate -> explain, on a ranked list that may have been made
+  earlier: the rules run again only when the state changed since (and their last answer on the same cached list is
+  reused while what they read is unchanged, :class:`~belong.pipeline.types.ListMemo`).
+
+:meth:`Pipeline.run` is ``finish(candidates(request))``. A surface is declared in TOML (see :mod:`belong.surfaces`
+for the catalogue of shipped surfaces)::
 
     surface = "communities"
     [[sources]]
     type = "ials_ann"
-    weight = 1.0
-    k = 200
     [[filters]]
-    type = "already_connected"
+    type = "safety_rules"
     [scorer]
     type = "weighted_rrf"
     [selector]
@@ -26,37 +29,35 @@ import copy
 import time
 import tomllib
 from collections.abc import Iterable
-from importlib import resources
-from pathlib import Path
 from typing import Any, Self
+
+import numpy as np
 
 from belong import toml_writer
 from belong.domain import Surface
 from belong.errors import ValidationError
-from belong.pipeline.components import (
-    CandidateSource,
-    Filter,
-    Hydrator,
-    Scorer,
-    Selector,
-    build,
+from belong.pipeline.components import CandidateSource, Filter, Hydrator, Progress, Scorer, Selector, build
+from belong.pipeline.types import (
+    Candidates,
+    Explanation,
+    Finished,
+    Item,
+    ListMemo,
+    Merged,
+    Ranked,
+    RankedList,
+    Removed,
+    Request,
+    Response,
+    Trace,
 )
-from belong.pipeline.state import WorldState
-from belong.pipeline.types import Item, Merged, Removed, Request, Response, Trace
+from belong.state import WorldState
 
-SHIPPED_SURFACES = tuple(s.value for s in Surface)
-
-
-def _import_components() -> None:
-    """Importing these modules registers every shipped component type."""
-    import belong.pipeline.blend  # noqa: F401
-    import belong.pipeline.filters  # noqa: F401
-    import belong.ranking  # noqa: F401  (lgbm_ranker scorer, mmr selector, safety rules)
-    import belong.sources  # noqa: F401
+SURFACE_KINDS = tuple(s.value for s in Surface)
 
 
 class Pipeline:
-    """Components of one surface; call :meth:`fit` with a state, then :meth:`run` per request."""
+    """Components of one surface; call :meth:`fit` with a state, then :meth:`run` (or the two halves) per request."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class Pipeline:
         selector: Selector,
         hydrators: list[Hydrator] | None = None,
         description: str = "",
+        name: str = "",
     ) -> None:
         names = [s.name for s in sources]
         dup = {n for n in names if names.count(n) > 1}
@@ -75,6 +77,8 @@ class Pipeline:
         if not sources:
             raise ValidationError("sources", "a surface needs at least one source")
         self.surface = surface
+        #: the catalogue name or file the declaration came from (``communities_ranked``); the kind when unnamed
+        self.name = name or surface.value
         self.description = description
         self.sources = sources
         self.hydrators = hydrators or []
@@ -86,8 +90,9 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------- declarations
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Pipeline:
-        _import_components()
+    def from_dict(cls, data: dict[str, Any], name: str = "") -> Pipeline:
+        """A pipeline from a parsed declaration. The component types it names must be registered (importing
+        :mod:`belong.surfaces` registers every shipped one)."""
         allowed = {"surface", "description", "sources", "hydrators", "filters", "scorer", "selector"}
         extra = sorted(set(data) - allowed)
         if extra:
@@ -96,7 +101,7 @@ class Pipeline:
         try:
             surface = Surface(surface_raw)
         except ValueError:
-            raise ValidationError("surface", f"must be one of {', '.join(SHIPPED_SURFACES)}, got {surface_raw!r}") from None
+            raise ValidationError("surface", f"must be one of {', '.join(SURFACE_KINDS)}, got {surface_raw!r}") from None
 
         def many(key: str, kind: str) -> list:
             rows = data.get(key, [])
@@ -106,32 +111,22 @@ class Pipeline:
 
         return cls(
             surface,
-            sources=many("sources", "source"),  # type: ignore[arg-type]
-            filters=many("filters", "filter"),  # type: ignore[arg-type]
+            sources=many("sources", "source"),
+            filters=many("filters", "filter"),
             scorer=build("scorer", data.get("scorer", {"type": "weighted_rrf"}), "scorer"),  # type: ignore[arg-type]
             selector=build("selector", data.get("selector", {"type": "top_k"}), "selector"),  # type: ignore[arg-type]
-            hydrators=many("hydrators", "hydrator"),  # type: ignore[arg-type]
+            hydrators=many("hydrators", "hydrator"),
             description=str(data.get("description", "")),
+            name=name,
         )
 
     @classmethod
-    def from_toml(cls, text: str) -> Pipeline:
+    def from_toml(cls, text: str, name: str = "") -> Pipeline:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ValidationError("surface", f"is not valid TOML: {exc}") from None
-        return cls.from_dict(data)
-
-    @classmethod
-    def load(cls, name_or_path: str | Path) -> Pipeline:
-        """A shipped surface by name (``communities``, ``people``, ``content``) or a TOML file path."""
-        text = str(name_or_path)
-        if text in SHIPPED_SURFACES:
-            return cls.from_toml(resources.files("belong.surfaces").joinpath(f"{text}.toml").read_text("utf-8"))
-        path = Path(text)
-        if not path.is_file():
-            raise ValidationError("surface", f"must be one of {', '.join(SHIPPED_SURFACES)} or a TOML file; got {text!r}")
-        return cls.from_toml(path.read_text("utf-8"))
+        return cls.from_dict(data, name)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"surface": self.surface.value}
@@ -148,6 +143,10 @@ class Pipeline:
     def to_toml(self) -> str:
         return toml_writer.dumps(self.to_dict())
 
+    def fresh(self) -> Pipeline:
+        """An unfitted copy of this declaration (new components, nothing shared)."""
+        return Pipeline.from_dict(self.to_dict(), self.name)
+
     def only(self, source_names: Iterable[str]) -> Pipeline:
         """The same pipeline (same fitted components) restricted to some sources: evaluate a source alone."""
         wanted = list(source_names)
@@ -156,24 +155,27 @@ class Pipeline:
         if missing:
             raise ValidationError("source", f"unknown source {missing[0]!r}; this surface has: {', '.join(by_name)}")
         sub = Pipeline(self.surface, [by_name[n] for n in wanted], self.filters, copy.copy(self.scorer),
-                       self.selector, self.hydrators, self.description)
+                       self.selector, self.hydrators, self.description, f"{self.name}/{'+'.join(wanted)}")
         sub.state = self.state
         return sub
 
-    # ------------------------------------------------------------------------------------------- running
+    # ------------------------------------------------------------------------------------------- fitting
     def components(self) -> list:
         return [*self.sources, *self.hydrators, *self.filters, self.scorer, self.selector]
 
-    def fit(self, state: WorldState) -> Self:
-        """Prepare every component on ``state`` (train the sources' models, build indexes)."""
-        for comp in self.components():
+    def fit(self, state: WorldState, progress: Progress | None = None, *, candidates_only: bool = False) -> Self:
+        """Prepare every component on ``state``: sources (train their models, build indexes), hydrators, filters,
+        then the scorer — handed a factory of fresh copies of this candidate stage, to learn from — and the
+        selector. ``candidates_only``: the candidate stage alone (what a learning scorer fits on its cut)."""
+        for comp in (*self.sources, *self.hydrators, *self.filters):
             comp.prepare(state)
+        if not candidates_only:
+            self.scorer.fit(state, self.fresh, progress)
+            self.selector.prepare(state)
         self.state = state
         return self
 
-    def item_id(self, item: int) -> str:
-        return self.item_ids()[item]
-
+    # ------------------------------------------------------------------------------------------- items
     def item_ids(self) -> list[str]:
         """The surface's item ids by dense index (the live list: it grows as new items arrive)."""
         st = self._state()
@@ -181,13 +183,16 @@ class Pipeline:
             return st.communities.ids
         return st.users.ids if self.surface is Surface.PEOPLE else st.content.ids
 
+    def item_id(self, item: int) -> str:
+        return self.item_ids()[item]
+
     def item_label(self, item: int) -> str:
         """A display name: community name, user id, or the first words of a content item."""
         st = self._state()
         if self.surface is Surface.COMMUNITIES:
-            return st.c_name[item]
+            return st.communities.name[item]
         if self.surface is Surface.CONTENT:
-            text = st.x_text[item]
+            text = st.content.text[item]
             return (text[:40] + "…") if len(text) > 40 else text
         return st.users.ids[item]
 
@@ -196,56 +201,189 @@ class Pipeline:
             raise RuntimeError("pipeline: call fit(state) before run()")
         return self.state
 
-    def run(self, request: Request) -> Response:
+    def _check(self, request: Request) -> WorldState:
         state = self._state()
         if request.surface is not self.surface:
             raise ValidationError("surface", f"this pipeline serves {self.surface.value}, not {request.surface.value}")
-        trace = Trace()
-        t_all = time.perf_counter()
-        t0 = time.perf_counter()
         state.profile(request)  # unknown ids fail here, before any work
+        return state
+
+    # ------------------------------------------------------------------------------------------- stages
+    def run(self, request: Request) -> Response:
+        """One request, both halves: ``finish(candidates(request))``."""
+        t0 = time.perf_counter()
+        cands = self.candidates(request)
+        done = self.finish(request, cands.ranked, made_at=cands.state_version)
+        stage_ms = dict(cands.stage_ms)
+        for name, ms in done.stage_ms.items():
+            stage_ms[name] = stage_ms.get(name, 0.0) + ms
+        stage_ms["total"] = (time.perf_counter() - t0) * 1e3
+        trace = Trace(stage_ms, cands.source_ms, cands.source_counts, cands.removed + done.removed,
+                      cands.n_candidates)
+        return Response(self.surface.value, request.user_id, done.items, trace)
+
+    def candidates(self, request: Request, *, depth: int | None = None, score: bool = True) -> Candidates:
+        """Sources -> merge -> hydrate -> filter -> score: the scored list, best first (ties by item), at most
+        ``depth`` long. ``score=False``: the merged, filtered candidates in merge order, unscored (what a scorer
+        that learns from candidates is trained on)."""
+        state = self._check(request)
+        made_at = state.version
+        out = Candidates(RankedList(), made_at)
+        t0 = time.perf_counter()
         merged: dict[int, Merged] = {}
         for src in self.sources:
             ts = time.perf_counter()
-            cands = src.generate(request, state)
-            cands = sorted(cands, key=lambda c: (-c.score, c.item))[: src.config.k]
-            trace.source_ms[src.name] = (time.perf_counter() - ts) * 1e3
-            trace.source_counts[src.name] = len(cands)
-            for rank, c in enumerate(cands):
+            found = sorted(src.generate(request, state), key=lambda c: (-c.score, c.item))[: src.config.k]
+            out.source_ms[src.name] = (time.perf_counter() - ts) * 1e3
+            out.source_counts[src.name] = len(found)
+            for rank, c in enumerate(found):
                 merged.setdefault(c.item, Merged(c.item)).hits[src.name] = (rank, c)
-        cands_m = list(merged.values())
-        trace.n_candidates = len(cands_m)
-        t0 = self._stage(trace, "sources", t0)
+        cands = list(merged.values())
+        out.n_candidates = len(cands)
+        t0 = _stage(out.stage_ms, "sources", t0)
         for h in self.hydrators:
-            h.hydrate(request, state, cands_m)
-        t0 = self._stage(trace, "hydrate", t0)
+            h.hydrate(request, state, cands)
+        t0 = _stage(out.stage_ms, "hydrate", t0)
         for f in self.filters:
-            res = f.apply(request, state, cands_m)
-            cands_m = res.kept
-            trace.removed.extend(Removed(m.item, f.name, why) for m, why in res.removed)
-        t0 = self._stage(trace, "filter", t0)
-        scores = self.scorer.score(request, state, cands_m)
-        t0 = self._stage(trace, "score", t0)
-        chosen = self.selector.select(request, cands_m, scores)
-        t0 = self._stage(trace, "select", t0)
-        items = [self._item(m, score, rank) for rank, (m, score) in enumerate(chosen, start=1)]
-        self._stage(trace, "respond", t0)
-        trace.stage_ms["total"] = (time.perf_counter() - t_all) * 1e3
-        return Response(self.surface.value, request.user_id, items, trace)
+            res = f.apply(request, state, cands)
+            cands = res.kept
+            out.removed.extend(Removed(m.item, f.name, why) for m, why in res.removed)
+        t0 = _stage(out.stage_ms, "filter", t0)
+        if not score:
+            out.ranked = RankedList((m, float("nan")) for m in cands)
+            return out
+        scores = self.scorer.score(request, state, cands)
+        order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item))
+        out.ranked = RankedList((cands[i], float(scores[i])) for i in order[:depth])
+        _stage(out.stage_ms, "score", t0)
+        return out
 
-    @staticmethod
-    def _stage(trace: Trace, name: str, t0: float) -> float:
-        now = time.perf_counter()
-        trace.stage_ms[name] = (now - t0) * 1e3
-        return now
+    def finish(self, request: Request, ranked: Ranked, *, made_at: int | None = None, all_rules: bool = False,
+               memo: ListMemo | None = None) -> Finished:
+        """Live rules -> select -> hydrate -> explain, on ``ranked`` (best first).
 
-    def _item(self, m: Merged, score: float, rank: int) -> Item:
+        The rules (the surface's filters) run on the live state over just enough of the list to fill ``k`` (all of
+        it with ``all_rules``) — unless the list was made at this very state version (``made_at``), when they could
+        change nothing. ``memo`` (per cached list) keeps each stage's last answer while what it reads is
+        unchanged (see :class:`ListMemo`)."""
+        state = self._state()
+        ms: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if memo is not None and memo.ranked is not ranked:
+            memo.reset(ranked)
+        removed: list[Removed] = []
+        if made_at is not None and made_at == state.version and not all_rules:
+            rows = ranked.light(0, len(ranked))
+            kept, scores = [m for m, _ in rows], [s for _, s in rows]
+        else:
+            kept, scores, removed = self._rules(request, state, ranked, all_rules, None if all_rules else memo)
+        t0 = _stage(ms, "rules", t0)
+        chosen = self._select(request, kept, scores, memo, ranked.shared)
+        t0 = _stage(ms, "select", t0)
+        hydration = self._hydrate(request, state, chosen, memo, ranked.shared)
+        t0 = _stage(ms, "hydrate", t0)
+        if memo is not None and hydration is not None and memo.items is not None and memo.chosen is chosen \
+                and memo.hydration == hydration:
+            items = memo.items
+        else:
+            items = [self._item(ranked, m, score, rank, memo) for rank, (m, score) in enumerate(chosen, start=1)]
+            if memo is not None and hydration is not None and memo.chosen is chosen:
+                memo.hydration, memo.items = hydration, items
+        _stage(ms, "explain", t0)
+        return Finished(chosen, items, removed, hydration, ms)
+
+    def _rules(self, request: Request, state: WorldState, ranked: Ranked, all_rules: bool, memo: ListMemo | None
+               ) -> tuple[list[Merged], list[float], list[Removed]]:
+        """The filters on the live state over chunks of the list until ``k`` survive (all of it: ``all_rules``);
+        the memo's last answer while every filter's revision is unchanged."""
+        key = None
+        if memo is not None:
+            revs = [f.revision(request, state) for f in self.filters]
+            if all(r is not None for r in revs):
+                key = (request.k, request.new_user, tuple(revs))
+                if memo.rules_key == key and memo.kept is not None and memo.kept_scores is not None:
+                    return memo.kept, memo.kept_scores, []
+        kept: list[Merged] = []
+        scores: list[float] = []
+        removed: list[Removed] = []
+        step = len(ranked) if all_rules else request.k + max(4, request.k // 4)  # a few spare for removals
+        i = 0
+        while i < len(ranked) and (all_rules or len(kept) < request.k):
+            chunk = ranked.light(i, i + step)
+            score_of = {m.item: s for m, s in chunk}
+            ms = [m for m, _ in chunk]
+            for f in self.filters:
+                res = f.apply(request, state, ms)
+                ms = res.kept
+                removed.extend(Removed(m.item, f.name, why) for m, why in res.removed)
+            kept.extend(ms)
+            scores.extend(score_of[m.item] for m in ms)
+            i += step
+        if memo is not None and key is not None:
+            memo.set_rules(key, kept, scores)
+        return kept, scores, removed
+
+    def _select(self, request: Request, kept: list[Merged], scores: list[float], memo: ListMemo | None,
+                shared: bool) -> list[tuple[Merged, float]]:
+        """The selector's answer; reused with the memoised rules answer when the selector is deterministic and
+        writes nothing. Objects others hold (a memoised answer, a shared list) are copied for a selector that
+        writes to them."""
+        sel = self.selector
+        reuse = memo is not None and not sel.mutates and sel.deterministic and memo.kept is kept
+        if reuse and memo is not None and memo.chosen is not None:
+            return memo.chosen
+        if sel.mutates and (shared or (memo is not None and memo.kept is kept)):
+            kept = [Merged(m.item, m.hits, dict(m.features)) for m in kept]
+        chosen = sel.select(request, kept, np.asarray(scores, np.float64))
+        if reuse and memo is not None:
+            memo.set_chosen(chosen)
+        return chosen
+
+    def _hydrate(self, request: Request, state: WorldState, chosen: list[tuple[Merged, float]],
+                 memo: ListMemo | None, shared: bool) -> Any:
+        """The hydrators on the chosen items (in place; on copies for a shared list), skipped when these same
+        objects were hydrated at the same revisions. Returns those revisions (None: not every hydrator gives one)."""
+        if shared:
+            fresh = [Merged(m.item, m.hits, dict(m.features)) for m, _ in chosen]
+            chosen[:] = [(f, s) for f, (_, s) in zip(fresh, chosen, strict=True)]
+            for h in self.hydrators:
+                h.hydrate(request, state, fresh)
+            return None
+        ms = [m for m, _ in chosen]
+        key = None
+        if memo is not None:
+            revs = [h.revision(request, state, ms) for h in self.hydrators]
+            key = tuple(revs) if all(r is not None for r in revs) else None
+            if key is not None and memo.chosen is chosen and memo.hydration == key:
+                return key
+        for h in self.hydrators:
+            h.hydrate(request, state, ms)
+        if memo is not None and memo.chosen is chosen and memo.hydration != key:
+            memo.hydration, memo.items = None, None  # hydrated anew: the items are rebuilt
+        return key
+
+    # ------------------------------------------------------------------------------------------- explain
+    def explain(self, m: Merged) -> Explanation:
+        """The sources of ``m`` strongest first (by the scorer's contributions, else by rank) with their reasons,
+        and the sentence shown (the first two distinct reasons)."""
         contrib = getattr(self.scorer, "contributions", None)
         weight = contrib(m) if contrib else {s: -r for s, (r, _) in m.hits.items()}
-        order = sorted(m.hits, key=lambda s: (-weight[s], s))
+        order = tuple(sorted(m.hits, key=lambda s: (-weight[s], s)))
         reasons = {s: m.hits[s][1].reason.text for s in order}
-        texts = list(dict.fromkeys(reasons[s] for s in order if reasons[s]))
-        return Item(
-            id=self.item_id(m.item), index=m.item, score=score, rank=rank, sources=order,
-            explanation="; ".join(texts[:2]), reasons=reasons, features=dict(m.features),
-        )
+        texts = list(dict.fromkeys(t for s in order if (t := reasons[s])))
+        return Explanation(order, reasons, "; ".join(texts[:2]))
+
+    def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None) -> Item:
+        how = memo.explained.get(m.item) if memo is not None else None
+        if how is None:
+            how = self.explain(ranked.full(m.item) or m)
+            if memo is not None:
+                memo.explained[m.item] = how
+        return Item(self.item_id(m.item), m.item, score, rank, how.sources, how.text, how.reasons,
+                    self.item_label(m.item), m.features)
+
+
+def _stage(stage_ms: dict[str, float], name: str, t0: float) -> float:
+    now = time.perf_counter()
+    stage_ms[name] = (now - t0) * 1e3
+    return now

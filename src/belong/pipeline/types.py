@@ -1,9 +1,11 @@
-"""The values that flow through a pipeline: request, candidates, filter results, response and trace."""
+"""The values that flow through a pipeline: request, candidates, filter results, ranked lists, the memo of a
+cached list, response and trace."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -89,6 +91,81 @@ class FilterResult:
     removed: list[tuple[Merged, str]]
 
 
+class Ranked(Protocol):
+    """A ranked ``(Merged, score)`` list, best first, as :meth:`~belong.pipeline.pipeline.Pipeline.finish` reads it:
+    a :class:`RankedList`, or the serving cache's packed form (:class:`belong.serve.cache.Packed`)."""
+
+    def __len__(self) -> int: ...
+
+    def light(self, start: int, stop: int) -> list[tuple[Merged, float]]:
+        """Rows ``start:stop``: what rules, selection and hydration read (the candidates' reasons may be left
+        out; :meth:`full` has them). A list whose objects are shared says so with :attr:`shared`."""
+        ...
+
+    def full(self, item: int) -> Merged | None:
+        """The candidate ``item`` with its sources' reasons (None when it is not in the list)."""
+        ...
+
+    def head(self, n: int) -> list[int]:
+        """The first ``n`` items."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether :meth:`light` hands out objects other requests hold too (then they are copied before any write)."""
+        ...
+
+
+class RankedList(list[tuple[Merged, float]]):
+    """A plain ranked list (:class:`Ranked`): what :meth:`~belong.pipeline.pipeline.Pipeline.candidates` returns.
+    ``shared``: its objects are held by others (a model's popular fallback), so they are never written to."""
+
+    def __init__(self, rows: Any = (), *, shared: bool = False) -> None:
+        super().__init__(rows)
+        self._shared = shared
+        self._by_item: dict[int, Merged] | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self._shared
+
+    def light(self, start: int, stop: int) -> list[tuple[Merged, float]]:
+        return self[start:stop]
+
+    def full(self, item: int) -> Merged | None:
+        if self._by_item is None:
+            self._by_item = {m.item: m for m, _ in self}
+        return self._by_item.get(item)
+
+    def head(self, n: int) -> list[int]:
+        return [m.item for m, _ in self[:n]]
+
+
+@dataclass(slots=True)
+class Candidates:
+    """The candidate half of a request (:meth:`~belong.pipeline.pipeline.Pipeline.candidates`): the scored list,
+    best first, with what happened on the way — per-source time and counts, and every filter's removals."""
+
+    ranked: RankedList
+    #: the state version the list was made at: :meth:`~belong.pipeline.pipeline.Pipeline.finish` re-runs the rules
+    #: only when the state has changed since
+    state_version: int
+    removed: list[Removed] = field(default_factory=list)
+    source_ms: dict[str, float] = field(default_factory=dict)
+    source_counts: dict[str, int] = field(default_factory=dict)
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    n_candidates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an item is recommended: its sources, strongest first, each one's reason, and the sentence shown."""
+
+    sources: tuple[str, ...]
+    reasons: dict[str, str]
+    text: str
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One returned recommendation."""
@@ -97,16 +174,70 @@ class Item:
     index: int
     score: float
     rank: int
-    sources: list[str]
+    sources: tuple[str, ...]
     explanation: str
     reasons: dict[str, str]
+    name: str = ""
+    #: the hydrated features (the candidate's own dict: exact for this answer)
     features: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rank": self.rank, "id": self.id, "score": round(self.score, 6), "sources": self.sources,
-            "explanation": self.explanation, "reasons": self.reasons, "features": self.features,
+            "rank": self.rank, "id": self.id, "name": self.name, "score": round(self.score, 6),
+            "sources": list(self.sources), "explanation": self.explanation, "reasons": self.reasons,
+            "features": self.features,
         }
+
+
+@dataclass(slots=True)
+class ListMemo:
+    """The answers of :meth:`~belong.pipeline.pipeline.Pipeline.finish`'s stages on one cached ranked list, reused
+    while everything they read is unchanged — exact, not a time to live.
+
+    * rules: while the filters' :meth:`~belong.pipeline.components.Filter.revision` (and ``k``, the new-user facts)
+      are equal;
+    * selection: with the rules' answer, for a deterministic selector that does not write to candidates;
+    * hydration: while the hydrators' :meth:`~belong.pipeline.components.Hydrator.revision` of the chosen are equal
+      (the chosen objects are hydrated in place);
+    * items: the explained items of those chosen at that hydration;
+    * explained: each item's :class:`Explanation` (a function of the list alone).
+    """
+
+    ranked: Any = None  # the list the fields below were computed on (compared by identity)
+    rules_key: Hashable | None = None
+    kept: list[Merged] | None = None
+    kept_scores: list[float] | None = None
+    chosen: list[tuple[Merged, float]] | None = None
+    hydration: Hashable | None = None
+    items: list[Item] | None = None
+    explained: dict[int, Explanation] = field(default_factory=dict)
+
+    def reset(self, ranked: Any) -> None:
+        """Forget every answer computed on another list (the explanations of items stay: they follow the item)."""
+        self.ranked = ranked
+        self.set_rules(None, None, None)
+
+    def set_rules(self, key: Hashable | None, kept: list[Merged] | None, scores: list[float] | None) -> None:
+        """A new rules answer; every later stage's answer is forgotten."""
+        self.rules_key, self.kept, self.kept_scores = key, kept, scores
+        self.set_chosen(None)
+
+    def set_chosen(self, chosen: list[tuple[Merged, float]] | None) -> None:
+        """A new selection; the hydration and items of the last one are forgotten."""
+        self.chosen, self.hydration, self.items = chosen, None, None
+
+
+@dataclass(slots=True)
+class Finished:
+    """The finishing half of a request (:meth:`~belong.pipeline.pipeline.Pipeline.finish`)."""
+
+    chosen: list[tuple[Merged, float]]
+    items: list[Item]
+    #: what the live rules removed on this call (empty when they did not run or their answer was reused)
+    removed: list[Removed]
+    #: the hydrators' revisions the chosen were hydrated at (None: no such key)
+    hydration: Hashable | None
+    stage_ms: dict[str, float]
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""Learning to rank, re-ranking, safety rules and training artifacts for the pipeline.
+"""Learning to rank, re-ranking and safety rules: pipeline components beside the candidate sources.
 
 Importing this package registers its components for surface TOML files:
 

@@ -34,8 +34,7 @@ log size against it).
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,9 +42,10 @@ import scipy.sparse as sp
 
 from belong.domain import Surface
 from belong.errors import ValidationError
-from belong.pipeline.components import CandidateSource, Filter, Hydrator
-from belong.pipeline.state import WorldState, _Overlay
+from belong.pipeline.components import Progress
+from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
+from belong.state import WorldState, as_of, with_memberships
 
 HOLDOUT_BY = ("auto", "time", "random")
 RETAINED_DAYS = 7
@@ -140,22 +140,6 @@ def _pair_features(out: np.ndarray, p, state: WorldState, comm: np.ndarray) -> N
     out[:, 2] = (T @ counts) / max(p.communities.size, 1)
 
 
-def candidates(request: Request, state: WorldState, sources: Sequence[CandidateSource],
-               hydrators: Sequence[Hydrator], filters: Sequence[Filter]) -> list[Merged]:
-    """The pipeline's candidate stages (sources -> merge -> hydrate -> filter) for one request."""
-    merged: dict[int, Merged] = {}
-    for src in sources:
-        cands = sorted(src.generate(request, state), key=lambda c: (-c.score, c.item))[: src.config.k]
-        for rank, c in enumerate(cands):
-            merged.setdefault(c.item, Merged(c.item)).hits[src.name] = (rank, c)
-    out = list(merged.values())
-    for h in hydrators:
-        h.hydrate(request, state, out)
-    for f in filters:
-        out = f.apply(request, state, out).kept
-    return out
-
-
 def holdout(X: sp.csr_matrix, fraction: float, seed: int, min_items: int = 2, cold: float = 0.0
             ) -> tuple[sp.csr_matrix, dict[int, set[int]]]:
     """Hold out ``fraction`` (at least one) of the items of each user with >= ``min_items``; the rest and the pairs.
@@ -199,33 +183,10 @@ def resolve_holdout_by(state: WorldState, by: str, min_span_days: float = 7.0) -
     return "time" if join_span_days(state) >= min_span_days else "random"
 
 
-def memberships_as_of(state: WorldState, ts_us: int) -> sp.csr_matrix:
-    """users x communities 0/1: pairs whose last join/leave event before ``ts_us`` is a join. Without an event
-    history (a hand-built state) the current memberships that began before ``ts_us``."""
-    shape = (state.n_users, state.n_communities)
-    joins = state.join_events
-    if joins is None:
-        since = state.membership_since()
-        keep = since.data < ts_us
-        rows = np.repeat(np.arange(shape[0]), np.diff(since.indptr))
-        return sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], since.indices[keep])), shape=shape)
-    leaves = state.leave_events
-    parts = [(joins, True)] + ([(leaves, False)] if leaves is not None else [])
-    before = [e.ts < ts_us for e, _ in parts]
-    u = np.concatenate([e.user[b] for (e, _), b in zip(parts, before, strict=True)])
-    c = np.concatenate([e.community[b] for (e, _), b in zip(parts, before, strict=True)])
-    t = np.concatenate([e.ts[b] for (e, _), b in zip(parts, before, strict=True)])
-    on = np.concatenate([np.full(int(b.sum()), flag) for (_, flag), b in zip(parts, before, strict=True)])
-    order = np.lexsort((t, _pair_keys(u, c, shape[1])))  # by pair, then time (stable: joins before leaves)
-    key = _pair_keys(u, c, shape[1])[order]
-    last = np.r_[key[1:] != key[:-1], True] if key.size else np.zeros(0, bool)
-    alive = on[order] & last
-    return sp.csr_matrix((np.ones(int(alive.sum()), np.float32), (u[order][alive], c[order][alive])), shape=shape)
-
-
-def time_holdout(state: WorldState, fraction: float) -> tuple[sp.csr_matrix, dict[int, set[int]], dict, int]:
-    """The ``time`` cut (see the module docstring): memberships as of ``T``, held-out joins per user, the join
-    time of each held-out pair ``{(u, c): ts}`` and ``T``."""
+def time_holdout(state: WorldState, fraction: float
+                 ) -> tuple[WorldState, sp.csr_matrix, dict[int, set[int]], dict, int]:
+    """The ``time`` cut (see the module docstring): the state as of ``T`` (:func:`belong.state.as_of`), its
+    memberships, held-out joins per user, the join time of each held-out pair ``{(u, c): ts}`` and ``T``."""
     joins = state.join_events
     if joins is not None:
         u, c, ts = joins.user, joins.community, joins.ts
@@ -238,7 +199,8 @@ def time_holdout(state: WorldState, fraction: float) -> tuple[sp.csr_matrix, dic
     T = int(np.sort(ts)[min(int(np.floor(ts.size * (1.0 - fraction))), ts.size - 1)])
     if T <= ts.min():
         T = int(np.unique(ts)[1])
-    Xcut = memberships_as_of(state, T)
+    cut = as_of(state, T)
+    Xcut = cut.membership_csr()
     seen = np.zeros(state.n_communities, bool)
     seen[c[ts < T]] = True
     after = (ts >= T) & seen[c]
@@ -250,7 +212,7 @@ def time_holdout(state: WorldState, fraction: float) -> tuple[sp.csr_matrix, dic
     for uu, cc, tt in zip(u[after].tolist(), c[after].tolist(), ts[after].tolist(), strict=True):
         held.setdefault(uu, set()).add(cc)
         when.setdefault((uu, cc), tt)  # joins come in time order: the first join at or after T
-    return Xcut, held, when, T
+    return cut, Xcut, held, when, T
 
 
 def outcome_labels(state: WorldState, u: np.ndarray, c: np.ndarray, join_ts: np.ndarray
@@ -292,22 +254,6 @@ def outcome_labels(state: WorldState, u: np.ndarray, c: np.ndarray, join_ts: np.
     return labels, notes
 
 
-def cut_state(state: WorldState, memberships: sp.csr_matrix, as_of_us: int | None = None) -> WorldState:
-    """A shallow copy of ``state`` whose memberships are ``memberships`` (everything else shared, read-only).
-
-    With ``as_of_us`` the copy also sees the world as of that time: ``now_us``, community heat recomputed from
-    the activity before it, community creation times clipped to it."""
-    cut = copy.copy(state)
-    cut.members = _Overlay(memberships)
-    cut._profile_cache = None
-    cut.version = state.version + 1_000_000  # never equal to a cache key of the full state
-    if as_of_us is not None:
-        cut.now_us = int(as_of_us)
-        cut.community_heat = state.community_heat_as_of(int(as_of_us))
-        cut.c_created = [min(int(t), int(as_of_us)) for t in state.c_created]
-    return cut
-
-
 @dataclass
 class TrainingLists:
     """Grouped training rows: ``X`` (rows x features), ``y`` (0/1), ``groups`` (rows per list, in order)."""
@@ -335,12 +281,12 @@ _LISTS_CONTEXT: tuple | None = None
 def _lists_for(users: list[int]) -> dict:
     """Training lists of ``users`` (one chunk), from :data:`_LISTS_CONTEXT`."""
     assert _LISTS_CONTEXT is not None
-    user_ids, surface, cut, sources, hydrators, filters, names, held, out_of = _LISTS_CONTEXT
+    user_ids, stage, cut, names, held, out_of = _LISTS_CONTEXT
     out: dict = {"blocks": [], "labels": [], "groups": [], "users": [], "n_pos": [], "items": [],
                  "extra": {name: [] for name in out_of}}
     for u in users:
-        req = Request(user_ids[u], surface, k=20, explain=False)
-        cands = candidates(req, cut, sources, hydrators, filters)
+        req = Request(user_ids[u], stage.surface, k=20, explain=False)
+        cands = [m for m, _ in stage.candidates(req, score=False).ranked]
         if not cands:
             continue
         pos = held[u]
@@ -382,20 +328,20 @@ def _run_chunks(users: np.ndarray, workers: int, progress) -> list[dict]:
     return parts
 
 
-def build_lists(state: WorldState, surface: Surface, sources: Sequence[CandidateSource],
-                hydrators: Sequence[Hydrator], filters: Sequence[Filter], *, fraction: float = 0.15,
+def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float = 0.15,
                 cold: float = 0.0, max_users: int = 2000, seed: int = 0, by: str = "random",
-                min_span_days: float = 7.0, progress=None, workers: int = 1) -> TrainingLists:
-    """Fit ``sources`` (fresh, unfitted components) on a validation cut of ``state`` and label their candidates.
+                min_span_days: float = 7.0, progress: Progress | None = None, workers: int = 1) -> TrainingLists:
+    """Fit a fresh candidate stage (``upstream()``: sources, hydrators, filters of the surface) on a validation cut
+    of ``state`` and label its candidates (:meth:`~belong.pipeline.pipeline.Pipeline.candidates`, unscored).
 
     ``by``: ``random`` | ``time`` | ``auto`` (see the module docstring; ``cold`` applies to ``random`` only).
     ``progress(done, total)`` is called while candidates are generated. ``workers > 1`` generates the lists in
     that many forked processes (the prepared sources are shared copy-on-write; the result is the same lists in the
     same order as with one)."""
     how = resolve_holdout_by(state, by, min_span_days)
+    T: int | None
     if how == "time":
-        Xcut, held, when, T = time_holdout(state, fraction)
-        cut = cut_state(state, Xcut, as_of_us=T)
+        cut, Xcut, held, when, T = time_holdout(state, fraction)
     else:
         Xcut, held = holdout(state.membership_csr(), fraction, seed, cold=cold)
         since = state.membership_since()
@@ -406,21 +352,20 @@ def build_lists(state: WorldState, surface: Surface, sources: Sequence[Candidate
             for i in items:
                 when[(u, i)] = int(t[np.searchsorted(row, i)])
         T = None
-        cut = cut_state(state, Xcut)
+        cut = with_memberships(state, Xcut)
     pairs = np.array(sorted(when), np.int64).reshape(-1, 2)
     out_labels, notes = outcome_labels(state, pairs[:, 0], pairs[:, 1],
                                        np.array([when[(a, b)] for a, b in pairs.tolist()], np.int64))
     out_of = {name: dict(zip(map(tuple, pairs.tolist()), lab.tolist(), strict=True))
               for name, lab in out_labels.items()}
-    for comp in (*sources, *hydrators, *filters):
-        comp.prepare(cut)
-    names = [s.name for s in sources]
+    stage = upstream().fit(cut, candidates_only=True)
+    names = [s.name for s in stage.sources]
     rng = np.random.default_rng(seed + 1)
     users = np.array(sorted(held), np.int64)
     if users.size > max_users:
         users = np.sort(rng.choice(users, max_users, replace=False))
     global _LISTS_CONTEXT
-    _LISTS_CONTEXT = (state.users.ids, surface, cut, sources, hydrators, filters, names, held, out_of)
+    _LISTS_CONTEXT = (state.users.ids, stage, cut, names, held, out_of)
     try:
         parts = _run_chunks(users, workers, progress)
     finally:

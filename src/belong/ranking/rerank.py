@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Selector, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Merged, Request
+from belong.state import WorldState
 
 
 class MMRConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -90,20 +90,20 @@ class MMRSelector(Selector):
         if c.explore_slot < 1 or c.pool < 1 or c.dims < 1:
             raise ValidationError(self.name, "explore_slot, pool and dims must be >= 1")
         self.emb: dict[Surface, np.ndarray] = {}
-        self.x_community: np.ndarray = np.zeros(0, np.int64)
+        self.item_community: np.ndarray = np.zeros(0, np.int64)
 
     def prepare(self, state: WorldState) -> None:
         self.emb = {}
         if self.config.relevance < 1.0:
             for s in (Surface.COMMUNITIES, Surface.PEOPLE):
                 self.emb[s] = item_embeddings(state, s, self.config.dims, self.config.seed)
-        self.x_community = np.asarray(state.x_community, np.int64)
+        self.item_community = np.asarray(state.content.community, np.int64)
 
     def _vectors(self, surface: Surface, items: np.ndarray) -> np.ndarray | None:
         emb = self.emb.get(Surface.PEOPLE if surface is Surface.PEOPLE else Surface.COMMUNITIES)
         if emb is None:
             return None
-        idx = self.x_community[items] if surface is Surface.CONTENT else items
+        idx = self.item_community[items] if surface is Surface.CONTENT else items
         out = np.zeros((items.size, emb.shape[1]))
         ok = idx < emb.shape[0]
         out[ok] = emb[idx[ok]]

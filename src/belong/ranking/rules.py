@@ -10,11 +10,13 @@
   (:mod:`belong.pipeline.filters`) and the two above. Each removal's reason names its rule
   (``"blocked: this person blocked you"``), so ``--trace`` shows rule and reason for every removed candidate.
 
-Pending requests are kept by :class:`~belong.pipeline.state.WorldState` (``pending_requests``, requester ->
+Pending requests are kept by :class:`~belong.state.WorldState` (``pending_requests``, requester ->
 {target}), built from the log and updated by ``apply``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 import msgspec
 import numpy as np
@@ -23,8 +25,8 @@ from belong.domain import AgeGroup, Surface
 from belong.errors import ValidationError
 from belong.pipeline import filters as shipped
 from belong.pipeline.components import ComponentConfig, Filter, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import FilterResult, Merged, Request
+from belong.state import WorldState
 
 UNKNOWN_AGE_POLICIES = ("strict", "minor", "adult")
 RULES = ("self", "already_connected", "pending", "blocked", "inactive", "not_discoverable", "age_restricted",
@@ -98,7 +100,7 @@ class StrangersFilter(Filter):
         my_friends, my_comms = set(p.friends.tolist()), set(p.communities.tolist())
 
         def why(i: int) -> str | None:
-            minor, adult = _minor_adult(state.user_age[i], policy)
+            minor, adult = _minor_adult(state.users.age_group[i], policy)
             if not ((me_minor and adult) or (me_adult and minor)):
                 return None
             if i in my_friends or my_friends.intersection(state.friends_of(i).tolist()):
@@ -151,6 +153,14 @@ class SafetyRules(Filter):
             removed.extend((m, f"{rule}: {why}") for m, why in res.removed)
         return FilterResult(kept, removed)
 
+    def revision(self, request: Request, state: WorldState) -> Hashable | None:
+        """Communities: the user's and the communities' change counters (:meth:`WorldState.rules_revision`) —
+        the rules read the user's memberships, blocks and profile and the communities' attributes, nothing else.
+        Other surfaces: None (their rules read other users' relations)."""
+        if request.surface is not Surface.COMMUNITIES:
+            return None
+        return state.rules_revision(state.profile(request).idx)
+
 
 def violations(request: Request, state: WorldState, items: np.ndarray, unknown_age: str = "strict") -> list[str]:
     """Independent check (for tests and audits): which shown ``items`` break a safety rule, as messages."""
@@ -166,25 +176,25 @@ def violations(request: Request, state: WorldState, items: np.ndarray, unknown_a
                 out.append(f"{i}: blocked")
             if me is not None and (i in pending.get(me, ()) or me in pending.get(i, ())):
                 out.append(f"{i}: pending")
-            if state.user_status[i] != "active":
+            if state.users.status[i] != "active":
                 out.append(f"{i}: inactive")
             a_minor, a_adult = _minor_adult(p.age_group, unknown_age)
-            b_minor, b_adult = _minor_adult(state.user_age[i], unknown_age)
+            b_minor, b_adult = _minor_adult(state.users.age_group[i], unknown_age)
             if (a_minor and b_adult) or (a_adult and b_minor):
                 fr = set(state.friends_of(i).tolist())
                 if not (fr & set(p.friends.tolist())) and not (set(state.communities_of(i).tolist())
                                                                  & set(p.communities.tolist())):
                     out.append(f"{i}: stranger across ages")
             continue
-        c = i if request.surface is Surface.COMMUNITIES else state.x_community[i]
+        c = i if request.surface is Surface.COMMUNITIES else state.content.community[i]
         if request.surface is Surface.COMMUNITIES and me is not None and state.is_member(me, c):
             out.append(f"{i}: member")
         if me is not None and c in state.blocked_communities.get(me, ()):
             out.append(f"{i}: blocked community")
-        if state.c_age_restricted[c] and p.age_group != AgeGroup.ADULT:
+        if state.communities.age_restricted[c] and p.age_group != AgeGroup.ADULT:
             out.append(f"{i}: age-restricted")
-        if state.c_status[c] != "active":
+        if state.communities.status[c] != "active":
             out.append(f"{i}: inactive")
-        if request.surface is Surface.COMMUNITIES and (not state.c_discoverable[c] or state.c_invite_only[c]):
+        if request.surface is Surface.COMMUNITIES and (not state.communities.discoverable[c] or state.communities.invite_only[c]):
             out.append(f"{i}: undiscoverable")
     return out

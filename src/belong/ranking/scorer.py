@@ -1,36 +1,30 @@
 """``lgbm_ranker``: the pipeline scorer that orders merged candidates with the learned :class:`Ranker`.
 
-Two ways to get the model:
-
-* ``artifact = "models/<version>"`` (written by ``belong train``): load the surface's ranker from there;
-* no artifact: :meth:`prepare` trains it in memory on a validation cut (``holdout_by``: random, time or auto) of
-  the state it is given (:func:`belong.ranking.dataset.build_lists` with fresh copies of the sources of
-  ``surface``), which is how ``belong evaluate --model pipeline:...`` trains the ranker inside ``fit(train)``
-  without seeing the test set.
-
-``surface`` names the surface whose sources, hydrators and filters produce the training lists: a shipped surface
-(``communities``), a TOML path, or the stem of a TOML shipped in ``belong/ranking`` (``communities_ranked``).
+:meth:`LgbmRanker.fit` trains it in memory on a validation cut (``holdout_by``: random, time or auto) of the state
+it is given, from the lists of a fresh copy of its own pipeline's candidate stage (handed over by
+:meth:`Pipeline.fit <belong.pipeline.pipeline.Pipeline.fit>`; :func:`belong.ranking.dataset.build_lists`) — which
+is how ``belong evaluate --model pipeline:communities_ranked`` trains the ranker inside ``fit(train)`` without seeing
+the test set, and how ``belong train`` trains it on a store. A trained ranker is saved and loaded with the rest of
+the pipeline by :mod:`belong.training.artifact`.
 """
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from belong.errors import ValidationError
-from belong.pipeline.components import ComponentConfig, Scorer, register
-from belong.pipeline.state import WorldState
+from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
+from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import HOLDOUT_BY, build_lists, feature_matrix
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
+from belong.state import WorldState
 
 
 class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
-    surface: str = "communities"  # surface whose sources make the training lists
-    artifact: str = ""  # directory written by ``belong train``; empty: train in prepare()
     holdout: float = 0.15  # share of memberships held out to label the lists (per user, or the latest by time)
     holdout_by: str = "random"  # random | time | auto (time when joins span >= min_span_days); see ranking.dataset
     min_span_days: float = 7.0  # for holdout_by = "auto"
@@ -46,18 +40,6 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     workers: int = 0  # processes generating the training lists; 0: two when there are >= 1000 lists (forked)
     threads: int = 0  # LightGBM threads; 0: every core (deterministic: the same boosters with any number)
     order: str = "rank_xendcg"  # the order's objective: rank_xendcg | lambdarank (see ranking.ranker)
-
-
-def surface_pipeline(name: str):
-    """The (unfitted) pipeline of a shipped surface, a TOML path, or a TOML stem shipped in ``belong.ranking``."""
-    from belong.pipeline.pipeline import SHIPPED_SURFACES, Pipeline
-
-    if name in SHIPPED_SURFACES or Path(name).is_file():
-        return Pipeline.load(name)
-    res = resources.files("belong.ranking").joinpath(f"{name}.toml")
-    if res.is_file():
-        return Pipeline.from_toml(res.read_text("utf-8"))
-    raise ValidationError("scorer.surface", f"no surface, TOML file or belong.ranking TOML named {name!r}")
 
 
 @register("scorer", "lgbm_ranker")
@@ -105,17 +87,11 @@ class LgbmRanker(Scorer):
                       min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
                       objectives=c.objectives, threads=c.threads, order=c.order)
 
-    def prepare(self, state: WorldState, progress=None) -> None:
-        if self.config.artifact:
-            from belong.ranking.artifact import load_ranker
-
-            self.ranker = load_ranker(Path(self.config.artifact), self.config.surface)
-            return
-        p = surface_pipeline(self.config.surface)
-        lists = build_lists(state, p.surface, p.sources, p.hydrators, p.filters, fraction=self.config.holdout,
-                            cold=self.config.cold, max_users=self.config.users, seed=self.config.seed,
-                            by=self.config.holdout_by, min_span_days=self.config.min_span_days, progress=progress,
-                            workers=self.list_workers())
+    def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
+        """Train on lists of ``upstream()`` (a fresh copy of the candidate stage) over a validation cut of ``state``."""
+        lists = build_lists(state, upstream, fraction=self.config.holdout, cold=self.config.cold,
+                            max_users=self.config.users, seed=self.config.seed, by=self.config.holdout_by,
+                            min_span_days=self.config.min_span_days, progress=progress, workers=self.list_workers())
         self.ranker = self.new_ranker().fit(lists)
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:

@@ -56,10 +56,9 @@ from belong.errors import StoreError, UnknownIdError, ValidationError
 from belong.eventlog import EventStore, open_store
 from belong.serve import similar
 from belong.serve.auth import AuthError, KeyChecker, Role
-from belong.serve.degrade import FeatureReader
 from belong.serve.engine import Engine, NotReady
+from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
-from belong.serve.models import ModelRegistry, ModelVersion, artifact_versions, build_version, load_version
 from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
 from belong.serve.schemas import (
     Accepted,
@@ -72,6 +71,7 @@ from belong.serve.schemas import (
     Similar,
 )
 from belong.serve.settings import ServeSettings
+from belong.serve.versions import ModelRegistry, ModelVersion, artifact_versions, build_version, load_version
 
 log = logging.getLogger("belong.serve")
 JSON = "application/json"

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from belong.domain import Event, EventType, Surface
-from belong.pipeline.types import Candidate, Merged, Reason
+from belong.pipeline.types import Candidate, Candidates, ListMemo, Merged, Reason
 
 Ranked = list[tuple[Merged, float]]
 
@@ -51,7 +51,8 @@ def _unpack_light(row: tuple) -> tuple[Merged, float]:
 
 
 class Packed:
-    """A ranked ``(Merged, score)`` list stored as plain tuples; indexing and slicing unpack fresh objects."""
+    """A ranked ``(Merged, score)`` list stored as plain tuples (a :class:`~belong.pipeline.types.Ranked`); indexing
+    and slicing unpack fresh objects."""
 
     __slots__ = ("rows",)
 
@@ -85,6 +86,11 @@ class Packed:
                 return _unpack_one(r)[0]
         return None
 
+    @property
+    def shared(self) -> bool:
+        """Never: every unpack makes fresh objects (a memoised answer's objects are the memo's concern)."""
+        return False
+
     def without(self, item: int) -> Packed:
         out = Packed([])
         out.rows = tuple(r for r in self.rows if r[0] != item)
@@ -92,28 +98,41 @@ class Packed:
 
 
 @dataclass(slots=True)
+class Serialized:
+    """The serialised ``items`` of an answer on a cached list and everything they were made of: reused while all of
+    it is equal (the chosen items and their hydration, the stored feature rows' times; see the engine)."""
+
+    key: tuple
+    body: bytes
+    ranked: Packed | Ranked  # the list, and the memoised chosen list, they were made from (compared by identity)
+    chosen: list
+
+
+@dataclass(slots=True)
 class Entry:
+    """One user's cached candidate list (of one model version) with what was learnt making and serving it."""
+
     version: str
     created: float  # time.monotonic()
     ranked: Packed | Ranked  # packed by CandidateCache.put
-    trace: dict  # source timings/counts of the run that produced it (for debug)
-    #: item -> the response fields that depend only on the item and this list (id, name, score, sources, ...),
-    #: filled on first use so that repeated requests do not rebuild them
-    statics: dict[int, dict] = field(default_factory=dict)
+    #: what the candidate stage did (for debug): per-source ms and counts, how many candidates, removals as
+    #: (item, filter, reason) tuples
+    source_ms: dict[str, float] = field(default_factory=dict)
+    source_counts: dict[str, int] = field(default_factory=dict)
+    n_candidates: int = 0
+    removed: tuple = ()
+    #: the pipeline's memo of rules, selection, hydration and explanations on this list (exact, see ListMemo)
+    memo: ListMemo = field(default_factory=ListMemo)
     #: assembled online feature rows of this user's candidates, by item id, with the materialisation times of
     #: the user's and the item's stored rows they were computed from (reused only while both are unchanged)
     feature_rows: dict[str, tuple[tuple[int, int], dict]] = field(default_factory=dict)
-    #: the last rules answer on this list: (the list it was computed on, what it read as counters, kept, scores);
-    #: see :meth:`belong.serve.engine.Engine._memo_rules`
-    rules: tuple | None = None
-    #: the selector's answer on the memoised rules answer: (that kept list, chosen) — deterministic selectors only
-    chosen: tuple | None = None
-    #: (the memoised chosen list, the hydrators' revisions it was hydrated at): its items' hydrated features are
-    #: exact while the revisions are equal (see :meth:`belong.pipeline.components.Hydrator.revision`)
-    hydrated: tuple | None = None
-    #: the serialised ``items`` of the last answer and everything they were made of (chosen items, scores, their
-    #: hydrated features, the stored rows' times, the list): reused while all of it is equal
-    items_json: tuple | None = None
+    serialized: Serialized | None = None
+
+    @classmethod
+    def of(cls, version: str, made: Candidates) -> Entry:
+        """The entry of a candidate run (the list is packed when the cache takes it)."""
+        return cls(version, time.monotonic(), made.ranked, dict(made.source_ms), dict(made.source_counts),
+                   made.n_candidates, tuple((r.item, r.filter, r.reason) for r in made.removed))
 
 
 class CandidateCache:
@@ -137,8 +156,6 @@ class CandidateCache:
     def put(self, surface: Surface, user: str, entry: Entry) -> None:
         if not isinstance(entry.ranked, Packed):
             entry.ranked = Packed(entry.ranked)
-        if isinstance(entry.trace.get("removed"), list):
-            entry.trace["removed"] = tuple(entry.trace["removed"])
         key = (surface, user)
         self._data[key] = entry
         self._data.move_to_end(key)

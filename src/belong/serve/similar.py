@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from belong.errors import UnknownIdError
-from belong.serve.models import ModelVersion
+from belong.serve.versions import ModelVersion
 
 
 def _top(co: np.ndarray, sizes: np.ndarray, own: int, self_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +45,7 @@ def similar_communities(model: ModelVersion, community_id: str, k: int) -> list[
     co = np.asarray(X[members].sum(axis=0)).ravel()
     sizes = np.diff(XT.indptr)
     idx, jac = _top(co, sizes, members.size, c, k)
-    return [{"rank": r, "id": st.communities.ids[j], "name": st.c_name[j], "score": round(float(s), 6),
+    return [{"rank": r, "id": st.communities.ids[j], "name": st.communities.name[j], "score": round(float(s), 6),
              "explanation": f"{int(co[j])} member{'' if int(co[j]) == 1 else 's'} in common"}
             for r, (j, s) in enumerate(zip(idx.tolist(), jac.tolist(), strict=True), start=1)]
 

@@ -21,10 +21,10 @@ type                   surfaces               idea
 
 from belong.sources import (  # noqa: F401
     embedding,
+    friends_joined,
     item2item,
     people,
     random_walk,
-    social,
     text,
     trending,
 )

@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from belong.ann import AnnIndex, auto_index
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import WorldState
 
 
 class IalsAnnConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -93,7 +93,7 @@ class IalsAnn(CandidateSource):
         for n, (i, s) in enumerate(keep):
             if closest is not None:
                 a = int(closest[n])
-                reason = Reason(f"people with communities like yours ({state.c_name[a]}) joined it",
+                reason = Reason(f"people with communities like yours ({state.communities.name[a]}) joined it",
                                 {"closest": state.communities.ids[a]})
             else:
                 reason = Reason("people with communities like yours joined it")

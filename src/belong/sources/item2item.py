@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import WorldState
 
 
 class CoMembershipConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -112,7 +112,7 @@ class CoMembership(CandidateSource):
         anchor = mine[np.argmax(block, axis=0)]
         out = []
         for j, s, a, w in zip(top.tolist(), vals.tolist(), anchor.tolist(), strongest, strict=True):
-            reason = Reason(f"members of {state.c_name[a]} also joined",
+            reason = Reason(f"members of {state.communities.name[a]} also joined",
                             {"because_of": state.communities.ids[a], "aux": w})
             out.append(Candidate(j, self.name, s, reason))
         return out

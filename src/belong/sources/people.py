@@ -14,8 +14,8 @@ import numpy as np
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import WorldState
 
 
 def _names(ids: list[str], n: int = 2) -> str:
@@ -97,7 +97,7 @@ class CoMembers(CandidateSource):
         items = sorted(((v, s) for v, s in scores.items() if v not in exclude), key=lambda t: (-t[1], t[0]))
         out = []
         for v, s in items[: self.config.k]:
-            names = [state.c_name[c] for c in shared[v]]
+            names = [state.communities.name[c] for c in shared[v]]
             text = (f"you are both in {names[0]}" if len(names) == 1
                     else f"you share {len(names)} communities: {_names(names)}")
             out.append(Candidate(v, self.name, s, Reason(text, {"shared_communities": len(names)})))
@@ -117,7 +117,7 @@ class SimilarPeople(CandidateSource):
 
     def prepare(self, state: WorldState) -> None:
         self.by_interest: dict[str, list[int]] = defaultdict(list)
-        for u, interests in enumerate(state.user_interests):
+        for u, interests in enumerate(state.users.interests):
             for t in interests:
                 self.by_interest[t].append(u)
         self.degree = np.diff(state.friend_csr().indptr).astype(np.float64)
@@ -134,7 +134,7 @@ class SimilarPeople(CandidateSource):
                 scores[idx] += 1.0
         has_interest = scores > 0
         if p.locale != "und":
-            same = np.fromiter((loc == p.locale for loc in state.user_locale[: self.n]), bool, self.n)
+            same = np.fromiter((loc == p.locale for loc in state.users.locale[: self.n]), bool, self.n)
             scores[has_interest & same] += self.config.locale_weight
         scores[has_interest] += np.log1p(self.degree[has_interest]) * 1e-3  # ties: more connected first
         exclude = np.r_[p.friends, [] if p.idx is None else [p.idx]].astype(np.int64)
@@ -142,9 +142,9 @@ class SimilarPeople(CandidateSource):
         mine = set(p.interests)
         out = []
         for v, s in zip(top.tolist(), vals.tolist(), strict=True):
-            common = [t for t in state.user_interests[v] if t in mine]
+            common = [t for t in state.users.interests[v] if t in mine]
             text = "also into " + ", ".join(f"#{t}" for t in common[:3])
-            if p.locale != "und" and state.user_locale[v] == p.locale:
+            if p.locale != "und" and state.users.locale[v] == p.locale:
                 text += f" and speaks {p.locale}"
             out.append(Candidate(v, self.name, s, Reason(text, {"shared_interests": common})))
         return out

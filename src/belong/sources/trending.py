@@ -10,8 +10,8 @@ import numpy as np
 
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.state import DAY_US, Profile, WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import DAY_US, Profile, WorldState
 
 
 class TrendingConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -91,11 +91,11 @@ class NewCommunities(CandidateSource):
             fresh = np.sort(fresh[np.argsort(age_days[fresh], kind="stable")[:pool]])
         interests = set(p.interests)
         for c in p.communities.tolist():
-            interests.update(state.c_tags[c])
+            interests.update(state.communities.tags[c])
         fresh = np.setdiff1d(fresh, p.communities)
-        matches = [[t for t in state.c_tags[c] if t in interests] for c in fresh.tolist()] if interests else [
+        matches = [[t for t in state.communities.tags[c] if t in interests] for c in fresh.tolist()] if interests else [
             [] for _ in range(fresh.size)]
-        same_lang = np.array([p.locale != "und" and state.c_locale[c] == p.locale for c in fresh.tolist()], bool)
+        same_lang = np.array([p.locale != "und" and state.communities.locale[c] == p.locale for c in fresh.tolist()], bool)
         score = (2.0 * np.array([len(m) for m in matches], np.float64) + same_lang
                  + 1.0 / (1.0 + np.maximum(age_days[fresh], 0.0)))
         order = np.lexsort((fresh, -score))[: self.config.k]
@@ -128,7 +128,7 @@ class CommunityContent(CandidateSource):
 
     def prepare(self, state: WorldState) -> None:
         by_c: dict[int, list[int]] = {}
-        for x, c in enumerate(state.x_community):
+        for x, c in enumerate(state.content.community):
             by_c.setdefault(c, []).append(x)
         self.by_community = {c: np.array(xs, np.int64) for c, xs in by_c.items()}
 
@@ -140,7 +140,7 @@ class CommunityContent(CandidateSource):
         if not parts:
             return []
         xs = np.concatenate(parts)
-        created = np.asarray(state.x_created, np.int64)[xs]
+        created = np.asarray(state.content.created, np.int64)[xs]
         fresh = np.exp2(-np.maximum(state.now_us - created, 0) / (self.config.half_life_days * DAY_US))
         heat = state.content_heat.get("all", np.zeros(0))
         eng = np.log1p(np.resize(heat, state.n_content)[xs]) if heat.size else 0.0
@@ -149,5 +149,5 @@ class CommunityContent(CandidateSource):
         seen = state.engaged.row(p.idx) if p.idx is not None else np.empty(0, np.int64)
         top, vals = self._top(scores, self.config.k, exclude=seen)
         return [Candidate(int(x), self.name, float(s),
-                          Reason(f"new in {state.c_name[state.x_community[x]]}, one of your communities"))
+                          Reason(f"new in {state.communities.name[state.content.community[x]]}, one of your communities"))
                 for x, s in zip(top, vals, strict=True)]

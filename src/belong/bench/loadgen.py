@@ -1,7 +1,7 @@
 """Open-loop HTTP/1.1 load generator (a separate process from the server): fixed request rate, keep-alive
 connections, latency measured from each request's *scheduled* time (no coordinated omission).
 
-``python -m belong.serve.loadgen --host H --port P --rate R --seconds S --paths FILE [--connections N]`` reads one
+``python -m belong.bench.loadgen --host H --port P --rate R --seconds S --paths FILE [--connections N]`` reads one
 request path per line (cycled) and prints one JSON object: sent, ok, non_200, errors, degraded, achieved rate, and
 p50/p90/p99/max latency in milliseconds.
 """

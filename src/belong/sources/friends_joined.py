@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, register
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import Candidate, Reason, Request
+from belong.state import WorldState
 
 
 @register("source", "friends_joined")

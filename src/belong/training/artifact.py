@@ -26,10 +26,11 @@ from typing import Any
 
 import orjson
 
+from belong import surfaces
 from belong.errors import ValidationError
 from belong.pipeline.pipeline import Pipeline
-from belong.pipeline.state import WorldState
 from belong.ranking.ranker import Ranker
+from belong.state import WorldState
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -83,10 +84,8 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
 def _surface_entry(manifest: dict[str, Any], surface: str) -> dict[str, Any]:
     surfaces = manifest.get("surfaces", {})
     if surface not in surfaces:
-        from belong.ranking.scorer import surface_pipeline
-
         try:
-            surface = surface_pipeline(surface).surface.value
+            surface = surfaces.load(surface).surface.value
         except ValidationError:
             pass
     if surface not in surfaces:
@@ -108,7 +107,7 @@ def load_pipeline(directory: Path, surface: str, state: WorldState) -> Pipeline:
     directory = Path(directory)
     manifest = read_manifest(directory)
     entry = _surface_entry(manifest, surface)
-    pipeline = Pipeline.from_dict(entry["pipeline"])
+    pipeline = surfaces.from_dict(entry["pipeline"], entry.get("surface_toml", surface))
     for i, src in enumerate(pipeline.sources):
         fname = entry["sources"].get(src.name, {}).get("file")
         if fname:

@@ -1,6 +1,6 @@
 """Versioned models and the atomic hot swap.
 
-A model version is a fitted pipeline for each surface over one :class:`~belong.pipeline.WorldState` snapshot
+A model version is a fitted pipeline for each surface over one :class:`~belong.state.WorldState` snapshot
 of the event log, plus fallback lists (most popular items) used when the pipeline cannot answer in time. It is
 either built from the log at once (:func:`build_version`; id ``<UTC time>-<hash>``, the hash covering the log's
 size and span and the surface declarations) or loaded from a ``belong train`` artifact (:func:`load_version`; the
@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from belong import surfaces as catalogue
 from belong.domain import Event, Surface
 from belong.errors import ValidationError
-from belong.pipeline import Pipeline, WorldState
-from belong.pipeline.types import Candidate, Merged, Reason
+from belong.pipeline import Pipeline
+from belong.pipeline.types import Candidate, Merged, RankedList, Reason
+from belong.state import WorldState, from_store
 
 FALLBACK_SOURCE = "fallback_popular"
 FALLBACK_DEPTH = 500
@@ -42,7 +44,7 @@ class ModelVersion:
     version: str
     state: WorldState
     pipelines: dict[Surface, Pipeline]
-    fallback: dict[Surface, list[tuple[Merged, float]]]
+    fallback: dict[Surface, RankedList]
     meta: dict[str, Any] = field(default_factory=dict)
 
     def item_index(self, surface: Surface, item_id: str) -> int | None:
@@ -54,9 +56,21 @@ class ModelVersion:
         return {"version": self.version, **self.meta}
 
 
-def _fallback_lists(state: WorldState) -> dict[Surface, list[tuple[Merged, float]]]:
-    """Most popular items per surface, by decayed activity (people: most friends), best first."""
-    out: dict[Surface, list[tuple[Merged, float]]] = {}
+def surface_overrides(specs: Iterable[str | Path]) -> dict[Surface, str | Path]:
+    """Catalogue names or TOML paths, each replacing the shipped declaration of its surface kind."""
+    out: dict[Surface, str | Path] = {}
+    for spec in specs:
+        kind = catalogue.load(spec).surface
+        if kind in out:
+            raise ValidationError("surface", f"two declarations for {kind.value}: {out[kind]} and {spec}")
+        out[kind] = spec
+    return out
+
+
+def _fallback_lists(state: WorldState) -> dict[Surface, RankedList]:
+    """Most popular items per surface, by decayed activity (people: most friends), best first (shared by every
+    request: marked so, they are never written to)."""
+    out: dict[Surface, RankedList] = {}
     heat = {Surface.COMMUNITIES: state.community_heat.get("all", np.zeros(0)),
             Surface.CONTENT: state.content_heat.get("all", np.zeros(0)),
             Surface.PEOPLE: np.diff(state.friend_csr().indptr).astype(np.float64)}
@@ -70,7 +84,7 @@ def _fallback_lists(state: WorldState) -> dict[Surface, list[tuple[Merged, float
             m = Merged(int(j))
             m.hits[FALLBACK_SOURCE] = (rank, cand)
             rows.append((m, 1.0 / (60.0 + rank + 1)))
-        out[surface] = rows
+        out[surface] = RankedList(rows, shared=True)
     return out
 
 
@@ -80,7 +94,7 @@ def _fit_all(store: str | Path, say: Callable[[str], None],
     """The store's state and every surface's fitted pipeline (``pipeline_of``), with the timing/count meta."""
     t0 = time.perf_counter()
     say("reading the event log")
-    state = WorldState.from_store(store)
+    state = from_store(store)
     t_state = time.perf_counter() - t0
     pipelines: dict[Surface, Pipeline] = {}
     fit_s: dict[str, float] = {}
@@ -88,6 +102,7 @@ def _fit_all(store: str | Path, say: Callable[[str], None],
         t1 = time.perf_counter()
         pipelines[surface] = pipeline_of(surface, state)
         fit_s[surface.value] = round(time.perf_counter() - t1, 3)
+    state.release_source()  # serving keeps no event table: events arrive through apply()
     meta = {
         "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
         "memberships": int(state.membership_csr().nnz),
@@ -107,7 +122,7 @@ def build_version(
 
     def fit(surface: Surface, state: WorldState) -> Pipeline:
         say(f"fitting {surface.value}")
-        return Pipeline.load((surfaces or {}).get(surface, surface.value)).fit(state)
+        return catalogue.load((surfaces or {}).get(surface, surface.value)).fit(state)
 
     state, pipelines, counts = _fit_all(store, say, fit)
     now = datetime.now(UTC)
@@ -138,7 +153,7 @@ def load_version(
     """A version from a ``belong train`` artifact: the state from the store's current log, each surface the
     artifact holds loaded from it (fitted sources, the learned ranker), any other surface fitted from its
     declaration as :func:`build_version` does. The version id is the artifact's."""
-    from belong.ranking.artifact import load_pipeline, read_manifest
+    from belong.training.artifact import load_pipeline, read_manifest
 
     say = progress or (lambda _msg: None)
     directory = Path(artifact)
@@ -151,7 +166,7 @@ def load_version(
             loaded.append(surface.value)
             return load_pipeline(directory, surface.value, state)
         say(f"fitting {surface.value}")
-        return Pipeline.load((surfaces or {}).get(surface, surface.value)).fit(state)
+        return catalogue.load((surfaces or {}).get(surface, surface.value)).fit(state)
 
     state, pipelines, counts = _fit_all(store, say, load_or_fit)
     rankers = {name: {"features": len(e["ranker"]["features"]),

@@ -6,7 +6,7 @@ Steps: a simulated world in an embedded store (kept between runs), its online fe
 (kept too, under a key prefix naming the world), the ranked communities surface trained with ``belong train`` (kept
 under ``STORE/models``), the API server started on that artifact as its own process (one uvicorn worker, pinned to
 one core), the candidate lists of a working set of users warmed (each a full pipeline run: the cold
-latency is reported), then for each fixed rate an open-loop load generator (:mod:`belong.serve.loadgen`, another
+latency is reported), then for each fixed rate an open-loop load generator (:mod:`belong.bench.loadgen`, another
 process pinned to the other core) drives ``GET /v1/recommendations/communities`` over loopback; then the same
 rates against the bare server. A rate is *held* when every request answered 200, at most 1% were degraded, and
 p99 <= budget.
@@ -102,8 +102,8 @@ def _ensure_features(store: Path, redis_url: str, prefix: str, probe_user: str, 
 
 def _current_features(directory: Path) -> bool:
     """Whether the artifact's communities ranker was trained on this version's feature set (else: retrain)."""
-    from belong.ranking.artifact import read_manifest
     from belong.ranking.ranker import feature_set_change
+    from belong.training.artifact import read_manifest
 
     try:
         return feature_set_change(read_manifest(directory)["surfaces"]["communities"]["ranker"]) is None
@@ -113,7 +113,7 @@ def _current_features(directory: Path) -> bool:
 
 def _ensure_models(store: Path, console: Console) -> tuple[Path, str, str]:
     """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``)."""
-    from belong.serve.models import artifact_versions
+    from belong.serve.versions import artifact_versions
 
     out = store / "models"
     known = artifact_versions(out)
@@ -129,7 +129,7 @@ def _ensure_models(store: Path, console: Console) -> tuple[Path, str, str]:
 
 
 def _load(port: int, rate: float, seconds: float, paths_file: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "belong.serve.loadgen", "--port", str(port), "--rate", str(rate),
+    cmd = [sys.executable, "-m", "belong.bench.loadgen", "--port", str(port), "--rate", str(rate),
            "--seconds", str(seconds), "--paths", paths_file]
     out = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_pin(1), timeout=seconds * 4 + 60)
     if out.returncode != 0:
@@ -240,7 +240,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
                 bar.advance(task)
         payload_file = tmp / "payload.json"
         payload_file.write_bytes(payload)
-        bare = subprocess.Popen([sys.executable, "-m", "belong.serve.bench", str(payload_file), str(bare_port)],
+        bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload_file), str(bare_port)],
                                 env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
         # steady state: every user of the working set served once from its cached list (a list's first answer
@@ -339,7 +339,7 @@ def bare_app(payload: bytes) -> FastAPI:
     return app
 
 
-if __name__ == "__main__":  # python -m belong.serve.bench PAYLOAD_FILE PORT: the bare server
+if __name__ == "__main__":  # python -m belong.bench.serve PAYLOAD_FILE PORT: the bare server
     import uvicorn
 
     uvicorn.run(bare_app(Path(sys.argv[1]).read_bytes()), host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop",

@@ -3,7 +3,7 @@
 For each surface (default: ``communities_ranked`` — the shipped communities sources with the learned ranker —,
 ``people`` and ``content``), the surface's components are prepared on a :class:`WorldState` built from the store
 (sources' models, indexes, the ranker on a validation cut of the memberships), then written with
-:mod:`belong.ranking.artifact`. Surfaces without data (no communities, no friendships, no content) are skipped
+:mod:`belong.training.artifact`. Surfaces without data (no communities, no friendships, no content) are skipped
 and say so in the manifest.
 """
 
@@ -20,10 +20,10 @@ import lightgbm
 import numpy as np
 import pyarrow.compute as pc
 
+from belong import surfaces
 from belong.domain import Surface
-from belong.pipeline.state import WorldState
-from belong.ranking import artifact
-from belong.ranking.scorer import LgbmRanker, surface_pipeline
+from belong.state import WorldState, from_world
+from belong.training import artifact
 
 DEFAULT_SURFACES = ("communities_ranked", "people", "content")
 #: ``(surface, step, done, total)``: called as each component is prepared (and per 100 training lists).
@@ -41,7 +41,7 @@ def load_state(store: str) -> tuple[WorldState, dict[str, Any]]:
 
     with open_store(store, create=False) as st:
         world = World(users=st.users(), communities=st.communities(), content=st.content(), events=st.read_events())
-    state = WorldState.from_world(world)
+    state = from_world(world)
     ts = world.events.column("ts_us")
     window: dict[str, Any] = {"events": world.events.num_rows}
     if world.events.num_rows:
@@ -60,12 +60,12 @@ def _skip_reason(surface: Surface, state: WorldState) -> str | None:
     return None
 
 
-def train(store: str, out: Path, surfaces: Sequence[str] = DEFAULT_SURFACES,
+def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
           progress: TrainProgress | None = None) -> dict[str, Any]:
     """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added)."""
     t0 = time.perf_counter()
     created = datetime.now(UTC)
-    pipelines = {name: surface_pipeline(name) for name in surfaces}  # bad names fail before any work
+    pipelines = {name: surfaces.load(name) for name in names}  # bad names fail before any work
     state, window = load_state(store)
     load_s = time.perf_counter() - t0
     version = artifact.new_version(created, f"{store}|{window}|{created.isoformat()}")
@@ -79,18 +79,11 @@ def train(store: str, out: Path, surfaces: Sequence[str] = DEFAULT_SURFACES,
             skipped[name] = why
             continue
         ts = time.perf_counter()
-        comps = pipeline.components()
-        for i, comp in enumerate(comps):
-            if progress:
-                progress(name, f"{comp.kind} {comp.name}", i, len(comps))
-            if isinstance(comp, LgbmRanker) and not comp.config.artifact:
-                comp.prepare(state, progress=(lambda d, n, nm=name: progress(nm, "training lists", d, n))
-                             if progress else None)
-            else:
-                comp.prepare(state)
-        pipeline.state = state
         if progress:
-            progress(name, "writing", len(comps), len(comps))
+            progress(name, "fitting sources", 0, 1)
+        pipeline.fit(state, (lambda d, n, nm=name: progress(nm, "training lists", d, n)) if progress else None)
+        if progress:
+            progress(name, "writing", 1, 1)
         entry = artifact.write_surface(directory, pipeline)
         entry["surface_toml"] = name
         entry["fit_seconds"] = round(time.perf_counter() - ts, 3)

@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from belong import surfaces
 from belong.domain import Surface
-from belong.pipeline.pipeline import Pipeline
-from belong.pipeline.state import DAY_US, WorldState
 from belong.pipeline.types import Request
+from belong.state import DAY_US, from_interactions, from_world
 
 RECALL_K = 200
 
@@ -37,7 +37,7 @@ def _split_world(n_users: int, n_communities: int, holdout_days: float, seed: in
     later = world.events.filter(pc.and_(pc.greater_equal(ts, cut), pc.equal(world.events.column("type"), "join")))
     train = World(users=world.users, communities=world.communities, content=world.content, events=before)
     with console.status("building the state"):
-        state = WorldState.from_world(train)
+        state = from_world(train)
     return world, state, later, cut
 
 
@@ -55,7 +55,7 @@ def _dataset_split(spec: str, console: Console):
     with console.status(f"loading {spec}"):
         data = load_interactions(spec)
         split = splitters.make_split(splitters.default_protocol(data), data)
-        state = WorldState.from_interactions(split.train)
+        state = from_interactions(split.train)
     T = split.test.csr()
     truth = {u: set(T.indices[T.indptr[u]:T.indptr[u + 1]].tolist()) - set(state.communities_of(u).tolist())
              for u in np.flatnonzero(np.diff(T.indptr) > 0).tolist()}
@@ -91,7 +91,7 @@ def bench_sources(n_users: int, n_communities: int, *, requests: int = 300, hold
     rng = np.random.default_rng(seed)
     users = sorted(truth)
     users = sorted(rng.choice(users, min(requests, len(users)), replace=False).tolist()) if users else []
-    pipeline = Pipeline.load("communities")
+    pipeline = surfaces.load("communities")
     prep: dict[str, float] = {}
     with _progress(console) as bar:
         task = bar.add_task("preparing sources", total=len(pipeline.components()))

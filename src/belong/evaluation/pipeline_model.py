@@ -3,15 +3,16 @@ that serve requests.
 
 Names (after the ``pipeline:`` prefix):
 
-* ``communities`` / ``people`` / ``content`` or a TOML path: the whole surface (all sources, blended);
-* ``SURFACE/SOURCE`` (e.g. ``communities/ials_ann``), or ``SURFACE/A+B``: only those sources, same filters and
-  blend — each source evaluated alone.
+* a catalogue name (``communities``, ``communities_ranked``, ``people``, ``content``; :mod:`belong.surfaces`) or a
+  TOML file path (``path/to/file.toml``): the whole surface;
+* ``NAME/SOURCE`` (e.g. ``communities/ials_ann``), ``NAME/A+B`` or ``path/to/file.toml/A+B``: only those sources,
+  same filters and scorer — each source evaluated alone.
 
 ``fit(train)`` builds a :class:`WorldState` from the training :class:`Interactions` (users x items become
 memberships; a square user x user matrix becomes the friendship graph, for the people surface) — or, for a time
 split of a whole world (a store, a simulated world, hetrec with its friendships: ``meta["world"]`` and
 ``meta["as_of_us"]``), from every event and entity of that world before the cut, as serving would have seen it
-then — and prepares every component; ``recommend_idx`` runs one request per user. Indices are the training data's own: the state
+then (:func:`belong.state.as_of`) — and fits the pipeline; ``recommend_idx`` runs one request per user. Indices are the training data's own: the state
 keeps the order of ``train.user_ids`` / ``train.item_ids``.
 """
 
@@ -21,25 +22,35 @@ from typing import Any, Self
 
 import numpy as np
 
+from belong import surfaces
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.interactions import Interactions
-from belong.pipeline.pipeline import Pipeline
-from belong.pipeline.state import WorldState
 from belong.pipeline.types import MAX_K, Request
+from belong.state import as_of, from_interactions
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``(surface, sources)`` of a ``pipeline:`` spec: a catalogue name or a ``.toml`` path, then an optional
+    ``/A+B`` restricting it to those sources."""
+    if ".toml" in spec:
+        head, _, rest = spec.partition(".toml")
+        return head + ".toml", rest.lstrip("/")
+    surface, _, only = spec.partition("/")
+    return surface, only
 
 
 class PipelineEvaluable:
     """Adapter from :class:`Pipeline` to the harness's ``Evaluable`` protocol."""
 
     def __init__(self, spec: str, params: dict[str, Any] | None = None) -> None:
-        surface, _, only = spec.partition("/")
+        surface, only = split_spec(spec)
         if not surface:
             raise ValidationError("model", "pipeline: needs a surface, e.g. pipeline:communities")
         if params:
             raise ValidationError("model", f"pipeline:{spec} takes no --param (edit the surface TOML); got {sorted(params)}")
         self.spec = spec
-        self.pipeline = Pipeline.load(surface)
+        self.pipeline = surfaces.load(surface, "model")
         self.only = [s for s in only.split("+") if s] if only else []
         if self.only:
             self.pipeline = self.pipeline.only(self.only)
@@ -53,12 +64,11 @@ class PipelineEvaluable:
         import time
 
         t0 = time.perf_counter()
-        world, as_of = train.meta.get("world"), train.meta.get("as_of_us")
-        if world is not None and as_of is not None:  # a time split of a whole world: all of it before the cut
-            self.state = WorldState.from_world_as_of(world, int(as_of), user_ids=train.user_ids,
-                                                     community_ids=train.item_ids)
+        world, cut_us = train.meta.get("world"), train.meta.get("as_of_us")
+        if world is not None and cut_us is not None:  # a time split of a whole world: all of it before the cut
+            self.state = as_of(world, int(cut_us), user_ids=train.user_ids, community_ids=train.item_ids)
         else:
-            self.state = WorldState.from_interactions(train)
+            self.state = from_interactions(train)
         self.n_items = train.n_items
         square = self.state.n_communities == 0 and self.state.friend_csr().nnz > 0
         if square and self.pipeline.surface is not Surface.PEOPLE:
@@ -87,17 +97,3 @@ class PipelineEvaluable:
 
     def score_items(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         raise ValidationError("protocol", f"{self.name} ranks its own candidates; sampled protocols are not supported")
-
-
-def make(spec: str, params: dict[str, Any]) -> PipelineEvaluable:
-    """Factory for ``--model pipeline:SPEC``."""
-    return PipelineEvaluable(spec, params)
-
-
-def register_evaluation_factory() -> None:
-    """Make ``pipeline:`` model names available to ``belong evaluate``."""
-    try:
-        from belong.evaluation.modelspec import register_factory
-    except ImportError:  # the evaluation package is optional for serving
-        return
-    register_factory("pipeline", make)

@@ -1,0 +1,31 @@
+"""Shipped scorers: ``weighted_rrf``, the blend of the sources' ranks until a learned ranker is trained."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from belong.pipeline.components import ComponentConfig, Scorer, register
+from belong.pipeline.types import Merged, Request
+from belong.state import WorldState
+
+
+class WeightedRRFConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    c: float = 60.0  # rank offset: larger flattens the rank curve
+    weights: dict[str, float] = {}  # per-source weight overrides (default: each source's own ``weight``)
+
+
+@register("scorer", "weighted_rrf")
+class WeightedRRF(Scorer):
+    """score(item) = sum over the sources that found it of weight_s / (c + rank_s + 1)."""
+
+    Config = WeightedRRFConfig
+    config: WeightedRRFConfig
+
+    def weight(self, source: str) -> float:
+        return self.config.weights.get(source, self.source_weights.get(source, 1.0))
+
+    def contributions(self, m: Merged) -> dict[str, float]:
+        return {s: self.weight(s) / (self.config.c + rank + 1) for s, (rank, _) in m.hits.items()}
+
+    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        return np.array([sum(self.contributions(m).values()) for m in cands], np.float64)

@@ -1,0 +1,284 @@
+"""Bulk building of a :class:`~belong.state.world.WorldState`: from a ``World`` (entity tables + event table),
+an event store, or :class:`~belong.interactions.Interactions` (offline evaluation).
+
+Events are folded vectorised, in time order (ties keep log order): memberships are ``join`` minus a later
+``leave``, friendships ``friend_accept`` minus a later ``friend_remove``, pending requests the pairs whose last
+friend event is a request; blocks, engagement and heat follow. ``before_us`` builds the world as it was just before
+that time (the point-in-time cut, :mod:`belong.state.cut`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from belong.domain import AgeGroup, Community, EntityStatus, User
+from belong.interactions import Interactions
+from belong.state.heat import HEAT_HALF_LIFE_DAYS
+from belong.state.ids import IdMap
+from belong.state.relation import Relation
+from belong.state.timeline import ActivityLog, PairEvents
+from belong.state.world import ACTIVITY_TYPES, ENGAGE_TYPES, WorldState
+
+
+def from_world(world: object, *, before_us: int | None = None, now_us: int | None = None,
+               user_ids: Iterable[str] = (), community_ids: Iterable[str] = (), content_ids: Iterable[str] = (),
+               half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
+    """A state of a ``World`` (``users``, ``communities``, ``content`` and ``events`` Arrow tables).
+
+    ``before_us``: only events with ``ts < before_us`` and the entities created before it. ``user_ids`` /
+    ``community_ids`` / ``content_ids`` are registered first, in order, so that their dense indices are ``0..n-1``
+    whatever their creation time (offline evaluation passes the training data's id maps). ``now_us``: the time
+    heat is decayed to (default: the last event's)."""
+    st = WorldState(half_life_days=half_life_days)
+    for u in user_ids:
+        st.ensure_user(str(u), 0)
+    for c in community_ids:
+        st.ensure_community(str(c), 0)
+    registered_content = set(map(str, content_ids))
+    events: pa.Table = world.events  # type: ignore[attr-defined]
+    if before_us is not None:
+        events = events.filter(pc.less(events.column("ts_us"), int(before_us)))
+    _fill_entities(st, world, before_us, registered_content)
+    _load_events(st, events, now_us)
+    st.source = world
+    return st
+
+
+def from_store(spec: str | Path, *, half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
+    """A state of an event store (a directory or a PostgreSQL URL)."""
+    from belong.datasets import World
+    from belong.eventlog import open_store
+
+    with open_store(spec, create=False) as store:
+        world = World(users=store.users(), communities=store.communities(), content=store.content(),
+                      events=store.read_events())
+    return from_world(world, half_life_days=half_life_days)
+
+
+def from_interactions(data: Interactions, *, now_us: int | None = None,
+                      half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
+    """Offline evaluation: users x items become memberships (or, for a square user x user matrix, friendships).
+    Items get their id as name; timestamps, when present, feed trending and are kept as the memberships' join
+    times (a pair's earliest row). Interactions say nothing of leaves or reports: those stay ``None``. ``now_us``:
+    the time heat is decayed to (default: the last row's)."""
+    st = WorldState(half_life_days=half_life_days)
+    st.source = data
+    square = bool(data.meta.get("square")) or (
+        data.n_users == data.n_items and np.array_equal(data.user_ids, data.item_ids))
+    ts = data.ts_us if data.ts_us is not None else np.zeros(len(data), np.int64)
+    st.now_us = int(now_us) if now_us is not None else (int(ts.max()) if ts.size else 0)
+    ages = data.meta.get("user_age_group")
+    for i, u in enumerate(data.user_ids.tolist()):
+        age = AgeGroup(ages[i]) if ages is not None and ages[i] in AgeGroup._value2member_map_ else AgeGroup.UNKNOWN
+        st.add_user(User(id=str(u), created_at_us=0, age_group=age))
+    X = data.csr()
+    if square:
+        F = ((X + X.T) > 0).astype(np.float32).tocsr()
+        F.setdiag(0)
+        F.eliminate_zeros()
+        st.friends = Relation(F, symmetric=True)
+        st.members = Relation.empty((st.n_users, 0))
+        st.engaged = Relation.empty((st.n_users, 0))
+        st.community_heat = {"all": np.zeros(0)}
+        st.content_heat = {"all": np.zeros(0)}
+        return st
+    first = np.full(data.n_items, np.iinfo(np.int64).max)
+    np.minimum.at(first, data.items, ts)
+    for j, c in enumerate(data.item_ids.tolist()):
+        st.add_community(Community(id=str(c), name=str(c), created_at_us=int(min(first[j], st.now_us))))
+    st.members = Relation(X)
+    st.join_ts = _ts_csr(data.users, data.items, ts, X.shape)
+    order = np.argsort(ts, kind="stable")
+    st.join_events = PairEvents(data.users[order].astype(np.int64), data.items[order].astype(np.int64),
+                                np.asarray(ts, np.int64)[order])
+    st.activity_log = ActivityLog(data.items.astype(np.int64), data.users.astype(np.int64),
+                                  np.ones(len(data), np.float64), np.asarray(ts, np.int64))
+    st.friends = Relation.empty((st.n_users, st.n_users), symmetric=True)
+    st.engaged = Relation.empty((st.n_users, 0))
+    st.community_heat = st.heat(data.items.astype(np.int64), data.users.astype(np.int64),
+                                st.decay(ts).astype(np.float64), st.n_communities)
+    st.content_heat = {"all": np.zeros(0)}
+    return st
+
+
+# ----------------------------------------------------------------------------------------------- entities
+def _fill_entities(st: WorldState, world: object, before_us: int | None, registered_content: set[str]) -> None:
+    """Entity tables: those created before ``before_us`` (when given) and every id registered already."""
+    users: pa.Table = world.users  # type: ignore[attr-defined]
+    comms: pa.Table = world.communities  # type: ignore[attr-defined]
+    content: pa.Table = world.content  # type: ignore[attr-defined]
+
+    def exists(r: dict, index: dict[str, int]) -> bool:
+        return before_us is None or r["created_at_us"] < before_us or r["id"] in index
+
+    for r in users.to_pylist():
+        if not exists(r, st.users.index):
+            continue
+        known = before_us is not None and r["id"] in st.users.index  # registered with a placeholder time
+        i = st.add_user(User(id=r["id"], created_at_us=r["created_at_us"], age_group=AgeGroup(r["age_group"]),
+                             locale=r["locale"], interests=tuple(r["interests"] or ()),
+                             status=EntityStatus(r["status"])))
+        if known:
+            st.users.created[i] = r["created_at_us"]
+    for r in comms.to_pylist():
+        if not exists(r, st.communities.index):
+            continue
+        st.add_community(Community(
+            id=r["id"], name=r["name"], created_at_us=r["created_at_us"], description=r["description"] or "",
+            tags=tuple(r["tags"] or ()), locale=r["locale"], is_age_restricted=r["is_age_restricted"],
+            discoverable=r["discoverable"], invite_only=r["invite_only"], status=EntityStatus(r["status"])))
+    for r in content.to_pylist():
+        if before_us is not None and r["created_at_us"] >= before_us and r["id"] not in registered_content:
+            continue
+        st.add_content(r["id"], st.ensure_community(r["community_id"], r["created_at_us"]), r["kind"],
+                       r["created_at_us"], r["text"] or "", r["status"])
+
+
+def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:
+    """Dense indices of ``values``; unknown ids are added (in order of first appearance) via ``ensure``, or map
+    to -1 when ``ensure`` is None."""
+    if len(values) == 0:
+        return np.empty(0, np.int64)
+
+    def find() -> np.ndarray:
+        if not len(ids):
+            return np.full(len(values), -1, np.int64)
+        found = pc.index_in(values, value_set=pa.array(ids.ids, pa.string()))
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    idx = find()
+    miss = np.flatnonzero(idx < 0)
+    if miss.size and ensure is not None:
+        missing = values.take(pa.array(miss)).to_numpy(zero_copy_only=False)
+        uniq, first = np.unique(missing, return_index=True)
+        order = np.argsort(first, kind="stable")
+        for v, t in zip(uniq[order].tolist(), ts[miss][first[order]].tolist(), strict=True):
+            ensure(v, int(t))
+        idx = find()
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------- events
+def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) -> None:
+    events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))  # stable: ties keep log order
+    ts = events.column("ts_us").to_numpy().astype(np.int64)
+    value = events.column("value").to_numpy().astype(np.float64)
+    actor = events.column("actor").combine_chunks()
+    target = events.column("target").combine_chunks()
+
+    def codes(name: str) -> tuple[np.ndarray, dict[str, int]]:
+        enc = events.column(name).combine_chunks().dictionary_encode()
+        return enc.indices.to_numpy(zero_copy_only=False), {v: i for i, v in enumerate(enc.dictionary.to_pylist())}
+
+    type_codes, type_dict = codes("type")
+    kind_codes, kind_dict = codes("target_kind")
+
+    def is_type(*names: str) -> np.ndarray:
+        return np.isin(type_codes, [type_dict[n] for n in names if n in type_dict])
+
+    def is_kind(name: str) -> np.ndarray:
+        return kind_codes == kind_dict.get(name, -1)
+
+    etype_join = type_codes == type_dict.get("join", -1)
+    etype_accept = type_codes == type_dict.get("friend_accept", -1)
+    st.now_us = int(now_us) if now_us is not None else (int(ts.max()) if ts.size else 0)
+    uidx = _lookup(st.users, actor, ts, st.ensure_user)
+
+    def target_idx(mask: np.ndarray, kind: str) -> np.ndarray:
+        sub = target.filter(pa.array(mask))
+        if kind == "community":
+            return _lookup(st.communities, sub, ts[mask], st.ensure_community)
+        if kind == "user":
+            return _lookup(st.users, sub, ts[mask], st.ensure_user)
+        return _lookup(st.content, sub, ts[mask], None)
+
+    def pair_events(mask: np.ndarray) -> PairEvents:
+        """Rows ``mask`` as (user, known community, time); unknown communities are dropped, never added."""
+        c = _lookup(st.communities, target.filter(pa.array(mask)), ts[mask], None)
+        ok = (c >= 0) & (uidx[mask] >= 0)
+        return PairEvents(uidx[mask][ok].astype(np.int64), c[ok], ts[mask][ok].astype(np.int64))
+
+    # memberships
+    m = is_type("join", "leave")
+    a, b, a_ts = _last_state_ts(uidx[m], target_idx(m, "community"), etype_join[m], ts[m])
+    # joins, leaves and reports of communities, for cuts and for labels of later outcomes of a join
+    st.join_events, st.leave_events, st.community_reports = (
+        pair_events(is_type(t) & is_kind("community")) for t in ("join", "leave", "report"))
+    # friendships (undirected)
+    f = is_type("friend_accept", "friend_remove")
+    fu, fv = uidx[f], target_idx(f, "user")
+    lo, hi = np.minimum(fu, fv), np.maximum(fu, fv)
+    lo, hi, _ = _last_state_ts(lo, hi, etype_accept[f], ts[f])
+    # pending friend requests: pairs whose last friend event (either direction) is a request
+    pm = is_type("friend_request", "friend_accept", "friend_remove") | (is_type("block") & is_kind("user"))
+    pending_args = (uidx[pm], target_idx(pm, "user"), type_codes[pm] == type_dict.get("friend_request", -1))
+    # blocks
+    for kind, blocked in (("user", st.blocked_users), ("community", st.blocked_communities)):
+        bm = is_type("block") & is_kind(kind)
+        for i, j in zip(uidx[bm].tolist(), target_idx(bm, kind).tolist(), strict=True):
+            blocked[i].add(j)
+    # activity heat
+    cm = is_type(*ACTIVITY_TYPES) & is_kind("community")
+    c_idx = target_idx(cm, "community")
+    xm = is_type(*ENGAGE_TYPES) & is_kind("content")
+    x_idx = target_idx(xm, "content")
+    nu, nc, nx = st.n_users, st.n_communities, st.n_content
+    st.members = Relation(_csr(a, b, (nu, nc)))
+    st.join_ts = _ts_csr(a, b, a_ts, (nu, nc))
+    st.friends = Relation(_csr(np.r_[lo, hi], np.r_[hi, lo], (nu, nu)), symmetric=True)
+    _index_pending(st, *pending_args)
+    ok = x_idx >= 0
+    st.engaged = Relation(_csr(uidx[xm][ok], x_idx[ok], (nu, nx)))
+    st.community_heat = st.heat(c_idx, uidx[cm], np.log1p(value[cm]) * st.decay(ts[cm]), nc)
+    st.activity_log = ActivityLog(c_idx.astype(np.int64), uidx[cm].astype(np.int64),
+                                  np.log1p(value[cm]).astype(np.float64), ts[cm].astype(np.int64))
+    st.content_heat = st.heat(x_idx[ok], uidx[xm][ok], np.log1p(value[xm][ok]) * st.decay(ts[xm][ok]), nx)
+    st.version += 1
+
+
+def _index_pending(st: WorldState, req: np.ndarray, tgt: np.ndarray, is_request: np.ndarray) -> None:
+    """Events in time order between user pairs; the last one per unordered pair decides."""
+    last: dict[tuple[int, int], tuple[bool, int, int]] = {}
+    for i, j, r in zip(req.tolist(), tgt.tolist(), is_request.tolist(), strict=True):
+        if i >= 0 and j >= 0 and i != j:
+            last[(min(i, j), max(i, j))] = (r, i, j)
+    for r, i, j in last.values():
+        if r and not st.friends.has(i, j):
+            st.pending_requests[i].add(j)
+
+
+def _last_state_ts(a: np.ndarray, b: np.ndarray, on: np.ndarray, ts: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (a, b) whose last event (input is in time order) turned the relation on, with that event's time."""
+    if a.size == 0:
+        return a, b, ts.astype(np.int64)
+    df = pd.DataFrame({"a": a, "b": b, "on": on, "ts": ts}).drop_duplicates(["a", "b"], keep="last")
+    df = df[df["on"]]
+    return df["a"].to_numpy(np.int64), df["b"].to_numpy(np.int64), df["ts"].to_numpy(np.int64)
+
+
+def _ts_csr(rows: np.ndarray, cols: np.ndarray, ts: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """users x communities int64 CSR of times; duplicate pairs keep their earliest time."""
+    rows, cols, ts = (np.asarray(x, np.int64) for x in (rows, cols, ts))
+    if rows.size:
+        key = rows * max(shape[1], 1) + cols
+        order = np.lexsort((ts, key))
+        first = np.r_[True, key[order][1:] != key[order][:-1]]
+        rows, cols, ts = rows[order][first], cols[order][first], ts[order][first]
+    m = sp.csr_matrix((ts, (rows, cols)), shape=shape, dtype=np.int64)
+    m.sort_indices()
+    return m
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m

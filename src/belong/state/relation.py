@@ -1,0 +1,130 @@
+"""``Relation``: a sparse 0/1 relation (memberships, friendships, engagement) that takes incremental edits.
+
+A CSR base built in bulk, plus small per-row (and per-column) sets of additions and removals that
+:meth:`Relation.set` records, so that one new event is visible to the next read without rebuilding the matrix.
+Reads merge base and edits; :meth:`Relation.matrix` materialises both when a model needs a whole matrix.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import scipy.sparse as sp
+
+_EMPTY = np.empty(0, np.int64)
+_EMPTY.flags.writeable = False
+
+
+def _index(m: sp.csr_matrix) -> tuple[list[int], np.ndarray]:
+    """A CSR's row pointers (as a list: fast scalar reads) and int64 column indices (read-only: rows are views)."""
+    idx = m.indices.astype(np.int64)
+    idx.flags.writeable = False
+    return m.indptr.tolist(), idx
+
+
+def _row(ix: tuple[list[int], np.ndarray], i: int) -> np.ndarray:
+    """Row ``i`` of a base index (a read-only view; empty beyond the base's rows)."""
+    indptr, idx = ix
+    if i + 1 >= len(indptr):
+        return _EMPTY
+    return idx[indptr[i]:indptr[i + 1]]
+
+
+def _merge(base: np.ndarray, add: set[int] | None, rem: set[int] | None) -> np.ndarray:
+    if not add and not rem:
+        return base
+    out = set(base.tolist()) - (rem or set()) | (add or set())
+    return np.array(sorted(out), np.int64)
+
+
+class Relation:
+    """Rows x columns 0/1 with cheap edits; ``symmetric`` for an undirected relation between one kind (friends)."""
+
+    def __init__(self, base: sp.csr_matrix, symmetric: bool = False) -> None:
+        self.base = base.tocsr().astype(np.float32)
+        self.base.sort_indices()
+        self.base_t = self.base if symmetric else self.base.T.tocsr()
+        self.symmetric = symmetric
+        self._r = _index(self.base)
+        self._c = self._r if symmetric else _index(self.base_t)
+        self._col_counts = np.diff(np.asarray(self._c[0], np.int64))
+        self.add_r: dict[int, set[int]] = defaultdict(set)
+        self.del_r: dict[int, set[int]] = defaultdict(set)
+        self.add_c: dict[int, set[int]] = defaultdict(set)
+        self.del_c: dict[int, set[int]] = defaultdict(set)
+        #: bumped by every effective edit
+        self.version = 0
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int] = (0, 0), symmetric: bool = False) -> Relation:
+        return cls(sp.csr_matrix(shape, dtype=np.float32), symmetric=symmetric)
+
+    def row(self, i: int) -> np.ndarray:
+        """Sorted column indices of row ``i`` (a read-only view while the row has no edits)."""
+        return _merge(_row(self._r, i), self.add_r.get(i), self.del_r.get(i))
+
+    def col(self, j: int) -> np.ndarray:
+        """Sorted row indices of column ``j``."""
+        if self.symmetric:
+            return self.row(j)
+        return _merge(_row(self._c, j), self.add_c.get(j), self.del_c.get(j))
+
+    def col_sizes(self, js: np.ndarray) -> np.ndarray:
+        """``col(j).size`` for every ``j`` at once: the base's counts, exact for columns the edits touched."""
+        counts = self._col_counts
+        js = np.asarray(js, np.int64)
+        out = np.zeros(js.size, np.int64)
+        inside = js < counts.size
+        out[inside] = counts[js[inside]]
+        add, rem = (self.add_r, self.del_r) if self.symmetric else (self.add_c, self.del_c)
+        if add or rem:
+            for k, j in enumerate(js.tolist()):
+                if add.get(j) or rem.get(j):
+                    out[k] = self.col(j).size
+        return out
+
+    def has(self, i: int, j: int) -> bool:
+        if j in self.add_r.get(i, ()):
+            return True
+        if j in self.del_r.get(i, ()):
+            return False
+        r = _row(self._r, i)
+        pos = np.searchsorted(r, j)
+        return bool(pos < r.size and r[pos] == j)
+
+    def _set(self, i: int, j: int, on: bool) -> None:
+        (self.add_r if on else self.del_r)[i].add(j)
+        (self.del_r if on else self.add_r)[i].discard(j)
+        if not self.symmetric:
+            (self.add_c if on else self.del_c)[j].add(i)
+            (self.del_c if on else self.add_c)[j].discard(i)
+
+    def set(self, i: int, j: int, on: bool) -> bool:
+        """Turn (i, j) on/off; returns whether anything changed."""
+        if self.has(i, j) == on:
+            return False
+        self._set(i, j, on)
+        if self.symmetric:
+            self._set(j, i, on)
+        self.version += 1
+        return True
+
+    def matrix(self, shape: tuple[int, int]) -> sp.csr_matrix:
+        """A fresh CSR of base + edits, grown to ``shape`` (the caller may modify it)."""
+        base = self.base
+        if base.shape != shape:
+            indptr = np.pad(base.indptr, (0, shape[0] - base.shape[0]), mode="edge")
+            base = sp.csr_matrix((base.data, base.indices, indptr), shape=shape)
+        if not any(self.add_r.values()) and not any(self.del_r.values()):
+            return base.copy()
+        lil = base.tolil()
+        for i, js in self.add_r.items():
+            for j in js:
+                lil[i, j] = 1.0
+        for i, js in self.del_r.items():
+            for j in js:
+                lil[i, j] = 0.0
+        out = lil.tocsr()
+        out.eliminate_zeros()
+        return out
