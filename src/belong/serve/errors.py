@@ -1,0 +1,86 @@
+"""How the API answers failures: one JSON shape (``error``, ``message``, ``field``, ``reason``), bad input 4xx
+naming the field, a missing model or event log 503 with ``Retry-After``, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from belong.errors import StoreError, UnknownIdError, ValidationError
+from belong.serve.auth import AuthError
+from belong.serve.engine import NotReady
+from belong.serve.schemas import Error
+from belong.serve.service import Service
+
+log = logging.getLogger("belong.serve")
+JSON = "application/json"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
+
+
+def error(status: int, kind: str, message: str, field: str | None = None, reason: str | None = None,
+          headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": kind, "message": message, "field": field, "reason": reason}, status, headers)
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route that may answer these error codes."""
+    text = {400: "malformed body (not JSON)", 401: "missing or invalid API key", 403: "API key not allowed here",
+            404: "unknown id", 409: "conflict", 422: "invalid input (field and reason)",
+            503: "not ready or a dependency is unavailable"}
+    return {c: {"model": Error, "description": text[c]} for c in codes}
+
+
+def install(app: FastAPI, svc: Service) -> None:
+    """Map every exception the API may meet to its answer."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        field = ".".join(loc) or "body"
+        return error(422, "validation", f"{field}: {first.get('msg', 'invalid')}", field, str(first.get("msg")))
+
+    @app.exception_handler(ValidationError)
+    async def _invalid(_: Request, exc: ValidationError) -> Response:
+        return error(422, "validation", str(exc), exc.field, exc.reason)
+
+    @app.exception_handler(UnknownIdError)
+    async def _unknown(_: Request, exc: UnknownIdError) -> Response:
+        return error(404, "not_found", str(exc), exc.kind, "is not known to the active model")
+
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        kind = "unauthorized" if exc.status == 401 else "forbidden"
+        return error(exc.status, kind, exc.message, headers=headers)
+
+    @app.exception_handler(NotReady)
+    async def _not_ready(_: Request, exc: NotReady) -> Response:
+        msg = svc.startup_error or "the first model version is still being built; retry shortly"
+        return error(503, "not_ready", msg, headers={"Retry-After": "5"})
+
+    @app.exception_handler(StoreError)
+    async def _store_down(_: Request, exc: StoreError) -> Response:
+        svc.metrics.errors.labels("event_log").inc()
+        return error(503, "unavailable", f"the event log is unavailable: {exc}", headers={"Retry-After": "1"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        headers = dict(exc.headers) if exc.headers else None
+        return error(exc.status_code, kinds.get(exc.status_code, "http"), str(exc.detail), headers=headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        svc.metrics.errors.labels(f"unexpected:{type(exc).__name__}").inc()
+        log.exception("unexpected error")
+        return error(500, "internal", "unexpected server error (logged)")

@@ -1,0 +1,207 @@
+"""The API's routes. Each one reads its input, asks the :class:`~belong.serve.service.Service` (reached through the
+app: ``request.app.state.service``) and shapes the answer; the work happens there and in the engine.
+
+====================================================  =======  ==========================================
+route                                                 auth     what
+====================================================  =======  ==========================================
+GET  /v1/recommendations/{surface}?user_id&k&debug    —        ranked items (see :mod:`belong.serve.engine`)
+POST /v1/events                                       write    batch of events: all valid or none stored
+POST /v1/impressions                                  write    what was shown (request id, position, propensity)
+GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  —   co-membership neighbours
+GET  /v1/models                                       —        loaded versions, active, previous
+POST /v1/models                                       admin    build a new version from the current log
+POST /v1/models/{version}/activate                    admin    atomic hot swap (and rollback)
+GET  /healthz, /readyz, /metrics                      —        liveness, readiness, Prometheus
+====================================================  =======  ==========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import Response
+
+from belong.domain import Event, Surface, parse_enum, parse_event, parse_id, parse_ts
+from belong.errors import ValidationError
+from belong.serve import similar
+from belong.serve.auth import Role
+from belong.serve.errors import JSON, documented, error, json_response
+from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
+from belong.serve.schemas import (
+    Accepted,
+    EventBatch,
+    Health,
+    ImpressionBatch,
+    Models,
+    Recommendations,
+    Similar,
+)
+from belong.serve.service import Service
+from belong.serve.versions import artifact_versions
+
+_TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surface.CONTENT: "content"}
+#: event fields of an impression that come from the batch, not from one item
+_IMPRESSION_FIELDS = {"actor": "user_id", "request_id": "request_id", "ts": "ts", "target": "item_id"}
+SECURED = {"security": [{"HTTPBearer": []}]}
+
+router = APIRouter()
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def writer(request: Request) -> None:
+    service(request).keys.check(request.headers.get("authorization"), Role.WRITE)
+
+
+def admin(request: Request) -> None:
+    service(request).keys.check(request.headers.get("authorization"), Role.ADMIN)
+
+
+# ----------------------------------------------------------------------------------------------- reads
+@router.get("/v1/recommendations/{surface}", response_model=Recommendations, tags=["recommendations"],
+            responses=documented(404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
+async def recommendations(surface: Surface, request: Request) -> Response:
+    """Ranked items for a user: score, rank, source and explanation of each; ``degraded`` when a dependency
+    failed or overran its budget (the answer then comes from cached candidates or popular items). A user id
+    the model does not know is a new user, described by ``locale``, ``age_group`` and ``interests``."""
+    q = parse_recommendation_query(request.query_params)  # by hand: see belong.serve.params
+    body = await service(request).engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user)
+    return Response(body, media_type=JSON)
+
+
+@router.get("/v1/communities/{community_id}/similar", response_model=Similar, tags=["similar"],
+            responses=documented(404, 422, 503))
+async def similar_communities(community_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
+    """Communities whose member sets overlap most with this one's (Jaccard)."""
+    model = service(request).engine.model()
+    items = similar.similar_communities(model, parse_id(community_id, "community_id"), k)
+    return json_response({"id": community_id, "model_version": model.version, "items": items})
+
+
+@router.get("/v1/users/{user_id}/similar", response_model=Similar, tags=["similar"],
+            responses=documented(404, 422, 503))
+async def similar_users(user_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
+    """People whose communities overlap most with this user's (Jaccard)."""
+    model = service(request).engine.model()
+    items = similar.similar_users(model, parse_id(user_id, "user_id"), k)
+    return json_response({"id": user_id, "model_version": model.version, "items": items})
+
+
+# ----------------------------------------------------------------------------------------------- writes
+async def _write(svc: Service, events: list[Event]) -> Response:
+    result = await svc.write(events)
+    return json_response({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
+
+
+@router.post("/v1/events", status_code=202, response_model=Accepted, tags=["events"],
+             responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
+async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
+    """Store a batch of events durably (all or none), then fold them into the live state."""
+    svc = service(request)
+    events = []
+    for i, row in enumerate(batch.events):
+        try:
+            events.append(parse_event(row))
+        except ValidationError as exc:
+            svc.metrics.events.labels("rejected").inc(len(batch.events))
+            raise ValidationError(f"events[{i}].{exc.field}", exc.reason) from None
+    return await _write(svc, events)
+
+
+@router.post("/v1/impressions", status_code=202, response_model=Accepted, tags=["events"],
+             responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
+async def post_impressions(request: Request, batch: ImpressionBatch = Body()) -> Response:
+    """Record what a recommendation response showed: one impression event per item (request id, position,
+    propensity) — the feedback the ranker will learn from. Idempotent per (request, position, item)."""
+    surface = parse_enum(batch.surface, Surface, "surface")
+    ts_us = time.time_ns() // 1000 if batch.ts in (None, "") else parse_ts(batch.ts, "ts")
+    events = []
+    for i, it in enumerate(batch.items):
+        digest = hashlib.sha256(f"{batch.request_id}\x00{it.position}\x00{it.item_id}".encode()).hexdigest()
+        row = {"event_id": f"imp-{digest[:32]}", "ts": ts_us / 1e6, "type": "impression",
+               "actor": batch.user_id, "target": it.item_id, "target_kind": _TARGET_KIND[surface],
+               "request_id": batch.request_id, "surface": surface.value, "position": it.position,
+               "propensity": it.propensity}
+        try:
+            events.append(parse_event(row))
+        except ValidationError as exc:
+            raise ValidationError(_IMPRESSION_FIELDS.get(exc.field, f"items[{i}].{exc.field}"), exc.reason) from None
+    return await _write(service(request), events)
+
+
+# ----------------------------------------------------------------------------------------------- models
+def _models(svc: Service) -> dict[str, Any]:
+    return {**svc.registry.describe(), "building": svc.registry.building,
+            "artifacts": artifact_versions(svc.settings.models_dir)}
+
+
+@router.get("/v1/models", response_model=Models, tags=["models"])
+async def list_models(request: Request) -> Response:
+    """Loaded model versions, the active one, the one a rollback would return to, and the ``belong train``
+    artifacts available in the models directory."""
+    return json_response(_models(service(request)))
+
+
+@router.post("/v1/models", status_code=201, response_model=Models, tags=["models"],
+             responses=documented(401, 403, 404, 409, 422), dependencies=[Depends(admin)], openapi_extra=SECURED)
+async def build_model(request: Request, activate: bool = Query(False),
+                      artifact: str | None = Query(None, min_length=1, max_length=200,
+                                                   description="load this `belong train` artifact version "
+                                                   "from the models directory instead of building from the log"),
+                      ) -> Response:
+    """Build a new version from the current event log, or load a trained artifact (serving goes on
+    meanwhile); optionally activate it."""
+    svc = service(request)
+    if svc.registry.building:
+        return error(409, "conflict", "a model version is already being built")
+    await svc.build(activate=activate, artifact=artifact)
+    return json_response(_models(svc), 201)
+
+
+@router.post("/v1/models/{version}/activate", response_model=Models, tags=["models"],
+             responses=documented(401, 403, 404), dependencies=[Depends(admin)], openapi_extra=SECURED)
+async def activate_model(version: str, request: Request) -> Response:
+    """Atomically switch new requests to ``version`` (requests in flight finish on the old one).
+    Rollback: activate the ``previous`` version."""
+    svc = service(request)
+    try:
+        svc.activate(version)
+    except ValidationError as exc:
+        return error(404, "not_found", str(exc), "version", exc.reason)
+    return json_response(_models(svc))
+
+
+# ----------------------------------------------------------------------------------------------- operations
+@router.get("/healthz", response_model=Health, tags=["operations"])
+async def healthz() -> Response:
+    """Liveness: the process answers."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", response_model=Health, tags=["operations"], responses=documented(503))
+async def readyz(request: Request) -> Response:
+    """Readiness: a model version is active. ``features`` tells whether the feature store answers (the
+    service stays ready without it, answering degraded); ``feature_rows`` how rows are kept in process
+    (``exact``: invalidated by Redis; ``time-bounded``; ``off``)."""
+    svc = service(request)
+    active = svc.registry.active
+    if active is None:
+        msg = svc.startup_error or "building the first model version"
+        return error(503, "not_ready", msg, headers={"Retry-After": "5"})
+    features = "ok" if await asyncio.to_thread(svc.features.ping) else "unavailable"
+    return json_response({"status": "ready", "model_version": active.version, "features": features,
+                          "feature_rows": svc.features.row_cache_mode})
+
+
+@router.get("/metrics", tags=["operations"], response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text format"}})
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (see :mod:`belong.serve.metrics`)."""
+    return Response(service(request).metrics.render(), media_type="text/plain; version=0.0.4")
