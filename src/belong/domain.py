@@ -34,7 +34,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -45,6 +45,9 @@ MAX_TEXT_LEN = 20_000
 MIN_TS_US = 0  # 1970-01-01
 MAX_TS_US = 4_102_444_800_000_000  # 2100-01-01
 _ID_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class EventType(StrEnum):
@@ -272,7 +275,7 @@ def parse_bool(raw: Any, field: str, *, default: bool) -> bool:
     raise ValidationError(field, f"must be true or false, got {str(raw)[:40]!r}")
 
 
-def parse_enum(raw: Any, enum: type[StrEnum], field: str, *, default: StrEnum | None = None) -> Any:
+def parse_enum(raw: Any, enum: type[E], field: str, *, default: E | None = None) -> E:
     if raw is None or raw == "":
         if default is None:
             raise _missing(field)

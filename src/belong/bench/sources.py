@@ -169,7 +169,7 @@ def bench_ann(n_users: int, n_communities: int, sizes: list[int], *, seed: int =
     with console.status("training iALS"):
         model = registry.create("ials", {"factors": 64, "random_state": seed}).fit(state.membership_csr())
     rng = np.random.default_rng(seed)
-    items, users = model.item_factors, model.user_factors
+    items, users = model.item_factors, model.user_factors  # type: ignore[attr-defined]
     out = []
     with _progress(console) as bar:
         task = bar.add_task("measuring backends", total=len(sizes))

@@ -54,13 +54,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Simulate a small world, ingest new events, print the stats and a few recommendations
         (with --serve: then start the API and print ready-to-paste curl examples)."""
-        from belong.cli import app as main_app
-
         console = Console(stderr=True)
 
         def step(title: str, args: list[str]) -> None:
             console.print(Rule(f"[bold]{title}[/]  [dim]belong {' '.join(args)}[/]"))
-            code = main_app(args, standalone_mode=False)
+            code = app(args, standalone_mode=False)
             if isinstance(code, int) and code not in (0,):
                 console.print(f"[yellow]step exited with {code}[/]")
 
@@ -77,7 +75,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         models = store / "models"
         step("4. train the ranked surfaces (sources + LightGBM ranker, calibrated)",
              ["train", "--store", str(store), "--out", str(models)])
-        _recommend_steps(step, store, main_app)
+        _recommend_steps(step, store, app)
         console.print(Rule("[bold green]done[/]"))
         console.print(f"store: {store}  — try: belong stats --store {store}")
         if serve:

@@ -36,7 +36,7 @@ def _print_response(console: Console, pipeline, response, trace: bool) -> None:
     table = Table(title=f"{response.surface} for {response.user_id}", show_lines=False)
     for col, just in (("#", "right"), ("id", "left"), ("name", "left"), ("score", "right"), ("sources", "left"),
                       ("why", "left")):
-        table.add_column(col, justify=just, overflow="fold")
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for it in response.items:
         table.add_row(str(it.rank), it.id, pipeline.item_label(it.index), f"{it.score:.4f}", ", ".join(it.sources),
                       it.explanation)

@@ -18,6 +18,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
@@ -122,7 +123,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         table.add_column("what")
         table.add_column("value", justify="right")
         table.add_row("events", f"{data['events']:,}")
-        for etype, n in data["events_by_type"].items():  # type: ignore[union-attr]
+        for etype, n in data["events_by_type"].items():  # type: ignore[attr-defined]
             table.add_row(f"  {etype}", f"{n:,}")
         for key in ("users", "communities", "content", "active_users", "active_communities"):
             table.add_row(key.replace("_", " "), f"{data[key]:,}")
@@ -184,7 +185,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             def on_phase(name: str, done: int, total: int) -> None:
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, total=total)
-                progress.update(tasks[name], completed=done)
+                progress.update(TaskID(tasks[name]), completed=done)
 
             workload = bi.Workload(events, batch_size, preload, seed, ordered_ids)
             result = bi.run(workload, url, on_phase)
@@ -194,7 +195,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         table = Table(title=f"belong bench ingest: {events:,} events, batches of {batch_size:,}")
         for col in ("backend", "events/s", "baseline events/s", "ratio", "note"):
             table.add_column(col)
-        for name, fig in result["backends"].items():  # type: ignore[union-attr]
+        for name, fig in result["backends"].items():
             if "skipped" in fig:
                 table.add_row(name, "-", "-", "-", fig["skipped"])
             else:

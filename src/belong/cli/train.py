@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 import belong.ranking  # noqa: F401 - registers the components
 from belong.settings import get_settings
@@ -40,7 +40,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             def on_progress(name: str, step: str, done: int, total: int) -> None:
                 if name not in tasks:
                     tasks[name] = bar.add_task(name, total=total)
-                bar.update(tasks[name], description=f"{name}: {step}", completed=done, total=total)
+                bar.update(TaskID(tasks[name]), description=f"{name}: {step}", completed=done, total=total)
 
             result = train(spec, out, surface or DEFAULT_SURFACES, progress=on_progress)
         if as_json:

@@ -6,27 +6,15 @@ Every loader returns a :class:`World` — entity and event tables in the schemas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
+from belong.datasets.world import World
 from belong.errors import DatasetError
 from belong.eventlog.base import AppendResult, EventStore
-from belong.schema import COMMUNITY_SCHEMA, CONTENT_SCHEMA, EVENT_SCHEMA, USER_SCHEMA
 
-
-@dataclass
-class World:
-    """A whole dataset in the data model. ``meta`` carries loader facts, e.g. ``name``, ``counts`` and, for a
-    split that comes with the data (LightGCN format), ``given_split_ts_us``: events at or after it are the test
-    part."""
-
-    users: pa.Table = field(default_factory=USER_SCHEMA.empty_table)
-    communities: pa.Table = field(default_factory=COMMUNITY_SCHEMA.empty_table)
-    content: pa.Table = field(default_factory=CONTENT_SCHEMA.empty_table)
-    events: pa.Table = field(default_factory=EVENT_SCHEMA.empty_table)
-    meta: dict = field(default_factory=dict)
+__all__ = ["EVENT_BATCH", "SPEC_HELP", "World", "load_world", "write_world"]
 
 
 #: the dataset specs :func:`load_world` accepts.

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from belong.datasets import World
 from belong.datasets.source import check_file, expect_count, find_source, resolve_user_path
 from belong.datasets.tables import event_table, seq_ids, ts_us, user_table
+from belong.datasets.world import World
 from belong.errors import DatasetError
 
 EDGE_TS_US = ts_us(2020, 1, 1)

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from belong.datasets import World
 from belong.datasets.source import (
     check_file,
     dataset_dir,
@@ -39,6 +38,7 @@ from belong.datasets.tables import (
     ts_us,
     user_table,
 )
+from belong.datasets.world import World
 from belong.errors import DatasetError
 
 NAME = "hetrec-lastfm"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from belong.datasets import World
 from belong.datasets.source import check_file, expect_count, find_source, resolve_user_path
 from belong.datasets.tables import community_table, event_table, seq_ids, str_ids, ts_us, user_table
+from belong.datasets.world import World
 from belong.errors import DatasetError
 
 TRAIN_TS_US = ts_us(2020, 1, 1)

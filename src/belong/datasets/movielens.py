@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from belong.datasets import World
 from belong.datasets.source import check_file, dataset_dir, expect_count, read_delimited, read_source
 from belong.datasets.tables import (
     community_table,
@@ -26,6 +25,7 @@ from belong.datasets.tables import (
     ts_us,
     user_table,
 )
+from belong.datasets.world import World
 from belong.errors import DatasetError
 
 NAME = "ml-100k"

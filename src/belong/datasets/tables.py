@@ -7,6 +7,7 @@ checked with :func:`belong.schema.validate_event_table` / :func:`belong.schema.v
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ from belong.schema import (
     validate_event_table,
 )
 
-ArrayLike = np.ndarray | pa.Array | pa.ChunkedArray | list
+ArrayLike: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | list
 
 
 def ts_us(year: int, month: int = 1, day: int = 1) -> int:

@@ -81,7 +81,7 @@ def precision_at(hits: np.ndarray, k: int) -> np.ndarray:
 
 
 def hr_at(hits: np.ndarray, k: int) -> np.ndarray:
-    return hits[:, :k].any(1).astype(np.float64)
+    return np.asarray(hits[:, :k].any(1), np.float64)
 
 
 def ndcg_at(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:

@@ -200,12 +200,12 @@ def _fitted_section(run: dict[str, Any]) -> str:
                          "<table><tr><th>objective</th><th>method</th><th>ECE before</th><th>ECE after</th></tr>"
                          f"{rows}</table>")
         if fitted.get("ranker") and fitted.get("sources"):
-            rows = [("ranker", fitted["ranker"])] + sorted(fitted["sources"].items())
+            ranked_rows = [("ranker", fitted["ranker"])] + sorted(fitted["sources"].items())
             metric_names = list(fitted["ranker"])
             head = "".join(f"<th>{html.escape(m)}</th>" for m in metric_names)
             body = "".join(f"<tr><td>{html.escape(n)}</td>" + "".join(f"<td>{_fmt(v.get(m))}</td>"
                                                                       for m in metric_names) + "</tr>"
-                           for n, v in rows)
+                           for n, v in ranked_rows)
             parts.append(f"<p>{name}: ranker against each source alone on its validation lists</p>"
                          f"<table><tr><th>list order</th>{head}</tr>{body}</table>")
     return "<h2>Learned ranker</h2>" + "".join(parts) if parts else ""

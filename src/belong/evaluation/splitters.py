@@ -185,6 +185,7 @@ def loo_sampled(data: Interactions, n_negatives: int = 99, min_item_ratings: int
     appearance = np.empty(data.n_items, np.int64)
     appearance[np.argsort(first_row)] = np.arange(data.n_items)
     # per user by time, ties by *descending* first appearance of the item: the last of each run is the test row
+    assert data.ts_us is not None
     order = np.lexsort((-appearance[data.items], data.ts_us, data.users))
     last = np.r_[data.users[order][1:] != data.users[order][:-1], True]
     test_rows = order[last]

@@ -138,7 +138,8 @@ class OnlineFeatureStore(abc.ABC):
     def _plan(requests: Sequence[tuple[str, str]], names: Sequence[str] | Mapping[str, Sequence[str]] | None
               ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
         reqs = [(_entity(e), _key(k)) for e, k in requests]
-        per_entity = names if isinstance(names, Mapping) else dict.fromkeys(STORED_ENTITIES, names)
+        per_entity: Mapping[str, Sequence[str] | None] = (
+            names if isinstance(names, Mapping) else dict.fromkeys(STORED_ENTITIES, names))
         return reqs, {e: _names(e, per_entity.get(e)) for e in {e for e, _ in reqs}}
 
     @staticmethod
@@ -272,7 +273,7 @@ class RedisFeatureStore(OnlineFeatureStore):
             for key, fields in items[lo : lo + self.write_chunk]:
                 k = self._k(entity, key)
                 pipe.delete(k)
-                pipe.hset(k, mapping={**fields, _TS_FIELD: ts})
+                pipe.hset(k, mapping={**fields, _TS_FIELD: ts})  # type: ignore[dict-item]
             pipe.execute()
 
     def _read(

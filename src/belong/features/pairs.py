@@ -19,7 +19,7 @@ def _language(locale: str) -> str:
     return locale.split("-", 1)[0].lower()
 
 
-def membership_pair(user_row: Row, community_id: str) -> dict[str, int]:
+def membership_pair(user_row: Row, community_id: str) -> dict[str, float]:
     """Features of a user and a community that need only the user's row (also used for content's community)."""
     return {
         "uc_is_member": int(community_id in user_row["user_community_ids"]),

@@ -48,7 +48,8 @@ class SocialHydrator(Hydrator):
             return None
         p = state.profile(request)
         mrev = state.members_rev
-        return (p.idx, state.user_rev.get(p.idx, 0), tuple([mrev.get(m.item, 0) for m in cands]))
+        user_rev = state.user_rev.get(p.idx, 0) if p.idx is not None else 0
+        return (p.idx, user_rev, tuple([mrev.get(m.item, 0) for m in cands]))
 
     @staticmethod
     def _friend_counts(state: WorldState, friends: np.ndarray, targets: list[int], people: bool) -> list[int]:

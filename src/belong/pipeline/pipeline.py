@@ -99,7 +99,7 @@ class Pipeline:
             raise ValidationError(extra[0], "is not a field of a surface declaration")
         surface_raw = data.get("surface")
         try:
-            surface = Surface(surface_raw)
+            surface = Surface(str(surface_raw))
         except ValueError:
             raise ValidationError("surface", f"must be one of {', '.join(SURFACE_KINDS)}, got {surface_raw!r}") from None
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -265,7 +266,7 @@ class TrainingLists:
     source_names: list[str]
     users: np.ndarray
     positives_held: np.ndarray  # held-out items per list (recall denominators)
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     #: per row labels of later outcomes of a join (``retained``, ``report``): NaN where unknown or not a join
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     #: objectives without labels, and why
@@ -384,7 +385,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
     y_all = np.concatenate(labels)
     n_pos_arr = np.array(n_pos, np.int64)
     found = np.array([lab.sum() for lab in labels])
-    stats = {"lists": len(groups), "rows": int(y_all.size), "positive_rate": float(y_all.mean()),
+    stats: dict[str, Any] = {"lists": len(groups), "rows": int(y_all.size), "positive_rate": float(y_all.mean()),
              "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))), "holdout_fraction": fraction,
              "holdout_by": how, "cold_share": cold if how == "random" else None,
              "cold_lists": int(sum(Xcut[u].nnz == 0 for u in kept_users))}

@@ -115,8 +115,11 @@ class MMRSelector(Selector):
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         c = self.config
         seen: set[int] = set()
-        order = [i for i in sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item))
-                 if not (cands[i].item in seen or seen.add(cands[i].item))]
+        order = []
+        for i in sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item)):
+            if cands[i].item not in seen:
+                seen.add(cands[i].item)
+                order.append(i)
         pool = order[: max(c.pool, request.k)]
         if not pool:
             return []

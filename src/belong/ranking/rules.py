@@ -144,7 +144,7 @@ class SafetyRules(Filter):
                 self.rules.append((r, classes[r]()))
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
-        kept, removed = list(cands), []
+        kept, removed = list(cands), list[tuple[Merged, str]]()
         for rule, f in self.rules:
             if not kept:
                 break

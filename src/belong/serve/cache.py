@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from belong.domain import Event, EventType, Surface
 from belong.pipeline.types import Candidate, Candidates, ListMemo, Merged, Reason
@@ -104,7 +105,7 @@ class Serialized:
 
     key: tuple
     body: bytes
-    ranked: Packed | Ranked  # the list, and the memoised chosen list, they were made from (compared by identity)
+    ranked: Any  # the list, and the memoised chosen list, they were made from (compared by identity)
     chosen: list
 
 

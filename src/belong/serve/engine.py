@@ -152,7 +152,7 @@ class Engine:
             self.metrics.cache_lookup(request.surface, ctx.cache)
             if not fresh:  # stale-while-revalidate: answer now, refresh in the background
                 self._start_run(model, request)
-            ctx.ranked, ctx.entry = entry.ranked, entry
+            ctx.ranked, ctx.entry = entry.ranked, entry  # type: ignore[assignment]  # packed by the cache
             return
         self.metrics.cache_lookup(request.surface, "miss")
         t0 = time.perf_counter()
@@ -217,7 +217,7 @@ class Engine:
         same)."""
         done, online, entry = ctx.done, ctx.online, ctx.entry
         assert done is not None
-        key = None
+        key: tuple | None = None
         if entry is not None and online is not None and online.keys is not None and not ctx.debug:
             if done.hydration is not None:  # the same chosen objects, hydrated at these revisions
                 key = (done.hydration, online.keys)

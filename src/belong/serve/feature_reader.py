@@ -232,7 +232,7 @@ class FeatureReader:
         changed."""
         if memo is None:
             user = {n: user_row[n] for n in USER_INPUTS}
-            items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+            items = [candidate_features(surface, user_id, user_row, c, row, user_columns=False)
                      for c, row in zip(item_ids, cand_rows, strict=True)]
             return Online(user, items)
         done = memo.get(_USER)  # (the user's row object, its inputs): the same object while it is unchanged
@@ -240,7 +240,7 @@ class FeatureReader:
             user = done[1]
         else:
             user = {n: user_row[n] for n in USER_INPUTS}
-            memo[_USER] = (user_row, user)
+            memo[_USER] = (user_row, user)  # type: ignore[assignment]  # the user's entry: (row, inputs)
         user_ts = user_row[MATERIALIZED_AT]
         items = []
         keys = []
@@ -251,7 +251,7 @@ class FeatureReader:
             if hit is not None and hit[0] == key and None not in key:
                 items.append(hit[1])
                 continue
-            assembled = candidate_features(surface, user_id, user_row, c, row, user_columns=False)  # type: ignore[arg-type]
+            assembled = candidate_features(surface, user_id, user_row, c, row, user_columns=False)
             # lists as tuples (the same JSON): a memoised row then holds no object the garbage collector must walk
             assembled = {n: tuple(v) if type(v) is list else v for n, v in assembled.items()}
             memo[c] = (key, assembled)

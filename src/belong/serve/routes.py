@@ -46,13 +46,14 @@ from belong.serve.versions import artifact_versions
 _TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surface.CONTENT: "content"}
 #: event fields of an impression that come from the batch, not from one item
 _IMPRESSION_FIELDS = {"actor": "user_id", "request_id": "request_id", "ts": "ts", "target": "item_id"}
-SECURED = {"security": [{"HTTPBearer": []}]}
+SECURED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 router = APIRouter()
 
 
 def service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    svc: Service = request.app.state.service
+    return svc
 
 
 def writer(request: Request) -> None:

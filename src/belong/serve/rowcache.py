@@ -56,15 +56,15 @@ class RowCache:
         self.max_rows = max_rows
         self.listener = listener
         self.prefix = prefix.encode()
-        self._ttl = {e: entity_ttl_s(e, ttl_s) for e in STORED_ENTITIES}
+        self._ttl: dict[str, float] = {e: entity_ttl_s(e, ttl_s) for e in STORED_ENTITIES}
         self._rows: OrderedDict[tuple[str, str, str], tuple[float, Row]] = OrderedDict()
         self._tags: dict[tuple[str, str], set[str]] = {}  # (entity, key) -> tags held (for invalidation)
         self.exact = False  # the feed is connected: rows are dropped when they change
         self._seq = 0  # invalidations applied so far
         self._floor = 0  # reads sent before this mark may not be kept
         self._invalid: OrderedDict[tuple[str, str], int] = OrderedDict()  # key -> seq of its last invalidation
-        self.hits = {e: 0 for e in STORED_ENTITIES}
-        self.misses = {e: 0 for e in STORED_ENTITIES}
+        self.hits: dict[str, int] = dict.fromkeys(STORED_ENTITIES, 0)
+        self.misses: dict[str, int] = dict.fromkeys(STORED_ENTITIES, 0)
         self.invalidations = 0
 
     def __len__(self) -> int:

@@ -102,7 +102,7 @@ class InvalidationListener:
         listener.connect()
         listener.send_command("CLIENT", "ID")
         client_id = int(listener.read_response())
-        sock = listener._sock  # noqa: SLF001 - the subscribed socket is read raw (hiredis), see _read
+        sock = listener._sock  # type: ignore[attr-defined]  # noqa: SLF001 - the subscribed socket is read raw (hiredis), see _read
         reader = hiredis.Reader()
         sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\n__redis__:invalidate\r\n")
         self._expect(sock, reader, lambda r: isinstance(r, list) and r[:1] == [b"subscribe"])

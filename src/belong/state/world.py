@@ -38,16 +38,24 @@ T = TypeVar("T")
 class NewUserFacts(Protocol):
     """What a brand-new user declared at sign-up (:class:`belong.pipeline.types.NewUser`)."""
 
-    locale: str
-    age_group: Any
-    interests: tuple[str, ...]
+    @property
+    def locale(self) -> str: ...
+
+    @property
+    def age_group(self) -> Any: ...
+
+    @property
+    def interests(self) -> tuple[str, ...]: ...
 
 
 class Asker(Protocol):
     """Who a request is for (:class:`belong.pipeline.types.Request`)."""
 
-    user_id: str
-    new_user: Any
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def new_user(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +146,7 @@ class WorldState:
         """The value ``name`` computed at ``key`` (a counter, or a tuple of them), rebuilt when the key changed."""
         hit = self._cache.get(name)
         if hit is not None and hit[0] == key:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         value = build()
         self._cache[name] = (key, value)
         return value
