@@ -99,3 +99,32 @@ def test_bad_input_exits_2_with_a_message(run, store, args, message):
 def test_missing_store_exits_2(run, tmp_path):
     out = run("--store", str(tmp_path / "none"), "--user", "a")
     assert out.returncode == 2 and "no store" in out.stderr
+
+
+def test_answers_from_the_newest_trained_artifact_beside_the_store(run, tmp_path, surface, monkeypatch):
+    """Without an artifact the sources are fitted (and the user is told how to make one); after `belong train`
+    the newest artifact in the store's models directory answers, with the same list."""
+    path = tmp_path / "toy"
+    with open_store(path) as st:
+        write_world(st, toy_world(), progress=False)
+    fitted = run("--store", str(path), "--surface", surface, "--user", "alice", "--k", "5", "--json")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "no trained artifact" in fitted.stderr and "belong train" in fitted.stderr
+    assert json.loads(fitted.stdout)["artifact"] is None
+    monkeypatch.setattr(sys, "argv", ["belong", "train", "--store", str(path), "--surface", surface])
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    models = path / "models"
+    assert len(list(models.iterdir())) == 1
+    loaded = run("--store", str(path), "--surface", surface, "--user", "alice", "--k", "5", "--json")
+    assert loaded.returncode == 0, loaded.stderr
+    data = json.loads(loaded.stdout)
+    assert data["artifact"] and data["artifact"].startswith(str(models)) and "no trained artifact" not in loaded.stderr
+    assert [it["id"] for it in data["items"]] == [it["id"] for it in json.loads(fitted.stdout)["items"]]
+    # a surface the artifact does not hold is fitted, and --models names a directory explicitly
+    people = run("--store", str(path), "--surface", "people", "--user", "alice", "--models", str(models), "--json")
+    assert people.returncode == 0 and json.loads(people.stdout)["artifact"] is None
+    bad = run("--store", str(path), "--user", "alice", "--models", str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and "models" in bad.stderr

@@ -113,7 +113,7 @@ def _current_features(directory: Path) -> bool:
 
 def _ensure_models(store: Path, console: Console) -> tuple[Path, str, str]:
     """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``)."""
-    from belong.serve.versions import artifact_versions
+    from belong.training.locate import artifact_versions
 
     out = store / "models"
     known = artifact_versions(out)

@@ -78,14 +78,18 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         new_user_interests: str = typer.Option(None, "--new-user-interests",
                                                help="Brand-new user: interests, comma-separated."),
         seed: int = typer.Option(0, "--seed", help="Seed of randomised sources (walks)."),
+        models: Path = typer.Option(None, "--models", help="A `belong train` artifact, or a directory of them (the "
+                                    "newest); default: the newest in the store's models directory."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
         trace: bool = typer.Option(False, "--trace", help="Also show stage timings and what each filter removed."),
     ) -> None:
-        """Recommend for one user from a store, with scores and explanations."""
+        """Recommend for one user from a store, with scores and explanations: from the newest trained artifact
+        when there is one (fast), else by fitting every source first."""
         from belong import surfaces
         from belong.pipeline import Request
         from belong.settings import get_settings
         from belong.state import from_store
+        from belong.training.locate import artifact_surface, resolve_artifact
 
         spec = store or get_settings().store
         if not spec.startswith(("postgresql://", "postgres://")) and not Path(spec).exists():
@@ -93,26 +97,41 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         pipeline = surfaces.load(surface)
         new_user = _new_user(new_user_locale, new_user_age, new_user_interests)
         request = Request(user, pipeline.surface, k=k, new_user=new_user, seed=seed)
+        if models is not None and not Path(models).is_dir():
+            raise ValidationError("models", f"{models} is not a directory (write one with `belong train`)")
+        artifact = resolve_artifact(models, spec)
+        entry = artifact_surface(artifact, pipeline.name, pipeline.surface.value) if artifact else None
         with err.status(f"reading {spec}") as status:
             t0 = time.perf_counter()
             state = from_store(spec)
             load_s = time.perf_counter() - t0
             state.profile(request)  # unknown user: fail before training anything
-            status.update(f"preparing {pipeline.surface.value} sources (training models)")
             t0 = time.perf_counter()
-            pipeline.fit(state)
+            if artifact is not None and entry is not None:
+                from belong.training.artifact import load_pipeline
+
+                status.update(f"loading {pipeline.surface.value} from {artifact}")
+                pipeline = load_pipeline(artifact, entry, state)
+            else:
+                where = f"in {artifact.parent}" if artifact else "for this store"
+                err.print(f"[yellow]no trained artifact of {surface!r} {where}: fitting every source now (slow); "
+                          f"`belong train --store {spec} --surface {surface}` makes one[/]")
+                status.update(f"preparing {pipeline.surface.value} sources (training models)")
+                pipeline.fit(state)
             fit_s = time.perf_counter() - t0
         response = pipeline.run(request)
         if as_json:
             out = {"surface": response.surface, "user": response.user_id, "new_user": request.new_user is not None
                    and request.user_id not in state.users.index,
                    "items": [{**it.to_dict(), "name": pipeline.item_label(it.index)} for it in response.items],
+                   "artifact": str(artifact) if entry else None,
                    "timing_s": {"load": round(load_s, 3), "prepare": round(fit_s, 3)}}
             if trace:
                 out["trace"] = response.trace.to_dict(pipeline.item_id)
             typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return
-        err.print(f"state built in {load_s:.2f}s, sources prepared in {fit_s:.2f}s")
+        how = f"loaded from {artifact}" if entry else "prepared"
+        err.print(f"state built in {load_s:.2f}s, sources {how} in {fit_s:.2f}s")
         _print_response(Console(), pipeline, response, trace)
 
     @bench.command("sources")

@@ -24,12 +24,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
-        out: Path = typer.Option(Path("models"), "--out", help="Artifacts go to OUT/<version>/."),
+        out: Path = typer.Option(None, "--out", help="Artifacts go to OUT/<version>/ (default: the store's models "
+                                 "directory, STORE/models for an embedded store, ./models for PostgreSQL)."),
         surface: list[str] = typer.Option([], "--surface", "-s", help="Surface name or TOML (repeatable; default: "
                                           "communities_ranked, people, content)."),
         as_json: bool = typer.Option(False, "--json", help="Print the manifest as one JSON object on stdout."),
     ) -> None:
         """Train every model a store's surfaces need (sources, ranker) and write a versioned model artifact."""
+        from belong.training.locate import default_models_dir
         from belong.training.train import DEFAULT_SURFACES, train
 
         spec = store or get_settings().store
@@ -42,7 +44,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     tasks[name] = bar.add_task(name, total=total)
                 bar.update(TaskID(tasks[name]), description=f"{name}: {step}", completed=done, total=total)
 
-            result = train(spec, out, surface or DEFAULT_SURFACES, progress=on_progress)
+            result = train(spec, out or default_models_dir(spec), surface or DEFAULT_SURFACES, progress=on_progress)
         if as_json:
             typer.echo(orjson.dumps(result).decode())
             return

@@ -41,7 +41,7 @@ from belong.serve.schemas import (
     Similar,
 )
 from belong.serve.service import Service
-from belong.serve.versions import artifact_versions
+from belong.training.locate import artifact_versions
 
 _TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surface.CONTENT: "content"}
 #: event fields of an impression that come from the batch, not from one item

@@ -18,7 +18,8 @@ from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
 from belong.serve.settings import ServeSettings
-from belong.serve.versions import ModelRegistry, ModelVersion, artifact_versions, build_version, load_version
+from belong.serve.versions import ModelRegistry, ModelVersion, build_version, load_version
+from belong.training.locate import artifact_versions
 
 log = logging.getLogger("belong.serve")
 RECENT_EVENT_IDS = 1_000_000

@@ -136,14 +136,6 @@ def build_version(
     return ModelVersion(version, state, pipelines, _fallback_lists(state), meta)
 
 
-def artifact_versions(models_dir: str | Path | None) -> list[str]:
-    """Versions written by ``belong train`` under ``models_dir`` (directories holding a manifest), oldest first
-    (version names sort by time)."""
-    if not models_dir or not Path(models_dir).is_dir():
-        return []
-    return sorted(p.name for p in Path(models_dir).iterdir() if (p / "manifest.json").is_file())
-
-
 def load_version(
     store: str | Path,
     artifact: str | Path,
