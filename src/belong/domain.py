@@ -1,5 +1,8 @@
 """The community data model: users, communities, content items and events.
 
+(One module over 400 lines on purpose: every record type and the parser of its untrusted input side by side, so a
+field's rules are written once.)
+
 Every record is a frozen ``msgspec.Struct``. Records are built from untrusted input with the ``parse_*``
 functions, which either return a complete, valid record or raise :class:`belong.errors.ValidationError` naming the
 field and the reason: a record is never half-applied.

@@ -1,5 +1,7 @@
 """A simulated Discord-like community world, deterministic per seed, that scales to millions of users.
 
+(One module over 400 lines on purpose: the generative story below reads top to bottom, one function per step.)
+
 The generative story (all vectorised with numpy; users are generated in chunks that stream to a store):
 
 * **Topics.** 16 topics, each with a vocabulary. Users have latent interests ``theta_u ~ Dirichlet(0.2)``;

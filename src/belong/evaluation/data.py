@@ -13,8 +13,7 @@ where the users table says nothing), when the data comes with its own split, ``g
 event store whose log holds other events than the interactions (friendships, activity, leaves, reports) —
 ``world`` itself, which time-split protocols let the ``pipeline:`` models read as of the split (``as_of_us`` on the
 training part). Public datasets loaded by name keep the interactions only: some of their event times are made up
-by the loader (hetrec friendships have none), so "as of the cut" would not mean what it says (measured: on
-hetrec-lastfm the ranked surface fell below trending with them, 0.167 vs 0.211 NDCG@20).
+by the loader (hetrec friendships have none), so "as of the cut" would not mean what it says (docs/MEASUREMENTS.md).
 """
 
 from __future__ import annotations

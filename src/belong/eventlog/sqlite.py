@@ -1,21 +1,10 @@
 """Embedded event log: one SQLite database in WAL mode with ``synchronous=FULL``.
 
-Why SQLite: it is in the standard library, its WAL allows one writer and many readers across processes (the API
-server reads while ``belong ingest`` writes), ``INSERT OR IGNORE`` on a unique ``event_id`` gives idempotency in
-the same statement, and one fsync per ``append`` call makes every acknowledged batch survive SIGKILL and power loss.
-
-Measured against the alternatives (200k synthetic events, batches of 10k, one durable commit each, same run):
-DuckDB with a primary key and ``INSERT OR IGNORE`` from Arrow ingested at a similar rate (49k vs 36k events/s on
-a machine loaded 3-4x over its 2 cores) but holds an exclusive lock on its file, so a second process cannot even
-open the store read-only; Parquet segments would need a separate idempotency index. ``belong bench ingest``
-measures this backend next to a raw bulk insert of the same engine: 106k events/s (baseline 337k) on a lightly
-loaded 2-core machine, 29-39k events/s (baseline ~100k) with the machine loaded 4-5x over its cores.
-
-Cost at scale: the unique index on ``event_id`` is a B-tree, and SQLite's WAL writes whole pages, so with random
-(uuid4) ids every batch dirties pages all over a large index. With 2M events already stored (loaded machine):
-14k events/s with random ids, 39k with time-prefixed ids (UUIDv7, snowflakes), which keep a batch on a few index
-pages — ``belong bench ingest --preload 2000000 [--ordered-ids]``.
-"""
+SQLite is in the standard library, its WAL allows one writer and many readers across processes (the API reads while
+``belong ingest`` writes), ``INSERT OR IGNORE`` on a unique ``event_id`` gives idempotency in the same statement,
+and one fsync per ``append`` makes every acknowledged batch survive SIGKILL and power loss. How it compares with
+DuckDB and Parquet segments, and its cost with millions of stored events: docs/MEASUREMENTS.md and
+``belong bench ingest``."""
 
 from __future__ import annotations
 

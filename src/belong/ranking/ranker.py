@@ -1,23 +1,14 @@
 """The learned ranker: a LightGBM ranking objective for the order, binary LightGBM models for calibrated probabilities.
 
-The order objective (``order``) is ``rank_xendcg`` by default (XE-NDCG, Bruch et al. 2019): on the ML-1M LCFN
-training split's validation lists it beat ``lambdarank`` in each of four held-out folds (NDCG@20 0.2468 vs 0.2450)
-and costs half as much per boosting round; ``lambdarank`` (truncated at 2 x the cutoff) stays selectable.
-
-``score = order margin + sum_o weight_o * p_o`` where ``p_o`` are the calibrated probabilities of the
-surface's binary objectives (``objectives = {join = 0.5, retained = 0.3, report = -2.0}`` in the scorer's TOML):
-``p_join``, ``p_retained = p(retained | join)`` and ``p_report = p(join) * p(report | join)``.
-
-``p(join)`` is fitted on the training lists (label: a held-out membership; every positive and about
-:data:`NEG_PER_POS` negatives per positive, weighted back up). ``retained`` (not left
-within 7 days of joining) and ``report`` (the user reported the community) are outcomes of a join, so their
-models are fitted on the joined rows only, where :mod:`belong.ranking.dataset` found labels for them (a state
-built from events with ``leave`` / ``report`` events). An objective without labels, or with too few of either
-class (:data:`MIN_CLASS`), is recorded under ``metrics["objectives"]["skipped"]`` with the reason, and a weight
-on it then adds nothing. Every fitted objective is calibrated (isotonic by default) on a random half of its
-validation rows; the expected calibration error before and after is measured on the other half
-(``metrics["calibration_by_objective"]``; ``metrics["calibration"]`` is the ``join`` one).
-"""
+The order objective is ``rank_xendcg`` by default (XE-NDCG; ``lambdarank`` stays selectable: the choice is in
+docs/MEASUREMENTS.md). ``score = order margin + sum_o weight_o * p_o`` over the surface's calibrated binary
+objectives (``objectives = {join = 0.5, retained = 0.3, report = -2.0}`` in the scorer's TOML): ``p_join``,
+``p_retained = p(retained | join)`` and ``p_report = p(join) * p(report | join)``. ``p(join)`` is fitted on the
+training lists (every positive and about :data:`NEG_PER_POS` negatives per positive, weighted back); ``retained``
+and ``report`` on the joined rows where :mod:`belong.ranking.dataset` found labels. An objective without enough
+labels (:data:`MIN_CLASS`) is skipped with the reason in ``metrics["objectives"]["skipped"]``. Each fitted
+objective is calibrated (isotonic by default) on half of its validation rows, its calibration error measured on
+the other half (``metrics["calibration_by_objective"]``)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,13 @@
-"""Per-user candidate cache: the ranked candidates of the last full pipeline run, with a TTL.
+"""Per-user candidate cache: the ranked candidates of the last candidate run, with a TTL.
 
-One entry per (surface, user): the model version it was computed with, when, and the ranked ``(Merged, score)``
-list (at most ``depth``). A fresh entry of the active version is a hit; an expired one is the user's last good
-list, served while it is refreshed in the background. Entries are evicted least-recently-used beyond ``max_users``.
+One entry per (surface, user): the model version, when it was made, the ranked ``(Merged, score)`` list (at most
+``depth``) and the pipeline's memo of its answers on it. A fresh entry of the active version is a hit; an expired
+one is served while it is refreshed in the background. Least-recently-used entries beyond ``max_users`` go.
 
-The list is kept *packed* (:class:`Packed`): nested tuples of numbers and strings instead of ``Merged`` /
-``Candidate`` / ``Reason`` objects. The garbage collector stops tracking such tuples after their first pass, so a
-warm cache adds almost nothing to a full collection: measured on the bench world, 1,000 cached lists as objects
-were 1.9 million tracked objects and a one-second full collection (a one-second stall of every request in flight).
-A request unpacks only the slice its rules read (``k`` plus a few) and without the candidates' reasons
-(:meth:`Packed.light`); an item's reasons are unpacked once, when its response fields are first built.
-
-Invalidation on events (see :meth:`CandidateCache.on_event`): a join removes that community from the user's
-cached list at once; a leave, a new or removed friendship, or a block recompute the affected users' lists.
-The rules (filters) still run on every request against the live state, so nothing stale is ever shown.
-"""
+The list is kept *packed* (:class:`Packed`, plain tuples) so that a warm cache adds almost nothing to a full
+garbage collection (docs/MEASUREMENTS.md); a request unpacks only the slice its rules read, without reasons.
+Invalidation (:meth:`CandidateCache.on_event`): a join removes that community from the user's list; a leave, a
+friendship change or a block drop the affected lists. The rules still run against the live state."""
 
 from __future__ import annotations
 

@@ -1,25 +1,13 @@
 """Online features under a time budget, with a circuit breaker: a dependency failure degrades, never fails.
 
 :class:`FeatureReader` reads the user and the chosen candidates from the online feature store in one round trip
-(one pipeline of ``HMGET``s on Redis) and assembles them into model inputs with
-:func:`belong.features.candidate_features`, the code training rows are built with. Rows read are kept in process
-(:class:`belong.serve.rowcache.RowCache`): with Redis, exactly — Redis reports every changed key
-(:mod:`belong.serve.tracking`) and the row is dropped —, so a warm request whose rows are all unchanged makes no
-round trip at all; without that feed, candidate rows only, for at most their declared freshness, and the user's row
-is read on every request. Only the user features the surface's rows need are read (not, say, the user's
-interaction map on the communities surface).
-The read is synchronous but split in two (:meth:`FeatureReader.start` writes the commands before the request's rules
-run, :meth:`FeatureReader.finish` reads the replies after hydration), so Redis answers while the request computes;
-with the rules, selection and hydration memoised that is only microseconds, so an uncached read mostly holds the
-event loop for the round trip. The asyncio Redis client was measured
-twice on the bench world (this file's history): it costs more CPU per read, opens a connection per concurrent
-request, and its timeout also counts the event loop's own queueing, so under load reads "time out" with Redis
-healthy and the breaker opens (most answers degraded at 900 requests/s). The Redis socket timeout is the stage's
-budget and retries are off, so a slow or dead Redis costs at most one budget. After a connection failure
-(or three reads in a row over budget) the breaker stays open for ``breaker_s``: requests skip Redis (answering
-without online features, marked degraded) and the first request after that tries again, so service recovers by
-itself when Redis returns.
-"""
+(one pipeline of ``HMGET``s) and assembles model inputs with :func:`belong.features.candidate_features`, the code
+training rows are built with. Rows are kept in process (:mod:`belong.serve.rowcache`, exact while Redis reports
+changes: :mod:`belong.serve.tracking`), so a warm request whose rows are unchanged makes no round trip. The read
+is split in two — :meth:`FeatureReader.start` sends before the rules run, :meth:`FeatureReader.finish` collects —
+and synchronous (why not asyncio: docs/MEASUREMENTS.md). The socket timeout is the stage's budget, retries are off;
+after a connection failure or three slow reads the breaker skips Redis for ``breaker_s`` (answers degraded), then
+tries again."""
 
 from __future__ import annotations
 
