@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from toy_world import toy_world
+from belong.testing.toy_world import toy_world
 
 from belong import surfaces
 from belong.domain import AgeGroup, Surface

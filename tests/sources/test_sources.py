@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from toy_world import toy_world
+from belong.testing.toy_world import toy_world
 
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.errors import ValidationError

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from toy_world import toy_world
+from belong.testing.toy_world import toy_world
 
 from belong import surfaces
 from belong.domain import Surface

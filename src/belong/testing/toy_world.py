@@ -1,5 +1,5 @@
-"""A small hand-made world with every edge case the filters and sources must handle (shared by tests/pipeline and
-tests/sources)."""
+"""A small hand-made world with every edge case the filters and sources must handle: what the conformance suites
+(and a user's own component tests) run on."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-from toy_world import toy_world
+from belong.testing.toy_world import toy_world
 
 from belong import surfaces
 from belong.cli import main
