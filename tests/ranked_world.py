@@ -1,4 +1,5 @@
-"""A small simulated world and a cheap ranked surface shared by the ranking tests."""
+"""A small simulated world and a cheap ranked surface: fixtures shared by the ranking and training tests
+(their ``conftest.py`` imports them)."""
 
 from __future__ import annotations
 
