@@ -8,7 +8,8 @@ factors, whose norms vary with popularity, so it is not used.)
 :func:`choose_backend` builds each candidate on the real vectors, measures recall@k against exact search and
 single-query latency on real queries, and picks the fastest backend whose recall reaches ``min_recall``. At small
 sizes brute force is both exact and fastest, so it wins; the choice switches as the catalogue grows. The
-measurement is kept in :attr:`AnnIndex.meta` (and printed by ``belong bench ann``).
+measurement is kept in :attr:`AnnIndex.meta` (and printed by ``belong bench ann``). :meth:`AnnIndex.save` and
+:meth:`AnnIndex.load` keep an index in its library's own format (model artifacts; never pickle).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,30 +42,56 @@ class AnnIndex:
     impl: Any
     meta: dict[str, Any] = field(default_factory=dict)
     build_args: dict[str, int] = field(default_factory=dict)
-    vectors: np.ndarray | None = field(default=None, repr=False)  # kept to rebuild non-faiss indexes on unpickle
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Picklable (model artifacts): faiss indexes are serialised, the others rebuilt from the vectors."""
-        state = dict(self.__dict__)
+    def save(self, directory: Path, stem: str) -> dict[str, Any]:
+        """Write the index in its library's own format under ``directory``: ``<stem>.faiss`` (faiss
+        ``write_index``), ``<stem>.usearch.npy`` (usearch's saved bytes as a uint8 array), ``<stem>.hnsw``
+        (hnswlib ``save_index``). Returns what :meth:`load` needs (JSON; the file name relative to
+        ``directory``)."""
+        directory = Path(directory)
         if self.backend in ("exact", "faiss_hnsw"):
             import faiss
 
-            state["impl"] = faiss.serialize_index(self.impl)
+            file = f"{stem}.faiss"
+            faiss.write_index(self.impl, str(directory / file))
+        elif self.backend == "usearch":
+            file = f"{stem}.usearch.npy"
+            np.save(directory / file, np.frombuffer(self.impl.save(), np.uint8), allow_pickle=False)
         else:
-            state["impl"] = None
-        return state
+            file = f"{stem}.hnsw"
+            self.impl.save_index(str(directory / file))
+        return {"file": file, "backend": self.backend, "dim": self.dim, "size": self.size,
+                "build_args": self.build_args, "meta": self.meta}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if self.backend in ("exact", "faiss_hnsw"):
+    @classmethod
+    def load(cls, directory: Path, entry: dict[str, Any]) -> AnnIndex:
+        """The index :meth:`save` wrote, with its search breadth (``build_args["ef_search"]``) set again."""
+        path = str(Path(directory) / entry["file"])
+        backend, dim, size = entry["backend"], int(entry["dim"]), int(entry["size"])
+        if backend in ("exact", "faiss_hnsw"):
             import faiss
 
-            self.impl = faiss.deserialize_index(state["impl"])
-            if self.backend == "faiss_hnsw":
-                self.impl.hnsw.efSearch = self.build_args["ef_search"]
+            faiss.omp_set_num_threads(1)
+            impl = faiss.read_index(path)
+            shape = (impl.ntotal, impl.d)
+        elif backend == "usearch":
+            from usearch.index import Index
+
+            impl = Index.restore(np.load(path, allow_pickle=False).tobytes())
+            shape = (len(impl), impl.ndim) if impl is not None else None
+        elif backend == "hnswlib" and "hnswlib" in available_backends():
+            import hnswlib
+
+            impl = hnswlib.Index(space="ip", dim=dim)
+            impl.load_index(path, max_elements=size)
+            shape = (impl.get_current_count(), impl.dim)
         else:
-            assert self.vectors is not None
-            self.impl = build_index(self.vectors, self.backend, **self.build_args).impl
+            raise ValidationError("ann", f"unknown or unavailable backend {backend!r}")
+        if shape != (size, dim):
+            raise ValidationError("ann", f"{entry['file']}: expected {size} x {dim} vectors, found {shape}")
+        index = cls(backend, dim, size, impl, dict(entry.get("meta", {})), dict(entry["build_args"]))
+        _set_ef(index, index.build_args["ef_search"])
+        return index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -120,8 +148,7 @@ def build_index(vectors: np.ndarray, backend: str = "exact", *, k: int = 100, m:
     else:
         raise ValidationError("ann", f"unknown or unavailable backend {backend!r}; choose from {', '.join(available_backends())}")
     args = {"k": k, "m": m, "ef_construction": ef_construction, "ef_search": ef_search}
-    return AnnIndex(backend, d, n, impl, {"backend": backend}, args,
-                    None if backend in ("exact", "faiss_hnsw") else v)
+    return AnnIndex(backend, d, n, impl, {"backend": backend}, args)
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import orjson
-from serve_helpers import free_port
 
 from belong.bench.serve import wait_ready
+from serve_helpers import free_port
 
 
 def test_loadgen_holds_a_fixed_rate_against_the_bare_server(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-from belong.testing.toy_world import toy_world
 
 from belong import surfaces
 from belong.cli import main
 from belong.datasets import write_world
 from belong.eventlog import open_store
+from belong.testing.toy_world import toy_world
 
 
 @dataclass

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from belong.testing.toy_world import toy_world
 
 from belong.state import WorldState, from_world
+from belong.testing.toy_world import toy_world
 
 
 @pytest.fixture()

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import pytest
-from belong.testing.toy_world import toy_world
 
 from belong import surfaces
 from belong.domain import AgeGroup, Surface
 from belong.errors import UnknownIdError, ValidationError
 from belong.pipeline import NewUser, Pipeline, Request
 from belong.state import from_world
+from belong.testing.toy_world import toy_world
 
 
 def fitted(surface: str, state) -> Pipeline:

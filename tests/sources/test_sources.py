@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from belong.testing.toy_world import toy_world
 
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.errors import ValidationError
@@ -16,6 +15,7 @@ from belong.sources.random_walk import Pixie
 from belong.sources.text import TextMatch, minilm_available
 from belong.sources.trending import NewCommunities, Trending
 from belong.state import WorldState, from_world
+from belong.testing.toy_world import toy_world
 
 
 @pytest.fixture()

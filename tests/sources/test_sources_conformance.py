@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pytest
-from belong.testing.toy_world import toy_world
+import scipy.sparse as sp
 
 from belong import surfaces
 from belong.domain import Surface
@@ -16,6 +17,7 @@ from belong.pipeline import NewUser, Request
 from belong.pipeline.components import REGISTRY
 from belong.pipeline.types import Merged
 from belong.state import WorldState, from_world
+from belong.testing.toy_world import toy_world
 
 SOURCES = sorted(REGISTRY["source"])
 FILTERS = sorted(REGISTRY["filter"])
@@ -130,13 +132,23 @@ def test_surface_filters_remove_self_and_owned(state, surface):
         assert not {m.item for m in cands} & _owned(state, surface, uid)
 
 
-def test_prepared_sources_pickle(state, sources):
-    """Model artifacts pickle prepared sources; a reloaded source answers the same."""
-    import pickle
+def test_prepared_sources_restore_from_their_fitted_state(state, sources):
+    """Model artifacts save each source's :meth:`fitted` state as data (arrays, sparse matrices, ANN indexes,
+    JSON); a fresh source restored from it (or prepared again, when it saves nothing) answers the same."""
+    from belong.ann import AnnIndex
 
     uid = _users(state)[0]
     for name, src in sources.items():
-        again = pickle.loads(pickle.dumps(src))
+        fitted = src.fitted()
+        again = type(src)(src.config)
+        if fitted is None:
+            again.prepare(state)
+        else:
+            for key, value in fitted.items():
+                ok = (isinstance(value, AnnIndex) or sp.issparse(value)
+                      or (isinstance(value, np.ndarray) and value.dtype != object))
+                assert ok or orjson.loads(orjson.dumps(value)) == value, (name, key)
+            again.restore(fitted, state)
         for surface in SURFACES:
             a = [(c.item, c.score) for c in src.generate(Request(uid, surface, k=K), state)]
             assert a == [(c.item, c.score) for c in again.generate(Request(uid, surface, k=K), state)], name

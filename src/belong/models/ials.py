@@ -38,19 +38,32 @@ class IALS(Recommender):
         """Train on interaction weights (e.g. ratings, message counts) when the config says ``weighted``."""
         return bool(self.config.weighted)  # type: ignore[attr-defined]
 
-    def _fit(self, X: sp.csr_matrix) -> None:
+    def _als(self) -> AlternatingLeastSquares:
         cfg: IALSConfig = self.config  # type: ignore[assignment]
-        self.model = AlternatingLeastSquares(
+        return AlternatingLeastSquares(
             factors=cfg.factors, regularization=cfg.regularization, alpha=cfg.alpha, iterations=cfg.iterations,
             random_state=cfg.random_state, num_threads=cfg.num_threads,
         )
+
+    def _fit(self, X: sp.csr_matrix) -> None:
+        self.model = self._als()
         self.model.fit(X, show_progress=False)
         self.user_factors = np.asarray(self.model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(self.model.item_factors, dtype=np.float32)
 
+    def set_factors(self, user_factors: np.ndarray, item_factors: np.ndarray) -> IALS:
+        """Use factors saved after a fit (a model artifact): :meth:`user_vectors` then folds users in exactly
+        as after that fit. (:meth:`recommend` still needs :meth:`fit`: it filters the training items.)"""
+        self.model = self._als()
+        self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
+        self.model.user_factors, self.model.item_factors = self.user_factors, self.item_factors
+        return self
+
     def user_vectors(self, X_users: sp.csr_matrix) -> np.ndarray:
         """Factors for users given only their interaction rows (users x n_items), e.g. users unseen in training."""
-        self._check_fitted()
+        if getattr(self, "model", None) is None:
+            raise RuntimeError(f"{self.name}: call fit() or set_factors() before user_vectors()")
         X_users = sp.csr_matrix(X_users, dtype=np.float32)
         if X_users.shape[1] != self.item_factors.shape[0]:
             raise ValueError(f"X_users has {X_users.shape[1]} columns, the model {self.item_factors.shape[0]} items")

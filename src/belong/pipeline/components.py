@@ -2,7 +2,9 @@
 
 Every component has a stable ``name`` (its config's ``name``, defaulting to the registered type name; used in
 logs, traces and explanations), a typed ``msgspec`` config that round-trips to TOML, one request-time method, and
-an optional ``prepare(state)`` called once when the pipeline is fitted (train a model, build an index).
+an optional ``prepare(state)`` called once when the pipeline is fitted (train a model, build an index). A
+component whose ``prepare`` is costly also says what it computed (:meth:`Component.fitted`) and takes it back
+(:meth:`Component.restore`): that is what a model artifact (:mod:`belong.training.artifact`) saves, as data.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ class Component:
 
     def prepare(self, state: WorldState) -> None:
         """Called once per state before requests (train models, build indexes). Default: nothing."""
+
+    def fitted(self) -> dict[str, Any] | None:
+        """What :meth:`prepare` computed that is worth saving in a model artifact, as a flat dict of numpy
+        arrays (no objects), scipy sparse matrices, :class:`~belong.ann.AnnIndex` and JSON values. None (the
+        default): nothing costly, the artifact's loader prepares the component again on its state."""
+        return None
+
+    def restore(self, fitted: dict[str, Any], state: WorldState) -> None:
+        """Put back what :meth:`fitted` returned (read from an artifact); cheap things may be derived from
+        ``state`` again. Default: :meth:`prepare`."""
+        self.prepare(state)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in msgspec.to_builtins(self.config).items() if not (k == "name" and not v)}

@@ -238,38 +238,39 @@ class Ranker:
         return p * self._calibrated(X, "join") if objective == "report" else p
 
     # ------------------------------------------------------------------------------------------- files
-    def save(self, directory: Path) -> dict[str, Any]:
-        """Write the boosters (LightGBM text) and calibrators (pickle); returns the manifest part."""
-        import pickle
-
+    def save(self, root: Path, folder: str = "") -> dict[str, Any]:
+        """Write the boosters (LightGBM text) and calibrators (their arrays, ``.npz``) under ``root/folder``;
+        returns the manifest part, its file names relative to ``root``."""
         assert self.order is not None
-        directory.mkdir(parents=True, exist_ok=True)
-        self.order.save_model(str(directory / "ranker_order.txt"))
-        files = {"order": "ranker_order.txt"}
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        prefix = f"{folder}/" if folder else ""
+        files = {"order": f"{prefix}ranker_order.txt"}
+        self.order.save_model(str(root / files["order"]))
         for name, b in self.binary.items():
-            b.save_model(str(directory / f"ranker_{name}.txt"))
-            files[name] = f"ranker_{name}.txt"
-        with open(directory / "calibrators.pkl", "wb") as fh:
-            pickle.dump(self.calibrators, fh)
-        files["calibrators"] = "calibrators.pkl"
-        return {"files": files, "params": self.params, "objectives": self.objectives,
-                "features": self.feature_names, "sources": self.source_names, "metrics": self.metrics}
+            files[name] = f"{prefix}ranker_{name}.txt"
+            b.save_model(str(root / files[name]))
+        calibrators = {}
+        for name, cal in self.calibrators.items():
+            calibrators[name] = {"method": cal.method, "file": f"{prefix}calibrator_{name}.npz"}
+            np.savez(root / calibrators[name]["file"], allow_pickle=False, **cal.arrays)
+        return {"files": files, "calibrators": calibrators, "params": self.params,
+                "objectives": self.objectives, "features": self.feature_names, "sources": self.source_names,
+                "metrics": self.metrics}
 
     @classmethod
-    def load(cls, directory: Path, manifest: dict[str, Any]) -> Ranker:
-        import pickle
-
+    def load(cls, root: Path, manifest: dict[str, Any]) -> Ranker:
+        """The ranker :meth:`save` wrote (file names relative to ``root``); nothing is unpickled."""
         stale = feature_set_change(manifest)
         if stale:
-            raise ValidationError("artifact", f"{directory} was trained on another feature set ({stale}): retrain it "
-                                  "with belong train")
+            raise ValidationError("artifact", f"{root} was trained on another feature set ({stale}): "
+                                  "retrain it with belong train")
         r = cls(**{k: v for k, v in manifest["params"].items()}, objectives=manifest["objectives"])
-        files = manifest["files"]
-        r.order = lgb.Booster(model_file=str(directory / files["order"]))
-        r.binary = {k: lgb.Booster(model_file=str(directory / f)) for k, f in files.items()
-                    if k not in ("order", "calibrators")}
-        with open(directory / files["calibrators"], "rb") as fh:
-            r.calibrators = pickle.load(fh)  # noqa: S301 - our own artifact
+        files = dict(manifest["files"])
+        r.order = lgb.Booster(model_file=str(root / files.pop("order")))
+        r.binary = {k: lgb.Booster(model_file=str(root / f)) for k, f in files.items()}
+        for name, cal in manifest["calibrators"].items():
+            with np.load(root / cal["file"], allow_pickle=False) as z:
+                r.calibrators[name] = Calibrator(cal["method"], {k: z[k] for k in z.files})
         r.feature_names, r.source_names = list(manifest["features"]), list(manifest["sources"])
         r.metrics = manifest.get("metrics", {})
         return r

@@ -3,10 +3,13 @@
 The backend (exact / faiss HNSW / usearch / hnswlib) is chosen by measuring recall and latency on the trained
 item factors with real user vectors as queries (:func:`belong.ann.choose_backend`). Users whose memberships changed
 after training (or who did not exist then) are folded in: one least-squares solve against the fixed item
-factors, no retraining.
+factors, no retraining. A model artifact keeps the factors, the training rows and the index
+(:meth:`IalsAnn.fitted`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +19,9 @@ from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
 from belong.pipeline.types import Candidate, Reason, Request
 from belong.state import WorldState
+
+if TYPE_CHECKING:
+    from belong.models.ials import IALS
 
 
 class IalsAnnConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -36,20 +42,23 @@ class IalsAnn(CandidateSource):
     Config = IalsAnnConfig
     config: IalsAnnConfig
 
-    def prepare(self, state: WorldState) -> None:
+    def _ials(self) -> IALS:
         from belong.models import registry
 
+        cfg = self.config
+        return registry.create("ials", {  # type: ignore[return-value]
+            "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
+            "alpha": cfg.alpha, "random_state": cfg.seed,
+        })
+
+    def prepare(self, state: WorldState) -> None:
         X = state.membership_csr()
-        self.model = None
+        self.model: IALS | None = None
         self.index: AnnIndex | None = None
         if X.nnz == 0:
             return
         cfg = self.config
-        self.model = registry.create("ials", {
-            "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
-            "alpha": cfg.alpha, "random_state": cfg.seed,
-        })
-        self.model.fit(X)
+        self.model = self._ials().fit(X)
         self.trained_rows = X
         items = self.model.item_factors
         active = np.flatnonzero(np.diff(X.indptr) > 0)
@@ -57,6 +66,18 @@ class IalsAnn(CandidateSource):
         queries = self.model.user_factors[rng.choice(active, min(active.size, 500), replace=False)]
         self.index = auto_index(items, queries, backend=cfg.ann, k=min(cfg.k, items.shape[0]),
                                 min_recall=cfg.min_recall, seed=cfg.seed, exact_budget_ms=cfg.exact_budget_ms)
+
+    def fitted(self) -> dict[str, Any]:
+        if self.model is None or self.index is None:
+            return {}
+        return {"user_factors": self.model.user_factors, "item_factors": self.model.item_factors,
+                "trained_rows": self.trained_rows, "index": self.index}
+
+    def restore(self, fitted: dict[str, Any], state: WorldState) -> None:
+        self.model, self.index = None, None
+        if fitted:
+            self.model = self._ials().set_factors(fitted["user_factors"], fitted["item_factors"])
+            self.trained_rows, self.index = fitted["trained_rows"], fitted["index"]
 
     def user_vector(self, state: WorldState, u: int | None, communities: np.ndarray) -> np.ndarray | None:
         """The user's factors: trained ones if their memberships are unchanged, else folded in."""

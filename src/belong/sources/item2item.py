@@ -3,10 +3,13 @@
 With ``model = "auto"`` the source measures both on a validation split carved from the training memberships
 (one random membership held out per sampled user, never the evaluation test set) and keeps the one with the
 higher recall@k. EASE (asked for, or in ``auto``) is replaced by item-kNN when its dense item x item inverse would
-not fit (more than ``ease_max_items`` communities); ``choice`` records it.
+not fit (more than ``ease_max_items`` communities); ``choice`` records it. What the source serves from is the
+item x item matrix ``M`` (EASE's dense ``B`` or item-kNN's sparse ``W``), which a model artifact keeps.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,7 +63,8 @@ class CoMembership(CandidateSource):
 
     def prepare(self, state: WorldState) -> None:
         X = state.membership_csr()
-        self.model = None
+        self.M: np.ndarray | sp.csr_matrix | None = None
+        self.model_name = ""
         self.choice: dict[str, object] = {}
         if X.nnz == 0:
             return
@@ -83,15 +87,22 @@ class CoMembership(CandidateSource):
                 recall[n] = float(np.mean((top == held[:, None]).any(axis=1)))
             name = max(recall, key=lambda n: (recall[n], n == "itemknn")) if recall else "itemknn"
             self.choice = {"chosen": name, f"validation_recall@{cfg.k}": recall, "users": int(users.size)}
-        self.model = self._create(name).fit(X)
+        model = self._create(name).fit(X)
         self.model_name = name
         # item x item weights: score(j) = sum over the user's communities i of M[i, j]
-        M = getattr(self.model, "B", None)
-        self.M = M if M is not None else self.model.W
+        M = getattr(model, "B", None)
+        self.M = M if M is not None else model.W
+
+    def fitted(self) -> dict[str, Any]:
+        return {} if self.M is None else {"M": self.M, "model_name": self.model_name, "choice": self.choice}
+
+    def restore(self, fitted: dict[str, Any], state: WorldState) -> None:
+        self.M = fitted.get("M")
+        self.model_name, self.choice = fitted.get("model_name", ""), fitted.get("choice", {})
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
         p = state.profile(request)
-        if request.surface is not Surface.COMMUNITIES or self.model is None:
+        if request.surface is not Surface.COMMUNITIES or self.M is None:
             return []
         n = self.M.shape[0]
         mine = p.communities[p.communities < n]

