@@ -72,8 +72,8 @@ class AnnIndex:
             import faiss
 
             faiss.omp_set_num_threads(1)
-            impl = faiss.read_index(path)
-            shape = (impl.ntotal, impl.d)
+            impl: Any = faiss.read_index(path)
+            shape: tuple[int, int] | None = (impl.ntotal, impl.d)
         elif backend == "usearch":
             from usearch.index import Index
 
@@ -124,6 +124,7 @@ def build_index(vectors: np.ndarray, backend: str = "exact", *, k: int = 100, m:
     if v.ndim != 2 or v.shape[0] == 0:
         raise ValidationError("vectors", f"must be a non-empty 2-D array, got shape {v.shape}")
     n, d = v.shape
+    impl: Any
     if backend == "exact":
         impl = faiss.IndexFlatIP(d)
         impl.add(v)

@@ -71,7 +71,7 @@ class Ranker:
                  objectives: dict[str, float] | None = None, threads: int = 0, order: str = "rank_xendcg") -> None:
         if order not in ORDER_OBJECTIVES:
             raise ValidationError("order", f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {order!r}")
-        self.params = {"num_leaves": num_leaves, "learning_rate": learning_rate, "rounds": rounds,
+        self.params: dict[str, Any] = {"num_leaves": num_leaves, "learning_rate": learning_rate, "rounds": rounds,
                        "min_data_in_leaf": min_data_in_leaf, "seed": seed, "calibration": calibration,
                        "order": order}
         # deterministic + row-wise histograms: the same boosters whatever the thread count (0: every core)
@@ -147,7 +147,7 @@ class Ranker:
             rank = lists.X[Xv_rows, 2 * j + 1]
             found = ~np.isnan(rank)  # what the source did not find cannot count as its hit
             per_source[s] = list_metrics(np.where(found, -rank, -1e9), ys * found, gva, nps)
-        ranked = list_metrics(self.order.predict(Xva), ys, gva, nps)
+        ranked = list_metrics(np.asarray(self.order.predict(Xva)), ys, gva, nps)
         gain = self.order.feature_importance("gain")
         self.metrics = {
             "lists": lists.stats, "validation_lists": int(is_valid.sum()),
@@ -226,7 +226,7 @@ class Ranker:
         return np.asarray(out, np.float64), (p_join if p_join is not None else self.probability(X))
 
     def _calibrated(self, X: np.ndarray, objective: str) -> np.ndarray:
-        raw = self.binary[objective].predict(X)
+        raw = np.asarray(self.binary[objective].predict(X))
         cal = self.calibrators.get(objective)
         return cal.predict(raw) if cal is not None else raw
 

@@ -81,7 +81,14 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         ts = time.perf_counter()
         if progress:
             progress(name, "fitting sources", 0, 1)
-        pipeline.fit(state, (lambda d, n, nm=name: progress(nm, "training lists", d, n)) if progress else None)
+        lists_progress = None
+        if progress is not None:
+            report = progress
+
+            def lists_progress(done: int, total: int, nm: str = name) -> None:
+                report(nm, "training lists", done, total)
+
+        pipeline.fit(state, lists_progress)
         if progress:
             progress(name, "writing", 1, 1)
         entry = artifact.write_surface(directory, pipeline)
