@@ -22,12 +22,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/belong demo --store $(STORE) --serve
 
-## Whole test suite (PostgreSQL/Redis tests run when BELONG_TEST_POSTGRES_URL / BELONG_TEST_REDIS_URL are set).
+## Lint (ruff, line length enforced), types (mypy, zero errors on src/), the layer contracts (import-linter), then the
+## whole test suite (PostgreSQL/Redis tests run when BELONG_TEST_POSTGRES_URL / BELONG_TEST_REDIS_URL are set).
 test: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .belong .pytest_cache

@@ -197,7 +197,8 @@ _scalars = st.one_of(
     st.text(max_size=20), st.sampled_from(["", " ", "join", "impression", "click", "user", "community", "content",
                                            "communities", "2024-01-01", "1e400", "-0", "nan", "\x00", "0.5", "3"]),
 )
-_values = st.one_of(_scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.text(max_size=3), _scalars, max_size=2))
+_values = st.one_of(_scalars, st.lists(_scalars, max_size=3),
+                    st.dictionaries(st.text(max_size=3), _scalars, max_size=2))
 _event_keys = st.sampled_from(sorted({"event_id", "ts", "timestamp", "type", "actor", "target", "target_kind", "value",
                                       "request_id", "surface", "position", "propensity", "extra"}))
 _mutated_events = st.builds(

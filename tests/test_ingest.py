@@ -123,7 +123,8 @@ def test_parquet_rows_and_export_round_trip(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "ev.parquet")
     with open_store(tmp_path / "a") as a:
         report = ingest_file(tmp_path / "ev.parquet", a)
-        assert (report.accepted, report.errors) == (5, [{"line": 6, "field": "type", "reason": report.errors[0]["reason"]}])
+        reason = report.errors[0]["reason"]
+        assert (report.accepted, report.errors) == (5, [{"line": 6, "field": "type", "reason": reason}])
         a.append([parse_event({**GOOD, "event_id": "µs", "ts": "2024-01-02T03:04:05.123457Z", "type": "impression",
                                "request_id": "r", "surface": "people", "position": 1, "propensity": 0.3,
                                "target_kind": "user", "target": "u9"})])

@@ -147,7 +147,8 @@ def build_index(vectors: np.ndarray, backend: str = "exact", *, k: int = 100, m:
         impl.add_items(v, np.arange(n))
         impl.set_ef(ef_search)
     else:
-        raise ValidationError("ann", f"unknown or unavailable backend {backend!r}; choose from {', '.join(available_backends())}")
+        known = ", ".join(available_backends())
+        raise ValidationError("ann", f"unknown or unavailable backend {backend!r}; choose from {known}")
     args = {"k": k, "m": m, "ef_construction": ef_construction, "ef_search": ef_search}
     return AnnIndex(backend, d, n, impl, {"backend": backend}, args)
 
@@ -185,7 +186,8 @@ def parse_choice(choice: str) -> tuple[str, int]:
 
 
 def measure(vectors: np.ndarray, queries: np.ndarray, *, k: int = 100, backends: list[str] | None = None,
-            max_queries: int = 200, seed: int = 0, ef_factors: tuple[int, ...] = (2, 4, 8)) -> dict[str, dict[str, float]]:
+            max_queries: int = 200, seed: int = 0, ef_factors: tuple[int, ...] = (2, 4, 8)
+            ) -> dict[str, dict[str, float]]:
     """Per configuration: build seconds, recall@k vs exact, median single-query ms, QPS.
 
     HNSW backends are built once and searched at several breadths (``ef = factor * k``), reported as

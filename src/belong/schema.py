@@ -236,14 +236,18 @@ def validate_entity_table(kind: str, table: pa.Table) -> pa.Table:
     _raise_if(pc.equal(pc.utf8_length(ids), 0), "id", "must not be empty")
     _raise_if(pc.greater(pc.utf8_length(ids), MAX_ID_LEN), "id", f"must be at most {MAX_ID_LEN} characters")
     ts = t.column("created_at_us")
-    _raise_if(pc.or_(pc.less(ts, MIN_TS_US), pc.greater_equal(ts, MAX_TS_US)), "created_at", "must be between 1970 and 2100")
-    _raise_if(pc.invert(pc.is_in(t.column("status"), pa.array([s.value for s in EntityStatus]))), "status", "is not a known status")
+    _raise_if(pc.or_(pc.less(ts, MIN_TS_US), pc.greater_equal(ts, MAX_TS_US)), "created_at",
+              "must be between 1970 and 2100")
+    _raise_if(pc.invert(pc.is_in(t.column("status"), pa.array([s.value for s in EntityStatus]))), "status",
+              "is not a known status")
     if kind == "users":
-        _raise_if(pc.invert(pc.is_in(t.column("age_group"), pa.array([a.value for a in AgeGroup]))), "age_group", "is not a known age group")
+        _raise_if(pc.invert(pc.is_in(t.column("age_group"), pa.array([a.value for a in AgeGroup]))), "age_group",
+                  "is not a known age group")
     if kind == "communities":
         _raise_if(pc.is_null(t.column("name")), "name", "is required")
     if kind == "content":
-        _raise_if(pc.invert(pc.is_in(t.column("kind"), pa.array([k.value for k in ContentKind]))), "kind", "is not a known content kind")
+        _raise_if(pc.invert(pc.is_in(t.column("kind"), pa.array([k.value for k in ContentKind]))), "kind",
+                  "is not a known content kind")
     return t
 
 

@@ -212,8 +212,8 @@ def _text_columns(
         words = (v1[w[i, 0]], v1[w[i, 1]], v1[w[i, 2]], v2[w[i, 3]], TOPIC_NAMES[main[i]])
         names.append(f"{ADJECTIVES[adj[i]]} {words[0].title()} {NOUNS[noun[i]]}")
         descriptions.append(
-            f"{'An' if locale_idx[i] == 0 else 'A'} {LANG_NAMES[locale_idx[i]]}-speaking {TOPIC_NAMES[main[i]]} community: {words[0]}, {words[1]} "
-            f"and {words[3]}."
+            f"{'An' if locale_idx[i] == 0 else 'A'} {LANG_NAMES[locale_idx[i]]}-speaking {TOPIC_NAMES[main[i]]} "
+            f"community: {words[0]}, {words[1]} and {words[3]}."
         )
         tags = list(dict.fromkeys((words[4], *words[:4])))[: n_tags[i]]
         flat_tags.extend(tags)

@@ -224,7 +224,8 @@ def _check_space(model: str, space: dict[str, Spec]) -> None:
         else:
             ok = False
         if not ok:
-            raise ValidationError(f"space.{name}", f"must be (log|float|int|logint, lo, hi) or (cat, [..]), got {spec!r}")
+            raise ValidationError(f"space.{name}",
+                                  f"must be (log|float|int|logint, lo, hi) or (cat, [..]), got {spec!r}")
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: Spec) -> Any:

@@ -66,7 +66,8 @@ def test_json_with_trace(run, store, surface):
     for it in data["items"]:
         assert it["explanation"] and it["sources"] and it["name"]
     assert set(data["trace"]["stage_ms"]) >= {"sources", "hydrate", "filter", "score", "rules", "select", "explain"}
-    assert {"filter": "safety_rules", "id": "speedrun", "reason": "blocked: you blocked this community"} in data["trace"]["removed"]
+    assert {"filter": "safety_rules", "id": "speedrun",
+            "reason": "blocked: you blocked this community"} in data["trace"]["removed"]
 
 
 def test_table_people_and_new_user(run, store, surface):
@@ -74,7 +75,8 @@ def test_table_people_and_new_user(run, store, surface):
     assert out.returncode == 0, out.stderr
     assert "people for alice" in out.stdout and "removed by filters" in out.stdout
     assert "this person blocked you" in out.stdout and "stages (ms)" in out.stdout
-    new = run("--store", store, "--surface", surface, "--user", "newbie", "--new-user-interests", "gaming", "--new-user-locale", "en",
+    new = run("--store", store, "--surface", surface, "--user", "newbie", "--new-user-interests", "gaming",
+              "--new-user-locale", "en",
               "--json")
     assert new.returncode == 0, new.stderr
     data = json.loads(new.stdout)

@@ -47,12 +47,14 @@ class RandomWorld:
         self.content = [f"x{i}" for i in range(12)]
         self.users_table = users_to_table([
             parse_user({"id": u, "created_at": (T0 - rng.randrange(1, 400) * DAY) / US,
-                        "age_group": rng.choice(["teen", "adult", "unknown"]), "locale": rng.choice(["en", "de", "en-GB"]),
+                        "age_group": rng.choice(["teen", "adult", "unknown"]),
+                        "locale": rng.choice(["en", "de", "en-GB"]),
                         "interests": rng.sample(["games", "music", "art", "code", "films"], 2)})
             for u in self.users[:20]  # the last five users are not in the catalogue: defaults apply
         ])
         self.communities_table = communities_to_table([
-            parse_community({"id": c, "name": c, "created_at": (T0 - 500 * DAY) / US, "locale": rng.choice(["en", "de"]),
+            parse_community({"id": c, "name": c, "created_at": (T0 - 500 * DAY) / US,
+                             "locale": rng.choice(["en", "de"]),
                              "tags": rng.sample(["games", "music", "art", "code", "films"], 2),
                              "is_age_restricted": i == 0})
             for i, c in enumerate(self.communities)
@@ -72,7 +74,8 @@ class RandomWorld:
                 rows.append((ts, rng.choice(["join", "join", "leave"]), u, rng.choice(self.communities)))
             elif kind < 0.5:
                 v = rng.choice([x for x in self.users if x != u])
-                rows.append((ts, rng.choice(["friend_accept", "friend_accept", "friend_request", "friend_remove"]), u, v))
+                kind = rng.choice(["friend_accept", "friend_accept", "friend_request", "friend_remove"])
+                rows.append((ts, kind, u, v))
             elif kind < 0.75:
                 rows.append((ts, rng.choice(["message", "view"]), u, rng.choice(self.communities),
                              {"target_kind": "community"}))

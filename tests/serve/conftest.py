@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from serve_helpers import run_server
 
 N_USERS, N_COMMUNITIES = 800, 80

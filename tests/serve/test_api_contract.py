@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from serve_helpers import ADMIN_KEY, WRITE_KEY, auth
 
 SURFACES = ("communities", "people", "content")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from serve_helpers import free_port, run_server
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
@@ -90,7 +91,8 @@ def test_redis_stopped_mid_run_degrades_then_recovers(degrade_server: tuple[str,
         healthy = _get(c, users[0])
         assert not healthy["degraded"] and healthy["user_features"]
         # stop the fixture's private Redis (the only one on this port)
-        assert subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True).returncode in (0, 1)
+        assert subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"],
+                              capture_output=True).returncode in (0, 1)
         time.sleep(0.2)
         for i in range(30):
             t0 = time.perf_counter()

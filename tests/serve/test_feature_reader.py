@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from serve_helpers import free_port
 
 from belong.domain import Surface
 from belong.errors import ValidationError
@@ -19,6 +18,7 @@ from belong.features.registry import HOUR_S, defaults
 from belong.serve.feature_reader import USER_INPUTS, BudgetRedisFeatureStore, FeatureReader, user_names
 from belong.serve.rowcache import RowCache, entity_ttl_s
 from belong.serve.settings import ServeSettings
+from serve_helpers import free_port
 
 
 class CountingStore(InProcessFeatureStore):

@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+
 from serve_helpers import ADMIN_KEY, auth
 
 

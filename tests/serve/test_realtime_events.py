@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from serve_helpers import WRITE_KEY, auth
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from serve_helpers import WRITE_KEY
 
 

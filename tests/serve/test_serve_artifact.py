@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import ADMIN_KEY, auth, run_server
 
 from belong import surfaces
+from serve_helpers import ADMIN_KEY, auth, run_server
 
 
 def _ranked_toml(tmp: Path) -> Path:

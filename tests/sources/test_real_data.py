@@ -43,8 +43,9 @@ def test_hetrec_people_and_tag_cold_start(hetrec):
     resp = people.run(Request("2", Surface.PEOPLE, k=5))
     assert len(resp.items) == 5 and all(it.explanation for it in resp.items)
     assert any("mutual friend" in r for it in resp.items for r in it.reasons.values())
-    comms = Pipeline.from_dict({"surface": "communities", "sources": [{"type": "text_match"},
-                                {"type": "new_communities", "weight": 0.1}], "filters": [{"type": "already_connected"}]})
+    comms = Pipeline.from_dict({"surface": "communities",
+                                "sources": [{"type": "text_match"}, {"type": "new_communities", "weight": 0.1}],
+                                "filters": [{"type": "already_connected"}]})
     comms.fit(hetrec)
     new = comms.run(Request("nobody-yet", k=10, new_user=NewUser(interests=("synthpop", "80s"))))
     assert len(new.items) == 10 and all(it.explanation for it in new.items)

@@ -136,7 +136,8 @@ def bench_sources(n_users: int, n_communities: int, *, requests: int = 300, hold
         return round(float(np.mean([len(per_user[u]) for u in users])), 1) if users else 0.0
 
     union = {u: set().union(*(found[s][u] for s in found)) for u in users}
-    sources = {s: {**_ms_stats(times[s]), f"recall@{RECALL_K}": recall(found[s]), "mean_candidates": mean_size(found[s]),
+    sources = {s: {**_ms_stats(times[s]), f"recall@{RECALL_K}": recall(found[s]),
+                   "mean_candidates": mean_size(found[s]),
                    "prepare_s": prep[s]} for s in found}
     extras: dict[str, Any] = {}
     for src in pipeline.sources:

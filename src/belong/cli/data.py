@@ -37,7 +37,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def load(
         spec: str = typer.Argument(..., help=f"Dataset: {SPEC_HELP}."),
         store: str = typer.Option(None, "--store", help="Store directory or postgresql:// URL (default BELONG_STORE)."),
-        data_dir: Path = typer.Option(None, "--data-dir", help="Folder of the public datasets (default BELONG_DATA_DIR)."),
+        data_dir: Path = typer.Option(None, "--data-dir",
+                                      help="Folder of the public datasets (default BELONG_DATA_DIR)."),
         as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON on stdout."),
     ) -> None:
         """Load a public dataset (or your files in the same format) into a store and print the counts."""

@@ -29,7 +29,8 @@ def _sample_events(store_dir: Path, path: Path) -> None:
         users = st.users().column("id").to_pylist()[:3]
         communities = st.communities().column("id").to_pylist()[:3]
     rows = [
-        {"event_id": "demo-1", "ts": "2026-11-01T12:00:00Z", "type": "join", "actor": users[0], "target": communities[0]},
+        {"event_id": "demo-1", "ts": "2026-11-01T12:00:00Z", "type": "join", "actor": users[0],
+         "target": communities[0]},
         {"event_id": "demo-2", "ts": "2026-11-01T12:05:00Z", "type": "message", "actor": users[0],
          "target": communities[0], "value": 3},
         {"event_id": "demo-3", "ts": "2026-11-01T12:06:00Z", "type": "friend_request", "actor": users[1],

@@ -27,7 +27,8 @@ def _new_user(locale: str | None, age: str | None, interests: str | None):
     try:
         age_group = AgeGroup((age or "unknown").strip().lower())
     except ValueError:
-        raise ValidationError("new-user-age", f"must be one of {', '.join(a.value for a in AgeGroup)}, got {age!r}") from None
+        raise ValidationError("new-user-age",
+                              f"must be one of {', '.join(a.value for a in AgeGroup)}, got {age!r}") from None
     return NewUser(locale=parse_locale(locale, "new-user-locale"), age_group=age_group,
                    interests=parse_tags(interests, "new-user-interests"))
 
@@ -67,7 +68,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @app.command()
     def recommend(
-        store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
+        store: str = typer.Option(None, "--store",
+                                  help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
         surface: str = typer.Option("communities", "--surface", "-s",
                                     help="A catalogue surface (communities, communities_ranked, people, content) "
                                     "or a surface TOML file."),

@@ -23,7 +23,8 @@ err = Console(stderr=True)
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
-        store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
+        store: str = typer.Option(None, "--store",
+                                  help="Store: a directory or a postgresql:// URL (default: BELONG_STORE)."),
         out: Path = typer.Option(None, "--out", help="Artifacts go to OUT/<version>/ (default: the store's models "
                                  "directory, STORE/models for an embedded store, ./models for PostgreSQL)."),
         surface: list[str] = typer.Option([], "--surface", "-s", help="Surface name or TOML (repeatable; default: "

@@ -12,8 +12,8 @@ Names (after the ``pipeline:`` prefix):
 memberships; a square user x user matrix becomes the friendship graph, for the people surface) — or, for a time
 split of a whole world (a store, a simulated world, hetrec with its friendships: ``meta["world"]`` and
 ``meta["as_of_us"]``), from every event and entity of that world before the cut, as serving would have seen it
-then (:func:`belong.state.as_of`) — and fits the pipeline; ``recommend_idx`` runs one request per user. Indices are the training data's own: the state
-keeps the order of ``train.user_ids`` / ``train.item_ids``.
+then (:func:`belong.state.as_of`) — and fits the pipeline; ``recommend_idx`` runs one request per user. Indices are
+the training data's own: the state keeps the order of ``train.user_ids`` / ``train.item_ids``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class PipelineEvaluable:
         if not surface:
             raise ValidationError("model", "pipeline: needs a surface, e.g. pipeline:communities")
         if params:
-            raise ValidationError("model", f"pipeline:{spec} takes no --param (edit the surface TOML); got {sorted(params)}")
+            raise ValidationError("model",
+                                  f"pipeline:{spec} takes no --param (edit the surface TOML); got {sorted(params)}")
         self.spec = spec
         self.pipeline = surfaces.load(surface, "model")
         self.only = [s for s in only.split("+") if s] if only else []
@@ -72,7 +73,8 @@ class PipelineEvaluable:
         self.n_items = train.n_items
         square = self.state.n_communities == 0 and self.state.friend_csr().nnz > 0
         if square and self.pipeline.surface is not Surface.PEOPLE:
-            raise ValidationError("model", f"{self.name}: a friendship graph needs the people surface (pipeline:people)")
+            raise ValidationError("model",
+                                  f"{self.name}: a friendship graph needs the people surface (pipeline:people)")
         self.pipeline.fit(self.state)
         self.user_ids = train.user_ids
         self.fit_seconds = time.perf_counter() - t0

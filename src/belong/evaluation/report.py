@@ -190,7 +190,8 @@ def _fitted_section(run: dict[str, Any]) -> str:
             parts.append(f"<p>{name}: feature importance (LightGBM gain of the ordering model)</p>"
                          + _plot_importance(r["model"], fitted["feature_importance"]))
         cal = fitted.get("calibration_by_objective") or fitted.get("calibration") or {}
-        per_objective = cal if cal and all(isinstance(v, dict) for v in cal.values()) else ({"join": cal} if cal else {})
+        nested = cal and all(isinstance(v, dict) for v in cal.values())
+        per_objective = cal if nested else ({"join": cal} if cal else {})
         if per_objective:
             rows = "".join(
                 f"<tr><td>{html.escape(obj)}</td><td>{html.escape(str(c.get('method', '')))}</td>"

@@ -1,5 +1,6 @@
 """iALS: weighted matrix factorisation for implicit feedback (Hu, Koren & Volinsky 2008) via ``implicit``'s CPU
-alternating least squares. Observed cells get confidence ``alpha`` (times the weight when ``weighted``), the rest confidence 1.
+alternating least squares. Observed cells get confidence ``alpha`` (times the weight when ``weighted``), the rest
+confidence 1.
 
 ``user_vectors(X_users)`` folds in users not seen in training (one least-squares solve against the fixed item
 factors), which the online pipeline uses for fresh users.

@@ -152,7 +152,8 @@ class AgeRestrictedFilter(Filter):
 
         def why(i: int) -> str | None:
             c = _community_of(request, state, i)
-            return f"age-restricted, not shown to {who}" if c is not None and state.communities.age_restricted[c] else None
+            hidden = c is not None and state.communities.age_restricted[c]
+            return f"age-restricted, not shown to {who}" if hidden else None
 
         return _split(cands, why)
 

@@ -101,7 +101,8 @@ class Pipeline:
         try:
             surface = Surface(str(surface_raw))
         except ValueError:
-            raise ValidationError("surface", f"must be one of {', '.join(SURFACE_KINDS)}, got {surface_raw!r}") from None
+            raise ValidationError("surface",
+                                  f"must be one of {', '.join(SURFACE_KINDS)}, got {surface_raw!r}") from None
 
         def many(key: str, kind: str) -> list:
             rows = data.get(key, [])

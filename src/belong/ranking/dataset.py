@@ -26,10 +26,10 @@ absent and ``TrainingLists.label_notes`` says why.
 
 Features (:func:`feature_names`) are request-time values only: each source's score, rank and gap to its best score
 in the same list (missing when the source did not find the item), a source's own second signal where it gives one
-(``<s>_aux``, from its candidate's reason data; co_membership: the strongest single-community weight), how many sources found it, and cheap entity / pair features read from the
-:class:`~belong.pipeline.state.WorldState` (community size, decayed activity, the user's number of memberships,
-friends who are members, age of the community, the mean log size of the user's communities and the candidate's
-log size against it).
+(``<s>_aux``, from its candidate's reason data; co_membership: the strongest single-community weight), how many
+sources found it, and cheap entity / pair features read from the :class:`~belong.state.WorldState` (community
+size, decayed activity, the user's number of memberships, friends who are members, age of the community, the mean
+log size of the user's communities and the candidate's log size against it).
 """
 
 from __future__ import annotations

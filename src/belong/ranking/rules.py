@@ -195,6 +195,7 @@ def violations(request: Request, state: WorldState, items: np.ndarray, unknown_a
             out.append(f"{i}: age-restricted")
         if state.communities.status[c] != "active":
             out.append(f"{i}: inactive")
-        if request.surface is Surface.COMMUNITIES and (not state.communities.discoverable[c] or state.communities.invite_only[c]):
+        hidden = not state.communities.discoverable[c] or state.communities.invite_only[c]
+        if request.surface is Surface.COMMUNITIES and hidden:
             out.append(f"{i}: undiscoverable")
     return out

@@ -44,7 +44,8 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
 
 @register("scorer", "lgbm_ranker")
 class LgbmRanker(Scorer):
-    """score = ranking-objective margin (+ weighted calibrated objective probabilities); see :mod:`belong.ranking.ranker`."""
+    """score = ranking-objective margin (+ weighted calibrated objective probabilities); see
+    :mod:`belong.ranking.ranker`."""
 
     Config = LgbmRankerConfig
     config: LgbmRankerConfig

@@ -192,7 +192,8 @@ class FeatureReader:
         user_row = pending.user_row
         if user_row is None:
             user_row, read = read[0], read[1:]
-            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=SURFACE_NAME[surface], since=pending.since,
+            self.rows.put_many("user", [(pending.user_id, user_row)], now, tag=SURFACE_NAME[surface],
+                               since=pending.since,
                                exact_only=True)
         fetched = dict(zip(pending.missing, read, strict=True))
         if fetched:

@@ -1,22 +1,26 @@
 """Serving settings, read once from environment variables (documented defaults below).
 
-| variable | default | meaning |
-|---|---|---|
-| BELONG_API_KEYS_WRITE | (none) | comma list of keys allowed on write routes (``POST /v1/events``, ``/v1/impressions``) |
-| BELONG_API_KEYS_ADMIN | (none) | comma list of keys allowed on admin routes (models); admin keys may also write |
-| BELONG_REDIS_URL | (none) | online feature store; in-process when unset (see :mod:`belong.settings`) |
-| BELONG_FEATURES_PREFIX | belong:features: | key prefix of the online feature rows in Redis |
-| BELONG_BUDGET_SOURCES_MS | 60 | time budget of the candidate sources of one request (cache miss) |
-| BELONG_BUDGET_FEATURES_MS | 20 | time budget of the online feature read (the Redis socket timeout) |
-| BELONG_FEATURE_CACHE_S | 60 | how long a candidate's online feature row is kept in process (capped by its freshness) |
-| BELONG_FEATURE_CACHE_ROWS | 200000 | feature rows kept in process (oldest reads are evicted) |
-| BELONG_FEATURE_TRACKING | true | keep those rows exact with Redis invalidation messages (``CLIENT TRACKING``): a row, the requesting user's too, is reused until Redis reports it changed; false: candidate rows only, for their freshness |
-| BELONG_BREAKER_S | 1.0 | after a feature-store failure, skip it this long before trying again |
-| BELONG_CANDIDATE_TTL_S | 300 | how long a user's cached candidate list is fresh |
-| BELONG_CACHE_USERS | 200000 | candidate lists kept (least recently used are evicted) |
-| BELONG_CACHE_DEPTH | 200 | ranked candidates kept per cached list (the rules then pick k from them) |
-| BELONG_PROXY_HEADERS | false | trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy) |
-| BELONG_MODELS_DIR | (none) | ``belong train`` artifacts; the newest is loaded at startup (else a version is built from the log) |
+* ``BELONG_API_KEYS_WRITE`` (default (none)): comma list of keys allowed on write routes (``POST /v1/events``,
+  ``/v1/impressions``)
+* ``BELONG_API_KEYS_ADMIN`` (default (none)): comma list of keys allowed on admin routes (models); admin keys may also
+  write
+* ``BELONG_REDIS_URL`` (default (none)): online feature store; in-process when unset (see :mod:`belong.settings`)
+* ``BELONG_FEATURES_PREFIX`` (default belong:features:): key prefix of the online feature rows in Redis
+* ``BELONG_BUDGET_SOURCES_MS`` (default 60): time budget of the candidate sources of one request (cache miss)
+* ``BELONG_BUDGET_FEATURES_MS`` (default 20): time budget of the online feature read (the Redis socket timeout)
+* ``BELONG_FEATURE_CACHE_S`` (default 60): how long a candidate's online feature row is kept in process (capped by its
+  freshness)
+* ``BELONG_FEATURE_CACHE_ROWS`` (default 200000): feature rows kept in process (oldest reads are evicted)
+* ``BELONG_FEATURE_TRACKING`` (default true): keep those rows exact with Redis invalidation messages (``CLIENT
+  TRACKING``): a row, the requesting user's too, is reused until Redis reports it changed; false: candidate rows
+  only, for their freshness
+* ``BELONG_BREAKER_S`` (default 1.0): after a feature-store failure, skip it this long before trying again
+* ``BELONG_CANDIDATE_TTL_S`` (default 300): how long a user's cached candidate list is fresh
+* ``BELONG_CACHE_USERS`` (default 200000): candidate lists kept (least recently used are evicted)
+* ``BELONG_CACHE_DEPTH`` (default 200): ranked candidates kept per cached list (the rules then pick k from them)
+* ``BELONG_PROXY_HEADERS`` (default false): trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy)
+* ``BELONG_MODELS_DIR`` (default (none)): ``belong train`` artifacts; the newest is loaded at startup (else a version
+  is built from the log)
 
 With no keys configured, write and admin routes refuse every request (401): a server is never open by accident.
 """

@@ -95,7 +95,8 @@ class NewCommunities(CandidateSource):
         fresh = np.setdiff1d(fresh, p.communities)
         matches = [[t for t in state.communities.tags[c] if t in interests] for c in fresh.tolist()] if interests else [
             [] for _ in range(fresh.size)]
-        same_lang = np.array([p.locale != "und" and state.communities.locale[c] == p.locale for c in fresh.tolist()], bool)
+        same_lang = np.array([p.locale != "und" and state.communities.locale[c] == p.locale for c in fresh.tolist()],
+                             bool)
         score = (2.0 * np.array([len(m) for m in matches], np.float64) + same_lang
                  + 1.0 / (1.0 + np.maximum(age_days[fresh], 0.0)))
         order = np.lexsort((fresh, -score))[: self.config.k]
@@ -148,6 +149,7 @@ class CommunityContent(CandidateSource):
         scores[xs] = fresh + 0.1 * eng + 1e-9
         seen = state.engaged.row(p.idx) if p.idx is not None else np.empty(0, np.int64)
         top, vals = self._top(scores, self.config.k, exclude=seen)
+        names = state.communities.name
         return [Candidate(int(x), self.name, float(s),
-                          Reason(f"new in {state.communities.name[state.content.community[x]]}, one of your communities"))
+                          Reason(f"new in {names[state.content.community[x]]}, one of your communities"))
                 for x, s in zip(top, vals, strict=True)]

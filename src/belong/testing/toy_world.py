@@ -73,7 +73,8 @@ def _events() -> list[Event]:
         "adults", "hidden", "gone", "speedrun"], "heidi": ["python", "rust"],
     }
     for i in range(24):
-        joins[f"u{i}"] = [["rust", "gaming"], ["gaming", "speedrun"], ["python", "zig"], ["rust", "zig", "python"]][i % 4]
+        joins[f"u{i}"] = [["rust", "gaming"], ["gaming", "speedrun"], ["python", "zig"],
+                          ["rust", "zig", "python"]][i % 4]
     for day, (u, cs) in enumerate(joins.items()):
         for c in cs:
             add(day % 50, EventType.JOIN, u, c, C)

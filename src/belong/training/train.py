@@ -60,6 +60,18 @@ def _skip_reason(surface: Surface, state: WorldState) -> str | None:
     return None
 
 
+def _lists_progress(progress: TrainProgress | None, name: str) -> Callable[[int, int], None] | None:
+    """The pipeline's ``(done, total)`` progress of the training lists, reported as ``name``'s step."""
+    if progress is None:
+        return None
+    report = progress
+
+    def on_lists(done: int, total: int) -> None:
+        report(name, "training lists", done, total)
+
+    return on_lists
+
+
 def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
           progress: TrainProgress | None = None) -> dict[str, Any]:
     """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added)."""
@@ -81,14 +93,7 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         ts = time.perf_counter()
         if progress:
             progress(name, "fitting sources", 0, 1)
-        lists_progress = None
-        if progress is not None:
-            report = progress
-
-            def lists_progress(done: int, total: int, nm: str = name) -> None:
-                report(nm, "training lists", done, total)
-
-        pipeline.fit(state, lists_progress)
+        pipeline.fit(state, _lists_progress(progress, name))
         if progress:
             progress(name, "writing", 1, 1)
         entry = artifact.write_surface(directory, pipeline)
