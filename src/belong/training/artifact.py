@@ -229,7 +229,7 @@ def load_pipeline(directory: Path, surface: str, state: WorldState) -> Pipeline:
     directory = Path(directory)
     manifest = read_manifest(directory)
     entry = _surface_entry(manifest, surface)
-    pipeline = surfaces.from_dict(entry["pipeline"], entry.get("surface_toml", surface))
+    pipeline = surfaces.from_dict(entry["pipeline"], entry.get("name", surface))
     if "ranker" in entry:  # first: an artifact of another feature set is refused before any fitting
         ranker = _load_ranker(directory, manifest, entry["ranker"])
         pipeline.scorer.ranker = ranker  # type: ignore[attr-defined]

@@ -47,7 +47,6 @@ def artifact_surface(directory: Path, name: str, kind: str) -> str | None:
 
     entries = orjson.loads((directory / MANIFEST).read_bytes()).get("surfaces", {})
     for key, entry in entries.items():
-        trained = str(entry.get("surface_toml", ""))
-        if name in (trained, Path(trained).stem if trained.endswith(".toml") else None):
+        if entry.get("name") == name:
             return str(key)
     return kind if name == kind and kind in entries else None

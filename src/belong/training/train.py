@@ -97,7 +97,8 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         if progress:
             progress(name, "writing", 1, 1)
         entry = artifact.write_surface(directory, pipeline)
-        entry["surface_toml"] = name
+        entry["surface_toml"] = name  # as asked: a catalogue name or a TOML path
+        entry["name"] = pipeline.name  # the catalogue name, or the TOML file's stem
         entry["fit_seconds"] = round(time.perf_counter() - ts, 3)
         entries[pipeline.surface.value] = entry
     seconds = time.perf_counter() - t0
