@@ -1,9 +1,5 @@
 """``belong train --store STORE [--out DIR] [--surface S ...] [--json]``: train every model the store's surfaces
-need and write a versioned artifact directory (see :mod:`belong.training.train`).
-
-Importing this module also registers the ranking components (``lgbm_ranker``, ``mmr``, ``safety_rules``,
-``pending``, ``strangers``) for surface TOML files.
-"""
+need and write a versioned artifact directory (see :mod:`belong.training.train`)."""
 
 from __future__ import annotations
 
@@ -14,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-import belong.ranking  # noqa: F401 - registers the components
 from belong.settings import get_settings
 
 err = Console(stderr=True)

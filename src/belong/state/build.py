@@ -114,6 +114,9 @@ def _fill_entities(st: WorldState, world: object, before_us: int | None, registe
     users: pa.Table = world.users  # type: ignore[attr-defined]
     comms: pa.Table = world.communities  # type: ignore[attr-defined]
     content: pa.Table = world.content  # type: ignore[attr-defined]
+    if before_us is None and not len(st.users) and not len(st.communities) and _bulk_entities(st, users, comms):
+        users = users.schema.empty_table()
+        comms = comms.schema.empty_table()
 
     def exists(r: dict, index: dict[str, int]) -> bool:
         return before_us is None or r["created_at_us"] < before_us or r["id"] in index
@@ -139,6 +142,29 @@ def _fill_entities(st: WorldState, world: object, before_us: int | None, registe
             continue
         st.add_content(r["id"], st.ensure_community(r["community_id"], r["created_at_us"]), r["kind"],
                        r["created_at_us"], r["text"] or "", r["status"])
+
+
+def _bulk_entities(st: WorldState, users: pa.Table, comms: pa.Table) -> bool:
+    """Users and communities of a whole world into empty tables, column by column (a store's tables have unique
+    ids; anything else is left to the row-by-row path: False)."""
+    uid, cid = users.column("id").to_pylist(), comms.column("id").to_pylist()
+    if len(set(uid)) != len(uid) or len(set(cid)) != len(cid):
+        return False
+    u, c = st.users, st.communities
+    u.ids, u.index = uid, {s: i for i, s in enumerate(uid)}
+    u.locale, u.age_group = users.column("locale").to_pylist(), users.column("age_group").to_pylist()
+    u.interests = [tuple(x or ()) for x in users.column("interests").to_pylist()]
+    u.created, u.status = users.column("created_at_us").to_pylist(), users.column("status").to_pylist()
+    c.ids, c.index = cid, {s: i for i, s in enumerate(cid)}
+    c.name, c.locale = comms.column("name").to_pylist(), comms.column("locale").to_pylist()
+    c.description = [d or "" for d in comms.column("description").to_pylist()]
+    c.tags = [tuple(t or ()) for t in comms.column("tags").to_pylist()]
+    c.age_restricted = comms.column("is_age_restricted").to_pylist()
+    c.discoverable, c.invite_only = comms.column("discoverable").to_pylist(), comms.column("invite_only").to_pylist()
+    c.status, c.created = comms.column("status").to_pylist(), comms.column("created_at_us").to_pylist()
+    st.version += 1
+    st.c_rev += 1
+    return True
 
 
 def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:
