@@ -84,3 +84,27 @@ def test_a_time_split_of_a_store_gives_the_pipeline_the_whole_world_before_the_c
     random = make_split("random-holdout", data)
     assert "as_of_us" not in random.train.meta
     assert PipelineEvaluable("communities").fit(random.train).state.friend_csr().nnz == 0
+
+
+def test_a_surface_by_catalogue_name_or_by_file_path_with_slashes(tmp_path):
+    """``pipeline:communities_ranked`` by name, and a TOML file in a sub-folder — a path with slashes is a path,
+    not SURFACE/SOURCE — alone or restricted to some of its sources."""
+    from belong import surfaces
+    from belong.toml_writer import dumps
+
+    assert PipelineEvaluable("communities_ranked").pipeline.name == "communities_ranked"
+    decl = surfaces.load("communities").to_dict()
+    decl["sources"] = [s for s in decl["sources"] if s["type"] in ("co_membership", "trending")]
+    path = tmp_path / "my" / "surfaces" / "small.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(dumps(decl), "utf-8")
+    data = _data()
+    whole = build_model(f"pipeline:{path}", {}).fit(data)
+    assert [s["type"] for s in whole.get_config()["sources"]] == ["co_membership", "trending"]
+    assert whole.recommend_idx(np.arange(5), 3)[0].shape == (5, 3)
+    alone = build_model(f"pipeline:{path}/co_membership", {})
+    assert [s["type"] for s in alone.get_config()["sources"]] == ["co_membership"]
+    with pytest.raises(ValidationError, match="no surface file"):
+        build_model(f"pipeline:{tmp_path}/missing.toml", {})
+    with pytest.raises(ValidationError, match="unknown surface"):
+        build_model("pipeline:nonesuch", {})
