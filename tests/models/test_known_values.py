@@ -78,6 +78,14 @@ def test_most_popular_orders_by_user_count() -> None:
     assert [i for i, _ in model.recommend(["u1"], k=3)[0]] == ["w"]  # seen items filtered, never padded
 
 
+def test_most_popular_ties_on_two_clusters(clusters: Interactions) -> None:
+    """Every item of the two clusters has 6 users: all 7 unseen items are offered with score 6 (the contract's tie)."""
+    model = registry.create("most-popular").fit(clusters)
+    assert not model.personalised
+    _, scores = model.recommend_idx(np.array([0]), 7)
+    assert np.all(scores == 6.0)
+
+
 def test_ease_matches_the_closed_form(clusters: Interactions) -> None:
     l2 = 2.5
     model = registry.create("ease", {"l2": l2}).fit(clusters)

@@ -1,6 +1,6 @@
 """The event-log interface every backend implements.
 
-Contract (checked by ``tests/eventlog/test_conformance.py`` against every backend):
+Contract (the tests of :class:`belong.testing.EventStoreContract`, run against every backend):
 
 * ``append`` is atomic per call and durable on return: once it returns, a SIGKILL of the process loses none of
   the events it acknowledged. Re-sending an ``event_id`` already stored is a no-op (counted in ``duplicates``).

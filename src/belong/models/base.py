@@ -55,6 +55,8 @@ class Recommender(abc.ABC):
     uses_weights: ClassVar[bool] = False
     #: True when items are users (link prediction on a friendship graph): a user is never recommended to itself.
     square: ClassVar[bool] = False
+    #: False when every user gets the same ranking (popularity); on tiny data its known answer is then a tie.
+    personalised: ClassVar[bool] = True
 
     def __init__(self, config: msgspec.Struct | None = None, **params: Any) -> None:
         if config is None:

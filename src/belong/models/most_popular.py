@@ -16,6 +16,7 @@ class MostPopularConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 class MostPopular(Recommender):
     name = "most-popular"
     config_class = MostPopularConfig
+    personalised = False
 
     def _fit(self, X: sp.csr_matrix) -> None:
         self.popularity = np.asarray((X > 0).sum(axis=0), dtype=np.float32).ravel()

@@ -174,6 +174,8 @@ class Selector(Component):
     #: whether :meth:`select` is a function of ``request.k``, the candidates and their scores alone (no randomness,
     #: no clock): its answer may then be reused for the same list
     deterministic: bool = False
+    #: whether :meth:`select` returns its choice best first by score (a plain top-k; not a diversifying re-ranker)
+    best_first: bool = False
 
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         raise NotImplementedError

@@ -26,6 +26,7 @@ class TopK(Selector):
 
     mutates = False
     deterministic = True
+    best_first = True
 
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         sc = scores.tolist() if isinstance(scores, np.ndarray) else [float(x) for x in scores]  # no numpy scalars

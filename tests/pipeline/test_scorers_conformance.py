@@ -1,0 +1,29 @@
+"""The shipped scorers honour the scorer contract (belong.testing.components): the rank blend, and the LightGBM
+ranker trained cheaply on the simulated world."""
+
+from __future__ import annotations
+
+import pytest
+
+from belong import surfaces
+from belong.pipeline.components import REGISTRY, Scorer
+from belong.testing import ScorerContract
+
+assert surfaces  # imported first: every shipped component type is registered
+#: per shipped scorer, a config that keeps its fit cheap
+SCORERS: dict[str, dict] = {
+    "weighted_rrf": {},
+    "lgbm_ranker": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
+}
+
+
+def test_every_shipped_scorer_is_checked() -> None:
+    assert sorted(REGISTRY["scorer"]) == sorted(SCORERS)
+
+
+class TestScorers(ScorerContract):
+    @pytest.fixture(scope="class", params=list(SCORERS))
+    @classmethod
+    def scorer(cls, request: pytest.FixtureRequest) -> Scorer:
+        cls = REGISTRY["scorer"].get(request.param)
+        return cls(cls.Config(**SCORERS[request.param]))  # type: ignore[return-value]
