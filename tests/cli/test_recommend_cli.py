@@ -65,7 +65,7 @@ def test_json_with_trace(run, store, surface):
     assert data["surface"] == "communities" and 0 < len(data["items"]) <= 5
     for it in data["items"]:
         assert it["explanation"] and it["sources"] and it["name"]
-    assert set(data["trace"]["stage_ms"]) >= {"sources", "hydrate", "filter", "score", "rules", "select", "explain"}
+    assert set(data["trace"]["stage_ms"]) >= {"sources", "hydrate", "filter", "score", "rules", "select"}
     assert {"filter": "safety_rules", "id": "speedrun",
             "reason": "blocked: you blocked this community"} in data["trace"]["removed"]
 

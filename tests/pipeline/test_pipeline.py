@@ -73,7 +73,7 @@ def test_age_restricted_hidden_from_teens_and_unknown_age(communities):
 
 def test_trace_has_every_stage_and_source(communities):
     t = communities.run(Request("bob", k=3)).trace
-    assert list(t.stage_ms) == ["sources", "hydrate", "filter", "score", "rules", "select", "explain", "total"]
+    assert list(t.stage_ms) == ["sources", "hydrate", "filter", "score", "rules", "select", "total"]
     assert set(t.source_ms) == {s.name for s in communities.sources} == set(t.source_counts)
     d = t.to_dict(communities.item_id)
     assert d["candidates"] == t.n_candidates and all(isinstance(r["id"], str) for r in d["removed"])

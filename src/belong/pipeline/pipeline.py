@@ -260,15 +260,15 @@ class Pipeline:
         return out
 
     def finish(self, request: Request, ranked: Ranked, *, made_at: int | None = None, all_rules: bool = False,
-               memo: ListMemo | None = None) -> Finished:
+               memo: ListMemo | None = None, stage_ms: dict[str, float] | None = None) -> Finished:
         """Live rules -> select -> hydrate -> explain, on ``ranked`` (best first).
 
         The rules (the surface's filters) run on the live state over just enough of the list to fill ``k`` (all of
         it with ``all_rules``) — unless the list was made at this very state version (``made_at``), when they could
         change nothing. ``memo`` (per cached list) keeps each stage's last answer while what it reads is
-        unchanged (see :class:`ListMemo`)."""
+        unchanged (see :class:`ListMemo`). Stage times go to ``stage_ms`` (the answer's own dict when not given);
+        explaining counts as hydration (the chosen items' last step)."""
         state = self._state()
-        ms: dict[str, float] = {}
         t0 = time.perf_counter()
         if memo is not None and memo.ranked is not ranked:
             memo.reset(ranked)
@@ -278,11 +278,10 @@ class Pipeline:
             kept, scores = [m for m, _ in rows], [s for _, s in rows]
         else:
             kept, scores, removed = self._rules(request, state, ranked, all_rules, None if all_rules else memo)
-        t0 = _stage(ms, "rules", t0)
+        t1 = time.perf_counter()
         chosen = self._select(request, kept, scores, memo, ranked.shared)
-        t0 = _stage(ms, "select", t0)
+        t2 = time.perf_counter()
         hydration = self._hydrate(request, state, chosen, memo, ranked.shared)
-        t0 = _stage(ms, "hydrate", t0)
         if memo is not None and hydration is not None and memo.items is not None and memo.chosen is chosen \
                 and memo.hydration == hydration:
             items = memo.items
@@ -290,18 +289,25 @@ class Pipeline:
             items = [self._item(ranked, m, score, rank, memo) for rank, (m, score) in enumerate(chosen, start=1)]
             if memo is not None and hydration is not None and memo.chosen is chosen:
                 memo.hydration, memo.items = hydration, items
-        _stage(ms, "explain", t0)
+        t3 = time.perf_counter()
+        ms = {} if stage_ms is None else stage_ms
+        ms["rules"], ms["select"], ms["hydrate"] = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
         return Finished(chosen, items, removed, hydration, ms)
 
     def _rules(self, request: Request, state: WorldState, ranked: Ranked, all_rules: bool, memo: ListMemo | None
                ) -> tuple[list[Merged], list[float], list[Removed]]:
         """The filters on the live state over chunks of the list until ``k`` survive (all of it: ``all_rules``);
         the memo's last answer while every filter's revision is unchanged."""
-        key = None
+        key: tuple | None = None
         if memo is not None:
-            revs = [f.revision(request, state) for f in self.filters]
-            if all(r is not None for r in revs):
-                key = (request.k, request.new_user, tuple(revs))
+            revs = []
+            for f in self.filters:
+                rev = f.revision(request, state)
+                if rev is None:
+                    break
+                revs.append(rev)
+            else:
+                key = (request.k, request.new_user, *revs)
                 if memo.rules_key == key and memo.kept is not None and memo.kept_scores is not None:
                     return memo.kept, memo.kept_scores, []
         kept: list[Merged] = []
@@ -350,13 +356,21 @@ class Pipeline:
             for h in self.hydrators:
                 h.hydrate(request, state, fresh)
             return None
-        ms = [m for m, _ in chosen]
-        key = None
+        ms = memo.chosen_items if memo is not None and memo.chosen is chosen else None
+        if ms is None:
+            ms = [m for m, _ in chosen]
+        key: tuple | None = None
         if memo is not None:
-            revs = [h.revision(request, state, ms) for h in self.hydrators]
-            key = tuple(revs) if all(r is not None for r in revs) else None
-            if key is not None and memo.chosen is chosen and memo.hydration == key:
-                return key
+            revs = []
+            for h in self.hydrators:
+                rev = h.revision(request, state, ms)
+                if rev is None:
+                    break
+                revs.append(rev)
+            else:
+                key = tuple(revs)
+                if memo.chosen is chosen and memo.hydration == key:
+                    return key
         for h in self.hydrators:
             h.hydrate(request, state, ms)
         if memo is not None and memo.chosen is chosen and memo.hydration != key:

@@ -208,6 +208,7 @@ class ListMemo:
     kept: list[Merged] | None = None
     kept_scores: list[float] | None = None
     chosen: list[tuple[Merged, float]] | None = None
+    chosen_items: list[Merged] | None = None  # the chosen candidates alone (what the hydrators read)
     hydration: Hashable | None = None
     items: list[Item] | None = None
     explained: dict[int, Explanation] = field(default_factory=dict)
@@ -225,6 +226,7 @@ class ListMemo:
     def set_chosen(self, chosen: list[tuple[Merged, float]] | None) -> None:
         """A new selection; the hydration and items of the last one are forgotten."""
         self.chosen, self.hydration, self.items = chosen, None, None
+        self.chosen_items = None if chosen is None else [m for m, _ in chosen]
 
 
 @dataclass(slots=True)

@@ -72,7 +72,7 @@ class Context:
     stages: dict[str, float] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
     cache: str = "miss"  # hit | stale | miss
-    ranked: Ranked = field(default_factory=RankedList)
+    ranked: Ranked = None  # type: ignore[assignment]  # set by the candidates stage
     entry: Entry | None = None  # the cached list's entry (None: a fresh run or the fallback)
     made: Candidates | None = None  # the candidate run of a miss
     pending: Pending | None = None
@@ -202,13 +202,11 @@ class Engine:
         request = ctx.request
         memo = ctx.entry.memo if ctx.entry is not None else None
         try:
-            ctx.done = ctx.pipeline.finish(request, ctx.ranked, all_rules=ctx.debug, memo=memo)
+            ctx.done = ctx.pipeline.finish(request, ctx.ranked, all_rules=ctx.debug, memo=memo, stage_ms=ctx.stages)
         except Exception as exc:  # the state changed under a background run: serve the popular list instead
             self.metrics.errors.labels(f"rules:{type(exc).__name__}").inc()
             self._fallback(ctx, "rules_error")
-            ctx.done = ctx.pipeline.finish(request, ctx.ranked, all_rules=ctx.debug)
-        ctx.stages.update(ctx.done.stage_ms)
-        ctx.stages["hydrate"] += ctx.stages.pop("explain", 0.0)
+            ctx.done = ctx.pipeline.finish(request, ctx.ranked, all_rules=ctx.debug, stage_ms=ctx.stages)
 
     # ------------------------------------------------------------------------------------------- respond
     def _items(self, ctx: Context) -> list | orjson.Fragment:

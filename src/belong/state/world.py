@@ -301,9 +301,14 @@ class WorldState:
         """Resolve the request's user. Unknown ids raise :class:`UnknownIdError` unless the request carries
         ``new_user`` (then: a brand-new user with no history, described by the sign-up facts).
 
-        Kept for the request (held, so compared by identity first) and the state version: every component of one
-        request calls this."""
-        return self._derived("profile", (request, self.version), lambda: self._profile(request))
+        Kept for the request (held, so compared by identity) and the state version, by the caching convention (written
+        out here: every component of a request calls this)."""
+        hit = self._cache.get("profile")
+        if hit is not None and hit[0][0] is request and hit[0][1] == self.version:
+            return hit[1]
+        out = self._profile(request)
+        self._cache["profile"] = ((request, self.version), out)
+        return out
 
     def _profile(self, request: Asker) -> Profile:
         u = self.users.index.get(request.user_id)
