@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
 from belong.domain import Event, Surface, parse_enum, parse_event, parse_id, parse_ts
@@ -48,7 +49,23 @@ _TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surfac
 _IMPRESSION_FIELDS = {"actor": "user_id", "request_id": "request_id", "ts": "ts", "target": "item_id"}
 SECURED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
-router = APIRouter()
+_ROUTES: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+
+def _route(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a route (added to the app by :func:`install`)."""
+
+    def deco(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _ROUTES.append((method, path, options, endpoint))
+        return endpoint
+
+    return deco
+
+
+def install(app: FastAPI) -> None:
+    """Add every route to the app itself (an included ``APIRouter`` costs a routing layer per request)."""
+    for method, path, options, endpoint in _ROUTES:
+        app.add_api_route(path, endpoint, methods=[method], **options)
 
 
 def service(request: Request) -> Service:
@@ -65,7 +82,7 @@ def admin(request: Request) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- reads
-@router.get("/v1/recommendations/{surface}", response_model=Recommendations, tags=["recommendations"],
+@_route("GET", "/v1/recommendations/{surface}", response_model=Recommendations, tags=["recommendations"],
             responses=documented(404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
 async def recommendations(surface: Surface, request: Request) -> Response:
     """Ranked items for a user: score, rank, source and explanation of each; ``degraded`` when a dependency
@@ -76,7 +93,7 @@ async def recommendations(surface: Surface, request: Request) -> Response:
     return Response(body, media_type=JSON)
 
 
-@router.get("/v1/communities/{community_id}/similar", response_model=Similar, tags=["similar"],
+@_route("GET", "/v1/communities/{community_id}/similar", response_model=Similar, tags=["similar"],
             responses=documented(404, 422, 503))
 async def similar_communities(community_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
     """Communities whose member sets overlap most with this one's (Jaccard)."""
@@ -85,7 +102,7 @@ async def similar_communities(community_id: str, request: Request, k: int = Quer
     return json_response({"id": community_id, "model_version": model.version, "items": items})
 
 
-@router.get("/v1/users/{user_id}/similar", response_model=Similar, tags=["similar"],
+@_route("GET", "/v1/users/{user_id}/similar", response_model=Similar, tags=["similar"],
             responses=documented(404, 422, 503))
 async def similar_users(user_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
     """People whose communities overlap most with this user's (Jaccard)."""
@@ -100,7 +117,7 @@ async def _write(svc: Service, events: list[Event]) -> Response:
     return json_response({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
 
 
-@router.post("/v1/events", status_code=202, response_model=Accepted, tags=["events"],
+@_route("POST", "/v1/events", status_code=202, response_model=Accepted, tags=["events"],
              responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
 async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
     """Store a batch of events durably (all or none), then fold them into the live state."""
@@ -115,7 +132,7 @@ async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
     return await _write(svc, events)
 
 
-@router.post("/v1/impressions", status_code=202, response_model=Accepted, tags=["events"],
+@_route("POST", "/v1/impressions", status_code=202, response_model=Accepted, tags=["events"],
              responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
 async def post_impressions(request: Request, batch: ImpressionBatch = Body()) -> Response:
     """Record what a recommendation response showed: one impression event per item (request id, position,
@@ -142,14 +159,14 @@ def _models(svc: Service) -> dict[str, Any]:
             "artifacts": artifact_versions(svc.settings.models_dir)}
 
 
-@router.get("/v1/models", response_model=Models, tags=["models"])
+@_route("GET", "/v1/models", response_model=Models, tags=["models"])
 async def list_models(request: Request) -> Response:
     """Loaded model versions, the active one, the one a rollback would return to, and the ``belong train``
     artifacts available in the models directory."""
     return json_response(_models(service(request)))
 
 
-@router.post("/v1/models", status_code=201, response_model=Models, tags=["models"],
+@_route("POST", "/v1/models", status_code=201, response_model=Models, tags=["models"],
              responses=documented(401, 403, 404, 409, 422), dependencies=[Depends(admin)], openapi_extra=SECURED)
 async def build_model(request: Request, activate: bool = Query(False),
                       artifact: str | None = Query(None, min_length=1, max_length=200,
@@ -165,7 +182,7 @@ async def build_model(request: Request, activate: bool = Query(False),
     return json_response(_models(svc), 201)
 
 
-@router.post("/v1/models/{version}/activate", response_model=Models, tags=["models"],
+@_route("POST", "/v1/models/{version}/activate", response_model=Models, tags=["models"],
              responses=documented(401, 403, 404), dependencies=[Depends(admin)], openapi_extra=SECURED)
 async def activate_model(version: str, request: Request) -> Response:
     """Atomically switch new requests to ``version`` (requests in flight finish on the old one).
@@ -179,13 +196,13 @@ async def activate_model(version: str, request: Request) -> Response:
 
 
 # ----------------------------------------------------------------------------------------------- operations
-@router.get("/healthz", response_model=Health, tags=["operations"])
+@_route("GET", "/healthz", response_model=Health, tags=["operations"])
 async def healthz() -> Response:
     """Liveness: the process answers."""
     return json_response({"status": "ok"})
 
 
-@router.get("/readyz", response_model=Health, tags=["operations"], responses=documented(503))
+@_route("GET", "/readyz", response_model=Health, tags=["operations"], responses=documented(503))
 async def readyz(request: Request) -> Response:
     """Readiness: a model version is active. ``features`` tells whether the feature store answers (the
     service stays ready without it, answering degraded); ``feature_rows`` how rows are kept in process
@@ -200,7 +217,7 @@ async def readyz(request: Request) -> Response:
                           "feature_rows": svc.features.row_cache_mode})
 
 
-@router.get("/metrics", tags=["operations"], response_class=Response,
+@_route("GET", "/metrics", tags=["operations"], response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text format"}})
 async def metrics(request: Request) -> Response:
