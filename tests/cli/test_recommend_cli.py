@@ -130,3 +130,16 @@ def test_answers_from_the_newest_trained_artifact_beside_the_store(run, tmp_path
     assert people.returncode == 0 and json.loads(people.stdout)["artifact"] is None
     bad = run("--store", str(path), "--user", "alice", "--models", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "models" in bad.stderr
+
+
+def test_why_not_an_item(run, store, surface):
+    out = run("--store", store, "--surface", surface, "--user", "alice", "--k", "3", "--json", "--why-not", "speedrun",
+              "--why-not", "gaming")
+    assert out.returncode == 0, out.stderr
+    verdicts = {a["item"]: a for a in json.loads(out.stdout)["why_not"]}
+    assert verdicts["speedrun"]["verdict"] == "removed" and "blocked" in verdicts["speedrun"]["reason"]
+    assert verdicts["gaming"]["verdict"] in ("shown", "below_cut", "not_a_candidate", "not_selected")
+    table = run("--store", store, "--surface", surface, "--user", "alice", "--why-not", "speedrun")
+    assert "why not speedrun?" in table.stdout and "removed" in table.stdout
+    bad = run("--store", store, "--surface", surface, "--user", "alice", "--why-not", "no-such-thing")
+    assert bad.returncode == 2 and "no-such-thing" in bad.stderr

@@ -182,3 +182,23 @@ def test_social_counts_match_a_brute_force_count(surface):
                 c = m.item if surface is Surface.COMMUNITIES else state.content.community[m.item]
                 assert m.features["friends_in"] == len(friends & set(state.members_of(c).tolist()))
                 assert m.features["members"] == state.members_of(c).size
+
+
+def test_why_not_answers_for_shown_removed_below_the_cut_and_absent_items(communities):
+    state = communities.state
+    req = Request("alice", k=2)
+    shown = communities.run(req).items
+    first = communities.why_not(req, shown[0].id)
+    assert first.verdict == "shown" and first.rank == 1 and first.sources
+    removed = communities.why_not(req, "speedrun")  # alice blocked it
+    assert removed.verdict == "removed" and removed.filter == "safety_rules" and "blocked" in (removed.reason or "")
+    full = communities.candidates(Request("alice", k=2))
+    if len(full.ranked) > 2:  # the third ranked candidate is below a cut of two
+        third = communities.item_id(full.ranked[2][0].item)
+        below = communities.why_not(req, third)
+        assert below.verdict == "below_cut" and below.position == 3 and below.score is not None
+    made = {communities.item_id(m.item) for m, _ in full.ranked} | {communities.item_id(r.item) for r in full.removed}
+    absent = next(c for c in state.communities.ids if c not in made)
+    assert communities.why_not(req, absent).verdict == "not_a_candidate"
+    with pytest.raises(UnknownIdError):
+        communities.why_not(req, "no-such-community")

@@ -84,6 +84,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                     "newest); default: the newest in the store's models directory."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
         trace: bool = typer.Option(False, "--trace", help="Also show stage timings and what each filter removed."),
+        why_not: list[str] = typer.Option([], "--why-not", help="Also say why this item is or is not in the answer "
+                                          "(not a candidate, removed by a rule, ranked below the cut); repeatable."),
     ) -> None:
         """Recommend for one user from a store, with scores and explanations: from the newest trained artifact
         when there is one (fast), else by fitting every source first."""
@@ -122,6 +124,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 pipeline.fit(state)
             fit_s = time.perf_counter() - t0
         response = pipeline.run(request)
+        answers = [pipeline.why_not(request, item) for item in why_not]
         if as_json:
             out = {"surface": response.surface, "user": response.user_id, "new_user": request.new_user is not None
                    and request.user_id not in state.users.index,
@@ -130,11 +133,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                    "timing_s": {"load": round(load_s, 3), "prepare": round(fit_s, 3)}}
             if trace:
                 out["trace"] = response.trace.to_dict(pipeline.item_id)
+            if answers:
+                out["why_not"] = [a.to_dict() for a in answers]
             typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return
         how = f"loaded from {artifact}" if entry else "prepared"
         err.print(f"state built in {load_s:.2f}s, sources {how} in {fit_s:.2f}s")
-        _print_response(Console(), pipeline, response, trace)
+        console = Console()
+        _print_response(console, pipeline, response, trace)
+        for a in answers:
+            console.print(f"[bold]why not {a.item}?[/] {a.verdict}: {a.text}")
 
     @bench.command("sources")
     def bench_sources(

@@ -50,6 +50,7 @@ from belong.pipeline.types import (
     Request,
     Response,
     Trace,
+    WhyNot,
 )
 from belong.state import WorldState
 
@@ -376,6 +377,38 @@ class Pipeline:
         if memo is not None and memo.chosen is chosen and memo.hydration != key:
             memo.hydration, memo.items = None, None  # hydrated anew: the items are rebuilt
         return key
+
+    def why_not(self, request: Request, item: str) -> WhyNot:
+        """Why ``item`` (an item id of this surface) is or is not in ``request``'s answer: not a candidate (no source
+        proposed it), removed by a filter (and why), ranked below the cut (at which position), left out by the
+        selector, or shown (at which rank). The same two halves as :meth:`run`, read item by item."""
+        state = self._check(request)
+        table, kind = {Surface.COMMUNITIES: (state.communities, "community"), Surface.PEOPLE: (state.users, "user"),
+                       Surface.CONTENT: (state.content, "content")}[self.surface]
+        idx = table.get(item, kind)
+        made = self.candidates(request)
+        removed = next((r for r in made.removed if r.item == idx), None)
+        pos = next((p for p, (m, _) in enumerate(made.ranked, start=1) if m.item == idx), None)
+        hit = made.ranked.full(idx)
+        sources = {s: r for s, (r, _) in hit.hits.items()} if hit is not None else {}
+        if removed is not None:
+            return WhyNot(item, "removed", f"removed by {removed.filter}: {removed.reason}", filter=removed.filter,
+                          reason=removed.reason)
+        if pos is None:
+            asked = ", ".join(made.source_counts)
+            return WhyNot(item, "not_a_candidate", f"no source proposed it (sources asked: {asked})")
+        done = self.finish(request, made.ranked, made_at=made.state_version)
+        shown = next((it for it in done.items if it.index == idx), None)
+        score = float(made.ranked[pos - 1][1])
+        if shown is not None:
+            return WhyNot(item, "shown", f"shown at rank {shown.rank}", sources, position=pos, rank=shown.rank,
+                          score=score)
+        cut = done.items[-1].score if done.items else None
+        if pos > request.k:
+            text = f"ranked {pos} of {len(made.ranked)} candidates, below the {request.k} shown"
+            return WhyNot(item, "below_cut", text, sources, position=pos, score=score, cut_score=cut)
+        return WhyNot(item, "not_selected", f"ranked {pos}, left out by the {self.selector.name} selector", sources,
+                      position=pos, score=score, cut_score=cut)
 
     # ------------------------------------------------------------------------------------------- explain
     def explain(self, m: Merged) -> Explanation:

@@ -271,3 +271,26 @@ class Response:
     user_id: str
     items: list[Item]
     trace: Trace
+
+
+@dataclass(frozen=True, slots=True)
+class WhyNot:
+    """Why an item is or is not in a user's answer (:meth:`~belong.pipeline.pipeline.Pipeline.why_not`).
+
+    ``verdict``: ``shown`` (at ``rank``), ``not_a_candidate`` (no source proposed it), ``removed`` (by ``filter``,
+    for ``reason``), ``below_cut`` (ranked ``position`` of the candidates, after the ``k`` shown; ``score`` against
+    the last shown ``cut_score``) or ``not_selected`` (ranked high enough, left out by the selector)."""
+
+    item: str
+    verdict: str
+    text: str
+    sources: dict[str, int] = field(default_factory=dict)  # source -> its rank of the item (0 = its best)
+    filter: str | None = None
+    reason: str | None = None
+    position: int | None = None  # 1-based, among the ranked candidates
+    rank: int | None = None  # 1-based, in the answer
+    score: float | None = None
+    cut_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
