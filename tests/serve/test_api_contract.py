@@ -136,7 +136,7 @@ def test_auth(client: httpx.Client) -> None:
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert "missing API key" in r.json()["message"]
     r = client.post("/v1/events", json=body, headers=auth("wrong"))
-    assert r.status_code == 401 and r.json()["message"] == "invalid API key"
+    assert r.status_code == 401 and r.json()["message"] == "invalid API key or token"
     r = client.post("/v1/events", json=body, headers={"Authorization": "Basic abc"})
     assert r.status_code == 401 and "Bearer" in r.json()["message"]
     r = client.post("/v1/models/whatever/activate", headers=auth(WRITE_KEY))

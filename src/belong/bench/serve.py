@@ -220,7 +220,8 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={chosen[i]}&k={k}\n" for i in order))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_FEATURES_PREFIX": prefix,
            "BELONG_CANDIDATE_TTL_S": str(BENCH_TTL_S), "BELONG_BUDGET_SOURCES_MS": "5000",
-           "BELONG_CACHE_USERS": str(max(working_set * 2, 1000))}
+           "BELONG_CACHE_USERS": str(max(working_set * 2, 1000)),
+           "BELONG_READ_AUTH": "false"}  # the load sends no key (the bare baseline checks none either)
     port, bare_port = free_port(), free_port()
     server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url,
                                "--models", str(models_dir)],

@@ -33,7 +33,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         open_store(store, create=False).close()  # a missing store is a clear error (exit 2), not a traceback
         settings = ServeSettings.from_env().with_(redis_url=redis, budget_sources_ms=budget_sources_ms,
                                                   budget_features_ms=budget_features_ms,
-                                                  models_dir=str(models) if models else None)
+                                                  models_dir=str(models) if models else None).validate()
         if settings.models_dir and not Path(settings.models_dir).is_dir():
             from belong.errors import ValidationError
 

@@ -46,7 +46,8 @@ class Service:
         self.materialize = materialize
         self.metrics = Metrics()
         self.registry = ModelRegistry()
-        self.keys = KeyChecker(settings.write_keys, settings.admin_keys)
+        self.keys = KeyChecker(settings.write_keys, settings.admin_keys, settings.read_keys, settings.token_secret,
+                               settings.app_name)
         self.features = FeatureReader.open(settings.redis_url, prefix=settings.features_prefix,
                                            budget_ms=settings.budget_features_ms, breaker_s=settings.breaker_s,
                                            cache_s=settings.feature_cache_s, cache_rows=settings.feature_cache_rows,
