@@ -22,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
 from belong.serve import errors, routes
-from belong.serve.guard import Guard
+from belong.serve.guard import Guard, document_guard
 from belong.serve.service import Service
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelVersion
@@ -69,7 +69,9 @@ def create_app(
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = {
-                "type": "http", "scheme": "bearer", "description": "API key: `Authorization: Bearer <key>`"}
+                "type": "http", "scheme": "bearer", "description": "API key or user token: `Authorization: Bearer "
+                "<key or token>` (docs/SECURITY_ACCESS.md)"}
+            document_guard(schema, svc.settings.read_auth)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -63,6 +63,25 @@ def user_may(who: Principal, method: str, path: str, query: bytes) -> bool:
             and parts[3].strip() == who.user_id)
 
 
+def document_guard(schema: dict[str, Any], read_auth: bool) -> None:
+    """Add to an OpenAPI schema what the guard may answer on each operation (security, 401, 403, 429, 408, 413)."""
+    ref = {"$ref": "#/components/schemas/Error"}
+    text = {"401": "missing or invalid API key or token", "403": "credential not allowed here",
+            "429": "rate limit of this credential (see Retry-After)", "408": "body not received in time",
+            "413": "body over the size limit"}
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            role = required_role(method.upper(), path, read_auth)
+            codes = ["401", "403", "429"] if role is not None else []
+            if method.upper() in BODY_METHODS:
+                codes += ["408", "413"]
+            if role is not None:
+                op.setdefault("security", [{"HTTPBearer": []}])
+            for code in codes:
+                op.setdefault("responses", {}).setdefault(
+                    code, {"description": text[code], "content": {"application/json": {"schema": ref}}})
+
+
 async def refuse(send: Send, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
     body = orjson.dumps({"error": kind, "message": message, "field": None, "reason": None})
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

@@ -4,15 +4,18 @@ app: ``request.app.state.service``) and shapes the answer; the work happens ther
 ====================================================  =======  ==========================================
 route                                                 auth     what
 ====================================================  =======  ==========================================
-GET  /v1/recommendations/{surface}?user_id&k&debug    —        ranked items (see :mod:`belong.serve.engine`)
+GET  /v1/recommendations/{surface}?user_id&k&debug    read     ranked items (see :mod:`belong.serve.engine`)
 POST /v1/events                                       write    batch of events: all valid or none stored
 POST /v1/impressions                                  write    what was shown (request id, position, propensity)
-GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  —   co-membership neighbours
-GET  /v1/models                                       —        loaded versions, active, previous
+GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  read  co-membership neighbours
+GET  /v1/models                                       read     loaded versions, active, previous
 POST /v1/models                                       admin    build a new version from the current log
 POST /v1/models/{version}/activate                    admin    atomic hot swap (and rollback)
 GET  /healthz, /readyz, /metrics                      —        liveness, readiness, Prometheus
 ====================================================  =======  ==========================================
+
+``read``: a read, write or admin key, or (recommendations and similar users of its own user only) a user token;
+checked with every limit by :mod:`belong.serve.guard` before the route runs (docs/SECURITY_ACCESS.md).
 """
 
 from __future__ import annotations
