@@ -268,3 +268,16 @@ def test_apps_config_errors_name_the_field(tmp_path: Path) -> None:
         with pytest.raises(ValidationError) as err:
             parse_apps(doc, base)
         assert err.value.field == field, (doc, err.value)
+
+
+def test_serve_cli_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    from cli_runner import run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "serve")
+    assert code == 2 and "--store or --apps" in err
+    code, _, err = run_cli(monkeypatch, capsys, "serve", "--apps", str(tmp_path / "nope.toml"))
+    assert code == 2 and "apps" in err and "nope.toml" in err
+    conf = tmp_path / "apps.toml"
+    conf.write_text(f'[apps.a]\nstore = "{tmp_path / "missing-store"}"\nwrite_keys = ["{"w" * 20}"]\n')
+    code, _, err = run_cli(monkeypatch, capsys, "serve", "--apps", str(conf))
+    assert code == 2 and "missing-store" in " ".join(err.split())
