@@ -120,6 +120,42 @@ def test_token_bucket() -> None:
     assert RateLimiter(0.0, 0.0).take("k") == 0.0  # off
 
 
+def test_key_rate_limit_in_the_guard() -> None:
+    """The guard itself (in process, a plain ASGI app behind it): a key's bucket empties, the 429 names when to
+    retry, another key and failed attempts with a wrong key do not touch it."""
+    import asyncio
+
+    from belong.serve.guard import Guard
+
+    settings = ServeSettings().with_(read_keys=frozenset({"r" * 16, "s" * 16}), rate_key=(1.0, 2.0))
+    reached: list[str] = []
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        reached.append(scope["path"])
+
+    async def call(key: str) -> int:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {"type": "http", "method": "GET", "path": "/v1/models", "query_string": b"",
+                 "headers": [(b"authorization", f"Bearer {key}".encode())]}
+        await guard(scope, receive, send)
+        if not sent:
+            return 200
+        if sent[0]["status"] == 429:
+            assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
+        return int(sent[0]["status"])
+
+    guard = Guard(app, KeyChecker(frozenset(), frozenset(), settings.read_keys), settings)
+    codes = [asyncio.run(call(k)) for k in ("x" * 16, "x" * 16, "r" * 16, "r" * 16, "r" * 16, "s" * 16)]
+    assert codes == [401, 401, 200, 200, 429, 200] and len(reached) == 3
+
+
 def test_belong_serve_refuses_a_short_key(small_store: Path) -> None:
     with pytest.raises(RuntimeError, match="BELONG_API_KEYS_ADMIN.*16"):
         with run_server(small_store, {"BELONG_API_KEYS_ADMIN": "abc"}):

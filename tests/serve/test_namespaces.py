@@ -253,6 +253,10 @@ def test_apps_config_errors_name_the_field(tmp_path: Path) -> None:
     good = {"store": str(tmp_path / "a"), "write_keys": ["w" * 20]}
     assert [a.name for a in parse_apps({"apps": {"a": good}}, base)] == ["a"]
     assert parse_apps({"apps": {"a": good}}, base)[0].settings.features_prefix == "belong:a:features:"
+    env = ServeSettings.from_env({"BELONG_MODELS_DIR": "/elsewhere", "BELONG_TOKEN_SECRET": "t" * 40,
+                                  "BELONG_API_KEYS_READ": "r" * 20})
+    alone = parse_apps({"apps": {"a": good}}, env)[0].settings  # nothing app-specific comes from the environment
+    assert (alone.models_dir, alone.token_secret, alone.read_keys) == (None, None, frozenset())
     cases = [
         ({}, "apps"),
         ({"apps": {"A B": good}}, "apps.A B"),

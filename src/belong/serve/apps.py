@@ -27,7 +27,7 @@ import contextlib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +108,11 @@ def parse_apps(doc: Mapping[str, Any], base: ServeSettings) -> list[AppConfig]:
                 owner[k] = name
         secret = table.get("token_secret")
         models = table.get("models")
-        settings = base.with_(app_name=name, features_prefix=prefix, read_keys=keys["read"],
-                              write_keys=keys["write"], admin_keys=keys["admin"],
-                              token_secret=_str(secret, f"{where}.token_secret") if secret is not None else None,
-                              models_dir=_str(models, f"{where}.models") if models is not None else None)
+        # nothing app-specific is inherited from the environment: unset here means none for this app
+        settings = replace(base, app_name=name, features_prefix=prefix, read_keys=keys["read"],
+                           write_keys=keys["write"], admin_keys=keys["admin"],
+                           token_secret=_str(secret, f"{where}.token_secret") if secret is not None else None,
+                           models_dir=_str(models, f"{where}.models") if models is not None else None)
         try:
             settings.validate()
         except ValidationError as exc:
