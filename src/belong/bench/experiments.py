@@ -1,0 +1,199 @@
+"""``belong bench experiments``: the statistics of ``belong.experiments.stats`` on many simulated experiments whose
+truth is known: A/A false-positive rates (fixed horizon read once, always-valid read daily, naive daily fixed
+horizon), the power of each method on an A/B with a planted effect, SRM on true and skewed splits, and CUPED's
+variance reduction.
+
+The generative model (one run = one experiment, units are users; the truth is stated in the JSON):
+
+* each user has a base activity ``λ_i ~ LogNormal(0, sigma)`` messages per day (heavy-tailed: a few users send most
+  messages) and a post-period drift ``λ'_i = λ_i · LogNormal(0, drift)`` (the pre-period predicts, not perfectly);
+* ``history`` of the users (chosen at random) have a 28-day pre-exposure period: ``x_i ~ Poisson(28 λ_i)``; the
+  others are new (``x_i`` missing: CUPED's fallback);
+* a user is exposed at their first request: day 0 for ``day0`` of them, otherwise a uniform day in [1, days);
+* from exposure on, messages per day ``~ Poisson(λ'_i · (1 + effect · treated_i))``;
+* the metric read on day ``d`` is each exposed user's messages since exposure (cumulative), arms by a fair coin
+  (or ``p=0.52`` for the SRM skew);
+* so the true absolute effect at the end is ``effect · E[λ'] · E[days exposed]`` (0 for the A/A runs).
+
+Daily readings are vectorised over runs and days with the same functions ``compare`` uses (``welch``,
+``gavi_halfwidth``); CUPED is read at the end with ``compare`` itself, one call per run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from belong.experiments.stats import compare, gavi_halfwidth, srm, welch
+
+PRE_DAYS = 28
+
+
+def _simulate(rng: np.random.Generator, runs: int, users: int, days: int, effect: float, sigma: float,
+              drift: float, history: float, day0: float, p_treat: float = 0.5) -> dict[str, np.ndarray]:
+    lam = rng.lognormal(0.0, sigma, (runs, users))
+    post = lam * rng.lognormal(0.0, drift, (runs, users))
+    x = rng.poisson(PRE_DAYS * lam).astype(float)
+    x[rng.random((runs, users)) >= history] = np.nan
+    arrive = np.where(rng.random((runs, users)) < day0, 0, rng.integers(1, max(days, 2), (runs, users)))
+    treat = rng.random((runs, users)) < p_treat
+    rate = post * (1.0 + effect * treat)
+    day = np.arange(days)
+    exposed = arrive[:, :, None] <= day[None, None, :]
+    daily = rng.poisson(rate[:, :, None] * exposed)  # zero before exposure
+    return {"y": np.cumsum(daily, axis=2, dtype=np.float64), "exposed": exposed, "treat": treat, "x": x}
+
+
+def _daily_readings(sim: dict[str, np.ndarray], alpha: float, n_tune: float) -> dict[str, np.ndarray]:
+    """Welch and always-valid readings for every run and day: arrays (runs, days)."""
+    y, e, t = sim["y"], sim["exposed"], sim["treat"][:, :, None]
+    stats = {}
+    for name, m in (("t", e & t), ("c", e & ~t)):
+        n = m.sum(axis=1).astype(float)
+        s1 = (y * m).sum(axis=1)
+        s2 = (y * y * m).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = s1 / n
+            var = np.maximum(s2 - s1 * mean, 0.0) / (n - 1)
+        stats[name] = (mean, var, n)
+    w = welch(*stats["t"], *stats["c"], alpha=alpha)
+    hw = gavi_halfwidth(w["se"], stats["t"][2] + stats["c"][2], alpha, n_tune)
+    return {"effect": w["effect"], "fixed_reject": w["p_value"] < alpha,
+            "av_excludes": np.abs(w["effect"]) > hw, "n": stats["t"][2] + stats["c"][2],
+            "n_t": stats["t"][2], "n_c": stats["c"][2], "ci_width": w["ci_high"] - w["ci_low"]}
+
+
+def _final_cuped(sim: dict[str, np.ndarray], alpha: float, n_tune: float) -> dict[str, np.ndarray]:
+    runs = sim["y"].shape[0]
+    out = {k: np.zeros(runs) for k in ("reject", "av_excludes", "vr", "width_before", "width_after", "effect")}
+    q = 2.0 * 1.959963984540054
+    for r in range(runs):
+        m = sim["exposed"][r, :, -1]
+        arm = np.where(sim["treat"][r, m], "treatment", "control")
+        (res,) = compare(sim["y"][r, m, -1], arm, control="control", x_pre=sim["x"][r, m], alpha=alpha,
+                         n_tune=n_tune)
+        out["reject"][r] = res.p_value < alpha
+        out["av_excludes"][r] = res.av_ci_low > 0 or res.av_ci_high < 0
+        out["vr"][r] = res.variance_reduction if res.variance_reduction is not None else 0.0
+        out["width_before"][r] = q * (res.se_unadjusted or res.se)
+        out["width_after"][r] = q * res.se
+        out["effect"][r] = res.effect
+    return out
+
+
+def _run_block(rng: np.random.Generator, runs: int, users: int, days: int, effect: float, chunk: int,
+               params: dict[str, float], alpha: float, n_tune: float, progress: Progress | None,
+               label: str) -> dict[str, np.ndarray]:
+    parts: list[dict[str, np.ndarray]] = []
+    task = progress.add_task(label, total=runs) if progress is not None else None
+    done = 0
+    while done < runs:
+        k = min(chunk, runs - done)
+        sim = _simulate(rng, k, users, days, effect, **params)
+        d = _daily_readings(sim, alpha, n_tune)
+        c = _final_cuped(sim, alpha, n_tune)
+        parts.append({**{f"daily_{a}": b for a, b in d.items()}, **{f"cuped_{a}": b for a, b in c.items()}})
+        done += k
+        if progress is not None and task is not None:
+            progress.advance(task, k)
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _rates(b: dict[str, np.ndarray]) -> dict[str, float]:
+    fixed_end = b["daily_fixed_reject"][:, -1]
+    return {
+        "fixed_horizon_read_once_at_end": float(fixed_end.mean()),
+        "always_valid_read_daily_ever_excludes_0": float(b["daily_av_excludes"].any(axis=1).mean()),
+        "naive_fixed_horizon_read_daily_ever_rejects": float(b["daily_fixed_reject"].any(axis=1).mean()),
+        "always_valid_read_once_at_end": float(b["daily_av_excludes"][:, -1].mean()),
+        "cuped_fixed_horizon_at_end": float(b["cuped_reject"].mean()),
+        "cuped_always_valid_at_end": float(b["cuped_av_excludes"].mean()),
+    }
+
+
+def _srm_block(rng: np.random.Generator, runs: int, sizes: list[int]) -> dict[str, Any]:
+    rows = []
+    for n in sizes:
+        fair = rng.binomial(n, 0.5, runs)
+        skew = rng.binomial(n, 0.52, runs)
+        w = {"control": 0.5, "treatment": 0.5}
+        fair_flag = np.mean([srm({"control": int(n - a), "treatment": int(a)}, w).flagged for a in fair])
+        skew_flag = np.mean([srm({"control": int(n - a), "treatment": int(a)}, w).flagged for a in skew])
+        exact = srm({"control": int(round(0.48 * n)), "treatment": n - int(round(0.48 * n))}, w)
+        rows.append({"exposures": n, "true_50_50_not_flagged": float(1.0 - fair_flag),
+                     "assigned_52_48_flagged": float(skew_flag),
+                     "exact_52_48_split": {"chi2": round(exact.chi2, 3), "p_value": exact.p_value,
+                                           "flagged": exact.flagged}})
+    return {"threshold_p": 0.001, "runs": runs, "by_exposures": rows}
+
+
+def bench_experiments(runs: int = 500, days: int = 28, users: int = 4000, *, effect: float = 0.15,
+                      sigma: float = 1.2, drift: float = 0.4, history: float = 0.8, day0: float = 0.5,
+                      alpha: float = 0.05, n_tune: float | None = None, chunk: int = 25, seed: int = 0,
+                      srm_sizes: tuple[int, ...] = (4000, 10000, 20000, 50000),
+                      console: Console | None = None) -> dict[str, Any]:
+    """The done-when figures of the experiments issue. ``n_tune`` defaults to the expected number of exposed users
+    at the end (the always-valid interval is tightest there)."""
+    console = console or Console(stderr=True)
+    rng = np.random.default_rng(seed)
+    exposed_share = day0 + (1 - day0) * (days - 1) / max(days - 1, 1) if days > 1 else 1.0
+    n_tune = float(n_tune if n_tune is not None else users * exposed_share)
+    params = {"sigma": sigma, "drift": drift, "history": history, "day0": day0}
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        aa = _run_block(rng, runs, users, days, 0.0, chunk, params, alpha, n_tune, progress, "A/A runs")
+        ab = _run_block(rng, runs, users, days, effect, chunk, params, alpha, n_tune, progress, "A/B runs")
+    sim_s = time.perf_counter() - t0
+    srm_out = _srm_block(rng, runs, list(srm_sizes))
+    # SRM on the simulated A/A runs themselves (declared 50/50, exposures at the end)
+    aa_srm = [srm({"control": int(c), "treatment": int(t)}, {"control": 0.5, "treatment": 0.5}).flagged
+              for c, t in zip(aa["daily_n_c"][:, -1], aa["daily_n_t"][:, -1], strict=True)]
+    srm_out["aa_runs_not_flagged"] = float(1.0 - np.mean(aa_srm))
+
+    # truth: E[days exposed] for the arrival model, E[λ'] = exp(σ²/2 + drift²/2)
+    mean_window = day0 * days + (1 - day0) * float(np.mean(days - np.arange(1, max(days, 2))))
+    mean_rate = math.exp(sigma**2 / 2 + drift**2 / 2)
+    true_abs = effect * mean_rate * mean_window
+    aa_rates, ab_rates = _rates(aa), _rates(ab)
+    first_day = np.where(ab["daily_av_excludes"].any(axis=1), ab["daily_av_excludes"].argmax(axis=1) + 1, -1)
+    detected = first_day[first_day > 0]
+    ab_end = ab["daily_effect"][:, -1]
+    return {
+        "model": {"units": "users", "users_per_run": users, "days": days, "runs": runs, "alpha": alpha,
+                  "activity": f"lambda ~ LogNormal(0, {sigma}) messages/day; post-period drift LogNormal(0, {drift})",
+                  "pre_period": f"{PRE_DAYS} days, x ~ Poisson({PRE_DAYS} lambda) for {history:.0%} of users "
+                                "(the rest have no history)",
+                  "exposure": f"{day0:.0%} on day 0, the rest uniform over days 1..{days - 1}",
+                  "metric": "messages per user since exposure, cumulative, read at the end of each day",
+                  "always_valid": {"method": "normal-mixture confidence sequence (Howard et al. 2021; GAVI)",
+                                   "n_tune": n_tune},
+                  "seed": seed},
+        "aa": {**aa_rates, "truth": "no effect",
+               "targets": {"fixed_horizon_read_once_at_end": [0.03, 0.07],
+                           "always_valid_read_daily_ever_excludes_0": "<= 0.05"},
+               "pass": {"fixed_horizon_read_once_at_end":
+                        0.03 <= aa_rates["fixed_horizon_read_once_at_end"] <= 0.07,
+                        "always_valid_read_daily_ever_excludes_0":
+                        aa_rates["always_valid_read_daily_ever_excludes_0"] <= 0.05}},
+        "ab": {"planted_relative_effect": effect, "true_absolute_effect_at_end": round(true_abs, 4),
+               "mean_estimated_effect_at_end": round(float(ab_end.mean()), 4),
+               "mean_cuped_estimate_at_end": round(float(ab["cuped_effect"].mean()), 4),
+               "power": ab_rates,
+               "always_valid_first_detection_day_median": float(np.median(detected)) if detected.size else None},
+        "srm": srm_out,
+        "cuped": {"metric": "messages per user since exposure, at the end",
+                  "covariate": f"messages in the {PRE_DAYS}-day pre-exposure window (missing-history indicator "
+                               "for new users)",
+                  "variance_reduction_mean": round(float(aa["cuped_vr"].mean()), 4),
+                  "variance_reduction_p05": round(float(np.percentile(aa["cuped_vr"], 5)), 4),
+                  "ci_width_before_mean": round(float(aa["cuped_width_before"].mean()), 4),
+                  "ci_width_after_mean": round(float(aa["cuped_width_after"].mean()), 4),
+                  "goal": 0.30, "pass": bool(aa["cuped_vr"].mean() >= 0.30)},
+        "seconds": {"simulation_and_analysis": round(sim_s, 2), "total": round(time.perf_counter() - t0, 2)},
+    }
