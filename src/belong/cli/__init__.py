@@ -45,6 +45,10 @@ from belong.cli import bench_experiments as _bench_experiments  # noqa: E402
 
 _bench_experiments.register(app, bench)
 
+from belong.cli import ope as _ope  # noqa: E402
+
+_ope.register(app, bench)
+
 
 def main() -> None:
     try:
