@@ -4,12 +4,14 @@ by an exploring surface logged as impression events with their propensities, and
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 import belong.ranking  # noqa: F401 - registers the mmr selector
 from belong import surfaces
+from belong.bench.ope import bench_ope
 from belong.datasets import write_world
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.eventlog import open_store
@@ -159,3 +161,10 @@ def test_cli_ope(logged, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "ope", "--policy", logged["logging"], "--store", logged["store"],
                            "--logging", "communities")
     assert code == 2 and "exploration slot" in err
+
+
+@pytest.mark.skipif(not os.environ.get("BELONG_OBP_PYTHON"), reason="BELONG_OBP_PYTHON (an obp interpreter) unset")
+def test_store_feedback_matches_obp(logged):
+    policy = _surface(logged["tmp"], "explore_more_obp", 0.6)
+    out = bench_ope(store=logged["store"], policy=policy, logging=logged["logging"], window_days=1.0)
+    assert out["max_abs_diff"] <= 1e-6 and {"ips", "snips", "dm", "dr"} <= set(out["abs_diff"])

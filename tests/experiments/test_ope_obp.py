@@ -26,11 +26,13 @@ def test_bench_ope_without_obp_reports_belong_and_a_refusal(monkeypatch):
 
 def test_benchmark_data_is_close_to_the_truth_on_average():
     """The generators' logging and evaluation policies are what the estimators assume: on a large log, IPS and DR
-    agree with each other and SNIPS within sampling error."""
-    fb = logged_slot(np.random.default_rng(5), 6000)
+    agree with each other, with SNIPS and with the true value within sampling error."""
+    fb, truth = logged_slot(np.random.default_rng(5), 6000)
     est = evaluate_slot(fb)
     assert abs(est["ips"].value - est["dr"].value) < 4 * est["ips"].se
     assert abs(est["snips"].value - est["ips"].value) < 4 * est["ips"].se
+    for name in ("ips", "snips", "dr"):  # the generator knows the evaluation policy's true value
+        assert abs(est[name].value - truth) < 4 * est["ips"].se, name
     lists = evaluate_slate(logged_lists(np.random.default_rng(6), 500))
     assert all(e.ess is not None and e.ess > 1 for e in lists.values())
 

@@ -57,7 +57,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if as_json:
             typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return
-        typer.echo(f"{out['slot_rounds']} slot rounds of {out['lists']} lists; logged value at the slot "
+        typer.echo(f"{out['slot_rounds']} slot rounds of {out['logged_lists']} lists; logged value at the slot "
                    f"{out['logged_value_at_slot']}")
         _echo_estimates(f"exploration slot (position {out['slot_position']})", out["slot"])
         _echo_estimates("whole lists", out["lists"])
@@ -72,6 +72,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                        "(default: BELONG_OBP_PYTHON)."),
         seed: int = typer.Option(0, "--seed"),
         keep: Path = typer.Option(None, "--keep", help="Keep the dumped data and obp script in this folder."),
+        store: str = typer.Option(None, "--store", help="Compare on this store's logged lists (with --policy) "
+                                  "instead of generated data."),
+        policy: str = typer.Option(None, "--policy", help="With --store: the evaluation policy (as `belong ope`)."),
+        logging: str = typer.Option("communities", "--logging", help="With --store: the logging surface."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     ) -> None:
         """belong's off-policy estimators against obp's on the same logged data (max abs difference, goal 1e-6)."""
@@ -80,13 +84,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from belong.bench.ope import bench_ope
 
         with err.status("estimating (belong, then obp in its own interpreter)"):
-            out = bench_ope(rounds, lists, seed=seed, python=obp_python, keep=keep)
+            out = bench_ope(rounds, lists, seed=seed, python=obp_python, keep=keep, store=store, policy=policy,
+                            logging=logging)
         if as_json:
             typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return
         for name, e in out["belong"].items():
             ref = (out.get("obp") or {}).get(name)
-            typer.echo(f"{name:24s} belong {e['value']:.10f}" + (f"  obp {ref:.10f}" if ref is not None else ""))
+            mine = "refused" if e["value"] is None else f"{e['value']:.10f}"
+            typer.echo(f"{name:24s} belong {mine}" + (f"  obp {ref:.10f}" if ref is not None else ""))
         if out.get("obp"):
             typer.echo(f"max abs difference {out['max_abs_diff']:.3g} (goal 1e-6)")
         else:

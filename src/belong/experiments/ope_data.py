@@ -189,7 +189,7 @@ def build(lists: list[LoggedList], policy: Callable[[LoggedList], PolicyAnswer],
     slot_fb = _slot_feedback(rounds) if rounds else None
     slate = SlateFeedback(reward=rew, pscore=ps, eval_pscore=es, unsupported=unsupported, mask=mask) if lists \
         else None
-    info = {"lists": len(lists), "slot_rounds": len(rounds), "slot_position": slot + 1,
+    info = {"logged_lists": len(lists), "slot_rounds": len(rounds), "slot_position": slot + 1,
             "slot_rewards": int(sum(r["reward"] for r in rounds)),
             "logging_propensity_mismatches": mismatch}
     return OpeData(lists, slot_fb, slate, info)
@@ -261,14 +261,12 @@ def load_policy(spec: str, state: WorldState, *, like: Pipeline | None = None) -
     return pipeline
 
 
-def evaluate_store(store: str, policy: str, *, logging: str = "communities", window_days: float = 7.0,
-                   max_lists: int | None = 2000, progress: Callable[[int, int], None] | None = None,
-                   ) -> dict[str, Any]:
-    """``belong ope``: the evaluation policy's estimated value from the store's logged lists of the logging
-    surface's kind (see the module docstring), every estimator with its ESS and largest weight, or refusals."""
+def store_feedback(store: str, policy: str, *, logging: str = "communities", window_days: float = 7.0,
+                   max_lists: int | None = 2000, progress: Callable[[int, int], None] | None = None) -> OpeData:
+    """The logged lists of ``store`` (of the logging surface's kind, the first ``max_lists`` in time) as slot and
+    whole-list feedback for ``policy`` (see the module docstring)."""
     from belong import surfaces
     from belong.eventlog import open_store
-    from belong.experiments.ope import evaluate_slate, evaluate_slot
     from belong.state import as_of, from_store
 
     if window_days <= 0:
@@ -302,14 +300,26 @@ def evaluate_store(store: str, policy: str, *, logging: str = "communities", win
         return run
 
     data = build(usable, tick(pipeline_policy(pol)), tick(pipeline_policy(log_pipe)), slot=slot)
+    data.info = {"policy": policy, "logging": logging, "store_lists": len(lists),
+                 "skipped_unknown_users": len(lists) - len(usable), "window_days": window_days, **data.info}
+    return data
+
+
+def evaluate_store(store: str, policy: str, *, logging: str = "communities", window_days: float = 7.0,
+                   max_lists: int | None = 2000, progress: Callable[[int, int], None] | None = None,
+                   ) -> dict[str, Any]:
+    """``belong ope``: the evaluation policy's estimated value from the store's logged lists, every estimator with
+    its ESS and largest weight, or refusals with the reason."""
+    from belong.experiments.ope import evaluate_slate, evaluate_slot
+
+    data = store_feedback(store, policy, logging=logging, window_days=window_days, max_lists=max_lists,
+                          progress=progress)
     out: dict[str, Any] = {
-        "policy": policy, "logging": logging, "store_lists": len(lists),
-        "skipped_unknown_users": len(lists) - len(usable), "window_days": window_days, **data.info,
+        **data.info,
         "logged_value_at_slot": float(data.slot.reward.mean()) if data.slot is not None else None,
         "slot": {k: e.to_dict() for k, e in evaluate_slot(data.slot).items()} if data.slot is not None else None,
         "lists": {k: e.to_dict() for k, e in evaluate_slate(data.slate).items()} if data.slate is not None else None,
     }
-    warnings = sorted({e["warning"] for part in ("slot", "lists") for e in (out[part] or {}).values()
-                       if e["warning"]})
-    out["warnings"] = warnings
+    out["warnings"] = sorted({e["warning"] for part in ("slot", "lists") for e in (out[part] or {}).values()
+                              if e["warning"]})
     return out
