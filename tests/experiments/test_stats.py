@@ -171,3 +171,21 @@ def test_srm_refuses_undeclared_arms():
     with pytest.raises(ValidationError) as e:
         srm({"a": 5, "x": 3}, {"a": 0.5, "b": 0.5})
     assert e.value.field == "counts"
+
+
+def test_cuped_batch_is_compare_run_by_run():
+    from belong.experiments.stats import cuped_batch
+
+    rng = np.random.default_rng(8)
+    R, N = 4, 700
+    x = rng.lognormal(0, 1, (R, N))
+    y = 1.5 * x + rng.normal(0, 1, (R, N))
+    t = rng.random((R, N)) < 0.5
+    x[rng.random((R, N)) < 0.2] = np.nan
+    mask = rng.random((R, N)) < 0.8
+    b = cuped_batch(y, t, x, mask)
+    for r in range(R):
+        m = mask[r]
+        (c,) = compare(y[r, m], np.where(t[r, m], "t", "c"), control="c", x_pre=x[r, m])
+        assert b["effect"][r] == pytest.approx(c.effect, rel=1e-9) and b["se"][r] == pytest.approx(c.se, rel=1e-9)
+        assert b["se_unadjusted"][r] == pytest.approx(c.se_unadjusted, rel=1e-9)

@@ -23,6 +23,7 @@ def test_aa_false_positives_and_always_valid_peeking(small):
     # expected 0.05; 120 runs: sd 0.02, so [0, 0.13] is > 4 sd wide
     assert aa["fixed_horizon_read_once_at_end"] <= 0.13
     assert aa["always_valid_read_daily_ever_excludes_0"] <= 0.08
+    assert aa["cuped_always_valid_read_daily_ever_excludes_0"] <= 0.08
     # peeking at the fixed-horizon interval every day rejects at least as often as reading it once
     assert aa["naive_fixed_horizon_read_daily_ever_rejects"] >= aa["fixed_horizon_read_once_at_end"]
     assert aa["naive_fixed_horizon_read_daily_ever_rejects"] >= aa["always_valid_read_daily_ever_excludes_0"]
@@ -33,6 +34,8 @@ def test_ab_power_ordering_and_cuped(small):
     assert p["fixed_horizon_read_once_at_end"] > small["aa"]["fixed_horizon_read_once_at_end"]
     assert p["cuped_fixed_horizon_at_end"] >= p["fixed_horizon_read_once_at_end"] - 0.05
     assert p["always_valid_read_once_at_end"] <= p["fixed_horizon_read_once_at_end"]
+    # CUPED narrows the always-valid interval too: read daily it finds the effect at least about as often
+    assert p["cuped_always_valid_read_daily_ever_excludes_0"] >= p["always_valid_read_daily_ever_excludes_0"] - 0.05
     cu = small["cuped"]
     assert cu["variance_reduction_mean"] >= 0.3 and cu["ci_width_after_mean"] < cu["ci_width_before_mean"]
 

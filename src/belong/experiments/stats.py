@@ -124,6 +124,50 @@ def welch(mean_t: ArrayLike, var_t: ArrayLike, n_t: ArrayLike, mean_c: ArrayLike
     return {"effect": effect, "se": se, "df": df, "p_value": p, "ci_low": effect - q * se, "ci_high": effect + q * se}
 
 
+def _hc2_batch(cols: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficient 1 and its HC2 standard error of the OLS of ``y`` on ``cols``, for many runs at once: every array
+    (runs, units); written with column products (k is small) instead of stacked matrices, which numpy multiplies
+    slowly."""
+    k = len(cols)
+    pairs = [(i, j) for i in range(k) for j in range(i, k)]
+    prod = {(i, j): cols[i] * cols[j] for i, j in pairs}
+    xtx = np.empty((y.shape[0], k, k))
+    for (i, j), p in prod.items():
+        xtx[:, i, j] = xtx[:, j, i] = p.sum(axis=1)
+    inv = np.linalg.pinv(xtx, hermitian=True)
+    xty = np.stack([(c * y).sum(axis=1) for c in cols], axis=1)
+    beta = (inv @ xty[:, :, None])[:, :, 0]
+    e = y - sum(beta[:, i, None] * cols[i] for i in range(k))
+    h = sum((1.0 if i == j else 2.0) * inv[:, i, j, None] * p for (i, j), p in prod.items())
+    w = e * e / np.clip(1.0 - h, 1e-12, None)
+    meat = np.empty_like(xtx)
+    for (i, j), p in prod.items():
+        meat[:, i, j] = meat[:, j, i] = (w * p).sum(axis=1)
+    cov = inv @ meat @ inv
+    return beta[:, 1], np.sqrt(np.maximum(cov[:, 1, 1], 0.0))
+
+
+def cuped_batch(y: np.ndarray, treat: np.ndarray, x: np.ndarray, mask: np.ndarray, *,
+                unadjusted: bool = True) -> dict[str, np.ndarray]:
+    """The CUPED estimate of :func:`compare` (HC2, missing-history indicator) for many experiments at once: arrays
+    (runs, units), ``mask`` the units each run includes. Returns effect and se per run (and the unadjusted ones).
+    Runs where nobody has history (or every unit is missing history) get the zero column's coefficient 0, so their
+    effect and se are the plain ones (``compare`` then reports ``cuped_used`` False)."""
+    m = mask.astype(float)
+    n = m.sum(axis=1, keepdims=True)
+    have = np.isfinite(x) & mask
+    xf = np.where(have, x, 0.0)
+    miss = (~np.isfinite(x) & mask).astype(float)
+    cols = [m, treat * m, (xf - (xf * m).sum(axis=1, keepdims=True) / n) * m,
+            (miss - miss.sum(axis=1, keepdims=True) / n) * m]
+    yv = np.where(mask, y, 0.0)
+    effect, se = _hc2_batch(cols, yv)
+    out = {"effect": effect, "se": se}
+    if unadjusted:
+        out["effect_unadjusted"], out["se_unadjusted"] = _hc2_batch(cols[:2], yv)
+    return out
+
+
 def _sandwich(X: np.ndarray, y: np.ndarray, cluster: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """OLS coefficients and their HC2 (no clusters) or CR1 (clusters) covariance."""
     XtX_inv = np.linalg.pinv(X.T @ X)
