@@ -155,6 +155,10 @@ def test_cli_ope(logged, monkeypatch, capsys):
     assert code == 0, err
     data = json.loads(outp)
     assert set(data["slot"]) == {"ips", "snips", "dm", "dr"} and "pseudo_inverse" in data["lists"]
+    trending = _surface(logged["tmp"], "cli_trending", 0.5, explore="trending")
+    code, outp, err = run_cli(monkeypatch, capsys, "ope", "--policy", trending, "--logging", logged["logging"],
+                              "--store", logged["store"], "--window-days", "1")
+    assert code == 0 and "ips" in outp and "refused" in outp and "never takes" in " ".join(err.split())
     code, _, err = run_cli(monkeypatch, capsys, "ope", "--policy", logged["logging"], "--store",
                            str(logged["tmp"] / "nowhere"))
     assert code == 2 and "store" in err
