@@ -189,3 +189,12 @@ def test_cuped_batch_is_compare_run_by_run():
         (c,) = compare(y[r, m], np.where(t[r, m], "t", "c"), control="c", x_pre=x[r, m])
         assert b["effect"][r] == pytest.approx(c.effect, rel=1e-9) and b["se"][r] == pytest.approx(c.se, rel=1e-9)
         assert b["se_unadjusted"][r] == pytest.approx(c.se_unadjusted, rel=1e-9)
+
+
+def test_no_variation_gives_an_exact_answer_not_nan():
+    arm = np.array(["a", "b"] * 20)
+    (r,) = compare(np.zeros(40), arm, control="a")
+    assert (r.effect, r.se, r.p_value, r.ci_low, r.ci_high, r.av_ci_low, r.av_ci_high) == (0, 0, 1.0, 0, 0, 0, 0)
+    assert np.isnan(r.rel_effect)  # relative to a zero control mean
+    (r,) = compare(np.where(arm == "b", 1.0, 0.0), arm, control="a")
+    assert r.effect == 1.0 and r.p_value == 0.0 and r.ci_low == r.ci_high == 1.0

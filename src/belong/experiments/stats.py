@@ -274,12 +274,17 @@ def _compare_pair(name: str, control: str, t: np.ndarray, y: np.ndarray, z: np.n
         effect, se = float(beta[1]), math.sqrt(max(cov[1, 1], 0.0))
         cuped_used = True
         vr = 1.0 - (se * se) / (se0 * se0) if se0 > 0 else None
-    if cl is None and not cuped_used:
+    if np.ptp(z[t]) == 0 and np.ptp(z[~t]) == 0:
+        se = 0.0  # not the rounding residue of the sandwich
+        vr = None
+    if se == 0.0:  # no variation in either arm (e.g. a guardrail nobody triggered): the difference is exact
+        p, lo, hi = (1.0 if effect == 0 else 0.0), effect, effect
+    elif cl is None and not cuped_used:
         w = welch(np.mean(z[t]), np.var(z[t], ddof=1), n_t, np.mean(z[~t]), np.var(z[~t], ddof=1), n_c, alpha)
         p, lo, hi = float(w["p_value"]), float(w["ci_low"]), float(w["ci_high"])
     else:
         q = float(sps.norm.ppf(1.0 - alpha / 2.0))
-        p = float(2.0 * sps.norm.sf(abs(effect) / se)) if se > 0 else (0.0 if effect else 1.0)
+        p = float(2.0 * sps.norm.sf(abs(effect) / se))
         lo, hi = effect - q * se, effect + q * se
     hw = float(gavi_halfwidth(se, n_t + n_c, alpha, n_tune))
     rel = effect / mean_c if mean_c != 0 else float("nan")
