@@ -27,6 +27,10 @@ def test_aa_false_positives_and_always_valid_peeking(small):
     # peeking at the fixed-horizon interval every day rejects at least as often as reading it once
     assert aa["naive_fixed_horizon_read_daily_ever_rejects"] >= aa["fixed_horizon_read_once_at_end"]
     assert aa["naive_fixed_horizon_read_daily_ever_rejects"] >= aa["always_valid_read_daily_ever_excludes_0"]
+    by_day = aa["ever_rejected_by_day"]
+    assert by_day["naive_fixed_horizon"][-1] == pytest.approx(aa["naive_fixed_horizon_read_daily_ever_rejects"],
+                                                              abs=1e-4)
+    assert all(a <= b for a, b in zip(by_day["always_valid"], by_day["always_valid"][1:], strict=False))
 
 
 def test_ab_power_ordering_and_cuped(small):
@@ -59,11 +63,15 @@ def test_vectorised_daily_reading_is_compare():
             assert d["av_excludes"][r, day] == (res.av_ci_low > 0 or res.av_ci_high < 0)
 
 
-def test_cli_bench_experiments_json(monkeypatch, capsys):
+def test_cli_bench_experiments_json(monkeypatch, capsys, tmp_path):
+    report = tmp_path / "exp.html"
     code, out, _ = run_cli(monkeypatch, capsys, "bench", "experiments", "--runs", "6", "--days", "3", "--users",
-                           "300", "--json")
+                           "300", "--json", "--report", str(report))
     assert code == 0
     data = json.loads(out)
     assert data["model"]["runs"] == 6 and set(data) >= {"aa", "ab", "srm", "cuped", "seconds"}
+    assert len(data["aa"]["ever_rejected_by_day"]["always_valid"]) == 3
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 2 and "Sample-ratio mismatch" in page
     code, _, err = run_cli(monkeypatch, capsys, "bench", "experiments", "--n-tune", "-1")
     assert code == 2 and "n-tune" in err

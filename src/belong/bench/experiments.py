@@ -131,6 +131,17 @@ def _rates(b: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
+def _by_day(b: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """Share of runs that have rejected (or excluded 0) on or before each day, per way of reading."""
+    def ever(key: str) -> list[float]:
+        return [round(float(v), 4) for v in np.logical_or.accumulate(b[key], axis=1).mean(axis=0)]
+
+    return {"naive_fixed_horizon": ever("daily_fixed_reject"), "always_valid": ever("daily_av_excludes"),
+            "cuped_naive_fixed_horizon": ever("daily_cuped_fixed_reject"),
+            "cuped_always_valid": ever("daily_cuped_av_excludes"),
+            "fixed_horizon_that_day": [round(float(v), 4) for v in b["daily_fixed_reject"].mean(axis=0)]}
+
+
 def _srm_block(rng: np.random.Generator, runs: int, sizes: list[int]) -> dict[str, Any]:
     rows = []
     for n in sizes:
@@ -189,7 +200,7 @@ def bench_experiments(runs: int = 500, days: int = 28, users: int = 4000, *, eff
                   "always_valid": {"method": "normal-mixture confidence sequence (Howard et al. 2021; GAVI)",
                                    "n_tune": n_tune},
                   "seed": seed},
-        "aa": {**aa_rates, "truth": "no effect",
+        "aa": {**aa_rates, "truth": "no effect", "ever_rejected_by_day": _by_day(aa),
                "targets": {"fixed_horizon_read_once_at_end": [0.03, 0.07],
                            "always_valid_read_daily_ever_excludes_0": "<= 0.05"},
                "pass": {"fixed_horizon_read_once_at_end":
@@ -199,7 +210,7 @@ def bench_experiments(runs: int = 500, days: int = 28, users: int = 4000, *, eff
         "ab": {"planted_relative_effect": effect, "true_absolute_effect_at_end": round(true_abs, 4),
                "mean_estimated_effect_at_end": round(float(ab_end.mean()), 4),
                "mean_cuped_estimate_at_end": round(float(ab["cuped_effect"].mean()), 4),
-               "power": ab_rates,
+               "power": ab_rates, "detected_by_day": _by_day(ab),
                "always_valid_first_detection_day_median": float(np.median(detected)) if detected.size else None},
         "srm": srm_out,
         "cuped": {"metric": "messages per user since exposure, at the end",

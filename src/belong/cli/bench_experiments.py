@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -14,6 +17,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         effect: float = typer.Option(0.15, "--effect", help="Planted relative effect of the A/B runs."),
         n_tune: float = typer.Option(None, "--n-tune", help="Always-valid tuning (default: expected exposed users)."),
         seed: int = typer.Option(0, "--seed"),
+        report: Path = typer.Option(None, "--report", help="Also write an HTML report (plots by day) here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     ) -> None:
         """False-positive rates, power, SRM and CUPED figures (see belong/bench/experiments.py for the model)."""
@@ -25,6 +29,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if n_tune is not None and n_tune <= 0:
             raise ValidationError("--n-tune", f"must be positive, got {n_tune}")
         out = bench_experiments(runs, days, users, effect=effect, n_tune=n_tune, seed=seed)
+        if report is not None:
+            from belong.bench.experiments_report import write_report
+
+            Console(stderr=True).print(f"report written to {write_report(report, out)}")
         if as_json:
             typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
             return
