@@ -15,7 +15,8 @@ from cli_runner import run_cli
 
 @pytest.fixture(scope="module")
 def small():
-    return bench_experiments(runs=120, days=10, users=1500, effect=0.3, srm_sizes=(20000, 50000), seed=3)
+    return bench_experiments(runs=120, days=10, users=1500, effect=0.3, srm_sizes=(20000, 50000), seed=3,
+                             world_users=2000)
 
 
 def test_aa_false_positives_and_always_valid_peeking(small):
@@ -42,6 +43,9 @@ def test_ab_power_ordering_and_cuped(small):
     assert p["cuped_always_valid_read_daily_ever_excludes_0"] >= p["always_valid_read_daily_ever_excludes_0"] - 0.05
     cu = small["cuped"]
     assert cu["variance_reduction_mean"] >= 0.3 and cu["ci_width_after_mean"] < cu["ci_width_before_mean"]
+    world = cu["simulated_world"]  # belong's own simulator: messages in the last 28 days, the 28 before as covariate
+    assert 0.5 < world["users_with_history"] < 1 and world["variance_reduction_mean"] >= 0.2
+    assert world["ci_width_after_mean"] < world["ci_width_before_mean"]
 
 
 def test_srm_flags_52_48_and_not_50_50(small):
@@ -66,7 +70,7 @@ def test_vectorised_daily_reading_is_compare():
 def test_cli_bench_experiments_json(monkeypatch, capsys, tmp_path):
     report = tmp_path / "exp.html"
     code, out, _ = run_cli(monkeypatch, capsys, "bench", "experiments", "--runs", "6", "--days", "3", "--users",
-                           "300", "--json", "--report", str(report))
+                           "300", "--world-users", "0", "--json", "--report", str(report))
     assert code == 0
     data = json.loads(out)
     assert data["model"]["runs"] == 6 and set(data) >= {"aa", "ab", "srm", "cuped", "seconds"}

@@ -65,7 +65,8 @@ true effect {ab['true_absolute_effect_at_end']} at the end)</h2>
 <table><tr><th>exposures</th><th>true 50/50 not flagged</th><th>p = 0.52 flagged</th><th>exact 52/48 χ²</th>
 <th>p</th><th>flagged</th></tr>{srm_rows}</table>
 <p>simulated A/A runs not flagged: {_fmt(srm['aa_runs_not_flagged'])}</p>
-<h2>CUPED</h2>{_table(cu, ("", ""))}
+<h2>CUPED</h2>{_table(cu, ("generative model", ""))}
+{_table(cu["simulated_world"], ("belong's simulated world", "")) if cu.get("simulated_world") else ""}
 <p class="muted">{html.escape(str(out['seconds']))}</p>
 </body></html>"""
 
