@@ -164,10 +164,7 @@ def build(lists: list[LoggedList], policy: Callable[[LoggedList], PolicyAnswer],
                 continue
             mask[i, k] = True
             rew[i, k], ps[i, k] = lst.reward[k], lst.propensity[k]
-            if k == slot and ev.slot_dist is not None:
-                es[i, k] = ev.slot_dist.get(item, 0.0)
-            else:
-                es[i, k] = 1.0 if k < len(ev.greedy) and ev.greedy[k] == item else 0.0
+            es[i, k] = _position_dist(ev, k).get(item, 0.0)
         # evaluation mass on (item, position) pairs the logging policy never shows
         for k in range(K):
             e_dist = _position_dist(ev, k)
