@@ -149,6 +149,18 @@ def test_a_policy_exploring_where_logging_never_did_is_refused(logged):
     assert out["warnings"]
 
 
+def test_a_policy_exploring_at_another_position_is_refused_for_whole_lists(logged):
+    """Exploring at position 2, where logging always showed its greedy item: whole-list estimates are refused;
+    at logging's slot (position 3) the new policy is deterministic and its greedy item is in logging's support."""
+    path = logged["tmp"] / "slot2.toml"
+    path.write_text(SURFACE.format(eps=0.5, explore="new_communities").replace("explore_slot = 3",
+                                                                               "explore_slot = 2"))
+    out = evaluate_store(logged["store"], str(path), logging=logged["logging"], window_days=1.0)
+    for e in out["lists"].values():
+        assert e["value"] is None and "never shows" in e["warning"]
+    assert out["slot"]["ips"]["value"] is not None and out["slot"]["ips"]["warning"] is None
+
+
 def test_cli_ope(logged, monkeypatch, capsys):
     code, outp, err = run_cli(monkeypatch, capsys, "ope", "--policy", logged["logging"], "--logging",
                               logged["logging"], "--store", logged["store"], "--window-days", "1", "--json")
