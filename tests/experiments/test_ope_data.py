@@ -14,6 +14,7 @@ from belong import surfaces
 from belong.bench.ope import bench_ope
 from belong.datasets import write_world
 from belong.domain import Event, EventType, Surface, TargetKind
+from belong.errors import ValidationError
 from belong.eventlog import open_store
 from belong.experiments.ope_data import evaluate_store, logged_lists
 from belong.pipeline.types import Request
@@ -139,6 +140,24 @@ def test_a_more_exploring_policy_is_weighted_by_hand(logged):
     assert out["slot"]["ips"]["value"] == pytest.approx(float((w * r).mean()), rel=1e-9)
     assert out["slot"]["snips"]["value"] == pytest.approx(float((w * r).sum() / w.sum()), rel=1e-9)
     assert out["slot"]["ips"]["max_weight"] == pytest.approx(float(w.max()))
+
+
+def test_an_artifact_as_the_policy(logged):
+    """``--policy`` may be a ``belong train`` artifact: its surface of the logged kind, loaded on the contexts."""
+    from belong.training.train import train
+
+    policy = _surface(logged["tmp"], "artifact_policy", 0.6)
+    manifest = train(logged["store"], logged["tmp"] / "models", [policy])
+    by_artifact = evaluate_store(logged["store"], manifest["path"], logging=logged["logging"], window_days=1.0)
+    by_surface = evaluate_store(logged["store"], policy, logging=logged["logging"], window_days=1.0)
+    assert by_artifact["slot_rounds"] == by_surface["slot_rounds"] > 0 and by_artifact["policy"] == manifest["path"]
+    # the artifact's sources were fitted on the whole log (the logged period too), so its lists may differ from
+    # what the logging policy could show: an estimate, or the refusal saying why
+    ips = by_artifact["slot"]["ips"]
+    assert (ips["value"] is not None and ips["ess"] > 1) or "never takes" in ips["warning"]
+    with pytest.raises(ValidationError) as e:
+        evaluate_store(logged["store"], str(logged["tmp"]), logging=logged["logging"])
+    assert e.value.field == "policy"
 
 
 def test_a_policy_exploring_where_logging_never_did_is_refused(logged):

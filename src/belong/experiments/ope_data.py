@@ -12,6 +12,8 @@
   shown, among the candidates the selector is handed after the live rules, as serving calls ``finish``). The
   evaluation policy's distribution gives the weights; the logging policy's re-run gives its support
   (which items it could have put there), for the refusal. The weights use the *logged* propensities.
+* An artifact as the policy is loaded on those contexts with its sources as saved: fitted on whatever its store held
+  at training time (possibly the logged period too), so its lists can differ from a fit as of the first list.
 """
 
 from __future__ import annotations
