@@ -92,7 +92,7 @@ OPENAPI_PARAMETERS: list[dict[str, Any]] = [
            required=True),
     _param("k", {"type": "integer", "minimum": 1, "maximum": K_MAX, "default": K_DEFAULT}, "how many items"),
     _param("debug", {"type": "boolean", "default": False},
-           "add the stage trace: timings, removed candidates and why"),
+           "add the stage trace: timings, removed candidates and why (needs an admin API key: 403 otherwise)"),
     _param("locale", {"type": "string", "maxLength": LOCALE_MAX}, "new user (unknown id): language"),
     _param("age_group", {"type": "string", "enum": [a.value for a in AgeGroup]}, "new user (unknown id): age group"),
     _param("interests", {"type": "string", "maxLength": INTERESTS_MAX}, "new user: comma-separated tags"),

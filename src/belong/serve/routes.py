@@ -4,7 +4,7 @@ app: ``request.app.state.service``) and shapes the answer; the work happens ther
 ====================================================  =======  ==========================================
 route                                                 auth     what
 ====================================================  =======  ==========================================
-GET  /v1/recommendations/{surface}?user_id&k&debug    —        ranked items (see :mod:`belong.serve.engine`)
+GET  /v1/recommendations/{surface}?user_id&k&debug    — (1)    ranked items (see :mod:`belong.serve.engine`)
 POST /v1/events                                       write    batch of events: all valid or none stored
 POST /v1/impressions                                  write    what was shown (request id, position, propensity)
 GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  —   co-membership neighbours
@@ -13,6 +13,9 @@ POST /v1/models                                       admin    build a new versi
 POST /v1/models/{version}/activate                    admin    atomic hot swap (and rollback)
 GET  /healthz, /readyz, /metrics                      —        liveness, readiness, Prometheus
 ====================================================  =======  ==========================================
+
+(1) ``debug=true`` and the feature rows need an admin key (:mod:`belong.serve.access`); every route that returns
+people or communities applies the surface's safety policy (:mod:`belong.serve.policy`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from fastapi.responses import Response
 from belong.domain import Event, Surface, parse_enum, parse_event, parse_id, parse_ts
 from belong.errors import ValidationError
 from belong.serve import similar
+from belong.serve.access import check_debug
 from belong.serve.auth import Role
 from belong.serve.errors import JSON, documented, error, json_response
 from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
@@ -83,13 +87,15 @@ def admin(request: Request) -> None:
 
 # ----------------------------------------------------------------------------------------------- reads
 @_route("GET", "/v1/recommendations/{surface}", response_model=Recommendations, tags=["recommendations"],
-            responses=documented(404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
+            responses=documented(403, 404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
 async def recommendations(surface: Surface, request: Request) -> Response:
     """Ranked items for a user: score, rank, source and explanation of each; ``degraded`` when a dependency
     failed or overran its budget (the answer then comes from cached candidates or popular items). A user id
     the model does not know is a new user, described by ``locale``, ``age_group`` and ``interests``."""
     q = parse_recommendation_query(request.query_params)  # by hand: see belong.serve.params
-    body = await service(request).engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user)
+    private = check_debug(request, q.debug)  # debug needs an admin key; feature rows are for admins only
+    body = await service(request).engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user,
+                                                   private=private)
     return Response(body, media_type=JSON)
 
 
