@@ -119,7 +119,7 @@ def _serve(store: Path, models: Path, port: int, console: Console, *, wait: bool
         console.print(f"""serving on {base} (OpenAPI: {base}/docs); API key for write/admin routes: {key}
 
   curl '{base}/v1/recommendations/communities?user_id={user}&k=10'
-  curl '{base}/v1/recommendations/people?user_id={user}&k=10&debug=true'
+  curl '{base}/v1/recommendations/people?user_id={user}&k=10&debug=true' -H 'Authorization: Bearer {key}'
   curl '{base}/v1/recommendations/content?user_id={user}&k=10'
   curl '{base}/v1/recommendations/communities?user_id=brand-new&locale=en&age_group=adult&interests=gaming,music'
   curl '{base}/v1/communities/{community}/similar'

@@ -45,6 +45,11 @@ def install(app: FastAPI, svc: Service) -> None:
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # not JSON at all: 400 (as OpenAPI says), the field is the body
+            at = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+            why = str((first.get("ctx") or {}).get("error") or first.get("msg") or "invalid JSON")
+            where = f" at byte {at}" if at is not None else ""
+            return error(400, "bad_request", f"body: not valid JSON ({why}{where})", "body", f"not valid JSON: {why}")
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
         field = ".".join(loc) or "body"
         return error(422, "validation", f"{field}: {first.get('msg', 'invalid')}", field, str(first.get("msg")))

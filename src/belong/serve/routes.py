@@ -34,8 +34,9 @@ from belong.errors import ValidationError
 from belong.serve import similar
 from belong.serve.access import check_debug
 from belong.serve.auth import Role
+from belong.serve.batches import refuse_conflicts
 from belong.serve.errors import JSON, documented, error, json_response
-from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
+from belong.serve.params import K_SIMILAR, OPENAPI_PARAMETERS, SIMILAR_PARAMETERS, parse_k, parse_recommendation_query
 from belong.serve.schemas import (
     Accepted,
     EventBatch,
@@ -100,18 +101,22 @@ async def recommendations(surface: Surface, request: Request) -> Response:
 
 
 @_route("GET", "/v1/communities/{community_id}/similar", response_model=Similar, tags=["similar"],
-            responses=documented(404, 422, 503))
-async def similar_communities(community_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
-    """Communities whose member sets overlap most with this one's (Jaccard)."""
+            responses=documented(404, 422, 503), openapi_extra={"parameters": SIMILAR_PARAMETERS})
+async def similar_communities(community_id: str, request: Request) -> Response:
+    """Communities whose member sets overlap most with this one's (Jaccard), among those anyone may see; a
+    community the caller may not see answers as an unknown one (404)."""
+    k = parse_k(request.query_params.get("k"), K_SIMILAR)
     model = service(request).engine.model()
     items = similar.similar_communities(model, parse_id(community_id, "community_id"), k)
     return json_response({"id": community_id, "model_version": model.version, "items": items})
 
 
 @_route("GET", "/v1/users/{user_id}/similar", response_model=Similar, tags=["similar"],
-            responses=documented(404, 422, 503))
-async def similar_users(user_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
-    """People whose communities overlap most with this user's (Jaccard)."""
+            responses=documented(404, 422, 503), openapi_extra={"parameters": SIMILAR_PARAMETERS})
+async def similar_users(user_id: str, request: Request) -> Response:
+    """People whose communities overlap most with this user's (Jaccard), under the user's own people-surface
+    rules (no block either way, no teen/adult strangers, ...)."""
+    k = parse_k(request.query_params.get("k"), K_SIMILAR)
     model = service(request).engine.model()
     items = similar.similar_users(model, parse_id(user_id, "user_id"), k)
     return json_response({"id": user_id, "model_version": model.version, "items": items})
@@ -135,6 +140,7 @@ async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
         except ValidationError as exc:
             svc.metrics.events.labels("rejected").inc(len(batch.events))
             raise ValidationError(f"events[{i}].{exc.field}", exc.reason) from None
+    refuse_conflicts(events, "events")
     return await _write(svc, events)
 
 
@@ -142,12 +148,13 @@ async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
              responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
 async def post_impressions(request: Request, batch: ImpressionBatch = Body()) -> Response:
     """Record what a recommendation response showed: one impression event per item (request id, position,
-    propensity) — the feedback the ranker will learn from. Idempotent per (request, position, item)."""
+    propensity) — the feedback the ranker will learn from. Idempotent per (user, request, position, item)."""
     surface = parse_enum(batch.surface, Surface, "surface")
     ts_us = time.time_ns() // 1000 if batch.ts in (None, "") else parse_ts(batch.ts, "ts")
     events = []
     for i, it in enumerate(batch.items):
-        digest = hashlib.sha256(f"{batch.request_id}\x00{it.position}\x00{it.item_id}".encode()).hexdigest()
+        key = f"{batch.user_id}\x00{batch.request_id}\x00{it.position}\x00{it.item_id}"  # whose impression, too
+        digest = hashlib.sha256(key.encode()).hexdigest()
         row = {"event_id": f"imp-{digest[:32]}", "ts": ts_us / 1e6, "type": "impression",
                "actor": batch.user_id, "target": it.item_id, "target_kind": _TARGET_KIND[surface],
                "request_id": batch.request_id, "surface": surface.value, "position": it.position,
@@ -156,6 +163,7 @@ async def post_impressions(request: Request, batch: ImpressionBatch = Body()) ->
             events.append(parse_event(row))
         except ValidationError as exc:
             raise ValidationError(_IMPRESSION_FIELDS.get(exc.field, f"items[{i}].{exc.field}"), exc.reason) from None
+    refuse_conflicts(events, "items", "")  # the same slot twice with different propensities
     return await _write(service(request), events)
 
 
