@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
 from belong.serve import errors, routes
+from belong.serve.openapi_links import add_links
 from belong.serve.service import Service
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelVersion
@@ -68,7 +69,7 @@ def create_app(
                                  routes=app.routes)
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = {
                 "type": "http", "scheme": "bearer", "description": "API key: `Authorization: Bearer <key>`"}
-            app.openapi_schema = schema
+            app.openapi_schema = add_links(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -21,20 +21,18 @@ people or communities applies the surface's safety policy (:mod:`belong.serve.po
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
-from belong.domain import Event, Surface, parse_enum, parse_event, parse_id, parse_ts
+from belong.domain import Event, Surface, parse_id
 from belong.errors import ValidationError
 from belong.serve import similar
 from belong.serve.access import check_debug
 from belong.serve.auth import Role
-from belong.serve.batches import refuse_conflicts
+from belong.serve.batches import event_batch, impression_events
 from belong.serve.errors import JSON, documented, error, json_response
 from belong.serve.params import K_SIMILAR, OPENAPI_PARAMETERS, SIMILAR_PARAMETERS, parse_k, parse_recommendation_query
 from belong.serve.schemas import (
@@ -49,9 +47,6 @@ from belong.serve.schemas import (
 from belong.serve.service import Service
 from belong.training.locate import artifact_versions
 
-_TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surface.CONTENT: "content"}
-#: event fields of an impression that come from the batch, not from one item
-_IMPRESSION_FIELDS = {"actor": "user_id", "request_id": "request_id", "ts": "ts", "target": "item_id"}
 SECURED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 _ROUTES: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
@@ -133,14 +128,11 @@ async def _write(svc: Service, events: list[Event]) -> Response:
 async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
     """Store a batch of events durably (all or none), then fold them into the live state."""
     svc = service(request)
-    events = []
-    for i, row in enumerate(batch.events):
-        try:
-            events.append(parse_event(row))
-        except ValidationError as exc:
-            svc.metrics.events.labels("rejected").inc(len(batch.events))
-            raise ValidationError(f"events[{i}].{exc.field}", exc.reason) from None
-    refuse_conflicts(events, "events")
+    try:
+        events = event_batch(batch.events)
+    except ValidationError:
+        svc.metrics.events.labels("rejected").inc(len(batch.events))
+        raise
     return await _write(svc, events)
 
 
@@ -149,21 +141,7 @@ async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
 async def post_impressions(request: Request, batch: ImpressionBatch = Body()) -> Response:
     """Record what a recommendation response showed: one impression event per item (request id, position,
     propensity) — the feedback the ranker will learn from. Idempotent per (user, request, position, item)."""
-    surface = parse_enum(batch.surface, Surface, "surface")
-    ts_us = time.time_ns() // 1000 if batch.ts in (None, "") else parse_ts(batch.ts, "ts")
-    events = []
-    for i, it in enumerate(batch.items):
-        key = f"{batch.user_id}\x00{batch.request_id}\x00{it.position}\x00{it.item_id}"  # whose impression, too
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        row = {"event_id": f"imp-{digest[:32]}", "ts": ts_us / 1e6, "type": "impression",
-               "actor": batch.user_id, "target": it.item_id, "target_kind": _TARGET_KIND[surface],
-               "request_id": batch.request_id, "surface": surface.value, "position": it.position,
-               "propensity": it.propensity}
-        try:
-            events.append(parse_event(row))
-        except ValidationError as exc:
-            raise ValidationError(_IMPRESSION_FIELDS.get(exc.field, f"items[{i}].{exc.field}"), exc.reason) from None
-    refuse_conflicts(events, "items", "")  # the same slot twice with different propensities
+    events = impression_events(batch)
     return await _write(service(request), events)
 
 
