@@ -73,3 +73,11 @@ def test_one_event_id_with_two_contents_in_a_batch_is_refused_naming_the_field(t
 def test_models_show_no_filesystem_path(trust_app, trust_store) -> None:
     text = trust_app.get("/v1/models").text
     assert str(trust_store) not in text and "/tmp" not in text and ":\\\\" not in text
+
+
+@pytest.mark.parametrize("ts", ["1e308", 1e308, "-1e308"])
+def test_a_timestamp_too_large_to_scale_is_a_422_not_a_500(trust_app, ts) -> None:
+    """Found by the atheris fuzzer (tests/fuzz): ``round(1e308 * 1e6)`` raised OverflowError -> 500."""
+    event = {"event_id": "huge-ts", "ts": ts, "type": "view", "actor": "u12", "target": "c4"}
+    r = trust_app.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [event]})
+    assert r.status_code == 422 and r.json()["field"] == "events[0].ts", r.text
