@@ -81,3 +81,10 @@ def test_a_timestamp_too_large_to_scale_is_a_422_not_a_500(trust_app, ts) -> Non
     event = {"event_id": "huge-ts", "ts": ts, "type": "view", "actor": "u12", "target": "c4"}
     r = trust_app.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [event]})
     assert r.status_code == 422 and r.json()["field"] == "events[0].ts", r.text
+
+
+def test_a_405_lists_every_method_of_the_path(trust_app) -> None:
+    """Found by schemathesis (ST205): OPTIONS /v1/models answered ``Allow: GET`` though POST is a route too."""
+    r = trust_app.request("OPTIONS", "/v1/models")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST", r.headers
+    assert trust_app.request("DELETE", "/v1/events").headers["allow"] == "POST"

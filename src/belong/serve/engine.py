@@ -17,8 +17,9 @@ stage                 what
 
 The surface's scorer orders the list when it is made (the learned ranker when the version comes from a
 ``belong train`` artifact, else the blend). A join removes that community from the user's cached list at once; a
-leave, a block or a new friendship drops the list. The online features are returned with each item (the ranker's
-inputs, logged with the impression). Nothing here allocates arrays of the catalogue's size on a cache hit.
+leave, a block or a new friendship drops the list. The online features (the ranker's inputs) are returned with each
+item to admin callers only; everyone else gets the social proof (:mod:`belong.serve.access`). Nothing here
+allocates arrays of the catalogue's size on a cache hit.
 """
 
 from __future__ import annotations

@@ -39,6 +39,16 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": Error, "description": text[c]} for c in codes}
 
 
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The ``Allow`` header of ``path``: the methods of every route whose path matches it."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI, svc: Service) -> None:
     """Map every exception the API may meet to its answer."""
 
@@ -79,9 +89,11 @@ def install(app: FastAPI, svc: Service) -> None:
         return error(503, "unavailable", f"the event log is unavailable: {exc}", headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # every method of the path (routes are added one per method)
+            headers = (headers or {}) | {"Allow": allowed_methods(app, request.url.path)}
         return error(exc.status_code, kinds.get(exc.status_code, "http"), str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
