@@ -1,9 +1,9 @@
-"""Fuzz harness of the API's input parsers: the event parser (``POST /v1/events`` rows) and the impression parser
-(``POST /v1/impressions`` bodies). :func:`check` turns arbitrary bytes into a structured input — a JSON-like
-object whose keys are mostly the real field names and whose values are of every JSON type, often near the valid
-ones — and asserts the parser either answers or raises its documented error (``belong.errors.ValidationError``
-naming a field; for an impression body, also pydantic's ``ValidationError``, which the API answers 422). Anything
-else is a crash.
+"""Fuzz harness of the API's input parsers: the event parser (``POST /v1/events`` rows), the impression parser
+(``POST /v1/impressions`` bodies) and the recommendation query parser (``GET /v1/recommendations/...``).
+:func:`check` turns arbitrary bytes into a structured input — a JSON-like object whose keys are mostly the real
+field names and whose values are of every JSON type, often near the valid ones — and asserts the parser either
+answers or raises its documented error (``belong.errors.ValidationError`` naming a field; for an impression body,
+also pydantic's ``ValidationError``, which the API answers 422). Anything else is a crash.
 
 Run by atheris (coverage-guided; ``python parsers_harness.py -runs=N``) or, where atheris is not installed, by
 hypothesis (``tests/fuzz/test_fuzz_parsers.py``)."""
@@ -17,6 +17,7 @@ EVENT_KEYS = ["event_id", "ts", "timestamp", "type", "actor", "target", "target_
               "surface", "position", "propensity", "extra"]
 IMPRESSION_KEYS = ["request_id", "user_id", "surface", "ts", "items", "extra"]
 ITEM_KEYS = ["item_id", "position", "propensity", "extra"]
+QUERY_KEYS = ["user_id", "k", "debug", "locale", "age_group", "interests"]
 TYPES = ["join", "leave", "message", "reaction", "voice_minutes", "view", "friend_request", "friend_accept",
          "friend_remove", "block", "report", "impression", "click", "JOIN", "nope"]
 PLAUSIBLE: dict[str, list[Any]] = {
@@ -27,7 +28,9 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "value": [1, 2.5, 0, -1, "3", float("nan"), float("inf"), None], "request_id": ["r1", "", None, 5],
     "surface": ["communities", "people", "content", "nope", ""], "position": [0, 1, -1, "2", 2.5, True, 10**12],
     "propensity": [1.0, 0.5, 0, 1.5, "0.5", float("nan"), None], "user_id": ["u1", "u2", ""],
-    "item_id": ["c1", "u2", ""],
+    "item_id": ["c1", "u2", ""], "k": ["10", "1_0", "0", "101", " 7", "+7", "7.0", "\uff17", "99999999999"],
+    "debug": ["true", "false", "1", "maybe", ""], "locale": ["en", "pt-BR", "und", "x" * 40, "e n"],
+    "age_group": ["teen", "adult", "unknown", "child", ""], "interests": ["gaming,music", "", ",,,", "a" * 2100],
 }
 WORDS = ["join", "leave", "view", "impression", "click", "block", "friend_request", "community", "user", "content",
          "communities", "people", "u1", "c1", "x1", "2026-11-01T00:00:00Z", "1e308", "nan", "inf", "-1", "0", "1",
@@ -99,7 +102,18 @@ def check(data: bytes) -> None:
     from belong.serve.schemas import ImpressionBatch
 
     r = Reader(data)
-    if r.byte() & 1:
+    branch = r.byte() % 3
+    if branch == 2:  # the recommendation query (strings only, as a URL carries them)
+        from belong.serve.params import parse_recommendation_query
+
+        query = {k: (v if isinstance(v, str) else str(v)) for k, v in r.record(QUERY_KEYS).items()}
+        try:
+            q = parse_recommendation_query(query)
+        except ValidationError as exc:
+            assert exc.field and exc.reason, exc
+            return
+        assert 1 <= q.k <= 100 and q.user_id
+    elif branch == 1:
         rows = [r.record(EVENT_KEYS) if r.byte() % 5 else r.value() for _ in range(r.byte() % 4)]
         try:
             events = event_batch(rows)
