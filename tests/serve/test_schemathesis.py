@@ -48,9 +48,9 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation_on_any_route
                                                                                  tmp_path: Path) -> None:
     spec = httpx.get(f"{fuzz_server}/openapi.json").json()
     n_ops = sum(1 for item in spec["paths"].values() for m in item if m in ("get", "post", "put", "patch", "delete"))
-    stateless = _run(fuzz_server, tmp_path, "coverage,fuzzing", 20)
+    stateless = _run(fuzz_server, tmp_path, "coverage,fuzzing", 16)
     assert re.search(rf"Tested: {n_ops}\b", stateless), stateless[-3000:]  # every operation, new ones included
     assert "✅ Coverage" in stateless and "✅ Fuzzing" in stateless, stateless[-3000:]
-    stateful = _run(fuzz_server, tmp_path, "stateful", 12)
+    stateful = _run(fuzz_server, tmp_path, "stateful", 10)
     assert "✅ Stateful" in stateful, stateful[-3000:]
     assert httpx.get(f"{fuzz_server}/readyz").status_code == 200  # and the server is still well
