@@ -92,7 +92,8 @@ def test_a_malformed_newest_artifact_falls_back_to_the_previous_one_and_no_path_
     broken = models / f"{version}z"  # sorts after: the newest
     broken.mkdir()
     (broken / "manifest.json").write_text('{"format": 2, "files": {', encoding="utf-8")
-    settings = ServeSettings(admin_keys=frozenset({ADMIN_KEY}), models_dir=str(models), budget_sources_ms=30000.0)
+    settings = ServeSettings(admin_keys=frozenset({ADMIN_KEY}), models_dir=str(models), budget_sources_ms=30000.0,
+                             read_auth=False)
     with caplog.at_level(logging.WARNING, logger="belong.serve"), \
             TestClient(create_app(small_store, settings=settings)) as c:
         deadline = time.monotonic() + 300

@@ -66,4 +66,5 @@ def build_store(path: Path, n_users: int = 300, n_communities: int = 30, seed: i
 def settings(**over):
     from belong.serve.settings import ServeSettings
 
+    over.setdefault("read_auth", False)  # reads open here: what an answer carries; read keys: test_access.py
     return ServeSettings(write_keys=frozenset({WRITE_KEY}), admin_keys=frozenset({ADMIN_KEY}), **over)
