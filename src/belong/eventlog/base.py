@@ -3,7 +3,9 @@
 Contract (the tests of :class:`belong.testing.EventStoreContract`, run against every backend):
 
 * ``append`` is atomic per call and durable on return: once it returns, a SIGKILL of the process loses none of
-  the events it acknowledged. Re-sending an ``event_id`` already stored is a no-op (counted in ``duplicates``).
+  the events it acknowledged. Re-sending an ``event_id`` already stored is a no-op (counted in ``duplicates``);
+  within one batch the first row of an ``event_id`` is the one stored. ``AppendResult.inserted`` names the rows
+  of the batch the log actually inserted (their positions): only those may change a live state.
 * Entities (users, communities, content) are upserted by id: the last write wins.
 * Reads filter by half-open time range ``[start_us, end_us)`` and by event type, and return Arrow tables in
   (ts_us, seq) order, where ``seq`` is the order of acknowledgement.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,11 +36,28 @@ from belong.schema import (
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
+    """What one ``append`` did: ``accepted`` new rows, ``duplicates`` skipped, and ``inserted``, the positions in
+    the batch of the rows the log inserted (ascending; ``len(inserted) == accepted``). A sum of results (several
+    batches) keeps the counts only."""
+
     accepted: int
     duplicates: int
+    inserted: tuple[int, ...] = field(default=(), compare=False)
 
     def __add__(self, other: AppendResult) -> AppendResult:
         return AppendResult(self.accepted + other.accepted, self.duplicates + other.duplicates)
+
+
+def inserted_positions(event_ids: Sequence[str], inserted_ids: set[str]) -> tuple[int, ...]:
+    """Positions of the rows a backend inserted, given the batch's ids and the set of ids it inserted: the first
+    row of each inserted id (a store keeps the first copy of an id repeated in one batch)."""
+    left = set(inserted_ids)
+    out: list[int] = []
+    for i, eid in enumerate(event_ids):
+        if eid in left:
+            out.append(i)
+            left.discard(eid)
+    return tuple(out)
 
 
 def events_query(

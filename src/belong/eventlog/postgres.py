@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore, events_query
+from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ CREATE TEMP TABLE IF NOT EXISTS belong_stage_content (ord BIGINT NOT NULL, LIKE 
 _COPY_EVENTS = f"COPY belong_stage_events (ord, {_EVENT_COLS_SQL}) FROM STDIN (FORMAT csv)"
 _MOVE_EVENTS = (
     f"INSERT INTO events ({_EVENT_COLS_SQL}) SELECT {_EVENT_COLS_SQL} FROM belong_stage_events ORDER BY ord "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
@@ -152,15 +152,16 @@ class PostgresStore(EventStore):
     def _append_table(self, table: pa.Table) -> AppendResult:
         data = events_csv(table)
 
-        def run(conn: psycopg.Connection) -> int:
+        def run(conn: psycopg.Connection) -> set[str]:
             with conn.transaction(), conn.cursor() as cur:
                 with cur.copy(_COPY_EVENTS) as copy:
                     copy.write(data)
                 cur.execute(_MOVE_EVENTS)
-                return cur.rowcount
+                return {r[0] for r in cur.fetchall()}  # RETURNING: exactly the rows inserted
 
-        accepted = self._guard(run)
-        return AppendResult(accepted=accepted, duplicates=table.num_rows - accepted)
+        new_ids = self._guard(run)
+        positions = inserted_positions(table.column("event_id").to_pylist(), new_ids)
+        return AppendResult(accepted=len(positions), duplicates=table.num_rows - len(positions), inserted=positions)
 
     def _upsert(self, kind: str, table: pa.Table) -> int:
         names = ENTITY_SCHEMAS[kind].names

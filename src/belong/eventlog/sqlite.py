@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore, events_query
+from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 DB_NAME = "events.sqlite3"
@@ -98,15 +98,22 @@ class SqliteStore(EventStore):
         self._lock = threading.Lock()
 
     # -- writes ------------------------------------------------------------------------------------------------
-    def _write(self, sql: str, rows: list[tuple]) -> int:
-        """``executemany`` in one IMMEDIATE transaction, durable when it returns; the number of rows changed."""
+    def _write(self, sql: str, rows: list[tuple], *, before: Callable[[sqlite3.Connection], object] | None = None,
+               after: Callable[[sqlite3.Connection], object] | None = None) -> int:
+        """``executemany`` in one IMMEDIATE transaction, durable when it returns; the number of rows changed.
+        ``before`` and ``after`` run inside the transaction, around the statement."""
         with self._lock:
             conn = self._conn
-            before = conn.total_changes
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if before is not None:
+                        before(conn)
+                    start = conn.total_changes
                     conn.executemany(sql, rows)
+                    changed = conn.total_changes - start
+                    if after is not None:
+                        after(conn)
                     conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before COMMIT returns
                 except BaseException:
                     if conn.in_transaction:
@@ -114,12 +121,24 @@ class SqliteStore(EventStore):
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"store: writing to {self.path} failed: {exc}") from None
-            return conn.total_changes - before
+            return changed
 
     def _append_table(self, table: pa.Table) -> AppendResult:
         rows = table_rows(table, EVENT_COLUMNS)
-        accepted = self._write(_INSERT_EVENTS, rows)
-        return AppendResult(accepted=accepted, duplicates=len(rows) - accepted)
+        top: list[int] = []
+        new_ids: set[str] = set()
+
+        def mark(conn: sqlite3.Connection) -> None:
+            top.append(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+        def collect(conn: sqlite3.Connection) -> None:
+            # this transaction's rows are those above the highest ``seq`` before it (the write lock is held)
+            new_ids.update(r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (top[0],)))
+
+        accepted = self._write(_INSERT_EVENTS, rows, before=mark, after=collect)
+        positions = inserted_positions(table.column("event_id").to_pylist(), new_ids)
+        assert len(positions) == accepted, "the rows above the old top seq are this batch's"
+        return AppendResult(accepted=accepted, duplicates=len(rows) - accepted, inserted=positions)
 
     def _upsert(self, kind: str, table: pa.Table) -> int:
         names = ENTITY_SCHEMAS[kind].names

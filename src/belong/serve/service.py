@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from pathlib import Path
 
 from belong.domain import Event, EventType, Surface
@@ -22,7 +21,6 @@ from belong.serve.versions import ModelRegistry, ModelVersion, build_version, lo
 from belong.training.locate import artifact_versions
 
 log = logging.getLogger("belong.serve")
-RECENT_EVENT_IDS = 1_000_000
 
 
 def settle_heap() -> None:
@@ -54,7 +52,6 @@ class Service:
         self.metrics.watch_rows(self.features.rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
         self._store: EventStore | None = None
-        self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self.startup_error: str | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -133,24 +130,14 @@ class Service:
 
     # ------------------------------------------------------------------------------------------- events
     async def write(self, events: list[Event]) -> AppendResult:
-        """Append ``events`` durably (all or none), then fold the new ones into every loaded version."""
+        """Append ``events`` durably (all or none), then fold into every loaded version exactly the rows the log
+        inserted: a duplicate (stored before, by any process, or earlier in the same batch) changes nothing, so
+        the live state never holds what the log does not."""
         result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
         self.metrics.events.labels("accepted").inc(result.accepted)
         self.metrics.events.labels("duplicate").inc(result.duplicates)
-        self.fold(self.fresh_events(events, result.accepted))
+        self.fold([events[i] for i in result.inserted])
         return result
-
-    def fresh_events(self, events: list[Event], accepted: int) -> list[Event]:
-        """The events of a batch to fold into the states: none if all were duplicates, all if none were; else
-        those not seen through this API recently (bounded memory)."""
-        if accepted == 0:
-            return []
-        out = events if accepted == len(events) else [e for e in events if e.event_id not in self.recent_ids]
-        for e in events:
-            self.recent_ids[e.event_id] = None
-        while len(self.recent_ids) > RECENT_EVENT_IDS:
-            self.recent_ids.popitem(last=False)
-        return out
 
     def fold(self, events: list[Event]) -> None:
         """Apply events to every loaded model's state and invalidate the affected cached lists."""

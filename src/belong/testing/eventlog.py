@@ -57,6 +57,43 @@ class EventStoreContract:
             assert st.count() == 6
             assert sorted(ids_of(st.read_events())) == ["a", "b", "c", "d", "e", "f"]
 
+    def test_append_reports_which_rows_it_inserted(self, store_spec: str) -> None:
+        """Only the rows the log inserted may change a live state: ``inserted`` names them by position."""
+        view = rows(["x"], etype="view")[0]
+        join = {**rows(["x"])[0], "ts_us": T0 + 7}
+        with self.open(store_spec) as st:
+            got = st.append(tbl([view, join]))  # one event_id twice: a view, then a join
+            assert (got.accepted, got.duplicates, got.inserted) == (1, 1, (0,))
+            assert st.read_events().column("type").to_pylist() == ["view"]
+            got = st.append(tbl(rows(["a", "x", "b", "a", "c"])))
+            assert got.inserted == (0, 2, 4) and got.accepted == 3 and got.duplicates == 2
+            assert st.append(tbl(rows(["a", "b"]))).inserted == ()
+            assert st.append(tbl(rows(["n1", "n2"]))).inserted == (0, 1)
+
+    def test_inserted_rows_are_exact_under_concurrent_writers(self, store_spec: str) -> None:
+        """Two handles appending overlapping batches at once: each id is reported inserted by exactly one."""
+        n = 40
+        reported: list[list[str]] = [[], []]
+
+        def work(k: int) -> None:
+            with self.open(store_spec) as st:
+                for b in range(n):
+                    ids = [f"e{b}-{j}" for j in range(5)] + [f"own{k}-{b}"]
+                    got = st.append(tbl(rows(ids)))
+                    reported[k].extend(ids[i] for i in got.inserted)
+
+        with self.open(store_spec):
+            pass  # created before the threads race
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        both = reported[0] + reported[1]
+        assert len(both) == len(set(both)) == n * 7
+        with self.open(store_spec) as st:
+            assert sorted(ids_of(st.read_events())) == sorted(both)
+
     def test_first_copy_of_a_resent_event_wins(self, store_spec: str) -> None:
         first = rows(["x"], ts0=T0)
         second = rows(["x"], ts0=T0 + 5, target="c2")
