@@ -111,6 +111,14 @@ def events_csv(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def _one(conn: psycopg.Connection, sql: str, *params: Any) -> Any:
+    """The single value a query answers."""
+    row = conn.execute(sql, params or None).fetchone()
+    if row is None:
+        raise StoreError(f"store: no answer to {sql!r}")
+    return row[0]
+
+
 class PostgresStore(EventStore):
     """The event log in PostgreSQL; ``url`` is a libpq URL (``postgresql://user@host:port/db?options=...``)."""
 
@@ -161,7 +169,7 @@ class PostgresStore(EventStore):
     # -- writes ----------------------------------------------------------------------------------------------------
     def _gone(self, conn: psycopg.Connection, user_ids: set[str]) -> set[str]:
         """The forgotten ones among ``user_ids`` (none, without hashing, when nobody was forgotten)."""
-        if not user_ids or not conn.execute("SELECT EXISTS (SELECT 1 FROM belong_forgotten)").fetchone()[0]:
+        if not user_ids or not _one(conn, "SELECT EXISTS (SELECT 1 FROM belong_forgotten)"):
             return set()
         by_hash = {tombstone(self._salt(conn), u): u for u in user_ids}
         rows = conn.execute("SELECT h FROM belong_forgotten WHERE h = ANY(%s)", (list(by_hash),)).fetchall()
@@ -169,8 +177,7 @@ class PostgresStore(EventStore):
 
     def _salt(self, conn: psycopg.Connection) -> str:
         if self._salt_value is None:
-            self._salt_value = str(conn.execute("SELECT value FROM belong_meta WHERE key = %s",
-                                                (SALT_KEY,)).fetchone()[0])
+            self._salt_value = str(_one(conn, "SELECT value FROM belong_meta WHERE key = %s", SALT_KEY))
         return self._salt_value
 
     def _append_table(self, table: pa.Table) -> AppendResult:

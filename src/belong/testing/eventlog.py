@@ -118,8 +118,8 @@ class EventStoreContract:
             late = [ev("a1", "join", "gone-1", "c1"), ev("b1", "join", "keep-2", "c2"),
                     ev("b2", "friend_accept", "keep-2", "gone-1"), ev("b3", "join", "gone-1", "c3"),
                     ev("a3", "join", "keep-2", "c1")]
-            got = st.append(tbl(late))
-            assert (got.accepted, got.duplicates, got.forgotten, got.inserted) == (1, 1, 3, (1,))
+            res = st.append(tbl(late))
+            assert (res.accepted, res.duplicates, res.forgotten, res.inserted) == (1, 1, 3, (1,))
             assert st.upsert_users([parse_user(user)]) == 0
             assert st.users().column("id").to_pylist() == ["keep-2"]
             assert sorted(ids_of(st.read_events())) == ["a3", "a4", "b1"]
