@@ -48,10 +48,19 @@ def keep_mask(table: pa.Table, gone: set[str]) -> pa.Array:
     return pc.invert(pc.or_(by_actor, by_target))
 
 
+#: the other users a forgotten user's deleted events named (their derived data, e.g. feature rows, mention them)
+RELATED_SQL = (
+    "SELECT DISTINCT CASE WHEN actor = {m} THEN target ELSE actor END FROM events "
+    "WHERE target_kind = 'user' AND (actor = {m} OR target = {m})"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ForgetResult:
-    """What ``forget`` removed from the store: events and entity rows (0 and 0 when already forgotten)."""
+    """What ``forget`` removed from the store: events and entity rows (0 and 0 when already forgotten), and the
+    other users those events named (``related``: whose derived rows may mention the forgotten one)."""
 
     events: int
     users: int
     already: bool = False
+    related: tuple[str, ...] = ()

@@ -30,7 +30,7 @@ import pyarrow.csv as pacsv
 
 from belong.errors import StoreError
 from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions
-from belong.eventlog.forget import SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
+from belong.eventlog.forget import RELATED_SQL, SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 T = TypeVar("T")
@@ -211,12 +211,14 @@ class PostgresStore(EventStore):
                 h = tombstone(self._salt(conn), user_id)
                 added = conn.execute("INSERT INTO belong_forgotten VALUES (%s, %s) ON CONFLICT (h) DO NOTHING",
                                      (h, time.time_ns() // 1000)).rowcount
+                related = sorted(r[0] for r in conn.execute(RELATED_SQL.format(m="%s"), (user_id,) * 3)
+                                 if r[0] != user_id)
                 events = conn.execute(
                     "DELETE FROM events WHERE actor = %s OR (target_kind = 'user' AND target = %s)",
                     (user_id, user_id)).rowcount
                 users = conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount
             conn.execute("VACUUM events, users")  # the deleted tuples' space is reclaimed (autocommit: no block)
-            return ForgetResult(events=events, users=users, already=added == 0)
+            return ForgetResult(events=events, users=users, already=added == 0, related=tuple(related))
 
         return self._guard(run)
 

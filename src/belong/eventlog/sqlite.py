@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from belong.errors import StoreError
 from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions
-from belong.eventlog.forget import SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
+from belong.eventlog.forget import RELATED_SQL, SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 DB_NAME = "events.sqlite3"
@@ -180,6 +180,7 @@ class SqliteStore(EventStore):
             h = tombstone(self._salt, user_id)
             already = conn.execute("SELECT 1 FROM belong_forgotten WHERE h = ?", (h,)).fetchone() is not None
             conn.execute("INSERT OR IGNORE INTO belong_forgotten VALUES (?, ?)", (h, time.time_ns() // 1000))
+            related = sorted(r[0] for r in conn.execute(RELATED_SQL.format(m="?"), (user_id,) * 3) if r[0] != user_id)
             events = conn.execute("DELETE FROM events WHERE actor = ? OR (target_kind = 'user' AND target = ?)",
                                   (user_id, user_id)).rowcount
             users = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
@@ -188,7 +189,7 @@ class SqliteStore(EventStore):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
                 raise StoreError(f"store: checkpointing {self.path} failed: {exc}") from None
-        return ForgetResult(events=events, users=users, already=already)
+        return ForgetResult(events=events, users=users, already=already, related=tuple(related))
 
     def _forgotten(self, user_ids: set[str]) -> set[str]:
         with self._lock:

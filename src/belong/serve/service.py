@@ -52,6 +52,7 @@ class Service:
         self.metrics.watch_rows(self.features.rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
         self._store: EventStore | None = None
+        self._writes = asyncio.Lock()  # an append and its fold, or a forget: never interleaved
         self.startup_error: str | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -133,11 +134,41 @@ class Service:
         """Append ``events`` durably (all or none), then fold into every loaded version exactly the rows the log
         inserted: a duplicate (stored before, by any process, or earlier in the same batch) changes nothing, so
         the live state never holds what the log does not."""
-        result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
+        async with self._writes:
+            result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
+            self.fold([events[i] for i in result.inserted])
         self.metrics.events.labels("accepted").inc(result.accepted)
         self.metrics.events.labels("duplicate").inc(result.duplicates)
-        self.fold([events[i] for i in result.inserted])
         return result
+
+    async def forget(self, user_id: str) -> dict[str, object]:
+        """Forget a user everywhere this process reaches: the store (tombstone, events, row), the feature store
+        and the in-process feature rows, every loaded version's state (masked: :mod:`belong.state.forget`) and
+        popular fallback, and every cached list. Other users stop seeing them with the next request."""
+        from belong.pipeline.types import RankedList
+        from belong.state.forget import forget_user
+
+        async with self._writes:  # no append of theirs folds in after the mask
+            out = await asyncio.to_thread(self._forget_stored, user_id)
+            for model in self.registry.versions():
+                u = model.state.users.index.get(user_id)
+                if u is not None and forget_user(model.state, user_id):
+                    people = model.fallback[Surface.PEOPLE]
+                    model.fallback[Surface.PEOPLE] = RankedList([r for r in people if r[0].item != u], shared=True)
+            self.features.rows.clear()
+            self.engine.cache.clear()
+        return out
+
+    def _forget_stored(self, user_id: str) -> dict[str, object]:
+        """The stored half of :meth:`forget` (a failure answers 503; forgetting again is safe)."""
+        from belong.features.online import open_feature_store
+        from belong.training.forget import forget_user_data
+
+        if not self.settings.redis_url:
+            return forget_user_data(self.store, self.features.store, user_id, self.settings.models_dir)
+        # the serving client times out at the request budget; a delete gets an ordinary client
+        with open_feature_store(self.settings.redis_url, prefix=self.settings.features_prefix) as features:
+            return forget_user_data(self.store, features, user_id, self.settings.models_dir)
 
     def fold(self, events: list[Event]) -> None:
         """Apply events to every loaded model's state and invalidate the affected cached lists."""

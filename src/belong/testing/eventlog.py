@@ -110,7 +110,7 @@ class EventStoreContract:
             st.append(tbl(stored))
             st.upsert_users([parse_user(user), parse_user({**user, "id": "keep-2"})])
             got = st.forget("gone-1")
-            assert (got.events, got.users, got.already) == (2, 1, False)
+            assert (got.events, got.users, got.already, got.related) == (2, 1, False, ("keep-2",))
             assert ids_of(st.read_events()) == ["a3", "a4"]
             assert st.users().column("id").to_pylist() == ["keep-2"]
             assert st.forgotten(["gone-1", "keep-2", "never"]) == {"gone-1"}
