@@ -127,6 +127,7 @@ def _store_holds(spec: str) -> list[str]:
             f'SELECT count(*) FROM "{t}" x WHERE x::text LIKE %s', (f"%{GONE}%",)).fetchone()[0]]
 
 
+@pytest.mark.slow
 def test_a_forgotten_user_is_nowhere(world_store: tuple[str, dict[str, list[str]]], redis_url: str, prefix: str,
                                      tmp_path: Path) -> None:
     spec, ids = world_store
