@@ -42,7 +42,7 @@ def publish(staging: Path, final: Path) -> Path:
 
 def sweep(out: Path) -> list[Path]:
     """Remove the staging directories under ``out`` left by ``belong train`` processes that are gone."""
-    removed = []
+    removed: list[Path] = []
     if not Path(out).is_dir():
         return removed
     for path in Path(out).iterdir():
