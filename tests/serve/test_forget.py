@@ -203,3 +203,35 @@ def test_belong_forget_cli(tmp_path: Path, redis_url: str, prefix: str, monkeypa
     assert _store_holds(spec) == []
     assert run_cli(monkeypatch, capsys, "forget", "", "--store", spec)[0] == 2
     assert run_cli(monkeypatch, capsys, "forget", GONE, "--store", str(tmp_path / "nothing"))[0] == 2
+
+
+def test_a_user_forgotten_through_one_process_is_masked_in_another(tmp_path: Path) -> None:
+    """Two API processes on one store: B masks the user A forgot within its poll interval."""
+    from belong.testing.toy_world import toy_world
+
+    spec = str(tmp_path / "store")
+    with open_store(spec) as st:
+        write_world(st, toy_world(), progress=False)
+        users = [u for u in st.users().column("id").to_pylist() if u != "bob"]
+    settings = ServeSettings.from_env({"BELONG_API_KEYS_ADMIN": ADMIN_KEY})
+    app_a, app_b = create_app(spec, settings=settings), create_app(spec, settings=settings)
+    svc_b = app_b.state.service
+    svc_b.forget_poll_s = 0.05
+    with TestClient(app_a) as a, TestClient(app_b) as b:
+        for client in (a, b):
+            deadline = time.monotonic() + 120
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+        def answers() -> str:
+            return "\n".join(b.get(f"/v1/recommendations/{s}", params={"user_id": u, "k": 50}).text
+                             for u in users for s in ("people", "communities", "content"))
+
+        assert "bob" in answers()
+        assert a.delete("/v1/users/bob", headers=auth(ADMIN_KEY)).status_code == 200
+        deadline = time.monotonic() + 30
+        while "bob" in svc_b.registry.active.state.users.index:
+            assert time.monotonic() < deadline, "B never noticed"
+            time.sleep(0.05)
+        assert "bob" not in answers()

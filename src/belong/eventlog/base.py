@@ -128,6 +128,10 @@ class EventStore(abc.ABC):
         ids = set(user_ids)
         return self._forgotten(ids) if ids else set()
 
+    def tombstone_count(self) -> int:
+        """How many users were forgotten (a cheap change detector for running processes)."""
+        return int(self._query("SELECT COUNT(*) FROM belong_forgotten")[0][0])
+
     @abc.abstractmethod
     def _forget(self, user_id: str) -> ForgetResult: ...
 

@@ -21,6 +21,7 @@ from belong.serve.versions import ModelRegistry, ModelVersion, build_version, lo
 from belong.training.locate import artifact_versions
 
 log = logging.getLogger("belong.serve")
+FORGET_POLL_S = 2.0  # how often a process looks for users forgotten through another process
 
 
 def settle_heap() -> None:
@@ -53,6 +54,8 @@ class Service:
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
         self._store: EventStore | None = None
         self._writes = asyncio.Lock()  # an append and its fold, or a forget: never interleaved
+        self.forget_poll_s = FORGET_POLL_S
+        self._watcher: asyncio.Task[None] | None = None
         self.startup_error: str | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -68,6 +71,7 @@ class Service:
     async def start(self, model: ModelVersion | None = None) -> None:
         """Materialise features (when asked) and activate the first version: ``model``, else the newest artifact,
         else one built from the log. A failure is kept for ``/readyz``; the process stays up for diagnosis."""
+        self._watcher = asyncio.create_task(self.watch_forgotten())
         try:
             if self.materialize:  # before the first activation: ready means features are there too
                 from belong.features import materialize as run_materialize
@@ -84,6 +88,8 @@ class Service:
             log.exception("startup failed")
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.engine.close()
         if self._store is not None:
             self._store.close()
@@ -124,6 +130,7 @@ class Service:
         finally:
             self.registry.building = False
         self.registry.add(model)
+        await self.mask_forgotten()  # forgotten while it was being built from an older read of the log
         settle_heap()
         if activate:
             self.activate(model.version)
@@ -144,20 +151,55 @@ class Service:
     async def forget(self, user_id: str) -> dict[str, object]:
         """Forget a user everywhere this process reaches: the store (tombstone, events, row), the feature store
         and the in-process feature rows, every loaded version's state (masked: :mod:`belong.state.forget`) and
-        popular fallback, and every cached list. Other users stop seeing them with the next request."""
+        popular fallback, and every cached list. Other users stop seeing them with the next request; other
+        processes on the same store mask them within ``forget_poll_s`` (:meth:`mask_forgotten`)."""
+        async with self._writes:  # no append of theirs folds in after the mask
+            out = await asyncio.to_thread(self._forget_stored, user_id)
+            self._mask([user_id])
+        return out
+
+    async def mask_forgotten(self) -> list[str]:
+        """Mask in the loaded versions every user the store has forgotten (by this process or another one);
+        returns those masked now."""
+        async with self._writes:
+            known = {uid for model in self.registry.versions() for uid in model.state.users.index}
+            gone = sorted(await asyncio.to_thread(self.store.forgotten, known)) if known else []
+            if gone:
+                self._mask(gone)
+        return gone
+
+    def _mask(self, user_ids: list[str]) -> None:
         from belong.pipeline.types import RankedList
         from belong.state.forget import forget_user
 
-        async with self._writes:  # no append of theirs folds in after the mask
-            out = await asyncio.to_thread(self._forget_stored, user_id)
-            for model in self.registry.versions():
+        for model in self.registry.versions():
+            masked = set()
+            for user_id in user_ids:
                 u = model.state.users.index.get(user_id)
                 if u is not None and forget_user(model.state, user_id):
-                    people = model.fallback[Surface.PEOPLE]
-                    model.fallback[Surface.PEOPLE] = RankedList([r for r in people if r[0].item != u], shared=True)
-            self.features.rows.clear()
-            self.engine.cache.clear()
-        return out
+                    masked.add(u)
+            if masked:
+                people = model.fallback[Surface.PEOPLE]
+                model.fallback[Surface.PEOPLE] = RankedList([r for r in people if r[0].item not in masked],
+                                                            shared=True)
+        self.features.rows.clear()
+        self.engine.cache.clear()
+
+    async def watch_forgotten(self) -> None:
+        """Every ``forget_poll_s``: when the store's tombstone count changed (or on the first look), mask the
+        newly forgotten users (a ``DELETE /v1/users/{id}`` answered by another process on the same store)."""
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(self.forget_poll_s)
+            try:
+                n = await asyncio.to_thread(self.store.tombstone_count)
+                if n != seen and self.registry.active is not None:
+                    masked = await self.mask_forgotten()
+                    seen = n
+                    if masked:
+                        log.info("masked %d user(s) forgotten by another process", len(masked))
+            except Exception:  # noqa: BLE001 - a store hiccup: look again next time
+                log.exception("checking for forgotten users failed")
 
     def _forget_stored(self, user_id: str) -> dict[str, object]:
         """The stored half of :meth:`forget` (a failure answers 503; forgetting again is safe)."""
