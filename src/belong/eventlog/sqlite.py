@@ -170,7 +170,8 @@ class SqliteStore(EventStore):
             # this transaction's rows are those above the highest ``seq`` before it (the write lock is held)
             new_ids = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (top,))}
         local = inserted_positions(kept.column("event_id").to_pylist(), new_ids)
-        assert len(local) == accepted, "the rows above the old top seq are this batch's"
+        if len(local) != accepted:  # cannot happen while the write lock is held; never fold a guess
+            raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} found after the insert")
         dropped = n - kept.num_rows
         return AppendResult(accepted=accepted, duplicates=n - accepted - dropped,
                             inserted=tuple(positions[i] for i in local), forgotten=dropped)
@@ -184,12 +185,22 @@ class SqliteStore(EventStore):
             events = conn.execute("DELETE FROM events WHERE actor = ? OR (target_kind = 'user' AND target = ?)",
                                   (user_id, user_id)).rowcount
             users = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
-        with self._lock:  # the WAL still holds older page images with the id: copy them back, truncate it
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                raise StoreError(f"store: checkpointing {self.path} failed: {exc}") from None
+        self._truncate_wal()
         return ForgetResult(events=events, users=users, already=already, related=tuple(related))
+
+    def _truncate_wal(self, tries: int = 100) -> None:
+        """Copy the WAL into the database and truncate it: it still holds older page images with the forgotten
+        rows. A reader of another connection can hold the WAL for a moment: try again for up to ~10 s."""
+        for _ in range(tries):
+            with self._lock:
+                try:
+                    busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.Error as exc:
+                    raise StoreError(f"store: checkpointing {self.path} failed: {exc}") from None
+            if not busy:
+                return
+            time.sleep(0.1)
+        raise StoreError(f"store: {self.path}: readers kept the WAL busy; forget the user again to truncate it")
 
     def _forgotten(self, user_ids: set[str]) -> set[str]:
         with self._lock:
