@@ -95,5 +95,7 @@ def test_sigkill_the_server_20_times_while_clients_post(tmp_path: Path) -> None:
     with open_store(store, create=False) as st:
         stored = set(st.read_events(types=["view"]).column("event_id").to_pylist())
     lost = [e for e in acked if e not in stored]
+    print(f"\ncrash loop: {ROUNDS} SIGKILLs, {len(acked)} events acknowledged (per round {per_round}), "
+          f"{len(lost)} lost")
     assert sum(1 for n in per_round if n > 0) >= ROUNDS - 2, per_round  # events were flowing at (almost) every kill
     assert lost == [], f"{len(lost)} of {len(acked)} acknowledged events lost"
