@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from belong.errors import ValidationError
-from belong.experiments.arms import arm_declaration
-from belong.experiments.declaration import from_stored, from_toml, parse
+from belong.experiments.declaration import arm_declaration, from_stored, from_toml, parse
 from experiment_helpers import declaration
 
 

@@ -27,6 +27,7 @@ override = { "scorer.c" = 30.0, "sources.trending.weight" = 0.5 }
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import time
@@ -203,11 +204,55 @@ def parse(data: dict[str, Any], *, check_surfaces: bool = True) -> Declaration:
                        start_us=start_us, stop_us=stop_us, primary_metric=primary, guardrails=guardrails, salt=salt,
                        description=description)
     if check_surfaces:
-        from belong.experiments.arms import arm_declaration
-
         for i, arm in enumerate(arms):
             arm_declaration(decl, arm, f"arms[{i}]")
     return decl
+
+
+_SINGLE = {"scorer": "scorer", "selector": "selector", "select": "selector"}
+_MANY = ("sources", "filters", "hydrators")
+
+
+def apply_override(data: dict[str, Any], override: dict[str, Any], field: str) -> dict[str, Any]:
+    """A copy of the surface declaration ``data`` with ``override`` applied; unknown components are refused."""
+    out = copy.deepcopy(data)
+    for key, value in override.items():
+        where = f"{field}.override.{key}"
+        parts = str(key).split(".")
+        if parts[0] in _SINGLE and len(parts) == 2:
+            table = out.setdefault(_SINGLE[parts[0]], {"type": "weighted_rrf" if parts[0] == "scorer" else "top_k"})
+            table[parts[1]] = value
+        elif parts[0] in _MANY and len(parts) == 3:
+            rows = out.get(parts[0], [])
+            hit = [r for r in rows if (r.get("name") or r.get("type")) == parts[1]]
+            if not hit:
+                names = ", ".join(str(r.get("name") or r.get("type")) for r in rows) or "none"
+                raise ValidationError(where, f"no {parts[0][:-1]} named {parts[1]!r} in this surface ({names})")
+            hit[0][parts[2]] = value
+        else:
+            raise ValidationError(where, "must be 'scorer.PARAM', 'selector.PARAM' or "
+                                  "'sources|filters|hydrators.NAME.PARAM'")
+    return out
+
+
+def arm_declaration(decl: Declaration, arm: Arm, field: str = "arm") -> tuple[str, dict[str, Any]]:
+    """(surface name, declaration dict) of ``arm``, validated by building its (unfitted) pipeline."""
+    from belong import surfaces as catalogue
+    from belong.pipeline import Pipeline
+
+    spec = arm.surface or decl.surface
+    name, data = catalogue.declaration(spec, f"{field}.surface" if arm.surface else "surface")
+    base_kind = catalogue.declaration(decl.surface, "surface")[1].get("surface")
+    if data.get("surface") != base_kind:
+        raise ValidationError(f"{field}.surface", f"is a {data.get('surface')} surface; the experiment's surface "
+                              f"is {base_kind}")
+    if arm.override:
+        data = apply_override(data, arm.override, field)
+    try:
+        Pipeline.from_dict(data, name)
+    except ValidationError as exc:
+        raise ValidationError(f"{field}.override.{exc.field}", exc.reason) from None
+    return name, data
 
 
 def from_toml(path: str | Path) -> Declaration:
