@@ -128,7 +128,13 @@ class ExperimentStore:
                 raise StoreError(f"experiments: the store {self.url} failed: {str(exc).strip()}") from None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return self._tx(lambda run: run(sql, params))
+        """A read: one statement, no write lock (SQLite in autocommit mode, PostgreSQL autocommit)."""
+        with self._lock:
+            try:
+                cur = self._conn.execute(self._sql(sql), params)
+                return list(cur.fetchall())
+            except (sqlite3.Error, _pg_error()) as exc:
+                raise StoreError(f"experiments: the store {self.url} failed: {str(exc).strip()}") from None
 
     @staticmethod
     def _experiment(row: tuple) -> Experiment:
@@ -185,8 +191,7 @@ class ExperimentStore:
         return out
 
     def get(self, name: str) -> Experiment:
-        out: Experiment = self._tx(lambda run: self._get(run, name))
-        return out
+        return self._get(self._rows, name)
 
     def experiments(self) -> list[Experiment]:
         return [self._experiment(r) for r in self._rows(f"SELECT {self._COLS} FROM experiments ORDER BY name")]

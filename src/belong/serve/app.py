@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
-from belong.serve import errors, routes
+from belong.serve import errors, experiment_routes, routes
 from belong.serve.service import Service
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelVersion
@@ -61,6 +61,7 @@ def create_app(
     app.state.service = svc
     errors.install(app, svc)
     routes.install(app)
+    experiment_routes.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -13,6 +13,7 @@ from belong.domain import Event, EventType, Surface
 from belong.errors import UnknownIdError, ValidationError
 from belong.eventlog import EventStore, open_store
 from belong.eventlog.base import AppendResult
+from belong.experiments.serving import Router
 from belong.serve.auth import KeyChecker
 from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
@@ -56,6 +57,7 @@ class Service:
         self._store: EventStore | None = None
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self.startup_error: str | None = None
+        self.experiments: Router | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
     @property
@@ -66,6 +68,8 @@ class Service:
 
     def open(self) -> None:
         self._store = open_store(self.store_spec, create=False)
+        self.experiments = Router(self.store_spec).open()
+        self.engine.experiments = self.experiments
 
     async def start(self, model: ModelVersion | None = None) -> None:
         """Materialise features (when asked) and activate the first version: ``model``, else the newest artifact,
@@ -87,6 +91,8 @@ class Service:
 
     def close(self) -> None:
         self.engine.close()
+        if self.experiments is not None:
+            self.experiments.close()
         if self._store is not None:
             self._store.close()
 
