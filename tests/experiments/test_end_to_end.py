@@ -1,0 +1,143 @@
+"""End to end on a small simulated world: create an experiment (CLI), serve requests through the real API process,
+post impressions and joins, read the per-unit table and the analysis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from belong.experiments.assign import arm_of
+from belong.experiments.metrics import MetricData, read_events
+from belong.experiments.store import open_experiments
+from cli_runner import run_cli
+from serve_helpers import ADMIN_KEY, WRITE_KEY, auth, run_server
+
+DECL = """
+name = "rrf_c"
+surface = "communities"
+layer = "communities"
+start = "2020-01-01T00:00:00Z"
+primary_metric = "joins"
+guardrails = ["reports"]
+
+[[arms]]
+name = "control"
+weight = 0.5
+
+[[arms]]
+name = "low_c"
+weight = 0.5
+override = { "scorer.c" = 5.0, "sources.trending.weight" = 1.5 }
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from belong.datasets import write_world
+    from belong.eventlog import open_store
+    from belong.simulate import simulate
+
+    path = tmp_path_factory.mktemp("exp-store")
+    with open_store(path) as st:
+        for part in simulate(300, 30, seed=5):
+            write_world(st, part, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def api(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    decl = tmp_path_factory.mktemp("decl") / "rrf_c.toml"
+    decl.write_text(DECL)
+    belong = str(Path(sys.executable).with_name("belong"))
+    done = subprocess.run([belong, "experiment", "create", str(decl), "--store", str(world)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    with run_server(world, {"BELONG_BUDGET_SOURCES_MS": "30000"}, "--materialize") as (base, _):
+        yield base
+
+
+def _users(world: Path, n: int) -> list[str]:
+    from belong.eventlog import open_store
+
+    with open_store(world) as st:
+        return st.users().column("id").to_pylist()[:n]
+
+
+def test_serve_expose_and_analyze(world: Path, api: str) -> None:
+    with open_experiments(world) as st:
+        decl = st.get("rrf_c").declaration
+    users = _users(world, 40)
+    served: dict[str, tuple[str, list[str]]] = {}
+    with httpx.Client(base_url=api, timeout=60) as c:
+        for u in users:
+            r = c.get("/v1/recommendations/communities", params={"user_id": u, "k": 5})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["experiments"] == [{"name": "rrf_c", "arm": arm_of(decl, u)}]
+            items = body["items"]
+            served[u] = (body["request_id"], [it["id"] for it in items])
+            if not items:
+                continue
+            imp = {"request_id": body["request_id"], "user_id": u, "surface": "communities",
+                   "items": [{"item_id": it["id"], "position": it["position"], "propensity": it["propensity"]}
+                             for it in items]}
+            assert c.post("/v1/impressions", json=imp, headers=auth(WRITE_KEY)).status_code == 202
+        # the people surface is in no experiment: its answers name none
+        r = c.get("/v1/recommendations/people", params={"user_id": users[0], "k": 3})
+        assert r.status_code == 200 and r.json()["experiments"] == []
+        # every second user joins the first community shown to them
+        now = time.time()
+        joiners = [u for i, u in enumerate(users) if i % 2 == 0 and served[u][1]]
+        events = [{"event_id": f"e2e-join-{u}", "ts": now + 1, "type": "join", "actor": u,
+                   "target": served[u][1][0]} for u in joiners]
+        assert c.post("/v1/events", json={"events": events}, headers=auth(WRITE_KEY)).status_code == 202
+        listed = c.get("/v1/experiments").json()["experiments"]
+        assert [e["name"] for e in listed] == ["rrf_c"]
+        bad = c.post("/v1/experiments", json={"name": "x", "surface": "communities", "primary_metric": "revenue",
+                                              "arms": [{"name": "a", "weight": 0.5}, {"name": "b", "weight": 0.5}]},
+                     headers=auth(ADMIN_KEY))
+        assert bad.status_code == 422 and bad.json()["field"] == "primary_metric"
+        assert c.post("/v1/experiments", json={}, headers=auth(WRITE_KEY)).status_code == 403
+        # exposures reach the store within the flush interval
+        deadline = time.monotonic() + 10
+        while True:
+            with open_experiments(world) as st:
+                exposures = st.exposures("rrf_c")
+            if len(exposures) >= sum(1 for u in users if served[u][1]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert {e.request_id for e in exposures} == {rid for rid, items in served.values() if items}
+    assert all(e.arm == arm_of(decl, e.user_id) for e in exposures)
+    # the per-unit table: one row per exposed user, its joins of recommended communities as posted
+    data = MetricData(read_events(str(world), 0, int(time.time() * 1e6) + 10_000_000), exposures)
+    table = data.table(int(time.time() * 1e6) + 10_000_000)
+    assert set(table.users) == {e.user_id for e in exposures}
+    want = np.array([1.0 if u in joiners else 0.0 for u in table.users])
+    np.testing.assert_array_equal(table.post["joins"], want)
+    np.testing.assert_array_equal(table.post["impressions"], [len(served[u][1]) for u in table.users])
+
+    pytest.importorskip("belong.experiments.stats")
+    with httpx.Client(base_url=api, timeout=120) as c:
+        res = c.get("/v1/experiments/rrf_c/results")
+    assert res.status_code == 200, res.text
+    out = res.json()
+    arms = {a["arm"]: a for a in out["arms"]}
+    assert sum(a["users"] for a in arms.values()) == len(table)
+    assert {e["arm"] for e in out["metrics"]["joins"]} == {"low_c"}
+    assert out["srm"]["flagged"] in (True, False) and out["days"]
+
+
+def test_cli_list_show_stop(world: Path, api: str, monkeypatch, capsys) -> None:
+    code, out, _ = run_cli(monkeypatch, capsys, "experiment", "list", "--store", str(world), "--json")
+    assert code == 0 and "rrf_c" in out
+    code, _, err = run_cli(monkeypatch, capsys, "experiment", "show", "nope", "--store", str(world))
+    assert code == 2 and "nope" in err
+    code, _, err = run_cli(monkeypatch, capsys, "experiment", "create", "/nonexistent.toml", "--store", str(world))
+    assert code == 2 and "file" in err
