@@ -141,3 +141,25 @@ def test_cli_list_show_stop(world: Path, api: str, monkeypatch, capsys) -> None:
     assert code == 2 and "nope" in err
     code, _, err = run_cli(monkeypatch, capsys, "experiment", "create", "/nonexistent.toml", "--store", str(world))
     assert code == 2 and "file" in err
+
+
+def test_cli_analyze_json_and_report(world: Path, api: str, monkeypatch, capsys, tmp_path) -> None:
+    pytest.importorskip("belong.experiments.stats")
+    import json
+
+    report = tmp_path / "rrf_c.html"
+    code, out, err = run_cli(monkeypatch, capsys, "experiment", "analyze", "rrf_c", "--store", str(world), "--json",
+                             "--report", str(report))
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["experiment"] == "rrf_c" and set(result["metrics"]) >= {"joins", "reports", "messages"}
+    assert result["days"][-1]["arms"] == result["arms"] and result["days"][-1]["end"] == result["as_of"]
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 2 and "rrf_c" in page
+    code, out, _ = run_cli(monkeypatch, capsys, "experiment", "analyze", "rrf_c", "--store", str(world))
+    assert code == 0 and "joins" in out
+    code, _, err = run_cli(monkeypatch, capsys, "experiment", "stop", "rrf_c", "--store", str(world))
+    assert code == 0
+    with open_experiments(world) as st:
+        assert st.get("rrf_c").status == "stopped"
+        assert [h["change"] for h in st.history("rrf_c")] == ["create", "stop"]

@@ -101,11 +101,12 @@ def analyze(store_spec: str, name: str, *, as_of_us: int | None = None, alpha: f
         "srm": srm_check(table, exp),
         "metrics": compare_table(table, exp, metrics, alpha),
     }
-    if daily:
+    if daily:  # days from the first exposure (or the start, when later); the last MAX_DAYS of them
         days = []
-        n_days = min(MAX_DAYS, max(1, -(-(end - decl.start_us) // DAY_US)))
-        for d in range(n_days):
-            cut = min(end, decl.start_us + (d + 1) * DAY_US)
+        origin = max(decl.start_us, first)
+        n_days = max(1, -(-(end - origin) // DAY_US))
+        for d in range(max(0, n_days - MAX_DAYS), n_days):
+            cut = min(end, origin + (d + 1) * DAY_US)
             t = data.table(cut)
             days.append({"day": d + 1, "end": us_to_iso(cut), "arms": _arms(exp, t, exposures, cut),
                          "metrics": compare_table(t, exp, metrics, alpha)})

@@ -65,7 +65,8 @@ def _over_time(result: dict[str, Any], metric: str) -> str:
     ax.set_xlabel("day")
     ax.set_ylabel(f"{metric}: treatment - control")
     ax.set_title(f"{metric} over time")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _png(fig)
 
 
