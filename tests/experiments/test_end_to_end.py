@@ -89,6 +89,8 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
                    "items": [{"item_id": it["id"], "position": it["position"], "propensity": it["propensity"]}
                              for it in items]}
             assert c.post("/v1/impressions", json=imp, headers=auth(WRITE_KEY)).status_code == 202
+        # an error serves no list: no exposure
+        assert c.get("/v1/recommendations/communities", params={"user_id": "nobody-at-all", "k": 5}).status_code == 404
         # the people surface is in no experiment: its answers name none
         r = c.get("/v1/recommendations/people", params={"user_id": users[0], "k": 3})
         assert r.status_code == 200 and r.json()["experiments"] == []
@@ -115,6 +117,7 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
             time.sleep(0.2)
     assert {e.request_id for e in exposures} == {rid for rid, items in served.values() if items}
     assert all(e.arm == arm_of(decl, e.user_id) for e in exposures)
+    assert "nobody-at-all" not in {e.user_id for e in exposures}
     # the per-unit table: one row per exposed user, its joins of recommended communities as posted
     data = MetricData(read_events(str(world), 0, int(time.time() * 1e6) + 10_000_000), exposures)
     table = data.table(int(time.time() * 1e6) + 10_000_000)
