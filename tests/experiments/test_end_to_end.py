@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from belong.experiments.assign import arm_of
+from belong.experiments.declaration import from_stored as parse_stored
 from belong.experiments.metrics import MetricData, read_events
 from belong.experiments.store import open_experiments
 from cli_runner import run_cli
@@ -144,6 +145,36 @@ def test_cli_list_show_stop(world: Path, api: str, monkeypatch, capsys) -> None:
     assert code == 2 and "nope" in err
     code, _, err = run_cli(monkeypatch, capsys, "experiment", "create", "/nonexistent.toml", "--store", str(world))
     assert code == 2 and "file" in err
+
+
+def test_api_create_force_and_stop(world: Path, api: str) -> None:
+    users = _users(world, 5)
+    body = {"name": "pymk_try", "surface": "people", "layer": "people", "start": "2020-01-01T00:00:00Z",
+            "primary_metric": "pymk_accepts",
+            "arms": [{"name": "control", "weight": 0.5}, {"name": "wide", "weight": 0.5}]}
+    with httpx.Client(base_url=api, timeout=60) as c:
+        created = c.post("/v1/experiments", json=body, headers=auth(ADMIN_KEY))
+        assert created.status_code == 201, created.text
+        with open_experiments(world) as st:
+            decl = st.get("pymk_try").declaration
+        got = c.get("/v1/recommendations/people", params={"user_id": users[0], "k": 3}).json()
+        assert got["experiments"] == [{"name": "pymk_try", "arm": arm_of(decl, users[0])}]
+        # a forced arm wins over the bucket at once
+        rrf = c.get("/v1/experiments/rrf_c").json()
+        assert rrf["history"][0]["change"] == "create"
+        other = "control" if arm_of(parse_stored(rrf["declaration"]), users[1]) == "low_c" else "low_c"
+        forced = c.post("/v1/experiments/rrf_c/force", json={"user_id": users[1], "arm": other},
+                        headers=auth(ADMIN_KEY))
+        assert forced.status_code == 200, forced.text
+        got = c.get("/v1/recommendations/communities", params={"user_id": users[1], "k": 3}).json()
+        assert got["experiments"] == [{"name": "rrf_c", "arm": other}]
+        bad = c.post("/v1/experiments/rrf_c/force", json={"user_id": users[1], "arm": "nope"},
+                     headers=auth(ADMIN_KEY))
+        assert bad.status_code == 422 and bad.json()["field"] == "arm"
+        assert c.post("/v1/experiments/nope/stop", headers=auth(ADMIN_KEY)).status_code == 404
+        assert c.post("/v1/experiments/pymk_try/stop", headers=auth(ADMIN_KEY)).status_code == 200
+        got = c.get("/v1/recommendations/people", params={"user_id": users[0], "k": 3}).json()
+        assert got["experiments"] == []
 
 
 def test_cli_analyze_json_and_report(world: Path, api: str, monkeypatch, capsys, tmp_path) -> None:
