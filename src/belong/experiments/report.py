@@ -57,7 +57,9 @@ def _over_time(result: dict[str, Any], metric: str) -> str:
             continue
         ax.plot(xs, eff, marker="o", label=f"{arm} effect")
         if None not in lo and None not in hi:
-            ax.fill_between(xs, lo, hi, alpha=0.25, label=f"{arm} fixed-horizon CI")
+            ax.errorbar(xs, eff, yerr=[[e - a for e, a in zip(eff, lo, strict=True)],
+                                       [b - e for e, b in zip(eff, hi, strict=True)]],
+                        fmt="none", capsize=3, alpha=0.6, label=f"{arm} fixed-horizon CI")
         if None not in alo and None not in ahi:
             ax.plot(xs, alo, "--", color="grey", linewidth=1, label=f"{arm} always-valid CI")
             ax.plot(xs, ahi, "--", color="grey", linewidth=1)
