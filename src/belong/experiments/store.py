@@ -274,19 +274,36 @@ class ExperimentStore:
 
     # ------------------------------------------------------------------------------------------- exposures
     def log_exposures(self, rows: Iterable[Exposure]) -> int:
-        """Store exposures (idempotent per (experiment, request id)); the number new."""
-        rows = list(rows)
-
-        def fn(run) -> int:
-            n = 0
-            for r in rows:
-                got = run("INSERT INTO experiment_exposures (name, request_id, user_id, unit, arm, surface, ts_us) "
-                          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, request_id) DO NOTHING RETURNING 1",
-                          (r.name, r.request_id, r.user_id, r.unit, r.arm, r.surface, r.ts_us))
-                n += len(got)
-            return n
-
-        return int(self._tx(fn)) if rows else 0
+        """Store exposures (idempotent per (experiment, request id)) in one transaction; the number new."""
+        params = [msgspec.structs.astuple(x) for x in rows]
+        if not params:
+            return 0
+        sql = ("INSERT INTO experiment_exposures (name, request_id, user_id, unit, arm, surface, ts_us) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, request_id) DO NOTHING")
+        with self._lock:
+            conn = self._conn
+            try:
+                if self._mark == "?":
+                    before = conn.total_changes
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        conn.executemany(sql, params)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                    return int(conn.total_changes - before)
+                n = 0
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(self._sql(sql) + " RETURNING 1", params, returning=True)
+                    while True:
+                        n += len(cur.fetchall())
+                        if not cur.nextset():
+                            break
+                return n
+            except (sqlite3.Error, _pg_error()) as exc:
+                raise StoreError(f"experiments: the store {self.url} failed: {str(exc).strip()}") from None
 
     def exposures(self, name: str) -> list[Exposure]:
         """Every exposure of ``name`` in time order."""
