@@ -15,7 +15,7 @@ import pytest
 
 from belong.experiments.assign import arm_of
 from belong.experiments.declaration import from_stored as parse_stored
-from belong.experiments.metrics import MetricData, read_events
+from belong.experiments.metrics import MetricData, experiment_impressions, read_events
 from belong.experiments.store import open_experiments
 from cli_runner import run_cli
 from serve_helpers import ADMIN_KEY, WRITE_KEY, auth, run_server
@@ -126,6 +126,11 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
     want = np.array([1.0 if u in joiners else 0.0 for u in table.users])
     np.testing.assert_array_equal(table.post["joins"], want)
     np.testing.assert_array_equal(table.post["impressions"], [len(served[u][1]) for u in table.users])
+
+    # every impression posted for an exposed answer carries its experiment and arm
+    imps = experiment_impressions(str(world), exposures)
+    assert len(imps) == sum(len(items) for _, items in served.values())
+    assert (imps["arm"] == [arm_of(decl, u) for u in imps["user"]]).all() and (imps["experiment"] == "rrf_c").all()
 
     pytest.importorskip("belong.experiments.stats")
     with httpx.Client(base_url=api, timeout=120) as c:

@@ -30,6 +30,24 @@ def _fmt(v: object) -> str:
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @bench.command("exposure")
+    def bench_exposure(
+        users: int = typer.Option(5_000, help="Simulated users."),
+        communities: int = typer.Option(500, help="Simulated communities."),
+        store: Path = typer.Option(Path(".belong/bench-exposure"), help="Where the simulated store is kept."),
+        working_set: int = typer.Option(500, help="Users timed (their lists cached first)."),
+        rounds: int = typer.Option(10, min=1, help="Interleaved rounds over the working set per condition."),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """The hot path's cost of experiments: cached answers timed with no router, an idle one, and a running
+        experiment, interleaved in one process (JSON)."""
+        from belong.bench.exposure import run
+
+        with err.status("timing the hot path with and without experiments"):
+            result = run(store, users=users, communities=communities, seed=seed, working_set=working_set,
+                         rounds=rounds)
+        typer.echo(orjson.dumps(result).decode())
+
     exp_app = typer.Typer(help="Online experiments: declare, list, stop, analyse.", no_args_is_help=True)
     app.add_typer(exp_app, name="experiment")
 

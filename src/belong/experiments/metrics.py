@@ -176,3 +176,22 @@ def read_events(store_spec: str, start_us: int, end_us: int) -> pd.DataFrame:
     with open_store(store_spec, create=False) as store:
         table = store.read_events(start_us, end_us, TYPES)
     return table.select(["ts_us", "type", "actor", "target", "target_kind", "value"]).to_pandas()
+
+
+def experiment_impressions(store_spec: str, exposures: Sequence[Exposure]) -> pd.DataFrame:
+    """The impressions of an experiment's answers, each with its experiment and arm (joined by request id):
+    request_id, user, item, position, propensity, ts_us, experiment, arm, unit."""
+    from belong.eventlog import open_store
+
+    cols = ["request_id", "user", "item", "position", "propensity", "ts_us", "experiment", "arm", "unit"]
+    if not exposures:
+        return pd.DataFrame({c: [] for c in cols})
+    start = min(e.ts_us for e in exposures)
+    with open_store(store_spec, create=False) as store:
+        table = store.read_events(start, None, ["impression"])
+    imp = table.select(["request_id", "actor", "target", "position", "propensity", "ts_us"]).to_pandas()
+    imp = imp.rename(columns={"actor": "user", "target": "item"})
+    exp = pd.DataFrame({"request_id": [e.request_id for e in exposures], "experiment": [e.name for e in exposures],
+                        "arm": [e.arm for e in exposures], "unit": [e.unit for e in exposures]})
+    return imp.merge(exp, on="request_id", how="inner")[cols].sort_values(["ts_us", "request_id", "position"],
+                                                                         ignore_index=True)

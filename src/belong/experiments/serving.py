@@ -62,6 +62,7 @@ class Router:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.written = 0
+        self.failures = 0  # requests whose arm pipeline could not be built
 
     # ------------------------------------------------------------------------------------------- lifecycle
     def open(self) -> Router:
@@ -132,7 +133,12 @@ class Router:
             if kinds.get(decl.name) is not surface:
                 continue
             unit = assigner.unit(decl, user_id)
-            pipeline = await self._pipeline(model, surface, decl, arm_name, model_of)
+            try:
+                pipeline = await self._pipeline(model, surface, decl, arm_name, model_of)
+            except Exception as exc:  # the arm cannot be built: served as before, named nowhere, not exposed
+                self.failures += 1
+                log.warning("experiment %s arm %s: %s: %s", decl.name, arm_name, type(exc).__name__, exc)
+                return None
             if pipeline is None:
                 return None
             tag = model.version if pipeline is model.pipelines[surface] else \
