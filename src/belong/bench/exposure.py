@@ -52,6 +52,7 @@ async def _run(store: Path, working_set: int, rounds: int, k: int) -> dict[str, 
     from belong.experiments.declaration import parse
     from belong.experiments.serving import Router
     from belong.experiments.store import open_experiments
+    from belong.serve.cache import CandidateCache
     from belong.serve.service import Service
     from belong.serve.settings import ServeSettings
 
@@ -71,15 +72,18 @@ async def _run(store: Path, working_set: int, rounds: int, k: int) -> dict[str, 
             users = st.users().column("id").to_pylist()[:working_set]
         eng = svc.engine
         conditions: dict[str, Router | None] = {"baseline": None, "idle": idle, "running": running}
-        for router in conditions.values():  # warm every condition's cached lists and arm pipelines
-            eng.experiments = router
+        # each condition its own candidate cache (a treatment user's list is cached under its arm's tag: one
+        # shared cache would be emptied by every switch of condition, which no real process does)
+        caches = {c: CandidateCache(eng.settings.candidate_ttl_s, eng.settings.cache_users) for c in conditions}
+        for name, router in conditions.items():  # warm every condition's cached lists and arm pipelines
+            eng.experiments, eng.cache = router, caches[name]
             for _ in range(2):
                 for u in users:
                     await eng.recommend(Surface.COMMUNITIES, u, k)
         lat: dict[str, list[float]] = {c: [] for c in conditions}
         for _ in range(rounds):
             for name, router in conditions.items():
-                eng.experiments = router
+                eng.experiments, eng.cache = router, caches[name]
                 for u in users:
                     t0 = time.perf_counter()
                     await eng.recommend(Surface.COMMUNITIES, u, k)
