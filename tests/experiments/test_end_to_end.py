@@ -76,6 +76,7 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
         decl = st.get("rrf_c").declaration
     users = _users(world, 40)
     served: dict[str, tuple[str, list[str]]] = {}
+    exposed: set[str] = set()
     with httpx.Client(base_url=api, timeout=60) as c:
         for u in users:
             r = c.get("/v1/recommendations/communities", params={"user_id": u, "k": 5})
@@ -86,10 +87,17 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
             served[u] = (body["request_id"], [it["id"] for it in items])
             if not items:
                 continue
+            exposed.add(body["request_id"])
             imp = {"request_id": body["request_id"], "user_id": u, "surface": "communities",
                    "items": [{"item_id": it["id"], "position": it["position"], "propensity": it["propensity"]}
                              for it in items]}
             assert c.post("/v1/impressions", json=imp, headers=auth(WRITE_KEY)).status_code == 202
+        # a new user is assigned at its first request, like everyone (nothing stored)
+        fresh = c.get("/v1/recommendations/communities", params={"user_id": "brand-new-1", "k": 5, "locale": "en"})
+        assert fresh.status_code == 200, fresh.text
+        assert fresh.json()["experiments"] == [{"name": "rrf_c", "arm": arm_of(decl, "brand-new-1")}]
+        if fresh.json()["items"]:
+            exposed.add(fresh.json()["request_id"])  # exposed; no impressions posted for it
         # an error serves no list: no exposure
         assert c.get("/v1/recommendations/communities", params={"user_id": "nobody-at-all", "k": 5}).status_code == 404
         # the people surface is in no experiment: its answers name none
@@ -113,10 +121,10 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
         while True:
             with open_experiments(world) as st:
                 exposures = st.exposures("rrf_c")
-            if len(exposures) >= sum(1 for u in users if served[u][1]) or time.monotonic() > deadline:
+            if len(exposures) >= len(exposed) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-    assert {e.request_id for e in exposures} == {rid for rid, items in served.values() if items}
+    assert {e.request_id for e in exposures} == exposed
     assert all(e.arm == arm_of(decl, e.user_id) for e in exposures)
     assert "nobody-at-all" not in {e.user_id for e in exposures}
     # the per-unit table: one row per exposed user, its joins of recommended communities as posted
@@ -125,7 +133,8 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
     assert set(table.users) == {e.user_id for e in exposures}
     want = np.array([1.0 if u in joiners else 0.0 for u in table.users])
     np.testing.assert_array_equal(table.post["joins"], want)
-    np.testing.assert_array_equal(table.post["impressions"], [len(served[u][1]) for u in table.users])
+    shown = {u: len(items) for u, (_, items) in served.items()}
+    np.testing.assert_array_equal(table.post["impressions"], [shown.get(u, 0) for u in table.users])
 
     # every impression posted for an exposed answer carries its experiment and arm
     imps = experiment_impressions(str(world), exposures)
