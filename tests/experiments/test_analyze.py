@@ -43,6 +43,8 @@ def test_analyze_per_arm_per_day(tmp_path) -> None:
     units = [sum(a["users"] for a in d["arms"]) for d in out["days"]]
     assert units == [80, 160, 240, 320, 400, 400]  # exposures arrive 80 a day
     assert out["days"][-1]["arms"] == out["arms"] and out["days"][-1]["metrics"] == out["metrics"]
+    # no impressions were logged: the ratio metric is refused by the estimator, with the reason
+    assert out["metrics"]["join_rate"] == [] and "denom" in out["skipped_metrics"]["join_rate"]
     assert out["srm"]["counts"] == {a["arm"]: a["units"] for a in out["arms"]}
     eff = out["metrics"]["messages"][0]
     assert eff["arm"] == "treatment" and eff["ci_low"] <= eff["effect"] <= eff["ci_high"]

@@ -165,3 +165,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                               f"[{_fmt(e.get('av_ci_low'))}, {_fmt(e.get('av_ci_high'))}]", _fmt(e.get("p_value")),
                               _fmt(e.get("variance_reduction")) if e.get("cuped_used") else "–")
         out.print(table)
+        for metric, why in result.get("skipped_metrics", {}).items():
+            err.print(f"  {metric}: not estimated ({why})")

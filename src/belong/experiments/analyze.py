@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from belong.domain import us_to_iso
+from belong.errors import ValidationError
 from belong.experiments.declaration import METRICS
 from belong.experiments.metrics import DAY_US, PRE_WINDOW_US, MetricData, UnitTable, read_events
 from belong.experiments.store import Experiment, Exposure, open_experiments
@@ -42,9 +43,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def compare_table(table: UnitTable, exp: Experiment, metrics: list[str], alpha: float) -> dict[str, list[dict]]:
-    """Each metric's effects (one per non-control arm) on ``table``; a metric is left empty while an arm has
-    fewer than 2 units."""
+def compare_table(table: UnitTable, exp: Experiment, metrics: list[str], alpha: float,
+                  skipped: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """Each metric's effects (one per non-control arm) on ``table``. A metric is left empty while an arm has
+    fewer than 2 units, or when the estimator refuses the data (a ratio metric whose denominator is zero in an
+    arm): the reason goes to ``skipped``."""
     from belong.experiments.stats import compare
 
     decl = exp.declaration
@@ -53,11 +56,19 @@ def compare_table(table: UnitTable, exp: Experiment, metrics: list[str], alpha: 
     out: dict[str, list[dict]] = {}
     cluster = np.asarray(table.units, dtype=object).astype(str) if decl.unit == "cluster" else None
     for metric in metrics:
+        out[metric] = []
         if min(counts.values()) < 2:
-            out[metric] = []
+            if skipped is not None:
+                skipped[metric] = "fewer than 2 units in an arm"
             continue
         y, denom, x_pre = table.values(metric)
-        effects = compare(y, arms, control=decl.control, x_pre=x_pre, denom=denom, cluster=cluster, alpha=alpha)
+        try:
+            effects = compare(y, arms, control=decl.control, x_pre=x_pre, denom=denom, cluster=cluster,
+                              alpha=alpha)
+        except ValidationError as exc:
+            if skipped is not None:
+                skipped[metric] = str(exc)
+            continue
         out[metric] = [_clean(as_dict(e)) for e in effects]
     return out
 
@@ -99,8 +110,10 @@ def analyze(store_spec: str, name: str, *, as_of_us: int | None = None, alpha: f
         "start": us_to_iso(decl.start_us), "as_of": us_to_iso(end), "alpha": alpha,
         "arms": _arms(exp, table, exposures),
         "srm": srm_check(table, exp),
-        "metrics": compare_table(table, exp, metrics, alpha),
     }
+    skipped: dict[str, str] = {}
+    out["metrics"] = compare_table(table, exp, metrics, alpha, skipped)
+    out["skipped_metrics"] = skipped
     if daily:  # days from the first exposure (or the start, when later); the last MAX_DAYS of them
         days = []
         origin = max(decl.start_us, first)
@@ -108,8 +121,10 @@ def analyze(store_spec: str, name: str, *, as_of_us: int | None = None, alpha: f
         for d in range(max(0, n_days - MAX_DAYS), n_days):
             cut = min(end, origin + (d + 1) * DAY_US)
             t = data.table(cut)
+            day_skipped: dict[str, str] = {}
             days.append({"day": d + 1, "end": us_to_iso(cut), "arms": _arms(exp, t, exposures, cut),
-                         "metrics": compare_table(t, exp, metrics, alpha)})
+                         "metrics": compare_table(t, exp, metrics, alpha, day_skipped),
+                         "skipped_metrics": day_skipped})
         out["days"] = days
     return out
 

@@ -108,6 +108,8 @@ def render(result: dict[str, Any]) -> str:
             "av_ci_low", "av_ci_high", "cuped_used", "variance_reduction"]
     effects = "".join(f"<tr><td>{_fmt(m)}</td>" + "".join(f"<td>{_fmt(e.get(c))}</td>" for c in cols) + "</tr>"
                       for m, es in result["metrics"].items() for e in es)
+    skipped = "".join(f"<li>{_fmt(m)}: not estimated ({_fmt(why)})</li>"
+                      for m, why in result.get("skipped_metrics", {}).items())
     plots = "".join(f"<h3>{_fmt(m)}</h3>{_over_time(result, m)}" for m in result["metrics"])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Experiment {_fmt(result['experiment'])}</title>
 <style>{_CSS}</style></head><body>
@@ -119,6 +121,7 @@ def render(result: dict[str, Any]) -> str:
 <p>SRM χ² = {_fmt(srm.get('chi2'))}, p = {_fmt(srm.get('p_value'))}: {flag}</p>
 <h2>All metrics</h2>{_forest(result)}
 <table><tr><th>metric</th>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{effects}</table>
+<ul>{skipped}</ul>
 <h2>Over time</h2>{plots}
 </body></html>"""
 
