@@ -61,8 +61,9 @@ def _over_time(result: dict[str, Any], metric: str) -> str:
                                        [b - e for e, b in zip(eff, hi, strict=True)]],
                         fmt="none", capsize=3, alpha=0.6, label=f"{arm} fixed-horizon CI")
         if None not in alo and None not in ahi:
-            ax.plot(xs, alo, "--", color="grey", linewidth=1, label=f"{arm} always-valid CI")
-            ax.plot(xs, ahi, "--", color="grey", linewidth=1)
+            ax.plot(xs, alo, "--", marker="_", markersize=14, color="grey", linewidth=1,
+                    label=f"{arm} always-valid CI")
+            ax.plot(xs, ahi, "--", marker="_", markersize=14, color="grey", linewidth=1)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("day")
     ax.set_ylabel(f"{metric}: treatment - control")
