@@ -18,17 +18,19 @@ from experiment_helpers import declaration
 START = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
 
-def test_analyze_per_arm_per_day(tmp_path) -> None:
+@pytest.mark.parametrize("unit", ["user", "cluster"])
+def test_analyze_per_arm_per_day(store_spec: str, unit: str) -> None:
     pytest.importorskip("belong.experiments.stats")
-    store = tmp_path / "store"
+    store = store_spec
     rng = np.random.default_rng(0)
     events, exposures = [], []
-    decl = parse(declaration(start="2026-01-01T00:00:00Z", primary_metric="messages"))
+    decl = parse(declaration(start="2026-01-01T00:00:00Z", primary_metric="messages", unit=unit))
     for i in range(400):
         u = f"u{i}"
-        arm = arm_of(decl, u)
+        unit_id = u if unit == "user" else f"c{i % 80}"  # clusters of 5 users
+        arm = arm_of(decl, unit_id)
         first = START + (i % 5) * DAY_US + 3_600_000_000
-        exposures.append(Exposure(decl.name, f"r{i}", u, u, arm, "communities", first))
+        exposures.append(Exposure(decl.name, f"r{i}", u, unit_id, arm, "communities", first))
         n_msgs = rng.poisson(3 if arm == "treatment" else 2)
         for j in range(n_msgs):
             events.append(parse_event({"event_id": f"m{i}-{j}", "ts": (first + (j + 1) * 60_000_000) / 1e6,
@@ -46,6 +48,7 @@ def test_analyze_per_arm_per_day(tmp_path) -> None:
     # no impressions were logged: the ratio metric is refused by the estimator, with the reason
     assert out["metrics"]["join_rate"] == [] and "denom" in out["skipped_metrics"]["join_rate"]
     assert out["srm"]["counts"] == {a["arm"]: a["units"] for a in out["arms"]}
+    assert sum(out["srm"]["counts"].values()) == (400 if unit == "user" else 80)  # randomisation units
     eff = out["metrics"]["messages"][0]
     assert eff["arm"] == "treatment" and eff["ci_low"] <= eff["effect"] <= eff["ci_high"]
     assert eff["ci_low"] > 0  # the planted +1 message per user
