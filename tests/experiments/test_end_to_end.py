@@ -116,6 +116,11 @@ def test_serve_expose_and_analyze(world: Path, api: str) -> None:
                      headers=auth(ADMIN_KEY))
         assert bad.status_code == 422 and bad.json()["field"] == "primary_metric"
         assert c.post("/v1/experiments", json={}, headers=auth(WRITE_KEY)).status_code == 403
+        bad = c.post("/v1/experiments", json={"name": "y", "surface": "communities", "layer": "m",
+                                              "arms": [{"name": "a", "weight": 0.5},
+                                                       {"name": "b", "weight": 0.5, "model": "v-nope"}]},
+                     headers=auth(ADMIN_KEY))
+        assert bad.status_code == 422 and bad.json()["field"] == "arms[1].model"
         # exposures reach the store within the flush interval
         deadline = time.monotonic() + 10
         while True:

@@ -26,6 +26,7 @@ from belong.experiments.declaration import parse
 from belong.experiments.serving import Router
 from belong.serve.errors import documented, json_response
 from belong.serve.routes import SECURED, admin, service
+from belong.training.locate import artifact_versions
 
 
 def _router(request: Request) -> Router:
@@ -64,6 +65,12 @@ async def create_experiment(request: Request, body: dict[str, Any] = Body()) -> 
     """Create an experiment from a declaration (the fields of the TOML format, docs/EXPERIMENTS.md)."""
     router = _router(request)
     decl = await asyncio.to_thread(parse, body)
+    svc = service(request)
+    known = {m.version for m in svc.registry.versions()} | set(artifact_versions(svc.settings.models_dir))
+    for i, arm in enumerate(decl.arms):
+        if arm.model is not None and arm.model not in known:
+            raise ValidationError(f"arms[{i}].model", f"unknown model version {arm.model!r}; loaded or in the models "
+                                  f"directory: {', '.join(sorted(known)) or 'none'}")
     exp = await asyncio.to_thread(router.store.create, decl)
     await asyncio.to_thread(router.refresh)
     return json_response(exp.describe(), 201)
