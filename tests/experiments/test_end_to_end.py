@@ -196,6 +196,32 @@ def test_api_create_force_and_stop(world: Path, api: str) -> None:
         assert got["experiments"] == []
 
 
+def test_an_arm_served_by_another_loaded_model_version(world: Path, api: str) -> None:
+    users = _users(world, 30)
+    with httpx.Client(base_url=api, timeout=120) as c:
+        built = c.post("/v1/models", headers=auth(ADMIN_KEY))  # a second version, loaded but not active
+        assert built.status_code == 201, built.text
+        models = built.json()
+        other = next(v["version"] for v in models["versions"] if v["version"] != models["active"])
+        body = {"name": "by_model", "surface": "content", "layer": "content", "start": "2020-01-01T00:00:00Z",
+                "primary_metric": "messages",
+                "arms": [{"name": "control", "weight": 0.5}, {"name": "next", "weight": 0.5, "model": other}]}
+        assert c.post("/v1/experiments", json=body, headers=auth(ADMIN_KEY)).status_code == 201
+        with open_experiments(world) as st:
+            decl = st.get("by_model").declaration
+        arms = set()
+        for u in users:
+            r = c.get("/v1/recommendations/content", params={"user_id": u, "k": 3})
+            assert r.status_code == 200, r.text
+            got = r.json()
+            assert got["experiments"] == [{"name": "by_model", "arm": arm_of(decl, u)}]
+            arms.add(got["experiments"][0]["arm"])
+            # the arm's answer comes from that version, and says so
+            assert got["model_version"] == (other if arm_of(decl, u) == "next" else models["active"])
+        assert arms == {"control", "next"}
+        assert c.post("/v1/experiments/by_model/stop", headers=auth(ADMIN_KEY)).status_code == 200
+
+
 def test_cli_analyze_json_and_report(world: Path, api: str, monkeypatch, capsys, tmp_path) -> None:
     pytest.importorskip("belong.experiments.stats")
     import json

@@ -42,6 +42,7 @@ class Routed:
     name: str
     arm: str
     unit: str
+    model: Any = None  # the model version serving the arm when it is not the active one (``model = "..."`` arms)
 
 
 class Router:
@@ -133,8 +134,14 @@ class Router:
             if kinds.get(decl.name) is not surface:
                 continue
             unit = assigner.unit(decl, user_id)
+            arm_model = decl.arm(arm_name).model
+            if arm_model is not None:  # another loaded model version serves this arm, all of it
+                other = model_of(arm_model) if model_of is not None else None
+                if other is None:
+                    return None
+                return Routed(other.pipelines[surface], other.version, decl.name, arm_name, unit, other)
             try:
-                pipeline = await self._pipeline(model, surface, decl, arm_name, model_of)
+                pipeline = await self._pipeline(model, surface, decl, arm_name)
             except Exception as exc:  # the arm cannot be built: served as before, named nowhere, not exposed
                 self.failures += 1
                 log.warning("experiment %s arm %s: %s: %s", decl.name, arm_name, type(exc).__name__, exc)
@@ -146,12 +153,8 @@ class Router:
             return Routed(pipeline, tag, decl.name, arm_name, unit)
         return None
 
-    async def _pipeline(self, model: Any, surface: Surface, decl: Declaration, arm_name: str,
-                        model_of: Callable[[str], Any] | None) -> Pipeline | None:
+    async def _pipeline(self, model: Any, surface: Surface, decl: Declaration, arm_name: str) -> Pipeline | None:
         arm = decl.arm(arm_name)
-        if arm.model is not None:  # another loaded model version's pipeline of this surface
-            other = model_of(arm.model) if model_of is not None else None
-            return None if other is None else other.pipelines[surface]
         name, data = self._arm_specs[(decl.name, arm_name)]
         if is_plain(decl, arm) and name == model.pipelines[surface].name:
             return model.pipelines[surface]

@@ -115,6 +115,8 @@ class Engine:
             ctx.routed = await self.experiments.route(model, surface, user_id, self.registry.find)
             if ctx.routed is not None:
                 ctx.pipeline, ctx.tag = ctx.routed.pipeline, ctx.routed.tag
+                if ctx.routed.model is not None:  # an arm served by another loaded version
+                    ctx.model = ctx.routed.model
         await self._candidates(ctx)
         self._read_features(ctx)
         try:
