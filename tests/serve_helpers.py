@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 
-WRITE_KEY = "test-write-key"
-ADMIN_KEY = "test-admin-key"
+WRITE_KEY = "test-write-key-0123456789"
+ADMIN_KEY = "test-admin-key-0123456789"
+READ_KEY = "test-read-key-0123456789"
 
 
 def free_port() -> int:
@@ -33,7 +34,9 @@ def run_server(store: Path, extra_env: dict[str, str] | None = None, *args: str,
     """Start ``belong serve`` and wait until /readyz answers 200; yields (base URL, process)."""
     port = free_port()
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_API_KEYS_WRITE": WRITE_KEY,
-           "BELONG_API_KEYS_ADMIN": ADMIN_KEY, **(extra_env or {})}
+           "BELONG_API_KEYS_ADMIN": ADMIN_KEY, "BELONG_API_KEYS_READ": READ_KEY,
+           "BELONG_READ_AUTH": "false",  # reads open unless a test asks (tests/serve/test_access.py covers them)
+           **(extra_env or {})}
     if "BELONG_REDIS_URL" not in (extra_env or {}):
         env.pop("BELONG_REDIS_URL", None)  # in-process features unless the test names a Redis
     belong = str(Path(sys.executable).with_name("belong"))

@@ -37,10 +37,19 @@ from belong.cli import features as _features  # noqa: E402
 from belong.cli import recommend as _recommend  # noqa: E402
 from belong.cli import serve as _serve  # noqa: E402
 from belong.cli import store as _store  # noqa: E402
+from belong.cli import token as _token  # noqa: E402
 from belong.cli import train as _train  # noqa: E402
 
-for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _experiment):
+for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _token, _experiment):
     _mod.register(app, bench)
+
+from belong.cli import bench_experiments as _bench_experiments  # noqa: E402
+
+_bench_experiments.register(app, bench)
+
+from belong.cli import ope as _ope  # noqa: E402
+
+_ope.register(app, bench)
 
 
 def main() -> None:

@@ -116,15 +116,16 @@ def _serve(store: Path, models: Path, port: int, console: Console, *, wait: bool
         event = {"events": [{"event_id": f"curl-{secrets.token_hex(4)}", "ts": "2026-11-02T10:00:00Z",
                              "type": "join", "actor": user, "target": "COMMUNITY"}]}
         event_json = orjson.dumps(event).decode().replace("COMMUNITY", community)
-        console.print(f"""serving on {base} (OpenAPI: {base}/docs); API key for write/admin routes: {key}
+        console.print(f"""serving on {base} (OpenAPI: {base}/docs); API key (reads, writes, models): {key}
+  AUTH='Authorization: Bearer {key}'
 
-  curl '{base}/v1/recommendations/communities?user_id={user}&k=10'
-  curl '{base}/v1/recommendations/people?user_id={user}&k=10&debug=true'
-  curl '{base}/v1/recommendations/content?user_id={user}&k=10'
-  curl '{base}/v1/recommendations/communities?user_id=brand-new&locale=en&age_group=adult&interests=gaming,music'
-  curl '{base}/v1/communities/{community}/similar'
+  curl -H "$AUTH" '{base}/v1/recommendations/communities?user_id={user}&k=10'
+  curl -H "$AUTH" '{base}/v1/recommendations/people?user_id={user}&k=10&debug=true'
+  curl -H "$AUTH" '{base}/v1/recommendations/content?user_id={user}&k=10'
+  curl -H "$AUTH" '{base}/v1/recommendations/communities?user_id=brand-new&locale=en&age_group=adult&interests=music'
+  curl -H "$AUTH" '{base}/v1/communities/{community}/similar'
   curl -X POST '{base}/v1/events' -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{event_json}'
-  curl '{base}/v1/models'
+  curl -H "$AUTH" '{base}/v1/models'
   curl '{base}/metrics'
 """, soft_wrap=True, highlight=False)
         _self_check(base, user, key, console)
@@ -148,7 +149,7 @@ def _self_check(base: str, user: str, key: str, console: Console) -> None:
 
     import httpx
 
-    with httpx.Client(base_url=base, timeout=60) as c:
+    with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
         before = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 5}).json()
         model = c.get("/v1/models").json()
         top = before["items"][0] if before["items"] else None
@@ -159,7 +160,7 @@ def _self_check(base: str, user: str, key: str, console: Console) -> None:
             return
         event = {"event_id": f"demo-join-{secrets.token_hex(4)}", "ts": "2026-11-02T10:00:00Z", "type": "join",
                  "actor": user, "target": top["id"]}
-        posted = c.post("/v1/events", json={"events": [event]}, headers={"Authorization": f"Bearer {key}"})
+        posted = c.post("/v1/events", json={"events": [event]})
         after = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 5}).json()
         gone = top["id"] not in {it["id"] for it in after["items"]}
         console.print(f"POST /v1/events (join {top['name']}) -> {posted.status_code}; next answer "

@@ -11,7 +11,7 @@ import typer
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
-        store: str = typer.Option(..., help="Event store: a directory (embedded) or a postgresql:// URL."),
+        store: str = typer.Option(None, help="Event store: a directory (embedded) or a postgresql:// URL."),
         host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
         port: int = typer.Option(8000, help="TCP port."),
         redis: str = typer.Option(None, help="Online feature store URL (default: BELONG_REDIS_URL; else in-process)."),
@@ -24,25 +24,51 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         models: Path = typer.Option(None, "--models", help="`belong train` artifacts: the newest is loaded at start "
                                     "(BELONG_MODELS_DIR; default: build a version from the log)."),
         log_level: str = typer.Option("warning", help="uvicorn log level."),
+        apps: Path = typer.Option(None, "--apps", help="Several apps on one server: a TOML of [apps.NAME] tables "
+                                  "(store, redis_prefix, models, keys); instead of --store (docs/SECURITY_ACCESS.md)."),
     ) -> None:
         """Serve recommendations, events, impressions and models over HTTP (OpenAPI at /docs)."""
+        from belong.errors import ValidationError
         from belong.eventlog import open_store
         from belong.serve.app import serve
         from belong.serve.settings import ServeSettings
 
+        if (store is None) == (apps is None):
+            raise ValidationError("store", "give either --store or --apps")
+        if apps is not None:
+            _serve_apps(apps, host, port, redis, materialize, surface, log_level)
+            return
         open_store(store, create=False).close()  # a missing store is a clear error (exit 2), not a traceback
         settings = ServeSettings.from_env().with_(redis_url=redis, budget_sources_ms=budget_sources_ms,
                                                   budget_features_ms=budget_features_ms,
-                                                  models_dir=str(models) if models else None)
+                                                  models_dir=str(models) if models else None).validate()
         if settings.models_dir and not Path(settings.models_dir).is_dir():
-            from belong.errors import ValidationError
-
             raise ValidationError("models", f"{settings.models_dir} is not a directory (write one with belong train)")
         from belong.serve.versions import surface_overrides
 
         surfaces = surface_overrides(surface) or None
         typer.echo(f"belong API on http://{host}:{port} (docs: /docs) over {store}", err=True)
         serve(store, host, port, settings=settings, surfaces=surfaces, materialize=materialize, log_level=log_level)
+
+    def _serve_apps(path: Path, host: str, port: int, redis: str | None, materialize: bool, surface: list[str],
+                    log_level: str) -> None:
+        import sys
+
+        from belong.eventlog import open_store
+        from belong.serve.app import run_uvicorn
+        from belong.serve.apps import create_multi_app, load_apps
+        from belong.serve.settings import ServeSettings
+        from belong.serve.versions import surface_overrides
+
+        settings = ServeSettings.from_env().with_(redis_url=redis)
+        configs = load_apps(path, settings)
+        for c in configs:
+            open_store(c.store, create=False).close()  # every app's store exists (exit 2 naming it otherwise)
+        app = create_multi_app(configs, surfaces=surface_overrides(surface) or None, materialize=materialize)
+        typer.echo(f"belong API on http://{host}:{port} (docs: /docs), apps: {', '.join(c.name for c in configs)}",
+                   err=True)
+        sys.setswitchinterval(0.001)
+        run_uvicorn(app, host, port, settings, log_level)
 
     @bench.command("serve")
     def bench_serve(

@@ -22,6 +22,8 @@ from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
 from belong.serve import errors, experiment_routes, routes
+from belong.serve.guard import Guard, document_guard
+from belong.serve.openapi_links import add_links
 from belong.serve.service import Service
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelVersion
@@ -42,7 +44,7 @@ def create_app(
     into the feature store at startup (for an in-process store, or a fresh Redis). ``surfaces`` replaces a
     surface's declaration (a catalogue name or a TOML file, per kind).
     """
-    svc = Service(str(store), settings or ServeSettings.from_env(), surfaces, materialize)
+    svc = Service(str(store), (settings or ServeSettings.from_env()).validate(), surfaces, materialize)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,14 +64,17 @@ def create_app(
     errors.install(app, svc)
     routes.install(app)
     experiment_routes.install(app)
+    app.add_middleware(Guard, keys=svc.keys, settings=svc.settings)  # keys and limits before any body is read
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             schema.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = {
-                "type": "http", "scheme": "bearer", "description": "API key: `Authorization: Bearer <key>`"}
-            app.openapi_schema = schema
+                "type": "http", "scheme": "bearer", "description": "API key or user token: `Authorization: Bearer "
+                "<key or token>` (docs/SECURITY_ACCESS.md)"}
+            document_guard(schema, svc.settings.read_auth)
+            app.openapi_schema = add_links(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -80,10 +85,19 @@ def serve(store: str | Path, host: str = "127.0.0.1", port: int = 8000, *, setti
           surfaces: dict[Surface, str | Path] | None = None, materialize: bool = False,
           log_level: str = "warning") -> None:
     """Run the API with uvicorn (uvloop + httptools, one worker, no access log) until interrupted."""
-    import uvicorn
-
     sys.setswitchinterval(0.001)  # background source runs yield the GIL to the event loop often
     settings = settings or ServeSettings.from_env()
     app = create_app(store, settings=settings, surfaces=surfaces, materialize=materialize)
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
-                access_log=False, lifespan="on", proxy_headers=settings.proxy_headers)
+    run_uvicorn(app, host, port, settings, log_level)
+
+
+def run_uvicorn(app: Any, host: str, port: int, settings: ServeSettings, log_level: str = "warning") -> None:
+    """uvicorn with the limits of :mod:`belong.serve.protocol` and the settings' keep-alive and concurrency."""
+    import uvicorn
+
+    from belong.serve.protocol import limited_protocol
+
+    http = limited_protocol(settings.max_header_bytes, settings.body_timeout_s)
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http=http, log_level=log_level,
+                access_log=False, lifespan="on", proxy_headers=settings.proxy_headers,
+                timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections)  # type: ignore[arg-type]

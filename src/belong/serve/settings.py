@@ -4,6 +4,23 @@
   ``/v1/impressions``)
 * ``BELONG_API_KEYS_ADMIN`` (default (none)): comma list of keys allowed on admin routes (models); admin keys may also
   write
+* ``BELONG_API_KEYS_READ`` (default (none)): comma list of keys allowed on read routes (recommendations, similar,
+  models); write and admin keys may also read. Every key must be at least 16 characters (refused at start-up)
+* ``BELONG_TOKEN_SECRET`` (default (none)): secret (at least 32 characters) signing user tokens
+  (:mod:`belong.serve.tokens`, ``belong token mint``); unset: no user tokens are accepted
+* ``BELONG_APP`` (default default): this server's app name (user tokens name it; ``belong serve --apps`` sets it
+  per app)
+* ``BELONG_READ_AUTH`` (default true): read routes need a read key or a user token; false: reads are open (a private
+  network behind the platform's backend)
+* ``BELONG_MAX_BODY_BYTES`` (default 1048576): larger request bodies are refused 413 (by Content-Length before
+  reading, or as soon as a streamed body passes it)
+* ``BELONG_BODY_TIMEOUT_S`` (default 10): a body not fully received in this time is refused 408
+* ``BELONG_MAX_HEADER_BYTES`` (default 16384): request headers larger than this are refused 431
+* ``BELONG_KEEP_ALIVE_S`` (default 5): idle keep-alive connections are closed after this many seconds
+* ``BELONG_MAX_CONNECTIONS`` (default 2048): concurrent connections and requests; more answer 503
+* ``BELONG_RATE_KEY`` (default 2000/4000): per API key token bucket, ``rate/burst`` requests (per second / at once);
+  ``0`` turns it off; over it: 429 with ``Retry-After``
+* ``BELONG_RATE_USER`` (default 20/40): the same per user token (per app and user)
 * ``BELONG_REDIS_URL`` (default (none)): online feature store; in-process when unset (see :mod:`belong.settings`)
 * ``BELONG_FEATURES_PREFIX`` (default belong:features:): key prefix of the online feature rows in Redis
 * ``BELONG_BUDGET_SOURCES_MS`` (default 60): time budget of the candidate sources of one request (cache miss)
@@ -22,7 +39,8 @@
 * ``BELONG_MODELS_DIR`` (default (none)): ``belong train`` artifacts; the newest is loaded at startup (else a version
   is built from the log)
 
-With no keys configured, write and admin routes refuse every request (401): a server is never open by accident.
+With no keys configured, write and admin routes refuse every request (401), and so do read routes unless
+``BELONG_READ_AUTH=false``: a server is never open by accident. Access rules: docs/SECURITY_ACCESS.md.
 """
 
 from __future__ import annotations
@@ -45,6 +63,25 @@ def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ValidationError(name, f"must be true or false, got {raw!r}")
+
+
+MIN_KEY_LEN = 16
+
+
+def _rate(env: dict[str, str], name: str, default: tuple[float, float]) -> tuple[float, float]:
+    """``rate/burst`` (``rate`` alone: burst = 2 x rate; ``0``: off)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    rate_s, _, burst_s = raw.partition("/")
+    try:
+        rate = float(rate_s)
+        burst = float(burst_s) if burst_s else 2 * rate
+    except ValueError:
+        raise ValidationError(name, f"must be 'rate/burst' in requests per second, e.g. 100/200, got {raw!r}") from None
+    if rate < 0 or burst < 0 or (rate > 0 and burst < 1):
+        raise ValidationError(name, f"rate must be >= 0 and burst >= 1, got {raw!r}")
+    return rate, burst
 
 
 def _num(env: dict[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -77,6 +114,17 @@ class ServeSettings:
     cache_depth: int = 200
     models_dir: str | None = None
     proxy_headers: bool = False
+    read_keys: frozenset[str] = field(default_factory=frozenset)
+    token_secret: str | None = None
+    app_name: str = "default"
+    read_auth: bool = True
+    max_body_bytes: int = 1_048_576
+    body_timeout_s: float = 10.0
+    max_header_bytes: int = 16_384
+    keep_alive_s: float = 5.0
+    max_connections: int = 2048
+    rate_key: tuple[float, float] = (2000.0, 4000.0)
+    rate_user: tuple[float, float] = (20.0, 40.0)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
@@ -97,7 +145,35 @@ class ServeSettings:
             cache_depth=int(_num(env, "BELONG_CACHE_DEPTH", 200, minimum=1)),
             models_dir=env.get("BELONG_MODELS_DIR") or None,
             proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),
+            read_keys=_keys(env.get("BELONG_API_KEYS_READ")),
+            token_secret=env.get("BELONG_TOKEN_SECRET") or None,
+            app_name=env.get("BELONG_APP") or "default",
+            read_auth=_flag(env, "BELONG_READ_AUTH", default=True),
+            max_body_bytes=int(_num(env, "BELONG_MAX_BODY_BYTES", 1_048_576, minimum=1)),
+            body_timeout_s=_num(env, "BELONG_BODY_TIMEOUT_S", 10.0, minimum=0.1),
+            max_header_bytes=int(_num(env, "BELONG_MAX_HEADER_BYTES", 16_384, minimum=1024)),
+            keep_alive_s=_num(env, "BELONG_KEEP_ALIVE_S", 5.0, minimum=0.1),
+            max_connections=int(_num(env, "BELONG_MAX_CONNECTIONS", 2048, minimum=1)),
+            rate_key=_rate(env, "BELONG_RATE_KEY", (2000.0, 4000.0)),
+            rate_user=_rate(env, "BELONG_RATE_USER", (20.0, 40.0)),
         )
+
+    def validate(self) -> ServeSettings:
+        """Refuse, at start-up, keys too short to resist guessing and a short token secret (the error names the
+        setting and the key's position, never the key)."""
+        for name, keys in (("BELONG_API_KEYS_READ", self.read_keys), ("BELONG_API_KEYS_WRITE", self.write_keys),
+                           ("BELONG_API_KEYS_ADMIN", self.admin_keys)):
+            for key in keys:
+                if len(key) < MIN_KEY_LEN:
+                    raise ValidationError(name, f"every API key must be at least {MIN_KEY_LEN} characters; one has "
+                                          f"{len(key)} (make one with: python -c 'import secrets; "
+                                          "print(secrets.token_urlsafe(24))')")
+        from belong.serve.tokens import MIN_SECRET_LEN
+
+        if self.token_secret is not None and len(self.token_secret) < MIN_SECRET_LEN:
+            raise ValidationError("BELONG_TOKEN_SECRET", f"must be at least {MIN_SECRET_LEN} characters, got "
+                                  f"{len(self.token_secret)}")
+        return self
 
     def with_(self, **changes: Any) -> ServeSettings:
         """A copy with some settings replaced (CLI flags over environment)."""
