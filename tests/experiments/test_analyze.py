@@ -20,7 +20,6 @@ START = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
 @pytest.mark.parametrize("unit", ["user", "cluster"])
 def test_analyze_per_arm_per_day(store_spec: str, unit: str) -> None:
-    pytest.importorskip("belong.experiments.stats")
     store = store_spec
     rng = np.random.default_rng(0)
     events, exposures = [], []

@@ -61,6 +61,7 @@ class Router:
         self._queue: collections.deque[Exposure] = collections.deque()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.written = 0
         self.failures = 0  # requests whose arm pipeline could not be built
@@ -100,6 +101,10 @@ class Router:
 
     def refresh(self) -> None:
         """Reload the running experiments, their forced arms and clusters from the store."""
+        with self._refresh_lock:  # one at a time: a slower, older read never replaces a newer one
+            self._refresh()
+
+    def _refresh(self) -> None:
         from belong import surfaces as catalogue
 
         store = self.store

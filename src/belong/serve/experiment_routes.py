@@ -105,8 +105,8 @@ def install(app: FastAPI) -> None:
                       responses=documented(404))
     secured: dict[str, Any] = {"dependencies": [Depends(admin)], "openapi_extra": SECURED}
     app.add_api_route("/v1/experiments", create_experiment, methods=["POST"], status_code=201, tags=tags,
-                      responses=documented(401, 403, 422), **secured)
+                      responses=documented(400, 401, 403, 422), **secured)
     app.add_api_route("/v1/experiments/{name}/stop", stop_experiment, methods=["POST"], tags=tags,
                       responses=documented(401, 403, 404, 422), **secured)
     app.add_api_route("/v1/experiments/{name}/force", force_arm, methods=["POST"], tags=tags,
-                      responses=documented(401, 403, 404, 422), **secured)
+                      responses=documented(400, 401, 403, 404, 422), **secured)
