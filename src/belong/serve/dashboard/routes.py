@@ -58,6 +58,7 @@ class Dashboard:
         self.env.filters["pct"] = _pct
         self.manifests = views.ManifestCache()
         self.log_stats: tuple[float, dict[str, Any] | str] | None = None
+        self.log_counting: asyncio.Task | None = None
         self.static = {name: (resources.files("belong.serve.dashboard") / "static" / name).read_bytes()
                        for name in STATIC}
 
@@ -146,6 +147,8 @@ async def action(request: Request) -> tuple[Session, dict[str, str]] | Response:
 # ----------------------------------------------------------------------------------------------- login
 async def login_form(request: Request) -> Response:
     d = dash(request)
+    if d.svc.registry.active is not None:
+        refresh_log_stats(d)  # ready by the time the overview is opened
     nxt = request.query_params.get("next", "")
     return page(request, "login.html", token=d.sessions.login_token(), next=_safe_next(nxt), error=None)
 
@@ -195,16 +198,40 @@ async def home(request: Request) -> Response:
 
 
 # ----------------------------------------------------------------------------------------------- overview
-async def _log_stats(d: Dashboard) -> dict[str, Any] | str:
-    """The event log's counts (kept a minute: they scan the log), or the error text when it fails."""
-    now = time.monotonic()
-    if d.log_stats is None or now - d.log_stats[0] > LOG_STATS_TTL_S:
-        try:
-            stats: dict[str, Any] | str = await asyncio.to_thread(d.svc.store.stats)
-        except BelongError as exc:
-            stats = str(exc)
-        d.log_stats = (now, stats)
-    return d.log_stats[1]
+def _stats_apart(spec: str) -> dict[str, Any]:
+    """The log's counts over a connection of its own (the server's own connection serialises its writes: a
+    seconds-long count on it would hold up events)."""
+    from belong.eventlog import open_store
+
+    with open_store(spec, create=False) as st:
+        return st.stats()
+
+
+async def _count_log(d: Dashboard) -> dict[str, Any] | str:
+    try:
+        stats: dict[str, Any] | str = await asyncio.to_thread(_stats_apart, d.svc.store_spec)
+    except BelongError as exc:
+        stats = str(exc)
+    d.log_stats = (time.monotonic(), stats)
+    d.log_counting = None
+    return stats
+
+
+def refresh_log_stats(d: Dashboard) -> asyncio.Task | None:
+    """Count the log in the background when the kept counts are missing or older than a minute (they scan the
+    whole log: seconds on millions of events); the page shows the kept ones meanwhile."""
+    fresh = d.log_stats is not None and time.monotonic() - d.log_stats[0] <= LOG_STATS_TTL_S
+    if not fresh and d.log_counting is None:
+        d.log_counting = asyncio.get_running_loop().create_task(_count_log(d))
+    return d.log_counting
+
+
+async def _log_stats(d: Dashboard) -> tuple[dict[str, Any] | str, float | None]:
+    """The event log's counts and their age in seconds (None: being counted for the first time)."""
+    refresh_log_stats(d)
+    if d.log_stats is None:
+        return "counting the event log…", None
+    return d.log_stats[1], time.monotonic() - d.log_stats[0]
 
 
 async def _health(svc: Service) -> list[dict[str, str]]:
@@ -249,8 +276,9 @@ async def overview(request: Request) -> Response:
         state_counts = {"users": st.n_users, "communities": st.n_communities, "content": st.n_content,
                         "memberships at build": model.meta.get("memberships"),
                         "state version": st.version}
+    log, log_age = await _log_stats(d)
     return page(request, "overview.html", session=session, title="Overview", active="overview",
-                log=await _log_stats(d), state=state_counts, versions=versions, health=await _health(svc),
+                log=log, log_age=log_age, state=state_counts, versions=versions, health=await _health(svc),
                 summary=report["summary"], window_s=report["window_s"], building=svc.registry.building,
                 startup_error=svc.startup_error)
 
