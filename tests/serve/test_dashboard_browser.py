@@ -24,6 +24,8 @@ from serve_helpers import ADMIN_KEY, auth, run_server
 
 CHROMIUM = "/usr/bin/chromium"
 USER = "u1"
+#: set to a folder (docs/img) to keep a screenshot of each page: the README's and docs/DASHBOARD.md's pictures
+SHOTS = os.environ.get("BELONG_DASHBOARD_SHOTS")
 
 pytestmark = [
     pytest.mark.slow,
@@ -122,6 +124,15 @@ class Walk:
     def check(self, name: str) -> None:
         self.accessible(name)
         self.fits_phone(name)
+        self.shoot(name)
+
+    def shoot(self, name: str, width: int = 1000, at: str | None = None) -> None:
+        if SHOTS:
+            self.page.set_viewport_size({"width": width, "height": 760})
+            if at:
+                self.page.locator(at).evaluate("e => e.scrollIntoView()")
+            self.page.screenshot(path=str(Path(SHOTS) / f"dashboard-{name.replace(' ', '-')}.png"))
+            self.page.set_viewport_size({"width": 1200, "height": 900})
 
 
 def _text(page: Any, selector: str) -> str:
@@ -204,6 +215,7 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     answer = _text(page, "#why-answer")
     assert "below cut" in answer and f"ranked {position} of" in answer, answer
     w.accessible("users with a why-not answer")
+    w.shoot("why-not", at="#why")
 
     # what-if: joining the top community in the sandbox takes it off the list; the real list keeps it
     top = _top_item(page)
@@ -215,6 +227,8 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     assert gone.count() == 1
     assert _top_item(page) == top  # the page's real list, run again after the what-if
     w.accessible("users with a what-if")
+    w.shoot("what-if", at="#what-if")
+    w.shoot("phone", width=375, at="#h-communities")
 
     # a real event through the API changes the list
     with httpx.Client(base_url=server, timeout=60) as c:

@@ -47,7 +47,7 @@
     svg.appendChild(el("title", {}, label + " over the last hour"));
     svg.appendChild(el("line", {x1: pad, y1: h - 20, x2: w - 4, y2: h - 20, "class": "axis"}));
     svg.appendChild(el("line", {x1: pad, y1: 6, x2: pad, y2: h - 20, "class": "axis"}));
-    svg.appendChild(el("text", {x: pad - 4, y: 14, "text-anchor": "end"}, top.toPrecision(2)));
+    svg.appendChild(el("text", {x: pad - 4, y: 14, "text-anchor": "end"}, top >= 10 ? String(Math.round(top)) : top.toPrecision(2)));
     svg.appendChild(el("text", {x: pad - 4, y: h - 20, "text-anchor": "end"}, "0"));
     svg.appendChild(el("text", {x: w - 4, y: h - 4, "text-anchor": "end"}, "now"));
     var n = values.length, pts = [];
@@ -57,6 +57,7 @@
       var y = (h - 20) - (h - 26) * v / top;
       pts.push(x.toFixed(1) + "," + y.toFixed(1));
     });
+    if (pts.length === 1) { pts.push(pts[0].replace(/^[^,]+/, String(pad))); }  // one point: a level line
     if (pts.length) { svg.appendChild(el("polyline", {points: pts.join(" "), "class": "series"})); }
     box.replaceChildren(svg);
   }
