@@ -236,3 +236,67 @@ def test_bad_input_is_named(admin: tuple[httpx.Client, str]) -> None:
     r = c.get("/dashboard/static/dash.js")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert "script-src 'self'" in c.get("/dashboard/overview").headers["content-security-policy"]
+
+
+# ----------------------------------------------------------------------------------------------- the sandbox
+def _same(a: object, b: object) -> bool:
+    """Equal values, arrays and sparse matrices compared by content, containers element by element."""
+    import scipy.sparse as sp
+
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.shape == b.shape and bool(np.array_equal(a, b))
+    if sp.issparse(a):
+        return sp.issparse(b) and a.shape == b.shape and (a != b).nnz == 0  # type: ignore[union-attr,operator]
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (set, frozenset, int, float, str, bytes, bool, type(None))):
+        return bool(a == b)
+    import dataclasses
+
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name))
+                                          for f in dataclasses.fields(a))
+    if hasattr(a, "__dict__"):
+        return _same(vars(a), vars(b))
+    return bool(a == b)
+
+
+def test_the_sandbox_takes_every_what_if_event_and_the_live_state_stays_as_it_was() -> None:
+    """Each event type the what-if offers, applied to a sandbox of a state that has live edits already: the
+    sandbox changes, the live state equals a deep copy taken before — every attribute apply() may write."""
+    import copy
+
+    from belong.datasets import World
+    from belong.domain import parse_event
+    from belong.serve.dashboard.views import WHAT_IF_TYPES, sandbox_state
+    from belong.state import from_world
+    from belong.testing.toy_world import NOW, toy_world
+
+    world: World = toy_world()
+    state = from_world(world)
+    live = [("join", "alice", "gaming", "community"), ("friend_request", "alice", "carol", "user"),
+            ("block", "bob", "erin", "user"), ("leave", "bob", "club", "community")]
+    for i, (t, a, b, kind) in enumerate(live):
+        state.apply(parse_event({"event_id": f"live{i}", "ts": NOW / 1e6, "type": t, "actor": a, "target": b,
+                                 "target_kind": kind}))
+    state.membership_csr()  # a derived value in the cache
+    targets = {"community": "zig", "user": "carol"}
+    for i, (etype, kind) in enumerate(WHAT_IF_TYPES.items()):
+        actor = "alice" if etype != "friend_accept" else "carol"
+        target = targets[kind] if etype != "friend_accept" else "alice"
+        before = copy.deepcopy(state)
+        touched = (state.users.index[actor],) + ((state.users.index[target],) if kind == "user" else ())
+        sand = sandbox_state(state, touched)
+        sand.apply(parse_event({"event_id": f"w{i}", "ts": NOW / 1e6 + 1, "type": etype, "actor": actor,
+                                "target": target, "target_kind": kind}))
+        sand.membership_csr(), sand.friend_csr()
+        assert sand.version == state.version + 1, etype
+        for name, value in vars(before).items():
+            assert _same(value, getattr(state, name)), (etype, name)
+    u, c = state.users.index["alice"], state.communities.index["zig"]
+    sand = sandbox_state(state, (u,))
+    sand.apply(parse_event({"event_id": "x", "ts": NOW / 1e6 + 1, "type": "leave", "actor": "alice",
+                            "target": "zig", "target_kind": "community"}))
+    assert state.members.has(u, c) and not sand.members.has(u, c)

@@ -2,13 +2,15 @@
 
 The user explorer runs the active version's pipelines directly (``candidates`` then ``finish`` with every rule, as
 the API does on a cache miss), so the page shows the whole stage trace; the what-if runs the same pipelines over a
-deep copy of the state with one more event applied — the live state, the event log and the caches are untouched.
+copy of the state (:func:`sandbox_state`) with one more event applied — the live state, the event log and the
+caches are untouched.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from belong.pipeline import Pipeline
 from belong.pipeline.types import Request
 from belong.serve.versions import ModelVersion
 from belong.state import WorldState
+from belong.state.relation import Relation
 
 SURFACES = (Surface.COMMUNITIES, Surface.PEOPLE, Surface.CONTENT)
 #: what-if event types and the kind of their target
@@ -127,12 +130,38 @@ def why_not(model: ModelVersion, surface: Surface, user_id: str, item: str, k: i
 
 
 # ----------------------------------------------------------------------------------------------- what-if
-def sandbox_state(state: WorldState) -> WorldState:
-    """A deep copy of ``state`` (retried once if a concurrent event changed it while copying)."""
-    try:
-        return copy.deepcopy(state)
-    except RuntimeError:
-        return copy.deepcopy(state)
+def _relation_copy(rel: Relation) -> Relation:
+    """A copy of a relation sharing its bulk base (read-only arrays) and owning copies of its edits."""
+    out = copy.copy(rel)
+    for name in ("add_r", "del_r", "add_c", "del_c"):
+        edits = getattr(rel, name)
+        setattr(out, name, defaultdict(set, {k: set(v) for k, v in edits.items() if v}))
+    return out
+
+
+def sandbox_state(state: WorldState, touched: tuple[int, ...]) -> WorldState:
+    """A copy of ``state`` that :meth:`~belong.state.WorldState.apply` may write to for an event between the users
+    ``touched`` (the actor, and the target when it is a user) and an existing community, leaving ``state`` as it
+    was. Copy-on-write by hand: what ``apply`` writes is copied (the relations' edits, the counters, the heat
+    arrays, the pending/blocked sets of the touched users, the derived-value cache), the bulk tables and the
+    relations' bases are shared (a deep copy of a 100,000-user state takes seconds).
+    ``tests/serve/test_dashboard.py`` checks the live state is unchanged after every kind of what-if event."""
+    sand = copy.copy(state)
+    sand.members, sand.friends, sand.engaged = (_relation_copy(r) for r in (state.members, state.friends,
+                                                                              state.engaged))
+    sand.user_rev = copy.copy(state.user_rev)
+    sand.members_rev = copy.copy(state.members_rev)
+    sand._join_ts_live = dict(state._join_ts_live)
+    sand._cache = dict(state._cache)  # values derived at a counter: the copy's new ones must not reach the original
+    sand.community_heat = {k: v.copy() for k, v in state.community_heat.items()}
+    sand.content_heat = {k: v.copy() for k, v in state.content_heat.items()}
+    for name in ("pending_requests", "blocked_users", "blocked_communities"):
+        table = copy.copy(getattr(state, name))
+        for u in touched:
+            if u in table:
+                table[u] = set(table[u])
+        setattr(sand, name, table)
+    return sand
 
 
 def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: int) -> dict[str, Any]:
@@ -147,7 +176,8 @@ def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: 
     t0 = time.perf_counter()
     event = parse_event({"event_id": f"what-if-{time.time_ns()}", "ts": max(model.state.now_us, 1) / 1e6,
                          "type": event_type, "actor": user_id, "target": target, "target_kind": kind})
-    sandbox = sandbox_state(model.state)
+    touched = (model.state.users.index[user_id],) + ((table.index[target],) if kind == "user" else ())
+    sandbox = sandbox_state(model.state, touched)
     sandbox.apply(event)
     copy_ms = (time.perf_counter() - t0) * 1e3
     surfaces = []
