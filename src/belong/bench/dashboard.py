@@ -70,7 +70,8 @@ def bench_dashboard(users: int, communities: int, store: Path, repeats: int, sam
             csrf = csrf_m.group(1)
             rng = np.random.default_rng(seed)
             chosen = [f"u{i}" for i in rng.choice(users, sample_users, replace=False)]
-            listing = c.get("/v1/recommendations/communities", params={"user_id": chosen[0], "k": 10}).json()
+            listing = c.get("/v1/recommendations/communities", params={"user_id": chosen[0], "k": 10},
+                            headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
             target = listing["items"][0]["id"] if listing["items"] else "c0"
             plan: list[tuple[str, list[tuple[str, str, dict[str, Any]]]]] = [
                 ("baseline /healthz", [("GET", "/healthz", {})] * repeats),
