@@ -229,6 +229,9 @@ def test_bad_input_is_named(admin: tuple[httpx.Client, str]) -> None:
     assert r.status_code == 422 and "k: must be an integer between 1 and 100" in r.text
     r = c.get("/dashboard/users", params={"user_id": "u1", "why_surface": "communities", "why_not": "c-none"})
     assert r.status_code == 200 and "unknown community id: &#39;c-none&#39;" in r.text
+    r = c.get("/dashboard/users", params={"user_id": "U7"})  # not an id: the ids that start so, any case
+    assert r.status_code == 200 and "did you mean" in r.text
+    assert '<a href="/dashboard/users?user_id=u7">u7</a>' in r.text
     r = c.get("/dashboard/users", params={"user_id": "<script>x</script>"})
     assert r.status_code == 404 and "<script>x" not in r.text and "&lt;script&gt;" in r.text
     assert c.get("/dashboard/static/../app.py").status_code == 404

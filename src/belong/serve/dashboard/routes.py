@@ -324,7 +324,8 @@ async def users(request: Request) -> Response:
 
 async def _user_page(request: Request, session: Session, user_id: str, k_raw: str | None,
                      why: dict[str, str] | None = None, what_if: dict[str, Any] | None = None,
-                     what_if_form: dict[str, str] | None = None, status: int = 200) -> Response:
+                     what_if_form: dict[str, str] | None = None, status: int = 200,
+                     runs: list[views.SurfaceRun] | None = None) -> Response:
     svc = dash(request).svc
     model = svc.registry.active
     data: dict[str, Any] = {"user_id": user_id.strip(), "k": 10, "error": None, "runs": None, "profile": None,
@@ -341,10 +342,11 @@ async def _user_page(request: Request, session: Session, user_id: str, k_raw: st
             if uid not in model.state.users.index:
                 data["matches"] = views.find_users(model.state, uid)
                 data["error"] = f"no user {uid!r}" + ("; did you mean one of these?" if data["matches"] else "")
-                status = 404 if status == 200 else status
+                if not data["matches"] and status == 200:
+                    status = 404
             else:
                 data["profile"] = views.profile(model.state, uid)
-                data["runs"] = await asyncio.to_thread(views.explore, model, uid, k)
+                data["runs"] = runs if runs is not None else await asyncio.to_thread(views.explore, model, uid, k)
                 data["recent"] = views.recent_activity(model.state, uid)
                 if why and why.get("item"):
                     surface = Surface(why["surface"]) if why.get("surface") in data["surface_names"] \
@@ -370,13 +372,15 @@ async def what_if(request: Request) -> Response:
     fields = {"event_type": data.get("event_type", ""), "target": data.get("target", "").strip()}
     if model is None or uid not in model.state.users.index:
         return await _user_page(request, session, uid, data.get("k"), status=404)
+    runs = None
     try:
-        result = await asyncio.to_thread(views.what_if, model, uid, fields["event_type"], fields["target"],
-                                         _k(data.get("k")))
+        k = _k(data.get("k"))
+        runs = await asyncio.to_thread(views.explore, model, uid, k)  # the page's lists: the what-if's "before"
+        result = await asyncio.to_thread(views.what_if, model, uid, fields["event_type"], fields["target"], k, runs)
     except (ValidationError, UnknownIdError) as exc:
         result = {"error": str(exc)}
     return await _user_page(request, session, uid, data.get("k"), what_if=result, what_if_form=fields,
-                            status=200 if "error" not in result else 422)
+                            status=200 if "error" not in result else 422, runs=runs)
 
 
 # ----------------------------------------------------------------------------------------------- models

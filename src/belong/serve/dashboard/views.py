@@ -164,9 +164,11 @@ def sandbox_state(state: WorldState, touched: tuple[int, ...]) -> WorldState:
     return sand
 
 
-def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: int) -> dict[str, Any]:
+def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: int,
+            before: list[SurfaceRun] | None = None) -> dict[str, Any]:
     """Apply one event (``user_id`` does ``event_type`` to ``target``) to a sandbox copy of the state and compare
-    every surface's list before and after. The live state is not written to."""
+    every surface's list before and after (``before``: the lists already made on the live state, else made here).
+    The live state is not written to."""
     if event_type not in WHAT_IF_TYPES:
         raise ValidationError("event_type", f"must be one of {', '.join(WHAT_IF_TYPES)}, got {event_type!r}")
     kind = WHAT_IF_TYPES[event_type]
@@ -188,9 +190,11 @@ def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: 
         twin = copy.copy(pipe)  # the same fitted components (they read the state they are handed) over the copy
         twin.state = sandbox
         request = Request(user_id, surface, k)
-        before, after = pipe.run(request).items, twin.run(request).items
+        made = next((r for r in before or () if r.surface == surface.value and r.error is None), None)
+        old = [(it["id"], it["name"], it["score"]) for it in made.items] if made is not None else \
+            [(it.id, it.name, it.score) for it in pipe.run(request).items]
         surfaces.append({"surface": surface.value, "rows": diff(
-            [(it.id, it.name, it.score) for it in before], [(it.id, it.name, it.score) for it in after])})
+            old, [(it.id, it.name, it.score) for it in twin.run(request).items])})
     return {"event": {"type": event_type, "actor": user_id, "target": target, "target_kind": kind},
             "surfaces": surfaces, "copy_ms": round(copy_ms, 1),
             "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
