@@ -229,6 +229,12 @@ def test_bad_input_is_named(admin: tuple[httpx.Client, str]) -> None:
     assert r.status_code == 422 and "k: must be an integer between 1 and 100" in r.text
     r = c.get("/dashboard/users", params={"user_id": "u1", "why_surface": "communities", "why_not": "c-none"})
     assert r.status_code == 200 and "unknown community id: &#39;c-none&#39;" in r.text
+    r = c.get("/dashboard/users", params={"user_id": "u1", "show": "everything"})
+    assert r.status_code == 422 and "show: must be one of communities, people, content, all" in r.text
+    r = c.get("/dashboard/users", params={"user_id": "u1", "show": "all"})
+    assert r.status_code == 200 and all(f'id="list-{s}"' in r.text for s in ("communities", "people", "content"))
+    r = c.get("/dashboard/users", params={"user_id": "u1"})  # one surface unless asked: each is a pipeline run
+    assert 'id="list-communities"' in r.text and 'id="list-people"' not in r.text
     r = c.get("/dashboard/users", params={"user_id": "U7"})  # not an id: the ids that start so, any case
     assert r.status_code == 200 and "did you mean" in r.text
     assert '<a href="/dashboard/users?user_id=u7">u7</a>' in r.text

@@ -195,8 +195,13 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     assert "did you mean" in _text(page, "p.error")
     page.get_by_role("link", name=USER, exact=True).click()
     page.wait_for_selector("#list-communities tbody tr[data-id]")
-    assert page.locator("#list-people tbody tr[data-id]").count() > 0
     w.check("users")
+    page.get_by_role("navigation", name="Surfaces").get_by_role("link", name="all surfaces").click()
+    page.wait_for_selector("#list-people tbody tr[data-id]")
+    assert page.locator("#list-content").count() == 1
+    page.get_by_role("navigation", name="Surfaces").get_by_role("link", name="communities").click()
+    page.wait_for_selector("#list-communities tbody tr[data-id]")
+    assert page.locator("#list-people").count() == 0
 
     # why not X: a removed community (through its link) and a low-ranked one (through the form)
     removed = page.locator("#removed-communities tbody tr[data-id]").first

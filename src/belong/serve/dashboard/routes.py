@@ -313,16 +313,29 @@ def _k(raw: str | None) -> int:
     return int(raw)
 
 
+SHOW = {"communities": (Surface.COMMUNITIES,), "people": (Surface.PEOPLE,), "content": (Surface.CONTENT,),
+        "all": views.SURFACES}
+
+
+def _show(raw: str | None) -> str:
+    """Which surfaces the user page runs (one by default: each is a full pipeline run)."""
+    if raw in (None, ""):
+        return "communities"
+    if raw not in SHOW:
+        raise ValidationError("show", f"must be one of {', '.join(SHOW)}, got {raw!r}")
+    return raw
+
+
 async def users(request: Request) -> Response:
     session = session_of(request)
     if session is None:
         return _login_redirect(request)
     q = request.query_params
-    return await _user_page(request, session, q.get("user_id", ""), q.get("k"), why={
+    return await _user_page(request, session, q.get("user_id", ""), q.get("k"), q.get("show"), why={
         "surface": q.get("why_surface", ""), "item": q.get("why_not", "")})
 
 
-async def _user_page(request: Request, session: Session, user_id: str, k_raw: str | None,
+async def _user_page(request: Request, session: Session, user_id: str, k_raw: str | None, show_raw: str | None,
                      why: dict[str, str] | None = None, what_if: dict[str, Any] | None = None,
                      what_if_form: dict[str, str] | None = None, status: int = 200,
                      runs: list[views.SurfaceRun] | None = None) -> Response:
@@ -331,12 +344,14 @@ async def _user_page(request: Request, session: Session, user_id: str, k_raw: st
     data: dict[str, Any] = {"user_id": user_id.strip(), "k": 10, "error": None, "runs": None, "profile": None,
                             "matches": [], "why": None, "why_form": why or {}, "what_if": what_if,
                             "what_if_form": what_if_form or {}, "what_if_types": list(views.WHAT_IF_TYPES),
-                            "recent": [], "surface_names": [s.value for s in views.SURFACES]}
+                            "recent": [], "surface_names": [s.value for s in views.SURFACES], "show": "communities",
+                            "shows": list(SHOW)}
     if model is None:
         data["error"] = "no model version is active yet"
         return page(request, "users.html", 503, session, title="Users", active="users", **data)
     try:
         k = data["k"] = _k(k_raw)
+        show = data["show"] = _show(show_raw)
         uid = data["user_id"]
         if uid:
             if uid not in model.state.users.index:
@@ -346,11 +361,12 @@ async def _user_page(request: Request, session: Session, user_id: str, k_raw: st
                     status = 404
             else:
                 data["profile"] = views.profile(model.state, uid)
-                data["runs"] = runs if runs is not None else await asyncio.to_thread(views.explore, model, uid, k)
+                data["runs"] = runs if runs is not None else await asyncio.to_thread(views.explore, model, uid, k,
+                                                                                     SHOW[show])
                 data["recent"] = views.recent_activity(model.state, uid)
                 if why and why.get("item"):
                     surface = Surface(why["surface"]) if why.get("surface") in data["surface_names"] \
-                        else Surface.COMMUNITIES
+                        else SHOW[show][0]
                     try:
                         data["why"] = await asyncio.to_thread(views.why_not, model, surface, uid, why["item"].strip(),
                                                               k)
@@ -371,16 +387,17 @@ async def what_if(request: Request) -> Response:
     uid = data.get("user_id", "").strip()
     fields = {"event_type": data.get("event_type", ""), "target": data.get("target", "").strip()}
     if model is None or uid not in model.state.users.index:
-        return await _user_page(request, session, uid, data.get("k"), status=404)
+        return await _user_page(request, session, uid, data.get("k"), data.get("show"), status=404)
     runs = None
     try:
-        k = _k(data.get("k"))
-        runs = await asyncio.to_thread(views.explore, model, uid, k)  # the page's lists: the what-if's "before"
-        result = await asyncio.to_thread(views.what_if, model, uid, fields["event_type"], fields["target"], k, runs)
+        k, shown = _k(data.get("k")), SHOW[_show(data.get("show"))]
+        runs = await asyncio.to_thread(views.explore, model, uid, k, shown)  # the page's lists: the "before"
+        result = await asyncio.to_thread(views.what_if, model, uid, fields["event_type"], fields["target"], k, runs,
+                                         shown)
     except (ValidationError, UnknownIdError) as exc:
         result = {"error": str(exc)}
-    return await _user_page(request, session, uid, data.get("k"), what_if=result, what_if_form=fields,
-                            status=200 if "error" not in result else 422, runs=runs)
+    return await _user_page(request, session, uid, data.get("k"), data.get("show"), what_if=result,
+                            what_if_form=fields, status=200 if "error" not in result else 422, runs=runs)
 
 
 # ----------------------------------------------------------------------------------------------- models

@@ -76,9 +76,10 @@ def run_surface(pipe: Pipeline, user_id: str, k: int) -> SurfaceRun:
                       {s: round(v, 3) for s, v in stage_ms.items()}, made.n_candidates)
 
 
-def explore(model: ModelVersion, user_id: str, k: int) -> list[SurfaceRun]:
+def explore(model: ModelVersion, user_id: str, k: int, surfaces: tuple[Surface, ...] = SURFACES
+            ) -> list[SurfaceRun]:
     out = []
-    for surface in SURFACES:
+    for surface in surfaces:
         pipe = model.pipelines.get(surface)
         if pipe is None:
             continue
@@ -165,7 +166,7 @@ def sandbox_state(state: WorldState, touched: tuple[int, ...]) -> WorldState:
 
 
 def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: int,
-            before: list[SurfaceRun] | None = None) -> dict[str, Any]:
+            before: list[SurfaceRun] | None = None, surfaces: tuple[Surface, ...] = SURFACES) -> dict[str, Any]:
     """Apply one event (``user_id`` does ``event_type`` to ``target``) to a sandbox copy of the state and compare
     every surface's list before and after (``before``: the lists already made on the live state, else made here).
     The live state is not written to."""
@@ -182,8 +183,8 @@ def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: 
     sandbox = sandbox_state(model.state, touched)
     sandbox.apply(event)
     copy_ms = (time.perf_counter() - t0) * 1e3
-    surfaces = []
-    for surface in SURFACES:
+    rows = []
+    for surface in surfaces:
         pipe = model.pipelines.get(surface)
         if pipe is None:
             continue
@@ -193,10 +194,10 @@ def what_if(model: ModelVersion, user_id: str, event_type: str, target: str, k: 
         made = next((r for r in before or () if r.surface == surface.value and r.error is None), None)
         old = [(it["id"], it["name"], it["score"]) for it in made.items] if made is not None else \
             [(it.id, it.name, it.score) for it in pipe.run(request).items]
-        surfaces.append({"surface": surface.value, "rows": diff(
+        rows.append({"surface": surface.value, "rows": diff(
             old, [(it.id, it.name, it.score) for it in twin.run(request).items])})
     return {"event": {"type": event_type, "actor": user_id, "target": target, "target_kind": kind},
-            "surfaces": surfaces, "copy_ms": round(copy_ms, 1),
+            "surfaces": rows, "copy_ms": round(copy_ms, 1),
             "total_ms": round((time.perf_counter() - t0) * 1e3, 1)}
 
 
