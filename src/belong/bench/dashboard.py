@@ -80,8 +80,10 @@ def bench_dashboard(users: int, communities: int, store: Path, repeats: int, sam
                 ("live", [("GET", "/dashboard/live", {})] * repeats),
                 ("live.json", [("GET", "/dashboard/live.json", {})] * repeats),
                 ("users: find (prefix)", [("GET", "/dashboard/users", {"params": {"user_id": "U99"}})] * repeats),
-                ("users: one user, 3 surfaces", [("GET", "/dashboard/users", {"params": {"user_id": u}})
-                                                 for u in chosen]),
+                ("users: one user (communities)", [("GET", "/dashboard/users", {"params": {"user_id": u}})
+                                                   for u in chosen]),
+                ("users: one user, all 3 surfaces", [("GET", "/dashboard/users", {"params": {
+                    "user_id": u, "show": "all"}}) for u in chosen]),
                 ("users: why not X", [("GET", "/dashboard/users", {"params": {
                     "user_id": u, "why_surface": "communities", "why_not": target}}) for u in chosen]),
                 ("users: what-if (sandbox)", [("POST", "/dashboard/users/what-if", {"data": {
