@@ -258,9 +258,11 @@ async def overview(request: Request) -> Response:
         return _login_redirect(request)
     d = dash(request)
     svc = d.svc
+    t0 = time.perf_counter()
     live = d.live()
     live.sample()
     report = live.report()
+    t1 = time.perf_counter()
     models = svc.registry.describe()
     versions = []
     for v in models["versions"]:
@@ -276,11 +278,18 @@ async def overview(request: Request) -> Response:
         state_counts = {"users": st.n_users, "communities": st.n_communities, "content": st.n_content,
                         "memberships at build": model.meta.get("memberships"),
                         "state version": st.version}
+    t2 = time.perf_counter()
     log, log_age = await _log_stats(d)
-    return page(request, "overview.html", session=session, title="Overview", active="overview",
-                log=log, log_age=log_age, state=state_counts, versions=versions, health=await _health(svc),
-                summary=report["summary"], window_s=report["window_s"], building=svc.registry.building,
-                startup_error=svc.startup_error)
+    t3 = time.perf_counter()
+    health = await _health(svc)
+    t4 = time.perf_counter()
+    response = page(request, "overview.html", session=session, title="Overview", active="overview",
+                    log=log, log_age=log_age, state=state_counts, versions=versions, health=health,
+                    summary=report["summary"], window_s=report["window_s"], building=svc.registry.building,
+                    startup_error=svc.startup_error)
+    phases = {"live": t1 - t0, "versions": t2 - t1, "log": t3 - t2, "health": t4 - t3}
+    response.headers["Server-Timing"] += "".join(f", {k};dur={v * 1e3:.2f}" for k, v in phases.items())
+    return response
 
 
 # ----------------------------------------------------------------------------------------------- live
