@@ -309,3 +309,14 @@ def test_the_sandbox_takes_every_what_if_event_and_the_live_state_stays_as_it_wa
     sand.apply(parse_event({"event_id": "x", "ts": NOW / 1e6 + 1, "type": "leave", "actor": "alice",
                             "target": "zig", "target_kind": "community"}))
     assert state.members.has(u, c) and not sand.members.has(u, c)
+
+
+def test_the_guard_leaves_the_dashboard_to_its_own_checks_and_nothing_else() -> None:
+    from belong.serve.auth import Role
+    from belong.serve.guard import required_role
+
+    for method, path in (("GET", "/dashboard"), ("GET", "/dashboard/users"), ("POST", "/dashboard/models"),
+                         ("POST", "/dashboard/login")):
+        assert required_role(method, path, True) is None, path
+    assert required_role("GET", "/dashboardx", True) is Role.READ
+    assert required_role("POST", "/dashboard-api/models", True) is Role.WRITE

@@ -254,6 +254,8 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     page.wait_for_selector("#model-message")
     assert _text(page, "#active-version") == built and _text(page, "#previous-version") == first
     w.check("models")
+    assert page.locator("svg.chart").count() >= 2  # feature importance and calibration, drawn by the server
+    w.shoot("ranker", at=".side h3")
     page.get_by_role("button", name=f"Roll back to {first}").click()
     page.wait_for_selector("#model-message")
     assert _text(page, "#active-version") == first
