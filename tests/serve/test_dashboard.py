@@ -320,3 +320,19 @@ def test_the_guard_leaves_the_dashboard_to_its_own_checks_and_nothing_else() -> 
         assert required_role(method, path, True) is None, path
     assert required_role("GET", "/dashboardx", True) is Role.READ
     assert required_role("POST", "/dashboard-api/models", True) is Role.WRITE
+
+
+def test_the_session_secret_is_a_setting_of_at_least_32_characters(small_store: Path) -> None:
+    from belong.errors import ValidationError
+    from belong.serve.app import create_app
+    from belong.serve.settings import ServeSettings
+
+    assert ServeSettings.from_env({"BELONG_DASHBOARD_SECRET": "s" * 40}).dashboard_secret == "s" * 40
+    with pytest.raises(ValidationError, match="BELONG_DASHBOARD_SECRET: must be at least 32 characters"):
+        ServeSettings.from_env({"BELONG_DASHBOARD_SECRET": "short"}).validate()
+    settings = ServeSettings(admin_keys=frozenset({ADMIN_KEY}), dashboard_secret="k" * 40)
+    one, two = (create_app(small_store, settings=settings) for _ in range(2))
+    cookie, _ = one.state.dashboard.sessions.issue(ADMIN_KEY)
+    assert two.state.dashboard.sessions.read(cookie, settings.admin_keys) is not None  # survives a restart
+    other = create_app(small_store, settings=ServeSettings(admin_keys=frozenset({ADMIN_KEY})))
+    assert other.state.dashboard.sessions.read(cookie, settings.admin_keys) is None

@@ -46,7 +46,8 @@ class Dashboard:
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
-        self.sessions = Sessions()
+        secret = svc.settings.dashboard_secret
+        self.sessions = Sessions(secret.encode() if secret else None)
         self.sampler = Sampler(svc.metrics)  # from the start: the last hour is there when someone looks
         self.sampler.start()
         folder = Path(str(resources.files("belong.serve.dashboard") / "templates"))

@@ -2,9 +2,9 @@
 
 The cookie is ``<payload>.<signature>``: the payload (base64url JSON) holds the expiry, a CSRF token and a
 fingerprint of the admin key that logged in; the signature is an HMAC-SHA256 over it with the server's secret
-(``BELONG_DASHBOARD_SECRET``, else a random secret per process: sessions then end with the process). Nothing in
-the cookie is the key itself. A session is refused when the signature is wrong, it has expired, or its key is no
-longer an admin key (revoking a key ends its sessions). The cookie is ``HttpOnly``, ``SameSite=Strict``, path
+(``BELONG_DASHBOARD_SECRET``, see :mod:`belong.serve.settings`; else a random secret per process: sessions then end
+with the process). Nothing in the cookie is the key itself. A session is refused when the signature is wrong, it
+has expired, or its key is no longer an admin key (revoking a key ends its sessions). The cookie is ``HttpOnly``, ``SameSite=Strict``, path
 ``/dashboard`` and ``Secure`` when the request came over TLS (the URL scheme, which uvicorn takes from
 ``X-Forwarded-Proto`` when ``BELONG_PROXY_HEADERS`` trusts the proxy).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -45,8 +44,7 @@ class Sessions:
     """Signs and checks session cookies and CSRF tokens with one secret."""
 
     def __init__(self, secret: bytes | None = None, ttl_s: int = TTL_S) -> None:
-        raw = os.environ.get("BELONG_DASHBOARD_SECRET", "")
-        self.secret = secret or (raw.encode() if raw else secrets.token_bytes(32))
+        self.secret = secret or secrets.token_bytes(32)
         self.ttl_s = ttl_s
 
     def _sign(self, payload: str) -> str:
