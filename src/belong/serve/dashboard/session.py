@@ -2,11 +2,11 @@
 
 The cookie is ``<payload>.<signature>``: the payload (base64url JSON) holds the expiry, a CSRF token and a
 fingerprint of the admin key that logged in; the signature is an HMAC-SHA256 over it with the server's secret
-(``BELONG_DASHBOARD_SECRET``, see :mod:`belong.serve.settings`; else a random secret per process: sessions then end
-with the process). Nothing in the cookie is the key itself. A session is refused when the signature is wrong, it
-has expired, or its key is no longer an admin key (revoking a key ends its sessions). The cookie is ``HttpOnly``, ``SameSite=Strict``, path
-``/dashboard`` and ``Secure`` when the request came over TLS (the URL scheme, which uvicorn takes from
-``X-Forwarded-Proto`` when ``BELONG_PROXY_HEADERS`` trusts the proxy).
+(``BELONG_DASHBOARD_SECRET``, see :mod:`belong.serve.settings`; else a random secret per process: sessions then
+end with the process). Nothing in the cookie is the key itself. A session is refused when the signature is wrong,
+it has expired, or its key is no longer an admin key (revoking a key ends its sessions). The cookie is
+``HttpOnly``, ``SameSite=Strict``, path ``/dashboard`` and ``Secure`` when the request came over TLS (the URL
+scheme, which uvicorn takes from ``X-Forwarded-Proto`` when ``BELONG_PROXY_HEADERS`` trusts the proxy).
 """
 
 from __future__ import annotations
