@@ -37,11 +37,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 USER_SCOPE = "a user token may read only its own user's recommendations and similar users"
+#: paths that check their callers themselves: the dashboard (an admin key at its login form, then a signed session
+#: cookie and CSRF tokens: belong.serve.dashboard.session); body limits still apply
+OWN_AUTH = "/dashboard"
 
 
 def required_role(method: str, path: str, read_auth: bool) -> Role | None:
     """The least role a request needs (``None``: open). Routes added later fall under the same rules."""
-    if path in OPEN:
+    if path in OPEN or path == OWN_AUTH or path.startswith(OWN_AUTH + "/"):
         return None
     if method in ("GET", "HEAD"):
         return Role.READ if read_auth else None
