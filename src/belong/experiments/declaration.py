@@ -131,8 +131,8 @@ def _arm(raw: Any, i: int, surface_check: Any) -> Arm:
         raise ValidationError(field, "must be a table with name and weight")
     extra = sorted(set(raw) - _ARM_FIELDS)
     if extra:
-        raise ValidationError(f"{field}.{extra[0]}",
-                              f"is not a field of an arm (fields: {', '.join(sorted(_ARM_FIELDS))})")
+        raise ValidationError(f"{field}.{extra[0]}" if extra[0] else field,
+                              f"{extra[0]!r} is not a field of an arm (fields: {', '.join(sorted(_ARM_FIELDS))})")
     name = _str(raw.get("name"), f"{field}.name")
     if not _NAME_RE.match(name):
         raise ValidationError(f"{field}.name", "must be lower-case letters, digits, '_' or '-' (at most 64)")
@@ -157,7 +157,8 @@ def parse(data: dict[str, Any], *, check_surfaces: bool = True) -> Declaration:
         raise ValidationError("experiment", "must be a table / JSON object")
     extra = sorted(set(data) - _FIELDS)
     if extra:
-        raise ValidationError(extra[0], f"is not a field of an experiment (fields: {', '.join(sorted(_FIELDS))})")
+        raise ValidationError(extra[0] or "experiment",  # an empty key is named by its container
+                              f"{extra[0]!r} is not a field of an experiment (fields: {', '.join(sorted(_FIELDS))})")
     name = _str(data.get("name"), "name")
     if not _NAME_RE.match(name):
         raise ValidationError("name", "must be lower-case letters, digits, '_' or '-', starting with a letter or "
