@@ -138,3 +138,20 @@ def test_drift_is_the_largest_relative_change():
     assert tune.drift({"users": 120, "communities": 10, "memberships": 900}, old) == pytest.approx(0.2)
     assert tune.drift({"users": 100, "communities": 10, "memberships": 1000, "content": 5}, old) == 1.0
     assert tune.drift({"users": 5}, {"users": 0}) == 5.0
+
+
+def test_recorded_values_go_only_to_the_same_kind_of_source():
+    from belong.pipeline.pipeline import Pipeline
+
+    pipeline = Pipeline.from_toml(SURFACE.replace('model = "ease"\nease_l2 = 300.0', 'model = "itemknn"'))
+    record = {"sources": {"co_membership": {"model": "ease", "params": {"ease_l2": 55.0}},
+                          "ials_ann": {"model": "ials", "params": {"factors": 8, "regularization": 0.5,
+                                                                   "alpha": 2.0, "iterations": 3}},
+                          "gone": {"model": "ease", "params": {"ease_l2": 1.0}},
+                          "trending": {"skipped": "budget spent"}},
+              "ranker": {"params": {"num_leaves": 9, "learning_rate": 0.1, "min_data_in_leaf": 12}}}
+    tune.apply(pipeline, record)
+    by_name = {s.name: s.config for s in pipeline.sources}
+    assert by_name["co_membership"].ease_l2 == 300.0  # now item-kNN: the EASE value does not apply
+    assert (by_name["ials_ann"].factors, by_name["ials_ann"].iterations) == (8, 3)
+    assert (pipeline.scorer.config.num_leaves, pipeline.scorer.config.min_data_in_leaf) == (9, 12)

@@ -42,7 +42,7 @@ class Trending(CandidateSource):
         """The segments' blend is computed once per (surface, segments) in the batch, then each user's own items
         are left out: the same candidates as one request at a time."""
         blends: dict[tuple, tuple | None] = {}
-        out = []
+        out: list[list[Candidate]] = []
         for request in requests:
             p = state.profile(request)
             key = (request.surface, *state.segments(p))

@@ -95,11 +95,14 @@ def _set(component: Any, values: dict[str, Any]) -> None:
 
 
 def apply(pipeline: Pipeline, record: dict[str, Any]) -> None:
-    """Put a surface's recorded values (``tuning.surfaces[name]``) into its sources' and ranker's configs."""
+    """Put a surface's recorded values (``tuning.surfaces[name]``) into its sources' and ranker's configs; a
+    source renamed or changed since (another type or model) keeps its declared values."""
     by_name = {s.name: s for s in pipeline.sources}
     for name, rec in record.get("sources", {}).items():
-        if name in by_name and rec.get("params"):
-            _set(by_name[name], rec["params"])
+        src = by_name.get(name)
+        target = _source_target(src) if src is not None else None
+        if src is not None and target is not None and target[0] == rec.get("model") and rec.get("params"):
+            _set(src, rec["params"])  # the same kind of source as when tuned
     ranker = record.get("ranker")
     if ranker and ranker.get("params") and pipeline.scorer.type_name == "lgbm_ranker":
         _set(pipeline.scorer, ranker["params"])
