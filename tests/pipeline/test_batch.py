@@ -55,6 +55,9 @@ def test_batch_equals_one_request_at_a_time(sim_state, fitted, name):
         assert answer == [(it.index, it.score) for it in run.items]
         non_empty += bool(answer)
     assert non_empty >= len(reqs) // 2  # the comparison is on real lists, not empty ones
+    if pipeline.surface is Surface.COMMUNITIES:  # the sources with a vectorised batch did propose something
+        for source in ("text_match", "trending"):
+            assert sum(c.source_counts.get(source, 0) for c in batch) > 0
     assert pipeline.candidates_batch([]) == [] and pipeline.rank_batch([]) == []
 
 
