@@ -1,0 +1,88 @@
+"""``people_ranker``: people you may know ordered by the learned chance that a friendship forms.
+
+:meth:`PeopleRanker.fit` trains a :class:`~belong.ranking.ranker.Ranker` (the order objective plus the calibrated
+binary ``p(edge)``, reported as ``p_join``) on lists of a fresh copy of its own pipeline's candidate stage over a
+validation cut of the *training* friendship graph (:mod:`belong.ranking.people_lists`: a share of the training
+edges hidden): ``belong evaluate --model pipeline:people_ranked`` trains it inside ``fit(train)`` without seeing
+the test edges, ``belong train`` on a store. Safety rules are filters: they run before scoring, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from belong.errors import ValidationError
+from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
+from belong.pipeline.pipeline import Pipeline
+from belong.pipeline.types import Merged, Request
+from belong.ranking.people_lists import build_lists, feature_matrix
+from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
+from belong.state import WorldState
+
+
+class PeopleRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
+    holdout: float = 0.2  # share of the training friendships hidden to label the lists
+    users: int = 2000  # validation users (lists) at most
+    objectives: dict[str, float] = {}  # {join = w}: add w * calibrated p(edge) to the order's margin
+    calibration: str = "isotonic"  # isotonic | platt
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    rounds: int = 300
+    min_data_in_leaf: int = 50
+    seed: int = 0
+    threads: int = 0  # LightGBM threads; 0: every core
+    order: str = "rank_xendcg"  # rank_xendcg | lambdarank
+
+
+@register("scorer", "people_ranker")
+class PeopleRanker(Scorer):
+    """score = ranking-objective margin (+ weighted calibrated p(edge)); see :mod:`belong.ranking.people_lists`."""
+
+    Config = PeopleRankerConfig
+    config: PeopleRankerConfig
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        self.ranker: Ranker | None = None
+        c = self.config
+        if not 0.0 < c.holdout < 1.0:
+            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
+        if c.order not in ORDER_OBJECTIVES:
+            raise ValidationError(f"{self.name}.order", f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
+        if c.users < 10:
+            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
+        if c.threads < 0:
+            raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {c.threads}")
+        bad = sorted(set(c.objectives) - {"join"})
+        if bad:
+            raise ValidationError(f"{self.name}.objectives", f"unknown objective {bad[0]!r}; people know: join")
+
+    def new_ranker(self) -> Ranker:
+        c = self.config
+        r = Ranker(num_leaves=c.num_leaves, learning_rate=c.learning_rate, rounds=c.rounds,
+                   min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
+                   objectives=c.objectives, threads=c.threads, order=c.order)
+        r.kind = "people"
+        return r
+
+    def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
+        lists = build_lists(state, upstream, fraction=self.config.holdout, max_users=self.config.users,
+                            seed=self.config.seed, progress=progress)
+        self.ranker = self.new_ranker().fit(lists)
+
+    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        if self.ranker is None:
+            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        X = feature_matrix(self.ranker.source_names, request, state, cands)
+        if not (request.explain and cands):
+            return self.ranker.score(X)
+        scores, p_edge = self.ranker.score_with_join(X)
+        for m, p in zip(cands, p_edge.tolist(), strict=True):
+            m.features["p_join"] = round(float(p), 6)
+        return scores
+
+    def fitted(self) -> dict[str, Any]:
+        return self.ranker.metrics if self.ranker is not None else {}

@@ -1,0 +1,187 @@
+"""Training lists for the people ranker: who becomes friends with whom, learned from the training graph only.
+
+The validation cut is carved from the *training* friendships (the evaluation's hidden edges are never seen): a
+seeded random ``fraction`` of the undirected edges is hidden in both directions (the hide-edges protocol of
+:mod:`belong.evaluation.splitters`, one level down), fresh copies of the surface's sources, hydrators and filters
+are fitted on the rest, and for a sample of users with a hidden edge the candidate stage's list (merged, filtered,
+unscored) is labelled: 1 where the candidate is one of the user's hidden friends. That is ``p(edge)``: the chance
+that a friendship forms, the product of ``p(user sends a request)`` and ``p(other accepts)``, learned end to end
+where the data holds friendships but no requests (a friendship graph such as LastFM-Asia).
+
+Features (:func:`feature_names`) are request-time values only: each source's score, rank and gap to its best score
+in the list (missing where it did not find the person), then pair and entity values read from the state (see
+:data:`PEOPLE_FEATURES`): mutual friends, their Jaccard and resource-allocation weight, both degrees, shared
+communities, declared interests in common, locale and age-group match (missing where either is unknown), the
+candidate's activity (memberships and engagement) and both account ages (days before ``state.now_us``: the state
+is the point-in-time cut the pipeline was fitted on, so the values are those of that time).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from belong.errors import ValidationError
+from belong.pipeline.components import Progress
+from belong.pipeline.pipeline import Pipeline
+from belong.pipeline.types import Merged, Request
+from belong.ranking.dataset import DAY_US, TrainingLists
+from belong.state import WorldState
+from belong.state.relation import Relation
+
+PEOPLE_FEATURES = ("n_sources", "mutual_friends", "jaccard", "resource_allocation", "log_degree_user",
+                   "log_degree_candidate", "shared_communities", "shared_interests", "locale_match", "age_match",
+                   "log_activity_candidate", "account_days_candidate", "account_days_user")
+UNKNOWN = ("", "und", "unknown", "none")
+
+
+def feature_names(source_names: Sequence[str]) -> list[str]:
+    """Per source ``<s>_score`` and ``<s>_rank``, then :data:`PEOPLE_FEATURES`, then per source ``<s>_gap``."""
+    return ([f"{s}_{part}" for s in source_names for part in ("score", "rank")] + list(PEOPLE_FEATURES)
+            + [f"{s}_gap" for s in source_names])
+
+
+def _graph(state: WorldState) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
+    """(friends, degree, memberships) of ``state``, kept per state version."""
+    def build() -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
+        F = state.friend_csr().tocsr()
+        F.data[:] = 1.0
+        return F, np.diff(F.indptr).astype(np.float64), state.membership_csr().tocsr()
+    return state._derived("people_ranker_graph", (state.version, state.friends.version, state.members.version), build)
+
+
+def feature_matrix(source_names: Sequence[str], request: Request, state: WorldState,
+                   cands: Sequence[Merged]) -> np.ndarray:
+    """One float32 row per candidate person (NaN where a value is unknown); see :func:`feature_names`."""
+    n_src = len(source_names)
+    base = 2 * n_src
+    out = np.full((len(cands), 3 * n_src + len(PEOPLE_FEATURES)), np.nan, np.float32)
+    if not cands:
+        return out
+    col = {s: i for i, s in enumerate(source_names)}
+    for r, m in enumerate(cands):
+        for s, (rank, cand) in m.hits.items():
+            i = col.get(s)
+            if i is not None:
+                out[r, 2 * i] = cand.score
+                out[r, 2 * i + 1] = rank
+    v = np.fromiter((m.item for m in cands), np.int64, len(cands))
+    p = state.profile(request)
+    F, deg, M = _graph(state)
+    known = v < F.shape[0]
+    vv = np.where(known, v, 0)
+    out[:, base] = [len(m.hits) for m in cands]
+    du = float(p.friends.size)
+    dv = np.where(known, deg[vv], 0.0)
+    mine = np.zeros(F.shape[0])
+    mine[p.friends[p.friends < F.shape[0]]] = 1.0
+    rows = F[vv]
+    common = np.where(known, rows @ mine, 0.0)
+    inv = np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)
+    out[:, base + 1] = common
+    out[:, base + 2] = common / np.maximum(du + dv - common, 1.0)
+    out[:, base + 3] = np.where(known, rows @ (mine * inv), 0.0)
+    out[:, base + 4] = np.log1p(du)
+    out[:, base + 5] = np.log1p(dv)
+    mc = np.zeros(M.shape[1])
+    mc[p.communities[p.communities < M.shape[1]]] = 1.0
+    out[:, base + 6] = np.where(known & (vv < M.shape[0]), M[np.minimum(vv, max(M.shape[0] - 1, 0))] @ mc, 0.0) \
+        if M.shape[0] and M.shape[1] else 0.0
+    users = state.users
+    mine_tags = set(p.interests)
+    out[:, base + 7] = [len(mine_tags.intersection(users.interests[i])) if k else 0
+                        for i, k in zip(vv.tolist(), known.tolist(), strict=True)]
+    for j, attr, own in ((base + 8, users.locale, p.locale), (base + 9, users.age_group, p.age_group)):
+        if str(own).lower() in UNKNOWN:
+            continue
+        out[:, j] = [np.nan if not k or str(attr[i]).lower() in UNKNOWN else float(attr[i] == own)
+                     for i, k in zip(vv.tolist(), known.tolist(), strict=True)]
+    E = state.engagement_csr() if state.n_content else None
+    act = np.diff(M.indptr)[vv] if M.shape[0] else np.zeros(vv.size)
+    if E is not None and E.shape[0]:
+        act = act + np.diff(E.indptr)[np.minimum(vv, E.shape[0] - 1)]
+    out[:, base + 10] = np.log1p(act)
+    created = np.asarray(users.created, np.int64)
+    if created.size:
+        out[:, base + 11] = np.where(known, (state.now_us - created[vv]) / DAY_US, np.nan)
+        if p.idx is not None:
+            out[:, base + 12] = (state.now_us - created[p.idx]) / DAY_US
+    scores = out[:, 0:base:2]
+    found = ~np.isnan(scores)
+    best = np.where(found, scores, -np.inf).max(axis=0)
+    out[:, base + len(PEOPLE_FEATURES):] = np.where(found, scores - best, np.nan)
+    return out
+
+
+def hide_edges(F: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, dict[int, set[int]]]:
+    """Hide a seeded random ``fraction`` of the undirected edges of ``F`` in both directions: the rest, and per
+    user the hidden friends."""
+    if not 0.0 < fraction < 1.0:
+        raise ValidationError("holdout", f"must be between 0 and 1, got {fraction}")
+    coo = sp.triu(F, k=1).tocoo()
+    a, b = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    hidden = np.random.default_rng(seed).random(a.size) < fraction
+    keep_a, keep_b = a[~hidden], b[~hidden]
+    n = F.shape[0]
+    rest = sp.csr_matrix((np.ones(2 * keep_a.size, np.float32), (np.r_[keep_a, keep_b], np.r_[keep_b, keep_a])),
+                         shape=(n, n))
+    held: dict[int, set[int]] = {}
+    for x, y in zip(a[hidden].tolist(), b[hidden].tolist(), strict=True):
+        held.setdefault(x, set()).add(y)
+        held.setdefault(y, set()).add(x)
+    return rest, held
+
+
+def with_friends(state: WorldState, friends: sp.csr_matrix) -> WorldState:
+    """A shallow copy of ``state`` whose friendships are ``friends`` (everything else shared, read-only)."""
+    cut = copy.copy(state)
+    cut.friends = Relation(friends, symmetric=True)
+    cut._cache = {}
+    cut.version = state.version + 1_000_000  # never equal to a key computed on the full state
+    return cut
+
+
+def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float = 0.2,
+                max_users: int = 2000, seed: int = 0, progress: Progress | None = None) -> TrainingLists:
+    """Labelled candidate lists of a fresh candidate stage (``upstream()``) fitted on the training graph with a
+    ``fraction`` of its edges hidden (see the module docstring)."""
+    rest, held = hide_edges(state.friend_csr(), fraction, seed)
+    cut = with_friends(state, rest)
+    stage = upstream().fit(cut, candidates_only=True)
+    names = [s.name for s in stage.sources]
+    users = np.array(sorted(held), np.int64)
+    rng = np.random.default_rng(seed + 1)
+    if users.size > max_users:
+        users = np.sort(rng.choice(users, max_users, replace=False))
+    blocks, labels, groups, kept, n_pos, items = [], [], [], [], [], []
+    for done, u in enumerate(users.tolist(), 1):
+        req = Request(state.users.ids[u], stage.surface, k=20, explain=False)
+        cands = [m for m, _ in stage.candidates(req, score=False).ranked]
+        if progress is not None and (done % 100 == 0 or done == users.size):
+            progress(done, int(users.size))
+        if not cands:
+            continue
+        pos = held[u]
+        blocks.append(feature_matrix(names, req, cut, cands))
+        labels.append(np.fromiter((m.item in pos for m in cands), np.float32, len(cands)))
+        items.append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
+        groups.append(len(cands))
+        kept.append(u)
+        n_pos.append(len(pos))
+    fn = feature_names(names)
+    if not blocks:
+        return TrainingLists(np.zeros((0, len(fn)), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), fn,
+                             names, np.zeros(0, np.int64), np.zeros(0, np.int64), {"lists": 0})
+    y = np.concatenate(labels)
+    n_pos_arr = np.array(n_pos, np.int64)
+    found = np.array([lab.sum() for lab in labels])
+    stats: dict[str, Any] = {"lists": len(groups), "rows": int(y.size), "positive_rate": float(y.mean()),
+                             "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))),
+                             "holdout_fraction": fraction, "holdout_by": "hide-edges",
+                             "hidden_edges": int(sum(len(s) for s in held.values()) // 2)}
+    return TrainingLists(np.concatenate(blocks), y, np.array(groups, np.int64), fn, names,
+                         np.array(kept, np.int64), n_pos_arr, stats, {}, {}, np.concatenate(items))
