@@ -51,7 +51,8 @@ class PeopleRanker(Scorer):
         if not 0.0 < c.holdout < 1.0:
             raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
         if c.order not in ORDER_OBJECTIVES:
-            raise ValidationError(f"{self.name}.order", f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
+            raise ValidationError(f"{self.name}.order",
+                                  f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
         if c.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
         if c.threads < 0:
