@@ -10,11 +10,21 @@ import scipy.sparse as sp
 from belong import surfaces
 from belong.domain import Surface
 from belong.errors import ValidationError
+from belong.interactions import Interactions
 from belong.pipeline.types import Request
-from belong.ranking.people_lists import PEOPLE_FEATURES, build_lists, feature_matrix, feature_names, hide_edges
+from belong.ranking.people_lists import (
+    PEOPLE_FEATURES,
+    build_lists,
+    feature_matrix,
+    feature_names,
+    friendship_times,
+    hide_edges,
+    resolve_holdout_by,
+    time_cut,
+)
 from belong.ranking.ranker import Ranker
 from belong.simulate import simulate_world
-from belong.state import from_world
+from belong.state import from_interactions, from_world
 from belong.training.artifact import load_pipeline, read_manifest, write_manifest, write_surface
 
 RANKED = """
@@ -124,9 +134,29 @@ def test_lists_come_from_the_training_graph_with_hidden_edges_as_labels(state, t
         assert set(items[labels > 0].tolist()) <= held[u]  # positives: hidden training friendships only
 
 
+def test_the_time_cut_is_the_point_in_time_state_and_labels_the_friendships_made_since(state):
+    cut, held, T = time_cut(state, 0.2)
+    assert cut.now_us == T
+    ts = np.sort(friendship_times(state))
+    assert 0.1 < (ts >= T).mean() < 0.3
+    before, after = cut.friend_csr(), state.friend_csr()
+    for u, vs in held.items():
+        for v in vs:
+            assert after[u, v] and not before[u, v]
+    made = sp.triu(after, 1).nnz - sp.triu(before.multiply(after), 1).nnz
+    assert sum(len(v) for v in held.values()) == 2 * made
+    assert max(cut.users.created) <= T  # account ages as of T
+    assert resolve_holdout_by(state, "auto") == "time"
+    ids = np.array(["a", "b", "c"])
+    graph_only = from_interactions(Interactions(ids, ids, [0, 1, 1, 2], [1, 0, 2, 1], meta={"square": True}))
+    assert resolve_holdout_by(graph_only, "auto") == "random"
+    with pytest.raises(ValidationError, match="holdout_by"):
+        resolve_holdout_by(state, "sometimes")
+
+
 def test_the_ranked_surface_learns_and_keeps_the_safety_rules(fitted, state):
     m = fitted.scorer.fitted()
-    assert m["lists"]["holdout_by"] == "hide-edges"
+    assert m["lists"]["holdout_by"] == "time"  # auto: the simulated friendships have times
     assert m["ranker"]["ndcg@20"] > min(v["ndcg@20"] for v in m["sources"].values())
     assert set(m["feature_importance"]) == set(feature_names([s.name for s in fitted.sources]))
     F = state.friend_csr()

@@ -3,7 +3,8 @@
 :meth:`PeopleRanker.fit` trains a :class:`~belong.ranking.ranker.Ranker` (the order objective plus the calibrated
 binary ``p(edge)``, reported as ``p_join``) on lists of a fresh copy of its own pipeline's candidate stage over a
 validation cut of the *training* friendship graph (:mod:`belong.ranking.people_lists`: a share of the training
-edges hidden): ``belong evaluate --model pipeline:people_ranked`` trains it inside ``fit(train)`` without seeing
+edges hidden at random, or the latest friendships by time, cut with :func:`belong.state.as_of`):
+``belong evaluate --model pipeline:people_ranked`` trains it inside ``fit(train)`` without seeing
 the test edges, ``belong train`` on a store. Safety rules are filters: they run before scoring, unchanged.
 """
 
@@ -18,13 +19,15 @@ from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
-from belong.ranking.people_lists import build_lists, feature_matrix
+from belong.ranking.people_lists import HOLDOUT_BY, build_lists, feature_matrix
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 from belong.state import WorldState
 
 
 class PeopleRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
     holdout: float = 0.2  # share of the training friendships hidden to label the lists
+    holdout_by: str = "auto"  # random | time | auto (time when friendship times span >= min_span_days)
+    min_span_days: float = 7.0
     users: int = 2000  # validation users (lists) at most
     objectives: dict[str, float] = {}  # {join = w}: add w * calibrated p(edge) to the order's margin
     calibration: str = "isotonic"  # isotonic | platt
@@ -50,6 +53,9 @@ class PeopleRanker(Scorer):
         c = self.config
         if not 0.0 < c.holdout < 1.0:
             raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
+        if c.holdout_by not in HOLDOUT_BY:
+            raise ValidationError(f"{self.name}.holdout_by",
+                                  f"must be one of {', '.join(HOLDOUT_BY)}, got {c.holdout_by!r}")
         if c.order not in ORDER_OBJECTIVES:
             raise ValidationError(f"{self.name}.order",
                                   f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
@@ -71,7 +77,8 @@ class PeopleRanker(Scorer):
 
     def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
         lists = build_lists(state, upstream, fraction=self.config.holdout, max_users=self.config.users,
-                            seed=self.config.seed, progress=progress)
+                            seed=self.config.seed, by=self.config.holdout_by,
+                            min_span_days=self.config.min_span_days, progress=progress)
         self.ranker = self.new_ranker().fit(lists)
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:

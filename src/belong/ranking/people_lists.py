@@ -1,10 +1,19 @@
 """Training lists for the people ranker: who becomes friends with whom, learned from the training graph only.
 
-The validation cut is carved from the *training* friendships (the evaluation's hidden edges are never seen): a
-seeded random ``fraction`` of the undirected edges is hidden in both directions (the hide-edges protocol of
-:mod:`belong.evaluation.splitters`, one level down), fresh copies of the surface's sources, hydrators and filters
-are fitted on the rest, and for a sample of users with a hidden edge the candidate stage's list (merged, filtered,
-unscored) is labelled: 1 where the candidate is one of the user's hidden friends. That is ``p(edge)``: the chance
+The validation cut is carved from the *training* friendships (the evaluation's hidden edges are never seen), in
+one of two ways (``by``):
+
+* ``random`` (:func:`hide_edges`): a seeded random ``fraction`` of the undirected edges is hidden in both directions
+  (the hide-edges protocol of :mod:`belong.evaluation.splitters`, one level down): for graphs without times;
+* ``time`` (:func:`time_cut`): one time ``T``, the ``1 - fraction`` quantile of the friendship times before the
+  state's ``now``; the cut is the one point-in-time cut :func:`belong.state.as_of` (friendships, memberships,
+  activity, account ages as of ``T``) and the positives are the friendships formed at or after ``T`` — what a
+  temporal test asks for;
+* ``auto``: ``time`` when the friendship times span at least ``min_span_days`` days, else ``random``.
+
+Fresh copies of the surface's sources, hydrators and filters are fitted on the cut, and for a sample of users with
+a hidden edge the candidate stage's list (merged, filtered, unscored) is labelled: 1 where the candidate is one of
+the user's hidden friends. That is ``p(edge)``: the chance
 that a friendship forms, the product of ``p(user sends a request)`` and ``p(other accepts)``, learned end to end
 where the data holds friendships but no requests (a friendship graph such as LastFM-Asia).
 
@@ -26,17 +35,19 @@ import numpy as np
 import scipy.sparse as sp
 
 from belong.errors import ValidationError
+from belong.interactions import Interactions
 from belong.pipeline.components import Progress
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import DAY_US, TrainingLists
-from belong.state import WorldState
+from belong.state import WorldState, as_of
 from belong.state.relation import Relation
 
 PEOPLE_FEATURES = ("n_sources", "mutual_friends", "jaccard", "resource_allocation", "log_degree_user",
                    "log_degree_candidate", "shared_communities", "shared_interests", "locale_match", "age_match",
                    "log_activity_candidate", "account_days_candidate", "account_days_user")
 UNKNOWN = ("", "und", "unknown", "none")
+HOLDOUT_BY = ("auto", "time", "random")
 
 
 def feature_names(source_names: Sequence[str]) -> list[str]:
@@ -145,12 +156,67 @@ def with_friends(state: WorldState, friends: sp.csr_matrix) -> WorldState:
     return cut
 
 
+def friendship_times(state: WorldState) -> np.ndarray:
+    """The times (us) of the friendships the state was built from, before its ``now`` (empty when unknown)."""
+    src = state.source
+    if isinstance(src, Interactions):
+        ts = src.ts_us if src.meta.get("square") and src.ts_us is not None else np.zeros(0, np.int64)
+    else:
+        events = getattr(src, "events", None)
+        if events is None or events.num_rows == 0:
+            return np.zeros(0, np.int64)
+        import pyarrow.compute as pc
+
+        ts = events.filter(pc.equal(events.column("type"), "friend_accept")).column("ts_us").to_numpy()
+    ts = np.asarray(ts, np.int64)
+    return ts[ts < state.now_us] if state.now_us > 0 and (ts < state.now_us).any() else ts
+
+
+def resolve_holdout_by(state: WorldState, by: str, min_span_days: float = 7.0) -> str:
+    """``time`` or ``random`` for ``by`` (``auto``: ``time`` when friendship times span >= ``min_span_days``)."""
+    if by not in HOLDOUT_BY:
+        raise ValidationError("holdout_by", f"must be one of {', '.join(HOLDOUT_BY)}, got {by!r}")
+    if by != "auto":
+        return by
+    ts = friendship_times(state)
+    return "time" if ts.size and (ts.max() - ts.min()) / DAY_US >= min_span_days else "random"
+
+
+def time_cut(state: WorldState, fraction: float) -> tuple[WorldState, dict[int, set[int]], int]:
+    """The ``time`` cut: the state as of ``T`` (:func:`belong.state.as_of`), per user the friends made since, ``T``."""
+    if not 0.0 < fraction < 1.0:
+        raise ValidationError("holdout", f"must be between 0 and 1, got {fraction}")
+    ts = np.sort(friendship_times(state))
+    if ts.size == 0 or ts[0] == ts[-1]:
+        raise ValidationError("holdout_by", "a time cut needs friendship times that differ; use holdout_by = 'random'")
+    T = int(ts[min(int(np.floor(ts.size * (1.0 - fraction))), ts.size - 1)])
+    if T <= ts[0]:
+        T = int(np.unique(ts)[1])
+    cut = as_of(state, T)
+    n = state.n_users
+    before = cut.friend_csr()
+    if before.shape != (n, n):  # the cut registers the state's ids first: same indices
+        raise ValidationError("state", f"the cut as of {T} has {before.shape[0]} users, the state {n}")
+    new = sp.triu(state.friend_csr() - before.multiply(state.friend_csr()), k=1).tocoo()
+    held: dict[int, set[int]] = {}
+    for a, b in zip(new.row.tolist(), new.col.tolist(), strict=True):
+        held.setdefault(a, set()).add(b)
+        held.setdefault(b, set()).add(a)
+    return cut, held, T
+
+
 def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float = 0.2,
-                max_users: int = 2000, seed: int = 0, progress: Progress | None = None) -> TrainingLists:
-    """Labelled candidate lists of a fresh candidate stage (``upstream()``) fitted on the training graph with a
-    ``fraction`` of its edges hidden (see the module docstring)."""
-    rest, held = hide_edges(state.friend_csr(), fraction, seed)
-    cut = with_friends(state, rest)
+                max_users: int = 2000, seed: int = 0, by: str = "random", min_span_days: float = 7.0,
+                progress: Progress | None = None) -> TrainingLists:
+    """Labelled candidate lists of a fresh candidate stage (``upstream()``) fitted on a validation cut of the
+    training graph (``by``: random | time | auto; see the module docstring)."""
+    how = resolve_holdout_by(state, by, min_span_days)
+    T: int | None = None
+    if how == "time":
+        cut, held, T = time_cut(state, fraction)
+    else:
+        rest, held = hide_edges(state.friend_csr(), fraction, seed)
+        cut = with_friends(state, rest)
     stage = upstream().fit(cut, candidates_only=True)
     names = [s.name for s in stage.sources]
     users = np.array(sorted(held), np.int64)
@@ -181,7 +247,9 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
     found = np.array([lab.sum() for lab in labels])
     stats: dict[str, Any] = {"lists": len(groups), "rows": int(y.size), "positive_rate": float(y.mean()),
                              "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))),
-                             "holdout_fraction": fraction, "holdout_by": "hide-edges",
+                             "holdout_fraction": fraction, "holdout_by": how,
                              "hidden_edges": int(sum(len(s) for s in held.values()) // 2)}
+    if T is not None:
+        stats["cut_us"] = T
     return TrainingLists(np.concatenate(blocks), y, np.array(groups, np.int64), fn, names,
                          np.array(kept, np.int64), n_pos_arr, stats, {}, {}, np.concatenate(items))
