@@ -11,6 +11,7 @@ from belong import surfaces
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.interactions import Interactions
+from belong.pipeline.scorers import WeightedRRF
 from belong.pipeline.types import Request
 from belong.ranking.people_lists import (
     PEOPLE_FEATURES,
@@ -97,11 +98,23 @@ def test_pair_features_match_a_brute_force_count(fitted, state):
     names = [s.name for s in fitted.sources]
     F = state.friend_csr().toarray() > 0
     M = state.membership_csr().toarray() > 0
+    A = F.astype(np.float64)
+    A3 = A @ A @ A
+    step = (A / np.maximum(A.sum(axis=1), 1.0)[:, None]).T
+    rrf = WeightedRRF(WeightedRRF.Config(c=10.0))
+    rrf.source_weights = fitted.scorer.source_weights
     checked = 0
     for u in range(0, state.n_users, 25):
         req = Request(state.users.ids[u], Surface.PEOPLE, k=20, explain=False)
         cands = [m for m, _ in fitted.candidates(req, score=False).ranked]
-        X = feature_matrix(names, req, state, cands)
+        X = feature_matrix(names, req, state, cands, fitted.scorer.source_weights)
+        if cands:
+            assert np.allclose(X[:, feature_names(names).index("blend")], rrf.score(req, state, cands), rtol=1e-5)
+        x = A[u] / max(A[u].sum(), 1.0)
+        ppr = 0.3 * x
+        for _ in range(8):
+            x = 0.7 * (step @ x)
+            ppr = ppr + 0.3 * x
         assert X.shape == (len(cands), len(feature_names(names)))
         col = {f: i for i, f in enumerate(feature_names(names))}
         for r, m in enumerate(cands[:15]):
@@ -115,6 +128,9 @@ def test_pair_features_match_a_brute_force_count(fitted, state):
             assert X[r, col["shared_communities"]] == int((M[u] & M[v]).sum())
             lu, lv = state.users.locale[u], state.users.locale[v]
             assert X[r, col["locale_match"]] == float(lu == lv)
+            if F[u].any():
+                assert X[r, col["log_paths3"]] == pytest.approx(np.log1p(A3[u, v]), rel=1e-5)
+                assert X[r, col["ppr"]] == pytest.approx(ppr[v] * state.n_users, rel=1e-4)
             checked += 1
     assert checked > 20
     assert set(PEOPLE_FEATURES) <= set(col)

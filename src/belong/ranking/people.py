@@ -78,13 +78,14 @@ class PeopleRanker(Scorer):
     def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
         lists = build_lists(state, upstream, fraction=self.config.holdout, max_users=self.config.users,
                             seed=self.config.seed, by=self.config.holdout_by,
-                            min_span_days=self.config.min_span_days, progress=progress)
+                            min_span_days=self.config.min_span_days, progress=progress,
+                            weights=self.source_weights)
         self.ranker = self.new_ranker().fit(lists)
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
-        X = feature_matrix(self.ranker.source_names, request, state, cands)
+        X = feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)
         if not (request.explain and cands):
             return self.ranker.score(X)
         scores, p_edge = self.ranker.score_with_join(X)

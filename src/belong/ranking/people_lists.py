@@ -45,7 +45,11 @@ from belong.state.relation import Relation
 
 PEOPLE_FEATURES = ("n_sources", "mutual_friends", "jaccard", "resource_allocation", "log_degree_user",
                    "log_degree_candidate", "shared_communities", "shared_interests", "locale_match", "age_match",
-                   "log_activity_candidate", "account_days_candidate", "account_days_user")
+                   "log_activity_candidate", "account_days_candidate", "account_days_user", "blend", "log_paths3",
+                   "ppr", "ppr_vs_best")
+BLEND_C = 10.0  # the rank offset of the shipped people blend (surfaces/people.toml)
+PPR_RESTART = 0.3
+PPR_STEPS = 8
 UNKNOWN = ("", "und", "unknown", "none")
 HOLDOUT_BY = ("auto", "time", "random")
 
@@ -56,33 +60,52 @@ def feature_names(source_names: Sequence[str]) -> list[str]:
             + [f"{s}_gap" for s in source_names])
 
 
-def _graph(state: WorldState) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
-    """(friends, degree, memberships) of ``state``, kept per state version."""
-    def build() -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
-        F = state.friend_csr().tocsr()
+def _graph(state: WorldState) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix, sp.csr_matrix]:
+    """(friends, degree, memberships, the walk's transposed transition matrix) of ``state``, kept per version."""
+    def build() -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix, sp.csr_matrix]:
+        F = state.friend_csr().tocsr().astype(np.float64)
         F.data[:] = 1.0
-        return F, np.diff(F.indptr).astype(np.float64), state.membership_csr().tocsr()
+        deg = np.diff(F.indptr).astype(np.float64)
+        step = sp.csr_matrix(F.multiply(1.0 / np.maximum(deg, 1.0)[:, None]).T)  # column-stochastic
+        return F, deg, state.membership_csr().tocsr(), step
     return state._derived("people_ranker_graph", (state.version, state.friends.version, state.members.version), build)
 
 
+def _walk_features(F: sp.csr_matrix, step: sp.csr_matrix, mine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(paths of length 3 from the user, personalized PageRank from the user) over every person: exact, a few
+    sparse products on the friendship graph (restart :data:`PPR_RESTART`, truncated after :data:`PPR_STEPS`
+    steps from the user's friends)."""
+    paths3 = F @ (F @ mine)
+    x = mine / max(mine.sum(), 1.0)
+    ppr = PPR_RESTART * x
+    for _ in range(PPR_STEPS):
+        x = (1.0 - PPR_RESTART) * (step @ x)
+        ppr += PPR_RESTART * x
+    return paths3, ppr
+
+
 def feature_matrix(source_names: Sequence[str], request: Request, state: WorldState,
-                   cands: Sequence[Merged]) -> np.ndarray:
-    """One float32 row per candidate person (NaN where a value is unknown); see :func:`feature_names`."""
+                   cands: Sequence[Merged], weights: dict[str, float] | None = None) -> np.ndarray:
+    """One float32 row per candidate person (NaN where a value is unknown); see :func:`feature_names`.
+    ``weights``: the sources' blend weights (the ``blend`` column: the shipped blend's score)."""
     n_src = len(source_names)
     base = 2 * n_src
     out = np.full((len(cands), 3 * n_src + len(PEOPLE_FEATURES)), np.nan, np.float32)
     if not cands:
         return out
     col = {s: i for i, s in enumerate(source_names)}
+    w = weights or {}
+    blend = np.zeros(len(cands))
     for r, m in enumerate(cands):
         for s, (rank, cand) in m.hits.items():
+            blend[r] += w.get(s, 1.0) / (BLEND_C + rank + 1)
             i = col.get(s)
             if i is not None:
                 out[r, 2 * i] = cand.score
                 out[r, 2 * i + 1] = rank
     v = np.fromiter((m.item for m in cands), np.int64, len(cands))
     p = state.profile(request)
-    F, deg, M = _graph(state)
+    F, deg, M, step = _graph(state)
     known = v < F.shape[0]
     vv = np.where(known, v, 0)
     out[:, base] = [len(m.hits) for m in cands]
@@ -121,6 +144,13 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
         out[:, base + 11] = np.where(known, (state.now_us - created[vv]) / DAY_US, np.nan)
         if p.idx is not None:
             out[:, base + 12] = (state.now_us - created[p.idx]) / DAY_US
+    out[:, base + 13] = blend
+    if p.friends.size:
+        paths3, ppr = _walk_features(F, step, mine)
+        out[:, base + 14] = np.log1p(np.where(known, paths3[vv], 0.0))
+        pv = np.where(known, ppr[vv], 0.0) * F.shape[0]
+        out[:, base + 15] = pv
+        out[:, base + 16] = pv / max(float(pv.max()), 1e-12)
     scores = out[:, 0:base:2]
     found = ~np.isnan(scores)
     best = np.where(found, scores, -np.inf).max(axis=0)
@@ -207,7 +237,7 @@ def time_cut(state: WorldState, fraction: float) -> tuple[WorldState, dict[int, 
 
 def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float = 0.2,
                 max_users: int = 2000, seed: int = 0, by: str = "random", min_span_days: float = 7.0,
-                progress: Progress | None = None) -> TrainingLists:
+                progress: Progress | None = None, weights: dict[str, float] | None = None) -> TrainingLists:
     """Labelled candidate lists of a fresh candidate stage (``upstream()``) fitted on a validation cut of the
     training graph (``by``: random | time | auto; see the module docstring)."""
     how = resolve_holdout_by(state, by, min_span_days)
@@ -232,7 +262,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
         if not cands:
             continue
         pos = held[u]
-        blocks.append(feature_matrix(names, req, cut, cands))
+        blocks.append(feature_matrix(names, req, cut, cands, weights))
         labels.append(np.fromiter((m.item in pos for m in cands), np.float32, len(cands)))
         items.append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
         groups.append(len(cands))
