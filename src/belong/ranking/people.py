@@ -19,9 +19,12 @@ from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
+from belong.ranking.dataset import TrainingLists
 from belong.ranking.people_lists import HOLDOUT_BY, build_lists, feature_matrix
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 from belong.state import WorldState
+
+MIN_LISTS = 10  # a time cut with fewer lists that hold a positive falls back to the random cut (holdout_by auto)
 
 
 class PeopleRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -76,10 +79,21 @@ class PeopleRanker(Scorer):
         return r
 
     def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
-        lists = build_lists(state, upstream, fraction=self.config.holdout, max_users=self.config.users,
-                            seed=self.config.seed, by=self.config.holdout_by,
-                            min_span_days=self.config.min_span_days, progress=progress,
-                            weights=self.source_weights)
+        c = self.config
+
+        def lists_by(by: str) -> TrainingLists:
+            return build_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed, by=by,
+                               min_span_days=c.min_span_days, progress=progress, weights=self.source_weights)
+
+        lists = lists_by(c.holdout_by)
+        found = int((np.add.reduceat(lists.y, np.r_[0, np.cumsum(lists.groups)[:-1]]) > 0).sum()) \
+            if lists.groups.size else 0
+        if c.holdout_by == "auto" and lists.stats.get("holdout_by") == "time" and found < MIN_LISTS:
+            # friendships formed after the cut that the candidate stage cannot reach (e.g. made-up times: only
+            # between accounts created after it): learn from a random cut of the same graph instead
+            lists = lists_by("random")
+            lists.stats["holdout_fallback"] = (f"time cut: {found} lists with a positive (< {MIN_LISTS}); "
+                                               "random cut used")
         self.ranker = self.new_ranker().fit(lists)
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
