@@ -208,3 +208,21 @@ def test_the_people_ranker_round_trips_through_an_artifact(fitted, state, tmp_pa
         req = Request(u, Surface.PEOPLE, k=10, explain=False)
         assert ([(i.id, i.score) for i in loaded.run(req).items]
                 == [(i.id, i.score) for i in fitted.run(req).items])
+
+
+def test_a_time_cut_without_reachable_positives_falls_back_to_the_random_cut(toml):
+    """Friendships after the cut only between accounts with no friend before it (hetrec's made-up times): no list
+    can hold a positive, so ``auto`` learns from a random cut of the same graph and says so."""
+    rng = np.random.default_rng(0)
+    old = [(a, b) for a in range(80) for b in range(a + 1, 80) if rng.random() < 0.12]
+    new = [(a, b) for a in range(80, 100) for b in range(a + 1, 100) if rng.random() < 0.9]
+    pairs = np.array(old + new)
+    ts = np.r_[np.sort(rng.integers(1, 10**12, len(old))), np.full(len(new), 2 * 10**12)]
+    ids = np.array([f"u{i}" for i in range(100)])
+    data = Interactions(ids, ids, np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]],
+                        ts_us=np.r_[ts, ts], meta={"square": True})
+    state = from_interactions(data)
+    assert resolve_holdout_by(state, "auto") == "time"
+    p = surfaces.load(str(toml)).fit(state)
+    lists = p.scorer.fitted()["lists"]
+    assert lists["holdout_by"] == "random" and "random cut used" in lists["holdout_fallback"]

@@ -187,7 +187,7 @@ def with_friends(state: WorldState, friends: sp.csr_matrix) -> WorldState:
 
 
 def friendship_times(state: WorldState) -> np.ndarray:
-    """The times (us) of the friendships the state was built from, before its ``now`` (empty when unknown)."""
+    """The times (us) of the friendships the state was built from, up to its ``now`` (empty when unknown)."""
     src = state.source
     if isinstance(src, Interactions):
         ts = src.ts_us if src.meta.get("square") and src.ts_us is not None else np.zeros(0, np.int64)
@@ -199,7 +199,7 @@ def friendship_times(state: WorldState) -> np.ndarray:
 
         ts = events.filter(pc.equal(events.column("type"), "friend_accept")).column("ts_us").to_numpy()
     ts = np.asarray(ts, np.int64)
-    return ts[ts < state.now_us] if state.now_us > 0 and (ts < state.now_us).any() else ts
+    return ts[ts <= state.now_us] if state.now_us > 0 and (ts <= state.now_us).any() else ts
 
 
 def resolve_holdout_by(state: WorldState, by: str, min_span_days: float = 7.0) -> str:
@@ -271,7 +271,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
     fn = feature_names(names)
     if not blocks:
         return TrainingLists(np.zeros((0, len(fn)), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), fn,
-                             names, np.zeros(0, np.int64), np.zeros(0, np.int64), {"lists": 0})
+                             names, np.zeros(0, np.int64), np.zeros(0, np.int64), {"lists": 0, "holdout_by": how})
     y = np.concatenate(labels)
     n_pos_arr = np.array(n_pos, np.int64)
     found = np.array([lab.sum() for lab in labels])
