@@ -226,3 +226,29 @@ def test_a_time_cut_without_reachable_positives_falls_back_to_the_random_cut(tom
     p = surfaces.load(str(toml)).fit(state)
     lists = p.scorer.fitted()["lists"]
     assert lists["holdout_by"] == "random" and "random cut used" in lists["holdout_fallback"]
+
+
+def test_the_guard_keeps_the_blend_where_the_ranker_did_not_beat_it(fitted, state):
+    m = fitted.scorer.ranker.metrics
+    assert "blend" in m and fitted.scorer.fitted()["order_used"] in ("blend", "ranker")
+    rrf = WeightedRRF(WeightedRRF.Config(c=10.0))
+    rrf.source_weights = fitted.scorer.source_weights
+    saved = dict(m["blend"])
+    try:
+        m["blend"] = {**saved, "ndcg@20": m["ranker"]["ndcg@20"] + 1.0}  # as if the blend had won
+        assert fitted.scorer.uses_blend() and fitted.scorer.fitted()["order_used"] == "blend"
+        for u in state.users.ids[:60:6]:
+            req = Request(u, Surface.PEOPLE, k=10, explain=False)
+            cands = [c for c, _ in fitted.candidates(req, score=False).ranked]
+            np.testing.assert_array_equal(fitted.scorer.score(req, state, cands), rrf.score(req, state, cands))
+        m["blend"] = {**saved, "ndcg@20": m["ranker"]["ndcg@20"] - 1.0}
+        assert not fitted.scorer.uses_blend()
+        for u in state.users.ids:
+            req = Request(u, Surface.PEOPLE, k=10, explain=False)
+            cands = [c for c, _ in fitted.candidates(req, score=False).ranked]
+            if len(cands) > 5:
+                break
+        X = feature_matrix([s.name for s in fitted.sources], req, state, cands, fitted.scorer.source_weights)
+        np.testing.assert_array_equal(fitted.scorer.score(req, state, cands), fitted.scorer.ranker.score(X))
+    finally:
+        m["blend"] = saved

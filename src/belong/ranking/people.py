@@ -6,6 +6,8 @@ validation cut of the *training* friendship graph (:mod:`belong.ranking.people_l
 edges hidden at random, or the latest friendships by time, cut with :func:`belong.state.as_of`):
 ``belong evaluate --model pipeline:people_ranked`` trains it inside ``fit(train)`` without seeing
 the test edges, ``belong train`` on a store. Safety rules are filters: they run before scoring, unchanged.
+With ``guard`` (default) the scorer keeps the people blend's order where the learned order did not beat it on the
+ranker's own validation lists (``fitted()["order_used"]`` says which).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from belong.pipeline.components import ComponentConfig, Progress, Scorer, regist
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import TrainingLists
-from belong.ranking.people_lists import HOLDOUT_BY, build_lists, feature_matrix
+from belong.ranking.people_lists import BLEND_C, HOLDOUT_BY, build_lists, feature_matrix
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 from belong.state import WorldState
 
@@ -41,6 +43,9 @@ class PeopleRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=Tr
     seed: int = 0
     threads: int = 0  # LightGBM threads; 0: every core
     order: str = "rank_xendcg"  # rank_xendcg | lambdarank
+    # keep the rank blend (weighted RRF, c = 10) where the learned order does not beat it on the ranker's own
+    # validation lists (NDCG@20): never worse than the blend on data it was not made for
+    guard: bool = True
 
 
 @register("scorer", "people_ranker")
@@ -96,16 +101,34 @@ class PeopleRanker(Scorer):
                                                "random cut used")
         self.ranker = self.new_ranker().fit(lists)
 
+    def uses_blend(self) -> bool:
+        """Whether the guard kept the blend: the learned order did not beat it on the validation lists."""
+        m = self.ranker.metrics if self.ranker is not None else {}
+        return bool(self.config.guard and "blend" in m and m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
+
+    def blend(self, cands: list[Merged]) -> np.ndarray:
+        """The shipped people blend's score (weighted RRF, c = :data:`BLEND_C`), in float64."""
+        w = self.source_weights
+        return np.array([sum(w.get(s, 1.0) / (BLEND_C + rank + 1) for s, (rank, _) in m.hits.items())
+                         for m in cands], np.float64)
+
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        guarded = self.uses_blend()
+        if guarded and not (request.explain and cands):
+            return self.blend(cands)
         X = feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)
         if not (request.explain and cands):
             return self.ranker.score(X)
         scores, p_edge = self.ranker.score_with_join(X)
+        if guarded:
+            scores = self.blend(cands)
         for m, p in zip(cands, p_edge.tolist(), strict=True):
             m.features["p_join"] = round(float(p), 6)
         return scores
 
     def fitted(self) -> dict[str, Any]:
-        return self.ranker.metrics if self.ranker is not None else {}
+        if self.ranker is None:
+            return {}
+        return {**self.ranker.metrics, "order_used": "blend" if self.uses_blend() else "ranker"}

@@ -166,6 +166,8 @@ class Ranker:
             "feature_importance": {f: round(float(g), 3) for f, g in
                                    sorted(zip(self.feature_names, gain, strict=True), key=lambda t: -t[1])},
         }
+        if "blend" in self.feature_names:  # the surface's rank blend as a column: the ranker against it
+            self.metrics["blend"] = list_metrics(lists.X[Xv_rows, self.feature_names.index("blend")], ys, gva, nps)
         return self
 
     def _fit_outcomes(self, lists: TrainingLists, tr: np.ndarray, va: np.ndarray, rng: np.random.Generator,
