@@ -380,7 +380,7 @@ async def _user_page(request: Request, session: Session, user_id: str, k_raw: st
                         else SHOW[show][0]
                     try:
                         data["why"] = await asyncio.to_thread(views.why_not, model, surface, uid, why["item"].strip(),
-                                                              k)
+                                                              k, data["runs"])
                     except (ValidationError, UnknownIdError) as exc:
                         data["why"] = {"error": str(exc), "item": why["item"], "surface": surface.value}
     except ValidationError as exc:
