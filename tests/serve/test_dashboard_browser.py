@@ -268,7 +268,8 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     # shows its analysis, and stops it
     w.go("/dashboard/experiments")
     assert page.locator("#no-experiments").count() == 1
-    w.check("experiments empty")
+    w.accessible("experiments empty")  # checked like every page, no screenshot of it
+    w.fits_phone("experiments empty")
     exp = {"name": "browser_exp", "surface": "communities", "layer": "communities", "start": "2020-01-01T00:00:00Z",
            "primary_metric": "joins", "guardrails": ["reports"],
            "arms": [{"name": "control", "weight": 0.5}, {"name": "low_c", "weight": 0.5,
