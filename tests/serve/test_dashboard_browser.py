@@ -3,7 +3,8 @@ Playwright, against a real ``belong serve`` (uvicorn) over a small simulated wor
 
 One walk through every page: log in, overview, live (polled figures drawn), find a user, "why not X" for a removed
 and for a low-ranked community, a what-if in the sandbox (the real list unchanged), a real event posted through
-the API changing the list, build / activate / roll back a version, experiments, log out. Every page passes an axe
+the API changing the list, build / activate / roll back a version, an experiment created
+through the API seen and stopped on the experiments page, log out. Every page passes an axe
 check with no serious or critical violations, fits a 375 px wide screen, and the browser logs no console error."""
 
 from __future__ import annotations
@@ -263,8 +264,37 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     with httpx.Client(base_url=server, timeout=60) as c:
         assert c.get("/v1/models").json()["active"] == first
 
+    # experiments: one created through the API with the admin key and served to some users; the page lists it,
+    # shows its analysis, and stops it
     w.go("/dashboard/experiments")
+    assert page.locator("#no-experiments").count() == 1
+    w.accessible("experiments empty")  # checked like every page, no screenshot of it
+    w.fits_phone("experiments empty")
+    exp = {"name": "browser_exp", "surface": "communities", "layer": "communities", "start": "2020-01-01T00:00:00Z",
+           "primary_metric": "joins", "guardrails": ["reports"],
+           "arms": [{"name": "control", "weight": 0.5}, {"name": "low_c", "weight": 0.5,
+                                                         "override": {"scorer.c": 5.0}}]}
+    with httpx.Client(base_url=server, timeout=60) as c:
+        assert c.post("/v1/experiments", json=exp, headers=auth(ADMIN_KEY)).status_code == 201
+        for i in range(2, 40):
+            assert c.get("/v1/recommendations/communities", params={"user_id": f"u{i}", "k": 5}).status_code == 200
+    time.sleep(0.5)  # exposures flushed
+    w.go("/dashboard/experiments")
+    row = page.locator('#experiments tr[data-experiment="browser_exp"]')
+    assert row.locator(".status").inner_text() == "running"
+    row.get_by_role("link", name="browser_exp").click()
+    page.wait_for_selector("#analysis")
+    exposures = sum(int(_text(page, f'#arms tr[data-arm="{a}"] td:nth-of-type(4)').replace(",", ""))
+                    for a in ("control", "low_c"))
+    assert exposures >= 30
+    assert page.locator('#effects tr[data-metric="joins"]').count() >= 1 and page.locator("#srm").count() == 1
     w.check("experiments")
+    page.get_by_role("button", name="Stop browser_exp").click()
+    page.wait_for_selector("#experiment-message")
+    assert _text(page, "#experiment-message") == "Stopped experiment browser_exp."
+    assert _text(page, '#experiments tr[data-experiment="browser_exp"] .status') == "stopped"
+    with httpx.Client(base_url=server, timeout=60) as c:
+        assert c.get("/v1/experiments/browser_exp").json()["status"] == "stopped"
 
     # log out: the session is gone
     page.get_by_role("button", name="Log out").click()
@@ -273,5 +303,5 @@ def test_dashboard_in_a_real_browser(server: str, browser: Any) -> None:
     assert "/dashboard/login" in page.url
 
     assert not w.errors, w.errors
-    assert len(w.checked) == 9
+    assert len(w.checked) == 10
     context.close()

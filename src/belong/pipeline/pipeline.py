@@ -432,15 +432,18 @@ class Pipeline:
             memo.hydration, memo.items = None, None  # hydrated anew: the items are rebuilt
         return key
 
-    def why_not(self, request: Request, item: str) -> WhyNot:
+    def why_not(self, request: Request, item: str, *, made: Candidates | None = None,
+                done: Finished | None = None) -> WhyNot:
         """Why ``item`` (an item id of this surface) is or is not in ``request``'s answer: not a candidate (no source
         proposed it), removed by a filter (and why), ranked below the cut (at which position), left out by the
-        selector, or shown (at which rank). The same two halves as :meth:`run`, read item by item."""
+        selector, or shown (at which rank). The same two halves as :meth:`run`, read item by item; ``made`` and
+        ``done``: the two halves already run for this very request (the dashboard's page has them), not rerun."""
         state = self._check(request)
         table, kind = {Surface.COMMUNITIES: (state.communities, "community"), Surface.PEOPLE: (state.users, "user"),
                        Surface.CONTENT: (state.content, "content")}[self.surface]
         idx = table.get(item, kind)
-        made = self.candidates(request)
+        if made is None:
+            made, done = self.candidates(request), None
         removed = next((r for r in made.removed if r.item == idx), None)
         pos = next((p for p, (m, _) in enumerate(made.ranked, start=1) if m.item == idx), None)
         hit = made.ranked.full(idx)
@@ -451,7 +454,8 @@ class Pipeline:
         if pos is None:
             asked = ", ".join(made.source_counts)
             return WhyNot(item, "not_a_candidate", f"no source proposed it (sources asked: {asked})")
-        done = self.finish(request, made.ranked, made_at=made.state_version)
+        if done is None:
+            done = self.finish(request, made.ranked, made_at=made.state_version)
         shown = next((it for it in done.items if it.index == idx), None)
         score = float(made.ranked[pos - 1][1])
         if shown is not None:

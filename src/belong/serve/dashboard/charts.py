@@ -59,3 +59,53 @@ def line(points: Sequence[tuple[float, float]], title: str, x_label: str, y_labe
         parts.append(f'<line x1="{sx(0):.1f}" y1="{sy(0):.1f}" x2="{sx(m):.1f}" y2="{sy(m):.1f}" class="ref"/>')
     parts.append(f'<polyline points="{path}" class="series"/></svg>')
     return Markup("".join(parts))
+
+
+def intervals(series: Sequence[tuple[str, Sequence[dict]]], title: str, *, width: int = 520, height: int = 240
+              ) -> Markup:
+    """Effects over days with their intervals: per series a line through ``effect``, a vertical bar from
+    ``ci_low`` to ``ci_high`` (fixed-horizon) and dashed ticks at ``av_ci_low``/``av_ci_high`` (always-valid);
+    the zero line drawn. Points are dicts with ``day`` and those keys (a missing bound is left out)."""
+    pts = [p for _, ps in series for p in ps]
+    if not pts:
+        return Markup("")
+    vals = [p[k] for p in pts for k in ("effect", "ci_low", "ci_high", "av_ci_low", "av_ci_high")
+            if p.get(k) is not None]
+    lo, hi = min([0.0, *vals]), max([0.0, *vals])
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1.0, hi + 1.0
+    days = [p["day"] for p in pts]
+    d0, d1 = min(days), max(days)
+    pad_l, pad_b = 52, 30
+
+    def sx(d: float) -> float:
+        return pad_l + (width - pad_l - 12) * ((d - d0) / (d1 - d0) if d1 > d0 else 0.5)
+
+    def sy(v: float) -> float:
+        return 8 + (height - pad_b - 8) * (hi - v) / (hi - lo)
+
+    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" aria-label="{escape(title)}">'
+             f"<title>{escape(title)}</title>",
+             f'<line x1="{pad_l}" y1="{sy(0):.1f}" x2="{width - 8}" y2="{sy(0):.1f}" class="ref"/>',
+             f'<line x1="{pad_l}" y1="8" x2="{pad_l}" y2="{height - pad_b}" class="axis"/>',
+             f'<text x="{pad_l - 4}" y="14" text-anchor="end">{hi:.3g}</text>',
+             f'<text x="{pad_l - 4}" y="{height - pad_b}" text-anchor="end">{lo:.3g}</text>',
+             f'<text x="{width / 2:.0f}" y="{height - 8}" text-anchor="middle">day {d0} to {d1}</text>']
+    for i, (_, ps) in enumerate(series):
+        cls = f"series s{i % 4}"
+        for p in ps:
+            x = sx(p["day"])
+            if p.get("ci_low") is not None and p.get("ci_high") is not None:
+                parts.append(f'<line x1="{x:.1f}" y1="{sy(p["ci_low"]):.1f}" x2="{x:.1f}" y2="{sy(p["ci_high"]):.1f}" '
+                             f'class="{cls} ci"/>')
+            for k in ("av_ci_low", "av_ci_high"):
+                if p.get(k) is not None:
+                    parts.append(f'<line x1="{x - 6:.1f}" y1="{sy(p[k]):.1f}" x2="{x + 6:.1f}" y2="{sy(p[k]):.1f}" '
+                                 f'class="{cls} av"/>')
+        path = " ".join(f"{sx(p['day']):.1f},{sy(p['effect']):.1f}" for p in ps)
+        if path:
+            parts.append(f'<polyline points="{path}" class="{cls}"/>')
+        parts.extend(f'<circle cx="{sx(p["day"]):.1f}" cy="{sy(p["effect"]):.1f}" r="3" class="dot s{i % 4}"/>'
+                     for p in ps)
+    parts.append("</svg>")
+    return Markup("".join(parts))

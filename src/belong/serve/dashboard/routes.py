@@ -53,7 +53,8 @@ class Dashboard:
         folder = Path(str(resources.files("belong.serve.dashboard") / "templates"))
         self.env = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html"]),
                                trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(bars=charts.bars, line=charts.line, prefix=PREFIX, pages=PAGES)
+        self.env.globals.update(bars=charts.bars, line=charts.line, intervals=charts.intervals, prefix=PREFIX,
+                                pages=PAGES)
         self.env.filters["num"] = _num
         self.env.filters["ms"] = _ms
         self.env.filters["pct"] = _pct
@@ -379,7 +380,7 @@ async def _user_page(request: Request, session: Session, user_id: str, k_raw: st
                         else SHOW[show][0]
                     try:
                         data["why"] = await asyncio.to_thread(views.why_not, model, surface, uid, why["item"].strip(),
-                                                              k)
+                                                              k, data["runs"])
                     except (ValidationError, UnknownIdError) as exc:
                         data["why"] = {"error": str(exc), "item": why["item"], "surface": surface.value}
     except ValidationError as exc:
@@ -472,10 +473,57 @@ async def model_action(request: Request) -> Response:
 
 # ----------------------------------------------------------------------------------------------- experiments
 async def experiments(request: Request) -> Response:
+    """Every experiment; with ``?name=``, its analysis (arms, exposures, effects over time, SRM, guardrails)."""
     session = session_of(request)
     if session is None:
         return _login_redirect(request)
-    return page(request, "experiments.html", session=session, title="Experiments", active="experiments")
+    from belong.serve.dashboard import experiment_view
+
+    router = dash(request).svc.experiments
+    data: dict[str, Any] = {"rows": [], "chosen": None, "error": None, "rule": experiment_view.GUARDRAIL_RULE}
+    status = 200
+    if router is None:
+        data["error"] = "the experiments store is not open (the service is starting)"
+        return page(request, "experiments.html", 503, session, title="Experiments", active="experiments", **data)
+    exps = await asyncio.to_thread(router.store.experiments)
+    data["rows"] = experiment_view.listing(exps, time.time_ns() // 1000)
+    name = request.query_params.get("name", "").strip()
+    if name:
+        if name not in {e.name for e in exps}:
+            data["error"] = f"no experiment {name!r}"
+            status = 404
+        else:
+            from belong.experiments.analyze import analyze
+
+            await asyncio.to_thread(router.flush)  # what this process served so far counts
+            result = await asyncio.to_thread(analyze, router.store_spec, name)
+            data["chosen"] = experiment_view.detail(result)
+    done = request.query_params.get("done", "")
+    data["message"] = f"Stopped experiment {request.query_params.get('v', '')}." if done == "stopped" else None
+    return page(request, "experiments.html", status, session, title="Experiments", active="experiments", **data)
+
+
+async def experiment_action(request: Request) -> Response:
+    """Stop an experiment (the same as ``POST /v1/experiments/{name}/stop``)."""
+    got = await action(request)
+    if isinstance(got, Response):
+        return got
+    session, data = got
+    router = dash(request).svc.experiments
+    try:
+        if data.get("do", "") != "stop":
+            raise ValidationError("do", "must be stop")
+        name = data.get("name", "").strip()
+        if not name:
+            raise ValidationError("name", "is required")
+        if router is None:
+            raise ValidationError("experiments", "the experiments store is not open yet")
+        exp = await asyncio.to_thread(router.store.stop, name)
+        await asyncio.to_thread(router.refresh)
+        return _redirect(f"{PREFIX}/experiments?name={quote(exp.name)}&done=stopped&v={quote(exp.name)}")
+    except (ValidationError, UnknownIdError) as exc:
+        return page(request, "error.html", 404 if isinstance(exc, UnknownIdError) else 422, session,
+                    title="Not done", message=str(exc))
 
 
 async def static(name: str, request: Request) -> Response:
@@ -492,6 +540,7 @@ ROUTES: list[tuple[str, str, Callable[..., Any]]] = [
     ("POST", "/logout", logout), ("GET", "/overview", overview), ("GET", "/live", live_page),
     ("GET", "/live.json", live_json), ("GET", "/users", users), ("POST", "/users/what-if", what_if),
     ("GET", "/models", models), ("POST", "/models", model_action), ("GET", "/experiments", experiments),
+    ("POST", "/experiments", experiment_action),
     ("GET", "/static/{name}", static),
 ]
 

@@ -46,6 +46,11 @@ class SurfaceRun:
     stage_ms: dict[str, float]
     n_candidates: int
     error: str | None = None
+    #: the two halves as run (the request's candidates and finished answer): a why-not on this page reads them
+    #: instead of running the pipeline again
+    made: Any = field(default=None, repr=False, compare=False)
+    done: Any = field(default=None, repr=False, compare=False)
+    k: int = 0
 
 
 def run_surface(pipe: Pipeline, user_id: str, k: int) -> SurfaceRun:
@@ -73,7 +78,8 @@ def run_surface(pipe: Pipeline, user_id: str, k: int) -> SurfaceRun:
     stage_ms = {**made.stage_ms, **done.stage_ms}
     return SurfaceRun(name, pipe.name, items, removed, below, dict(made.source_counts),
                       {s: round(v, 3) for s, v in made.source_ms.items()},
-                      {s: round(v, 3) for s, v in stage_ms.items()}, made.n_candidates)
+                      {s: round(v, 3) for s, v in stage_ms.items()}, made.n_candidates, made=made, done=done,
+                      k=k)
 
 
 def explore(model: ModelVersion, user_id: str, k: int, surfaces: tuple[Surface, ...] = SURFACES
@@ -122,12 +128,21 @@ def profile(state: WorldState, user_id: str) -> dict[str, Any]:
             "communities": int(state.communities_of(u).size), "friends": int(state.friends_of(u).size)}
 
 
-def why_not(model: ModelVersion, surface: Surface, user_id: str, item: str, k: int) -> dict[str, Any]:
+def why_not(model: ModelVersion, surface: Surface, user_id: str, item: str, k: int,
+            runs: list[SurfaceRun] | None = None) -> dict[str, Any]:
+    """``Pipeline.why_not`` for ``item``, reading the page's own run of the surface when ``runs`` has it (same
+    user, same ``k``, made on the state that is live now) rather than running the pipeline again."""
     pipe = model.pipelines[surface]
-    answer = pipe.why_not(Request(user_id, surface, k), item)
+    run = next((r for r in runs or () if r.surface == surface.value and r.error is None and r.made is not None
+                and r.k == k and r.made.state_version == model.state.version), None)
+    request = Request(user_id, surface, k)
+    if run is not None:
+        answer = pipe.why_not(request, item, made=run.made, done=run.done)
+    else:
+        answer = pipe.why_not(request, item)
     return {"item": answer.item, "verdict": answer.verdict, "text": answer.text, "sources": answer.sources,
             "filter": answer.filter, "reason": answer.reason, "position": answer.position, "rank": answer.rank,
-            "score": answer.score, "surface": surface.value}
+            "score": answer.score, "surface": surface.value, "reused": run is not None}
 
 
 # ----------------------------------------------------------------------------------------------- what-if
