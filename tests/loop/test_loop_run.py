@@ -87,6 +87,17 @@ def test_same_seed_same_report(tmp_path):
     assert report.render(c, timings=False) != ra
 
 
+def test_user_and_cluster_variants(tmp_path):
+    """Scenario (c)'s shape: one run per unit of randomisation on the same world, effects labelled by unit."""
+    sc = scenario.load(_tiny(tmp_path, days=1)).with_overrides(units=("user", "cluster"))
+    result = runner.run_all(sc)
+    assert [v["scenario"]["unit"] for v in result["variants"]] == ["user", "cluster"]
+    assert [e["unit"] for e in result["effects"]] == ["user", "cluster"]
+    assert result["variants"][1]["units"] < result["variants"][0]["units"] == 150
+    html = report.render(result, timings=False)
+    assert html.count("<h1>") == 3 and "cluster" in html
+
+
 def test_cluster_unit_assigns_whole_clusters(tmp_path):
     sc = scenario.load(_tiny(tmp_path, days=1))
     sc = sc.with_overrides(unit="cluster")
@@ -105,6 +116,8 @@ def test_cluster_unit_assigns_whole_clusters(tmp_path):
     ('[run]\nunit="team"\n[[arms]]\nname="a"\nsurface="x"\n[[arms]]\nname="b"\nsurface="y"\n', "run.unit"),
     ('[run]\ndays=0\n[[arms]]\nname="a"\nsurface="x"\n[[arms]]\nname="b"\nsurface="y"\n', "run.days"),
     ('[[arms]]\nname="a"\nsurface="x"\nweight=-1\n[[arms]]\nname="b"\nsurface="y"\n', "arms[0].weight"),
+    ('[run]\nunits=["user","team"]\n[[arms]]\nname="a"\nsurface="x"\n[[arms]]\nname="b"\nsurface="y"\n', "run.units"),
+    ('[run]\nmode="carrier-pigeon"\n[[arms]]\nname="a"\nsurface="x"\n[[arms]]\nname="b"\nsurface="y"\n', "run.mode"),
     ("not toml [", "scenario"),
 ])
 def test_bad_scenarios_name_the_field(text, field):
@@ -114,7 +127,7 @@ def test_bad_scenarios_name_the_field(text, field):
 
 
 def test_shipped_scenarios_parse():
-    assert "ranked_vs_trending" in scenario.names()
+    assert {"ranked_vs_trending", "exploration", "spillover_user_vs_cluster"} <= set(scenario.names())
     for name in scenario.names():
         sc = scenario.load(name)
         assert len(sc.arms) >= 2

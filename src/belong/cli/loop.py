@@ -41,7 +41,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 status.update(f"loop {sc.name}: {msg}")
                 err.log(msg)
 
-            result = runner.run(sc, say)
+            result = runner.run_all(sc, say)
         if report is not None:
             rep.write(result, report, timings=not no_timings)
             err.print(f"report: {report}")
@@ -51,7 +51,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         for e in result["effects"]:
             err.print(f"{e['arm']} − {e['control']}: {e['effect']:+.4f} [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]"
                       f"  truth {e['true_effect']:+.4f}  bias {e['bias']:+.4f}  covers truth: {e['covers_truth']}")
-        err.print(f"seconds per simulated day: {result['seconds_per_day']}")
+        for v in result.get("variants", [result]):
+            err.print(f"{v['scenario']['unit']}: seconds per simulated day: {v['seconds_per_day']}")
 
     @loop_app.command("list")
     def list_cmd() -> None:

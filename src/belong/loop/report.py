@@ -40,7 +40,7 @@ def _effect_plot(result: dict[str, Any]) -> str:
                     color="C0", label="estimate, 95% CI" if i == 0 else None)
         ax.plot([e["true_effect"]], [i], "D", color="C3", label="truth" if i == 0 else None)
     ax.axvline(0, color="#888", lw=0.8)
-    ax.set_yticks(range(len(effects)), [f"{e['arm']} − {e['control']}" for e in effects])
+    ax.set_yticks(range(len(effects)), [f"{e['arm']} − {e['control']} ({e['unit']})" for e in effects])
     ax.set_xlabel(effects[0]["metric"] if effects else "")
     ax.legend(loc="best")
     return _png(fig)
@@ -53,11 +53,27 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def render(result: dict[str, Any], *, timings: bool = True) -> str:
-    """The report. ``timings=False`` leaves out wall-clock figures (the rest is a function of the scenario)."""
+    """The report. ``timings=False`` leaves out wall-clock figures (the rest is a function of the scenario). A
+    result of several variants (one per unit of randomisation) gives a summary of every effect, then each run."""
+    if "variants" in result:
+        sc = result["scenario"]
+        head = (f"<!doctype html><html><head><meta charset='utf-8'><title>belong loop: {html.escape(sc['name'])}"
+                f"</title><style>{_CSS}</style></head><body><h1>Closed loop: {html.escape(sc['name'])}</h1>"
+                f"<p>{html.escape(sc['description'])}</p><h2>Every effect, by unit of randomisation</h2>")
+        summary = _table(result["effects"], ["unit", "arm", "control", "effect", "se", "ci_low", "ci_high",
+                                             "true_effect", "true_effect_se", "bias", "covers_truth"])
+        bodies = [_body(v, timings) for v in result["variants"]]
+        return "\n".join([head, summary, _effect_plot(result), *bodies, "</body></html>"])
     sc = result["scenario"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>belong loop: {html.escape(sc['name'])}"
-             f"</title><style>{_CSS}</style></head><body>",
-             f"<h1>Closed loop: {html.escape(sc['name'])}</h1><p>{html.escape(sc['description'])}</p>",
+    return "\n".join([f"<!doctype html><html><head><meta charset='utf-8'><title>belong loop: "
+                      f"{html.escape(sc['name'])}</title><style>{_CSS}</style></head><body>",
+                      _body(result, timings), "</body></html>"])
+
+
+def _body(result: dict[str, Any], timings: bool) -> str:
+    sc = result["scenario"]
+    parts = [f"<h1>Closed loop: {html.escape(sc['name'])} (unit: {html.escape(sc['unit'])})</h1>"
+             f"<p>{html.escape(sc['description'])}</p>",
              _table([{k: v for k, v in sc.items() if k != "arms"}], [k for k in sc if k != "arms"]),
              "<h2>Arms</h2>", _table([{**a, "assigned": result["assigned"][a["name"]]} for a in sc["arms"]],
                                      ["name", "surface", "weight", "assigned"]),
@@ -83,7 +99,6 @@ def render(result: dict[str, Any], *, timings: bool = True) -> str:
         parts.append(_table([result["timing_s"]], list(result["timing_s"])))
     parts.append("<h2>Response model (fixed)</h2>")
     parts.append(_table([result["response_params"]], list(result["response_params"])))
-    parts.append("</body></html>")
     return "\n".join(parts)
 
 

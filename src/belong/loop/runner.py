@@ -18,7 +18,7 @@ import numpy as np
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.experiments.assign import bucket
 from belong.experiments.declaration import BUCKETS
-from belong.experiments.stats import welch
+from belong.experiments.stats import compare
 from belong.loop.latents import latents
 from belong.loop.response import PARAMS, ResponseModel
 from belong.loop.scenario import Scenario, surface_spec
@@ -226,24 +226,26 @@ def run(sc: Scenario, progress: Progress | None = None) -> dict[str, Any]:
         row = daily[-1]["arms"]
         say(f"day {d + 1}/{sc.days}: " + ", ".join(f"{k} {v['joins']} joins / {v['visitors']} visits"
                                                     for k, v in row.items()))
+    arm_names = np.array([sc.arms[i].name for i in loop.arm], dtype=object)
+    cluster = np.array(loop.unit_of, dtype=object) if sc.unit == "cluster" else None
+    ests = {e.arm: e for e in compare(y, arm_names, control=sc.control, cluster=cluster)}
     ci = next(i for i, a in enumerate(sc.arms) if a.name == sc.control)
     effects = []
     for i, a in enumerate(sc.arms):
         if i == ci:
             continue
-        yt, yc = y[loop.arm == i], y[loop.arm == ci]
-        w = welch(yt.mean(), yt.var(ddof=1), len(yt), yc.mean(), yc.var(ddof=1), len(yc))
+        e = ests[a.name]
         diff = truth_total[:, i] - truth_total[:, ci]
         true_eff = float(diff.mean())
         true_se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        est = {k: float(v) for k, v in w.items()}
         effects.append({
-            "arm": a.name, "control": sc.control, "metric": "recommended joins per person",
-            "n": int(len(yt)), "control_n": int(len(yc)), "mean": float(yt.mean()), "control_mean": float(yc.mean()),
-            **est, "true_effect": true_eff, "true_effect_se": true_se,
-            "bias": est["effect"] - true_eff,
-            "covers_truth": bool(est["ci_low"] <= true_eff <= est["ci_high"]),
-            "excludes_zero": bool(est["ci_low"] > 0 or est["ci_high"] < 0),
+            "arm": a.name, "control": sc.control, "unit": sc.unit, "metric": "recommended joins per person",
+            "n": e.n, "control_n": e.control_n, "mean": e.mean, "control_mean": e.control_mean,
+            "effect": e.effect, "se": e.se, "ci_low": e.ci_low, "ci_high": e.ci_high, "p_value": e.p_value,
+            "av_ci_low": e.av_ci_low, "av_ci_high": e.av_ci_high,
+            "true_effect": true_eff, "true_effect_se": true_se, "bias": e.effect - true_eff,
+            "covers_truth": bool(e.ci_low <= true_eff <= e.ci_high),
+            "excludes_zero": bool(e.ci_low > 0 or e.ci_high < 0),
         })
     total = time.perf_counter() - t_start
     return {
@@ -262,3 +264,17 @@ def run(sc: Scenario, progress: Progress | None = None) -> dict[str, Any]:
         "seconds_per_day": {k: round(timing[k] / sc.days, 3) for k in ("serving", "responding", "truth")}
         | {"retraining": round(timing["retraining"] / sc.days, 3)},
     }
+
+
+def run_all(sc: Scenario, progress: Progress | None = None) -> dict[str, Any]:
+    """A scenario with several ``units``: the same experiment once per unit of randomisation (same world and seed),
+    as ``{"scenario", "variants": [result per unit], "effects": [every variant's effects]}``; else :func:`run`."""
+    if len(sc.units) < 2:
+        return run(sc.with_overrides(unit=sc.units[0]) if sc.units else sc, progress)
+    say = progress or (lambda _m: None)
+    variants = []
+    for unit in sc.units:
+        say(f"randomised by {unit}")
+        variants.append(run(sc.with_overrides(unit=unit, units=()), progress))
+    return {"scenario": variants[0]["scenario"] | {"unit": "+".join(sc.units)}, "variants": variants,
+            "effects": [e for v in variants for e in v["effects"]]}

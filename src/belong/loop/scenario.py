@@ -34,6 +34,7 @@ class Scenario:
     retrain_days: int = 7
     k: int = 10
     unit: str = "user"
+    units: tuple[str, ...] = ()  # several: the same experiment run once per unit of randomisation (scenario c)
     truth_sample: int = 0  # people whose expected outcome under every arm is computed each day (0: everyone)
     mode: str = "inprocess"
     description: str = ""
@@ -61,11 +62,21 @@ def _int(d: dict[str, Any], key: str, default: int, lo: int, where: str) -> int:
 def _validate(sc: Scenario) -> None:
     if sc.unit not in UNITS:
         raise ValidationError("run.unit", f"must be one of {', '.join(UNITS)}, got {sc.unit!r}")
+    for u in sc.units:
+        if u not in UNITS:
+            raise ValidationError("run.units", f"each must be one of {', '.join(UNITS)}, got {u!r}")
     if sc.mode not in MODES:
         raise ValidationError("run.mode", f"must be one of {', '.join(MODES)}, got {sc.mode!r}")
     if sc.users < 10 or sc.communities < 2 or sc.days < 1 or sc.retrain_days < 1 or not 1 <= sc.k <= 100:
         raise ValidationError("world", "needs users >= 10, communities >= 2, days >= 1, retrain_days >= 1, "
                               "1 <= k <= 100")
+
+
+def _units(run: dict[str, Any]) -> tuple[str, ...]:
+    v = run.get("units", [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValidationError("run.units", f"must be a list of unit names, got {v!r}")
+    return tuple(v)
 
 
 def parse(text: str, base_dir: str = "", origin: str = "scenario") -> Scenario:
@@ -98,7 +109,7 @@ def parse(text: str, base_dir: str = "", origin: str = "scenario") -> Scenario:
         users=_int(world, "users", 2000, 10, "world"), communities=_int(world, "communities", 200, 2, "world"),
         seed=_int(world, "seed", 0, 0, "world"), days=_int(run, "days", 7, 1, "run"),
         retrain_days=_int(run, "retrain_days", 7, 1, "run"), k=_int(run, "k", 10, 1, "run"),
-        unit=str(run.get("unit", "user")), truth_sample=_int(run, "truth_sample", 0, 0, "run"),
+        unit=str(run.get("unit", "user")), units=_units(run), truth_sample=_int(run, "truth_sample", 0, 0, "run"),
         mode=str(run.get("mode", "inprocess")), description=str(data.get("description", "")), base_dir=base_dir,
         extra={k: v for k, v in data.items() if k not in {"name", "world", "run", "arms", "control", "description"}},
     )
