@@ -54,6 +54,10 @@ from belong.cli import ope as _ope  # noqa: E402
 
 _ope.register(app, bench)
 
+from belong.cli import loop as _loop  # noqa: E402
+
+_loop.register(app, bench)
+
 
 def main() -> None:
     try:

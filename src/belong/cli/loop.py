@@ -1,0 +1,63 @@
+"""``belong loop run SCENARIO``: the closed loop (docs/LOOP.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    loop_app = typer.Typer(help="The closed loop: simulated people respond to belong, estimates against the truth.",
+                           no_args_is_help=True)
+    app.add_typer(loop_app, name="loop")
+
+    @loop_app.command("run")
+    def run_cmd(
+        scenario: str = typer.Argument(..., help="A shipped scenario (belong loop list) or a scenario TOML file."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout."),
+        report: Path = typer.Option(None, "--report", help="Write an HTML report here."),
+        users: int = typer.Option(None, "--users", help="Override the world's people."),
+        communities: int = typer.Option(None, "--communities", help="Override the world's communities."),
+        days: int = typer.Option(None, "--days", help="Override the simulated days."),
+        seed: int = typer.Option(None, "--seed", help="Override the seed."),
+        truth_sample: int = typer.Option(None, "--truth-sample", help="People whose truth is computed (0: all)."),
+        no_timings: bool = typer.Option(False, "--no-timings", help="Leave wall-clock figures out of the report "
+                                        "(then the same seed gives a byte-identical report)."),
+    ) -> None:
+        """Run a scenario: serve, respond, retrain; estimate each arm's effect and hold it against the truth."""
+        from belong.loop import report as rep
+        from belong.loop import runner
+        from belong.loop import scenario as scen
+
+        sc = scen.load(scenario).with_overrides(users=users, communities=communities, days=days, seed=seed,
+                                                truth_sample=truth_sample)
+        with err.status(f"loop {sc.name}: {sc.users} people, {sc.days} days") as status:
+            def say(msg: str) -> None:
+                status.update(f"loop {sc.name}: {msg}")
+                err.log(msg)
+
+            result = runner.run_all(sc, say)
+        if report is not None:
+            rep.write(result, report, timings=not no_timings)
+            err.print(f"report: {report}")
+        if as_json:
+            typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+            return
+        for e in result["effects"]:
+            err.print(f"{e['arm']} − {e['control']}: {e['effect']:+.4f} [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]"
+                      f"  truth {e['true_effect']:+.4f}  bias {e['bias']:+.4f}  covers truth: {e['covers_truth']}")
+        for v in result.get("variants", [result]):
+            err.print(f"{v['scenario']['unit']}: seconds per simulated day: {v['seconds_per_day']}")
+
+    @loop_app.command("list")
+    def list_cmd() -> None:
+        """The shipped scenarios."""
+        from belong.loop import scenario as scen
+
+        for name in scen.names():
+            typer.echo(name)

@@ -1,0 +1,109 @@
+"""The HTML report of a loop run (:func:`belong.loop.runner.run`): one file, no external resources (inline CSS,
+base64 PNG plots, matplotlib Agg). Sections: the scenario, estimated against true effects with intervals, daily
+metrics per arm (table and plots), retrains, seconds per simulated day, the response model's parameters."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from belong.experiments.report import _CSS, _fmt, _png
+
+
+def _daily_plot(result: dict[str, Any], key: str, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    days = [r["day"] + 1 for r in result["daily"]]
+    for arm in result["scenario"]["arms"]:
+        ax.plot(days, [r["arms"][arm["name"]][key] for r in result["daily"]], marker="o", label=arm["name"])
+    ax.set_xlabel("simulated day")
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)
+
+
+def _effect_plot(result: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    effects = result["effects"]
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.6 * len(effects)))
+    for i, e in enumerate(effects):
+        ax.errorbar([e["effect"]], [i], xerr=[[e["effect"] - e["ci_low"]], [e["ci_high"] - e["effect"]]], fmt="o",
+                    color="C0", label="estimate, 95% CI" if i == 0 else None)
+        ax.plot([e["true_effect"]], [i], "D", color="C3", label="truth" if i == 0 else None)
+    ax.axvline(0, color="#888", lw=0.8)
+    ax.set_yticks(range(len(effects)), [f"{e['arm']} − {e['control']} ({e['unit']})" for e in effects])
+    ax.set_xlabel(effects[0]["metric"] if effects else "")
+    ax.legend(loc="best")
+    return _png(fig)
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render(result: dict[str, Any], *, timings: bool = True) -> str:
+    """The report. ``timings=False`` leaves out wall-clock figures (the rest is a function of the scenario). A
+    result of several variants (one per unit of randomisation) gives a summary of every effect, then each run."""
+    if "variants" in result:
+        sc = result["scenario"]
+        head = (f"<!doctype html><html><head><meta charset='utf-8'><title>belong loop: {html.escape(sc['name'])}"
+                f"</title><style>{_CSS}</style></head><body><h1>Closed loop: {html.escape(sc['name'])}</h1>"
+                f"<p>{html.escape(sc['description'])}</p><h2>Every effect, by unit of randomisation</h2>")
+        summary = _table(result["effects"], ["unit", "arm", "control", "effect", "se", "ci_low", "ci_high",
+                                             "true_effect", "true_effect_se", "bias", "covers_truth"])
+        bodies = [_body(v, timings) for v in result["variants"]]
+        return "\n".join([head, summary, _effect_plot(result), *bodies, "</body></html>"])
+    sc = result["scenario"]
+    return "\n".join([f"<!doctype html><html><head><meta charset='utf-8'><title>belong loop: "
+                      f"{html.escape(sc['name'])}</title><style>{_CSS}</style></head><body>",
+                      _body(result, timings), "</body></html>"])
+
+
+def _body(result: dict[str, Any], timings: bool) -> str:
+    sc = result["scenario"]
+    parts = [f"<h1>Closed loop: {html.escape(sc['name'])} (unit: {html.escape(sc['unit'])})</h1>"
+             f"<p>{html.escape(sc['description'])}</p>",
+             _table([{k: v for k, v in sc.items() if k != "arms"}], [k for k in sc if k != "arms"]),
+             "<h2>Arms</h2>", _table([{**a, "assigned": result["assigned"][a["name"]]} for a in sc["arms"]],
+                                     ["name", "surface", "weight", "assigned"]),
+             "<h2>Effects: estimate against the truth</h2>",
+             "<p>Estimate: Welch difference of recommended joins per person over the run (intention to treat). "
+             "Truth: the response model's expected joins of each person under each arm, without sampling "
+             "(docs/LOOP.md).</p>",
+             _table(result["effects"], ["arm", "control", "metric", "n", "control_n", "effect", "ci_low", "ci_high",
+                                        "p_value", "true_effect", "true_effect_se", "bias", "covers_truth",
+                                        "excludes_zero"]),
+             _effect_plot(result) if result["effects"] else "",
+             "<h2>Daily metrics per arm</h2>",
+             _daily_plot(result, "joins_per_visitor", "recommended joins per visitor"),
+             _daily_plot(result, "expected_joins_per_person", "true expected joins per person (every person)")]
+    rows = [{"day": r["day"] + 1, "arm": name, **m} for r in result["daily"] for name, m in r["arms"].items()]
+    parts.append(_table(rows, ["day", "arm", "visitors", "impressions", "joins", "leaves", "joins_per_visitor",
+                               "expected_joins_per_person"]))
+    parts.append("<h2>Retrains</h2>")
+    parts.append(_table(result["retrains"], ["day", "seconds"] if timings else ["day"]))
+    if timings:
+        parts.append("<h2>Seconds per simulated day</h2>")
+        parts.append(_table([result["seconds_per_day"]], list(result["seconds_per_day"])))
+        parts.append(_table([result["timing_s"]], list(result["timing_s"])))
+    parts.append("<h2>Response model (fixed)</h2>")
+    parts.append(_table([result["response_params"]], list(result["response_params"])))
+    return "\n".join(parts)
+
+
+def write(result: dict[str, Any], path: str | Path, *, timings: bool = True) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(result, timings=timings), encoding="utf-8")
+    return out

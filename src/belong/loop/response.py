@@ -1,0 +1,80 @@
+"""The response model: how simulated people answer what they are shown (docs/LOOP.md gives the story and every
+value). The parameters are fixed here, before any scenario runs, and no scenario may change them: a scenario
+chooses arms, sizes and seeds, never how people behave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from belong.loop.latents import Latents
+
+
+@dataclass(frozen=True)
+class ResponseParams:
+    visit_base: float = 0.30  # P(visit today) = min(visit_cap, visit_base · activity); activity is log-normal
+    visit_cap: float = 0.95
+    churn: float = 0.01  # an active person stops visiting with this probability each day ...
+    comeback: float = 0.05  # ... and a churned one comes back with this probability each day
+    position_bias: float = 1.0  # P(examine position i, 0-based) = (i + 1) ** -position_bias
+    intercept: float = -4.5  # join | examined: sigmoid(intercept + fit·affinity + friends·log1p(friends there)
+    fit: float = 8.0  # + novelty [never shown before] - fatigue · times shown before)
+    friends: float = 0.9
+    novelty: float = 0.3
+    fatigue: float = 0.4
+    leave_base: float = 0.03  # a recommended join is left each day with leave_base · (1 - min(1, affinity / 0.4))
+    leave_fit_scale: float = 0.4
+    organic: float = 0.02  # organic joins a day: P = organic · activity, community drawn by interest and locale
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+PARAMS = ResponseParams()
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class ResponseModel:
+    """Vectorised probabilities of the response model over one world's latents."""
+
+    def __init__(self, lat: Latents, params: ResponseParams = PARAMS) -> None:
+        self.lat = lat
+        self.p = params
+        self.visit_p = np.minimum(params.visit_cap, params.visit_base * lat.activity)
+
+    def examine(self, k: int) -> np.ndarray:
+        return (np.arange(k) + 1.0) ** -self.p.position_bias
+
+    def join_p(self, user: int, comms: np.ndarray, friends_there: np.ndarray, shown_before: np.ndarray) -> np.ndarray:
+        """P(join | examined) of each community in ``comms`` for ``user``."""
+        p = self.p
+        aff = self.lat.affinity(np.full(len(comms), user), comms)
+        z = (p.intercept + p.fit * aff + p.friends * np.log1p(friends_there)
+             + np.where(shown_before == 0, p.novelty, 0.0) - p.fatigue * shown_before)
+        return sigmoid(z)
+
+    def expected_joins(self, user: int, comms: np.ndarray, friends_there: np.ndarray, shown_before: np.ndarray
+                       ) -> float:
+        """Expected joins from one served list, given a visit: Σ_i examine(i) · P(join | examined)."""
+        if len(comms) == 0:
+            return 0.0
+        return float(np.sum(self.examine(len(comms)) * self.join_p(user, comms, friends_there, shown_before)))
+
+    def leave_p(self, users: np.ndarray, comms: np.ndarray) -> np.ndarray:
+        aff = self.lat.affinity(users, comms)
+        return self.p.leave_base * (1.0 - np.minimum(1.0, aff / self.p.leave_fit_scale))
+
+    def organic_pick(self, rng: np.random.Generator, user: int) -> int:
+        """A community for an organic join: topic from the person's interests, then ∝ popularity · topic share ·
+        locale match."""
+        lat = self.lat
+        topic = int(rng.choice(lat.theta.shape[1], p=lat.theta[user]))
+        loc = np.where(lat.comm_locale == lat.user_locale[user], 1.0, np.where(lat.comm_locale == 0, 0.3, 0.03))
+        w = lat.popularity * lat.phi[:, topic] * loc
+        cdf = np.cumsum(w)
+        return int(min(np.searchsorted(cdf, rng.random() * cdf[-1]), len(cdf) - 1))

@@ -1,0 +1,1 @@
+"""Shipped loop scenarios (TOML)."""
