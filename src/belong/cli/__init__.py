@@ -29,6 +29,7 @@ app.add_typer(bench, name="bench")
 err_console = Console(stderr=True)
 
 # Command modules. Each one owns its commands; importing registers them.
+from belong.cli import bench_models as _bench_models  # noqa: E402
 from belong.cli import data as _data  # noqa: E402
 from belong.cli import demo as _demo  # noqa: E402
 from belong.cli import evaluate as _evaluate  # noqa: E402
@@ -38,7 +39,7 @@ from belong.cli import serve as _serve  # noqa: E402
 from belong.cli import store as _store  # noqa: E402
 from belong.cli import train as _train  # noqa: E402
 
-for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train):
+for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _bench_models):
     _mod.register(app, bench)
 
 
