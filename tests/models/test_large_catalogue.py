@@ -20,7 +20,10 @@ def test_synthetic_catalogue_has_a_head_and_a_tail() -> None:
 
 @pytest.mark.slow
 def test_every_model_trains_on_50000_communities_within_16_gib() -> None:
-    result = bench_models(n_users=30_000, n_items=50_000, per_user=12.0, score_users=200)
+    """About 15 minutes on 2 busy cores. EASE's dense head is capped at 5,000 items here to keep the test shorter;
+    the default cap (10,000) measured 3.0 GiB peak and 444 s with ``belong bench models`` (see the module doc)."""
+    models = {**DEFAULT_MODELS, "ease": {"max_items": 5000}}
+    result = bench_models(n_users=30_000, n_items=50_000, per_user=12.0, score_users=200, models=models)
     assert {r["model"] for r in result["models"]} == set(DEFAULT_MODELS) - {"most-popular"}
     errors = [r for r in result["models"] if "error" in r]
     assert not errors, errors
@@ -29,4 +32,4 @@ def test_every_model_trains_on_50000_communities_within_16_gib() -> None:
         assert r["score_peak_mib"] < 16 * GIB, r
         assert r["process_peak_rss_mib"] < 16 * GIB, r
     ease = next(r for r in result["models"] if r["model"] == "ease")
-    assert ease["fit_peak_mib"] < 2 * GIB  # the head solve (10,000 items), not a dense 50,000^2 inverse
+    assert ease["fit_peak_mib"] < 1.5 * GIB  # the head solve (5,000 items: about 32 x 5000^2 bytes), not 50,000^2
