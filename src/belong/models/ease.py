@@ -8,7 +8,7 @@ Any catalogue size: the dense inverse is solved over at most ``max_items`` items
 Bounds (h = min(n_items, max_items), n = n_items, nnz interactions): peak memory about 32 h^2 bytes while solving
 (float64 Gram, its inverse and their copies) and 4 h^2 kept, plus O(n tail_k) for the tail's sparse neighbours; time
 O(h^3) for the Cholesky inverse plus the co-occurrences. Measured (``belong bench models``, 30,000 users x 50,000
-communities, 2 busy cores): default cap 10,000 -> 3.0 GiB peak, 444 s; cap 5,000 in tests/models/test_large_catalogue.py.
+communities, 2 busy cores): default cap 10,000 -> 3.0 GiB peak, 444 s (tests/models/test_large_catalogue.py: 5,000).
 """
 
 from __future__ import annotations
