@@ -20,7 +20,7 @@ def test_synthetic_catalogue_has_a_head_and_a_tail() -> None:
 
 @pytest.mark.slow
 def test_every_model_trains_on_50000_communities_within_16_gib() -> None:
-    """About 5 minutes on 2 cores (measured 304 s). EASE's dense head is capped at 5,000 items here to keep the test shorter;
+    """About 5 minutes on 2 cores (304 s). EASE's dense head is capped at 5,000 items here to keep it shorter;
     the default cap (10,000) measured 3.0 GiB peak and 444 s with ``belong bench models`` (see the module doc)."""
     models = {**DEFAULT_MODELS, "ease": {"max_items": 5000}}
     result = bench_models(n_users=30_000, n_items=50_000, per_user=12.0, score_users=200, models=models)
