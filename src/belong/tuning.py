@@ -55,6 +55,9 @@ SPACES: dict[str, dict[str, Spec]] = {
     "adamic-adar": {},
     "resource-allocation": {},
     "ppr": {"alpha": ("float", 0.05, 0.95)},
+    "gf-cf": {"factors": ("logint", 8, 512), "alpha": ("log", 0.01, 10.0)},
+    "bspm": {"factors": ("logint", 8, 512), "ideal_weight": ("log", 0.01, 1.0), "sharpen_time": ("float", 0.0, 5.0),
+             "sharpen_steps": ("int", 1, 5)},
 }
 PROTOCOLS = ("random-holdout", "loo", "loo-sampled")
 _METRIC_RE = re.compile(r"^(recall|ndcg|hr)(?:@(\d+))?$")

@@ -96,11 +96,28 @@ def test_ease_matches_the_closed_form(clusters: Interactions) -> None:
     assert np.all(np.diag(model.B) == 0)
 
 
-def test_ease_refuses_too_many_items(clusters: Interactions) -> None:
-    from belong.errors import ValidationError
+def test_ease_above_max_items_is_ease_on_the_head_and_knn_on_the_tail() -> None:
+    """Above ``max_items`` the dense solve covers the most popular items only: their columns are exactly EASE
+    fitted on those columns; the tail's columns are item-kNN scores times one scale."""
+    from belong.models.ease import EASE
+    from belong.models.itemknn import ItemKNN
 
-    with pytest.raises(ValidationError, match="max_items"):
-        registry.create("ease", {"max_items": 5}).fit(clusters)
+    rng = np.random.default_rng(4)
+    X = sp.csr_matrix((rng.random((80, 30)) < np.linspace(0.6, 0.05, 30)[None, :]).astype(np.float32))
+    model = EASE(l2=5.0, max_items=12, tail_k=10).fit(X)
+    popularity = np.asarray(X.sum(axis=0)).ravel()
+    head = np.sort(np.argsort(-popularity, kind="stable")[:12])
+    assert model.head is not None and np.array_equal(model.head, head)
+    scores = model.score_users(np.arange(80), filter_seen=False)
+    ref_head = EASE(l2=5.0).fit(sp.csr_matrix(X[:, head]))
+    np.testing.assert_allclose(scores[:, head], ref_head.score_users(np.arange(80), filter_seen=False),
+                               rtol=1e-5, atol=1e-5)
+    tail = np.setdiff1d(np.arange(30), head)
+    knn = ItemKNN(k=10, shrink=10.0).fit(X).score_users(np.arange(80), filter_seen=False)
+    np.testing.assert_allclose(scores[:, tail], knn[:, tail] * model.tail_scale, rtol=1e-5, atol=1e-6)
+    assert model.tail_scale > 0
+    items, _ = model.recommend_idx(np.arange(80), 5)
+    assert (items >= 0).all()
 
 
 @pytest.mark.parametrize("weighting", ["none", "tfidf", "bm25"])

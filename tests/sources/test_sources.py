@@ -176,3 +176,27 @@ def test_batch_requests_share_one_reason_and_keep_the_candidates(state):
     batch = src.generate(Request("alice", explain=False), state)
     assert [(c.item, c.score) for c in explained] == [(c.item, c.score) for c in batch]
     assert "visits" in explained[0].reason.data and len({id(c.reason) for c in batch}) == 1
+
+
+@pytest.mark.parametrize("model", ["bspm", "gf-cf"])
+def test_co_membership_serves_a_graph_filter_blended_with_ease(state, model):
+    from belong.models import registry
+
+    X = state.membership_csr()
+    alone = CoMembership(CoMembership.Config(model=model, filter_factors=3))
+    alone.prepare(state)
+    F = registry.create(model, {"factors": 3, **({"alpha": 0.1} if model == "gf-cf" else {})}).fit(X).item_matrix()
+    # the served matrix is the filter's, scaled: same ranking for every user
+    np.testing.assert_allclose(alone.M / alone.M.max(), F / F.max(), rtol=1e-4, atol=1e-6)
+    blended = CoMembership(CoMembership.Config(model=model, filter_factors=3, ease_weight=0.5, ease_l2=10.0))
+    blended.prepare(state)
+    assert blended.model_name == f"{model}+ease" and not np.allclose(blended.M, alone.M)
+    got = by_id(state, blended.generate(Request("heidi"), state))
+    assert got and all(c.reason.text.startswith("members of ") for c in got.values())
+    mine = set(state.communities_of(state.users.index["heidi"]).tolist())
+    assert not mine & {c.item for c in got.values()}
+    with pytest.raises(ValidationError, match="ease_weight"):
+        CoMembership(CoMembership.Config(model=model, ease_weight=-1.0)).prepare(state)
+    too_many = CoMembership(CoMembership.Config(model=model, ease_max_items=1))  # a dense filter would not fit
+    too_many.prepare(state)
+    assert too_many.model_name == "itemknn" and "ease_max_items" in too_many.choice["reason"]

@@ -29,6 +29,7 @@ app.add_typer(bench, name="bench")
 err_console = Console(stderr=True)
 
 # Command modules. Each one owns its commands; importing registers them.
+from belong.cli import bench_models as _bench_models  # noqa: E402
 from belong.cli import data as _data  # noqa: E402
 from belong.cli import demo as _demo  # noqa: E402
 from belong.cli import evaluate as _evaluate  # noqa: E402
@@ -43,7 +44,7 @@ from belong.cli import token as _token  # noqa: E402
 from belong.cli import train as _train  # noqa: E402
 
 for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _token, _forget, _soak,
-             _experiment):
+             _experiment, _bench_models):
     _mod.register(app, bench)
 
 from belong.cli import bench_experiments as _bench_experiments  # noqa: E402

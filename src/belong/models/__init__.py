@@ -15,5 +15,7 @@ common-neighbours      friendship graph: shared friends             :mod:`belong
 adamic-adar            shared friends weighted 1/log(degree)        :mod:`belong.models.graph`
 resource-allocation    shared friends weighted 1/degree             :mod:`belong.models.graph`
 ppr                    personalised PageRank                        :mod:`belong.models.ppr`
+gf-cf (gfcf)           linear + ideal low-pass graph filter         :mod:`belong.models.graph_filter`
+bspm                   blurring-sharpening graph filter             :mod:`belong.models.graph_filter`
 =====================  ===========================================  ====================================
 """

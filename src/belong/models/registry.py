@@ -21,6 +21,7 @@ from belong.models.base import Recommender
 from belong.models.bpr import BPR
 from belong.models.ease import EASE
 from belong.models.graph import AdamicAdar, CommonNeighbours, ResourceAllocation
+from belong.models.graph_filter import BSPM, GFCF
 from belong.models.ials import IALS
 from belong.models.itemknn import ItemKNN
 from belong.models.most_popular import MostPopular
@@ -33,9 +34,10 @@ _DATASET_KEY = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 MODELS: Registry[type[Recommender]] = Registry("model")
 _ALIASES = {"most-popular": ("toppop", "pop"), "common-neighbours": ("cn",), "adamic-adar": ("aa",),
-            "resource-allocation": ("ra",), "ease": ("easer",), "ials": ("als",)}
+            "resource-allocation": ("ra",), "ease": ("easer",), "ials": ("als",),
+            "gf-cf": ("gfcf",)}
 for _cls in (MostPopular, ItemKNN, EASE, RP3beta, IALS, BPR, CommonNeighbours, AdamicAdar, ResourceAllocation,
-             PersonalizedPageRank):
+             PersonalizedPageRank, GFCF, BSPM):
     MODELS.add(_cls.name, _cls, _ALIASES.get(_cls.name, ()))
 
 

@@ -5,6 +5,12 @@ With ``model = "auto"`` the source measures both on a validation split carved fr
 higher recall@k. EASE (asked for, or in ``auto``) is replaced by item-kNN when its dense item x item inverse would
 not fit (more than ``ease_max_items`` communities); ``choice`` records it. What the source serves from is the
 item x item matrix ``M`` (EASE's dense ``B`` or item-kNN's sparse ``W``), which a model artifact keeps.
+
+``model = "bspm"`` or ``"gf-cf"`` serves from a training-free graph filter (:mod:`belong.models.graph_filter`) written
+out as its dense item x item matrix, plus ``ease_weight`` times EASE's ``B`` when that is > 0 (each scaled by the mean
+per-user spread of its scores, so the weight means the same on any data). On ML-1M's validation cut carved from the
+training split, BSPM + 0.5 EASE reached NDCG@20 0.2753 against EASE's 0.2640 and BSPM's 0.2727. Like EASE, the dense
+matrix is kept only up to ``ease_max_items`` communities; above it the source serves item-kNN (``choice`` says so).
 """
 
 from __future__ import annotations
@@ -22,13 +28,33 @@ from belong.state import WorldState
 
 
 class CoMembershipConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
-    model: str = "auto"  # ease | itemknn | auto
+    model: str = "auto"  # ease | itemknn | auto | bspm | gf-cf
     ease_l2: float = 300.0
     knn_k: int = 100
     knn_shrink: float = 10.0
     ease_max_items: int = 8000
     validation_users: int = 2000
+    #: graph filters (model = bspm | gf-cf): rank of the ideal low-pass filter and its weight, BSPM's sharpening
+    filter_factors: int = 96
+    ideal_weight: float = 0.1
+    sharpen_time: float = 2.5
+    sharpen_steps: int = 2
+    #: with a graph filter: add this much of EASE's B (both scaled to unit mean per-user spread); 0 = filter only
+    ease_weight: float = 0.0
     seed: int = 0
+
+
+_FILTERS = ("bspm", "gf-cf")
+_MODELS = ("auto", "ease", "itemknn", *_FILTERS)
+
+
+def _spread(M: np.ndarray, X: sp.csr_matrix, seed: int, n_users: int = 2000) -> float:
+    """Mean over (up to ``n_users``) users of the standard deviation of their scores ``x M``: the scale that makes
+    two item x item matrices comparable before they are added."""
+    active = np.flatnonzero(np.diff(X.indptr) > 0)
+    users = np.random.default_rng(seed).choice(active, min(n_users, active.size), replace=False)
+    spread = float(np.mean(np.std(np.asarray(X[users] @ M), axis=1)))
+    return spread if spread > 0 else 1.0
 
 
 def _holdout(X: sp.csr_matrix, n_users: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -59,6 +85,11 @@ class CoMembership(CandidateSource):
         cfg = self.config
         if name == "ease":
             return registry.create("ease", {"l2": cfg.ease_l2, "max_items": max(cfg.ease_max_items, 1)})
+        if name == "bspm":
+            return registry.create("bspm", {"factors": cfg.filter_factors, "ideal_weight": cfg.ideal_weight,
+                                            "sharpen_time": cfg.sharpen_time, "sharpen_steps": cfg.sharpen_steps})
+        if name == "gf-cf":
+            return registry.create("gf-cf", {"factors": cfg.filter_factors, "alpha": cfg.ideal_weight})
         return registry.create("itemknn", {"k": cfg.knn_k, "shrink": cfg.knn_shrink})
 
     def prepare(self, state: WorldState) -> None:
@@ -69,10 +100,12 @@ class CoMembership(CandidateSource):
         if X.nnz == 0:
             return
         cfg = self.config
-        if cfg.model not in ("auto", "ease", "itemknn"):
-            raise ValidationError(f"{self.name}.model", f"must be ease, itemknn or auto, got {cfg.model!r}")
+        if cfg.model not in _MODELS:
+            raise ValidationError(f"{self.name}.model", f"must be one of {', '.join(_MODELS)}, got {cfg.model!r}")
+        if cfg.ease_weight < 0:
+            raise ValidationError(f"{self.name}.ease_weight", f"must be >= 0, got {cfg.ease_weight}")
         name = cfg.model
-        if name in ("auto", "ease") and X.shape[1] > cfg.ease_max_items:
+        if name != "itemknn" and X.shape[1] > cfg.ease_max_items:
             name = "itemknn"  # EASE's dense inverse would not fit: item-kNN (recorded in ``choice``)
             self.choice = {"chosen": name, "reason": f"{X.shape[1]} communities > ease_max_items"}
         if name == "auto":
@@ -90,6 +123,15 @@ class CoMembership(CandidateSource):
         model = self._create(name).fit(X)
         self.model_name = name
         # item x item weights: score(j) = sum over the user's communities i of M[i, j]
+        if name in _FILTERS:
+            F = model.item_matrix()
+            F /= _spread(F, X, cfg.seed)
+            if cfg.ease_weight > 0:
+                B = self._create("ease").fit(X).B
+                F += (cfg.ease_weight / _spread(B, X, cfg.seed)) * B
+                self.model_name = f"{name}+ease"
+            self.M = F
+            return
         M = getattr(model, "B", None)
         self.M = M if M is not None else model.W
 
