@@ -42,11 +42,16 @@ class AppendResult:
 
 
 def events_query(
-    columns: str, start_us: int | None, end_us: int | None, types: Sequence[str] | None, mark: str
+    columns: str, start_us: int | None, end_us: int | None, types: Sequence[str] | None, mark: str,
+    after_seq: int | None = None, upto_seq: int | None = None,
 ) -> tuple[str, list]:
     """The read query of :meth:`EventStore.iter_events` for a driver whose placeholder is ``mark``."""
     where: list[str] = []
     params: list = []
+    for cond, bound in (("seq > ", after_seq), ("seq <= ", upto_seq)):
+        if bound is not None:
+            where.append(f"{cond}{mark}")
+            params.append(int(bound))
     if start_us is not None:
         where.append(f"ts_us >= {mark}")
         params.append(int(start_us))
@@ -102,13 +107,18 @@ class EventStore(abc.ABC):
         end_us: int | None = None,
         types: Sequence[str] | None = None,
         batch_size: int = 100_000,
+        *,
+        after_seq: int | None = None,
+        upto_seq: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Yield events in (ts_us, seq) order as record batches of :data:`EVENT_SCHEMA`."""
+        """Yield events in (ts_us, seq) order as record batches of :data:`EVENT_SCHEMA`; ``after_seq`` /
+        ``upto_seq`` keep those acknowledged after / up to a log position (:meth:`position`)."""
 
     def read_events(
-        self, start_us: int | None = None, end_us: int | None = None, types: Sequence[str] | None = None
+        self, start_us: int | None = None, end_us: int | None = None, types: Sequence[str] | None = None,
+        *, after_seq: int | None = None, upto_seq: int | None = None,
     ) -> pa.Table:
-        batches = list(self.iter_events(start_us, end_us, types))
+        batches = list(self.iter_events(start_us, end_us, types, after_seq=after_seq, upto_seq=upto_seq))
         return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
 
     def export_parquet(
@@ -167,6 +177,12 @@ class EventStore(abc.ABC):
             "FROM events"
         )[0]
         return {"active_users": int(users), "active_communities": int(communities)}
+
+    def position(self) -> int:
+        """The log position: the ``seq`` of the last acknowledged event (0 when empty). Events appended later have
+        a greater ``seq``; a state snapshot records the position it folded in (:mod:`belong.state.snapshot`)."""
+        (last,) = self._query("SELECT MAX(seq) FROM events")[0]
+        return 0 if last is None else int(last)
 
     def count(self) -> int:
         return sum(self.counts_by_type().values())

@@ -35,15 +35,18 @@ def _iso(ts_us: int) -> str:
 
 
 def load_state(store: str) -> tuple[WorldState, dict[str, Any]]:
-    """The store's world state (with pending friend requests indexed) and its data window."""
+    """The store's world state (with pending friend requests indexed) and its data window (with the log
+    ``position`` and the store's ``entity_counts`` it was read at)."""
     from belong.datasets import World
     from belong.eventlog import open_store
 
     with open_store(store, create=False) as st:
-        world = World(users=st.users(), communities=st.communities(), content=st.content(), events=st.read_events())
+        position, counts = st.position(), st.entity_counts()
+        world = World(users=st.users(), communities=st.communities(), content=st.content(),
+                      events=st.read_events(upto_seq=position))
     state = from_world(world)
     ts = world.events.column("ts_us")
-    window: dict[str, Any] = {"events": world.events.num_rows}
+    window: dict[str, Any] = {"events": world.events.num_rows, "position": position, "entity_counts": counts}
     if world.events.num_rows:
         lo, hi = int(pc.min(ts).as_py()), int(pc.max(ts).as_py())
         window.update({"first_ts_us": lo, "last_ts_us": hi, "first": _iso(lo), "last": _iso(hi)})
@@ -73,8 +76,10 @@ def _lists_progress(progress: TrainProgress | None, name: str) -> Callable[[int,
 
 
 def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
-          progress: TrainProgress | None = None) -> dict[str, Any]:
-    """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added)."""
+          progress: TrainProgress | None = None, snapshot: bool = True) -> dict[str, Any]:
+    """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added). With
+    ``snapshot``, the state trained on is also written to ``out/snapshot/`` (:mod:`belong.state.snapshot`), where
+    ``belong serve --models out`` starts from instead of reading the whole log."""
     t0 = time.perf_counter()
     created = datetime.now(UTC)
     pipelines = {name: surfaces.load(name) for name in names}  # bad names fail before any work
@@ -101,6 +106,18 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         entry["name"] = pipeline.name  # the catalogue name, or the TOML file's stem
         entry["fit_seconds"] = round(time.perf_counter() - ts, 3)
         entries[pipeline.surface.value] = entry
+    snap: dict[str, Any] = {}
+    if snapshot:
+        from belong.state.snapshot import write_snapshot
+        from belong.training.locate import SNAPSHOT
+
+        t_snap = time.perf_counter()
+        if progress:
+            progress("state", "writing the snapshot", 0, 1)
+        info = write_snapshot(state, Path(out) / SNAPSHOT, window["position"], window["entity_counts"], store)
+        snap = {"path": str(info.path), "position": info.position, "seconds": round(time.perf_counter() - t_snap, 3)}
+        if progress:
+            progress("state", "writing the snapshot", 1, 1)
     seconds = time.perf_counter() - t0
     manifest = {
         "version": version, "created_at": created.isoformat(), "store": str(store), "data_window": window,
@@ -112,4 +129,4 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
                         "numpy": np.__version__},
     }
     artifact.write_manifest(directory, manifest)
-    return {**manifest, "path": str(directory), "seconds": round(time.perf_counter() - t0, 3)}
+    return {**manifest, "path": str(directory), "snapshot": snap, "seconds": round(time.perf_counter() - t0, 3)}
