@@ -122,7 +122,8 @@ class Service:
         try:
             if path is not None:
                 model = await asyncio.to_thread(load_version, self.store_spec, path, self.surfaces, None,
-                                                snapshot_dir(self.settings.models_dir))
+                                                snapshot_dir(self.settings.models_dir) if self.settings.use_snapshot
+                                                else None)
             else:
                 model = await asyncio.to_thread(build_version, self.store_spec, self.surfaces)
         finally:
