@@ -112,7 +112,7 @@ def serve_start(store: Path, models: Path, snapshot: bool, people: list[str], ti
             out["ready_seconds"] = round(time.perf_counter() - t0, 2)
             out["rss_at_ready_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 1e6, 1)
             models_info = client.get("/v1/models").json()
-            active = next((v for v in models_info.get("versions", []) if v.get("active")), {})
+            active: dict[str, Any] = next((v for v in models_info.get("versions", []) if v.get("active")), {})
             out["state_from"] = active.get("state_from")
             out["state_seconds"] = active.get("state_seconds")
             lat: dict[str, list[float]] = {}
