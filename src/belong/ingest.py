@@ -232,7 +232,7 @@ def parse_row(kind: str, record: Any) -> Any:
     return _PARSERS[kind](record)
 
 
-def _store_chunk(store: EventStore, kind: str, records: list[Any]) -> AppendResult:
+def _store_chunk(store: EventStore, kind: str, records: list[Any] | pa.Table) -> AppendResult:
     if kind == "events":
         return store.append(records)
     upsert = {"users": store.upsert_users, "communities": store.upsert_communities, "content": store.upsert_content}
@@ -243,34 +243,60 @@ def _run(
     path: Path, fmt: str, kind: str, store: EventStore | None, report: IngestReport, chunk_rows: int,
     total: int, on_progress: ProgressFn | None,
 ) -> None:
-    """One pass over the file: validate every row; store the good ones when ``store`` is given."""
+    """One pass over the file: validate every row; store the good ones when ``store`` is given. Event chunks are
+    validated column by column (:mod:`belong.ingest_fast`) when that path vouches for every row of the chunk;
+    otherwise, and for entities, row by row."""
     good: list[Any] = []
+    pending: list[tuple[int, Mapping[str, Any] | _RowError]] = []
     if on_progress is not None:
         on_progress(0, total)
 
-    def flush(pos: int) -> None:
-        if store is not None and good:
-            result = _store_chunk(store, kind, good)
+    def store_good(records: list[Any] | pa.Table) -> None:
+        n = records.num_rows if isinstance(records, pa.Table) else len(records)
+        if store is not None and n:
+            result = _store_chunk(store, kind, records)
             report.accepted += result.accepted
             report.duplicates += result.duplicates
         elif store is None:
-            report.accepted += len(good)
+            report.accepted += n
+
+    def flush(pos: int) -> None:
+        records: list[Mapping[str, Any]] = [r for _, r in pending if not isinstance(r, _RowError)]
+        fast = _fast_chunk(records) if kind == "events" and records else None
+        for line, record in pending:  # in file order: unreadable rows, then (row path) invalid ones
+            if isinstance(record, _RowError):
+                report.reject(line, record.field, record.reason)
+            elif fast is None:
+                try:
+                    good.append(parse_row(kind, record))
+                except ValidationError as exc:
+                    report.reject(line, exc.field, exc.reason)
+        store_good(fast if fast is not None else good)
         good.clear()
+        pending.clear()
         if on_progress is not None:
             on_progress(pos, total)
 
     for i, (line, record, pos) in enumerate(read_rows(path, fmt, chunk_rows), start=1):
         report.rows += 1
-        if isinstance(record, _RowError):
-            report.reject(line, record.field, record.reason)
-        else:
-            try:
-                good.append(parse_row(kind, record))
-            except ValidationError as exc:
-                report.reject(line, exc.field, exc.reason)
+        pending.append((line, record))
         if i % chunk_rows == 0:
             flush(pos)
     flush(total)
+
+
+def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
+    """The chunk's events validated as columns, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
+    from belong.ingest_fast import fast_events
+
+    if not all(type(r) is dict for r in records):
+        return None
+    keys: set[str] = set().union(*records)
+    try:
+        table = pa.table({k: pa.array([r.get(k) for r in records]) for k in sorted(keys)})
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+    return fast_events(table)
 
 
 def check_input(path: Path, kind: str, fmt: str | None) -> str:

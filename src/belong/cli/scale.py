@@ -15,6 +15,8 @@ err = Console(stderr=True)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
+    register_ingest(bench)
+
     @app.command("snapshot")
     def snapshot_cmd(
         store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: "
@@ -75,4 +77,20 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             err.print(f"[bold]{step}[/]: {msg}")
 
         result = bench_scale(users, communities, directory, chosen, seed, people, timeout_s, say)
+        typer.echo(orjson.dumps(result, option=0 if json_out else orjson.OPT_INDENT_2).decode())
+
+
+def register_ingest(bench: typer.Typer) -> None:
+    @bench.command("ingest-files")
+    def bench_ingest_files_cmd(
+        rows: int = typer.Option(200_000, min=1, help="Events per file."),
+        chunk_rows: int = typer.Option(10_000, min=1, help="Rows validated and stored per append."),
+        seed: int = typer.Option(0, help="Random seed of the events."),
+        json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
+    ) -> None:
+        """belong ingest of JSONL, CSV and Parquet into a fresh embedded store: rows/s with column-wise
+        validation next to row-by-row validation (the same-run baseline) and the bare append."""
+        from belong.bench.ingest_files import bench_ingest_files
+
+        result = bench_ingest_files(rows, seed, chunk_rows)
         typer.echo(orjson.dumps(result, option=0 if json_out else orjson.OPT_INDENT_2).decode())
