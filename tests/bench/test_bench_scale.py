@@ -19,18 +19,22 @@ def scale_result(tmp_path_factory):
     from belong.bench.scale import bench_scale
 
     directory = tmp_path_factory.mktemp("scale")
-    return bench_scale(300, 25, directory, ["simulate", "train", "serve"], seed=1, people=5, timeout_s=900)
+    return bench_scale(300, 25, directory, ["simulate", "train", "snapshot", "serve"], seed=1, people=5,
+                       timeout_s=900)
 
 
 def test_every_step_reports_wall_time_and_peak_memory(scale_result):
     steps = scale_result["steps"]
-    for name in ("simulate", "train", "serve_snapshot", "serve_log"):
+    for name in ("simulate", "train", "snapshot_write", "snapshot_load", "serve_snapshot", "serve_log"):
         assert steps[name].get("exit_code", 0) == 0, steps[name]
         assert steps[name]["peak_rss_mb"] > 50, name
     assert steps["simulate"]["output"]["users"] == 300
     assert steps["train"]["seconds"] > 0 and steps["train"]["snapshot"]["position"] > 0
+    assert steps["snapshot_load"]["output"]["tail_events"] == 0
+    assert steps["snapshot_write"]["output"]["position"] == steps["train"]["snapshot"]["position"]
+    assert set(scale_result["serve_start_ratio"]) == {"ready_seconds", "rss_at_ready"}
     per = scale_result["per_million_people"]
-    assert per["train_peak_gb"] > 0 and per["serve_snapshot_ready_rss_gb"] > 0
+    assert per["baseline_mb"] > 50 and per["train_peak_gb"] > 0 and per["serve_snapshot_ready_rss_gb"] >= 0
 
 
 def test_the_api_starts_from_the_snapshot_and_from_the_log_and_answers(scale_result):
@@ -62,6 +66,10 @@ def test_snapshot_command_writes_and_verifies(scale_result, tmp_path, monkeypatc
     code, out, _ = run_cli(monkeypatch, capsys, "snapshot", "--store", store, "--out", str(tmp_path / "s"),
                            "--verify", "--json")
     assert code == 0 and orjson.loads(out)["position"] == summary["position"]
+    code, out, _ = run_cli(monkeypatch, capsys, "snapshot", "--store", store, "--out", str(tmp_path / "s"), "--load")
+    loaded = orjson.loads(out)
+    assert code == 0 and loaded["tail_events"] == 0 and loaded["users"] == summary["counts"]["users"]
+    assert loaded["rss_mb"] > 0
     code, _, err = run_cli(monkeypatch, capsys, "snapshot", "--store", store, "--out", str(tmp_path / "none"),
                            "--verify")
     assert code == 2 and "snapshot" in err

@@ -1,6 +1,7 @@
-"""``belong bench scale``: the whole life of one world on this machine — simulate, train, start the API — each step
-a ``belong`` process of this installation, timed (wall) and measured (peak resident memory, from the kernel's
-accounting of the finished process: ``wait4``), with memory per million people.
+"""``belong bench scale``: the whole life of one world on this machine — simulate, train, snapshot, start the API —
+each step a ``belong`` process of this installation, timed (wall) and measured (peak resident memory, from the
+kernel's accounting of the finished process: ``wait4``), with memory per million people. The ``snapshot`` step
+writes the state alone (``belong snapshot``) and loads it as the API does (``belong snapshot --load``).
 
 The API start is measured twice in the same run: from the state snapshot ``belong train`` wrote (plus the log's
 tail) and, as the baseline, from the whole log (``BELONG_SNAPSHOT=false``). For each: seconds until ``/readyz``
@@ -29,7 +30,7 @@ import psutil
 
 #: (step, message): progress of a step
 SayFn = Callable[[str, str], None]
-STEPS = ("simulate", "train", "serve")
+STEPS = ("simulate", "train", "snapshot", "serve")
 
 
 def _belong() -> str:
@@ -43,14 +44,14 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float]:
-    """Wait for ``proc``; its exit status and peak resident memory in MB (``ru_maxrss``: the process and the
-    children it waited for)."""
+    """Wait for ``proc``; its exit status and peak resident memory in MB (10^6 bytes; ``ru_maxrss``: the process
+    and the children it waited for)."""
     deadline = time.monotonic() + timeout_s
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss / 1024.0
+            return proc.returncode, usage.ru_maxrss * 1024 / 1e6  # kB (Linux) -> MB, as psutil's RSS below
         if time.monotonic() > deadline:
             proc.kill()
         time.sleep(0.05)
@@ -136,9 +137,11 @@ def serve_start(store: Path, models: Path, snapshot: bool, people: list[str], ti
 
 
 def bench_scale(users: int, communities: int, directory: Path, steps: list[str], seed: int = 0,
-                people: int = 30, timeout_s: float = 3600.0, say: SayFn | None = None) -> dict[str, Any]:
+                people: int = 30, timeout_s: float = 3600.0, say: SayFn | None = None,
+                surfaces: list[str] | None = None, serve_baseline: bool = True) -> dict[str, Any]:
     """Run ``steps`` (of :data:`STEPS`) on one world kept in ``directory`` (a simulated store already there, of
-    the same size and seed, is reused: its step is reported as reused)."""
+    the same size and seed, is reused: its step is reported as reused). ``surfaces``: what ``belong train``
+    trains (default: its own default); ``serve_baseline``: also start the API from the whole log."""
     report = say or (lambda _step, _msg: None)
     directory.mkdir(parents=True, exist_ok=True)
     store, models = directory / "store", directory / "models"
@@ -163,7 +166,8 @@ def bench_scale(users: int, communities: int, directory: Path, steps: list[str],
         if models.exists():
             shutil.rmtree(models)
         report("train", "belong train")
-        res = run_step(["train", "--store", str(store), "--out", str(models), "--json"], timeout_s)
+        chosen = [a for s in (surfaces or []) for a in ("--surface", s)]
+        res = run_step(["train", "--store", str(store), "--out", str(models), *chosen, "--json"], timeout_s)
         if "output" in res:  # keep the figures, not the whole manifest
             m = res.pop("output")
             res["timing"] = m.get("timing")
@@ -171,13 +175,24 @@ def bench_scale(users: int, communities: int, directory: Path, steps: list[str],
             res["counts"] = m.get("counts")
             res["fit_seconds"] = {k: v.get("fit_seconds") for k, v in m.get("surfaces", {}).items()}
         out["steps"]["train"] = res
+    if "snapshot" in steps:  # the state alone: write it from the log, then load it as the API does
+        snap_dir = models / "snapshot"
+        report("snapshot", "belong snapshot, then belong snapshot --load")
+        res = run_step(["snapshot", "--store", str(store), "--out", str(snap_dir), "--json"], timeout_s)
+        out["steps"]["snapshot_write"] = res
+        res = run_step(["snapshot", "--store", str(store), "--out", str(snap_dir), "--load"], timeout_s)
+        out["steps"]["snapshot_load"] = res
     if "serve" in steps:
         ids = _some_people(store, people, seed)
-        for snap in (True, False):
+        for snap in (True, False) if serve_baseline else (True,):
             name = "serve_snapshot" if snap else "serve_log"
             report(name, "belong serve --models (" + ("snapshot + tail" if snap else "whole log") + ")")
             out["steps"][name] = serve_start(store, models, snap, ids, timeout_s)
-    out["per_million_people"] = _per_million(out["steps"], users)
+    out["per_million_people"] = _per_million(out["steps"], users, import_baseline_mb())
+    snap, log = out["steps"].get("serve_snapshot", {}), out["steps"].get("serve_log", {})
+    if "ready_seconds" in snap and "ready_seconds" in log:
+        out["serve_start_ratio"] = {"ready_seconds": round(snap["ready_seconds"] / log["ready_seconds"], 3),
+                                    "rss_at_ready": round(snap["rss_at_ready_mb"] / log["rss_at_ready_mb"], 3)}
     return out
 
 
@@ -190,13 +205,22 @@ def _some_people(store: Path, n: int, seed: int) -> list[str]:
     return [ids[i] for i in rng.choice(len(ids), size=min(n, len(ids)), replace=False).tolist()] if ids else []
 
 
-def _per_million(steps: dict[str, Any], users: int) -> dict[str, Any]:
-    """Peak memory of each step (and resident memory of a ready API process) per million people."""
+def import_baseline_mb() -> float:
+    """Peak RSS (MB) of an interpreter that imports the serving and training stack and holds no data: the fixed
+    part of every step's memory, left out of the per-million-people figures."""
+    code = "import belong.serve.app, belong.training.train, belong.surfaces, belong.sources, belong.ranking"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env())
+    return _wait(proc, 300)[1]
+
+
+def _per_million(steps: dict[str, Any], users: int, base_mb: float) -> dict[str, Any]:
+    """Memory of each step above the data-free baseline (peak; and resident at ready for the API), in GB per
+    million people (linear in people: the figure to multiply for a larger world)."""
     f = 1e6 / max(users, 1)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"baseline_mb": round(base_mb, 1)}
     for name, res in steps.items():
         if isinstance(res, dict) and "peak_rss_mb" in res:
-            out[f"{name}_peak_gb"] = round(res["peak_rss_mb"] * f / 1024, 3)
+            out[f"{name}_peak_gb"] = round(max(res["peak_rss_mb"] - base_mb, 0.0) * f / 1e3, 3)
         if isinstance(res, dict) and "rss_at_ready_mb" in res:
-            out[f"{name}_ready_rss_gb"] = round(res["rss_at_ready_mb"] * f / 1024, 3)
+            out[f"{name}_ready_rss_gb"] = round(max(res["rss_at_ready_mb"] - base_mb, 0.0) * f / 1e3, 3)
     return out

@@ -24,6 +24,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="Snapshot directory (default: MODELS/snapshot of the store's "
                                  "models directory, where belong serve --models looks)."),
         verify: bool = typer.Option(False, "--verify", help="Only check an existing snapshot (every file's sha256)."),
+        load: bool = typer.Option(False, "--load", help="Only load an existing snapshot plus the log's tail, as the "
+                                  "API does at start: seconds and resident memory."),
         as_json: bool = typer.Option(False, "--json", help="Print the snapshot's metadata as JSON on stdout."),
     ) -> None:
         """Write the store's current state (entities, relations, heat, timelines) as arrays versioned with the
@@ -36,6 +38,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         spec = store or get_settings().store
         directory = out or default_models_dir(spec) / SNAPSHOT
         t0 = time.perf_counter()
+        if load:
+            import psutil
+
+            rss0 = psutil.Process().memory_info().rss
+            state, done = snapshot.load(spec, directory)
+            done.update({"users": state.n_users, "rss_mb": round(psutil.Process().memory_info().rss / 1e6, 1),
+                         "rss_added_mb": round((psutil.Process().memory_info().rss - rss0) / 1e6, 1)})
+            typer.echo(orjson.dumps(done).decode())
+            return
         if verify:
             meta = snapshot.verify(directory)
         else:
@@ -61,6 +72,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed of the world."),
         people: int = typer.Option(30, min=1, help="People whose first request is timed on each API start."),
         timeout_s: float = typer.Option(3600.0, help="Longest a step may take."),
+        surface: list[str] = typer.Option([], "--surface", "-s", help="What belong train trains (repeatable; "
+                                          "default: its default surfaces)."),
+        serve_baseline: bool = typer.Option(True, help="Also start the API from the whole log (the baseline)."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
     ) -> None:
         """Simulate, train and serve one world with this installation: each step's wall time and peak resident
@@ -76,7 +90,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         def say(step: str, msg: str) -> None:
             err.print(f"[bold]{step}[/]: {msg}")
 
-        result = bench_scale(users, communities, directory, chosen, seed, people, timeout_s, say)
+        result = bench_scale(users, communities, directory, chosen, seed, people, timeout_s, say, surface or None,
+                             serve_baseline)
         typer.echo(orjson.dumps(result, option=0 if json_out else orjson.OPT_INDENT_2).decode())
 
 

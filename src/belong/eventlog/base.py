@@ -64,7 +64,9 @@ def events_query(
     sql = f"SELECT {columns} FROM events"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY ts_us, seq", params
+    # a log's tail (after a position) is found by seq and sorted; ``+ts_us`` keeps the planner off the time index,
+    # which would walk every event in time order to find the few after the position
+    return sql + (" ORDER BY +ts_us, seq" if after_seq is not None else " ORDER BY ts_us, seq"), params
 
 
 class EventStore(abc.ABC):
