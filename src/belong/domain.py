@@ -197,6 +197,14 @@ def parse_id(raw: Any, field: str) -> str:
     return s
 
 
+def _epoch_us(seconds: float, field: str) -> int:
+    """Epoch seconds as integer microseconds; a value too large to scale (``1e308``) is out of range, not a crash."""
+    scaled = seconds * 1_000_000
+    if isinstance(scaled, float) and not math.isfinite(scaled):
+        raise ValidationError(field, "must be between 1970-01-01 and 2100-01-01")
+    return round(scaled)
+
+
 def parse_ts(raw: Any, field: str) -> int:
     """Return integer microseconds since the epoch (UTC) from ISO-8601 text or epoch seconds."""
     if raw is None or raw == "":
@@ -209,7 +217,7 @@ def parse_ts(raw: Any, field: str) -> int:
     elif isinstance(raw, int | float):
         if isinstance(raw, float) and not math.isfinite(raw):
             raise ValidationError(field, "must be a finite number of epoch seconds")
-        us = round(raw * 1_000_000)
+        us = _epoch_us(raw, field)
     elif isinstance(raw, str):
         text = raw.strip()
         try:
@@ -217,7 +225,7 @@ def parse_ts(raw: Any, field: str) -> int:
         except ValueError:
             num = None
         if num is not None and math.isfinite(num):
-            us = round(num * 1_000_000)
+            us = _epoch_us(num, field)
         else:
             try:
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)

@@ -40,3 +40,30 @@ def server(small_store: Path) -> Iterator[str]:
 def client(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def trust_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small world where blocks, teens and hidden or restricted communities are common (trust tests)."""
+    from trust_world import build_store
+
+    return build_store(tmp_path_factory.mktemp("trust-store"))
+
+
+@pytest.fixture(scope="session")
+def trust_app(trust_store: Path) -> Iterator[object]:
+    """The real app over ``trust_store`` in process (FastAPI TestClient), ready, with the test keys."""
+    import time
+
+    from fastapi.testclient import TestClient
+    from trust_world import settings
+
+    from belong.serve.app import create_app
+
+    app = create_app(trust_store, settings=settings(budget_sources_ms=30000.0), materialize=True)
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 120
+        while c.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, c.get("/readyz").text
+            time.sleep(0.1)
+        yield c

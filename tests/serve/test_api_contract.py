@@ -38,9 +38,12 @@ def test_recommendations_shape(client: httpx.Client, surface: str) -> None:
         assert it["source"] == it["sources"][0] and it["explanation"]
         assert it["position"] == it["rank"] - 1 and it["propensity"] == 1.0
     assert "debug" not in body
-    if surface == "communities":  # online features: the user's once, each item's own
-        assert body["user_features"]["user_communities_joined"] >= 1
-        assert "community_size" in body["items"][0]["features"]
+    if surface == "communities":  # online features (the user's once, each item's own): admin callers only
+        assert body["user_features"] == {} and "community_size" not in body["items"][0]["features"]
+        full = client.get(f"/v1/recommendations/{surface}", params={"user_id": user, "k": 7},
+                          headers=auth(ADMIN_KEY)).json()
+        assert full["user_features"]["user_communities_joined"] >= 1
+        assert "community_size" in full["items"][0]["features"]
 
 
 def test_recommendations_debug_trace(client: httpx.Client) -> None:
@@ -48,7 +51,8 @@ def test_recommendations_debug_trace(client: httpx.Client) -> None:
     client.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [
         {"event_id": f"contract-join-{user}", "ts": "2026-11-01T00:00:00Z", "type": "friend_accept",
          "actor": user, "target": "u799"}]})  # a friendship drops the cached list: the next request runs sources
-    body = client.get("/v1/recommendations/communities", params={"user_id": user, "k": 5, "debug": True}).json()
+    body = client.get("/v1/recommendations/communities", params={"user_id": user, "k": 5, "debug": True},
+                      headers=auth(ADMIN_KEY)).json()
     dbg = body["debug"]
     assert body["cache"] == "miss"
     assert {"cache", "sources", "rules", "select", "hydrate", "features", "respond", "total"} <= set(dbg["stage_ms"])
@@ -56,7 +60,8 @@ def test_recommendations_debug_trace(client: httpx.Client) -> None:
     assert dbg["candidates"] >= len(body["items"])
     for rem in dbg["removed"]:
         assert rem["filter"] and rem["reason"] and rem["when"] in ("sources", "request")
-    again = client.get("/v1/recommendations/communities", params={"user_id": user, "k": 5, "debug": True}).json()
+    again = client.get("/v1/recommendations/communities", params={"user_id": user, "k": 5, "debug": True},
+                       headers=auth(ADMIN_KEY)).json()
     assert again["cache"] == "hit" and "sources" not in again["debug"]["stage_ms"]
     assert [i["id"] for i in again["items"]] == [i["id"] for i in body["items"]]
 

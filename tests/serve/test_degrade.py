@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_helpers import free_port, run_server
+from serve_helpers import ADMIN_KEY, auth, free_port, run_server
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
                                 reason="redis-server / redis-cli not installed")
@@ -54,7 +54,8 @@ def degrade_server(small_store: Path) -> Iterator[tuple[str, int]]:
 
 
 def _get(c: httpx.Client, user: str) -> dict:
-    r = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 5})
+    r = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 5},
+              headers=auth(ADMIN_KEY))  # the admin sees the feature rows (user_features)
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import httpx
 
-from serve_helpers import WRITE_KEY, auth
+from serve_helpers import ADMIN_KEY, WRITE_KEY, auth
 
 
 def _recs(client: httpx.Client, user: str, k: int, debug: bool = False) -> dict:
-    r = client.get("/v1/recommendations/communities", params={"user_id": user, "k": k, "debug": debug})
+    r = client.get("/v1/recommendations/communities", params={"user_id": user, "k": k, "debug": debug},
+                   headers=auth(ADMIN_KEY) if debug else {})
     assert r.status_code == 200
     return r.json()
 

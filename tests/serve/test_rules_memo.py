@@ -79,23 +79,23 @@ def test_serialised_items_are_reused_only_while_everything_they_are_made_of_is_e
     store = engine.features.store
     store.write("user", {user: defaults("user")}, 1)
     store.write("community", {c: defaults("community") | {"community_size": 5} for c in state.communities.ids}, 1)
-    first = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    first = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10, private=True)))
     entry, _ = engine.cache.get(Surface.COMMUNITIES, user, engine.model().version)
     assert entry is not None and entry.serialized is not None
     done = entry.serialized
-    again = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    again = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10, private=True)))
     assert again["items"] == first["items"] and again["request_id"] != first["request_id"]
     assert entry.serialized is done  # reused, not rebuilt
     top = first["items"][0]["id"]
     store.write("community", {top: defaults("community") | {"community_size": 999}}, 2)  # a fresher stored row
-    changed = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    changed = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10, private=True)))
     assert entry.serialized is not done
     assert changed["items"][0]["features"] != first["items"][0]["features"]
     assert changed["items"][1:] == first["items"][1:]
 
 
 def _features(engine: Engine, user: str) -> dict[str, dict]:
-    body = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10)))
+    body = orjson.loads(asyncio.run(engine.recommend(Surface.COMMUNITIES, user, 10, private=True)))
     return {it["id"]: it["features"] for it in body["items"]}
 
 

@@ -70,3 +70,39 @@ def test_serve_with_a_missing_models_directory_is_exit_2(small_store: Path, tmp_
     done = subprocess.run([belong, "serve", "--store", str(small_store), "--models", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "models" in done.stderr
+
+
+def test_a_malformed_newest_artifact_falls_back_to_the_previous_one_and_no_path_is_shown(
+        small_store: Path, models_dir: tuple[Path, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13, finding 6: a malformed manifest in the newest artifact (a restart after a bad deploy) must not
+    make every request 503: the previous valid artifact is loaded (and the refusal logged); ``/v1/models`` names
+    artifacts by version, never by filesystem path."""
+    import logging
+    import shutil
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from belong.serve.app import create_app
+    from belong.serve.settings import ServeSettings
+
+    out, version = models_dir
+    models = tmp_path / "models"
+    shutil.copytree(out / version, models / version)
+    broken = models / f"{version}z"  # sorts after: the newest
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"format": 2, "files": {', encoding="utf-8")
+    settings = ServeSettings(admin_keys=frozenset({ADMIN_KEY}), models_dir=str(models), budget_sources_ms=30000.0,
+                             read_auth=False)
+    with caplog.at_level(logging.WARNING, logger="belong.serve"), \
+            TestClient(create_app(small_store, settings=settings)) as c:
+        deadline = time.monotonic() + 300
+        while (ready := c.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline and "Error" not in ready.json()["message"], ready.text
+            time.sleep(0.2)
+        listed = c.get("/v1/models")
+        assert listed.json()["active"] == version
+        assert str(tmp_path) not in listed.text and str(models) not in listed.text
+        assert listed.json()["versions"][0]["artifact"] == version
+        assert c.get("/v1/recommendations/communities", params={"user_id": "u1", "k": 3}).status_code == 200
+    assert any(broken.name in r.getMessage() and "previous" in r.getMessage() for r in caplog.records)

@@ -15,6 +15,7 @@ p99 <= budget.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from belong.domain import Surface
 from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
 
+BENCH_ADMIN_KEY = secrets.token_urlsafe(24)  # the stage breakdown reads debug traces (admin only)
 BENCH_TTL_S = 86_400  # the warmed working set stays fresh for the whole run
 
 
@@ -220,7 +222,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={chosen[i]}&k={k}\n" for i in order))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_FEATURES_PREFIX": prefix,
            "BELONG_CANDIDATE_TTL_S": str(BENCH_TTL_S), "BELONG_BUDGET_SOURCES_MS": "5000",
-           "BELONG_CACHE_USERS": str(max(working_set * 2, 1000)),
+           "BELONG_CACHE_USERS": str(max(working_set * 2, 1000)), "BELONG_API_KEYS_ADMIN": BENCH_ADMIN_KEY,
            "BELONG_READ_AUTH": "false"}  # the load sends no key (the bare baseline checks none either)
     port, bare_port = free_port(), free_port()
     server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url,
@@ -307,7 +309,8 @@ def _stage_breakdown(base: str, users: list[str], k: int) -> dict[str, float]:
     sums: dict[str, float] = {}
     with httpx.Client(base_url=base, timeout=30) as client:
         for u in users:
-            trace = client.get("/v1/recommendations/communities", params={"user_id": u, "k": k, "debug": "true"})
+            trace = client.get("/v1/recommendations/communities", params={"user_id": u, "k": k, "debug": "true"},
+                               headers={"Authorization": f"Bearer {BENCH_ADMIN_KEY}"})  # debug needs an admin key
             for stage, ms in trace.json()["debug"]["stage_ms"].items():
                 sums[stage] = sums.get(stage, 0.0) + ms
     return {s: round(v / max(len(users), 1), 3) for s, v in sums.items()}

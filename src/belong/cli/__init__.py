@@ -43,6 +43,14 @@ from belong.cli import train as _train  # noqa: E402
 for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _token, _scale):
     _mod.register(app, bench)
 
+from belong.cli import bench_experiments as _bench_experiments  # noqa: E402
+
+_bench_experiments.register(app, bench)
+
+from belong.cli import ope as _ope  # noqa: E402
+
+_ope.register(app, bench)
+
 
 def main() -> None:
     try:

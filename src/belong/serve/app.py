@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from belong.domain import Surface
 from belong.serve import errors, routes
 from belong.serve.guard import Guard, document_guard
+from belong.serve.openapi_links import add_links
 from belong.serve.service import Service
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelVersion
@@ -72,7 +73,7 @@ def create_app(
                 "type": "http", "scheme": "bearer", "description": "API key or user token: `Authorization: Bearer "
                 "<key or token>` (docs/SECURITY_ACCESS.md)"}
             document_guard(schema, svc.settings.read_auth)
-            app.openapi_schema = schema
+            app.openapi_schema = add_links(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -17,15 +17,16 @@ stage                 what
 
 The surface's scorer orders the list when it is made (the learned ranker when the version comes from a
 ``belong train`` artifact, else the blend). A join removes that community from the user's cached list at once; a
-leave, a block or a new friendship drops the list. The online features are returned with each item (the ranker's
-inputs, logged with the impression). Nothing here allocates arrays of the catalogue's size on a cache hit.
+leave, a block or a new friendship drops the list. The online features (the ranker's inputs) are returned with each
+item to admin callers only; everyone else gets the social proof (:mod:`belong.serve.access`). Nothing here
+allocates arrays of the catalogue's size on a cache hit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
+import functools
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,24 +37,16 @@ import orjson
 from belong.domain import SURFACE_NAME, Surface
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Candidates, Finished, NewUser, Ranked, RankedList, Request
+from belong.serve.access import public_features
 from belong.serve.cache import CandidateCache, Entry, Serialized
 from belong.serve.feature_reader import FeatureReader, Online, Pending
 from belong.serve.metrics import Metrics
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelRegistry, ModelVersion
 
-#: request ids: 32 hex digits, a random 64-bit prefix per process then a counter (unique like a uuid4, without
-#: a system call per request)
-_RID_PREFIX = os.urandom(8).hex()
-_RID_SEQ = itertools.count()
-
-
-def _new_rid_prefix() -> None:  # a forked worker gets its own prefix
-    global _RID_PREFIX
-    _RID_PREFIX = os.urandom(8).hex()
-
-
-os.register_at_fork(after_in_child=_new_rid_prefix)
+#: request ids: 32 random hex digits (128 bits from the OS's CSPRNG): unique and unpredictable, so one caller's id
+#: tells nothing about another's (a per-process prefix and a counter did)
+new_request_id = functools.partial(secrets.token_hex, 16)
 
 
 class NotReady(Exception):
@@ -69,6 +62,7 @@ class Context:
     request: Request
     debug: bool
     started: float
+    private: bool = False  # the caller may see feature rows (admin): see belong.serve.access
     stages: dict[str, float] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
     cache: str = "miss"  # hit | stale | miss
@@ -100,13 +94,15 @@ class Engine:
         return model
 
     async def recommend(self, surface: Surface, user_id: str, k: int, *, debug: bool = False,
-                        new_user: NewUser | None = None) -> bytes:
-        """The JSON body of one recommendation answer (see :class:`belong.serve.schemas.Recommendations`)."""
+                        new_user: NewUser | None = None, private: bool = False) -> bytes:
+        """The JSON body of one recommendation answer (see :class:`belong.serve.schemas.Recommendations`).
+        ``private``: the caller may see the feature rows (an admin); ``debug`` (admin only, checked by the route)
+        adds the trace. Otherwise items carry only :data:`belong.serve.access.PUBLIC_FEATURES`."""
         started = time.perf_counter()
         model = self.model()
         request = Request(user_id, surface, k=k, new_user=new_user)
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
-        ctx = Context(model, model.pipelines[surface], request, debug, started)
+        ctx = Context(model, model.pipelines[surface], request, debug, started, private=private or debug)
         await self._candidates(ctx)
         self._read_features(ctx)
         try:
@@ -222,13 +218,18 @@ class Engine:
             else:
                 key = (tuple(it.index for it in done.items), tuple(it.score for it in done.items),
                        tuple(tuple(it.features.items()) for it in done.items), online.keys)
+            key = (ctx.private, key)
             last = entry.serialized
             if last is not None and last.ranked is ctx.ranked and last.key == key \
                     and (done.hydration is None or last.chosen is done.chosen):
                 return orjson.Fragment(last.body)
         items = []
+        private = ctx.private
         for it in done.items:
-            row = it.features if online is None else it.features | online.items[it.rank - 1]
+            if not private:
+                row = public_features(it.features)
+            else:
+                row = it.features if online is None else it.features | online.items[it.rank - 1]
             items.append({"rank": it.rank, "position": it.rank - 1, "id": it.id, "name": it.name,
                           "score": round(it.score, 6), "source": it.sources[0], "sources": it.sources,
                           "explanation": it.explanation,
@@ -244,9 +245,10 @@ class Engine:
         t0 = time.perf_counter()
         request, online = ctx.request, ctx.online
         body: dict[str, Any] = {
-            "request_id": f"{_RID_PREFIX}{next(_RID_SEQ):016x}", "surface": SURFACE_NAME[request.surface],
+            "request_id": new_request_id(), "surface": SURFACE_NAME[request.surface],
             "user_id": request.user_id, "model_version": ctx.model.version, "k": request.k,
-            "user_features": online.user if online is not None else {},  # the same in every row: sent once
+            # the same in every row: sent once; the requester's own profile row, for admin callers only
+            "user_features": online.user if online is not None and ctx.private else {},
             "items": self._items(ctx), "degraded": bool(ctx.degraded), "degraded_reasons": ctx.degraded,
             "cache": ctx.cache,
         }

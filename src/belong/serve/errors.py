@@ -39,12 +39,27 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": Error, "description": text[c]} for c in codes}
 
 
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The ``Allow`` header of ``path``: the methods of every route whose path matches it."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI, svc: Service) -> None:
     """Map every exception the API may meet to its answer."""
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":  # not JSON at all: 400 (as OpenAPI says), the field is the body
+            at = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+            why = str((first.get("ctx") or {}).get("error") or first.get("msg") or "invalid JSON")
+            where = f" at byte {at}" if at is not None else ""
+            return error(400, "bad_request", f"body: not valid JSON ({why}{where})", "body", f"not valid JSON: {why}")
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
         field = ".".join(loc) or "body"
         return error(422, "validation", f"{field}: {first.get('msg', 'invalid')}", field, str(first.get("msg")))
@@ -74,9 +89,11 @@ def install(app: FastAPI, svc: Service) -> None:
         return error(503, "unavailable", f"the event log is unavailable: {exc}", headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         kinds = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # every method of the path (routes are added one per method)
+            headers = (headers or {}) | {"Allow": allowed_methods(app, request.url.path)}
         return error(exc.status_code, kinds.get(exc.status_code, "http"), str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)

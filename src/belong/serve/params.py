@@ -49,13 +49,13 @@ def parse_bool(raw: str, field: str) -> bool:
     raise ValidationError(field, f"must be true or false, got {raw!r}")
 
 
-def parse_k(raw: str | None) -> int:
+def parse_k(raw: str | None, default: int = K_DEFAULT) -> int:
+    """Strict: ASCII digits only (``int()`` would take ``1_0``, `` 7``, ``+7`` or other scripts' digits)."""
     if raw is None:
-        return K_DEFAULT
-    try:
-        k = int(raw.strip())
-    except ValueError:
-        raise ValidationError("k", f"must be an integer, got {raw!r}") from None
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise ValidationError("k", f"must be an integer written in digits, got {raw!r}")
+    k = int(raw)
     if not 1 <= k <= K_MAX:
         raise ValidationError("k", f"must be between 1 and {K_MAX}, got {k}")
     return k
@@ -86,13 +86,18 @@ def _param(name: str, schema: dict[str, Any], description: str, required: bool =
     return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
+K_SIMILAR = 10
+#: ``k`` of the similar routes, as OpenAPI declares it (parsed by :func:`parse_k`)
+SIMILAR_PARAMETERS: list[dict[str, Any]] = [
+    _param("k", {"type": "integer", "minimum": 1, "maximum": K_MAX, "default": K_SIMILAR}, "how many items")]
+
 #: the query parameters as OpenAPI declares them (added to the route with ``openapi_extra``)
 OPENAPI_PARAMETERS: list[dict[str, Any]] = [
     _param("user_id", {"type": "string", "minLength": 1, "maxLength": USER_ID_MAX}, "the user to recommend for",
            required=True),
     _param("k", {"type": "integer", "minimum": 1, "maximum": K_MAX, "default": K_DEFAULT}, "how many items"),
     _param("debug", {"type": "boolean", "default": False},
-           "add the stage trace: timings, removed candidates and why"),
+           "add the stage trace: timings, removed candidates and why (needs an admin API key: 403 otherwise)"),
     _param("locale", {"type": "string", "maxLength": LOCALE_MAX}, "new user (unknown id): language"),
     _param("age_group", {"type": "string", "enum": [a.value for a in AgeGroup]}, "new user (unknown id): age group"),
     _param("interests", {"type": "string", "maxLength": INTERESTS_MAX}, "new user: comma-separated tags"),

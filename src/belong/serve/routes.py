@@ -4,7 +4,7 @@ app: ``request.app.state.service``) and shapes the answer; the work happens ther
 ====================================================  =======  ==========================================
 route                                                 auth     what
 ====================================================  =======  ==========================================
-GET  /v1/recommendations/{surface}?user_id&k&debug    read     ranked items (see :mod:`belong.serve.engine`)
+GET  /v1/recommendations/{surface}?user_id&k&debug    read (1) ranked items (see :mod:`belong.serve.engine`)
 POST /v1/events                                       write    batch of events: all valid or none stored
 POST /v1/impressions                                  write    what was shown (request id, position, propensity)
 GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  read  co-membership neighbours
@@ -16,25 +16,27 @@ GET  /healthz, /readyz, /metrics                      —        liveness, readi
 
 ``read``: a read, write or admin key, or (recommendations and similar users of its own user only) a user token;
 checked with every limit by :mod:`belong.serve.guard` before the route runs (docs/SECURITY_ACCESS.md).
+(1) ``debug=true`` and the feature rows need an admin key (:mod:`belong.serve.access`); every route that returns
+people or communities applies the surface's safety policy (:mod:`belong.serve.policy`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
-from belong.domain import Event, Surface, parse_enum, parse_event, parse_id, parse_ts
+from belong.domain import Event, Surface, parse_id
 from belong.errors import ValidationError
 from belong.serve import similar
+from belong.serve.access import check_debug
 from belong.serve.auth import Role
+from belong.serve.batches import event_batch, impression_events
 from belong.serve.errors import JSON, documented, error, json_response
-from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
+from belong.serve.params import K_SIMILAR, OPENAPI_PARAMETERS, SIMILAR_PARAMETERS, parse_k, parse_recommendation_query
 from belong.serve.schemas import (
     Accepted,
     EventBatch,
@@ -47,9 +49,6 @@ from belong.serve.schemas import (
 from belong.serve.service import Service
 from belong.training.locate import artifact_versions
 
-_TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surface.CONTENT: "content"}
-#: event fields of an impression that come from the batch, not from one item
-_IMPRESSION_FIELDS = {"actor": "user_id", "request_id": "request_id", "ts": "ts", "target": "item_id"}
 SECURED: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 _ROUTES: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
@@ -86,29 +85,35 @@ def admin(request: Request) -> None:
 
 # ----------------------------------------------------------------------------------------------- reads
 @_route("GET", "/v1/recommendations/{surface}", response_model=Recommendations, tags=["recommendations"],
-            responses=documented(404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
+            responses=documented(403, 404, 422, 503), openapi_extra={"parameters": OPENAPI_PARAMETERS})
 async def recommendations(surface: Surface, request: Request) -> Response:
     """Ranked items for a user: score, rank, source and explanation of each; ``degraded`` when a dependency
     failed or overran its budget (the answer then comes from cached candidates or popular items). A user id
     the model does not know is a new user, described by ``locale``, ``age_group`` and ``interests``."""
     q = parse_recommendation_query(request.query_params)  # by hand: see belong.serve.params
-    body = await service(request).engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user)
+    private = check_debug(request, q.debug)  # debug needs an admin key; feature rows are for admins only
+    body = await service(request).engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user,
+                                                   private=private)
     return Response(body, media_type=JSON)
 
 
 @_route("GET", "/v1/communities/{community_id}/similar", response_model=Similar, tags=["similar"],
-            responses=documented(404, 422, 503))
-async def similar_communities(community_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
-    """Communities whose member sets overlap most with this one's (Jaccard)."""
+            responses=documented(404, 422, 503), openapi_extra={"parameters": SIMILAR_PARAMETERS})
+async def similar_communities(community_id: str, request: Request) -> Response:
+    """Communities whose member sets overlap most with this one's (Jaccard), among those anyone may see; a
+    community the caller may not see answers as an unknown one (404)."""
+    k = parse_k(request.query_params.get("k"), K_SIMILAR)
     model = service(request).engine.model()
     items = similar.similar_communities(model, parse_id(community_id, "community_id"), k)
     return json_response({"id": community_id, "model_version": model.version, "items": items})
 
 
 @_route("GET", "/v1/users/{user_id}/similar", response_model=Similar, tags=["similar"],
-            responses=documented(404, 422, 503))
-async def similar_users(user_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> Response:
-    """People whose communities overlap most with this user's (Jaccard)."""
+            responses=documented(404, 422, 503), openapi_extra={"parameters": SIMILAR_PARAMETERS})
+async def similar_users(user_id: str, request: Request) -> Response:
+    """People whose communities overlap most with this user's (Jaccard), under the user's own people-surface
+    rules (no block either way, no teen/adult strangers, ...)."""
+    k = parse_k(request.query_params.get("k"), K_SIMILAR)
     model = service(request).engine.model()
     items = similar.similar_users(model, parse_id(user_id, "user_id"), k)
     return json_response({"id": user_id, "model_version": model.version, "items": items})
@@ -125,13 +130,11 @@ async def _write(svc: Service, events: list[Event]) -> Response:
 async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
     """Store a batch of events durably (all or none), then fold them into the live state."""
     svc = service(request)
-    events = []
-    for i, row in enumerate(batch.events):
-        try:
-            events.append(parse_event(row))
-        except ValidationError as exc:
-            svc.metrics.events.labels("rejected").inc(len(batch.events))
-            raise ValidationError(f"events[{i}].{exc.field}", exc.reason) from None
+    try:
+        events = event_batch(batch.events)
+    except ValidationError:
+        svc.metrics.events.labels("rejected").inc(len(batch.events))
+        raise
     return await _write(svc, events)
 
 
@@ -139,20 +142,8 @@ async def post_events(request: Request, batch: EventBatch = Body()) -> Response:
              responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
 async def post_impressions(request: Request, batch: ImpressionBatch = Body()) -> Response:
     """Record what a recommendation response showed: one impression event per item (request id, position,
-    propensity) — the feedback the ranker will learn from. Idempotent per (request, position, item)."""
-    surface = parse_enum(batch.surface, Surface, "surface")
-    ts_us = time.time_ns() // 1000 if batch.ts in (None, "") else parse_ts(batch.ts, "ts")
-    events = []
-    for i, it in enumerate(batch.items):
-        digest = hashlib.sha256(f"{batch.request_id}\x00{it.position}\x00{it.item_id}".encode()).hexdigest()
-        row = {"event_id": f"imp-{digest[:32]}", "ts": ts_us / 1e6, "type": "impression",
-               "actor": batch.user_id, "target": it.item_id, "target_kind": _TARGET_KIND[surface],
-               "request_id": batch.request_id, "surface": surface.value, "position": it.position,
-               "propensity": it.propensity}
-        try:
-            events.append(parse_event(row))
-        except ValidationError as exc:
-            raise ValidationError(_IMPRESSION_FIELDS.get(exc.field, f"items[{i}].{exc.field}"), exc.reason) from None
+    propensity) — the feedback the ranker will learn from. Idempotent per (user, request, position, item)."""
+    events = impression_events(batch)
     return await _write(service(request), events)
 
 

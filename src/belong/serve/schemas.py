@@ -25,7 +25,8 @@ class RecItem(BaseModel):
     sources: list[str]
     explanation: str
     propensity: float = Field(gt=0, le=1, description="probability this policy shows the item here")
-    features: dict[str, Any] = Field(description="social proof and the item's online features (ranker inputs)")
+    features: dict[str, Any] = Field(description="social proof (members, friends_in, mutual_friends), p_join, "
+                                     "propensity; an admin caller also gets the item's online features")
 
 
 class Recommendations(BaseModel):
@@ -34,12 +35,14 @@ class Recommendations(BaseModel):
     user_id: str
     model_version: str
     k: int
-    user_features: dict[str, Any] = Field(description="the user's online features (empty when unavailable)")
+    user_features: dict[str, Any] = Field(description="the user's online features: admin callers only (empty "
+                                          "otherwise or when unavailable)")
     items: list[RecItem]
     degraded: bool
     degraded_reasons: list[str]
     cache: str = Field(description="hit, miss or stale")
-    debug: dict[str, Any] | None = Field(None, description="with debug=true: stage timings and removed candidates")
+    debug: dict[str, Any] | None = Field(None, description="with debug=true (admin key): stage timings and "
+                                   "removed candidates")
 
 
 class EventBatch(BaseModel):

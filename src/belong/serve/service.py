@@ -10,7 +10,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from belong.domain import Event, EventType, Surface
-from belong.errors import UnknownIdError, ValidationError
+from belong.errors import StoreError, UnknownIdError, ValidationError
 from belong.eventlog import EventStore, open_store
 from belong.eventlog.base import AppendResult
 from belong.serve.auth import KeyChecker
@@ -112,7 +112,7 @@ class Service:
         from the newest artifact there, else built from the current log."""
         path = self.artifact_path(artifact) if artifact else None
         if path is None and self.registry.active is None and (known := artifact_versions(self.settings.models_dir)):
-            path = Path(self.settings.models_dir or ".") / known[-1]
+            return await self._start_from_artifacts(known, activate)
         if path is not None and self.registry.has(path.name):
             model = self.registry.get(path.name)
             if activate:
@@ -126,6 +126,32 @@ class Service:
                                                 else None)
             else:
                 model = await asyncio.to_thread(build_version, self.store_spec, self.surfaces)
+        finally:
+            self.registry.building = False
+        self.registry.add(model)
+        settle_heap()
+        if activate:
+            self.activate(model.version)
+        return model
+
+    async def _start_from_artifacts(self, known: list[str], activate: bool) -> ModelVersion:
+        """At startup: the newest artifact that loads; one that does not (a malformed manifest, a file failing its
+        checksum) is logged and the previous one tried; none: a version built from the log."""
+        for version in reversed(known):
+            try:
+                return await self.build(activate, artifact=version)
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any refusal of this artifact: try the one before
+                log.warning("artifact %s cannot be loaded (%s: %s); trying the previous one", version,
+                            type(exc).__name__, exc)
+        log.warning("no artifact under the models directory could be loaded; building from the event log")
+        return await self._build_from_log(activate)
+
+    async def _build_from_log(self, activate: bool) -> ModelVersion:
+        self.registry.building = True
+        try:
+            model = await asyncio.to_thread(build_version, self.store_spec, self.surfaces)
         finally:
             self.registry.building = False
         self.registry.add(model)

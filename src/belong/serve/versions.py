@@ -181,7 +181,7 @@ def load_version(
                       "validation": e["ranker"].get("metrics", {}).get("ranker", {})}
                for name, e in manifest.get("surfaces", {}).items() if "ranker" in e}
     meta = {
-        "created_at": manifest.get("created_at"), "source": "artifact", "artifact": str(directory),
+        "created_at": manifest.get("created_at"), "source": "artifact", "artifact": directory.name,  # never a path
         "data_window": manifest.get("data_window", {}), "loaded_surfaces": loaded, "rankers": rankers, **counts,
     }
     return ModelVersion(str(manifest["version"]), state, pipelines, _fallback_lists(state), meta)

@@ -24,7 +24,7 @@ def _describe(key: str) -> str:
     if kind == "locale":
         return f"popular this week in your language ({value})"
     if kind == "age":
-        return f"popular this week among {value}s" if value != "adult" else "popular this week among adults"
+        return "popular this week among people like you"  # never the age group: an answer may be read by others
     return "popular this week"
 
 

@@ -1,0 +1,1 @@
+"""Online experiments: declarations, assignment, exposure, analysis statistics and off-policy evaluation."""
