@@ -156,7 +156,7 @@ def test_files_ingest_the_same_with_and_without_the_fast_path(tmp_path, fmt, mon
     path = _write(tmp_path, fmt, records)
     reports, tables = [], []
     calls = {"fast": 0}
-    real = ingest_mod._fast_chunk
+    real = ingest_mod._fast_table
 
     def counting(chunk):
         out = real(chunk)
@@ -164,7 +164,7 @@ def test_files_ingest_the_same_with_and_without_the_fast_path(tmp_path, fmt, mon
         return out
 
     for name, fast in (("fast", counting), ("rows", lambda _chunk: None)):
-        monkeypatch.setattr(ingest_mod, "_fast_chunk", fast)
+        monkeypatch.setattr(ingest_mod, "_fast_table", fast)
         with open_store(tmp_path / name) as store:
             reports.append(ingest_file(path, store, chunk_rows=100).to_dict())
             tables.append(store.read_events().sort_by("event_id"))

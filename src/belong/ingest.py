@@ -277,6 +277,22 @@ def _run(
         if on_progress is not None:
             on_progress(pos, total)
 
+    if fmt == "parquet" and kind == "events":  # batches straight to the column-wise check, rows only if refused
+        n = 0
+        for batch in _parquet_batches(path, chunk_rows):
+            fast = _fast_table(pa.Table.from_batches([batch]))
+            if fast is not None:
+                report.rows += batch.num_rows
+                store_good(fast)
+            else:
+                for k, record in enumerate(batch.to_pylist(), start=n + 1):
+                    report.rows += 1
+                    pending.append((k, record))
+            n += batch.num_rows
+            _flush_rows(pending, kind, report, good, store_good)
+            if on_progress is not None:
+                on_progress(n, total)
+        return
     for i, (line, record, pos) in enumerate(read_rows(path, fmt, chunk_rows), start=1):
         report.rows += 1
         pending.append((line, record))
@@ -285,10 +301,46 @@ def _run(
     flush(total)
 
 
-def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
-    """The chunk's events validated as columns, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
+def _flush_rows(pending: list[tuple[int, Mapping[str, Any] | _RowError]], kind: str, report: IngestReport,
+                good: list[Any], store_good: Callable[[list[Any]], None]) -> None:
+    """The row path over ``pending`` (file order), then store the good rows; both lists are emptied."""
+    for line, record in pending:
+        if isinstance(record, _RowError):
+            report.reject(line, record.field, record.reason)
+            continue
+        try:
+            good.append(parse_row(kind, record))
+        except ValidationError as exc:
+            report.reject(line, exc.field, exc.reason)
+    store_good(good)
+    good.clear()
+    pending.clear()
+
+
+def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    pf = _open_parquet(path)
+    batches = pf.iter_batches(batch_size=chunk_rows)
+    n = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise ValidationError("file", f"{path.name}: cannot read rows after row {n}: {exc}") from None
+        n += batch.num_rows
+        yield batch
+
+
+def _fast_table(table: pa.Table) -> pa.Table | None:
+    """Event columns validated at once, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
     from belong.ingest_fast import fast_events
 
+    return fast_events(table)
+
+
+def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
+    """The chunk's events validated as columns, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
     if not all(type(r) is dict for r in records):
         return None
     keys: set[str] = set().union(*records)
@@ -296,7 +348,7 @@ def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
         table = pa.table({k: pa.array([r.get(k) for r in records]) for k in sorted(keys)})
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
-    return fast_events(table)
+    return _fast_table(table)
 
 
 def check_input(path: Path, kind: str, fmt: str | None) -> str:
