@@ -71,3 +71,20 @@ def test_a_snapshot_of_another_store_is_not_used(trained, tmp_path):
         dst.append(src.read_events())
     version = load_version(str(other), artifact, snapshot=snapshot_dir(out))
     assert version.meta["state_from"] == "log"
+
+
+def test_forgetting_a_user_deletes_the_snapshot_that_holds_them(tmp_path, sim_world):
+    from belong.state import snapshot as snap
+    from belong.training.forget import forget_user_data
+
+    store = tmp_path / "store"
+    with open_store(store) as st:
+        write_world(st, sim_world, progress=False)
+    models = tmp_path / "models"
+    snap.take(store, models / "snapshot")
+    user = sim_world.users.column("id")[0].as_py()
+    with open_store(store) as st:
+        out = forget_user_data(st, None, user, models)
+    assert out["snapshot_removed"] == str(models / "snapshot") and snapshot_dir(models) is None
+    with open_store(store) as st:
+        assert forget_user_data(st, None, user, models)["snapshot_removed"] is None

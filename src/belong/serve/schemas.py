@@ -41,6 +41,8 @@ class Recommendations(BaseModel):
     degraded: bool
     degraded_reasons: list[str]
     cache: str = Field(description="hit, miss or stale")
+    experiments: list[dict[str, str]] = Field(
+        default_factory=list, description="the experiments serving this answer: [{name, arm}]")
     debug: dict[str, Any] | None = Field(None, description="with debug=true (admin key): stage timings and "
                                    "removed candidates")
 
@@ -68,6 +70,8 @@ class ImpressionBatch(BaseModel):
 class Accepted(BaseModel):
     accepted: int = Field(description="events stored for the first time")
     duplicates: int = Field(description="events already stored (idempotent re-sends)")
+    forgotten: int = Field(0, description="events dropped because they name a forgotten user (present only "
+                           "when not 0; see DELETE /v1/users/{id})")
 
 
 class Similar(BaseModel):
