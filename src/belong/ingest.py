@@ -232,7 +232,7 @@ def parse_row(kind: str, record: Any) -> Any:
     return _PARSERS[kind](record)
 
 
-def _store_chunk(store: EventStore, kind: str, records: list[Any]) -> AppendResult:
+def _store_chunk(store: EventStore, kind: str, records: list[Any] | pa.Table) -> AppendResult:
     if kind == "events":
         return store.append(records)
     upsert = {"users": store.upsert_users, "communities": store.upsert_communities, "content": store.upsert_content}
@@ -243,34 +243,112 @@ def _run(
     path: Path, fmt: str, kind: str, store: EventStore | None, report: IngestReport, chunk_rows: int,
     total: int, on_progress: ProgressFn | None,
 ) -> None:
-    """One pass over the file: validate every row; store the good ones when ``store`` is given."""
+    """One pass over the file: validate every row; store the good ones when ``store`` is given. Event chunks are
+    validated column by column (:mod:`belong.ingest_fast`) when that path vouches for every row of the chunk;
+    otherwise, and for entities, row by row."""
     good: list[Any] = []
+    pending: list[tuple[int, Mapping[str, Any] | _RowError]] = []
     if on_progress is not None:
         on_progress(0, total)
 
-    def flush(pos: int) -> None:
-        if store is not None and good:
-            result = _store_chunk(store, kind, good)
+    def store_good(records: list[Any] | pa.Table) -> None:
+        n = records.num_rows if isinstance(records, pa.Table) else len(records)
+        if store is not None and n:
+            result = _store_chunk(store, kind, records)
             report.accepted += result.accepted
             report.duplicates += result.duplicates
         elif store is None:
-            report.accepted += len(good)
+            report.accepted += n
+
+    def flush(pos: int) -> None:
+        records: list[Mapping[str, Any]] = [r for _, r in pending if not isinstance(r, _RowError)]
+        fast = _fast_chunk(records) if kind == "events" and records else None
+        for line, record in pending:  # in file order: unreadable rows, then (row path) invalid ones
+            if isinstance(record, _RowError):
+                report.reject(line, record.field, record.reason)
+            elif fast is None:
+                try:
+                    good.append(parse_row(kind, record))
+                except ValidationError as exc:
+                    report.reject(line, exc.field, exc.reason)
+        store_good(fast if fast is not None else good)
         good.clear()
+        pending.clear()
         if on_progress is not None:
             on_progress(pos, total)
 
+    if fmt == "parquet" and kind == "events":  # batches straight to the column-wise check, rows only if refused
+        n = 0
+        for batch in _parquet_batches(path, chunk_rows):
+            fast = _fast_table(pa.Table.from_batches([batch]))
+            if fast is not None:
+                report.rows += batch.num_rows
+                store_good(fast)
+            else:
+                for k, record in enumerate(batch.to_pylist(), start=n + 1):
+                    report.rows += 1
+                    pending.append((k, record))
+            n += batch.num_rows
+            _flush_rows(pending, kind, report, good, store_good)
+            if on_progress is not None:
+                on_progress(n, total)
+        return
     for i, (line, record, pos) in enumerate(read_rows(path, fmt, chunk_rows), start=1):
         report.rows += 1
-        if isinstance(record, _RowError):
-            report.reject(line, record.field, record.reason)
-        else:
-            try:
-                good.append(parse_row(kind, record))
-            except ValidationError as exc:
-                report.reject(line, exc.field, exc.reason)
+        pending.append((line, record))
         if i % chunk_rows == 0:
             flush(pos)
     flush(total)
+
+
+def _flush_rows(pending: list[tuple[int, Mapping[str, Any] | _RowError]], kind: str, report: IngestReport,
+                good: list[Any], store_good: Callable[[list[Any]], None]) -> None:
+    """The row path over ``pending`` (file order), then store the good rows; both lists are emptied."""
+    for line, record in pending:
+        if isinstance(record, _RowError):
+            report.reject(line, record.field, record.reason)
+            continue
+        try:
+            good.append(parse_row(kind, record))
+        except ValidationError as exc:
+            report.reject(line, exc.field, exc.reason)
+    store_good(good)
+    good.clear()
+    pending.clear()
+
+
+def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    pf = _open_parquet(path)
+    batches = pf.iter_batches(batch_size=chunk_rows)
+    n = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise ValidationError("file", f"{path.name}: cannot read rows after row {n}: {exc}") from None
+        n += batch.num_rows
+        yield batch
+
+
+def _fast_table(table: pa.Table) -> pa.Table | None:
+    """Event columns validated at once, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
+    from belong.ingest_fast import fast_events
+
+    return fast_events(table)
+
+
+def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
+    """The chunk's events validated as columns, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
+    if not all(type(r) is dict for r in records):
+        return None
+    keys: set[str] = set().union(*records)
+    try:
+        table = pa.table({k: pa.array([r.get(k) for r in records]) for k in sorted(keys)})
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+    return _fast_table(table)
 
 
 def check_input(path: Path, kind: str, fmt: str | None) -> str:

@@ -68,11 +68,16 @@ def inserted_positions(event_ids: Sequence[str], inserted_ids: set[str]) -> tupl
 
 
 def events_query(
-    columns: str, start_us: int | None, end_us: int | None, types: Sequence[str] | None, mark: str
+    columns: str, start_us: int | None, end_us: int | None, types: Sequence[str] | None, mark: str,
+    after_seq: int | None = None, upto_seq: int | None = None,
 ) -> tuple[str, list]:
     """The read query of :meth:`EventStore.iter_events` for a driver whose placeholder is ``mark``."""
     where: list[str] = []
     params: list = []
+    for cond, bound in (("seq > ", after_seq), ("seq <= ", upto_seq)):
+        if bound is not None:
+            where.append(f"{cond}{mark}")
+            params.append(int(bound))
     if start_us is not None:
         where.append(f"ts_us >= {mark}")
         params.append(int(start_us))
@@ -85,7 +90,9 @@ def events_query(
     sql = f"SELECT {columns} FROM events"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY ts_us, seq", params
+    # a log's tail (after a position) is found by seq and sorted; ``+ts_us`` keeps the planner off the time index,
+    # which would walk every event in time order to find the few after the position
+    return sql + (" ORDER BY +ts_us, seq" if after_seq is not None else " ORDER BY ts_us, seq"), params
 
 
 class EventStore(abc.ABC):
@@ -152,13 +159,18 @@ class EventStore(abc.ABC):
         end_us: int | None = None,
         types: Sequence[str] | None = None,
         batch_size: int = 100_000,
+        *,
+        after_seq: int | None = None,
+        upto_seq: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Yield events in (ts_us, seq) order as record batches of :data:`EVENT_SCHEMA`."""
+        """Yield events in (ts_us, seq) order as record batches of :data:`EVENT_SCHEMA`; ``after_seq`` /
+        ``upto_seq`` keep those acknowledged after / up to a log position (:meth:`position`)."""
 
     def read_events(
-        self, start_us: int | None = None, end_us: int | None = None, types: Sequence[str] | None = None
+        self, start_us: int | None = None, end_us: int | None = None, types: Sequence[str] | None = None,
+        *, after_seq: int | None = None, upto_seq: int | None = None,
     ) -> pa.Table:
-        batches = list(self.iter_events(start_us, end_us, types))
+        batches = list(self.iter_events(start_us, end_us, types, after_seq=after_seq, upto_seq=upto_seq))
         return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
 
     def export_parquet(
@@ -218,6 +230,12 @@ class EventStore(abc.ABC):
             "FROM events"
         )[0]
         return {"active_users": int(users), "active_communities": int(communities)}
+
+    def position(self) -> int:
+        """The log position: the ``seq`` of the last acknowledged event (0 when empty). Events appended later have
+        a greater ``seq``; a state snapshot records the position it folded in (:mod:`belong.state.snapshot`)."""
+        (last,) = self._query("SELECT MAX(seq) FROM events")[0]
+        return 0 if last is None else int(last)
 
     def count(self) -> int:
         return sum(self.counts_by_type().values())

@@ -253,8 +253,11 @@ class PostgresStore(EventStore):
         end_us: int | None = None,
         types: Sequence[str] | None = None,
         batch_size: int = 100_000,
+        *,
+        after_seq: int | None = None,
+        upto_seq: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        sql, params = events_query(_EVENT_COLS_SQL, start_us, end_us, types, "%s")
+        sql, params = events_query(_EVENT_COLS_SQL, start_us, end_us, types, "%s", after_seq, upto_seq)
         try:
             conn = psycopg.connect(self._dsn, connect_timeout=10)
         except psycopg.Error as exc:

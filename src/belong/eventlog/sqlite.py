@@ -230,8 +230,11 @@ class SqliteStore(EventStore):
         end_us: int | None = None,
         types: Sequence[str] | None = None,
         batch_size: int = 100_000,
+        *,
+        after_seq: int | None = None,
+        upto_seq: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        sql, params = events_query(', '.join(EVENT_COLUMNS), start_us, end_us, types, "?")
+        sql, params = events_query(', '.join(EVENT_COLUMNS), start_us, end_us, types, "?", after_seq, upto_seq)
         # a separate read connection: a long export never blocks writers (WAL snapshot isolation)
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
         try:

@@ -19,7 +19,7 @@ from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelRegistry, ModelVersion, build_version, load_version
-from belong.training.locate import artifact_versions
+from belong.training.locate import artifact_versions, snapshot_dir
 
 log = logging.getLogger("belong.serve")
 FORGET_POLL_S = 2.0  # how often a process looks for users forgotten through another process
@@ -131,7 +131,9 @@ class Service:
         self.registry.building = True
         try:
             if path is not None:
-                model = await asyncio.to_thread(load_version, self.store_spec, path, self.surfaces)
+                model = await asyncio.to_thread(load_version, self.store_spec, path, self.surfaces, None,
+                                                snapshot_dir(self.settings.models_dir) if self.settings.use_snapshot
+                                                else None)
             else:
                 model = await asyncio.to_thread(build_version, self.store_spec, self.surfaces)
         finally:

@@ -40,6 +40,8 @@
 * ``BELONG_PROXY_HEADERS`` (default false): trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy)
 * ``BELONG_MODELS_DIR`` (default (none)): ``belong train`` artifacts; the newest is loaded at startup (else a version
   is built from the log)
+* ``BELONG_SNAPSHOT`` (default true): start from the state snapshot beside the artifacts (``MODELS_DIR/snapshot``,
+  written by ``belong train`` / ``belong snapshot``) plus the log after it; false: read the whole log
 
 With no keys configured, write and admin routes refuse every request (401), and so do read routes unless
 ``BELONG_READ_AUTH=false``: a server is never open by accident. Access rules: docs/SECURITY_ACCESS.md.
@@ -128,6 +130,7 @@ class ServeSettings:
     max_connections: int = 2048
     rate_key: tuple[float, float] = (2000.0, 4000.0)
     rate_user: tuple[float, float] = (20.0, 40.0)
+    use_snapshot: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
@@ -147,6 +150,7 @@ class ServeSettings:
             cache_users=int(_num(env, "BELONG_CACHE_USERS", 200_000, minimum=1)),
             cache_depth=int(_num(env, "BELONG_CACHE_DEPTH", 200, minimum=1)),
             models_dir=env.get("BELONG_MODELS_DIR") or None,
+            use_snapshot=_flag(env, "BELONG_SNAPSHOT", True),
             proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),
             read_keys=_keys(env.get("BELONG_API_KEYS_READ")),
             token_secret=env.get("BELONG_TOKEN_SECRET") or None,

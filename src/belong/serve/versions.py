@@ -89,12 +89,20 @@ def _fallback_lists(state: WorldState) -> dict[Surface, RankedList]:
 
 
 def _fit_all(store: str | Path, say: Callable[[str], None],
-             pipeline_of: Callable[[Surface, WorldState], Pipeline]) -> tuple[WorldState, dict[Surface, Pipeline],
-                                                                            dict[str, Any]]:
-    """The store's state and every surface's fitted pipeline (``pipeline_of``), with the timing/count meta."""
+             pipeline_of: Callable[[Surface, WorldState], Pipeline],
+             snapshot: Path | None = None) -> tuple[WorldState, dict[Surface, Pipeline], dict[str, Any]]:
+    """The store's state and every surface's fitted pipeline (``pipeline_of``), with the timing/count meta. With a
+    ``snapshot`` (:mod:`belong.state.snapshot`) the state is the snapshot plus the log's tail, else the whole log."""
     t0 = time.perf_counter()
-    say("reading the event log")
-    state = from_store(store)
+    started: dict[str, Any] = {}
+    if snapshot is not None:
+        from belong.state import snapshot as snap
+
+        say(f"reading the state snapshot {snapshot} and the log after it")
+        state, started = snap.load(store, snapshot)
+    else:
+        say("reading the event log")
+        state = from_store(store)
     t_state = time.perf_counter() - t0
     pipelines: dict[Surface, Pipeline] = {}
     fit_s: dict[str, float] = {}
@@ -106,7 +114,7 @@ def _fit_all(store: str | Path, say: Callable[[str], None],
     meta = {
         "users": state.n_users, "communities": state.n_communities, "content": state.n_content,
         "memberships": int(state.membership_csr().nnz),
-        "state_seconds": round(t_state, 3), "fit_seconds": fit_s,
+        "state_seconds": round(t_state, 3), "fit_seconds": fit_s, "state_from": started or "log",
         "build_seconds": round(time.perf_counter() - t0, 3),
     }
     return state, pipelines, meta
@@ -141,10 +149,15 @@ def load_version(
     artifact: str | Path,
     surfaces: dict[Surface, str | Path] | None = None,
     progress: Callable[[str], None] | None = None,
+    snapshot: str | Path | None = None,
 ) -> ModelVersion:
     """A version from a ``belong train`` artifact: the state from the store's current log, each surface the
     artifact holds loaded from it (fitted sources, the learned ranker), any other surface fitted from its
-    declaration as :func:`build_version` does. The version id is the artifact's."""
+    declaration as :func:`build_version` does. The version id is the artifact's.
+
+    ``snapshot``: a state snapshot of this store (:mod:`belong.state.snapshot`): the state is read from it plus
+    the log after its position instead of the whole log — used when every surface loads from the artifact (a
+    surface fitted here needs the log's history for its point-in-time cuts) and the snapshot is of this store."""
     from belong.training.artifact import load_pipeline, read_manifest
 
     say = progress or (lambda _msg: None)
@@ -160,7 +173,10 @@ def load_version(
         say(f"fitting {surface.value}")
         return catalogue.load((surfaces or {}).get(surface, surface.value)).fit(state)
 
-    state, pipelines, counts = _fit_all(store, say, load_or_fit)
+    wanted = {s.value for s in Surface}
+    fits_here = any(s not in manifest.get("surfaces", {}) or Surface(s) in (surfaces or {}) for s in wanted)
+    use = Path(snapshot) if snapshot is not None and not fits_here and _snapshot_of(snapshot, store) else None
+    state, pipelines, counts = _fit_all(store, say, load_or_fit, use)
     rankers = {name: {"features": len(e["ranker"]["features"]),
                       "validation": e["ranker"].get("metrics", {}).get("ranker", {})}
                for name, e in manifest.get("surfaces", {}).items() if "ranker" in e}
@@ -169,6 +185,13 @@ def load_version(
         "data_window": manifest.get("data_window", {}), "loaded_surfaces": loaded, "rankers": rankers, **counts,
     }
     return ModelVersion(str(manifest["version"]), state, pipelines, _fallback_lists(state), meta)
+
+
+def _snapshot_of(snapshot: str | Path, store: str | Path) -> bool:
+    """Whether ``snapshot`` was taken of ``store`` (the same directory, or the same URL)."""
+    from belong.state.snapshot import same_store
+
+    return same_store(snapshot, store)
 
 
 class ModelRegistry:

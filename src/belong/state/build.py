@@ -193,7 +193,10 @@ def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- events
 def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) -> None:
-    events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))  # stable: ties keep log order
+    order = events.column("ts_us").to_numpy()
+    if order.size > 1 and not bool((order[1:] >= order[:-1]).all()):  # a store's read is in time order already:
+        events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))  # no copy of the whole log then
+    del order  # (stable sort: ties keep log order either way)
     ts = events.column("ts_us").to_numpy().astype(np.int64)
     value = events.column("value").to_numpy().astype(np.float64)
     actor = events.column("actor").combine_chunks()

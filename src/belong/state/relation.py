@@ -57,6 +57,22 @@ class Relation:
         self.version = 0
 
     @classmethod
+    def from_sorted(cls, base: sp.csr_matrix, base_t: sp.csr_matrix, rows: tuple[np.ndarray, np.ndarray],
+                    cols: tuple[np.ndarray, np.ndarray], symmetric: bool = False) -> Relation:
+        """A relation over a float32 CSR with sorted indices and its transpose, and the (indptr, int64 indices) of
+        each, used as they are (no copy: they may be read-only memory maps of a snapshot,
+        :mod:`belong.state.snapshot`)."""
+        self = cls.__new__(cls)
+        self.base, self.base_t, self.symmetric = base, base if symmetric else base_t, symmetric
+        self._r = (np.asarray(rows[0]).tolist(), rows[1])
+        self._c = self._r if symmetric else (np.asarray(cols[0]).tolist(), cols[1])
+        self._col_counts = np.diff(np.asarray(self._c[0], np.int64))
+        self.add_r, self.del_r = defaultdict(set), defaultdict(set)
+        self.add_c, self.del_c = defaultdict(set), defaultdict(set)
+        self.version = 0
+        return self
+
+    @classmethod
     def empty(cls, shape: tuple[int, int] = (0, 0), symmetric: bool = False) -> Relation:
         return cls(sp.csr_matrix(shape, dtype=np.float32), symmetric=symmetric)
 

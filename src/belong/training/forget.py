@@ -50,12 +50,29 @@ def scrub_rows(features: OnlineFeatureStore, user_id: str, related: Sequence[str
 def forget_user_data(store: EventStore, features: OnlineFeatureStore | None, user_id: str,
                      models_dir: str | Path | None) -> dict[str, Any]:
     """Forget ``user_id`` in the store (tombstone, events, row) and the feature store (their row); the answer
-    counts what went and lists the artifact versions to retrain and delete (:func:`artifacts_before`)."""
+    counts what went and lists the artifact versions to retrain and delete (:func:`artifacts_before`). The state
+    snapshot beside the artifacts (it holds the user's rows) is deleted: the API then starts from the log."""
     result = store.forget(user_id)
+    snapshot_removed = remove_snapshot(models_dir)
     rows = scrubbed = 0
     if features is not None:
         rows = features.delete("user", [user_id])
         scrubbed = scrub_rows(features, user_id, result.related)
     return {"events_deleted": result.events, "user_rows_deleted": result.users, "feature_rows_deleted": rows,
             "feature_rows_scrubbed": scrubbed,
-            "already_forgotten": result.already, "artifacts_to_retrain": artifacts_before(models_dir)}
+            "already_forgotten": result.already, "artifacts_to_retrain": artifacts_before(models_dir),
+            "snapshot_removed": snapshot_removed}
+
+
+def remove_snapshot(models_dir: str | Path | None) -> str | None:
+    """Delete the state snapshot under ``models_dir`` (``belong train`` or ``belong snapshot`` writes a new one);
+    its path, or None when there was none."""
+    import shutil
+
+    from belong.training.locate import snapshot_dir
+
+    path = snapshot_dir(models_dir)
+    if path is None:
+        return None
+    shutil.rmtree(path)
+    return str(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+SNAPSHOT = "snapshot"  # MODELS_DIR/snapshot/: the state snapshot beside the artifacts (belong.state.snapshot)
 
 
 def is_url(store: str) -> bool:
@@ -15,6 +16,15 @@ def is_url(store: str) -> bool:
 def default_models_dir(store: str | Path) -> Path:
     """Where ``belong train`` writes and ``belong recommend`` looks when no directory is named."""
     return Path("models") if is_url(str(store)) else Path(store) / "models"
+
+
+def snapshot_dir(models_dir: str | Path | None) -> Path | None:
+    """The state snapshot kept beside the artifacts of ``models_dir`` (``belong train`` and ``belong snapshot``
+    write it; ``belong serve --models`` starts from it), or None when there is none."""
+    if not models_dir:
+        return None
+    path = Path(models_dir) / SNAPSHOT
+    return path if (path / "snapshot.json").is_file() else None
 
 
 def artifact_versions(models_dir: str | Path | None) -> list[str]:

@@ -37,15 +37,18 @@ def _iso(ts_us: int) -> str:
 
 
 def load_state(store: str) -> tuple[WorldState, dict[str, Any]]:
-    """The store's world state (with pending friend requests indexed) and its data window."""
+    """The store's world state (with pending friend requests indexed) and its data window (with the log
+    ``position`` and the store's ``entity_counts`` it was read at)."""
     from belong.datasets import World
     from belong.eventlog import open_store
 
     with open_store(store, create=False) as st:
-        world = World(users=st.users(), communities=st.communities(), content=st.content(), events=st.read_events())
+        position, counts = st.position(), st.entity_counts()
+        world = World(users=st.users(), communities=st.communities(), content=st.content(),
+                      events=st.read_events(upto_seq=position))
     state = from_world(world)
     ts = world.events.column("ts_us")
-    window: dict[str, Any] = {"events": world.events.num_rows}
+    window: dict[str, Any] = {"events": world.events.num_rows, "position": position, "entity_counts": counts}
     if world.events.num_rows:
         lo, hi = int(pc.min(ts).as_py()), int(pc.max(ts).as_py())
         window.update({"first_ts_us": lo, "last_ts_us": hi, "first": _iso(lo), "last": _iso(hi)})
@@ -133,12 +136,14 @@ def _tune_or_reuse(name: str, pipeline: Any, state: WorldState, tuning: dict[str
 
 def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
           progress: TrainProgress | None = None, *, tune_budget: float | None = None,
-          retune: bool = False) -> dict[str, Any]:
+          retune: bool = False, snapshot: bool = True) -> dict[str, Any]:
     """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added).
 
     ``tune_budget`` (seconds): tune the sources and the ranker on the store's own data first, or reuse the newest
     tuned artifact's values in ``out`` while the data has not drifted (:mod:`belong.training.tune`; ``retune``:
-    search again anyway); the manifest's ``tuning`` records what was chosen and why."""
+    search again anyway); the manifest's ``tuning`` records what was chosen and why. With ``snapshot``, the state
+    trained on is also written to ``out/snapshot/`` (:mod:`belong.state.snapshot`), where ``belong serve --models
+    out`` starts from instead of reading the whole log."""
     if tune_budget is not None and tune_budget < 0:
         raise ValidationError("tune_budget", f"must be >= 0 seconds, got {tune_budget}")
     t0 = time.perf_counter()
@@ -175,6 +180,18 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         entry["name"] = pipeline.name  # the catalogue name, or the TOML file's stem
         entry["fit_seconds"] = round(time.perf_counter() - ts, 3)
         entries[pipeline.surface.value] = entry
+    snap: dict[str, Any] = {}
+    if snapshot:
+        from belong.state.snapshot import write_snapshot
+        from belong.training.locate import SNAPSHOT
+
+        t_snap = time.perf_counter()
+        if progress:
+            progress("state", "writing the snapshot", 0, 1)
+        info = write_snapshot(state, Path(out) / SNAPSHOT, window["position"], window["entity_counts"], store)
+        snap = {"path": str(info.path), "position": info.position, "seconds": round(time.perf_counter() - t_snap, 3)}
+        if progress:
+            progress("state", "writing the snapshot", 1, 1)
     seconds = time.perf_counter() - t0
     manifest = {
         "version": version, "created_at": created.isoformat(), "store": str(store), "data_window": window,
@@ -188,4 +205,4 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
     }
     artifact.write_manifest(directory, manifest)
     publish(directory, final)
-    return {**manifest, "path": str(final), "seconds": round(time.perf_counter() - t0, 3)}
+    return {**manifest, "path": str(final), "snapshot": snap, "seconds": round(time.perf_counter() - t0, 3)}
