@@ -63,7 +63,14 @@ def test_one_event_id_twice_in_a_batch_folds_only_the_stored_row(toy_store: str)
         view = {"event_id": "dup-1", "ts": "2024-01-20T00:00:00Z", "type": "view", "actor": "carol",
                 "target": "post-rust-1"}
         join = {"event_id": "dup-1", "ts": "2024-01-20T00:00:01Z", "type": "join", "actor": "carol", "target": "rust"}
-        assert post(client, view, join) == {"accepted": 1, "duplicates": 1}
+        # in one batch, one id with two contents is refused whole (issue 13, finding 6): nothing stored or applied
+        r = client.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [view, join]})
+        assert r.status_code == 422 and r.json()["field"] == "events[1].event_id", r.text
+        assert stored_types(toy_store, "dup-1") == []
+        assert not is_member(svc, "carol", "rust")
+        # the same two rows in two batches: the log keeps the view; the join it did not store changes nothing
+        assert post(client, view) == {"accepted": 1, "duplicates": 0}
+        assert post(client, join) == {"accepted": 0, "duplicates": 1}
         assert stored_types(toy_store, "dup-1") == ["view"]
         assert not is_member(svc, "carol", "rust"), "the join the log did not store changed the live state"
 
