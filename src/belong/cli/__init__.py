@@ -50,6 +50,10 @@ from belong.cli import ope as _ope  # noqa: E402
 
 _ope.register(app, bench)
 
+from belong.cli import candidates as _candidates  # noqa: E402
+
+_candidates.register(app, bench)
+
 
 def main() -> None:
     try:

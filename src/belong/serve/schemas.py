@@ -40,7 +40,7 @@ class Recommendations(BaseModel):
     items: list[RecItem]
     degraded: bool
     degraded_reasons: list[str]
-    cache: str = Field(description="hit, miss or stale")
+    cache: str = Field(description="hit, miss, stale or precomputed (a stored list, belong candidates precompute)")
     debug: dict[str, Any] | None = Field(None, description="with debug=true (admin key): stage timings and "
                                    "removed candidates")
 
@@ -89,3 +89,4 @@ class Health(BaseModel):
     model_version: str | None = None
     features: str | None = None
     feature_rows: str | None = None
+    precomputed: dict | None = None

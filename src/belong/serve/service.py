@@ -17,6 +17,7 @@ from belong.serve.auth import KeyChecker
 from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
+from belong.serve.precomputed import PrecomputedLists
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelRegistry, ModelVersion, build_version, load_version
 from belong.training.locate import artifact_versions
@@ -54,6 +55,7 @@ class Service:
                                            tracking=settings.feature_tracking)
         self.metrics.watch_rows(self.features.rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
+        self.engine.precomputed = PrecomputedLists.from_env(registry=self.metrics.registry)
         self._store: EventStore | None = None
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self.startup_error: str | None = None
@@ -189,3 +191,5 @@ class Service:
         for e in events:
             idx = active.item_index(Surface.COMMUNITIES, e.target) if active and e.type is EventType.JOIN else None
             self.engine.cache.on_event(e, idx, active.version if active else "")
+        if self.engine.precomputed is not None and active is not None:  # their next request runs the live path
+            self.engine.precomputed.forget(events, active.version)
