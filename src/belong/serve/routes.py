@@ -211,6 +211,8 @@ async def readyz(request: Request) -> Response:
                             "feature_rows": svc.features.row_cache_mode}
     if svc.engine.precomputed is not None:  # freshness of the stored candidate lists (belong.serve.precomputed)
         body["precomputed"] = await asyncio.to_thread(svc.engine.precomputed.report, active.version)
+    if svc.stream is not None:  # this replica's event stream: entries folded, propagation lag (belong.serve.replica)
+        body["replica"] = svc.stream.report()
     return json_response(body)
 
 

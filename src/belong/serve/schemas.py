@@ -90,3 +90,4 @@ class Health(BaseModel):
     features: str | None = None
     feature_rows: str | None = None
     precomputed: dict | None = None
+    replica: dict | None = None

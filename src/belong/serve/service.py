@@ -18,6 +18,7 @@ from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
 from belong.serve.precomputed import PrecomputedLists
+from belong.serve.replica import EventStream
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelRegistry, ModelVersion, build_version, load_version
 from belong.training.locate import artifact_versions
@@ -56,6 +57,7 @@ class Service:
         self.metrics.watch_rows(self.features.rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
         self.engine.precomputed = PrecomputedLists.from_env(registry=self.metrics.registry)
+        self.stream = EventStream.from_env(settings.app_name, registry=self.metrics.registry)  # replicas
         self._store: EventStore | None = None
         self.recent_ids: OrderedDict[str, None] = OrderedDict()
         self.startup_error: str | None = None
@@ -166,7 +168,10 @@ class Service:
         result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
         self.metrics.events.labels("accepted").inc(result.accepted)
         self.metrics.events.labels("duplicate").inc(result.duplicates)
-        self.fold(self.fresh_events(events, result.accepted))
+        fresh = self.fresh_events(events, result.accepted)
+        self.fold(fresh)
+        if self.stream is not None and fresh:  # the other replicas fold them too (belong.serve.replica)
+            await asyncio.to_thread(self.stream.publish, fresh)
         return result
 
     def fresh_events(self, events: list[Event], accepted: int) -> list[Event]:
