@@ -16,6 +16,7 @@ from belong.serve.replica import without_workers
 from serve_helpers import WRITE_KEY, auth, run_server
 
 REDIS_URL = os.environ.get("BELONG_TEST_REDIS_URL")
+NATS_URL = os.environ.get("BELONG_TEST_NATS_URL", "nats://127.0.0.1:4222")
 pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs BELONG_TEST_REDIS_URL")
 
 
@@ -42,10 +43,37 @@ def _ids(c: httpx.Client, user: str) -> list[str]:
     return [it["id"] for it in r.json()["items"]]
 
 
-def test_an_event_accepted_by_one_replica_changes_the_others_answers(small_store: Path) -> None:
-    env = {"BELONG_BUDGET_SOURCES_MS": "30000", "BELONG_EVENT_STREAM": REDIS_URL or "",
-           "BELONG_EVENT_STREAM_KEY": f"belong:test:events:{secrets.token_hex(4)}"}
-    user = "u5"
+def _drop_stream(url: str, key: str) -> None:
+    if url.startswith("nats://"):
+        import asyncio
+
+        import nats
+
+        async def drop() -> None:
+            nc = await nats.connect(url)
+            await nc.jetstream().delete_stream("".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in key))
+            await nc.close()
+
+        asyncio.run(drop())
+    else:
+        import redis
+
+        redis.Redis.from_url(url).delete(key)
+
+
+@pytest.mark.parametrize(("broker", "user"), [("redis", "u5"), ("nats", "u6")])
+def test_an_event_accepted_by_one_replica_changes_the_others_answers(small_store: Path, broker: str,
+                                                                     user: str) -> None:
+    url = REDIS_URL if broker == "redis" else NATS_URL
+    key = f"belong:test:events:{secrets.token_hex(4)}"
+    env = {"BELONG_BUDGET_SOURCES_MS": "30000", "BELONG_EVENT_STREAM": url or "", "BELONG_EVENT_STREAM_KEY": key}
+    try:
+        _two_replicas_then_one(small_store, env, user, broker)
+    finally:
+        _drop_stream(url or "", key)
+
+
+def _two_replicas_then_one(small_store: Path, env: dict[str, str], user: str, broker: str) -> None:
     with run_server(small_store, env, "--workers", "2") as (base, _):
         clients = _replica_clients(base, 2)
         a, b = clients.values()
@@ -61,7 +89,8 @@ def test_an_event_accepted_by_one_replica_changes_the_others_answers(small_store
             assert time.monotonic() - t0 < 5.0, "the other replica did not fold the event within 5 s"
             time.sleep(0.01)
         ready_b = b.get("/readyz").json()["replica"]
-        assert ready_b["folded"] == 1 and ready_b["lag_ms_p99"] is not None and ready_b["lag_ms_p99"] < 5000
+        assert ready_b["broker"].startswith(broker) and ready_b["folded"] == 1
+        assert ready_b["lag_ms_p99"] is not None and ready_b["lag_ms_p99"] < 5000
         assert a.get("/readyz").json()["replica"]["published"] == 1
         for c in clients.values():
             c.close()

@@ -29,8 +29,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                   "(store, redis_prefix, models, keys); instead of --store (docs/SECURITY_ACCESS.md)."),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Replicas behind the port (SO_REUSEPORT), "
                                     "fed by the event stream (needs --stream or BELONG_EVENT_STREAM)."),
-        stream: str = typer.Option(None, "--stream", help="Event stream between replicas: a redis:// URL "
-                                   "(BELONG_EVENT_STREAM)."),
+        stream: str = typer.Option(None, "--stream", help="Event stream between replicas: a nats:// (JetStream) or "
+                                   "redis:// (Streams) URL (BELONG_EVENT_STREAM)."),
     ) -> None:
         """Serve recommendations, events, impressions and models over HTTP (OpenAPI at /docs)."""
         from belong.errors import ValidationError

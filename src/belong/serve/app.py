@@ -50,7 +50,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         svc.open()
-        follower = replica.attach(svc)  # the stream's position before the log is read (replicas)
+        follower = await replica.attach(svc)  # the stream's position before the log is read (replicas)
         task = asyncio.create_task(svc.start(model))
         try:
             yield
@@ -58,6 +58,7 @@ def create_app(
             task.cancel()
             if follower is not None:
                 follower.cancel()
+                await svc.stream.close()  # type: ignore[union-attr]
             svc.close()
 
     app = FastAPI(

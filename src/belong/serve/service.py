@@ -171,7 +171,7 @@ class Service:
         fresh = self.fresh_events(events, result.accepted)
         self.fold(fresh)
         if self.stream is not None and fresh:  # the other replicas fold them too (belong.serve.replica)
-            await asyncio.to_thread(self.stream.publish, fresh)
+            await self.stream.send(fresh)
         return result
 
     def fresh_events(self, events: list[Event], accepted: int) -> list[Event]:
