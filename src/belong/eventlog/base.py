@@ -3,7 +3,11 @@
 Contract (the tests of :class:`belong.testing.EventStoreContract`, run against every backend):
 
 * ``append`` is atomic per call and durable on return: once it returns, a SIGKILL of the process loses none of
-  the events it acknowledged. Re-sending an ``event_id`` already stored is a no-op (counted in ``duplicates``).
+  the events it acknowledged. Re-sending an ``event_id`` already stored is a no-op (counted in ``duplicates``);
+  within one batch the first row of an ``event_id`` is the one stored. ``AppendResult.inserted`` names the rows
+  of the batch the log actually inserted (their positions): only those may change a live state.
+* ``forget(user_id)`` deletes a user's events and row for good; later appends and upserts naming them are dropped
+  (:mod:`belong.eventlog.forget`).
 * Entities (users, communities, content) are upserted by id: the last write wins.
 * Reads filter by half-open time range ``[start_us, end_us)`` and by event type, and return Arrow tables in
   (ts_us, seq) order, where ``seq`` is the order of acknowledgement.
@@ -12,14 +16,16 @@ Contract (the tests of :class:`belong.testing.EventStoreContract`, run against e
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from belong.domain import Community, ContentItem, Event, User
+from belong.eventlog.forget import ForgetResult
 from belong.schema import (
     ENTITY_SCHEMAS,
     EVENT_SCHEMA,
@@ -34,11 +40,31 @@ from belong.schema import (
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
+    """What one ``append`` did: ``accepted`` new rows, ``duplicates`` skipped, and ``inserted``, the positions in
+    the batch of the rows the log inserted (ascending; ``len(inserted) == accepted``); ``forgotten`` rows named a
+    forgotten user and were dropped. A sum of results (several batches) keeps the counts only."""
+
     accepted: int
     duplicates: int
+    inserted: tuple[int, ...] = field(default=(), compare=False)
+    #: rows dropped because they name a forgotten user (see :mod:`belong.eventlog.forget`)
+    forgotten: int = field(default=0, compare=False)
 
     def __add__(self, other: AppendResult) -> AppendResult:
-        return AppendResult(self.accepted + other.accepted, self.duplicates + other.duplicates)
+        return AppendResult(self.accepted + other.accepted, self.duplicates + other.duplicates,
+                            forgotten=self.forgotten + other.forgotten)
+
+
+def inserted_positions(event_ids: Sequence[str], inserted_ids: set[str]) -> tuple[int, ...]:
+    """Positions of the rows a backend inserted, given the batch's ids and the set of ids it inserted: the first
+    row of each inserted id (a store keeps the first copy of an id repeated in one batch)."""
+    left = set(inserted_ids)
+    out: list[int] = []
+    for i, eid in enumerate(event_ids):
+        if eid in left:
+            out.append(i)
+            left.discard(eid)
+    return tuple(out)
 
 
 def events_query(
@@ -77,8 +103,10 @@ class EventStore(abc.ABC):
         return self._append_table(table)
 
     def upsert_users(self, users: Sequence[User] | pa.Table) -> int:
-        t = users if isinstance(users, pa.Table) else users_to_table(users)
-        return self._upsert("users", validate_entity_table("users", t))
+        t = validate_entity_table("users", users if isinstance(users, pa.Table) else users_to_table(users))
+        if t.num_rows and (gone := self.forgotten(t.column("id").to_pylist())):  # a forgotten user stays gone
+            t = t.filter(pc.invert(pc.is_in(t.column("id"), value_set=pa.array(sorted(gone), pa.string()))))
+        return self._upsert("users", t) if t.num_rows else 0
 
     def upsert_communities(self, communities: Sequence[Community] | pa.Table) -> int:
         t = communities if isinstance(communities, pa.Table) else communities_to_table(communities)
@@ -87,6 +115,28 @@ class EventStore(abc.ABC):
     def upsert_content(self, items: Sequence[ContentItem] | pa.Table) -> int:
         t = items if isinstance(items, pa.Table) else content_to_table(items)
         return self._upsert("content", validate_entity_table("content", t))
+
+    def forget(self, user_id: str) -> ForgetResult:
+        """Forget a user for good: a durable tombstone, their events and entity row deleted (see
+        :mod:`belong.eventlog.forget`)."""
+        from belong.domain import parse_id
+
+        return self._forget(parse_id(user_id, "user_id"))
+
+    def forgotten(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of ``user_ids`` were forgotten."""
+        ids = set(user_ids)
+        return self._forgotten(ids) if ids else set()
+
+    def tombstone_count(self) -> int:
+        """How many users were forgotten (a cheap change detector for running processes)."""
+        return int(self._query("SELECT COUNT(*) FROM belong_forgotten")[0][0])
+
+    @abc.abstractmethod
+    def _forget(self, user_id: str) -> ForgetResult: ...
+
+    @abc.abstractmethod
+    def _forgotten(self, user_ids: set[str]) -> set[str]: ...
 
     @abc.abstractmethod
     def _append_table(self, table: pa.Table) -> AppendResult: ...

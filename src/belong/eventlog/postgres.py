@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -28,7 +29,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore, events_query
+from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions
+from belong.eventlog.forget import RELATED_SQL, SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 T = TypeVar("T")
@@ -64,7 +66,14 @@ CREATE TABLE IF NOT EXISTS content (
     id TEXT PRIMARY KEY, community_id TEXT NOT NULL, kind TEXT NOT NULL, created_at_us BIGINT NOT NULL,
     text TEXT, status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS belong_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS belong_forgotten (h TEXT COLLATE "C" PRIMARY KEY, at_us BIGINT NOT NULL);
+INSERT INTO belong_meta VALUES ('tombstone_salt', md5(random()::text || clock_timestamp()::text)
+    || md5(random()::text || clock_timestamp()::text)) ON CONFLICT (key) DO NOTHING;
 """
+# appends hold this lock shared, forget exclusive: an append never races a forget of a user it names
+_FORGET_LOCK = "hashtext('belong.eventlog.forget:' || current_schema())"
+
 # Staging tables are session-local and emptied at every commit; ``ord`` keeps the batch order.
 _STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS belong_stage_events (
@@ -79,7 +88,7 @@ CREATE TEMP TABLE IF NOT EXISTS belong_stage_content (ord BIGINT NOT NULL, LIKE 
 _COPY_EVENTS = f"COPY belong_stage_events (ord, {_EVENT_COLS_SQL}) FROM STDIN (FORMAT csv)"
 _MOVE_EVENTS = (
     f"INSERT INTO events ({_EVENT_COLS_SQL}) SELECT {_EVENT_COLS_SQL} FROM belong_stage_events ORDER BY ord "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
@@ -102,6 +111,14 @@ def events_csv(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def _one(conn: psycopg.Connection, sql: str, *params: Any) -> Any:
+    """The single value a query answers."""
+    row = conn.execute(sql, params or None).fetchone()
+    if row is None:
+        raise StoreError(f"store: no answer to {sql!r}")
+    return row[0]
+
+
 class PostgresStore(EventStore):
     """The event log in PostgreSQL; ``url`` is a libpq URL (``postgresql://user@host:port/db?options=...``)."""
 
@@ -109,6 +126,7 @@ class PostgresStore(EventStore):
         self.url = redact(url)
         self._dsn = url
         self._lock = threading.Lock()
+        self._salt_value: str | None = None
         self._conn = self._connect()
         try:
             self._guard(self._create_schema)  # also turns a failure (e.g. no CREATE privilege) into StoreError
@@ -149,18 +167,63 @@ class PostgresStore(EventStore):
                 raise StoreError(f"store: {self.url}: {str(exc).strip()}") from None
 
     # -- writes ----------------------------------------------------------------------------------------------------
+    def _gone(self, conn: psycopg.Connection, user_ids: set[str]) -> set[str]:
+        """The forgotten ones among ``user_ids`` (none, without hashing, when nobody was forgotten)."""
+        if not user_ids or not _one(conn, "SELECT EXISTS (SELECT 1 FROM belong_forgotten)"):
+            return set()
+        by_hash = {tombstone(self._salt(conn), u): u for u in user_ids}
+        rows = conn.execute("SELECT h FROM belong_forgotten WHERE h = ANY(%s)", (list(by_hash),)).fetchall()
+        return {by_hash[h] for (h,) in rows}
+
+    def _salt(self, conn: psycopg.Connection) -> str:
+        if self._salt_value is None:
+            self._salt_value = str(_one(conn, "SELECT value FROM belong_meta WHERE key = %s", SALT_KEY))
+        return self._salt_value
+
     def _append_table(self, table: pa.Table) -> AppendResult:
-        data = events_csv(table)
+        n = table.num_rows
+        ids = table.column("event_id").to_pylist()
+        named = users_named(table)
 
-        def run(conn: psycopg.Connection) -> int:
+        def run(conn: psycopg.Connection) -> tuple[list[int], set[str]]:
             with conn.transaction(), conn.cursor() as cur:
+                cur.execute(f"SELECT pg_advisory_xact_lock_shared({_FORGET_LOCK})")
+                kept, positions = table, list(range(n))
+                if gone := self._gone(conn, named):
+                    mask = keep_mask(table, gone)
+                    kept = table.filter(mask)
+                    positions = [i for i, keep in enumerate(mask.to_pylist()) if keep]
                 with cur.copy(_COPY_EVENTS) as copy:
-                    copy.write(data)
+                    copy.write(events_csv(kept))
                 cur.execute(_MOVE_EVENTS)
-                return cur.rowcount
+                return positions, {r[0] for r in cur.fetchall()}  # RETURNING: exactly the rows inserted
 
-        accepted = self._guard(run)
-        return AppendResult(accepted=accepted, duplicates=table.num_rows - accepted)
+        positions, new_ids = self._guard(run)
+        local = inserted_positions([ids[i] for i in positions], new_ids)
+        dropped = n - len(positions)
+        return AppendResult(accepted=len(local), duplicates=n - len(local) - dropped,
+                            inserted=tuple(positions[i] for i in local), forgotten=dropped)
+
+    def _forget(self, user_id: str) -> ForgetResult:
+        def run(conn: psycopg.Connection) -> ForgetResult:
+            with conn.transaction():
+                conn.execute(f"SELECT pg_advisory_xact_lock({_FORGET_LOCK})")
+                h = tombstone(self._salt(conn), user_id)
+                added = conn.execute("INSERT INTO belong_forgotten VALUES (%s, %s) ON CONFLICT (h) DO NOTHING",
+                                     (h, time.time_ns() // 1000)).rowcount
+                related = sorted(r[0] for r in conn.execute(RELATED_SQL.format(m="%s"), (user_id,) * 3)
+                                 if r[0] != user_id)
+                events = conn.execute(
+                    "DELETE FROM events WHERE actor = %s OR (target_kind = 'user' AND target = %s)",
+                    (user_id, user_id)).rowcount
+                users = conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount
+            conn.execute("VACUUM events, users")  # the deleted tuples' space is reclaimed (autocommit: no block)
+            return ForgetResult(events=events, users=users, already=added == 0, related=tuple(related))
+
+        return self._guard(run)
+
+    def _forgotten(self, user_ids: set[str]) -> set[str]:
+        return self._guard(lambda conn: self._gone(conn, user_ids))
 
     def _upsert(self, kind: str, table: pa.Table) -> int:
         names = ENTITY_SCHEMAS[kind].names

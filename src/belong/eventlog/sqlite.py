@@ -8,16 +8,19 @@ DuckDB and Parquet segments, and its cost with millions of stored events: docs/M
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore, events_query
+from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions
+from belong.eventlog.forget import RELATED_SQL, SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
 DB_NAME = "events.sqlite3"
@@ -51,7 +54,10 @@ CREATE TABLE IF NOT EXISTS content (
     id TEXT PRIMARY KEY, community_id TEXT NOT NULL, kind TEXT NOT NULL, created_at_us INTEGER NOT NULL,
     text TEXT, status TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS belong_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS belong_forgotten (h TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
 """
+_IN_CHUNK = 5000  # ids per IN (...) query, well under SQLite's variable limit
 
 _INSERT_EVENTS = (
     f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
@@ -92,34 +98,116 @@ class SqliteStore(EventStore):
             # checkpoint the WAL every ~40 MiB rather than 4 MiB: index pages dirtied by several batches are copied
             # into the database once (measured A/B, random ids, 0.1-0.8M events: ~10% more events/s)
             self._conn.execute("PRAGMA wal_autocheckpoint=10000")
+            self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows' bytes are zeroed (forget: no trace)
             self._conn.executescript(f"BEGIN;{_DDL}COMMIT;")  # one transaction: one fsync, not one per table
+            self._salt = self._read_salt()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store: cannot open {db}: {exc}") from None
         self._lock = threading.Lock()
 
+    def _read_salt(self) -> str:
+        """The store's tombstone salt, made once (a write only the first time: opening stays read-only)."""
+        sql = "SELECT value FROM belong_meta WHERE key = ?"
+        row = self._conn.execute(sql, (SALT_KEY,)).fetchone()
+        if row is None:
+            self._conn.executescript("BEGIN IMMEDIATE; INSERT OR IGNORE INTO belong_meta "
+                                     f"VALUES ('{SALT_KEY}', lower(hex(randomblob(32)))); COMMIT;")
+            row = self._conn.execute(sql, (SALT_KEY,)).fetchone()
+        return str(row[0])
+
     # -- writes ------------------------------------------------------------------------------------------------
-    def _write(self, sql: str, rows: list[tuple]) -> int:
-        """``executemany`` in one IMMEDIATE transaction, durable when it returns; the number of rows changed."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE (write-locked) transaction, durable when the block ends (``synchronous=FULL``: the WAL is
+        fsynced before COMMIT returns); rolled back on any error."""
         with self._lock:
             conn = self._conn
-            before = conn.total_changes
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(sql, rows)
-                    conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before COMMIT returns
+                    yield conn
+                    conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"store: writing to {self.path} failed: {exc}") from None
-            return conn.total_changes - before
+
+    def _write(self, sql: str, rows: list[tuple]) -> int:
+        """``executemany`` in one transaction; the number of rows changed."""
+        with self._transaction() as conn:
+            start = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - start
+
+    def _gone(self, conn: sqlite3.Connection, user_ids: set[str]) -> set[str]:
+        """The forgotten ones among ``user_ids`` (one indexed lookup per id, none when nobody was forgotten)."""
+        if not user_ids or conn.execute("SELECT NOT EXISTS (SELECT 1 FROM belong_forgotten)").fetchone()[0]:
+            return set()
+        by_hash = {tombstone(self._salt, u): u for u in user_ids}
+        hashes = list(by_hash)
+        out: set[str] = set()
+        for lo in range(0, len(hashes), _IN_CHUNK):
+            part = hashes[lo:lo + _IN_CHUNK]
+            sql = f"SELECT h FROM belong_forgotten WHERE h IN ({', '.join('?' * len(part))})"
+            out.update(by_hash[h] for (h,) in conn.execute(sql, part))
+        return out
 
     def _append_table(self, table: pa.Table) -> AppendResult:
-        rows = table_rows(table, EVENT_COLUMNS)
-        accepted = self._write(_INSERT_EVENTS, rows)
-        return AppendResult(accepted=accepted, duplicates=len(rows) - accepted)
+        n = table.num_rows
+        with self._transaction() as conn:
+            kept = table
+            positions = list(range(n))
+            if gone := self._gone(conn, users_named(table)):  # inside the write lock: no race with forget
+                mask = keep_mask(table, gone)
+                kept = table.filter(mask)
+                positions = [i for i, keep in enumerate(mask.to_pylist()) if keep]
+            top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            start = conn.total_changes
+            conn.executemany(_INSERT_EVENTS, table_rows(kept, EVENT_COLUMNS))
+            accepted = conn.total_changes - start
+            # this transaction's rows are those above the highest ``seq`` before it (the write lock is held)
+            new_ids = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (top,))}
+        local = inserted_positions(kept.column("event_id").to_pylist(), new_ids)
+        if len(local) != accepted:  # cannot happen while the write lock is held; never fold a guess
+            raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} found after the insert")
+        dropped = n - kept.num_rows
+        return AppendResult(accepted=accepted, duplicates=n - accepted - dropped,
+                            inserted=tuple(positions[i] for i in local), forgotten=dropped)
+
+    def _forget(self, user_id: str) -> ForgetResult:
+        with self._transaction() as conn:
+            h = tombstone(self._salt, user_id)
+            already = conn.execute("SELECT 1 FROM belong_forgotten WHERE h = ?", (h,)).fetchone() is not None
+            conn.execute("INSERT OR IGNORE INTO belong_forgotten VALUES (?, ?)", (h, time.time_ns() // 1000))
+            related = sorted(r[0] for r in conn.execute(RELATED_SQL.format(m="?"), (user_id,) * 3) if r[0] != user_id)
+            events = conn.execute("DELETE FROM events WHERE actor = ? OR (target_kind = 'user' AND target = ?)",
+                                  (user_id, user_id)).rowcount
+            users = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+        self._truncate_wal()
+        return ForgetResult(events=events, users=users, already=already, related=tuple(related))
+
+    def _truncate_wal(self, tries: int = 100) -> None:
+        """Copy the WAL into the database and truncate it: it still holds older page images with the forgotten
+        rows. A reader of another connection can hold the WAL for a moment: try again for up to ~10 s."""
+        for _ in range(tries):
+            with self._lock:
+                try:
+                    busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.Error as exc:
+                    raise StoreError(f"store: checkpointing {self.path} failed: {exc}") from None
+            if not busy:
+                return
+            time.sleep(0.1)
+        raise StoreError(f"store: {self.path}: readers kept the WAL busy; forget the user again to truncate it")
+
+    def _forgotten(self, user_ids: set[str]) -> set[str]:
+        with self._lock:
+            try:
+                return self._gone(self._conn, user_ids)
+            except sqlite3.Error as exc:
+                raise StoreError(f"store: reading {self.path} failed: {exc}") from None
 
     def _upsert(self, kind: str, table: pa.Table) -> int:
         names = ENTITY_SCHEMAS[kind].names

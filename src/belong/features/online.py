@@ -187,6 +187,10 @@ class OnlineFeatureStore(abc.ABC):
     def clear(self) -> int:
         """Delete every row of this store (its key prefix only, for Redis); returns how many."""
 
+    @abc.abstractmethod
+    def delete(self, entity: str, keys: Sequence[str]) -> int:
+        """Delete the rows of ``keys`` of ``entity`` (a forgotten user's); returns how many existed."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -227,6 +231,9 @@ class InProcessFeatureStore(OnlineFeatureStore):
         n = len(self._rows)
         self._rows.clear()
         return n
+
+    def delete(self, entity: str, keys: Sequence[str]) -> int:
+        return sum(self._rows.pop((_entity(entity), _key(k)), None) is not None for k in keys)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -343,6 +350,10 @@ class RedisFeatureStore(OnlineFeatureStore):
         for t in local.inflight:
             t.error = exc
         local.inflight.clear()
+
+    def delete(self, entity: str, keys: Sequence[str]) -> int:
+        names = [self._k(_entity(entity), _key(k)) for k in keys]
+        return int(self._client.delete(*names)) if names else 0
 
     def clear(self) -> int:
         n = 0

@@ -159,6 +159,10 @@ class CandidateCache:
     def drop(self, surface: Surface, user: str) -> None:
         self._data.pop((surface, user), None)
 
+    def clear(self) -> None:
+        """Drop every list (a user was forgotten: any list may hold them)."""
+        self._data.clear()
+
     def remove_item(self, surface: Surface, user: str, item_index: int, version: str) -> None:
         entry = self._data.get((surface, user))
         if entry is not None and entry.version == version:

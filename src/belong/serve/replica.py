@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -47,7 +48,8 @@ log = logging.getLogger("belong.serve.replica")
 _LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[Event]).decode
-MAXLEN = 1_000_000  # entries kept on the stream (approximately); the log keeps everything
+MAXLEN = 1_000_000
+SEEN_IDS = 1_000_000  # entries kept on the stream (approximately); the log keeps everything
 
 
 def entry_ms(entry_id: Any) -> int:
@@ -64,6 +66,7 @@ class EventStream:
     def __init__(self, url: str, key: str, origin: str, registry: Any = None) -> None:
         self.url, self.key, self.origin = url, key, origin
         self.folded = self.published = 0
+        self.seen: OrderedDict[str, None] = OrderedDict()  # event ids folded from the stream (the last SEEN_IDS)
         self.last_id: str | None = None
         self.lags: list[float] = []
         self._lag = Histogram("belong_stream_lag_seconds", "From an event's entry on the stream to its fold here",
@@ -112,9 +115,11 @@ class EventStream:
         if origin == self.origin:
             self._entries.labels("own").inc()
             return
-        events = [e for e in _decode(payload) if e.event_id not in svc.recent_ids]
+        events = [e for e in _decode(payload) if e.event_id not in self.seen]
         for e in events:
-            svc.recent_ids[e.event_id] = None
+            self.seen[e.event_id] = None
+        while len(self.seen) > SEEN_IDS:
+            self.seen.popitem(last=False)
         svc.fold(events)
         lag = max(0.0, time.time() - added_s)
         self._lag.observe(lag)

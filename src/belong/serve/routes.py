@@ -11,6 +11,7 @@ GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  read  co-membership n
 GET  /v1/models                                       read     loaded versions, active, previous
 POST /v1/models                                       admin    build a new version from the current log
 POST /v1/models/{version}/activate                    admin    atomic hot swap (and rollback)
+DELETE /v1/users/{id}                                 admin    forget a user everywhere (account deletion)
 GET  /healthz, /readyz, /metrics                      —        liveness, readiness, Prometheus
 ====================================================  =======  ==========================================
 
@@ -122,7 +123,10 @@ async def similar_users(user_id: str, request: Request) -> Response:
 # ----------------------------------------------------------------------------------------------- writes
 async def _write(svc: Service, events: list[Event]) -> Response:
     result = await svc.write(events)
-    return json_response({"accepted": result.accepted, "duplicates": result.duplicates}, 202)
+    body = {"accepted": result.accepted, "duplicates": result.duplicates}
+    if result.forgotten:
+        body["forgotten"] = result.forgotten
+    return json_response(body, 202)
 
 
 @_route("POST", "/v1/events", status_code=202, response_model=Accepted, tags=["events"],
@@ -187,6 +191,16 @@ async def activate_model(version: str, request: Request) -> Response:
     except ValidationError as exc:
         return error(404, "not_found", str(exc), "version", exc.reason)
     return json_response(_models(svc))
+
+
+@_route("DELETE", "/v1/users/{user_id}", tags=["users"], responses=documented(401, 403, 422, 503),
+        dependencies=[Depends(admin)], openapi_extra=SECURED)
+async def forget_user(user_id: str, request: Request) -> Response:
+    """Forget a user (the platform's account-deletion hook): a durable tombstone, their events and profile out
+    of the log, their feature rows out of the feature store, masked in every loaded model at once; later events
+    naming them are dropped. ``artifacts_to_retrain``: trained artifact versions that still hold them."""
+    out = await service(request).forget(parse_id(user_id, "user_id"))
+    return json_response(out)
 
 
 # ----------------------------------------------------------------------------------------------- operations

@@ -68,6 +68,8 @@ class ImpressionBatch(BaseModel):
 class Accepted(BaseModel):
     accepted: int = Field(description="events stored for the first time")
     duplicates: int = Field(description="events already stored (idempotent re-sends)")
+    forgotten: int = Field(0, description="events dropped because they name a forgotten user (present only "
+                           "when not 0; see DELETE /v1/users/{id})")
 
 
 class Similar(BaseModel):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from pathlib import Path
 
 from belong.domain import Event, EventType, Surface
@@ -24,7 +23,7 @@ from belong.serve.versions import ModelRegistry, ModelVersion, build_version, lo
 from belong.training.locate import artifact_versions
 
 log = logging.getLogger("belong.serve")
-RECENT_EVENT_IDS = 1_000_000
+FORGET_POLL_S = 2.0  # how often a process looks for users forgotten through another process
 
 
 def settle_heap() -> None:
@@ -59,7 +58,9 @@ class Service:
         self.engine.precomputed = PrecomputedLists.from_env(registry=self.metrics.registry)
         self.stream = EventStream.from_env(settings.app_name, registry=self.metrics.registry)  # replicas
         self._store: EventStore | None = None
-        self.recent_ids: OrderedDict[str, None] = OrderedDict()
+        self._writes = asyncio.Lock()  # an append and its fold, or a forget: never interleaved
+        self.forget_poll_s = FORGET_POLL_S
+        self._watcher: asyncio.Task[None] | None = None
         self.startup_error: str | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -75,6 +76,7 @@ class Service:
     async def start(self, model: ModelVersion | None = None) -> None:
         """Materialise features (when asked) and activate the first version: ``model``, else the newest artifact,
         else one built from the log. A failure is kept for ``/readyz``; the process stays up for diagnosis."""
+        self._watcher = asyncio.create_task(self.watch_forgotten())
         try:
             if self.materialize:  # before the first activation: ready means features are there too
                 from belong.features import materialize as run_materialize
@@ -91,6 +93,8 @@ class Service:
             log.exception("startup failed")
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.engine.close()
         if self._store is not None:
             self._store.close()
@@ -131,6 +135,7 @@ class Service:
         finally:
             self.registry.building = False
         self.registry.add(model)
+        await self.mask_forgotten()  # forgotten while it was being built from an older read of the log
         settle_heap()
         if activate:
             self.activate(model.version)
@@ -164,27 +169,82 @@ class Service:
 
     # ------------------------------------------------------------------------------------------- events
     async def write(self, events: list[Event]) -> AppendResult:
-        """Append ``events`` durably (all or none), then fold the new ones into every loaded version."""
-        result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
+        """Append ``events`` durably (all or none), then fold into every loaded version exactly the rows the log
+        inserted: a duplicate (stored before, by any process, or earlier in the same batch) changes nothing, so
+        the live state never holds what the log does not."""
+        async with self._writes:
+            result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
+            fresh = [events[i] for i in result.inserted]
+            self.fold(fresh)
         self.metrics.events.labels("accepted").inc(result.accepted)
         self.metrics.events.labels("duplicate").inc(result.duplicates)
-        fresh = self.fresh_events(events, result.accepted)
-        self.fold(fresh)
         if self.stream is not None and fresh:  # the other replicas fold them too (belong.serve.replica)
             await self.stream.send(fresh)
         return result
 
-    def fresh_events(self, events: list[Event], accepted: int) -> list[Event]:
-        """The events of a batch to fold into the states: none if all were duplicates, all if none were; else
-        those not seen through this API recently (bounded memory)."""
-        if accepted == 0:
-            return []
-        out = events if accepted == len(events) else [e for e in events if e.event_id not in self.recent_ids]
-        for e in events:
-            self.recent_ids[e.event_id] = None
-        while len(self.recent_ids) > RECENT_EVENT_IDS:
-            self.recent_ids.popitem(last=False)
+    async def forget(self, user_id: str) -> dict[str, object]:
+        """Forget a user everywhere this process reaches: the store (tombstone, events, row), the feature store
+        and the in-process feature rows, every loaded version's state (masked: :mod:`belong.state.forget`) and
+        popular fallback, and every cached list. Other users stop seeing them with the next request; other
+        processes on the same store mask them within ``forget_poll_s`` (:meth:`mask_forgotten`)."""
+        async with self._writes:  # no append of theirs folds in after the mask
+            out = await asyncio.to_thread(self._forget_stored, user_id)
+            self._mask([user_id])
         return out
+
+    async def mask_forgotten(self) -> list[str]:
+        """Mask in the loaded versions every user the store has forgotten (by this process or another one);
+        returns those masked now."""
+        async with self._writes:
+            known = {uid for model in self.registry.versions() for uid in model.state.users.index}
+            gone = sorted(await asyncio.to_thread(self.store.forgotten, known)) if known else []
+            if gone:
+                self._mask(gone)
+        return gone
+
+    def _mask(self, user_ids: list[str]) -> None:
+        from belong.pipeline.types import RankedList
+        from belong.state.forget import forget_user
+
+        for model in self.registry.versions():
+            masked = set()
+            for user_id in user_ids:
+                u = model.state.users.index.get(user_id)
+                if u is not None and forget_user(model.state, user_id):
+                    masked.add(u)
+            if masked:
+                people = model.fallback[Surface.PEOPLE]
+                model.fallback[Surface.PEOPLE] = RankedList([r for r in people if r[0].item not in masked],
+                                                            shared=True)
+        self.features.rows.clear()
+        self.engine.cache.clear()
+
+    async def watch_forgotten(self) -> None:
+        """Every ``forget_poll_s``: when the store's tombstone count changed (or on the first look), mask the
+        newly forgotten users (a ``DELETE /v1/users/{id}`` answered by another process on the same store)."""
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(self.forget_poll_s)
+            try:
+                n = await asyncio.to_thread(self.store.tombstone_count)
+                if n != seen and self.registry.active is not None:
+                    masked = await self.mask_forgotten()
+                    seen = n
+                    if masked:
+                        log.info("masked %d user(s) forgotten by another process", len(masked))
+            except Exception:  # noqa: BLE001 - a store hiccup: look again next time
+                log.exception("checking for forgotten users failed")
+
+    def _forget_stored(self, user_id: str) -> dict[str, object]:
+        """The stored half of :meth:`forget` (a failure answers 503; forgetting again is safe)."""
+        from belong.features.online import open_feature_store
+        from belong.training.forget import forget_user_data
+
+        if not self.settings.redis_url:
+            return forget_user_data(self.store, self.features.store, user_id, self.settings.models_dir)
+        # the serving client times out at the request budget; a delete gets an ordinary client
+        with open_feature_store(self.settings.redis_url, prefix=self.settings.features_prefix) as features:
+            return forget_user_data(self.store, features, user_id, self.settings.models_dir)
 
     def fold(self, events: list[Event]) -> None:
         """Apply events to every loaded model's state and invalidate the affected cached lists."""

@@ -57,6 +57,77 @@ class EventStoreContract:
             assert st.count() == 6
             assert sorted(ids_of(st.read_events())) == ["a", "b", "c", "d", "e", "f"]
 
+    def test_append_reports_which_rows_it_inserted(self, store_spec: str) -> None:
+        """Only the rows the log inserted may change a live state: ``inserted`` names them by position."""
+        view = rows(["x"], etype="view")[0]
+        join = {**rows(["x"])[0], "ts_us": T0 + 7}
+        with self.open(store_spec) as st:
+            got = st.append(tbl([view, join]))  # one event_id twice: a view, then a join
+            assert (got.accepted, got.duplicates, got.inserted) == (1, 1, (0,))
+            assert st.read_events().column("type").to_pylist() == ["view"]
+            got = st.append(tbl(rows(["a", "x", "b", "a", "c"])))
+            assert got.inserted == (0, 2, 4) and got.accepted == 3 and got.duplicates == 2
+            assert st.append(tbl(rows(["a", "b"]))).inserted == ()
+            assert st.append(tbl(rows(["n1", "n2"]))).inserted == (0, 1)
+
+    def test_inserted_rows_are_exact_under_concurrent_writers(self, store_spec: str) -> None:
+        """Two handles appending overlapping batches at once: each id is reported inserted by exactly one."""
+        n = 40
+        reported: list[list[str]] = [[], []]
+
+        def work(k: int) -> None:
+            with self.open(store_spec) as st:
+                for b in range(n):
+                    ids = [f"e{b}-{j}" for j in range(5)] + [f"own{k}-{b}"]
+                    got = st.append(tbl(rows(ids)))
+                    reported[k].extend(ids[i] for i in got.inserted)
+
+        with self.open(store_spec):
+            pass  # created before the threads race
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        both = reported[0] + reported[1]
+        assert len(both) == len(set(both)) == n * 7
+        with self.open(store_spec) as st:
+            assert sorted(ids_of(st.read_events())) == sorted(both)
+
+    def test_forget_deletes_a_users_events_and_keeps_them_out_for_good(self, store_spec: str) -> None:
+        """``forget``: the user's events (as actor or user target) and row go; later appends and upserts naming
+        them are dropped (``forgotten``), in this handle and in a reopened one."""
+        def ev(eid: str, etype: str, actor: str, target: str) -> dict:
+            kind = "user" if etype.startswith("friend") else "community"
+            return {"event_id": eid, "ts_us": T0, "type": etype, "actor": actor, "target": target,
+                    "target_kind": kind, "value": 1.0}
+
+        stored = [ev("a1", "join", "gone-1", "c1"), ev("a2", "friend_request", "keep-2", "gone-1"),
+                  ev("a3", "join", "keep-2", "c1"), ev("a4", "join", "keep-2", "gone-1")]  # a community named so
+        user = {"id": "gone-1", "created_at": T0 // 1_000_000, "age_group": "adult", "locale": "en", "interests": ["x"],
+                "status": "active"}
+        with self.open(store_spec) as st:
+            st.append(tbl(stored))
+            st.upsert_users([parse_user(user), parse_user({**user, "id": "keep-2"})])
+            got = st.forget("gone-1")
+            assert (got.events, got.users, got.already, got.related) == (2, 1, False, ("keep-2",))
+            assert ids_of(st.read_events()) == ["a3", "a4"]
+            assert st.users().column("id").to_pylist() == ["keep-2"]
+            assert st.forgotten(["gone-1", "keep-2", "never"]) == {"gone-1"}
+        with self.open(store_spec, create=False) as st:  # durable: a new handle (a restarted process) knows
+            late = [ev("a1", "join", "gone-1", "c1"), ev("b1", "join", "keep-2", "c2"),
+                    ev("b2", "friend_accept", "keep-2", "gone-1"), ev("b3", "join", "gone-1", "c3"),
+                    ev("a3", "join", "keep-2", "c1")]
+            res = st.append(tbl(late))
+            assert (res.accepted, res.duplicates, res.forgotten, res.inserted) == (1, 1, 3, (1,))
+            assert st.upsert_users([parse_user(user)]) == 0
+            assert st.users().column("id").to_pylist() == ["keep-2"]
+            assert sorted(ids_of(st.read_events())) == ["a3", "a4", "b1"]
+            again = st.forget("gone-1")
+            assert (again.events, again.users, again.already) == (0, 0, True)
+            with pytest.raises(ValidationError):
+                st.forget("")
+
     def test_first_copy_of_a_resent_event_wins(self, store_spec: str) -> None:
         first = rows(["x"], ts0=T0)
         second = rows(["x"], ts0=T0 + 5, target="c2")

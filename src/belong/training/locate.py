@@ -19,10 +19,12 @@ def default_models_dir(store: str | Path) -> Path:
 
 def artifact_versions(models_dir: str | Path | None) -> list[str]:
     """Versions written by ``belong train`` under ``models_dir`` (directories holding a manifest), oldest first
-    (version names sort by time)."""
+    (version names sort by time). Staging directories of a training still writing, or killed while writing, are
+    not versions (their names start with ``.``; :mod:`belong.training.publish`)."""
     if not models_dir or not Path(models_dir).is_dir():
         return []
-    return sorted(p.name for p in Path(models_dir).iterdir() if (p / MANIFEST).is_file())
+    return sorted(p.name for p in Path(models_dir).iterdir()
+                  if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
 
 def newest_artifact(models_dir: str | Path | None) -> Path | None:

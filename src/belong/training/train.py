@@ -24,6 +24,7 @@ from belong import surfaces
 from belong.domain import Surface
 from belong.state import WorldState, from_world
 from belong.training import artifact
+from belong.training.publish import publish, staging_dir, sweep
 
 DEFAULT_SURFACES = ("communities_ranked", "people", "content")
 #: ``(surface, step, done, total)``: called as each component is prepared (and per 100 training lists).
@@ -81,7 +82,11 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
     state, window = load_state(store)
     load_s = time.perf_counter() - t0
     version = artifact.new_version(created, f"{store}|{window}|{created.isoformat()}")
-    directory = Path(out) / version
+    final = Path(out) / version
+    if final.exists():
+        raise FileExistsError(final)
+    sweep(Path(out))
+    directory = staging_dir(Path(out), version)  # published by one rename once complete (belong.training.publish)
     directory.mkdir(parents=True, exist_ok=False)
     entries: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -112,4 +117,5 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
                         "numpy": np.__version__},
     }
     artifact.write_manifest(directory, manifest)
-    return {**manifest, "path": str(directory), "seconds": round(time.perf_counter() - t0, 3)}
+    publish(directory, final)
+    return {**manifest, "path": str(final), "seconds": round(time.perf_counter() - t0, 3)}
