@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -112,3 +113,31 @@ def test_a_join_deletes_the_stored_list_and_the_live_answer_refreshes_it(small_s
         assert again.status_code == 200
         third = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 10}, timeout=60).json()
         assert third["cache"] == "precomputed" and _view(third) == _view(after)
+
+
+def test_a_forgotten_person_leaves_every_stored_people_list(redis_url: str) -> None:
+    """DELETE /v1/users/{id} (issue 13's forgetting) reaches the stored lists: the person's own are deleted, and
+    others' stored people lists never serve them again (read through the real Redis)."""
+    import redis
+
+    from belong.domain import Surface
+    from belong.serve.precomputed import PrecomputedLists, _encode
+
+    client = redis.Redis.from_url(redis_url)
+    lists = PrecomputedLists(client, f"belong:test:cand:{secrets.token_hex(4)}:")
+    rows = tuple((item, 1.0 / (item + 1), (("similar_people", item, 0.5, "why", (("n", 2),)),), (("f", 1.0),))
+                 for item in (3, 5, 8))
+    for user in ("u1", "u2"):
+        client.set(lists.key("v1", Surface.PEOPLE, user), _encode(time.time(), rows))
+    try:
+        before = lists.entry("v1", Surface.PEOPLE, "u1")
+        assert before is not None and before.ranked.head(3) == [3, 5, 8]
+        assert before.ranked[0][0].hits["similar_people"][1].reason.data == {"n": 2}  # the row round-trips
+        lists.forget_users("v1", ["u2"], {5})
+        assert not client.exists(lists.key("v1", Surface.PEOPLE, "u2"))
+        after = lists.entry("v1", Surface.PEOPLE, "u1")
+        assert after is not None and after.ranked.head(3) == [3, 8]
+        assert lists.entry("v1", Surface.PEOPLE, "u2") is None and lists.counts["miss"] == 1
+    finally:
+        for user in ("u1", "u2"):
+            client.delete(lists.key("v1", Surface.PEOPLE, user))

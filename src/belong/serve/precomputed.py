@@ -72,6 +72,7 @@ class PrecomputedLists:
         self.max_age_s = max_age_s
         self.counts = {"hit": 0, "miss": 0, "expired": 0, "error": 0}
         self.ages: list[float] = []  # of the lists served (the last 10,000)
+        self.forgotten: dict[str, set[int]] = {}  # by version: people forgotten (never served from a stored list)
         self._total = Counter("belong_precomputed", "Cold-path reads of precomputed candidate lists", ["result"],
                               registry=registry)
         self._age = Histogram("belong_precomputed_age_seconds", "Age of the precomputed lists served",
@@ -132,6 +133,9 @@ class PrecomputedLists:
             del self.ages[:5_000]
         packed = Packed([])
         packed.rows = _rows(rows)
+        gone = self.forgotten.get(version) if surface is Surface.PEOPLE else None
+        if gone:
+            packed.rows = tuple(r for r in packed.rows if r[0] not in gone)
         return Entry(version, time.monotonic(), packed)
 
     def put(self, version: str, surface: Surface, user: str, made: Candidates) -> None:
@@ -150,6 +154,17 @@ class PrecomputedLists:
             except Exception as exc:  # noqa: BLE001 - then they expire by age
                 log.warning("precomputed lists not deleted: %s", exc)
         return len(keys)
+
+    def forget_users(self, version: str, user_ids: list[str], people: set[int]) -> None:
+        """Forgotten users (``DELETE /v1/users/{id}``): their stored lists are deleted, and their indices
+        ``people`` are dropped from every stored people list read from now on."""
+        self.forgotten.setdefault(version, set()).update(people)
+        keys = [self.key(version, s, u) for u in user_ids for s in Surface]
+        if keys:
+            try:
+                self.client.delete(*keys)
+            except Exception as exc:  # noqa: BLE001 - the rows of a forgotten user are refused on read anyway
+                log.warning("stored lists of forgotten users not deleted: %s", exc)
 
     def report(self, version: str | None) -> dict[str, Any]:
         """For ``/readyz``: reads by result, share served from precompute, ages of the lists served, the job's

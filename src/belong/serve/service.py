@@ -212,6 +212,8 @@ class Service:
                 u = model.state.users.index.get(user_id)
                 if u is not None and forget_user(model.state, user_id):
                     masked.add(u)
+            if self.engine.precomputed is not None:  # their stored lists go; others' lists lose them as a person
+                self.engine.precomputed.forget_users(model.version, user_ids, masked)
             if masked:
                 people = model.fallback[Surface.PEOPLE]
                 model.fallback[Surface.PEOPLE] = RankedList([r for r in people if r[0].item not in masked],
