@@ -161,7 +161,7 @@ def _replica_reports(base: str, n: int, tries: int = 400) -> list[dict[str, Any]
 def _serve_workers(workers: int, store: Path, models_dir: Path, redis_url: str, stream_key: str, env: dict[str, str],
                    rates: list[float], seconds: float, paths_file: str, p99_ms: float, users: list[str],
                    communities: list[str], events_per_s: float, console: Console) -> dict[str, Any]:
-    from belong.bench.serve import BENCH_WRITE_KEY, _belong, _best, _load, _sweep, free_port, wait_ready
+    from belong.bench.serve import BENCH_WRITE_KEY, _belong, _best, _sweep, free_port, wait_ready
     from belong.bench.traffic import EventPoster
 
     port = free_port()
@@ -177,8 +177,9 @@ def _serve_workers(workers: int, store: Path, models_dir: Path, redis_url: str, 
             while len(_replica_reports(base, workers, 50)) < workers:  # every replica ready
                 time.sleep(0.5)
         ready_s = time.perf_counter() - t0
-        n_paths = len(Path(paths_file).read_text().split())  # every replica makes the working set's lists
-        _load(port, 200, max(2.0, 3 * n_paths / 200), paths_file)
+        for _ in range(2 * workers):  # every replica makes the working set's lists (new connections spread)
+            for path in Path(paths_file).read_text().split():
+                httpx.get(f"{base}{path}", timeout=60)
         with EventPoster(base, BENCH_WRITE_KEY, users, communities, events_per_s, workers,
                          f"w{workers}-{secrets.token_hex(3)}") as poster:
             runs = _sweep(port, rates, seconds, paths_file, p99_ms, f"{workers} worker(s)", console, None)
@@ -223,7 +224,9 @@ def bench_replicas(users: int, communities: int, store: Path, redis_url: str, na
     tmp = Path(tempfile.mkdtemp(prefix="belong-bench-replicas-"))
     paths_file = tmp / "paths.txt"
     paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={u}&k={k}\n" for u in chosen))
+    cand = f"belong:bench:cand:{users}x{communities}s{seed}:"  # lists of bench serve --traffic zipf, when there
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_FEATURES_PREFIX": prefix,
+           "BELONG_PRECOMPUTED_REDIS": redis_url, "BELONG_PRECOMPUTED_PREFIX": cand,
            "BELONG_CANDIDATE_TTL_S": "86400", "BELONG_BUDGET_SOURCES_MS": "5000", "BELONG_API_KEYS_ADMIN":
            BENCH_ADMIN_KEY, "BELONG_API_KEYS_WRITE": BENCH_WRITE_KEY, "BELONG_READ_AUTH": "false"}
     key = f"belong:bench:events:{secrets.token_hex(4)}"
