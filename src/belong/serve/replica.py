@@ -14,10 +14,11 @@ connections over them), each a stateless replica of the event log fed by an even
   counts move.)
 
 Both brokers run here; ``belong bench replicas`` measures publish-to-receive propagation on each (another process
-receiving, at a steady rate) and the replicas' lag end to end. On this 2-core machine, shared with other work, NATS
-JetStream had the lower latency (1,000 messages at 500/s: p50 0.24 ms / p99 25 ms, against Redis Streams p50 4.7-7.1
-ms / p99 37-42 ms, Redis also serving other processes' bulk feature writes), so it is the recommended broker;
-either is a URL away.
+receiving, at a steady rate) and the replicas' lag end to end. On this 2-core machine, shared with other work
+(load average ~20), 1,000 messages at 500/s gave NATS JetStream p50 0.24 / p99 25 ms against Redis Streams
+p50 4.7-7.1 / p99 37-42 ms in a quieter minute, and NATS p50 2.3 / p99 170 ms against Redis p50 6.8 / p99 47 ms
+in a busier one: NATS has the lower median every time, the tail follows the machine's load. Either is a URL away;
+NATS is the default recommendation (its own process, not sharing Redis with the feature store's bulk writes).
 
 Environment: ``BELONG_EVENT_STREAM`` (a ``nats://`` or ``redis://`` URL; unset: no stream, one process),
 ``BELONG_EVENT_STREAM_KEY`` (default ``belong:events:<app>``), ``BELONG_REUSEPORT`` (set by ``--workers``).
