@@ -256,12 +256,16 @@ def tune(
     fixed: dict[str, Any] | None = None,
     n_negatives: int = 99,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    timeout: float | None = None,
+    start: dict[str, Any] | None = None,
 ) -> TuneResult:
     """Tune ``model_name`` on a validation split carved from ``train``; see the module doc.
 
     ``fixed`` parameters are passed to every trial and taken out of the search space (e.g. ``num_threads``, or
     values the user set explicitly: pass only those, not the whole default config, or nothing is left to search);
-    ``on_trial`` is called after each trial (e.g. to advance a progress bar).
+    ``on_trial`` is called after each trial (e.g. to advance a progress bar). ``timeout`` (seconds): no trial
+    starts after it (optuna's own check, between trials: the last one may run past it; at least one trial runs);
+    ``start``: the first trial's values (the values in use, e.g. a surface's), instead of the model's defaults.
     """
     model = registry.resolve(model_name)
     kind, cutoff = parse_metric(metric, k)
@@ -304,10 +308,10 @@ def tune(
     t_start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    defaults = registry.create(model, fixed).get_config()
+    defaults = {**registry.create(model, fixed).get_config(), **(start or {})}
     if all(_in_space(defaults[name], spec) for name, spec in space.items()):
         study.enqueue_trial({name: defaults[name] for name in space})
-    study.optimize(objective, n_trials=n_trials if space else 1)
+    study.optimize(objective, n_trials=n_trials if space else 1, timeout=timeout)
     best = max(records, key=lambda r: (r.value, -r.number))
     return TuneResult(
         model=model, best_params={**best.params, **fixed}, best_value=best.value, metric=f"{kind}@{cutoff}",

@@ -159,3 +159,26 @@ def test_evaluate_a_store_defaults_to_temporal(tmp_path: Path, monkeypatch, caps
     assert split["cold_test_users"] == 1 and result["segments"]["cold"]["users"] == 1
     dropped = split["dropped_unseen_items"] + split["dropped_repeat_pairs"]
     assert split["train_rows"] + split["test_rows"] + dropped == 41
+
+
+def test_bench_evaluate_a_pipeline_batched_against_one_request_per_user(tmp_path: Path, monkeypatch,
+                                                                          capsys) -> None:
+    """The batch path gives the per-request path's lists and metrics exactly, timed in the same run."""
+    from belong.datasets import write_world
+    from belong.eventlog import open_store
+    from belong.simulate import simulate_world
+
+    store = tmp_path / "sim"
+    with open_store(store) as st:
+        write_world(st, simulate_world(300, 30, seed=4), progress=False)
+    code, out, err = run_cli(monkeypatch, capsys, "bench", "evaluate", "--dataset", str(store), "--pipeline",
+                             "communities", "--users", "40", "--batch-size", "16", "--k", "10", "--json")
+    assert code == 0, err
+    r = orjson.loads(out)
+    assert r["protocol"] == "temporal" and r["surface"] == "communities" and r["users_timed"] == 40
+    assert r["identical_lists"] and r["max_abs_metric_diff"] <= 1e-9
+    assert r["metrics"] == r["reference_metrics"] and r["metrics"]["recall@10"] > 0
+    assert r["speedup"] == pytest.approx(r["per_request_ms_per_user"] / r["batch_ms_per_user"], rel=0.05)
+    code, _, err = run_cli(monkeypatch, capsys, "bench", "evaluate", "--dataset", str(store), "--pipeline",
+                           "communities", "--users", "-1")
+    assert code == 2 and "users" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 """Fuzz harness of the API's input parsers: the event parser (``POST /v1/events`` rows), the impression parser
-(``POST /v1/impressions`` bodies) and the recommendation query parser (``GET /v1/recommendations/...``).
+(``POST /v1/impressions`` bodies), the recommendation query parser (``GET /v1/recommendations/...``) and the
+experiment-declaration parser (``POST /v1/experiments``, ``belong experiment create``).
 :func:`check` turns arbitrary bytes into a structured input — a JSON-like object whose keys are mostly the real
 field names and whose values are of every JSON type, often near the valid ones — and asserts the parser either
 answers or raises its documented error (``belong.errors.ValidationError`` naming a field; for an impression body,
@@ -18,6 +19,11 @@ EVENT_KEYS = ["event_id", "ts", "timestamp", "type", "actor", "target", "target_
 IMPRESSION_KEYS = ["request_id", "user_id", "surface", "ts", "items", "extra"]
 ITEM_KEYS = ["item_id", "position", "propensity", "extra"]
 QUERY_KEYS = ["user_id", "k", "debug", "locale", "age_group", "interests"]
+EXPERIMENT_KEYS = ["name", "surface", "arms", "unit", "layer", "traffic", "start", "stop", "primary_metric",
+                   "guardrails", "salt", "description", "extra"]
+ARM_KEYS = ["name", "weight", "override", "surface", "model", "extra"]
+OVERRIDES: list[Any] = [{}, {"scorer.c": 5.0}, {"scorer.c": "x"}, {"select.epsilon": 0.1}, {"select.epsilon": 2.0},
+                        {"sources.trending.k": 10}, {"sources.nope.k": 1}, {"nope": 1}, {"scorer": {"c": 1}}, []]
 TYPES = ["join", "leave", "message", "reaction", "voice_minutes", "view", "friend_request", "friend_accept",
          "friend_remove", "block", "report", "impression", "click", "JOIN", "nope"]
 PLAUSIBLE: dict[str, list[Any]] = {
@@ -31,6 +37,13 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "item_id": ["c1", "u2", ""], "k": ["10", "1_0", "0", "101", " 7", "+7", "7.0", "\uff17", "99999999999"],
     "debug": ["true", "false", "1", "maybe", ""], "locale": ["en", "pt-BR", "und", "x" * 40, "e n"],
     "age_group": ["teen", "adult", "unknown", "child", ""], "interests": ["gaming,music", "", ",,,", "a" * 2100],
+    "name": ["exp-1", "control", "treatment", "Exp", "", "a" * 70, "b"], "weight": [0.5, 0.5, 1.0, 0, -0.1, "0.5"],
+    "override": OVERRIDES, "model": ["v1", "", None], "unit": ["user", "cluster", "team"], "layer": ["default", ""],
+    "traffic": [1.0, 0.5, 0, 2, float("nan")], "start": ["2026-11-01T00:00:00Z", 0, "soon"],
+    "stop": ["2026-12-01T00:00:00Z", "2026-10-01T00:00:00Z", None], "salt": ["s", ""],
+    "primary_metric": ["joins", "join_rate", "messages", "revenue"],
+    "guardrails": [["reports", "blocks"], ["x"], "reports"],
+    "description": ["d", 5],
 }
 WORDS = ["join", "leave", "view", "impression", "click", "block", "friend_request", "community", "user", "content",
          "communities", "people", "u1", "c1", "x1", "2026-11-01T00:00:00Z", "1e308", "nan", "inf", "-1", "0", "1",
@@ -102,8 +115,22 @@ def check(data: bytes) -> None:
     from belong.serve.schemas import ImpressionBatch
 
     r = Reader(data)
-    branch = r.byte() % 3
-    if branch == 2:  # the recommendation query (strings only, as a URL carries them)
+    branch = r.byte() % 4
+    if branch == 3:  # an experiment declaration (POST /v1/experiments, belong experiment create)
+        from belong.experiments.declaration import parse
+
+        body: Any = r.record(EXPERIMENT_KEYS)
+        if "arms" in body and r.byte() % 4:
+            body["arms"] = [r.record(ARM_KEYS) if r.byte() % 5 else r.value() for _ in range(r.byte() % 4)]
+        if "surface" in body and r.byte() % 2:
+            body["surface"] = r.pick(["communities", "people", "content", "communities_ranked", "nope", "../x.toml"])
+        try:
+            decl = parse(body if r.byte() % 8 else r.value())
+        except ValidationError as exc:
+            assert exc.field and exc.reason, exc
+            return
+        assert abs(sum(a.weight for a in decl.arms) - 1.0) < 1e-9 and len(decl.arms) >= 2
+    elif branch == 2:  # the recommendation query (strings only, as a URL carries them)
         from belong.serve.params import parse_recommendation_query
 
         query = {k: (v if isinstance(v, str) else str(v)) for k, v in r.record(QUERY_KEYS).items()}
@@ -140,6 +167,7 @@ def main() -> None:
 
     with atheris.instrument_imports(include=["belong"]):
         import belong.domain  # noqa: F401
+        import belong.experiments.declaration  # noqa: F401
         import belong.serve.batches  # noqa: F401
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()

@@ -1,8 +1,8 @@
-"""Coverage-guided fuzzing of the API's input parsers (issue 13, finding 10): the event parser and the impression
-parser (:mod:`belong.serve.batches`, driven by ``parsers_harness.py``) raise nothing but their documented errors on
-any input. atheris runs a bounded number of inputs in a subprocess (libFuzzer exits the process when done);
-hypothesis drives the same harness too (and stands in where atheris is not installed). The experiment-declaration
-parser named in the issue does not exist yet on main (``belong.experiments``): not fuzzed here."""
+"""Coverage-guided fuzzing of the API's input parsers (issue 13, finding 10): the event parser, the impression
+parser (:mod:`belong.serve.batches`), the recommendation query parser and the experiment-declaration parser
+(:mod:`belong.experiments.declaration`), driven by ``parsers_harness.py``, raise nothing but their documented errors
+on any input. atheris runs a bounded number of inputs in a subprocess (libFuzzer exits the process when done);
+hypothesis drives the same harness too (and stands in where atheris is not installed)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 HARNESS = Path(parsers_harness.__file__)
 RUNS = 20_000
 #: inputs atheris found that crashed a parser once (kept so the fix stays)
-FOUND = {"ts '1e308': OverflowError scaling to microseconds": "TwEhLwQrgS8BAA=="}
+FOUND = {"ts '1e308': OverflowError scaling to microseconds": "TwEhLwQrgS8BAA==",
+         "experiment with an empty key: the error named no field": "zwC+JgGBAAC+JgAAAAAAviYBgQAAAAAALCYs2i0="}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")

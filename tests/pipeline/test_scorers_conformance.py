@@ -17,8 +17,14 @@ SCORERS: dict[str, dict] = {
 }
 
 
+#: scorers of the people surface, checked in a people pipeline
+PEOPLE_SCORERS: dict[str, dict] = {
+    "people_ranker": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
+}
+
+
 def test_every_shipped_scorer_is_checked() -> None:
-    assert sorted(REGISTRY["scorer"]) == sorted(SCORERS)
+    assert sorted(REGISTRY["scorer"]) == sorted({**SCORERS, **PEOPLE_SCORERS})
 
 
 class TestScorers(ScorerContract):
@@ -27,3 +33,13 @@ class TestScorers(ScorerContract):
     def scorer(cls, request: pytest.FixtureRequest) -> Scorer:
         cls = REGISTRY["scorer"].get(request.param)
         return cls(cls.Config(**SCORERS[request.param]))  # type: ignore[return-value]
+
+
+class TestPeopleScorers(ScorerContract):
+    surface_name = "people"
+
+    @pytest.fixture(scope="class", params=list(PEOPLE_SCORERS))
+    @classmethod
+    def scorer(cls, request: pytest.FixtureRequest) -> Scorer:
+        cls = REGISTRY["scorer"].get(request.param)
+        return cls(cls.Config(**PEOPLE_SCORERS[request.param]))  # type: ignore[return-value]

@@ -93,6 +93,9 @@ def test_route_roles() -> None:
     assert required_role("GET", "/v1/recommendations/people", False) is None
     assert required_role("POST", "/v1/events", False) is Role.WRITE
     assert required_role("POST", "/v1/models/v1/activate", False) is Role.ADMIN
+    assert required_role("POST", "/v1/experiments", False) is Role.ADMIN
+    assert required_role("POST", "/v1/experiments/e1/stop", False) is Role.ADMIN
+    assert required_role("GET", "/v1/experiments/e1/results", True) is Role.READ
     assert required_role("DELETE", "/v1/users/u1", False) is Role.ADMIN
     assert required_role("PUT", "/v1/anything-added-later", False) is Role.WRITE
 

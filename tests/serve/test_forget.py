@@ -89,7 +89,7 @@ def running(spec: str, redis_url: str, prefix: str, models: Path) -> Iterator[Te
     settings = ServeSettings.from_env({"BELONG_API_KEYS_WRITE": WRITE_KEY, "BELONG_API_KEYS_ADMIN": ADMIN_KEY,
                                        "BELONG_REDIS_URL": redis_url, "BELONG_FEATURES_PREFIX": prefix,
                                        "BELONG_MODELS_DIR": str(models), "BELONG_BUDGET_SOURCES_MS": "30000",
-                                       "BELONG_BUDGET_FEATURES_MS": "2000"})
+                                       "BELONG_BUDGET_FEATURES_MS": "2000", "BELONG_READ_AUTH": "false"})
     with TestClient(create_app(spec, settings=settings)) as client:
         deadline = time.monotonic() + 120
         while client.get("/readyz").status_code != 200:
@@ -104,7 +104,8 @@ def _answers(client: TestClient, ids: dict[str, list[str]]) -> str:
     out = []
     for u in ids["users"][:60]:
         for surface in ("people", "communities", "content"):
-            r = client.get(f"/v1/recommendations/{surface}", params={"user_id": u, "k": 100, "debug": "true"})
+            r = client.get(f"/v1/recommendations/{surface}", params={"user_id": u, "k": 100, "debug": "true"},
+                           headers=auth(ADMIN_KEY))  # debug needs the admin key
             assert r.status_code == 200, r.text
             out.append(r.text)
         out.append(client.get(f"/v1/users/{u}/similar", params={"k": 100}).text)
@@ -213,7 +214,7 @@ def test_a_user_forgotten_through_one_process_is_masked_in_another(tmp_path: Pat
     with open_store(spec) as st:
         write_world(st, toy_world(), progress=False)
         users = [u for u in st.users().column("id").to_pylist() if u != "bob"]
-    settings = ServeSettings.from_env({"BELONG_API_KEYS_ADMIN": ADMIN_KEY})
+    settings = ServeSettings.from_env({"BELONG_API_KEYS_ADMIN": ADMIN_KEY, "BELONG_READ_AUTH": "false"})
     app_a, app_b = create_app(spec, settings=settings), create_app(spec, settings=settings)
     svc_b = app_b.state.service
     svc_b.forget_poll_s = 0.05

@@ -109,7 +109,8 @@ def bench_soak(store: Path, users: int, communities: int, seed: int, seconds: fl
     paths_file = tmp / "paths.txt"
     paths_file.write_text("".join(f"/v1/recommendations/communities?user_id={u}&k={k}\n" for u in chosen))
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_API_KEYS_WRITE": WRITE_KEY,
-           "BELONG_BUDGET_SOURCES_MS": "5000", "BELONG_CACHE_USERS": str(max(working_set * 2, 1000))}
+           "BELONG_BUDGET_SOURCES_MS": "5000", "BELONG_CACHE_USERS": str(max(working_set * 2, 1000)),
+           "BELONG_READ_AUTH": "false"}  # the read load sends no key (as in bench serve)
     env.pop("BELONG_REDIS_URL", None)
     args = [_belong(), "serve", "--store", str(store), "--port", str(port := free_port()), "--materialize"]
     if redis_url:

@@ -32,6 +32,7 @@ err_console = Console(stderr=True)
 from belong.cli import data as _data  # noqa: E402
 from belong.cli import demo as _demo  # noqa: E402
 from belong.cli import evaluate as _evaluate  # noqa: E402
+from belong.cli import experiment as _experiment  # noqa: E402
 from belong.cli import features as _features  # noqa: E402
 from belong.cli import forget as _forget  # noqa: E402
 from belong.cli import recommend as _recommend  # noqa: E402
@@ -41,7 +42,8 @@ from belong.cli import store as _store  # noqa: E402
 from belong.cli import token as _token  # noqa: E402
 from belong.cli import train as _train  # noqa: E402
 
-for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _token, _forget, _soak):
+for _mod in (_store, _data, _evaluate, _recommend, _demo, _features, _serve, _train, _token, _forget, _soak,
+             _experiment):
     _mod.register(app, bench)
 
 from belong.cli import bench_experiments as _bench_experiments  # noqa: E402

@@ -161,10 +161,28 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                    help="Comma-separated models to time."),
         k: int = typer.Option(20, "--k", min=1, help="Cut-off of the timed top-K and recall."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+        pipeline: str = typer.Option("", "--pipeline",
+                                     help="Instead of --models: time pipeline:SURFACE's batched evaluation against "
+                                          "one request per user (same fit, same users; belong.bench."
+                                          "evaluate_pipeline)."),
+        users: int = typer.Option(500, "--users", help="With --pipeline: test users timed (a seeded sample; 0: all)."),
+        batch_size: int = typer.Option(256, "--batch-size", help="With --pipeline: users per batch."),
     ) -> None:
         """Time the harness (fit + batched fused top-K + metrics) against a plain numpy reference, same run."""
         from belong.bench.evaluate import bench_evaluate
 
+        if pipeline:
+            from belong.bench.evaluate_pipeline import bench_pipeline
+
+            with err.status(f"pipeline:{pipeline}: fit, then per request and batched"):
+                out = bench_pipeline(dataset, pipeline, users=users, k=k, batch_size=batch_size)
+            if as_json:
+                typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+            else:
+                typer.echo(f"pipeline:{pipeline}: {out['batch_ms_per_user']:.2f} ms/user batched vs "
+                           f"{out['per_request_ms_per_user']:.2f} per request (x{out['speedup']:.1f}), "
+                           f"identical={out['identical_lists']}, max metric diff {out['max_abs_metric_diff']:.3g}")
+            return
         names = resolve_models([models], square=False)
         with _progress(err) as bar:
             task = bar.add_task("benchmarking", total=len(names))

@@ -123,3 +123,20 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                      traffic=traffic, zipf_s=zipf_s, events_per_s=events_per_s, precompute=precompute)
         out = orjson.dumps(result, option=orjson.OPT_INDENT_2 if not json_out else 0).decode()
         typer.echo(out)
+
+    @bench.command("dashboard")
+    def bench_dashboard(
+        users: int = typer.Option(100_000, help="Simulated users."),
+        communities: int = typer.Option(20_000, help="Simulated communities."),
+        store: Path = typer.Option(Path(".belong/bench-serve"), help="Where the simulated store is kept (reused; "
+                                   "the same world as belong bench serve)."),
+        repeats: int = typer.Option(20, min=2, help="Requests per page."),
+        sample_users: int = typer.Option(20, min=2, help="Distinct users for the user explorer pages."),
+        seed: int = typer.Option(0, help="Random seed of the world and the sample."),
+        json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
+    ) -> None:
+        """Each dashboard page's answer time on the bench world, next to the same server's /healthz."""
+        from belong.bench.dashboard import bench_dashboard as run
+
+        result = run(users, communities, store, repeats, sample_users, seed)
+        typer.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2 if not json_out else 0).decode())

@@ -1,5 +1,5 @@
-"""``belong train --store STORE [--out DIR] [--surface S ...] [--json]``: train every model the store's surfaces
-need and write a versioned artifact directory (see :mod:`belong.training.train`)."""
+"""``belong train --store STORE [--out DIR] [--surface S ...] [--tune-budget SECONDS [--retune]] [--json]``: train every
+model the store's surfaces need and write a versioned artifact directory (see :mod:`belong.training.train`)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         surface: list[str] = typer.Option([], "--surface", "-s", help="Surface name or TOML (repeatable; default: "
                                           "communities_ranked, people, content)."),
         as_json: bool = typer.Option(False, "--json", help="Print the manifest as one JSON object on stdout."),
+        tune_budget: float = typer.Option(None, "--tune-budget", help="Seconds of tuning (sources, ranker) on "
+                                          "validation cuts of the store's own data; the newest tuned artifact's "
+                                          "values are reused while the data has not drifted (belong.training.tune)."),
+        retune: bool = typer.Option(False, "--retune", help="With --tune-budget: search again even without drift."),
     ) -> None:
         """Train every model a store's surfaces need (sources, ranker) and write a versioned model artifact."""
         from belong.training.locate import default_models_dir
@@ -40,7 +44,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     tasks[name] = bar.add_task(name, total=total)
                 bar.update(TaskID(tasks[name]), description=f"{name}: {step}", completed=done, total=total)
 
-            result = train(spec, out or default_models_dir(spec), surface or DEFAULT_SURFACES, progress=on_progress)
+            result = train(spec, out or default_models_dir(spec), surface or DEFAULT_SURFACES, progress=on_progress,
+                           tune_budget=tune_budget, retune=retune)
         if as_json:
             typer.echo(orjson.dumps(result).decode())
             return
@@ -52,5 +57,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 line += (f"; validation ndcg@20 {metrics['ranker']['ndcg@20']:.4f}, "
                          f"ECE {metrics['calibration']['ece_before']:.4f} -> {metrics['calibration']['ece_after']:.4f}")
             err.print(line)
+        tuning = result.get("tuning")
+        if tuning:
+            how = (f"reused from {tuning['reused_from']} (drift {tuning['drift']:.0%})" if tuning["mode"] == "reused"
+                   else f"tuned in {tuning['seconds']:.1f} s of a {tuning['budget_seconds']:.0f} s budget "
+                        f"({tuning['reason']})")
+            err.print(f"  tuning: {how}")
         for name, why in result["skipped"].items():
             err.print(f"  {name}: skipped ({why})")

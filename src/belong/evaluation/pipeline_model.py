@@ -12,8 +12,9 @@ Names (after the ``pipeline:`` prefix):
 memberships; a square user x user matrix becomes the friendship graph, for the people surface) — or, for a time
 split of a whole world (a store, a simulated world, hetrec with its friendships: ``meta["world"]`` and
 ``meta["as_of_us"]``), from every event and entity of that world before the cut, as serving would have seen it
-then (:func:`belong.state.as_of`) — and fits the pipeline; ``recommend_idx`` runs one request per user. Indices are
-the training data's own: the state keeps the order of ``train.user_ids`` / ``train.item_ids``.
+then (:func:`belong.state.as_of`) — and fits the pipeline; ``recommend_idx`` ranks the users a batch at a time
+(:meth:`~belong.pipeline.pipeline.Pipeline.rank_batch`; ``batch = False``: one request per user, the same answers).
+Indices are the training data's own: the state keeps the order of ``train.user_ids`` / ``train.item_ids``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class PipelineEvaluable:
             self.pipeline = self.pipeline.only(self.only)
         self.name = f"pipeline:{spec}"
         self.fit_seconds = 0.0
+        #: score users in batches (:meth:`Pipeline.rank_batch`); False: one request at a time (the reference)
+        self.batch = True
 
     def get_config(self) -> dict[str, Any]:
         return self.pipeline.to_dict()
@@ -87,14 +90,21 @@ class PipelineEvaluable:
         return fitted() if callable(fitted) else {}
 
     def recommend_idx(self, user_idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` of each user: the whole batch through :meth:`Pipeline.rank_batch` (vectorised sources, one
+        ranker prediction), or one :meth:`Pipeline.run` per user with ``batch = False`` — the same answers."""
         kk = min(int(k), MAX_K)
-        out_i = np.full((len(user_idx), kk), -1, np.int64)
-        out_s = np.full((len(user_idx), kk), -np.inf, np.float32)
-        for row, u in enumerate(np.asarray(user_idx).tolist()):
-            req = Request(str(self.user_ids[u]), self.pipeline.surface, k=kk, explain=False)
-            items = [it for it in self.pipeline.run(req).items if it.index < self.n_items]  # not in the data: skip
-            out_i[row, : len(items)] = [it.index for it in items]
-            out_s[row, : len(items)] = [it.score for it in items]
+        users = np.asarray(user_idx).tolist()
+        out_i = np.full((len(users), kk), -1, np.int64)
+        out_s = np.full((len(users), kk), -np.inf, np.float32)
+        reqs = [Request(str(self.user_ids[u]), self.pipeline.surface, k=kk, explain=False) for u in users]
+        if self.batch:
+            answers = self.pipeline.rank_batch(reqs)
+        else:
+            answers = [[(it.index, it.score) for it in self.pipeline.run(r).items] for r in reqs]
+        for row, answer in enumerate(answers):
+            items = [(i, s) for i, s in answer if i < self.n_items]  # not in the data: skip
+            out_i[row, : len(items)] = [i for i, _ in items]
+            out_s[row, : len(items)] = [s for _, s in items]
         return out_i, out_s
 
     def score_items(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:

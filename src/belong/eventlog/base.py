@@ -206,7 +206,8 @@ class EventStore(abc.ABC):
 
     def time_span(self) -> tuple[int, int] | None:
         """(min ts_us, max ts_us) of stored events, or None when empty."""
-        lo, hi = self._query("SELECT MIN(ts_us), MAX(ts_us) FROM events")[0]
+        # two subqueries: each is one index probe (MIN and MAX in one SELECT scan the whole index in SQLite)
+        lo, hi = self._query("SELECT (SELECT MIN(ts_us) FROM events), (SELECT MAX(ts_us) FROM events)")[0]
         return None if lo is None else (int(lo), int(hi))
 
     def activity_counts(self) -> dict[str, int]:

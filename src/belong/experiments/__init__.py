@@ -1,1 +1,2 @@
-"""Online experiments: declarations, assignment, exposure, analysis statistics and off-policy evaluation."""
+"""Online experiments: declarations and their store, assignment, exposure, metrics over the event log, analysis,
+off-policy evaluation. See docs/EXPERIMENTS.md."""

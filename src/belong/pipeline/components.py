@@ -110,6 +110,11 @@ class CandidateSource(Component):
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
         raise NotImplementedError
 
+    def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
+        """:meth:`generate` of each request (offline batches: evaluation, training lists). A source overrides it
+        with a vectorised version that gives the same candidates, same scores; the default asks one by one."""
+        return [self.generate(r, state) for r in requests]
+
     # helpers for subclasses
     def _top(self, scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the k best positive-scored entries of a dense vector, best first (ties by index)."""
@@ -163,6 +168,12 @@ class Scorer(Component):
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         raise NotImplementedError
+
+    def score_batch(self, requests: list[Request], state: WorldState, lists: list[list[Merged]]
+                    ) -> list[np.ndarray]:
+        """:meth:`score` of each request's list (offline batches); a learned scorer overrides it to predict one
+        matrix for the whole batch, with the same scores."""
+        return [self.score(r, state, c) for r, c in zip(requests, lists, strict=True)]
 
 
 class Selector(Component):

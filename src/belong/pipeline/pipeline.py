@@ -38,6 +38,7 @@ from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, Filter, Hydrator, Progress, Scorer, Selector, build
 from belong.pipeline.types import (
+    Candidate,
     Candidates,
     Explanation,
     Finished,
@@ -229,16 +230,66 @@ class Pipeline:
         ``depth`` long. ``score=False``: the merged, filtered candidates in merge order, unscored (what a scorer
         that learns from candidates is trained on)."""
         state = self._check(request)
-        made_at = state.version
-        out = Candidates(RankedList(), made_at)
         t0 = time.perf_counter()
-        merged: dict[int, Merged] = {}
+        found: list[list[Candidate]] = []
+        source_ms: dict[str, float] = {}
         for src in self.sources:
             ts = time.perf_counter()
-            found = sorted(src.generate(request, state), key=lambda c: (-c.score, c.item))[: src.config.k]
-            out.source_ms[src.name] = (time.perf_counter() - ts) * 1e3
-            out.source_counts[src.name] = len(found)
-            for rank, c in enumerate(found):
+            found.append(src.generate(request, state))
+            source_ms[src.name] = (time.perf_counter() - ts) * 1e3
+        out = self._merge_filter(request, state, found, source_ms, t0)
+        if not score:
+            return out
+        t0 = time.perf_counter()
+        return self._order(out, self.scorer.score(request, state, [m for m, _ in out.ranked]), depth, t0)
+
+    def candidates_batch(self, requests: list[Request], *, depth: int | None = None) -> list[Candidates]:
+        """:meth:`candidates` of many requests at once, equal to one call each: every source proposes for the
+        whole batch (:meth:`~belong.pipeline.components.CandidateSource.generate_batch`: vectorised where a
+        source has it, one request at a time otherwise), merge and filters run per request, and the scorer
+        scores every list in one call (:meth:`~belong.pipeline.components.Scorer.score_batch`: a learned ranker
+        predicts one matrix). Offline work (evaluation, batch jobs), not the serving hot path."""
+        if not requests:
+            return []
+        state = self._check(requests[0])
+        for r in requests[1:]:
+            self._check(r)
+        t0 = time.perf_counter()
+        per_source = [src.generate_batch(requests, state) for src in self.sources]
+        src_ms = (time.perf_counter() - t0) * 1e3 / len(requests) / len(self.sources)
+        outs = [self._merge_filter(r, state, [found[i] for found in per_source],
+                                   dict.fromkeys((s.name for s in self.sources), src_ms), time.perf_counter())
+                for i, r in enumerate(requests)]
+        t0 = time.perf_counter()
+        scores = self.scorer.score_batch(requests, state, [[m for m, _ in o.ranked] for o in outs])
+        return [self._order(o, sc, depth, t0) for o, sc in zip(outs, scores, strict=True)]
+
+    def rank_batch(self, requests: list[Request]) -> list[list[tuple[int, float]]]:
+        """``(item index, score)`` of each request's answer, best first: the items and scores :meth:`run` gives
+        (same selector, same rules), without building the displayed items (no explanations, no hydration of the
+        chosen few): what offline evaluation reads."""
+        out = []
+        for r, cands in zip(requests, self.candidates_batch(requests), strict=True):
+            state = self._state()
+            if cands.state_version == state.version:  # as in finish(): the rules could change nothing
+                rows = cands.ranked.light(0, len(cands.ranked))
+                chosen = self._select(r, [m for m, _ in rows], [s for _, s in rows], None, cands.ranked.shared)
+            else:
+                chosen = self.finish(r, cands.ranked, made_at=cands.state_version).chosen
+            out.append([(m.item, float(s)) for m, s in chosen])
+        return out
+
+    def _merge_filter(self, request: Request, state: WorldState, found: list[list[Candidate]],
+                      source_ms: dict[str, float], t0: float) -> Candidates:
+        """Merge the sources' proposals (each source's best ``k``, ties by item), hydrate and filter: the
+        unscored list (in ``ranked.cands`` order) of :meth:`candidates`."""
+        out = Candidates(RankedList(), state.version)
+        out.source_ms = source_ms
+        merged: dict[int, Merged] = {}
+        for src, props in zip(self.sources, found, strict=True):
+            props = sorted(props, key=lambda c: (-c.score, c.item))[: src.config.k]
+            out.source_counts[src.name] = len(props)
+            for rank, c in enumerate(props):
                 merged.setdefault(c.item, Merged(c.item)).hits[src.name] = (rank, c)
         cands = list(merged.values())
         out.n_candidates = len(cands)
@@ -250,11 +301,14 @@ class Pipeline:
             res = f.apply(request, state, cands)
             cands = res.kept
             out.removed.extend(Removed(m.item, f.name, why) for m, why in res.removed)
-        t0 = _stage(out.stage_ms, "filter", t0)
-        if not score:
-            out.ranked = RankedList((m, float("nan")) for m in cands)
-            return out
-        scores = self.scorer.score(request, state, cands)
+        _stage(out.stage_ms, "filter", t0)
+        out.ranked = RankedList((m, float("nan")) for m in cands)
+        return out
+
+    @staticmethod
+    def _order(out: Candidates, scores: np.ndarray, depth: int | None, t0: float) -> Candidates:
+        """Sort the merged list by ``scores`` (best first, ties by item), at most ``depth`` long."""
+        cands = [m for m, _ in out.ranked]
         order = sorted(range(len(cands)), key=lambda i: (-scores[i], cands[i].item))
         out.ranked = RankedList((cands[i], float(scores[i])) for i in order[:depth])
         _stage(out.stage_ms, "score", t0)
@@ -378,15 +432,18 @@ class Pipeline:
             memo.hydration, memo.items = None, None  # hydrated anew: the items are rebuilt
         return key
 
-    def why_not(self, request: Request, item: str) -> WhyNot:
+    def why_not(self, request: Request, item: str, *, made: Candidates | None = None,
+                done: Finished | None = None) -> WhyNot:
         """Why ``item`` (an item id of this surface) is or is not in ``request``'s answer: not a candidate (no source
         proposed it), removed by a filter (and why), ranked below the cut (at which position), left out by the
-        selector, or shown (at which rank). The same two halves as :meth:`run`, read item by item."""
+        selector, or shown (at which rank). The same two halves as :meth:`run`, read item by item; ``made`` and
+        ``done``: the two halves already run for this very request (the dashboard's page has them), not rerun."""
         state = self._check(request)
         table, kind = {Surface.COMMUNITIES: (state.communities, "community"), Surface.PEOPLE: (state.users, "user"),
                        Surface.CONTENT: (state.content, "content")}[self.surface]
         idx = table.get(item, kind)
-        made = self.candidates(request)
+        if made is None:
+            made, done = self.candidates(request), None
         removed = next((r for r in made.removed if r.item == idx), None)
         pos = next((p for p, (m, _) in enumerate(made.ranked, start=1) if m.item == idx), None)
         hit = made.ranked.full(idx)
@@ -397,7 +454,8 @@ class Pipeline:
         if pos is None:
             asked = ", ".join(made.source_counts)
             return WhyNot(item, "not_a_candidate", f"no source proposed it (sources asked: {asked})")
-        done = self.finish(request, made.ranked, made_at=made.state_version)
+        if done is None:
+            done = self.finish(request, made.ranked, made_at=made.state_version)
         shown = next((it for it in done.items if it.index == idx), None)
         score = float(made.ranked[pos - 1][1])
         if shown is not None:

@@ -6,6 +6,7 @@ Importing this package registers its components for surface TOML files:
 type              kind      idea
 ================  ========  ==========================================================================
 ``lgbm_ranker``   scorer    LightGBM LambdaRank (+ calibrated binary objectives), :mod:`.scorer`
+``people_ranker`` scorer    people you may know by the learned p(friendship forms), :mod:`.people`
 ``mmr``           selector  MMR diversity, per-source quotas, an exploration slot with propensity, :mod:`.rerank`
 ``safety_rules``  filter    every safety rule with a per-surface policy, :mod:`.rules`
 ``pending``       filter    pending friend requests in either direction, :mod:`.rules`
@@ -13,4 +14,4 @@ type              kind      idea
 ================  ========  ==========================================================================
 """
 
-from belong.ranking import rerank, rules, scorer  # noqa: F401
+from belong.ranking import people, rerank, rules, scorer  # noqa: F401

@@ -53,7 +53,10 @@ def list_metrics(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, n_pos: n
 
 def feature_set_change(manifest: dict[str, Any]) -> str | None:
     """How a saved ranker's features (its manifest part) differ from what this version computes; None if equal."""
-    from belong.ranking.dataset import feature_names
+    if manifest.get("kind") == "people":
+        from belong.ranking.people_lists import feature_names
+    else:
+        from belong.ranking.dataset import feature_names
 
     saved, expected = list(manifest["features"]), feature_names(manifest["sources"])
     if saved == expected:
@@ -86,6 +89,8 @@ class Ranker:
         self.feature_names: list[str] = []
         self.source_names: list[str] = []
         self.metrics: dict[str, Any] = {}
+        #: whose features: ``communities`` (:mod:`belong.ranking.dataset`) or ``people`` (:mod:`.people_lists`)
+        self.kind = "communities"
 
     def _lgb_params(self, objective: str) -> dict[str, Any]:
         p = self.params
@@ -161,6 +166,8 @@ class Ranker:
             "feature_importance": {f: round(float(g), 3) for f, g in
                                    sorted(zip(self.feature_names, gain, strict=True), key=lambda t: -t[1])},
         }
+        if "blend" in self.feature_names:  # the surface's rank blend as a column: the ranker against it
+            self.metrics["blend"] = list_metrics(lists.X[Xv_rows, self.feature_names.index("blend")], ys, gva, nps)
         return self
 
     def _fit_outcomes(self, lists: TrainingLists, tr: np.ndarray, va: np.ndarray, rng: np.random.Generator,
@@ -255,7 +262,7 @@ class Ranker:
             np.savez(root / calibrators[name]["file"], allow_pickle=False, **cal.arrays)
         return {"files": files, "calibrators": calibrators, "params": self.params,
                 "objectives": self.objectives, "features": self.feature_names, "sources": self.source_names,
-                "metrics": self.metrics}
+                "metrics": self.metrics, **({"kind": self.kind} if self.kind != "communities" else {})}
 
     @classmethod
     def load(cls, root: Path, manifest: dict[str, Any]) -> Ranker:
@@ -273,4 +280,5 @@ class Ranker:
                 r.calibrators[name] = Calibrator(cal["method"], {k: z[k] for k in z.files})
         r.feature_names, r.source_names = list(manifest["features"]), list(manifest["sources"])
         r.metrics = manifest.get("metrics", {})
+        r.kind = manifest.get("kind", "communities")
         return r

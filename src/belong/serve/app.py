@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
-from belong.serve import errors, replica, routes
+from belong.serve import dashboard, errors, experiment_routes, replica, routes
 from belong.serve.guard import Guard, document_guard
 from belong.serve.openapi_links import add_links
 from belong.serve.service import Service
@@ -68,6 +68,8 @@ def create_app(
     app.state.service = svc
     errors.install(app, svc)
     routes.install(app)
+    experiment_routes.install(app)
+    dashboard.install(app)  # /dashboard: docs/DASHBOARD.md
     app.add_middleware(Guard, keys=svc.keys, settings=svc.settings)  # keys and limits before any body is read
 
     def openapi() -> dict[str, Any]:

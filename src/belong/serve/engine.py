@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from belong.domain import SURFACE_NAME, Surface
+from belong.experiments.serving import Routed, Router
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Candidates, Finished, NewUser, Ranked, RankedList, Request
 from belong.serve.access import public_features
@@ -74,6 +75,8 @@ class Context:
     pending: Pending | None = None
     done: Finished | None = None
     online: Online | None = None
+    tag: str = ""  # the candidate cache's version tag: the model version, or that of an experiment arm's pipeline
+    routed: Routed | None = None  # the experiment arm serving this request
 
 
 class Engine:
@@ -89,6 +92,7 @@ class Engine:
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="belong-sources")
         self._inflight: dict[tuple[str, Surface, str], asyncio.Future] = {}
         self.precomputed: PrecomputedLists | None = None  # stored lists read on a miss (belong.serve.precomputed)
+        self.experiments: Router | None = None  # set by the service when the store holds experiments
 
     def model(self) -> ModelVersion:
         model = self.registry.active
@@ -105,7 +109,14 @@ class Engine:
         model = self.model()
         request = Request(user_id, surface, k=k, new_user=new_user)
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
-        ctx = Context(model, model.pipelines[surface], request, debug, started, private=private or debug)
+        ctx = Context(model, model.pipelines[surface], request, debug, started, private=private or debug,
+                      tag=model.version)
+        if self.experiments is not None and self.experiments.active:
+            ctx.routed = await self.experiments.route(model, surface, user_id, self.registry.find)
+            if ctx.routed is not None:
+                ctx.pipeline, ctx.tag = ctx.routed.pipeline, ctx.routed.tag
+                if ctx.routed.model is not None:  # an arm served by another loaded version
+                    ctx.model = ctx.routed.model
         await self._candidates(ctx)
         self._read_features(ctx)
         try:
@@ -118,20 +129,21 @@ class Engine:
         return self._respond(ctx)
 
     # ------------------------------------------------------------------------------------------- candidates
-    def _start_run(self, model: ModelVersion, request: Request) -> asyncio.Future:
-        """One background candidate run per (version, surface, user); it fills the cache when it completes."""
-        key = (model.version, request.surface, request.user_id)
+    def _start_run(self, ctx: Context) -> asyncio.Future:
+        """One background candidate run per (version tag, surface, user); it fills the cache when it completes."""
+        request, tag, pipeline = ctx.request, ctx.tag, ctx.pipeline
+        key = (tag, request.surface, request.user_id)
         fut = self._inflight.get(key)
         if fut is not None:
             return fut
         loop = asyncio.get_running_loop()
-        pipeline = model.pipelines[request.surface]
-        stored = self.precomputed
+        # stored lists are the model's own pipeline's (an experiment arm's pipeline has another tag)
+        stored = self.precomputed if tag == ctx.model.version else None
 
         def run() -> Candidates:
             made = pipeline.candidates(request, depth=self.settings.cache_depth)
             if stored is not None:  # the live list refreshes the stored one (see belong.serve.precomputed)
-                stored.put(model.version, request.surface, request.user_id, made)
+                stored.put(tag, request.surface, request.user_id, made)
             return made
 
         fut = loop.run_in_executor(self.executor, run)
@@ -143,34 +155,35 @@ class Engine:
             if f.exception() is not None:  # counted here: nobody may be waiting for this run any more
                 self.metrics.errors.labels(f"source:{type(f.exception()).__name__}").inc()
                 return
-            self.cache.put(request.surface, request.user_id, Entry.of(model.version, f.result()))
+            self.cache.put(request.surface, request.user_id, Entry.of(tag, f.result()))
 
         fut.add_done_callback(done)
         self._inflight[key] = fut
         return fut
 
     async def _candidates(self, ctx: Context) -> None:
-        request, model = ctx.request, ctx.model
+        request = ctx.request
         t0 = time.perf_counter()
-        entry, fresh = self.cache.get(request.surface, request.user_id, model.version)
+        entry, fresh = self.cache.get(request.surface, request.user_id, ctx.tag)
         ctx.stages["cache"] = (time.perf_counter() - t0) * 1e3
         if entry is not None:
             ctx.cache = "hit" if fresh else "stale"
             self.metrics.cache_lookup(request.surface, ctx.cache)
             if not fresh:  # stale-while-revalidate: answer now, refresh in the background
-                self._start_run(model, request)
+                self._start_run(ctx)
             ctx.ranked, ctx.entry = entry.ranked, entry  # type: ignore[assignment]  # packed by the cache
             return
         self.metrics.cache_lookup(request.surface, "miss")
         t0 = time.perf_counter()
-        if self.precomputed is not None and (key := (model.version, request.surface, request.user_id)) \
-                not in self._inflight and (entry := self.precomputed.entry(*key)) is not None:
+        if self.precomputed is not None and ctx.tag == ctx.model.version \
+                and (key := (ctx.tag, request.surface, request.user_id)) not in self._inflight \
+                and (entry := self.precomputed.entry(*key)) is not None:
             self.cache.put(request.surface, request.user_id, entry)  # the stored list, as a cache entry
             ctx.cache = "precomputed"
             ctx.ranked, ctx.entry = entry.ranked, entry  # type: ignore[assignment]
             ctx.stages["sources"] = (time.perf_counter() - t0) * 1e3
             return
-        fut = self._start_run(model, request)
+        fut = self._start_run(ctx)
         try:
             made: Candidates = await asyncio.wait_for(asyncio.shield(fut), self.settings.budget_sources_ms / 1e3)
             # requests waiting on one run share its objects: marked shared, they are copied before any write
@@ -268,8 +281,12 @@ class Engine:
             # the same in every row: sent once; the requester's own profile row, for admin callers only
             "user_features": online.user if online is not None and ctx.private else {},
             "items": self._items(ctx), "degraded": bool(ctx.degraded), "degraded_reasons": ctx.degraded,
-            "cache": ctx.cache,
+            "cache": ctx.cache, "experiments": [],
         }
+        if ctx.routed is not None:
+            body["experiments"] = [{"name": ctx.routed.name, "arm": ctx.routed.arm}]
+            if ctx.done is not None and ctx.done.items and self.experiments is not None:  # a list was served
+                self.experiments.exposed(ctx.routed, body["request_id"], request.user_id, body["surface"])
         t1 = time.perf_counter()
         ctx.stages["respond"] = (t1 - t0) * 1e3
         if ctx.debug:

@@ -2,9 +2,9 @@
 a request may go on — before any body is read or parsed.
 
 1. the route's role (:func:`required_role`): open operational routes; reads need a read key or a user token (unless
-   ``BELONG_READ_AUTH=false``); ``DELETE`` and ``/v1/models`` need an admin key; other writes a write key. A user token
-   reaches only its own user's recommendations and similar users (403 otherwise, the same answer whether or not the
-   other id exists).
+   ``BELONG_READ_AUTH=false``); ``DELETE``, ``/v1/models`` and ``/v1/experiments`` need an admin key; other writes
+   a write key. A user token reaches only its own user's recommendations and similar users (403 otherwise, the same
+   answer whether or not the other id exists).
 2. the caller's token bucket (429 with ``Retry-After``).
 3. the body: a ``Content-Length`` over ``max_body_bytes`` is refused 413 unread; a body is then read whole (a
    streamed body refused 413 as soon as it passes the limit; 408 when it does not arrive within
@@ -37,15 +37,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 USER_SCOPE = "a user token may read only its own user's recommendations and similar users"
+#: paths that check their callers themselves: the dashboard (an admin key at its login form, then a signed session
+#: cookie and CSRF tokens: belong.serve.dashboard.session); body limits still apply
+OWN_AUTH = "/dashboard"
 
 
 def required_role(method: str, path: str, read_auth: bool) -> Role | None:
     """The least role a request needs (``None``: open). Routes added later fall under the same rules."""
-    if path in OPEN:
+    if path in OPEN or path == OWN_AUTH or path.startswith(OWN_AUTH + "/"):
         return None
     if method in ("GET", "HEAD"):
         return Role.READ if read_auth else None
-    if method == "DELETE" or path == "/v1/models" or path.startswith("/v1/models/"):
+    if method == "DELETE" or path in ("/v1/models", "/v1/experiments") \
+            or path.startswith(("/v1/models/", "/v1/experiments/")):  # managing models and experiments
         return Role.ADMIN
     return Role.WRITE
 

@@ -41,6 +41,8 @@ class Recommendations(BaseModel):
     degraded: bool
     degraded_reasons: list[str]
     cache: str = Field(description="hit, miss, stale or precomputed (a stored list, belong candidates precompute)")
+    experiments: list[dict[str, str]] = Field(
+        default_factory=list, description="the experiments serving this answer: [{name, arm}]")
     debug: dict[str, Any] | None = Field(None, description="with debug=true (admin key): stage timings and "
                                    "removed candidates")
 

@@ -12,6 +12,7 @@ from belong.domain import Event, EventType, Surface
 from belong.errors import StoreError, UnknownIdError, ValidationError
 from belong.eventlog import EventStore, open_store
 from belong.eventlog.base import AppendResult
+from belong.experiments.serving import Router
 from belong.serve.auth import KeyChecker
 from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
@@ -62,6 +63,7 @@ class Service:
         self.forget_poll_s = FORGET_POLL_S
         self._watcher: asyncio.Task[None] | None = None
         self.startup_error: str | None = None
+        self.experiments: Router | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
     @property
@@ -72,6 +74,8 @@ class Service:
 
     def open(self) -> None:
         self._store = open_store(self.store_spec, create=False)
+        self.experiments = Router(self.store_spec).open()
+        self.engine.experiments = self.experiments
 
     async def start(self, model: ModelVersion | None = None) -> None:
         """Materialise features (when asked) and activate the first version: ``model``, else the newest artifact,
@@ -96,6 +100,8 @@ class Service:
         if self._watcher is not None:
             self._watcher.cancel()
         self.engine.close()
+        if self.experiments is not None:
+            self.experiments.close()
         if self._store is not None:
             self._store.close()
 

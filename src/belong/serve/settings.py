@@ -7,6 +7,8 @@
 * ``BELONG_API_KEYS_READ`` (default (none)): comma list of keys allowed on read routes (recommendations, similar,
   models); write and admin keys may also read. Every key must be at least 16 characters (refused at start-up)
 * ``BELONG_TOKEN_SECRET`` (default (none)): secret (at least 32 characters) signing user tokens
+* ``BELONG_DASHBOARD_SECRET`` (default (none)): secret (at least 32 characters) signing dashboard sessions; unset: a
+  random one per process (sessions end with the process)
   (:mod:`belong.serve.tokens`, ``belong token mint``); unset: no user tokens are accepted
 * ``BELONG_APP`` (default default): this server's app name (user tokens name it; ``belong serve --apps`` sets it
   per app)
@@ -116,6 +118,7 @@ class ServeSettings:
     proxy_headers: bool = False
     read_keys: frozenset[str] = field(default_factory=frozenset)
     token_secret: str | None = None
+    dashboard_secret: str | None = None
     app_name: str = "default"
     read_auth: bool = True
     max_body_bytes: int = 1_048_576
@@ -147,6 +150,7 @@ class ServeSettings:
             proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),
             read_keys=_keys(env.get("BELONG_API_KEYS_READ")),
             token_secret=env.get("BELONG_TOKEN_SECRET") or None,
+            dashboard_secret=env.get("BELONG_DASHBOARD_SECRET") or None,
             app_name=env.get("BELONG_APP") or "default",
             read_auth=_flag(env, "BELONG_READ_AUTH", default=True),
             max_body_bytes=int(_num(env, "BELONG_MAX_BODY_BYTES", 1_048_576, minimum=1)),
@@ -173,6 +177,9 @@ class ServeSettings:
         if self.token_secret is not None and len(self.token_secret) < MIN_SECRET_LEN:
             raise ValidationError("BELONG_TOKEN_SECRET", f"must be at least {MIN_SECRET_LEN} characters, got "
                                   f"{len(self.token_secret)}")
+        if self.dashboard_secret is not None and len(self.dashboard_secret) < MIN_SECRET_LEN:
+            raise ValidationError("BELONG_DASHBOARD_SECRET", f"must be at least {MIN_SECRET_LEN} characters, got "
+                                  f"{len(self.dashboard_secret)}")
         return self
 
     def with_(self, **changes: Any) -> ServeSettings:

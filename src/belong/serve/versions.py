@@ -191,6 +191,10 @@ class ModelRegistry:
     def has(self, version: str) -> bool:
         return version in self._versions
 
+    def find(self, version: str) -> ModelVersion | None:
+        """The loaded ``version``, or None."""
+        return self._versions.get(version)
+
     def get(self, version: str) -> ModelVersion:
         model = self._versions.get(version)
         if model is None:

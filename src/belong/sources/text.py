@@ -25,7 +25,7 @@ from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
 from belong.pipeline.types import Candidate, Reason, Request
-from belong.state import WorldState
+from belong.state import Profile, WorldState
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -171,20 +171,55 @@ class TextMatch(CandidateSource):
         out = self.docs @ query.T
         return np.asarray(out.toarray() if sp.issparse(out) else out).ravel()
 
-    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+    def _query(self, request: Request, state: WorldState) -> tuple[Profile, np.ndarray, str] | None:
+        """``(profile, the user's communities, query text)``; None: nothing to match."""
         p = state.profile(request)
         if request.surface is not Surface.COMMUNITIES or self.docs is None:
-            return []
+            return None
         mine = p.communities[p.communities < self.n]
         words = list(p.interests)
         for c in mine.tolist():
             words.extend(state.communities.tags[c])
         if not words and mine.size == 0:
+            return None
+        return p, mine, " ".join(words) if words else ""
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        q = self._query(request, state)
+        if q is None:
             return []
-        query_text = " ".join(words) if words else ""
+        sim = self._sim(self.encoder.encode([q[2]])) if q[2] else None
+        return self._answer(request, state, *q, sim)
+
+    def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
+        """TF-IDF: every query text of the batch encoded in one call and matched in one product (each row of a
+        sparse product is computed alone, in the same order: the same scores); MiniLM: one request at a time."""
+        if not isinstance(self.encoder, TfidfEncoder) or self.docs is None:
+            return super().generate_batch(requests, state)
+        queries = [self._query(r, state) for r in requests]
+        texts = [q[2] for q in queries if q is not None and q[2]]
+        sims = None
+        if texts:
+            prod = self.docs @ self.encoder.encode(texts).T
+            sims = np.asarray(prod.toarray() if sp.issparse(prod) else prod)
+        out: list[list[Candidate]] = []
+        col = 0
+        for r, q in zip(requests, queries, strict=True):
+            if q is None:
+                out.append([])
+                continue
+            sim = None
+            if q[2] and sims is not None:
+                sim, col = sims[:, col], col + 1
+            out.append(self._answer(r, state, *q, sim))
+        return out
+
+    def _answer(self, request: Request, state: WorldState, p: Profile, mine: np.ndarray, query_text: str,
+                sim: np.ndarray | None) -> list[Candidate]:
+        assert self.docs is not None
         scores = np.zeros(self.n)
-        if query_text:
-            scores += self._sim(self.encoder.encode([query_text]))
+        if sim is not None:
+            scores += sim
         if mine.size:
             centroid = self.docs[mine].mean(axis=0)
             centroid = np.asarray(centroid)

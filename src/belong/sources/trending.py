@@ -36,26 +36,46 @@ class Trending(CandidateSource):
     config: TrendingConfig
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
-        p = state.profile(request)
-        if request.surface is Surface.PEOPLE:
-            return []
-        heat = state.content_heat if request.surface is Surface.CONTENT else state.community_heat
+        return self.generate_batch([request], state)[0]
+
+    def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
+        """The segments' blend is computed once per (surface, segments) in the batch, then each user's own items
+        are left out: the same candidates as one request at a time."""
+        blends: dict[tuple, tuple | None] = {}
+        out: list[list[Candidate]] = []
+        for request in requests:
+            p = state.profile(request)
+            key = (request.surface, *state.segments(p))
+            if key not in blends:
+                blends[key] = self._blend(request.surface, key[1:], state)
+            blend = blends[key]
+            if blend is None:
+                out.append([])
+                continue
+            parts, stack, scores, texts = blend
+            top, vals = self._top(scores, self.config.k, exclude=self._owned(request, p, state))
+            best = np.argmax(stack[:, top], axis=0) if top.size else np.empty(0, int)
+            out.append([Candidate(int(j), self.name, float(s), texts[b])
+                        for j, s, b in zip(top, vals, best, strict=True)])
+        return out
+
+    def _blend(self, surface: Surface, segments: tuple, state: WorldState) -> tuple | None:
+        """``(parts, stacked normalised heats, their sum, one reason per part)`` for users of these segments."""
+        if surface is Surface.PEOPLE:
+            return None
+        heat = state.content_heat if surface is Surface.CONTENT else state.community_heat
         overall = heat.get("all")
         if overall is None or overall.size == 0:
-            return []
+            return None
         parts: list[tuple[str, np.ndarray]] = []
-        for key in state.segments(p):
+        for key in segments:
             h = heat.get(key)
             if h is not None and h.max(initial=0) > 0:
                 parts.append((key, self.config.segment_weight * h / h.max()))
         parts.append(("all", self.config.overall_weight * overall / max(overall.max(initial=0), 1e-12)))
         stack = np.vstack([np.resize(h, overall.size) for _, h in parts])
-        scores = stack.sum(axis=0)
-        exclude = self._owned(request, p, state)
-        top, vals = self._top(scores, self.config.k, exclude=exclude)
-        best = np.argmax(stack[:, top], axis=0) if top.size else np.empty(0, int)
-        return [Candidate(int(j), self.name, float(s), Reason(_describe(parts[b][0]), {"segment": parts[b][0]}))
-                for j, s, b in zip(top, vals, best, strict=True)]
+        texts = [Reason(_describe(k), {"segment": k}) for k, _ in parts]
+        return parts, stack, stack.sum(axis=0), texts
 
     @staticmethod
     def _owned(request: Request, p: Profile, state: WorldState) -> np.ndarray:

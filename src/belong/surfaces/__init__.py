@@ -6,6 +6,7 @@ name                     kind            what
 ``communities``          communities     every communities source, safety rules, the rank blend
 ``communities_ranked``   communities     the same sources and rules, the learned LightGBM ranker
 ``people``               people          people you may know: graph, co-membership and interest sources
+``people_ranked``        people          the same sources and rules, the learned p(friendship forms) ranker
 ``content``              content         content of your communities, what friends engage with, trending
 =======================  ==============  =============================================================
 

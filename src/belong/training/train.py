@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from belong import surfaces
 from belong.domain import Surface
+from belong.errors import ValidationError
 from belong.state import WorldState, from_world
 from belong.training import artifact
 from belong.training.publish import publish, staging_dir, sweep
@@ -73,14 +74,79 @@ def _lists_progress(progress: TrainProgress | None, name: str) -> Callable[[int,
     return on_lists
 
 
+def _tuning_plan(state: WorldState, out: Path, budget: float | None, retune: bool,
+                 pipelines: dict[str, Any]) -> dict[str, Any] | None:
+    """What ``--tune-budget`` does here: tune (with a shared :class:`~belong.training.tune.Budget`) or reuse the
+    newest tuned artifact's values (fingerprint within the drift threshold)."""
+    if budget is None:
+        return None
+    from belong.training import tune
+
+    fp = tune.fingerprint(state)
+    record: dict[str, Any] = {"budget_seconds": budget, "fingerprint": fp, "drift_threshold": tune.DRIFT_THRESHOLD,
+                              "surfaces": {}}
+    prev = None if retune else tune.previous_tuning(out)
+    if prev is not None:
+        version, old = prev
+        d = tune.drift(fp, old.get("fingerprint", {}))
+        record.update({"previous": version, "drift": round(d, 4)})
+        if d <= tune.DRIFT_THRESHOLD and all(p.name in old["surfaces"] for p in pipelines.values()):
+            record.update({"mode": "reused", "reused_from": version, "surfaces": old["surfaces"], "seconds": 0.0})
+            return {"record": record, "budget": None}
+    record["mode"] = "tuned"
+    record["reason"] = ("--retune" if retune else "no tuned artifact before" if prev is None else
+                        f"data drifted {record['drift']:.0%} > {tune.DRIFT_THRESHOLD:.0%}" if record["drift"] >
+                        tune.DRIFT_THRESHOLD else "a surface was not tuned before")
+    record["seconds"] = 0.0
+    tasks = sum(tune.count_tasks(p) for p in pipelines.values())
+    return {"record": record, "budget": tune.Budget(budget, tasks)}
+
+
+def _tune_or_reuse(name: str, pipeline: Any, state: WorldState, tuning: dict[str, Any],
+                   progress: TrainProgress | None) -> None:
+    """Fit ``pipeline`` with tuned values: recorded ones (reuse), or found now within the shared budget."""
+    from belong.training import tune
+
+    record = tuning["record"]
+    if tuning["budget"] is None:
+        tune.apply(pipeline, record["surfaces"][pipeline.name])
+        pipeline.fit(state, _lists_progress(progress, name))
+        return
+    budget = tuning["budget"]
+    t0 = time.perf_counter()
+
+    def on_trial(what: str, n: int) -> None:
+        if progress:
+            progress(name, f"tuning {what}: trial {n}", n, n)
+
+    surface: dict[str, Any] = {"sources": tune.tune_sources(pipeline, state, budget, on_trial=on_trial)}
+    if pipeline.scorer.type_name == "lgbm_ranker":
+        surface["ranker"] = tune.tune_ranker(pipeline, state, budget, on_trial=on_trial,
+                                             progress=_lists_progress(progress, name))
+    else:
+        pipeline.fit(state, _lists_progress(progress, name))
+    trial_s = sum(float(r.get("seconds", 0.0)) for r in [*surface["sources"].values(), surface.get("ranker", {})])
+    surface["seconds"] = round(time.perf_counter() - t0, 3)
+    record["surfaces"][pipeline.name] = surface  # the catalogue name or the TOML file's stem
+    record["seconds"] = round(record["seconds"] + trial_s, 3)
+
+
 def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
-          progress: TrainProgress | None = None) -> dict[str, Any]:
-    """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added)."""
+          progress: TrainProgress | None = None, *, tune_budget: float | None = None,
+          retune: bool = False) -> dict[str, Any]:
+    """Train and write ``out/<version>/``; returns the manifest (with ``path`` and ``seconds`` added).
+
+    ``tune_budget`` (seconds): tune the sources and the ranker on the store's own data first, or reuse the newest
+    tuned artifact's values in ``out`` while the data has not drifted (:mod:`belong.training.tune`; ``retune``:
+    search again anyway); the manifest's ``tuning`` records what was chosen and why."""
+    if tune_budget is not None and tune_budget < 0:
+        raise ValidationError("tune_budget", f"must be >= 0 seconds, got {tune_budget}")
     t0 = time.perf_counter()
     created = datetime.now(UTC)
     pipelines = {name: surfaces.load(name) for name in names}  # bad names fail before any work
     state, window = load_state(store)
     load_s = time.perf_counter() - t0
+    tuning = _tuning_plan(state, Path(out), tune_budget, retune, pipelines)
     version = artifact.new_version(created, f"{store}|{window}|{created.isoformat()}")
     final = Path(out) / version
     if final.exists():
@@ -98,7 +164,10 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         ts = time.perf_counter()
         if progress:
             progress(name, "fitting sources", 0, 1)
-        pipeline.fit(state, _lists_progress(progress, name))
+        if tuning is not None:
+            _tune_or_reuse(name, pipeline, state, tuning, progress)
+        else:
+            pipeline.fit(state, _lists_progress(progress, name))
         if progress:
             progress(name, "writing", 1, 1)
         entry = artifact.write_surface(directory, pipeline)
@@ -112,6 +181,7 @@ def train(store: str, out: Path, names: Sequence[str] = DEFAULT_SURFACES,
         "counts": {"users": state.n_users, "communities": state.n_communities, "content": state.n_content,
                    "memberships": int(state.membership_csr().nnz), "friendships": int(state.friend_csr().nnz // 2)},
         "surfaces": entries, "skipped": skipped,
+        **({"tuning": tuning["record"]} if tuning is not None else {}),
         "timing": {"load_seconds": round(load_s, 3), "total_seconds": round(seconds, 3)},
         "environment": {"python": platform.python_version(), "lightgbm": lightgbm.__version__,
                         "numpy": np.__version__},
