@@ -8,7 +8,10 @@ under ``STORE/models``), the API server started on that artifact as its own proc
 one core), the candidate lists of a working set of users warmed (each a full pipeline run: the cold
 latency is reported), then for each fixed rate an open-loop load generator (:mod:`belong.bench.loadgen`, another
 process pinned to the other core) drives ``GET /v1/recommendations/communities`` over loopback; then the same
-rates against the bare server. A rate is *held* when every request answered 200, at most 1% were degraded, and
+rates against the bare server. ``--traffic zipf`` (:mod:`belong.bench.traffic`) first measures the realistic load —
+every person, heavy-tailed visits, nothing warmed, events posted during the load, the cold path reading the lists of
+``belong candidates precompute`` — against the bare server on the same request files, then the warm case above on
+the same server. A rate is *held* when every request answered 200, at most 1% were degraded, and
 p99 <= budget.
 """
 
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from belong.domain import Surface
 from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
 
 BENCH_ADMIN_KEY = secrets.token_urlsafe(24)  # the stage breakdown reads debug traces (admin only)
+BENCH_WRITE_KEY = secrets.token_urlsafe(24)  # --traffic zipf posts events during the load
 BENCH_TTL_S = 86_400  # the warmed working set stays fresh for the whole run
 
 
@@ -181,13 +186,14 @@ def _stage_sums(base: str) -> dict[str, tuple[float, float]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def _sweep(port: int, rates: list[float], seconds: float, paths_file: str, p99_ms: float, label: str,
-           console: Console, pid: int | None = None) -> list[dict[str, Any]]:
+def _sweep(port: int, rates: list[float], seconds: float, paths_file: str | Callable[[float], str], p99_ms: float,
+           label: str, console: Console, pid: int | None = None) -> list[dict[str, Any]]:
+    """Each rate in turn (``paths_file``: one file, or the file of each rate)."""
     runs = []
     for rate in rates:
         cpu0 = _cpu_seconds(pid) if pid else None
         with console.status(f"{label}: {rate:,.0f} requests/s for {seconds:.0f} s"):
-            run = _load(port, rate, seconds, paths_file)
+            run = _load(port, rate, seconds, paths_file if isinstance(paths_file, str) else paths_file(rate))
         cpu1 = _cpu_seconds(pid) if pid else None
         if cpu0 is not None and cpu1 is not None and run["sent"]:
             run["server_cpu_ms_per_request"] = round((cpu1 - cpu0) / run["sent"] * 1e3, 3)
@@ -199,9 +205,34 @@ def _sweep(port: int, rates: list[float], seconds: float, paths_file: str, p99_m
     return runs
 
 
+def _precompute(store: Path, models_dir: Path, version: str, redis_url: str, prefix: str,
+                console: Console) -> dict[str, Any]:
+    """The stored candidate lists of every active person (``belong candidates precompute``; kept between runs)."""
+    import redis
+
+    raw = redis.Redis.from_url(redis_url).get(f"{prefix}{version}:meta")
+    if raw:
+        return {**orjson.loads(raw), "reused": True}
+    with console.status(f"precomputing every person's communities candidates into {redis_url} ({prefix}*)"):
+        done = subprocess.run([_belong(), "candidates", "precompute", "--store", str(store), "--models",
+                               str(models_dir), "--redis", redis_url, "--prefix", prefix, "--surface", "communities",
+                               "--json"], capture_output=True, text=True,
+                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"belong candidates precompute failed: {done.stderr[-2000:]}")
+    return {**orjson.loads(done.stdout), "reused": False}
+
+
 def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates: list[float], seconds: float,
                 working_set: int, p99_ms: float, seed: int, k: int = 20,
-                console: Console | None = None) -> dict[str, Any]:
+                console: Console | None = None, traffic: str = "warm", zipf_s: float = 1.0,
+                events_per_s: float = 20.0, precompute: bool = True) -> dict[str, Any]:
+    """``traffic="warm"``: the load draws from ``working_set`` users whose lists were warmed first (the cache-hit
+    case). ``"zipf"``: every person eligible, heavy-tailed visits, no pre-warming, events posted during the load
+    (:mod:`belong.bench.traffic`); the cold path reads precomputed lists when ``precompute``; the warm figure is
+    measured after it on the same server and reported beside."""
+    from belong.bench.traffic import EventPoster, write_paths, zipf_visits
+
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
     world = _ensure_store(store, users, communities, seed, console)
@@ -209,6 +240,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
 
     with open_store(store) as st:
         all_users = st.users().column("id").to_pylist()
+        all_communities = st.communities().column("id").to_pylist()
     prefix = f"belong:bench:{users}x{communities}s{seed}:"
     features = _ensure_features(store, redis_url, prefix, all_users[0], console)
     t_train = time.perf_counter()
@@ -224,17 +256,68 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
            "BELONG_CANDIDATE_TTL_S": str(BENCH_TTL_S), "BELONG_BUDGET_SOURCES_MS": "5000",
            "BELONG_CACHE_USERS": str(max(working_set * 2, 1000)), "BELONG_API_KEYS_ADMIN": BENCH_ADMIN_KEY,
            "BELONG_READ_AUTH": "false"}  # the load sends no key (the bare baseline checks none either)
+    stored: dict[str, Any] | None = None
+    if traffic == "zipf":  # as served: default TTL, budget and cache size; events written with a write key
+        for name in ("BELONG_CANDIDATE_TTL_S", "BELONG_BUDGET_SOURCES_MS", "BELONG_CACHE_USERS"):
+            env.pop(name)
+        env["BELONG_API_KEYS_WRITE"] = BENCH_WRITE_KEY
+        if precompute:
+            cand_prefix = f"belong:bench:cand:{users}x{communities}s{seed}:"
+            stored = _precompute(store, models_dir, model_version, redis_url, cand_prefix, console)
+            env |= {"BELONG_PRECOMPUTED_REDIS": redis_url, "BELONG_PRECOMPUTED_PREFIX": cand_prefix}
     port, bare_port = free_port(), free_port()
     server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url,
                                "--models", str(models_dir)],
                               env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     bare = None
+    zipf: dict[str, Any] = {}
     try:
         t0 = time.perf_counter()
         with console.status("server: building the model (state, iALS, ANN, item-to-item, walks, text)"):
             wait_ready(f"http://127.0.0.1:{port}/readyz", server, 1800)
         build_s = time.perf_counter() - t0
         base = f"http://127.0.0.1:{port}"
+        payload_file = tmp / "payload.json"
+        if traffic == "zipf":
+            payload_file.write_bytes(httpx.get(f"{base}/v1/recommendations/communities",
+                                               params={"user_id": all_users[0], "k": k}, timeout=60).content)
+            bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload_file), str(bare_port)],
+                                    env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
+            files: dict[float, str] = {}
+
+            def zipf_paths(rate: float) -> str:  # a fresh draw per rate, the same for the api and the bare server
+                if rate not in files:
+                    visits = zipf_visits(all_users, int(rate * seconds), zipf_s, rng)
+                    files[rate] = str(write_paths(tmp / f"zipf-{rate:.0f}.txt", visits, k))
+                return files[rate]
+
+            (tmp / "healthz.txt").write_text("/healthz\n")
+            _load(port, 200, 2, str(tmp / "healthz.txt"))  # settle connections, no list made
+            before_cache = _cache_counts(httpx.get(f"{base}/metrics", timeout=10).text)
+            _off_server_core()
+            visitors = zipf_visits(all_users, 100_000, zipf_s, rng)
+            with EventPoster(base, BENCH_WRITE_KEY, visitors, all_communities, events_per_s, seed,
+                             secrets.token_hex(4)) as poster:
+                zipf_runs = _sweep(port, rates, seconds, zipf_paths, p99_ms, "api zipf", console, server.pid)
+            after_cache = _cache_counts(httpx.get(f"{base}/metrics", timeout=10).text)
+            zipf_bare = _sweep(bare_port, rates, seconds, zipf_paths, p99_ms, "bare", console, bare.pid)
+            best_z, best_zb = _best(zipf_runs, p99_ms), _best(zipf_bare, p99_ms)
+            ready = httpx.get(f"{base}/readyz", timeout=10).json()
+            zipf = {
+                "rps": best_z["rate"], "p50_ms": best_z["p50_ms"], "p99_ms": best_z["p99_ms"],
+                "bare_rps": best_zb["rate"], "bare_p99_ms": best_zb["p99_ms"],
+                "rps_over_bare": round(best_z["rate"] / best_zb["rate"], 3) if best_zb["rate"] else None,
+                "zipf_s": zipf_s, "distinct_users_per_rate": {str(r["rate"]): len(set(Path(files[r["rate"]])
+                                                                                     .read_text().split()))
+                                                              for r in zipf_runs},
+                "events": poster.report(), "precomputed": stored, "precomputed_reads": ready.get("precomputed"),
+                "cache_lookups": {key: after_cache.get(key, 0.0) - before_cache.get(key, 0.0) for key in after_cache},
+                "runs": zipf_runs, "bare_runs": zipf_bare,
+                "server_settings": "defaults (candidate TTL 300 s, sources budget 60 ms, 200,000 cached lists)",
+            }
+            if stored is not None:
+                stored.pop("reused", None)
         cold: list[float] = []
         payload = b""
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -248,11 +331,11 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
                     raise RuntimeError(f"warm-up request failed: {r.status_code} {r.text[:300]}")
                 payload = payload or r.content
                 bar.advance(task)
-        payload_file = tmp / "payload.json"
-        payload_file.write_bytes(payload)
-        bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload_file), str(bare_port)],
-                                env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
+        if bare is None:
+            payload_file.write_bytes(payload)
+            bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload_file), str(bare_port)],
+                                    env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
         # steady state: every user of the working set served once from its cached list (a list's first answer
         # also builds the memoised parts: response fields, rules answer, assembled feature rows), then settle
         with httpx.Client(base_url=base, timeout=60.0) as client:
@@ -261,7 +344,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         _load(port, 200, 2, str(paths_file))  # settle connections and allocators before measuring
         before = _stage_sums(base)
         _off_server_core()
-        runs = _sweep(port, rates, seconds, str(paths_file), p99_ms, "api ", console, server.pid)
+        runs = _sweep(port, rates, seconds, str(paths_file), p99_ms, "api warm", console, server.pid)
         after = _stage_sums(base)
         under_load = {st: round((after[st][0] - before.get(st, (0.0, 0.0))[0]) * 1e3
                                 / (after[st][1] - before.get(st, (0.0, 0.0))[1]), 4)
@@ -281,7 +364,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         shutil.rmtree(tmp, ignore_errors=True)
     best, best_bare = _best(runs, p99_ms), _best(bare_runs, p99_ms)
     cold_ms = np.asarray(cold) * 1e3
-    return {
+    warm = {
         "rps": best["rate"], "p50_ms": best["p50_ms"], "p99_ms": best["p99_ms"],
         "bare_rps": best_bare["rate"], "bare_p99_ms": best_bare["p99_ms"], "bare_p50_ms": best_bare["p50_ms"],
         "rps_over_bare": round(best["rate"] / best_bare["rate"], 3) if best_bare["rate"] else None,
@@ -295,13 +378,19 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         "cache_lookups": _cache_counts(metrics),
         "feature_row_lookups": _row_counts(metrics),  # in-process feature rows over the whole run (hit / miss)
         "feature_rows": readyz.get("feature_rows"),  # exact (Redis invalidation) | time-bounded | off
-        "world": {**world, "seed": seed}, "working_set_users": len(chosen), "features": features,
+        "working_set_users": len(chosen),
+    }
+    common = {
+        "traffic": traffic, "world": {**world, "seed": seed}, "features": features,
         "model": {"version": model_version, "surface": "communities_ranked (sources + LightGBM ranker)",
                   "artifact": trained, "train_seconds": round(train_s, 1) if trained == "trained" else None},
         "server": {"workers": 1, "loop": "uvloop", "http": "httptools", "build_seconds": round(build_s, 1),
                    "cpu_pinning": (os.cpu_count() or 1) > 1},
         "seconds_per_rate": seconds, "seconds": round(time.perf_counter() - t_start, 1),
     }
+    if traffic == "zipf":
+        return {**zipf, "p99_budget_ms": p99_ms, "warm": warm, **common}
+    return {**warm, **common}
 
 
 def _stage_breakdown(base: str, users: list[str], k: int) -> dict[str, float]:

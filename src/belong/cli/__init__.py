@@ -60,6 +60,14 @@ from belong.cli import loop as _loop  # noqa: E402
 
 _loop.register(app, bench)
 
+from belong.cli import candidates as _candidates  # noqa: E402
+
+_candidates.register(app, bench)
+
+from belong.cli import bench_replicas as _bench_replicas  # noqa: E402
+
+_bench_replicas.register(app, bench)
+
 
 def main() -> None:
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -26,6 +27,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         log_level: str = typer.Option("warning", help="uvicorn log level."),
         apps: Path = typer.Option(None, "--apps", help="Several apps on one server: a TOML of [apps.NAME] tables "
                                   "(store, redis_prefix, models, keys); instead of --store (docs/SECURITY_ACCESS.md)."),
+        workers: int = typer.Option(1, "--workers", min=1, max=64, help="Replicas behind the port (SO_REUSEPORT), "
+                                    "fed by the event stream (needs --stream or BELONG_EVENT_STREAM)."),
+        stream: str = typer.Option(None, "--stream", help="Event stream between replicas: a nats:// (JetStream) or "
+                                   "redis:// (Streams) URL (BELONG_EVENT_STREAM)."),
     ) -> None:
         """Serve recommendations, events, impressions and models over HTTP (OpenAPI at /docs)."""
         from belong.errors import ValidationError
@@ -39,6 +44,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             _serve_apps(apps, host, port, redis, materialize, surface, log_level)
             return
         open_store(store, create=False).close()  # a missing store is a clear error (exit 2), not a traceback
+        if stream:
+            os.environ["BELONG_EVENT_STREAM"] = stream
+        if workers > 1:
+            from belong.serve.replica import run_workers
+
+            raise typer.Exit(run_workers(workers))
         settings = ServeSettings.from_env().with_(redis_url=redis, budget_sources_ms=budget_sources_ms,
                                                   budget_features_ms=budget_features_ms,
                                                   models_dir=str(models) if models else None).validate()
@@ -84,6 +95,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed of the world and the load."),
         k: int = typer.Option(20, min=1, max=100, help="Items per recommendation request."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
+        traffic: str = typer.Option("warm", help="warm: a working set of users warmed first (the cache-hit case); "
+                                    "zipf: every person eligible, heavy-tailed visits, no warming, events posted "
+                                    "during the load (the warm figure is reported beside)."),
+        zipf_s: float = typer.Option(1.0, help="Zipf exponent of the visits (--traffic zipf)."),
+        events_per_s: float = typer.Option(20.0, help="Events (joins, leaves, friend accepts) posted per second "
+                                           "during the load (--traffic zipf)."),
+        precompute: bool = typer.Option(True, help="--traffic zipf: the cold path reads lists stored by belong "
+                                        "candidates precompute (run first; kept in Redis between runs)."),
     ) -> None:
         """Highest request rate held at p99 <= budget for the communities surface, next to a bare endpoint of the
         same framework returning a static payload of the same size, in the same run."""
@@ -96,7 +115,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise ValidationError("rates", f"must be comma-separated numbers, got {rates!r}") from None
         if not rate_list or any(r <= 0 for r in rate_list):
             raise ValidationError("rates", "must be positive numbers")
-        result = run(users, communities, store, redis, sorted(rate_list), seconds, working_set, p99_ms, seed, k)
+        if traffic not in ("warm", "zipf"):
+            raise ValidationError("traffic", f"must be warm or zipf, got {traffic!r}")
+        if zipf_s <= 0 or events_per_s <= 0:
+            raise ValidationError("zipf-s" if zipf_s <= 0 else "events-per-s", "must be > 0")
+        result = run(users, communities, store, redis, sorted(rate_list), seconds, working_set, p99_ms, seed, k,
+                     traffic=traffic, zipf_s=zipf_s, events_per_s=events_per_s, precompute=precompute)
         out = orjson.dumps(result, option=orjson.OPT_INDENT_2 if not json_out else 0).decode()
         typer.echo(out)
 

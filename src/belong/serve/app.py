@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
-from belong.serve import dashboard, errors, experiment_routes, routes
+from belong.serve import dashboard, errors, experiment_routes, replica, routes
 from belong.serve.guard import Guard, document_guard
 from belong.serve.openapi_links import add_links
 from belong.serve.service import Service
@@ -49,11 +50,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         svc.open()
+        follower = await replica.attach(svc)  # the stream's position before the log is read (replicas)
         task = asyncio.create_task(svc.start(model))
         try:
             yield
         finally:
             task.cancel()
+            if follower is not None:
+                follower.cancel()
+                await svc.stream.close()  # type: ignore[union-attr]
             svc.close()
 
     app = FastAPI(
@@ -99,6 +104,10 @@ def run_uvicorn(app: Any, host: str, port: int, settings: ServeSettings, log_lev
     from belong.serve.protocol import limited_protocol
 
     http = limited_protocol(settings.max_header_bytes, settings.body_timeout_s)
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http=http, log_level=log_level,
-                access_log=False, lifespan="on", proxy_headers=settings.proxy_headers,
-                timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections)  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=http, log_level=log_level,
+                            access_log=False, lifespan="on", proxy_headers=settings.proxy_headers,
+                            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+                            limit_concurrency=settings.max_connections)
+    # one of the replicas of belong serve --workers N: the port is shared (belong.serve.replica)
+    sockets = [replica.reuseport_socket(host, port)] if os.environ.get("BELONG_REUSEPORT") else None
+    uvicorn.Server(config).run(sockets=sockets)

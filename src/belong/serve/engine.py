@@ -7,7 +7,8 @@ stage                 what
                       once while a background run refreshes it), else :meth:`Pipeline.candidates
                       <belong.pipeline.pipeline.Pipeline.candidates>` in a worker thread under
                       ``budget_sources_ms`` (over budget or failing: the model's popular list, degraded; concurrent
-                      misses of one user share one run, which fills the cache)
+                      misses of one user share one run, which fills the cache); before that run, a list stored by
+                      ``belong candidates precompute`` when configured (:mod:`belong.serve.precomputed`)
 ``read_features``     the online-feature read of the list's head is *sent* (:meth:`FeatureReader.start`)
 ``finish``            :meth:`Pipeline.finish <belong.pipeline.pipeline.Pipeline.finish>`: live rules, selection,
                       hydration and explanations, each reused from the list's memo while what it reads is unchanged
@@ -42,6 +43,7 @@ from belong.serve.access import public_features
 from belong.serve.cache import CandidateCache, Entry, Serialized
 from belong.serve.feature_reader import FeatureReader, Online, Pending
 from belong.serve.metrics import Metrics
+from belong.serve.precomputed import PrecomputedLists
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelRegistry, ModelVersion
 
@@ -66,7 +68,7 @@ class Context:
     private: bool = False  # the caller may see feature rows (admin): see belong.serve.access
     stages: dict[str, float] = field(default_factory=dict)
     degraded: list[str] = field(default_factory=list)
-    cache: str = "miss"  # hit | stale | miss
+    cache: str = "miss"  # hit | stale | miss | precomputed
     ranked: Ranked = None  # type: ignore[assignment]  # set by the candidates stage
     entry: Entry | None = None  # the cached list's entry (None: a fresh run or the fallback)
     made: Candidates | None = None  # the candidate run of a miss
@@ -89,6 +91,7 @@ class Engine:
         self.cache = CandidateCache(settings.candidate_ttl_s, settings.cache_users)
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="belong-sources")
         self._inflight: dict[tuple[str, Surface, str], asyncio.Future] = {}
+        self.precomputed: PrecomputedLists | None = None  # stored lists read on a miss (belong.serve.precomputed)
         self.experiments: Router | None = None  # set by the service when the store holds experiments
 
     def model(self) -> ModelVersion:
@@ -134,7 +137,16 @@ class Engine:
         if fut is not None:
             return fut
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self.executor, lambda: pipeline.candidates(request, depth=self.settings.cache_depth))
+        # stored lists are the model's own pipeline's (an experiment arm's pipeline has another tag)
+        stored = self.precomputed if tag == ctx.model.version else None
+
+        def run() -> Candidates:
+            made = pipeline.candidates(request, depth=self.settings.cache_depth)
+            if stored is not None:  # the live list refreshes the stored one (see belong.serve.precomputed)
+                stored.put(tag, request.surface, request.user_id, made)
+            return made
+
+        fut = loop.run_in_executor(self.executor, run)
 
         def done(f: asyncio.Future) -> None:
             self._inflight.pop(key, None)
@@ -163,6 +175,14 @@ class Engine:
             return
         self.metrics.cache_lookup(request.surface, "miss")
         t0 = time.perf_counter()
+        if self.precomputed is not None and ctx.tag == ctx.model.version \
+                and (key := (ctx.tag, request.surface, request.user_id)) not in self._inflight \
+                and (entry := self.precomputed.entry(*key)) is not None:
+            self.cache.put(request.surface, request.user_id, entry)  # the stored list, as a cache entry
+            ctx.cache = "precomputed"
+            ctx.ranked, ctx.entry = entry.ranked, entry  # type: ignore[assignment]
+            ctx.stages["sources"] = (time.perf_counter() - t0) * 1e3
+            return
         fut = self._start_run(ctx)
         try:
             made: Candidates = await asyncio.wait_for(asyncio.shield(fut), self.settings.budget_sources_ms / 1e3)

@@ -221,8 +221,13 @@ async def readyz(request: Request) -> Response:
         msg = svc.startup_error or "building the first model version"
         return error(503, "not_ready", msg, headers={"Retry-After": "5"})
     features = "ok" if await asyncio.to_thread(svc.features.ping) else "unavailable"
-    return json_response({"status": "ready", "model_version": active.version, "features": features,
-                          "feature_rows": svc.features.row_cache_mode})
+    body: dict[str, Any] = {"status": "ready", "model_version": active.version, "features": features,
+                            "feature_rows": svc.features.row_cache_mode}
+    if svc.engine.precomputed is not None:  # freshness of the stored candidate lists (belong.serve.precomputed)
+        body["precomputed"] = await asyncio.to_thread(svc.engine.precomputed.report, active.version)
+    if svc.stream is not None:  # this replica's event stream: entries folded, propagation lag (belong.serve.replica)
+        body["replica"] = svc.stream.report()
+    return json_response(body)
 
 
 @_route("GET", "/metrics", tags=["operations"], response_class=Response,

@@ -40,7 +40,7 @@ class Recommendations(BaseModel):
     items: list[RecItem]
     degraded: bool
     degraded_reasons: list[str]
-    cache: str = Field(description="hit, miss or stale")
+    cache: str = Field(description="hit, miss, stale or precomputed (a stored list, belong candidates precompute)")
     experiments: list[dict[str, str]] = Field(
         default_factory=list, description="the experiments serving this answer: [{name, arm}]")
     debug: dict[str, Any] | None = Field(None, description="with debug=true (admin key): stage timings and "
@@ -93,3 +93,5 @@ class Health(BaseModel):
     model_version: str | None = None
     features: str | None = None
     feature_rows: str | None = None
+    precomputed: dict | None = None
+    replica: dict | None = None

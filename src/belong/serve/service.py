@@ -17,6 +17,8 @@ from belong.serve.auth import KeyChecker
 from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
+from belong.serve.precomputed import PrecomputedLists
+from belong.serve.replica import EventStream
 from belong.serve.settings import ServeSettings
 from belong.serve.versions import ModelRegistry, ModelVersion, build_version, load_version
 from belong.training.locate import artifact_versions, snapshot_dir
@@ -54,6 +56,8 @@ class Service:
                                            tracking=settings.feature_tracking)
         self.metrics.watch_rows(self.features.rows)
         self.engine = Engine(self.registry, self.features, self.metrics, settings)
+        self.engine.precomputed = PrecomputedLists.from_env(registry=self.metrics.registry)
+        self.stream = EventStream.from_env(settings.app_name, registry=self.metrics.registry)  # replicas
         self._store: EventStore | None = None
         self._writes = asyncio.Lock()  # an append and its fold, or a forget: never interleaved
         self.forget_poll_s = FORGET_POLL_S
@@ -178,9 +182,12 @@ class Service:
         the live state never holds what the log does not."""
         async with self._writes:
             result = await asyncio.to_thread(self.store.append, events)  # durable when it returns
-            self.fold([events[i] for i in result.inserted])
+            fresh = [events[i] for i in result.inserted]
+            self.fold(fresh)
         self.metrics.events.labels("accepted").inc(result.accepted)
         self.metrics.events.labels("duplicate").inc(result.duplicates)
+        if self.stream is not None and fresh:  # the other replicas fold them too (belong.serve.replica)
+            await self.stream.send(fresh)
         return result
 
     async def forget(self, user_id: str) -> dict[str, object]:
@@ -213,6 +220,8 @@ class Service:
                 u = model.state.users.index.get(user_id)
                 if u is not None and forget_user(model.state, user_id):
                     masked.add(u)
+            if self.engine.precomputed is not None:  # their stored lists go; others' lists lose them as a person
+                self.engine.precomputed.forget_users(model.version, user_ids, masked)
             if masked:
                 people = model.fallback[Surface.PEOPLE]
                 model.fallback[Surface.PEOPLE] = RankedList([r for r in people if r[0].item not in masked],
@@ -257,3 +266,5 @@ class Service:
         for e in events:
             idx = active.item_index(Surface.COMMUNITIES, e.target) if active and e.type is EventType.JOIN else None
             self.engine.cache.on_event(e, idx, active.version if active else "")
+        if self.engine.precomputed is not None and active is not None:  # their next request runs the live path
+            self.engine.precomputed.forget(events, active.version)

@@ -1,0 +1,61 @@
+"""``belong candidates precompute``: every active person's candidate lists, stored for the API's cold path
+(:mod:`belong.serve.precomputed`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from belong.settings import get_settings
+
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    candidates = typer.Typer(help="Precomputed candidate lists.", no_args_is_help=True)
+    app.add_typer(candidates, name="candidates")
+
+    @candidates.command("precompute")
+    def precompute_cmd(
+        store: str = typer.Option(None, "--store", help="Store: a directory or a postgresql:// URL (default: "
+                                  "BELONG_STORE)."),
+        redis: str = typer.Option(None, "--redis", help="Redis holding the lists (default: BELONG_PRECOMPUTED_REDIS, "
+                                  "else BELONG_REDIS_URL)."),
+        models: Path = typer.Option(None, "--models", help="belong train artifacts (default: STORE/models); the "
+                                    "newest is the version the lists belong to."),
+        prefix: str = typer.Option("belong:candidates:", "--prefix", help="Key prefix (BELONG_PRECOMPUTED_PREFIX "
+                                   "of the API)."),
+        surface: list[str] = typer.Option([], "--surface", "-s", help="communities, people or content (repeatable; "
+                                          "default: every surface)."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Only the first N active people."),
+        as_json: bool = typer.Option(False, "--json", help="Print the job's figures as one JSON object."),
+    ) -> None:
+        """Run each surface's candidate stage for every active person and store the lists, versioned with the
+        model the API serves."""
+        import os
+
+        from belong.domain import Surface, parse_enum
+        from belong.errors import ValidationError
+        from belong.serve.precomputed import precompute
+
+        spec = store or get_settings().store
+        if not spec:
+            raise ValidationError("store", "give --store or set BELONG_STORE")
+        url = redis or os.environ.get("BELONG_PRECOMPUTED_REDIS") or os.environ.get("BELONG_REDIS_URL")
+        if not url:
+            raise ValidationError("redis", "give --redis URL (or BELONG_PRECOMPUTED_REDIS)")
+        surfaces = [parse_enum(s, Surface, "surface") for s in surface] or None
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err) as bar:
+            task = bar.add_task("candidate lists", total=None)
+            meta = precompute(spec, url, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        if as_json:
+            typer.echo(orjson.dumps(meta).decode())
+        else:
+            err.print(f"{meta['lists']:,} lists of {meta['users']:,} people, model {meta['version']}, "
+                      f"{meta['seconds']} s ({meta['ms_per_list']} ms per list)")

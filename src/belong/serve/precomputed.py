@@ -1,0 +1,238 @@
+"""Precomputed candidate lists: a batch job runs :meth:`Pipeline.candidates` for every person and stores the packed
+lists in Redis, versioned with the model; the API's cold path reads a stored list instead of running the sources.
+
+* ``belong candidates precompute --store S --redis URL`` (:func:`precompute`) loads the newest ``belong train``
+  artifact of ``S/models`` (the version the API serves), runs each surface's candidate stage for every user and
+  writes ``PREFIX<version>:<surface>:<user>`` = JSON ``[made_at_unix_s, rows]`` (the rows of
+  :class:`~belong.serve.cache.Packed`: plain numbers and strings, no pickle), and ``PREFIX<version>:meta``.
+* The API (``BELONG_PRECOMPUTED_REDIS=URL``) on a miss of its in-process cache reads the stored list
+  (:meth:`PrecomputedLists.entry`); a list older than ``BELONG_PRECOMPUTED_MAX_AGE_S`` (default 86400) or of another
+  version is not used (the live path runs). A person's own events (join, leave, block, friendship) delete their
+  stored lists (:meth:`PrecomputedLists.forget`): their next request runs the live path, whose list is written back
+  (:meth:`PrecomputedLists.put`), so the store is refreshed by use as well as by the job.
+* Freshness is reported: ``belong_precomputed_total{result}`` (hit / miss / expired / error) and the age of each
+  list served (``belong_precomputed_age_seconds``) in ``/metrics``; :meth:`PrecomputedLists.report` in ``/readyz``.
+
+Environment: ``BELONG_PRECOMPUTED_REDIS`` (unset: off), ``BELONG_PRECOMPUTED_PREFIX`` (default
+``belong:candidates:``), ``BELONG_PRECOMPUTED_MAX_AGE_S``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from belong.domain import SURFACE_NAME, EntityStatus, Event, EventType, Surface
+from belong.errors import ValidationError
+from belong.pipeline.types import Candidates, Request
+from belong.serve.cache import Entry, Packed
+
+log = logging.getLogger("belong.serve.precomputed")
+DEFAULT_PREFIX = "belong:candidates:"
+DEFAULT_MAX_AGE_S = 86_400.0
+_AGE_BUCKETS = (1, 10, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400)
+#: events that change a person's candidates (as the in-process cache invalidates, :meth:`CandidateCache.on_event`)
+_OWN = (EventType.JOIN, EventType.LEAVE, EventType.BLOCK)
+_PAIR = (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE)
+
+
+def _encode(made_at: float, rows: tuple) -> bytes:
+    return orjson.dumps([made_at, rows], option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _rows(raw: list) -> tuple:
+    """JSON lists back into the packed rows' tuples."""
+    return tuple((item, score, tuple((s, r, c, t, tuple(tuple(kv) for kv in d)) for s, r, c, t, d in hits),
+                  tuple(tuple(kv) for kv in feats)) for item, score, hits, feats in raw)
+
+
+def affected(event: Event) -> tuple[str, ...]:
+    """The people whose candidate lists ``event`` changes."""
+    if event.type in _OWN:
+        return (event.actor,)
+    if event.type in _PAIR and event.target:
+        return (event.actor, event.target)
+    return ()
+
+
+class PrecomputedLists:
+    """Stored candidate lists in Redis (see the module docstring)."""
+
+    def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.max_age_s = max_age_s
+        self.counts = {"hit": 0, "miss": 0, "expired": 0, "error": 0}
+        self.ages: list[float] = []  # of the lists served (the last 10,000)
+        self.forgotten: dict[str, set[int]] = {}  # by version: people forgotten (never served from a stored list)
+        self._total = Counter("belong_precomputed", "Cold-path reads of precomputed candidate lists", ["result"],
+                              registry=registry)
+        self._age = Histogram("belong_precomputed_age_seconds", "Age of the precomputed lists served",
+                              buckets=_AGE_BUCKETS, registry=registry)
+
+    @classmethod
+    def open(cls, url: str, prefix: str = DEFAULT_PREFIX, max_age_s: float = DEFAULT_MAX_AGE_S,
+             registry: CollectorRegistry | None = None) -> PrecomputedLists:
+        import redis
+
+        return cls(redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=1.0), prefix, max_age_s,
+                   registry)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None,
+                 registry: CollectorRegistry | None = None) -> PrecomputedLists | None:
+        """The configured store (None when ``BELONG_PRECOMPUTED_REDIS`` is unset)."""
+        env = dict(os.environ if env is None else env)
+        url = env.get("BELONG_PRECOMPUTED_REDIS") or ""
+        if not url:
+            return None
+        raw = env.get("BELONG_PRECOMPUTED_MAX_AGE_S") or str(DEFAULT_MAX_AGE_S)
+        try:
+            max_age = float(raw)
+        except ValueError:
+            raise ValidationError("BELONG_PRECOMPUTED_MAX_AGE_S", f"must be a number of seconds, got {raw!r}") from None
+        if max_age <= 0:
+            raise ValidationError("BELONG_PRECOMPUTED_MAX_AGE_S", f"must be > 0, got {raw!r}")
+        return cls.open(url, env.get("BELONG_PRECOMPUTED_PREFIX") or DEFAULT_PREFIX, max_age, registry)
+
+    def key(self, version: str, surface: Surface, user: str) -> str:
+        return f"{self.prefix}{version}:{SURFACE_NAME[surface]}:{user}"
+
+    def _count(self, result: str) -> None:
+        self.counts[result] += 1
+        self._total.labels(result).inc()
+
+    # ------------------------------------------------------------------------------------------- the API
+    def entry(self, version: str, surface: Surface, user: str) -> Entry | None:
+        """The stored list of ``user`` as a cache entry, or None (none stored, too old, or Redis failing)."""
+        try:
+            raw = self.client.get(self.key(version, surface, user))
+        except Exception:  # noqa: BLE001 - the live path answers instead
+            self._count("error")
+            return None
+        if raw is None:
+            self._count("miss")
+            return None
+        made_at, rows = orjson.loads(raw)
+        age = max(0.0, time.time() - made_at)
+        if age > self.max_age_s:
+            self._count("expired")
+            return None
+        self._count("hit")
+        self._age.observe(age)
+        self.ages.append(age)
+        if len(self.ages) > 10_000:
+            del self.ages[:5_000]
+        packed = Packed([])
+        packed.rows = _rows(rows)
+        gone = self.forgotten.get(version) if surface is Surface.PEOPLE else None
+        if gone:
+            packed.rows = tuple(r for r in packed.rows if r[0] not in gone)
+        return Entry(version, time.monotonic(), packed)
+
+    def put(self, version: str, surface: Surface, user: str, made: Candidates) -> None:
+        """Store a live run's list (a refresh after the person's own events); failures only log."""
+        try:
+            self.client.set(self.key(version, surface, user), _encode(time.time(), Packed(made.ranked).rows))
+        except Exception as exc:  # noqa: BLE001 - the answer does not depend on it
+            log.warning("precomputed list not stored: %s", exc)
+
+    def forget(self, events: Iterable[Event], version: str) -> int:
+        """Delete the stored lists (every surface) of the people ``events`` change; how many keys were named."""
+        keys = [self.key(version, s, u) for e in events for u in affected(e) for s in Surface]
+        if keys:
+            try:
+                self.client.delete(*keys)
+            except Exception as exc:  # noqa: BLE001 - then they expire by age
+                log.warning("precomputed lists not deleted: %s", exc)
+        return len(keys)
+
+    def forget_users(self, version: str, user_ids: list[str], people: set[int]) -> None:
+        """Forgotten users (``DELETE /v1/users/{id}``): their stored lists are deleted, and their indices
+        ``people`` are dropped from every stored people list read from now on."""
+        self.forgotten.setdefault(version, set()).update(people)
+        keys = [self.key(version, s, u) for u in user_ids for s in Surface]
+        if keys:
+            try:
+                self.client.delete(*keys)
+            except Exception as exc:  # noqa: BLE001 - the rows of a forgotten user are refused on read anyway
+                log.warning("stored lists of forgotten users not deleted: %s", exc)
+
+    def report(self, version: str | None) -> dict[str, Any]:
+        """For ``/readyz``: reads by result, share served from precompute, ages of the lists served, the job's
+        metadata for ``version``."""
+        n = sum(self.counts.values())
+        ages = sorted(self.ages)
+        meta = None
+        if version is not None:
+            try:
+                raw = self.client.get(f"{self.prefix}{version}:meta")
+                meta = orjson.loads(raw) if raw else None
+            except Exception:  # noqa: BLE001 - reported as unknown
+                meta = None
+        return {"reads": dict(self.counts), "share_served": round(self.counts["hit"] / n, 4) if n else None,
+                "age_s_p50": round(ages[len(ages) // 2], 1) if ages else None,
+                "age_s_max": round(ages[-1], 1) if ages else None, "max_age_s": self.max_age_s, "job": meta}
+
+
+# ----------------------------------------------------------------------------------------------- the batch job
+def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | None = None,
+               prefix: str = DEFAULT_PREFIX, surfaces: list[Surface] | None = None, limit: int | None = None,
+               depth: int = 200, batch: int = 500,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the candidate stage of each surface of the newest artifact for every user of the store and store the
+    lists; returns the job's figures (also stored as ``PREFIX<version>:meta``)."""
+    import redis
+
+    from belong.serve.versions import load_version
+    from belong.training.locate import artifact_versions
+
+    models = Path(models_dir) if models_dir else Path(str(store)) / "models"
+    known = artifact_versions(models) if models.is_dir() else []
+    if not known:
+        raise ValidationError("models", f"no belong train artifact under {models} (the lists are versioned with the "
+                              "model the API serves: run belong train first)")
+    t0 = time.perf_counter()
+    model = load_version(store, models / known[-1], None)
+    load_s = time.perf_counter() - t0
+    state = model.state
+    users = [u for u, status in zip(state.users.ids, state.users.status, strict=True)
+             if status == EntityStatus.ACTIVE.value]  # every active person
+    if limit is not None:
+        users = users[:limit]
+    chosen = surfaces or list(model.pipelines)
+    client = redis.Redis.from_url(redis_url)
+    lists = PrecomputedLists(client, prefix)
+    total, done, t1 = len(users) * len(chosen), 0, time.perf_counter()
+    per_surface: dict[str, float] = {}
+    for surface in chosen:
+        pipeline = model.pipelines[surface]
+        ts = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        for user in users:
+            made = pipeline.candidates(Request(user, surface, k=20), depth=depth)
+            pipe.set(lists.key(model.version, surface, user), _encode(time.time(), Packed(made.ranked).rows))
+            done += 1
+            if done % batch == 0:
+                pipe.execute()
+                if progress:
+                    progress(done, total)
+        pipe.execute()
+        per_surface[SURFACE_NAME[surface]] = round(time.perf_counter() - ts, 2)
+    if progress:
+        progress(done, total)
+    run_s = time.perf_counter() - t1
+    meta = {"version": model.version, "made_at": time.time(), "users": len(users),
+            "surfaces": [SURFACE_NAME[s] for s in chosen], "lists": done, "load_seconds": round(load_s, 1),
+            "seconds": round(run_s, 1), "seconds_per_surface": per_surface,
+            "ms_per_list": round(run_s / max(done, 1) * 1e3, 3)}
+    client.set(f"{prefix}{model.version}:meta", orjson.dumps(meta))
+    return meta
