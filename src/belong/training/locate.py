@@ -33,8 +33,10 @@ def artifact_versions(models_dir: str | Path | None) -> list[str]:
     not versions (their names start with ``.``; :mod:`belong.training.publish`)."""
     if not models_dir or not Path(models_dir).is_dir():
         return []
-    return sorted(p.name for p in Path(models_dir).iterdir()
-                  if not p.name.startswith(".") and (p / MANIFEST).is_file())
+    found = [p for p in Path(models_dir).iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+    # names sort by time to the second; two trainings in one second are ordered by when their manifest was written
+    found.sort(key=lambda p: (p.name.split("-", 1)[0], (p / MANIFEST).stat().st_mtime_ns, p.name))
+    return [p.name for p in found]
 
 
 def newest_artifact(models_dir: str | Path | None) -> Path | None:
