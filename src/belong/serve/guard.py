@@ -68,15 +68,16 @@ def user_may(who: Principal, method: str, path: str, query: bytes) -> bool:
 
 
 def document_guard(schema: dict[str, Any], read_auth: bool) -> None:
-    """Add to an OpenAPI schema what the guard may answer on each operation (security, 401, 403, 429, 408, 413)."""
+    """Add to an OpenAPI schema what the guard may answer on each operation (security, 401, 403, 429, 408, 413), and
+    the 431 the HTTP protocol answers to a request line and headers over their limit (:mod:`belong.serve.protocol`)."""
     ref = {"$ref": "#/components/schemas/Error"}
     text = {"401": "missing or invalid API key or token", "403": "credential not allowed here",
             "429": "rate limit of this credential (see Retry-After)", "408": "body not received in time",
-            "413": "body over the size limit"}
+            "413": "body over the size limit", "431": "request line and headers over the size limit"}
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
             role = required_role(method.upper(), path, read_auth)
-            codes = ["401", "403", "429"] if role is not None else []
+            codes = (["401", "403", "429"] if role is not None else []) + ["431"]
             if method.upper() in BODY_METHODS:
                 codes += ["408", "413"]
             if role is not None:

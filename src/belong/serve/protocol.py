@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -16,8 +17,11 @@ class HeaderLimits(Exception):
 
 
 def _answer(status: bytes, msg: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
-            + str(len(msg)).encode() + b"\r\nconnection: close\r\n\r\n" + msg)
+    """A whole HTTP answer in the API's error shape (``{"error", "message", "field", "reason"}``), then close."""
+    body = orjson.dumps({"error": "too_large" if status.startswith(b"431") else "timeout",
+                         "message": msg.decode("utf-8", "replace").strip(), "field": None, "reason": None})
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
 
 
 class LimitedHttpTools(HttpToolsProtocol):
