@@ -34,7 +34,8 @@ def test_every_step_reports_wall_time_and_peak_memory(scale_result):
     assert steps["snapshot_write"]["output"]["position"] == steps["train"]["snapshot"]["position"]
     assert set(scale_result["serve_start_ratio"]) == {"ready_seconds", "rss_at_ready"}
     per = scale_result["per_million_people"]
-    assert per["baseline_mb"] > 50 and per["train_peak_gb"] > 0 and per["serve_snapshot_ready_rss_gb"] >= 0
+    # per million people above the interpreter's own memory: at 300 people train's peak may not rise above it
+    assert per["baseline_mb"] > 50 and per["train_peak_gb"] >= 0 and per["serve_snapshot_ready_rss_gb"] >= 0
 
 
 def test_the_api_starts_from_the_snapshot_and_from_the_log_and_answers(scale_result):
