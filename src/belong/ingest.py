@@ -15,14 +15,19 @@ microseconds, what ``export_parquet`` writes), so an exported file can be ingest
 from __future__ import annotations
 
 import csv
+import io
+import re
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgspec
 import orjson
 import pyarrow as pa
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from belong.domain import (
@@ -42,7 +47,7 @@ KINDS = ("events", "users", "communities", "content")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
              ".pq": "parquet"}
 #: rows validated and stored per ``append`` call
-CHUNK_ROWS = 10_000
+CHUNK_ROWS = 50_000
 #: at most this many row errors are kept in a report (all are counted)
 MAX_ERRORS = 1_000
 
@@ -83,10 +88,6 @@ class _RowError:
     reason: str
 
 
-#: one item of a source: (line or row number, the record or why it could not be read, progress position)
-_Row = tuple[int, Mapping[str, Any] | _RowError, int]
-
-
 # --------------------------------------------------------------------------------------------- sources
 
 
@@ -113,98 +114,11 @@ def _open_binary(path: Path) -> BinaryIO:
         raise ValidationError("file", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _jsonl_rows(path: Path) -> Iterator[_Row]:
-    pos = 0
-    with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            pos += len(raw)
-            if not raw.strip():
-                continue
-            try:
-                record = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield lineno, _RowError("line", f"invalid JSON: {exc}"), pos
-                continue
-            yield lineno, record, pos
-
-
-def _csv_rows(path: Path) -> Iterator[_Row]:
-    state = {"lines": 0, "pos": 0}
-    bad_utf8: set[int] = set()
-
-    def lines() -> Iterator[str]:
-        with _open_binary(path) as f:
-            for raw in f:
-                state["lines"] += 1
-                state["pos"] += len(raw)
-                try:
-                    yield raw.decode("utf-8-sig" if state["lines"] == 1 else "utf-8")
-                except UnicodeDecodeError:
-                    bad_utf8.add(state["lines"])
-                    yield raw.decode("utf-8", errors="replace")
-
-    reader = csv.reader(lines())
-    header: list[str] | None = None
-    while True:
-        start = state["lines"] + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            yield start, _RowError("line", f"unreadable CSV: {exc}"), state["pos"]
-            continue
-        end = state["lines"]
-        if header is None:
-            if not any(c.strip() for c in row):
-                raise ValidationError("file", f"{path.name}: the first line must be a header row naming the fields")
-            header = [c.strip() for c in row]
-            continue
-        if not row:  # blank line
-            continue
-        bad = next((n for n in range(start, end + 1) if n in bad_utf8), None)
-        if bad is not None:
-            yield bad, _RowError("line", "is not valid UTF-8"), state["pos"]
-        elif len(row) != len(header):
-            yield start, _RowError("line", f"has {len(row)} fields, the header has {len(header)}"), state["pos"]
-        else:
-            yield start, {k: v for k, v in zip(header, row, strict=True) if k}, state["pos"]
-    if header is None:
-        raise ValidationError("file", f"{path.name} is empty: a CSV file needs a header row")
-
-
 def _open_parquet(path: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
         raise ValidationError("file", f"{path.name} is not a readable Parquet file: {exc}") from None
-
-
-def _parquet_rows(path: Path, chunk_rows: int) -> Iterator[_Row]:
-    pf = _open_parquet(path)
-    n = 0
-    batches = pf.iter_batches(batch_size=chunk_rows)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (OSError, pa.ArrowException) as exc:
-            raise ValidationError("file", f"{path.name}: cannot read rows after row {n}: {exc}") from None
-        for record in batch.to_pylist():
-            n += 1
-            yield n, record, n
-
-
-def read_rows(path: Path, fmt: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[_Row]:
-    """Stream ``(line, record | _RowError, position)`` from a file without loading it whole."""
-    if fmt == "jsonl":
-        return _jsonl_rows(path)
-    if fmt == "csv":
-        return _csv_rows(path)
-    if fmt == "parquet":
-        return _parquet_rows(path, chunk_rows)
-    raise ValidationError("format", f"must be one of {', '.join(FORMATS)}; got {fmt!r}")
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -239,82 +153,254 @@ def _store_chunk(store: EventStore, kind: str, records: list[Any] | pa.Table) ->
     return AppendResult(upsert[kind](records), 0)
 
 
+# --------------------------------------------------------------------------------------------- blocks
+
+
+@dataclass
+class _Block:
+    """``chunk_rows`` rows of a file: ``table``, the columns of its readable rows as read (for the column-wise
+    check; None when there is none, e.g. unreadable rows only), and ``items()``, every row in file order for the
+    row path (built only when the column-wise check refuses the block)."""
+
+    rows: int
+    pos: int
+    table: pa.Table | None
+    items: Callable[[], list[tuple[int, Mapping[str, Any] | _RowError]]]
+    unreadable: list[tuple[int, _RowError]] = field(default_factory=list)
+
+
+#: an integer literal of 19+ digits: pyarrow reads it as a float, orjson refuses it (the row path decides)
+_BIG_INT = re.compile(rb":\s*-?\d{19}")
+#: a line that does not start with an object (pyarrow 26 crashes on a block that starts with ``null``)
+_NOT_OBJECT = re.compile(rb"(?:^|\n)[ \t\r]*[^{ \t\r\n]")
+_BOM = b"\xef\xbb\xbf"
+
+
+def _jsonl_items(lines: list[tuple[int, bytes]]) -> list[tuple[int, Mapping[str, Any] | _RowError]]:
+    out: list[tuple[int, Mapping[str, Any] | _RowError]] = []
+    for lineno, raw in lines:
+        try:
+            out.append((lineno, orjson.loads(raw)))
+        except orjson.JSONDecodeError as exc:
+            out.append((lineno, _RowError("line", f"invalid JSON: {exc}")))
+    return out
+
+
+def _json_table(lines: list[tuple[int, bytes]]) -> pa.Table | None:
+    """The block read by Arrow's JSON reader, or None where it might read it differently from ``orjson`` line by
+    line (a byte-order mark, huge integers, anything it refuses, a row count other than the line count)."""
+    data = b"".join(raw for _, raw in lines)
+    if _BOM in data or _BIG_INT.search(data) or _NOT_OBJECT.search(data):
+        return None
+    try:
+        table = pajson.read_json(io.BytesIO(data), read_options=pajson.ReadOptions(
+            use_threads=False, block_size=len(data) + 1))
+    except (pa.ArrowException, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return table if table.num_rows == len(lines) else None
+
+
+def _jsonl_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
+    pos = 0
+    lineno = 0
+    with _open_binary(path) as f:
+        while True:
+            lines: list[tuple[int, bytes]] = []
+            for raw in f:
+                lineno += 1
+                pos += len(raw)
+                if raw.strip():
+                    lines.append((lineno, raw))
+                    if len(lines) == chunk_rows:
+                        break
+            if not lines:
+                return
+            table = _json_table(lines) if events else None
+            if table is not None:
+                yield _Block(len(lines), pos, table, partial(_jsonl_items, lines))
+                continue
+            items = _jsonl_items(lines)  # Arrow refused the block: line by line, as before
+            bad = [(n, r) for n, r in items if isinstance(r, _RowError)]
+            records = [r for _, r in items if not isinstance(r, _RowError)]
+            table = _records_table(records) if events and records else None
+            yield _Block(len(lines), pos, table, lambda items=items: items, bad)  # type: ignore[misc]
+
+
+def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
+    """Records of a CSV file by Python's ``csv`` reader over the whole file (quoted newlines, line numbers as
+    before), in blocks; the columns of a block are the readers' strings without a dict per row."""
+    bad_utf8: set[int] = set()
+    state = {"pos": 0}
+
+    def lines() -> Iterator[str]:
+        n = 0
+        with _open_binary(path) as f:
+            while raws := f.readlines(1 << 20):
+                try:
+                    texts = [raw.decode("utf-8") for raw in raws]
+                except UnicodeDecodeError:
+                    texts = []
+                    for i, raw in enumerate(raws, start=n + 1):
+                        try:
+                            texts.append(raw.decode("utf-8"))
+                        except UnicodeDecodeError:
+                            bad_utf8.add(i)
+                            texts.append(raw.decode("utf-8", errors="replace"))
+                if n == 0 and texts[0].startswith("\ufeff"):  # utf-8-sig on the header line
+                    texts[0] = texts[0][1:]
+                n += len(raws)
+                state["pos"] += sum(map(len, raws))
+                yield from texts
+
+    reader = csv.reader(lines())
+    header: list[str] | None = None
+    index: dict[str, int] = {}
+    done = False
+    while not done:
+        items: list[tuple[int, list[str] | _RowError]] = []
+        while len(items) < chunk_rows:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                done = True
+                break
+            except csv.Error as exc:
+                items.append((start, _RowError("line", f"unreadable CSV: {exc}")))
+                continue
+            if header is None:
+                if not any(c.strip() for c in row):
+                    raise ValidationError("file", f"{path.name}: the first line must be a header row naming the fields")
+                header = [c.strip() for c in row]
+                index = {k: i for i, k in enumerate(header) if k}  # a repeated name: the last column, as a dict
+                continue
+            if not row:  # blank line
+                continue
+            end = reader.line_num
+            bad = next((n for n in range(start, end + 1) if n in bad_utf8), None) if bad_utf8 else None
+            if bad is not None:
+                items.append((bad, _RowError("line", "is not valid UTF-8")))
+            elif len(row) != len(header):
+                items.append((start, _RowError("line", f"has {len(row)} fields, the header has {len(header)}")))
+            else:
+                items.append((start, row))
+        if header is None and done:
+            raise ValidationError("file", f"{path.name} is empty: a CSV file needs a header row")
+        if not items:
+            return
+        rows = [r for _, r in items if not isinstance(r, _RowError)]
+        unreadable = [(n, r) for n, r in items if isinstance(r, _RowError)]
+        table = None
+        if events and rows:
+            columns = list(zip(*rows, strict=True))
+            table = pa.table({k: pa.array(columns[i], pa.string()) for k, i in sorted(index.items())})
+
+        def as_records(items: list[tuple[int, list[str] | _RowError]] = items,
+                       index: dict[str, int] = index) -> list[tuple[int, Mapping[str, Any] | _RowError]]:
+            return [(n, r if isinstance(r, _RowError) else {k: r[i] for k, i in index.items()}) for n, r in items]
+
+        yield _Block(len(items), state["pos"], table, as_records, unreadable)
+
+
+def _parquet_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
+    n = 0
+    for batch in _parquet_batches(path, chunk_rows):
+        table = pa.Table.from_batches([batch])
+        first = n + 1
+        n += batch.num_rows
+
+        def items(batch: pa.RecordBatch = batch, first: int = first) -> list[tuple[int, Mapping[str, Any] | _RowError]]:
+            return list(enumerate(batch.to_pylist(), start=first))
+
+        yield _Block(batch.num_rows, n, table if events else None, items)
+
+
+_BLOCKS = {"jsonl": _jsonl_blocks, "csv": _csv_blocks, "parquet": _parquet_blocks}
+
+
+class _Writer:
+    """Stores a file's chunks in order, each as one append, on a second thread: the next chunk is read and
+    validated while the store writes (and fsyncs) the previous one. Counts and progress are taken on the caller's
+    thread, one chunk behind."""
+
+    def __init__(self, store: EventStore | None, kind: str, report: IngestReport, total: int,
+                 on_progress: ProgressFn | None) -> None:
+        self.store, self.kind, self.report, self.total, self.on_progress = store, kind, report, total, on_progress
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="belong-ingest") if store is not None else None
+        self.pending: Future[AppendResult] | None = None
+        self.pending_pos = 0
+        self.reported = -1
+
+    def put(self, records: list[Any] | pa.Table, pos: int) -> None:
+        self.wait()
+        n = records.num_rows if isinstance(records, pa.Table) else len(records)
+        if self.pool is None:  # validation only
+            self.report.accepted += n
+        elif n:
+            assert self.store is not None
+            self.pending, self.pending_pos = self.pool.submit(_store_chunk, self.store, self.kind, records), pos
+            return
+        self._progress(pos)
+
+    def wait(self) -> None:
+        if self.pending is None:
+            return
+        future, self.pending = self.pending, None
+        result = future.result()
+        self.report.accepted += result.accepted
+        self.report.duplicates += result.duplicates
+        self._progress(self.pending_pos)
+
+    def _progress(self, pos: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(pos, self.total)
+        self.reported = pos
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pending = None
+
+
 def _run(
     path: Path, fmt: str, kind: str, store: EventStore | None, report: IngestReport, chunk_rows: int,
     total: int, on_progress: ProgressFn | None,
 ) -> None:
-    """One pass over the file: validate every row; store the good ones when ``store`` is given. Event chunks are
-    validated column by column (:mod:`belong.ingest_fast`) when that path vouches for every row of the chunk;
+    """One pass over the file: validate every row; store the good ones when ``store`` is given. Event blocks are
+    validated column by column (:mod:`belong.ingest_fast`) when that path vouches for every row of the block;
     otherwise, and for entities, row by row."""
-    good: list[Any] = []
-    pending: list[tuple[int, Mapping[str, Any] | _RowError]] = []
+    if fmt not in _BLOCKS:
+        raise ValidationError("format", f"must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if on_progress is not None:
         on_progress(0, total)
-
-    def store_good(records: list[Any] | pa.Table) -> None:
-        n = records.num_rows if isinstance(records, pa.Table) else len(records)
-        if store is not None and n:
-            result = _store_chunk(store, kind, records)
-            report.accepted += result.accepted
-            report.duplicates += result.duplicates
-        elif store is None:
-            report.accepted += n
-
-    def flush(pos: int) -> None:
-        records: list[Mapping[str, Any]] = [r for _, r in pending if not isinstance(r, _RowError)]
-        fast = _fast_chunk(records) if kind == "events" and records else None
-        for line, record in pending:  # in file order: unreadable rows, then (row path) invalid ones
-            if isinstance(record, _RowError):
-                report.reject(line, record.field, record.reason)
-            elif fast is None:
+    writer = _Writer(store, kind, report, total, on_progress)
+    try:
+        for block in _BLOCKS[fmt](path, chunk_rows, kind == "events"):
+            report.rows += block.rows
+            fast = _fast_table(block.table) if block.table is not None else None
+            if fast is not None:
+                for line, err in block.unreadable:
+                    report.reject(line, err.field, err.reason)
+                writer.put(fast, block.pos)
+                continue
+            good: list[Any] = []
+            for line, record in block.items():  # in file order: unreadable and invalid rows
+                if isinstance(record, _RowError):
+                    report.reject(line, record.field, record.reason)
+                    continue
                 try:
                     good.append(parse_row(kind, record))
                 except ValidationError as exc:
                     report.reject(line, exc.field, exc.reason)
-        store_good(fast if fast is not None else good)
-        good.clear()
-        pending.clear()
-        if on_progress is not None:
-            on_progress(pos, total)
-
-    if fmt == "parquet" and kind == "events":  # batches straight to the column-wise check, rows only if refused
-        n = 0
-        for batch in _parquet_batches(path, chunk_rows):
-            fast = _fast_table(pa.Table.from_batches([batch]))
-            if fast is not None:
-                report.rows += batch.num_rows
-                store_good(fast)
-            else:
-                for k, record in enumerate(batch.to_pylist(), start=n + 1):
-                    report.rows += 1
-                    pending.append((k, record))
-            n += batch.num_rows
-            _flush_rows(pending, kind, report, good, store_good)
-            if on_progress is not None:
-                on_progress(n, total)
-        return
-    for i, (line, record, pos) in enumerate(read_rows(path, fmt, chunk_rows), start=1):
-        report.rows += 1
-        pending.append((line, record))
-        if i % chunk_rows == 0:
-            flush(pos)
-    flush(total)
-
-
-def _flush_rows(pending: list[tuple[int, Mapping[str, Any] | _RowError]], kind: str, report: IngestReport,
-                good: list[Any], store_good: Callable[[list[Any]], None]) -> None:
-    """The row path over ``pending`` (file order), then store the good rows; both lists are emptied."""
-    for line, record in pending:
-        if isinstance(record, _RowError):
-            report.reject(line, record.field, record.reason)
-            continue
-        try:
-            good.append(parse_row(kind, record))
-        except ValidationError as exc:
-            report.reject(line, exc.field, exc.reason)
-    store_good(good)
-    good.clear()
-    pending.clear()
+            writer.put(good, block.pos)
+        writer.wait()
+    finally:
+        writer.close()
+    if writer.reported != total and on_progress is not None:
+        on_progress(total, total)
 
 
 def _parquet_batches(path: Path, chunk_rows: int) -> Iterator[pa.RecordBatch]:
@@ -339,16 +425,21 @@ def _fast_table(table: pa.Table) -> pa.Table | None:
     return fast_events(table)
 
 
-def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
-    """The chunk's events validated as columns, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
+def _records_table(records: list[Any]) -> pa.Table | None:
+    """Parsed JSON records as columns (None when they are not all objects or Arrow cannot hold them)."""
     if not all(type(r) is dict for r in records):
         return None
     keys: set[str] = set().union(*records)
     try:
-        table = pa.table({k: pa.array([r.get(k) for r in records]) for k in sorted(keys)})
+        return pa.table({k: pa.array([r.get(k) for r in records]) for k in sorted(keys)})
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return None
-    return _fast_table(table)
+
+
+def _fast_chunk(records: list[Mapping[str, Any]]) -> pa.Table | None:
+    """The chunk's events validated as columns, or None (the row path decides; see :mod:`belong.ingest_fast`)."""
+    table = _records_table(list(records))
+    return None if table is None else _fast_table(table)
 
 
 def check_input(path: Path, kind: str, fmt: str | None) -> str:
