@@ -165,11 +165,13 @@ class SqliteStore(EventStore):
                 positions = [i for i, keep in enumerate(mask.to_pylist()) if keep]
             top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
             start = conn.total_changes
-            conn.executemany(_INSERT_EVENTS, table_rows(kept, EVENT_COLUMNS))
+            conn.executemany(_INSERT_EVENTS, zip(*(kept.column(k).to_pylist() for k in EVENT_COLUMNS), strict=True))
             accepted = conn.total_changes - start
-            # this transaction's rows are those above the highest ``seq`` before it (the write lock is held)
-            new_ids = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (top,))}
-        local = inserted_positions(kept.column("event_id").to_pylist(), new_ids)
+            if accepted in (0, kept.num_rows):  # none or every row inserted: no need to ask which
+                local: tuple[int, ...] = tuple(range(accepted))
+            else:  # this transaction's rows are those above the highest ``seq`` before it (the write lock is held)
+                new_ids = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (top,))}
+                local = inserted_positions(kept.column("event_id").to_pylist(), new_ids)
         if len(local) != accepted:  # cannot happen while the write lock is held; never fold a guess
             raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} found after the insert")
         dropped = n - kept.num_rows
