@@ -1,15 +1,27 @@
 """PostgreSQL event log (psycopg 3).
 
 Tables live in the connection's ``search_path`` (a URL may pick a schema with ``options=-csearch_path=NAME``) and
-are created when missing. ``append`` sends the batch as CSV with ``COPY`` into a per-connection temporary staging
-table, then moves it with ``INSERT ... SELECT ... ORDER BY ord ON CONFLICT (event_id) DO NOTHING`` in the same
-transaction: the batch is atomic, re-sent ``event_id``s (from earlier batches or earlier in the same batch) are
-skipped, and ``seq`` follows the batch order. The session forces ``synchronous_commit = on``, so ``COMMIT`` returns
-only after the WAL is flushed: an acknowledged batch survives a SIGKILL of the client and a crash of the server.
+are created when missing. ``events`` is partitioned by time: declarative ``RANGE`` partitions on ``ts_us``, one per
+calendar month (UTC), named ``events_pYYYYMM`` and created on demand by the append that first needs one (in its own
+transaction, under an advisory lock), so time-range reads scan only the months they ask for (partition pruning).
 
-Indexes are the minimum the contract needs: the primary key on ``event_id`` (byte-wise collation: ids are compared,
-never sorted for people) makes re-sends no-ops, and ``(ts_us, seq)`` serves time-range reads in order; ``seq`` has
-no index of its own.
+Idempotency across partitions: a unique index of a partitioned table must contain the partition key, and the same
+``event_id`` re-sent with another time would land in another partition, so the ids are kept unique in a table of
+their own, ``belong_event_ids`` (primary key ``event_id``). ``append`` sends the batch as CSV with ``COPY`` into a
+per-connection temporary staging table, then, in one statement of the same transaction, inserts the batch's ids
+into ``belong_event_ids`` (``ORDER BY ord ... ON CONFLICT DO NOTHING RETURNING``: exactly the ids never seen before,
+the first copy of an id repeated in the batch) and the first staged row of each of those ids into ``events``, in
+batch order: the batch is atomic, re-sent ids are skipped, ``seq`` (a sequence) follows the batch order. The
+session forces ``synchronous_commit = on``, so ``COMMIT`` returns only after the WAL is flushed: an acknowledged
+batch survives a SIGKILL of the client and a crash of the server.
+
+A store made before partitioning (a plain ``events`` table with its ``event_id`` primary key) is migrated when it is
+opened, in one transaction: the table is renamed, the partitioned table and its months are created, the rows are
+copied with their ``seq``, their ids go into ``belong_event_ids`` and the old table is dropped (docs/INGEST.md).
+
+Indexes are the minimum the contract needs: the primary key of ``belong_event_ids`` (byte-wise collation: ids are
+compared, never sorted for people) and ``(ts_us, seq)`` on every partition for time-range reads in order; ``seq``
+has no index of its own.
 
 One connection serves writes and small reads under a lock (thread-safe); every ``iter_events`` opens its own
 connection with a server-side cursor, so a long export never holds the write lock.
@@ -24,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -36,11 +49,12 @@ from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 T = TypeVar("T")
 
 _EVENT_COLS_SQL = ", ".join(EVENT_COLUMNS)
+_DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('belong.eventlog.ddl:' || current_schema()))"
 _DDL = """
-SELECT pg_advisory_xact_lock(hashtext('belong.eventlog.ddl:' || current_schema()));
+CREATE SEQUENCE IF NOT EXISTS events_seq AS BIGINT;
 CREATE TABLE IF NOT EXISTS events (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY NOT NULL,
-    event_id TEXT COLLATE "C" PRIMARY KEY,
+    seq BIGINT NOT NULL DEFAULT nextval('events_seq'),
+    event_id TEXT COLLATE "C" NOT NULL,
     ts_us BIGINT NOT NULL,
     type TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -51,8 +65,9 @@ CREATE TABLE IF NOT EXISTS events (
     surface TEXT,
     position INTEGER,
     propensity DOUBLE PRECISION
-);
+) PARTITION BY RANGE (ts_us);
 CREATE INDEX IF NOT EXISTS events_ts_seq ON events (ts_us, seq);
+CREATE TABLE IF NOT EXISTS belong_event_ids (event_id TEXT COLLATE "C" PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, created_at_us BIGINT NOT NULL, age_group TEXT NOT NULL, locale TEXT NOT NULL,
     interests TEXT[], status TEXT NOT NULL
@@ -76,8 +91,8 @@ _FORGET_LOCK = "hashtext('belong.eventlog.forget:' || current_schema())"
 
 # Staging tables are session-local and emptied at every commit; ``ord`` keeps the batch order.
 _STAGING_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS belong_stage_events (
-    ord BIGINT NOT NULL, event_id TEXT, ts_us BIGINT, type TEXT, actor TEXT, target TEXT, target_kind TEXT,
+CREATE TEMP TABLE IF NOT EXISTS belong_stage_events_v2 (
+    ord BIGINT NOT NULL, event_id TEXT COLLATE "C", ts_us BIGINT, type TEXT, actor TEXT, target TEXT, target_kind TEXT,
     value DOUBLE PRECISION, request_id TEXT, surface TEXT, position INTEGER, propensity DOUBLE PRECISION
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS belong_stage_users (ord BIGINT NOT NULL, LIKE users) ON COMMIT DELETE ROWS;
@@ -85,11 +100,33 @@ CREATE TEMP TABLE IF NOT EXISTS belong_stage_communities (ord BIGINT NOT NULL, L
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS belong_stage_content (ord BIGINT NOT NULL, LIKE content) ON COMMIT DELETE ROWS;
 """
-_COPY_EVENTS = f"COPY belong_stage_events (ord, {_EVENT_COLS_SQL}) FROM STDIN (FORMAT csv)"
-_MOVE_EVENTS = (
-    f"INSERT INTO events ({_EVENT_COLS_SQL}) SELECT {_EVENT_COLS_SQL} FROM belong_stage_events ORDER BY ord "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+_COPY_EVENTS = f"COPY belong_stage_events_v2 (ord, {_EVENT_COLS_SQL}) FROM STDIN (FORMAT csv)"
+#: new ids first (the first copy of each, in batch order), then the first staged row of each new id, in batch order
+_MOVE_EVENTS = f"""
+WITH new AS (
+    INSERT INTO belong_event_ids (event_id) SELECT event_id FROM belong_stage_events_v2 ORDER BY ord
+    ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 )
+INSERT INTO events ({_EVENT_COLS_SQL})
+SELECT {_EVENT_COLS_SQL} FROM (
+    SELECT DISTINCT ON (s.event_id) s.* FROM belong_stage_events_v2 s JOIN new ON new.event_id = s.event_id
+    ORDER BY s.event_id, s.ord
+) AS first ORDER BY ord
+RETURNING event_id"""
+#: a plain ``events`` table of a store made before partitioning (``relkind`` 'r'; a partitioned one is 'p')
+_EVENTS_KIND = "SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass('events')"
+_PARTITIONS = ("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+               "WHERE i.inhparent = to_regclass('events')")
+_MIGRATE_RENAME = """
+ALTER TABLE events RENAME TO belong_events_unpartitioned;
+ALTER INDEX IF EXISTS events_ts_seq RENAME TO belong_events_unpartitioned_ts_seq;
+"""
+_MIGRATE_COPY = f"""
+INSERT INTO events (seq, {_EVENT_COLS_SQL}) SELECT seq, {_EVENT_COLS_SQL} FROM belong_events_unpartitioned;
+INSERT INTO belong_event_ids (event_id) SELECT event_id FROM belong_events_unpartitioned;
+SELECT setval('events_seq', COALESCE((SELECT MAX(seq) FROM belong_events_unpartitioned), 0) + 1, false);
+DROP TABLE belong_events_unpartitioned;
+"""
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 
@@ -111,6 +148,22 @@ def events_csv(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def month_of(ts_us: np.ndarray) -> np.ndarray:
+    """The distinct calendar months (UTC) of microsecond times, as months since 1970-01."""
+    return np.unique(np.asarray(ts_us, np.int64).astype("datetime64[us]").astype("datetime64[M]").astype(np.int64))
+
+
+def partition_name(month: int) -> str:
+    """``events_pYYYYMM`` of a month counted from 1970-01."""
+    return "events_p" + str(np.datetime64(month, "M")).replace("-", "")
+
+
+def partition_ddl(month: int) -> str:
+    """The month's partition: ``[first microsecond of the month, first of the next)``."""
+    lo, hi = (int(np.datetime64(m, "M").astype("datetime64[us]").astype(np.int64)) for m in (month, month + 1))
+    return f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF events FOR VALUES FROM ({lo}) TO ({hi})"
+
+
 def _one(conn: psycopg.Connection, sql: str, *params: Any) -> Any:
     """The single value a query answers."""
     row = conn.execute(sql, params or None).fetchone()
@@ -127,6 +180,7 @@ class PostgresStore(EventStore):
         self._dsn = url
         self._lock = threading.Lock()
         self._salt_value: str | None = None
+        self._months: set[int] = set()  # months whose partition is known to exist
         self._conn = self._connect()
         try:
             self._guard(self._create_schema)  # also turns a failure (e.g. no CREATE privilege) into StoreError
@@ -149,8 +203,42 @@ class PostgresStore(EventStore):
 
     def _create_schema(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
-            conn.execute(_DDL)
+            conn.execute(_DDL_LOCK)
+            if conn.execute(_EVENTS_KIND).fetchone() == ("r",):  # a store made before partitioning
+                self._migrate(conn)
+            else:
+                conn.execute(_DDL)
             conn.execute(_STAGING_DDL)
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """The plain ``events`` table into the partitioned one, rows with their ``seq`` (in the caller's
+        transaction: all or nothing)."""
+        conn.execute(_MIGRATE_RENAME)
+        conn.execute(_DDL)
+        lo, hi = _one(conn, "SELECT ARRAY[MIN(ts_us), MAX(ts_us)] FROM belong_events_unpartitioned")
+        if lo is not None:
+            first, last = month_of(np.array([lo])), month_of(np.array([hi]))
+            for month in range(int(first[0]), int(last[0]) + 1):
+                conn.execute(partition_ddl(month))
+        conn.execute(_MIGRATE_COPY)
+
+    def _ensure_partitions(self, conn: psycopg.Connection, table: pa.Table) -> None:
+        """Create the partitions of the batch's months that do not exist yet (own transaction, under the DDL lock:
+        concurrent writers create each one once)."""
+        months = set(month_of(table.column("ts_us").to_numpy()).tolist()) - self._months
+        if not months:
+            return
+        with conn.transaction():
+            conn.execute(_DDL_LOCK)
+            existing = {r[0] for r in conn.execute(_PARTITIONS)}
+            for month in sorted(months):
+                if partition_name(month) not in existing:
+                    conn.execute(partition_ddl(month))
+        self._months |= months
+
+    def partitions(self) -> list[str]:
+        """The names of the partitions of ``events``, oldest month first."""
+        return sorted(r[0] for r in self._query(_PARTITIONS))
 
     def _guard(self, fn: Callable[[psycopg.Connection], T]) -> T:
         """Run ``fn`` on the shared connection under the lock; reconnect once if the connection was lost
@@ -162,8 +250,10 @@ class PostgresStore(EventStore):
                     self._create_schema(self._conn)
                 return fn(self._conn)
             except psycopg.OperationalError as exc:
+                self._months.clear()
                 raise StoreError(f"store: lost the connection to {self.url}: {str(exc).strip()}") from None
             except psycopg.Error as exc:
+                self._months.clear()  # e.g. a partition dropped by hand: look again next time
                 raise StoreError(f"store: {self.url}: {str(exc).strip()}") from None
 
     # -- writes ----------------------------------------------------------------------------------------------------
@@ -186,6 +276,7 @@ class PostgresStore(EventStore):
         named = users_named(table)
 
         def run(conn: psycopg.Connection) -> tuple[list[int], set[str]]:
+            self._ensure_partitions(conn, table)
             with conn.transaction(), conn.cursor() as cur:
                 cur.execute(f"SELECT pg_advisory_xact_lock_shared({_FORGET_LOCK})")
                 kept, positions = table, list(range(n))
@@ -213,11 +304,13 @@ class PostgresStore(EventStore):
                                      (h, time.time_ns() // 1000)).rowcount
                 related = sorted(r[0] for r in conn.execute(RELATED_SQL.format(m="%s"), (user_id,) * 3)
                                  if r[0] != user_id)
-                events = conn.execute(
-                    "DELETE FROM events WHERE actor = %s OR (target_kind = 'user' AND target = %s)",
+                events = conn.execute(  # the events and their ids (one id per event)
+                    "WITH gone AS (DELETE FROM events WHERE actor = %s OR (target_kind = 'user' AND target = %s) "
+                    "RETURNING event_id) DELETE FROM belong_event_ids WHERE event_id IN (SELECT event_id FROM gone)",
                     (user_id, user_id)).rowcount
                 users = conn.execute("DELETE FROM users WHERE id = %s", (user_id,)).rowcount
-            conn.execute("VACUUM events, users")  # the deleted tuples' space is reclaimed (autocommit: no block)
+            # the deleted tuples' space is reclaimed (autocommit: no block)
+            conn.execute("VACUUM events, belong_event_ids, users")
             return ForgetResult(events=events, users=users, already=added == 0, related=tuple(related))
 
         return self._guard(run)
