@@ -79,3 +79,49 @@ def bench_ingest_files(rows: int, seed: int = 0, chunk_rows: int = ingest_mod.CH
             fig["cpu_speedup"] = round(fig["vectorised"]["rows_per_cpu_s"] / fig["row_by_row"]["rows_per_cpu_s"], 2)
             out["formats"][fmt] = fig
     return out
+
+
+def _ingest_rate(store_spec: Path, path: Path, chunk_rows: int) -> dict[str, Any]:
+    with open_store(store_spec) as st:
+        before = st.position()
+        report, secs, cpu = _timed(partial(ingest_mod.ingest_file, path, st, chunk_rows=chunk_rows))
+    return {"stored_before": before, "rows_per_s": round(report.rows / secs),
+            "rows_per_cpu_s": round(report.rows / cpu), "seconds": round(secs, 3), "accepted": report.accepted}
+
+
+def prefill_store(spec: Path, events: int, seed: int = 0, batch: int = 200_000,
+                  on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Fill a store with ``events`` synthetic events (uuid-like random ids: the idempotency index's worst case)
+    by plain appends; the append rate of the first and the last batch."""
+    rates = []
+    with open_store(spec) as st:
+        for off in range(0, events, batch):
+            t = synthetic_events(min(batch, events - off), seed=seed + 7_000 + off)
+            _, secs, _ = _timed(partial(st.append, t))
+            rates.append(round(t.num_rows / secs))
+            if on_step is not None:
+                on_step(off + t.num_rows, events)
+        stored = st.position()
+    return {"events": stored, "first_batch_rows_per_s": rates[0] if rates else None,
+            "last_batch_rows_per_s": rates[-1] if rates else None}
+
+
+def bench_prefilled(rows: int, prefilled: Path, seed: int = 0, chunk_rows: int = ingest_mod.CHUNK_ROWS,
+                    fmt: str = "parquet") -> dict[str, Any]:
+    """``belong ingest`` of the same file into an empty store (the same-run baseline) and into ``prefilled``, a store
+    with many events already (it is appended to: give a copy), for uuid-like random ids and for time-prefixed ids
+    (UUIDv7 / snowflake style). ``ratio`` = empty rows/s over pre-filled rows/s (the issue's target: at most 2)."""
+    out: dict[str, Any] = {"rows": rows, "chunk_rows": chunk_rows, "format": fmt, "prefilled": str(prefilled),
+                           "ids": {}}
+    with tempfile.TemporaryDirectory(prefix="belong-bench-ingest-prefilled-") as tmp:
+        root = Path(tmp)
+        for ids in ("random", "ordered"):
+            table = synthetic_events(rows, seed=seed + (1 if ids == "random" else 2), ordered_ids=ids == "ordered")
+            path = write_files(table, root / ids)[fmt] if fmt != "parquet" else root / f"{ids}.parquet"
+            if fmt == "parquet":
+                pq.write_table(table, path)
+            empty = _ingest_rate(root / f"empty-{ids}", path, chunk_rows)
+            full = _ingest_rate(prefilled, path, chunk_rows)
+            out["ids"][ids] = {"empty": empty, "prefilled": full,
+                               "ratio": round(empty["rows_per_s"] / full["rows_per_s"], 2)}
+    return out

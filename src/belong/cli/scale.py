@@ -99,13 +99,31 @@ def register_ingest(bench: typer.Typer) -> None:
     @bench.command("ingest-files")
     def bench_ingest_files_cmd(
         rows: int = typer.Option(200_000, min=1, help="Events per file."),
-        chunk_rows: int = typer.Option(10_000, min=1, help="Rows validated and stored per append."),
+        chunk_rows: int = typer.Option(50_000, min=1, help="Rows validated and stored per append."),
         seed: int = typer.Option(0, help="Random seed of the events."),
+        prefilled: Path = typer.Option(None, help="A store with many events already (appended to: give a copy): "
+                                       "ingest into it against an empty store, instead of the format comparison."),
+        prefill: int = typer.Option(0, min=0, help="With --prefilled: first fill that store with this many synthetic "
+                                    "events (random ids)."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
     ) -> None:
         """belong ingest of JSONL, CSV and Parquet into a fresh embedded store: rows/s with column-wise
-        validation next to row-by-row validation (the same-run baseline) and the bare append."""
-        from belong.bench.ingest_files import bench_ingest_files
+        validation next to row-by-row validation (the same-run baseline) and the bare append. With --prefilled:
+        the same file into an empty store and into one with many events already (random and time-prefixed ids)."""
+        from belong.bench.ingest_files import bench_ingest_files, bench_prefilled, prefill_store
 
-        result = bench_ingest_files(rows, seed, chunk_rows)
+        if prefilled is None:
+            result = bench_ingest_files(rows, seed, chunk_rows)
+        else:
+            fill = None
+            if prefill:
+                from belong.cli.store import _progress
+
+                with _progress(Console(stderr=True)) as bar:
+                    task = bar.add_task("prefill", total=prefill)
+                    fill = prefill_store(prefilled, prefill, seed,
+                                         on_step=lambda done, total: bar.update(task, completed=done))
+            result = bench_prefilled(rows, prefilled, seed, chunk_rows)
+            if fill is not None:
+                result["prefill"] = fill
         typer.echo(orjson.dumps(result, option=0 if json_out else orjson.OPT_INDENT_2).decode())

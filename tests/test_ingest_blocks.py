@@ -1,0 +1,100 @@
+"""JSONL blocks read by Arrow's JSON reader (the fast path of ``belong ingest``) against ``orjson`` line by line: a
+block Arrow reads and the column-wise check accepts holds exactly the events the line-by-line path gives; lines
+Arrow might read differently (huge integers, NaN, a byte-order mark, several objects on a line, a block that starts
+with something other than an object) send the block back to ``orjson``, so the report is the same."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from belong.eventlog import open_store
+from belong.ingest import _fast_chunk, _fast_table, _json_table, ingest_file
+
+GOOD = {"event_id": "e1", "ts": "2026-01-02T03:04:05Z", "type": "join", "actor": "u1", "target": "c1"}
+
+
+def _lines(raws: list[bytes]) -> list[tuple[int, bytes]]:
+    return [(i, r + b"\n") for i, r in enumerate(raws, start=1)]
+
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=10),
+    st.sampled_from(["join", "view", "impression", "community", "user", "2026-01-02T03:04:05Z", "1767323045", "0.5"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+_keys = st.sampled_from(["event_id", "ts", "ts_us", "type", "actor", "target", "target_kind", "value", "position",
+                         "propensity", "request_id", "surface"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(_keys, _values, max_size=3), min_size=1, max_size=6), st.integers(0, 5))
+def test_arrow_blocks_never_store_other_events_than_orjson(changes: list[dict], seed: int) -> None:
+    records = [{**GOOD, "event_id": f"e{i}-{seed}", **ch} for i, ch in enumerate(changes)]
+    raws = [json.dumps(r).encode() for r in records]  # stdlib json: NaN, Infinity and huge integers too
+    table = _json_table(_lines(raws))
+    fast = None if table is None else _fast_table(table)
+    if fast is None:
+        return  # orjson and the row path decide, as before
+    parsed = [orjson.loads(r) for r in raws]  # every line is JSON orjson reads
+    assert fast.equals(_fast_chunk(parsed))
+
+
+@pytest.mark.parametrize("raws", [
+    [b"null", json.dumps(GOOD).encode()],  # pyarrow 26 crashes on a block that starts with null
+    [json.dumps(GOOD).encode(), b"null"],
+    [json.dumps(GOOD).encode() + b" " + json.dumps({**GOOD, "event_id": "e2"}).encode()],  # two objects, one line
+    [b"\xef\xbb\xbf" + json.dumps(GOOD).encode()],
+    [json.dumps({**GOOD, "value": 12345678901234567890123}).encode()],
+    [json.dumps({**GOOD, "value": float("nan")}).encode()],
+    [b'{"event_id": "e1", "event_id": "e2", "ts": 1767323045, "type": "join", "actor": "u1", "target": "c1"}'],
+])
+def test_lines_arrow_might_read_otherwise_are_left_to_orjson(raws: list[bytes]) -> None:
+    table = _json_table(_lines(raws))
+    assert table is None or _fast_table(table) is None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ev.jsonl"
+        path.write_bytes(b"".join(r + b"\n" for r in raws))
+        with open_store(Path(tmp) / "store") as st:
+            report = ingest_file(path, st)
+    ok = 0
+    for r in raws:
+        try:
+            rec = orjson.loads(r)
+        except orjson.JSONDecodeError:
+            continue
+        ok += isinstance(rec, dict) and rec.get("value") == rec.get("value")  # not NaN
+    assert report.rows == len(raws) and report.accepted + report.duplicates == ok
+    assert report.rejected == len(raws) - ok
+
+
+def test_a_big_clean_file_goes_through_arrow_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from belong import ingest as ingest_mod
+
+    records = [{**GOOD, "event_id": f"e{i}", "ts_us": 1_767_323_045_000_000 + i} for i in range(2_500)]
+    for r in records:
+        r.pop("ts")
+    path = tmp_path / "ev.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in records) + b"\n\n")
+    arrow_blocks = []
+    real = ingest_mod._json_table
+
+    def spy(lines):
+        out = real(lines)
+        arrow_blocks.append(out is not None)
+        return out
+
+    monkeypatch.setattr(ingest_mod, "_json_table", spy)
+    with open_store(tmp_path / "store") as st:
+        report = ingest_file(path, st, chunk_rows=1_000)
+        stored = st.read_events()
+    assert arrow_blocks == [True, True, True]
+    assert report.accepted == 2_500 and report.rejected == 0
+    assert stored.column("event_id").to_pylist() == [f"e{i}" for i in range(2_500)]
+    assert stored.column("ts_us").to_pylist() == [r["ts_us"] for r in records]
