@@ -98,3 +98,53 @@ def test_a_big_clean_file_goes_through_arrow_in_blocks(tmp_path: Path, monkeypat
     assert report.accepted == 2_500 and report.rejected == 0
     assert stored.column("event_id").to_pylist() == [f"e{i}" for i in range(2_500)]
     assert stored.column("ts_us").to_pylist() == [r["ts_us"] for r in records]
+
+
+# ------------------------------------------------------------------------------------------------ CSV
+
+_cells = st.one_of(st.text(alphabet=st.characters(blacklist_characters='",\r\n', codec="utf-8"), max_size=8),
+                   st.sampled_from(["join", "view", "u1", "c1", "x3", "", " ", "2026-01-02T03:04:05Z", "1767323045",
+                                    "content", "community", "2", "-1", "\t"]))
+
+
+def _ingest_both(tmp: Path, text: bytes, chunk_rows: int, monkeypatch: pytest.MonkeyPatch) -> list:
+    """The file ingested as it is read now and with every line through Python's csv (the reference)."""
+    from belong import ingest as ingest_mod
+
+    path = tmp / "ev.csv"
+    path.write_bytes(text)
+    out = []
+    for name, plain in (("arrow", ingest_mod._plain_header), ("python", lambda _first: None)):
+        monkeypatch.setattr(ingest_mod, "_plain_header", plain)
+        with open_store(tmp / name) as st:
+            report = ingest_file(path, st, chunk_rows=chunk_rows).to_dict()
+            out.append((report, st.read_events().to_pylist()))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(_cells, min_size=4, max_size=6), max_size=12), chunk_rows=st.integers(1, 5),
+       newline=st.sampled_from([b"\n", b"\r\n"]), blank=st.booleans())
+def test_unquoted_csv_through_arrow_is_read_as_pythons_csv_reads_it(
+        rows: list[list[str]], chunk_rows: int, newline: bytes, blank: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    header = ["event_id", "ts", "type", "actor", "target"]
+    lines = [",".join(header).encode()] + [",".join(r).encode() for r in rows]
+    if blank:
+        lines.insert(len(lines) // 2 + 1, b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        arrow, python = _ingest_both(Path(tmp), newline.join(lines) + newline, chunk_rows, monkeypatch)
+    assert arrow == python
+
+
+def test_csv_switches_to_pythons_reader_at_the_first_quote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    header = b"event_id,ts,type,actor,target"
+    lines = [header] + [f"e{i},1767323045,join,u1,c{i}".encode() for i in range(7)]
+    lines += [b'e7,1767323045,join,u1,"c\n7"', b"e8,1767323045,join,u1,", b'"e9",1767323045,join,u1,c9']
+    arrow, python = _ingest_both(tmp_path, b"\n".join(lines) + b"\n", 3, monkeypatch)
+    assert arrow == python
+    report = arrow[0]
+    assert report["accepted"] == 8 and report["errors"] == [
+        {"line": 9, "field": "target", "reason": "must not contain control characters"},
+        {"line": 11, "field": "target", "reason": "must not be empty"}]

@@ -5,6 +5,12 @@ Every row goes through the same validation as the API (:func:`belong.domain.pars
 and not stored; the good rows are stored chunk by chunk (each chunk is one atomic, durable ``append``). With
 ``strict`` the whole file is validated first and nothing is stored when any row is bad.
 
+How a chunk is read (docs/INGEST.md): event chunks are read as columns — JSONL by Arrow's JSON reader (a chunk it
+might read differently from ``orjson``, line by line, is read line by line), CSV by Python's ``csv`` module into
+columns, Parquet in record batches — and validated column by column (:mod:`belong.ingest_fast`); a chunk that
+path cannot vouch for goes row by row, which names each bad row's field. Chunks are stored on a second thread
+while the next one is read and validated, in file order.
+
 Line numbers: JSONL — the physical line of the file (1-based, blank lines count); CSV — the physical line where the
 record starts, the header being line 1; Parquet — the 1-based row number.
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +34,7 @@ from typing import Any, BinaryIO
 import msgspec
 import orjson
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
@@ -227,39 +235,98 @@ def _jsonl_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]
 
 
 def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
-    """Records of a CSV file by Python's ``csv`` reader over the whole file (quoted newlines, line numbers as
-    before), in blocks; the columns of a block are the readers' strings without a dict per row."""
+    """Blocks of a CSV file. Event files whose data lines carry no quote character are read by Arrow's CSV reader
+    (every record is then one line: both readers split it the same way); from the first block with a quote on,
+    and for entity files, by Python's ``csv`` reader (quoted newlines, line numbers as before)."""
+    with _open_binary(path) as f:
+        first = f.readline()
+        header = _plain_header(first) if events else None
+        if header is None:
+            yield from _csv_python(path.name, itertools.chain([first], f), chunk_rows, events)
+            return
+        index = {k: i for i, k in enumerate(header) if k}
+        options = (pacsv.ReadOptions(column_names=header, use_threads=False, block_size=1 << 26),
+                   pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=True),
+                   pacsv.ConvertOptions(column_types={k: pa.string() for k in header}, strings_can_be_null=False,
+                                        include_columns=sorted(index)))
+        lineno, pos = 1, len(first)
+        while raws := list(itertools.islice(f, chunk_rows)):
+            data = b"".join(raws)
+            if b'"' in data or data.count(b"\r") != data.count(b"\r\n"):  # quoting (or a lone CR): Python's csv
+                yield from _csv_python(path.name, itertools.chain(raws, f), chunk_rows, events, lineno, pos, header)
+                return
+            table = _arrow_csv(data, options)
+            n_lines, lineno, pos = len(raws), lineno + len(raws), pos + len(data)
+            lines = [n for n, raw in enumerate(raws, start=lineno - n_lines + 1) if raw.strip(b"\r\n")]
+            if table is None or table.num_rows != len(lines):  # not UTF-8, a row of another width...: by Python
+                yield from _csv_python(path.name, iter(raws), n_lines, events, lineno - n_lines, pos - len(data),
+                                       header)
+                continue
+
+            def items(table: pa.Table = table, lines: list[int] = lines, index: dict[str, int] = index
+                      ) -> list[tuple[int, Mapping[str, Any] | _RowError]]:
+                cols = {k: table.column(k).to_pylist() for k in index}
+                return [(n, {k: cols[k][j] for k in index}) for j, n in enumerate(lines)]
+
+            yield _Block(table.num_rows, pos, table, items)
+
+
+def _plain_header(first: bytes) -> list[str] | None:
+    """The header of a CSV file when it is one plain line (no quotes, distinct names), else None."""
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    if '"' in text or "\r" in text.rstrip("\r\n"):
+        return None
+    header = [c.strip() for c in text.rstrip("\r\n").split(",")]
+    if not any(header) or len(set(header)) != len(header):
+        return None
+    return header
+
+
+def _arrow_csv(data: bytes, options: tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]
+               ) -> pa.Table | None:
+    try:
+        data.decode("utf-8")
+        return pacsv.read_csv(io.BytesIO(data), *options)
+    except (pa.ArrowException, ValueError):
+        return None
+
+
+def _csv_python(name: str, raw_lines: Iterator[bytes], chunk_rows: int, events: bool, line0: int = 0,
+                pos0: int = 0, header: list[str] | None = None) -> Iterator[_Block]:
+    """Records by Python's ``csv`` reader over the lines from ``line0`` on (quoted newlines, line numbers as
+    before), in blocks; the columns of a block are the reader's strings without a dict per row."""
     bad_utf8: set[int] = set()
-    state = {"pos": 0}
+    state = {"pos": pos0}
 
     def lines() -> Iterator[str]:
-        n = 0
-        with _open_binary(path) as f:
-            while raws := f.readlines(1 << 20):
-                try:
-                    texts = [raw.decode("utf-8") for raw in raws]
-                except UnicodeDecodeError:
-                    texts = []
-                    for i, raw in enumerate(raws, start=n + 1):
-                        try:
-                            texts.append(raw.decode("utf-8"))
-                        except UnicodeDecodeError:
-                            bad_utf8.add(i)
-                            texts.append(raw.decode("utf-8", errors="replace"))
-                if n == 0 and texts[0].startswith("\ufeff"):  # utf-8-sig on the header line
-                    texts[0] = texts[0][1:]
-                n += len(raws)
-                state["pos"] += sum(map(len, raws))
-                yield from texts
+        n = line0
+        while raws := list(itertools.islice(raw_lines, 4096)):
+            try:
+                texts = [raw.decode("utf-8") for raw in raws]
+            except UnicodeDecodeError:
+                texts = []
+                for i, raw in enumerate(raws, start=n + 1):
+                    try:
+                        texts.append(raw.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        bad_utf8.add(i)
+                        texts.append(raw.decode("utf-8", errors="replace"))
+            if n == 0 and texts[0].startswith("\ufeff"):  # utf-8-sig on the header line
+                texts[0] = texts[0][1:]
+            n += len(raws)
+            state["pos"] += sum(map(len, raws))
+            yield from texts
 
     reader = csv.reader(lines())
-    header: list[str] | None = None
-    index: dict[str, int] = {}
+    index: dict[str, int] = {} if header is None else {k: i for i, k in enumerate(header) if k}
     done = False
     while not done:
         items: list[tuple[int, list[str] | _RowError]] = []
         while len(items) < chunk_rows:
-            start = reader.line_num + 1
+            start = line0 + reader.line_num + 1
             try:
                 row = next(reader)
             except StopIteration:
@@ -270,13 +337,13 @@ def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
                 continue
             if header is None:
                 if not any(c.strip() for c in row):
-                    raise ValidationError("file", f"{path.name}: the first line must be a header row naming the fields")
+                    raise ValidationError("file", f"{name}: the first line must be a header row naming the fields")
                 header = [c.strip() for c in row]
                 index = {k: i for i, k in enumerate(header) if k}  # a repeated name: the last column, as a dict
                 continue
             if not row:  # blank line
                 continue
-            end = reader.line_num
+            end = line0 + reader.line_num
             bad = next((n for n in range(start, end + 1) if n in bad_utf8), None) if bad_utf8 else None
             if bad is not None:
                 items.append((bad, _RowError("line", "is not valid UTF-8")))
@@ -285,7 +352,7 @@ def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
             else:
                 items.append((start, row))
         if header is None and done:
-            raise ValidationError("file", f"{path.name} is empty: a CSV file needs a header row")
+            raise ValidationError("file", f"{name} is empty: a CSV file needs a header row")
         if not items:
             return
         rows = [r for _, r in items if not isinstance(r, _RowError)]

@@ -73,7 +73,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Validate and store the rows of FILE.
 
-        Bad rows are reported (line, field, reason) and not stored; good rows are stored, each chunk of 10,000
+        Bad rows are reported (line, field, reason) and not stored; good rows are stored, each chunk of 50,000
         rows as one durable, idempotent append (re-ingesting a file stores nothing twice: re-sent event_ids are
         counted as duplicates). Exit code 0 when the file was processed, even if some rows were rejected (see
         "rejected" in the report); 2 with --strict when any row is bad (then nothing is stored), or when the file,
