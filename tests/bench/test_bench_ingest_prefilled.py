@@ -1,0 +1,30 @@
+"""``belong bench ingest-files --prefilled``: the same file into an empty store and into a pre-filled one, for both
+kinds of ids, with the ratio (no timing assertions: figures are measured by the command, not by tests)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from belong.cli import main
+from belong.eventlog import open_store
+
+
+def test_cli_prefilled_reports_empty_and_full_for_both_kinds_of_ids(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    store = tmp_path / "full"
+    monkeypatch.setattr(sys, "argv", ["belong", "bench", "ingest-files", "--json", "--rows", "1500",
+                                      "--chunk-rows", "500", "--prefilled", str(store), "--prefill", "4000"])
+    main()
+    out = orjson.loads(capsys.readouterr().out)
+    assert out["prefill"]["events"] == 4_000 and out["prefill"]["first_batch_rows_per_s"] > 0
+    random, ordered = out["ids"]["random"], out["ids"]["ordered"]
+    assert random["empty"]["stored_before"] == 0 and random["prefilled"]["stored_before"] == 4_000
+    assert ordered["prefilled"]["stored_before"] == 5_500  # the random-id file went in first
+    for fig in (random, ordered):
+        assert fig["empty"]["accepted"] == fig["prefilled"]["accepted"] == 1_500 and fig["ratio"] > 0
+    with open_store(store) as st:
+        assert st.count() == 7_000
