@@ -1,5 +1,5 @@
-"""``belong bench ingest-files``: ``belong ingest`` of JSONL, CSV and Parquet files into a fresh embedded store, rows
-per second end to end (read, validate, store durably), with the column-wise validation (:mod:`belong.ingest_fast`)
+"""``belong bench ingest-files``: ``belong ingest`` of JSONL, CSV (quoted, and without quotes) and Parquet files
+into a fresh embedded store, rows per second end to end (read, validate, store durably), with the column-wise validation (:mod:`belong.ingest_fast`)
 and, as the same-run baseline, row by row (:func:`belong.domain.parse_event` per row, what ingest did before).
 Also the append alone (the store's own cost: the same rows as one prepared table, no file, no validation), the
 ceiling either path can reach."""
@@ -22,17 +22,20 @@ from belong import ingest as ingest_mod
 from belong.bench.ingest import synthetic_events
 from belong.eventlog import open_store
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "csv_unquoted", "parquet")
 
 
 def write_files(table: pa.Table, directory: Path) -> dict[str, Path]:
     """The events as the three file formats ``belong ingest`` reads (times as ``ts_us``, as exported)."""
-    paths = {f: directory / f"events.{f}" for f in FORMATS}
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {f: directory / f"events.{f}" for f in FORMATS if f != "csv_unquoted"}
+    paths["csv_unquoted"] = directory / "events_unquoted.csv"  # no quotes (as pandas writes): Arrow's CSV reader
     with paths["jsonl"].open("wb") as f:
         for batch in table.to_batches(50_000):
             for row in batch.to_pylist():
                 f.write(orjson.dumps({k: v for k, v in row.items() if v is not None}) + b"\n")
-    pacsv.write_csv(table, paths["csv"])
+    pacsv.write_csv(table, paths["csv"])  # every string quoted: Python's csv reader
+    pacsv.write_csv(table, paths["csv_unquoted"], pacsv.WriteOptions(quoting_style="none"))
     pq.write_table(table, paths["parquet"])
     return paths
 
