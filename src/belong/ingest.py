@@ -271,15 +271,19 @@ def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
             yield _Block(table.num_rows, pos, table, items)
 
 
+#: a header line of plain or wholly quoted names (no doubled quotes, no line break inside)
+_PLAIN_HEADER = re.compile(r'(?:"[^",\r\n]*"|[^",\r\n]*)(?:,(?:"[^",\r\n]*"|[^",\r\n]*))*')
+
+
 def _plain_header(first: bytes) -> list[str] | None:
-    """The header of a CSV file when it is one plain line (no quotes, distinct names), else None."""
+    """The header of a CSV file when it is one plain line (names plain or wholly quoted, distinct), else None."""
     try:
-        text = first.decode("utf-8-sig")
+        text = first.decode("utf-8-sig").removesuffix("\n").removesuffix("\r")
     except UnicodeDecodeError:
         return None
-    if '"' in text or "\r" in text.rstrip("\r\n"):
+    if not _PLAIN_HEADER.fullmatch(text):
         return None
-    header = [c.strip() for c in text.rstrip("\r\n").split(",")]
+    header = [c[1:-1].strip() if c.startswith('"') else c.strip() for c in text.split(",")]
     if not any(header) or len(set(header)) != len(header):
         return None
     return header

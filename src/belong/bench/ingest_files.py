@@ -1,8 +1,9 @@
-"""``belong bench ingest-files``: ``belong ingest`` of JSONL, CSV (quoted, and without quotes) and Parquet files
-into a fresh embedded store, rows per second end to end (read, validate, store durably), with the column-wise validation (:mod:`belong.ingest_fast`)
-and, as the same-run baseline, row by row (:func:`belong.domain.parse_event` per row, what ingest did before).
-Also the append alone (the store's own cost: the same rows as one prepared table, no file, no validation), the
-ceiling either path can reach."""
+"""``belong bench ingest-files``: ``belong ingest`` of JSONL, CSV (every string quoted, and without quotes) and
+Parquet files into a fresh embedded store, rows per second end to end (read, validate, store durably), with the
+column-wise validation (:mod:`belong.ingest_fast`) and, as the same-run baseline, row by row
+(:func:`belong.domain.parse_event` per row, what ingest did before). Also the append alone (the store's own cost:
+the same rows as one prepared table, no file, no validation), the ceiling either path can reach. With
+``--prefilled``: the same file into an empty store and into one with many events already (:func:`bench_prefilled`)."""
 
 from __future__ import annotations
 
