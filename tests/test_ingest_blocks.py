@@ -102,9 +102,15 @@ def test_a_big_clean_file_goes_through_arrow_in_blocks(tmp_path: Path, monkeypat
 
 # ------------------------------------------------------------------------------------------------ CSV
 
-_cells = st.one_of(st.text(alphabet=st.characters(blacklist_characters='",\r\n', codec="utf-8"), max_size=8),
+_plain = st.one_of(st.text(alphabet=st.characters(blacklist_characters='",\r\n', codec="utf-8"), max_size=8),
                    st.sampled_from(["join", "view", "u1", "c1", "x3", "", " ", "2026-01-02T03:04:05Z", "1767323045",
                                     "content", "community", "2", "-1", "\t"]))
+_cells = st.one_of(
+    _plain, _plain,
+    _plain.map(lambda c: f'"{c}"'),  # wholly quoted: still Arrow's reader
+    st.sampled_from(['"a,b"', '""', '"u1"', '" c1 "']),
+    st.sampled_from(['a"b', '"x""y"', '"c1" ', ' "c1"', '"line\nbreak"', '"u1']),  # Python's csv from here on
+)
 
 
 def _ingest_both(tmp: Path, text: bytes, chunk_rows: int, monkeypatch: pytest.MonkeyPatch) -> list:
@@ -126,7 +132,7 @@ def _ingest_both(tmp: Path, text: bytes, chunk_rows: int, monkeypatch: pytest.Mo
                                                                   HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.lists(_cells, min_size=4, max_size=6), max_size=12), chunk_rows=st.integers(1, 5),
        newline=st.sampled_from([b"\n", b"\r\n"]), blank=st.booleans(), quoted=st.booleans())
-def test_unquoted_csv_through_arrow_is_read_as_pythons_csv_reads_it(
+def test_csv_through_arrow_is_read_as_pythons_csv_reads_it(
         rows: list[list[str]], chunk_rows: int, newline: bytes, blank: bool, quoted: bool,
         monkeypatch: pytest.MonkeyPatch) -> None:
     header = ["event_id", "ts", "type", "actor", "target"]

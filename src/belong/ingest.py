@@ -235,9 +235,10 @@ def _jsonl_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]
 
 
 def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
-    """Blocks of a CSV file. Event files whose data lines carry no quote character are read by Arrow's CSV reader
-    (every record is then one line: both readers split it the same way); from the first block with a quote on,
-    and for entity files, by Python's ``csv`` reader (quoted newlines, line numbers as before)."""
+    """Blocks of a CSV file. Event files whose data lines hold fields either plain or wholly quoted (no quote and
+    no line break inside the quotes) are read by Arrow's CSV reader (every record is then one line: both readers
+    split it the same way); from the first block with other quoting on, and for entity files, by Python's ``csv``
+    reader (quoted newlines, line numbers as before)."""
     with _open_binary(path) as f:
         first = f.readline()
         header = _plain_header(first) if events else None
@@ -252,7 +253,8 @@ def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
         lineno, pos = 1, len(first)
         while raws := list(itertools.islice(f, chunk_rows)):
             data = b"".join(raws)
-            if b'"' in data or data.count(b"\r") != data.count(b"\r\n"):  # quoting (or a lone CR): Python's csv
+            if (not _SIMPLE_QUOTES.fullmatch(data)) if b'"' in data else data.count(b"\r") != data.count(b"\r\n"):
+                # quotes inside a field or line breaks inside quotes (or a lone CR): Python's csv from here on
                 yield from _csv_python(path.name, itertools.chain(raws, f), chunk_rows, events, lineno, pos, header)
                 return
             table = _arrow_csv(data, options)
@@ -271,6 +273,10 @@ def _csv_blocks(path: Path, chunk_rows: int, events: bool) -> Iterator[_Block]:
             yield _Block(table.num_rows, pos, table, items)
 
 
+_SIMPLE_FIELD = rb'(?:"[^"\r\n]*"|[^",\r\n]*)'
+#: lines of fields either plain or wholly quoted, with no quote or line break inside the quotes: each record is one
+#: line and Arrow's reader gives the same strings as Python's ``csv``
+_SIMPLE_QUOTES = re.compile(rb"(?:%s(?:,%s)*\r?\n)*(?:%s(?:,%s)*)?" % ((_SIMPLE_FIELD,) * 4))
 #: a header line of plain or wholly quoted names (no doubled quotes, no line break inside)
 _PLAIN_HEADER = re.compile(r'(?:"[^",\r\n]*"|[^",\r\n]*)(?:,(?:"[^",\r\n]*"|[^",\r\n]*))*')
 
