@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from belong.domain import AgeGroup, Community, EntityStatus, User
 from belong.interactions import Interactions
+from belong.schema import STATE_COLUMNS
 from belong.state.heat import HEAT_HALF_LIFE_DAYS
 from belong.state.ids import IdMap
 from belong.state.relation import Relation
@@ -58,7 +59,7 @@ def from_store(spec: str | Path, *, half_life_days: float = HEAT_HALF_LIFE_DAYS)
 
     with open_store(spec, create=False) as store:
         world = World(users=store.users(), communities=store.communities(), content=store.content(),
-                      events=store.read_events())
+                      events=store.read_columns(STATE_COLUMNS))
     return from_world(world, half_life_days=half_life_days)
 
 
