@@ -38,10 +38,7 @@ def from_world(world: object, *, before_us: int | None = None, now_us: int | Non
     whatever their creation time (offline evaluation passes the training data's id maps). ``now_us``: the time
     heat is decayed to (default: the last event's)."""
     st = WorldState(half_life_days=half_life_days)
-    for u in user_ids:
-        st.ensure_user(str(u), 0)
-    for c in community_ids:
-        st.ensure_community(str(c), 0)
+    _register(st, [str(u) for u in user_ids], [str(c) for c in community_ids])
     registered_content = set(map(str, content_ids))
     events: pa.Table = world.events  # type: ignore[attr-defined]
     if before_us is not None:
@@ -119,6 +116,9 @@ def _fill_entities(st: WorldState, world: object, before_us: int | None, registe
         users = users.schema.empty_table()
         comms = comms.schema.empty_table()
 
+    if before_us is not None and _registered_users(st, users):
+        users = users.schema.empty_table()
+
     def exists(r: dict, index: dict[str, int]) -> bool:
         return before_us is None or r["created_at_us"] < before_us or r["id"] in index
 
@@ -143,6 +143,39 @@ def _fill_entities(st: WorldState, world: object, before_us: int | None, registe
             continue
         st.add_content(r["id"], st.ensure_community(r["community_id"], r["created_at_us"]), r["kind"],
                        r["created_at_us"], r["text"] or "", r["status"])
+
+
+def _register(st: WorldState, user_ids: list[str], community_ids: list[str]) -> None:
+    """Register ids first, in order (their attributes the defaults of an id seen in an event: ``ensure_user`` /
+    ``ensure_community`` at time 0), the users column by column when unique (a state's own ids: a cut)."""
+    if user_ids and len(set(user_ids)) == len(user_ids):
+        u, n = st.users, len(user_ids)
+        blank = User(id="", created_at_us=0)
+        u.ids, u.index = user_ids, {s: i for i, s in enumerate(user_ids)}
+        u.locale, u.age_group, u.interests = [blank.locale] * n, [str(blank.age_group)] * n, [()] * n
+        u.created, u.status = [0] * n, [str(blank.status)] * n
+        st.version += 1
+    else:
+        for uid in user_ids:
+            st.ensure_user(uid, 0)
+    for c in community_ids:
+        st.ensure_community(c, 0)
+
+
+def _registered_users(st: WorldState, users: pa.Table) -> bool:
+    """A cut's users when the table's ids are the first ids registered, in order (a state's own users, cut in
+    time): each one's attributes and creation time from its row, column by column (what ``add_user`` of every
+    row does); anything else is left to the row-by-row path (False)."""
+    n = users.num_rows
+    ids = users.column("id").to_pylist()
+    u = st.users
+    if n == 0 or n > len(u.ids) or ids != u.ids[:n]:
+        return False
+    u.locale[:n], u.age_group[:n] = users.column("locale").to_pylist(), users.column("age_group").to_pylist()
+    u.interests[:n] = [tuple(x or ()) for x in users.column("interests").to_pylist()]
+    u.status[:n], u.created[:n] = users.column("status").to_pylist(), users.column("created_at_us").to_pylist()
+    st.version += 1
+    return True
 
 
 def _bulk_entities(st: WorldState, users: pa.Table, comms: pa.Table) -> bool:
@@ -275,13 +308,17 @@ def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) ->
 
 def _index_pending(st: WorldState, req: np.ndarray, tgt: np.ndarray, is_request: np.ndarray) -> None:
     """Events in time order between user pairs; the last one per unordered pair decides."""
-    last: dict[tuple[int, int], tuple[bool, int, int]] = {}
-    for i, j, r in zip(req.tolist(), tgt.tolist(), is_request.tolist(), strict=True):
-        if i >= 0 and j >= 0 and i != j:
-            last[(min(i, j), max(i, j))] = (r, i, j)
-    for r, i, j in last.values():
-        if r and not st.friends.has(i, j):
-            st.pending_requests[i].add(j)
+    ok = (req >= 0) & (tgt >= 0) & (req != tgt)
+    i, j, r = req[ok], tgt[ok], np.asarray(is_request, bool)[ok]
+    if i.size == 0:
+        return
+    # per unordered pair its last event (pairs in order of their first event, as a dict filled in time order)
+    df = pd.DataFrame({"lo": np.minimum(i, j), "hi": np.maximum(i, j), "r": r, "i": i, "j": j})
+    last = df.groupby(["lo", "hi"], sort=False).last()
+    last = last[last["r"].to_numpy()]
+    for a, b in zip(last["i"].tolist(), last["j"].tolist(), strict=True):
+        if not st.friends.has(a, b):
+            st.pending_requests[a].add(b)
 
 
 def _last_state_ts(a: np.ndarray, b: np.ndarray, on: np.ndarray, ts: np.ndarray
