@@ -56,7 +56,7 @@ def from_store(spec: str | Path, *, half_life_days: float = HEAT_HALF_LIFE_DAYS)
 
     with open_store(spec, create=False) as store:
         world = World(users=store.users(), communities=store.communities(), content=store.content(),
-                      events=store.read_columns(STATE_COLUMNS))
+                      events=encode_events(store.read_columns(STATE_COLUMNS)))
     return from_world(world, half_life_days=half_life_days)
 
 
@@ -201,28 +201,76 @@ def _bulk_entities(st: WorldState, users: pa.Table, comms: pa.Table) -> bool:
     return True
 
 
-def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:
-    """Dense indices of ``values``; unknown ids are added (in order of first appearance) via ``ensure``, or map
-    to -1 when ``ensure`` is None."""
-    if len(values) == 0:
-        return np.empty(0, np.int64)
+#: the string columns of events that :func:`encode_events` dictionary-encodes
+CODED_COLUMNS = ("type", "target_kind", "actor", "target")
 
-    def find() -> np.ndarray:
+
+def encode_events(events: pa.Table) -> pa.Table:
+    """``events`` with :data:`CODED_COLUMNS` dictionary-encoded, one dictionary per column (int32 codes into the
+    distinct values): a million people's 24 million events hold a million ids once each, and a state is built by
+    mapping each distinct id once. Columns encoded already (one dictionary) are kept as they are."""
+    for name in CODED_COLUMNS:
+        col = events.column(name)
+        if pa.types.is_dictionary(col.type) and col.num_chunks == 1:
+            continue
+        if not pa.types.is_dictionary(col.type):
+            col = col.dictionary_encode()
+        one = (col.unify_dictionaries().combine_chunks() if col.num_chunks
+               else pa.array([], pa.string()).dictionary_encode())
+        events = events.set_column(events.schema.get_field_index(name), name, pa.chunked_array([one]))
+    return events
+
+
+class _Codes:
+    """A dictionary-encoded column: int32 ``codes`` per row into ``values``; maps the distinct values to the dense
+    indices of an :class:`IdMap` once per (map, size)."""
+
+    def __init__(self, col: pa.ChunkedArray, id_arrays: dict[int, tuple[int, pa.Array]]) -> None:
+        arr = col.chunk(0)
+        self.codes = arr.indices.to_numpy(zero_copy_only=False)
+        self.values = arr.dictionary
+        self._maps: dict[int, tuple[int, np.ndarray]] = {}
+        self._id_arrays = id_arrays  # shared by the columns of one build: each IdMap's ids as Arrow, by size
+
+    def index_map(self, ids: IdMap) -> np.ndarray:
+        """Per distinct value, its index in ``ids`` or -1 (kept while ``ids`` does not grow: ids are never
+        removed)."""
+        hit = self._maps.get(id(ids))
+        if hit is not None and hit[0] == len(ids):
+            return hit[1]
         if not len(ids):
-            return np.full(len(values), -1, np.int64)
-        found = pc.index_in(values, value_set=pa.array(ids.ids, pa.string()))
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            m = np.full(len(self.values), -1, np.int64)
+        else:
+            found = pc.index_in(self.values, value_set=self._id_array(ids))
+            m = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        self._maps[id(ids)] = (len(ids), m)
+        return m
 
-    idx = find()
-    miss = np.flatnonzero(idx < 0)
-    if miss.size and ensure is not None:
-        missing = values.take(pa.array(miss)).to_numpy(zero_copy_only=False)
-        uniq, first = np.unique(missing, return_index=True)
-        order = np.argsort(first, kind="stable")
-        for v, t in zip(uniq[order].tolist(), ts[miss][first[order]].tolist(), strict=True):
-            ensure(v, int(t))
-        idx = find()
-    return idx
+    def lookup(self, ids: IdMap, mask: np.ndarray | None, ts: np.ndarray, ensure) -> np.ndarray:
+        """Dense indices of the rows ``mask`` (all: None); unknown ids are added (in order of first appearance,
+        at the time of that row) via ``ensure``, or map to -1 when ``ensure`` is None."""
+        codes = self.codes if mask is None else self.codes[mask]
+        if codes.size == 0:
+            return np.empty(0, np.int64)
+        idx = self.index_map(ids)[codes]
+        miss = np.flatnonzero(idx < 0)
+        if miss.size and ensure is not None:
+            uniq, first = np.unique(codes[miss], return_index=True)
+            order = np.argsort(first, kind="stable")
+            at = ts if mask is None else ts[mask]
+            for code, t in zip(uniq[order].tolist(), at[miss][first[order]].tolist(), strict=True):
+                ensure(self.values[code].as_py(), int(t))
+            idx = self.index_map(ids)[codes]
+        return idx
+
+
+    def _id_array(self, ids: IdMap) -> pa.Array:
+        hit = self._id_arrays.get(id(ids))
+        if hit is not None and hit[0] == len(ids):
+            return hit[1]
+        arr = pa.array(ids.ids, pa.string())
+        self._id_arrays[id(ids)] = (len(ids), arr)
+        return arr
 
 
 # ----------------------------------------------------------------------------------------------- events
@@ -231,14 +279,16 @@ def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) ->
     if order.size > 1 and not bool((order[1:] >= order[:-1]).all()):  # a store's read is in time order already:
         events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))  # no copy of the whole log then
     del order  # (stable sort: ties keep log order either way)
+    events = encode_events(events)
     ts = events.column("ts_us").to_numpy().astype(np.int64)
     value = events.column("value").to_numpy().astype(np.float64)
-    actor = events.column("actor").combine_chunks()
-    target = events.column("target").combine_chunks()
+    id_arrays: dict[int, tuple[int, pa.Array]] = {}
+    actor = _Codes(events.column("actor"), id_arrays)
+    target = _Codes(events.column("target"), id_arrays)
 
     def codes(name: str) -> tuple[np.ndarray, dict[str, int]]:
-        enc = events.column(name).combine_chunks().dictionary_encode()
-        return enc.indices.to_numpy(zero_copy_only=False), {v: i for i, v in enumerate(enc.dictionary.to_pylist())}
+        col = _Codes(events.column(name), id_arrays)
+        return col.codes, {v: i for i, v in enumerate(col.values.to_pylist())}
 
     type_codes, type_dict = codes("type")
     kind_codes, kind_dict = codes("target_kind")
@@ -252,19 +302,18 @@ def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) ->
     etype_join = type_codes == type_dict.get("join", -1)
     etype_accept = type_codes == type_dict.get("friend_accept", -1)
     st.now_us = int(now_us) if now_us is not None else (int(ts.max()) if ts.size else 0)
-    uidx = _lookup(st.users, actor, ts, st.ensure_user)
+    uidx = actor.lookup(st.users, None, ts, st.ensure_user)
 
     def target_idx(mask: np.ndarray, kind: str) -> np.ndarray:
-        sub = target.filter(pa.array(mask))
         if kind == "community":
-            return _lookup(st.communities, sub, ts[mask], st.ensure_community)
+            return target.lookup(st.communities, mask, ts, st.ensure_community)
         if kind == "user":
-            return _lookup(st.users, sub, ts[mask], st.ensure_user)
-        return _lookup(st.content, sub, ts[mask], None)
+            return target.lookup(st.users, mask, ts, st.ensure_user)
+        return target.lookup(st.content, mask, ts, None)
 
     def pair_events(mask: np.ndarray) -> PairEvents:
         """Rows ``mask`` as (user, known community, time); unknown communities are dropped, never added."""
-        c = _lookup(st.communities, target.filter(pa.array(mask)), ts[mask], None)
+        c = target.lookup(st.communities, mask, ts, None)
         ok = (c >= 0) & (uidx[mask] >= 0)
         return PairEvents(uidx[mask][ok].astype(np.int64), c[ok], ts[mask][ok].astype(np.int64))
 
