@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 
 from belong.errors import StoreError
@@ -291,7 +292,7 @@ class SqliteStore(EventStore):
         cols = [list(c) for c in zip(*rows, strict=True)]
         for i, name in enumerate(schema.names):
             if name in _LIST_COLUMNS:
-                cols[i] = [None if v is None else json.loads(v) for v in cols[i]]
+                cols[i] = [None if v is None else orjson.loads(v) for v in cols[i]]
             elif name in _BOOL_COLUMNS:
                 cols[i] = [bool(v) for v in cols[i]]
         return pa.table(dict(zip(schema.names, cols, strict=True)), schema=schema)
