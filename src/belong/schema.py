@@ -46,6 +46,9 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 EVENT_COLUMNS = tuple(EVENT_SCHEMA.names)
+#: the event columns a world state is built from (:mod:`belong.state.build`): what ``belong train``, ``belong snapshot``
+#: and a start from the log read (:meth:`belong.eventlog.EventStore.read_columns`)
+STATE_COLUMNS = ("ts_us", "type", "actor", "target", "target_kind", "value")
 
 USER_SCHEMA = pa.schema(
     [

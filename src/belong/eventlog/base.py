@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from belong.domain import Community, ContentItem, Event, User
+from belong.errors import StoreError
 from belong.eventlog.forget import ForgetResult
 from belong.schema import (
     ENTITY_SCHEMAS,
@@ -93,6 +94,15 @@ def events_query(
     # a log's tail (after a position) is found by seq and sorted; ``+ts_us`` keeps the planner off the time index,
     # which would walk every event in time order to find the few after the position
     return sql + (" ORDER BY +ts_us, seq" if after_seq is not None else " ORDER BY ts_us, seq"), params
+
+
+def state_columns(columns: Sequence[str]) -> list[str]:
+    """``columns`` checked against :data:`EVENT_SCHEMA` (a :class:`StoreError` names an unknown one)."""
+    names = list(columns)
+    for name in names:
+        if name not in EVENT_SCHEMA.names:
+            raise StoreError(f"columns: unknown event column {name!r}; known: {', '.join(EVENT_SCHEMA.names)}")
+    return names
 
 
 class EventStore(abc.ABC):
@@ -172,6 +182,13 @@ class EventStore(abc.ABC):
     ) -> pa.Table:
         batches = list(self.iter_events(start_us, end_us, types, after_seq=after_seq, upto_seq=upto_seq))
         return pa.Table.from_batches(batches, schema=EVENT_SCHEMA)
+
+    def read_columns(self, columns: Sequence[str], *, upto_seq: int | None = None) -> pa.Table:
+        """Every event up to log position ``upto_seq``, only ``columns`` (of :data:`EVENT_SCHEMA`), in (ts_us, seq)
+        order: what building a state reads (:data:`belong.schema.STATE_COLUMNS`). A backend may read it columnar
+        (no Python object per event); this default selects from :meth:`read_events`."""
+        names = state_columns(columns)
+        return self.read_events(upto_seq=upto_seq).select(names)
 
     def export_parquet(
         self,

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from belong.models.base import Recommender
-from belong.models.neighbours import topk_rows
+from belong.models.neighbours import topk_sparse_rows
 
 
 class ItemKNNConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -61,12 +61,14 @@ class ItemKNN(Recommender):
         norms = np.sqrt(np.asarray(Ft.multiply(Ft).sum(axis=1), dtype=np.float32).ravel())
         denom_shrink = np.float32(cfg.shrink + 1e-6)
 
-        def block(lo: int, hi: int) -> np.ndarray:
-            dots = (Ft[lo:hi] @ F).toarray()
-            return dots / (norms[lo:hi, None] * norms[None, :] + denom_shrink)
+        def block(lo: int, hi: int) -> sp.csr_matrix:
+            dots = sp.csr_matrix(Ft[lo:hi] @ F)  # co-occurrences: sparse (two items no user shares score 0)
+            rows = np.repeat(np.arange(hi - lo), np.diff(dots.indptr))
+            dots.data = dots.data / (norms[lo:hi][rows] * norms[dots.indices] + denom_shrink)
+            return dots
 
         # row j of the block matrix holds j's neighbours i; the scoring matrix W[i, j] is its transpose.
-        self.W = topk_rows(block, X.shape[1], cfg.k).T.tocsr()
+        self.W = topk_sparse_rows(block, X.shape[1], cfg.k).T.tocsr()
 
     def _score(self, user_idx: np.ndarray, X_users: sp.csr_matrix) -> np.ndarray:
         return (X_users @ self.W).toarray()

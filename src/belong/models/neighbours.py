@@ -42,3 +42,35 @@ def topk_rows(block_fn: Callable[[int, int], np.ndarray], n: int, k: int) -> sp.
     )
     out.sort_indices()
     return out
+
+
+def topk_sparse_rows(block_fn: Callable[[int, int], sp.csr_matrix], n: int, k: int) -> sp.csr_matrix:
+    """:func:`topk_rows` of a similarity that is sparse (a co-occurrence: most pairs never meet): ``block_fn(lo,
+    hi)`` returns rows ``lo:hi`` as a CSR whose missing entries are 0, and only its stored values are ranked — no
+    dense ``n``-wide row, no selection over ``n`` values per row. The same matrix as :func:`topk_rows` over the
+    densified blocks, except where values tie at a row's k-th place: here the lower column index is kept."""
+    k = max(0, min(k, n - 1))
+    block = max(1, BLOCK_CELLS // max(n, 1))
+    rows, cols, vals = [], [], []
+    for lo in range(0, n if k else 0, block):
+        hi = min(n, lo + block)
+        S = sp.csr_matrix(block_fn(lo, hi))
+        r = np.repeat(np.arange(hi - lo), np.diff(S.indptr))
+        c, v = S.indices.astype(np.int64), np.asarray(S.data, dtype=np.float32)
+        keep = (v > 0) & (c != r + lo)
+        r, c, v = r[keep], c[keep], v[keep]
+        order = np.lexsort((c, -v, r))  # per row: best first, ties by column
+        r, c, v = r[order], c[order], v[order]
+        counts = np.bincount(r, minlength=hi - lo)
+        rank = np.arange(r.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        top = rank < k
+        rows.append(r[top] + lo)
+        cols.append(c[top])
+        vals.append(v[top])
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    out = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32
+    )
+    out.sort_indices()
+    return out

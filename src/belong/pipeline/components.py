@@ -129,6 +129,22 @@ class CandidateSource(Component):
         return pos[order], s[pos[order]]
 
 
+    def _top_of(self, items: np.ndarray, scores: np.ndarray, k: int, exclude: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_top` of a sparse vector: ``scores`` of the distinct ``items`` (every other entry 0), the same
+        answer without a dense vector the size of the catalogue."""
+        s = np.asarray(scores, dtype=np.float64).copy()
+        if exclude is not None and exclude.size:
+            s[np.isin(items, exclude)] = -np.inf
+        keep = np.flatnonzero(s > 0)
+        pos, val = items[keep], s[keep]
+        if pos.size > k:
+            part = np.argpartition(-val, k - 1)[:k]
+            pos, val = pos[part], val[part]
+        order = np.lexsort((pos, -val))
+        return pos[order], val[order]
+
+
 class Hydrator(Component):
     """Adds features to merged candidates (``Merged.features``) for filters, scorers and explanations."""
 

@@ -116,10 +116,12 @@ class SimilarPeople(CandidateSource):
     config: SimilarPeopleConfig
 
     def prepare(self, state: WorldState) -> None:
-        self.by_interest: dict[str, list[int]] = defaultdict(list)
+        lists: dict[str, list[int]] = defaultdict(list)
         for u, interests in enumerate(state.users.interests):
             for t in interests:
-                self.by_interest[t].append(u)
+                lists[t].append(u)
+        #: per interest, the users who declared it (sorted, once each): arrays, not a Python int per person
+        self.by_interest: dict[str, np.ndarray] = {t: np.unique(np.asarray(v, np.int64)) for t, v in lists.items()}
         self.degree = np.diff(state.friend_csr().indptr).astype(np.float64)
         self.n = state.n_users
 
@@ -127,18 +129,18 @@ class SimilarPeople(CandidateSource):
         p = state.profile(request)
         if request.surface is not Surface.PEOPLE or not p.interests:
             return []
-        scores = np.zeros(self.n, np.float64)
-        for t in p.interests:
-            idx = self.by_interest.get(t)
-            if idx:
-                scores[idx] += 1.0
-        has_interest = scores > 0
+        # only the people sharing an interest score above 0: they alone are scored (one per shared interest)
+        found = [idx for t in p.interests if (idx := self.by_interest.get(t)) is not None and idx.size]
+        if not found:
+            return []
+        users, shared = np.unique(np.concatenate(found), return_counts=True)
+        scores = shared.astype(np.float64)
         if p.locale != "und":
-            same = np.fromiter((loc == p.locale for loc in state.users.locale[: self.n]), bool, self.n)
-            scores[has_interest & same] += self.config.locale_weight
-        scores[has_interest] += np.log1p(self.degree[has_interest]) * 1e-3  # ties: more connected first
+            codes, ids = state.user_locales()
+            scores[codes[users] == ids.get(p.locale, -1)] += self.config.locale_weight
+        scores += np.log1p(self.degree[users]) * 1e-3  # ties: more connected first
         exclude = np.r_[p.friends, [] if p.idx is None else [p.idx]].astype(np.int64)
-        top, vals = self._top(scores, self.config.k, exclude=exclude)
+        top, vals = self._top_of(users, scores, self.config.k, exclude=exclude)
         mine = set(p.interests)
         out = []
         for v, s in zip(top.tolist(), vals.tolist(), strict=True):

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from belong.domain import AgeGroup, Community, EntityStatus, User
 from belong.interactions import Interactions
+from belong.schema import STATE_COLUMNS
 from belong.state.heat import HEAT_HALF_LIFE_DAYS
 from belong.state.ids import IdMap
 from belong.state.relation import Relation
@@ -37,10 +38,7 @@ def from_world(world: object, *, before_us: int | None = None, now_us: int | Non
     whatever their creation time (offline evaluation passes the training data's id maps). ``now_us``: the time
     heat is decayed to (default: the last event's)."""
     st = WorldState(half_life_days=half_life_days)
-    for u in user_ids:
-        st.ensure_user(str(u), 0)
-    for c in community_ids:
-        st.ensure_community(str(c), 0)
+    _register(st, [str(u) for u in user_ids], [str(c) for c in community_ids])
     registered_content = set(map(str, content_ids))
     events: pa.Table = world.events  # type: ignore[attr-defined]
     if before_us is not None:
@@ -58,7 +56,7 @@ def from_store(spec: str | Path, *, half_life_days: float = HEAT_HALF_LIFE_DAYS)
 
     with open_store(spec, create=False) as store:
         world = World(users=store.users(), communities=store.communities(), content=store.content(),
-                      events=store.read_events())
+                      events=encode_events(store.read_columns(STATE_COLUMNS)))
     return from_world(world, half_life_days=half_life_days)
 
 
@@ -118,6 +116,9 @@ def _fill_entities(st: WorldState, world: object, before_us: int | None, registe
         users = users.schema.empty_table()
         comms = comms.schema.empty_table()
 
+    if before_us is not None and _registered_users(st, users):
+        users = users.schema.empty_table()
+
     def exists(r: dict, index: dict[str, int]) -> bool:
         return before_us is None or r["created_at_us"] < before_us or r["id"] in index
 
@@ -144,6 +145,39 @@ def _fill_entities(st: WorldState, world: object, before_us: int | None, registe
                        r["created_at_us"], r["text"] or "", r["status"])
 
 
+def _register(st: WorldState, user_ids: list[str], community_ids: list[str]) -> None:
+    """Register ids first, in order (their attributes the defaults of an id seen in an event: ``ensure_user`` /
+    ``ensure_community`` at time 0), the users column by column when unique (a state's own ids: a cut)."""
+    if user_ids and len(set(user_ids)) == len(user_ids):
+        u, n = st.users, len(user_ids)
+        blank = User(id="", created_at_us=0)
+        u.ids, u.index = user_ids, {s: i for i, s in enumerate(user_ids)}
+        u.locale, u.age_group, u.interests = [blank.locale] * n, [str(blank.age_group)] * n, [()] * n
+        u.created, u.status = [0] * n, [str(blank.status)] * n
+        st.version += 1
+    else:
+        for uid in user_ids:
+            st.ensure_user(uid, 0)
+    for c in community_ids:
+        st.ensure_community(c, 0)
+
+
+def _registered_users(st: WorldState, users: pa.Table) -> bool:
+    """A cut's users when the table's ids are the first ids registered, in order (a state's own users, cut in
+    time): each one's attributes and creation time from its row, column by column (what ``add_user`` of every
+    row does); anything else is left to the row-by-row path (False)."""
+    n = users.num_rows
+    ids = users.column("id").to_pylist()
+    u = st.users
+    if n == 0 or n > len(u.ids) or ids != u.ids[:n]:
+        return False
+    u.locale[:n], u.age_group[:n] = users.column("locale").to_pylist(), users.column("age_group").to_pylist()
+    u.interests[:n] = [tuple(x or ()) for x in users.column("interests").to_pylist()]
+    u.status[:n], u.created[:n] = users.column("status").to_pylist(), users.column("created_at_us").to_pylist()
+    st.version += 1
+    return True
+
+
 def _bulk_entities(st: WorldState, users: pa.Table, comms: pa.Table) -> bool:
     """Users and communities of a whole world into empty tables, column by column (a store's tables have unique
     ids; anything else is left to the row-by-row path: False)."""
@@ -167,28 +201,76 @@ def _bulk_entities(st: WorldState, users: pa.Table, comms: pa.Table) -> bool:
     return True
 
 
-def _lookup(ids: IdMap, values: pa.Array, ts: np.ndarray, ensure) -> np.ndarray:
-    """Dense indices of ``values``; unknown ids are added (in order of first appearance) via ``ensure``, or map
-    to -1 when ``ensure`` is None."""
-    if len(values) == 0:
-        return np.empty(0, np.int64)
+#: the string columns of events that :func:`encode_events` dictionary-encodes
+CODED_COLUMNS = ("type", "target_kind", "actor", "target")
 
-    def find() -> np.ndarray:
+
+def encode_events(events: pa.Table) -> pa.Table:
+    """``events`` with :data:`CODED_COLUMNS` dictionary-encoded, one dictionary per column (int32 codes into the
+    distinct values): a million people's 24 million events hold a million ids once each, and a state is built by
+    mapping each distinct id once. Columns encoded already (one dictionary) are kept as they are."""
+    for name in CODED_COLUMNS:
+        col = events.column(name)
+        if pa.types.is_dictionary(col.type) and col.num_chunks == 1:
+            continue
+        if not pa.types.is_dictionary(col.type):
+            col = col.dictionary_encode()
+        one = (col.unify_dictionaries().combine_chunks() if col.num_chunks
+               else pa.array([], pa.string()).dictionary_encode())
+        events = events.set_column(events.schema.get_field_index(name), name, pa.chunked_array([one]))
+    return events
+
+
+class _Codes:
+    """A dictionary-encoded column: int32 ``codes`` per row into ``values``; maps the distinct values to the dense
+    indices of an :class:`IdMap` once per (map, size)."""
+
+    def __init__(self, col: pa.ChunkedArray, id_arrays: dict[int, tuple[int, pa.Array]]) -> None:
+        arr = col.chunk(0)
+        self.codes = arr.indices.to_numpy(zero_copy_only=False)
+        self.values = arr.dictionary
+        self._maps: dict[int, tuple[int, np.ndarray]] = {}
+        self._id_arrays = id_arrays  # shared by the columns of one build: each IdMap's ids as Arrow, by size
+
+    def index_map(self, ids: IdMap) -> np.ndarray:
+        """Per distinct value, its index in ``ids`` or -1 (kept while ``ids`` does not grow: ids are never
+        removed)."""
+        hit = self._maps.get(id(ids))
+        if hit is not None and hit[0] == len(ids):
+            return hit[1]
         if not len(ids):
-            return np.full(len(values), -1, np.int64)
-        found = pc.index_in(values, value_set=pa.array(ids.ids, pa.string()))
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            m = np.full(len(self.values), -1, np.int64)
+        else:
+            found = pc.index_in(self.values, value_set=self._id_array(ids))
+            m = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        self._maps[id(ids)] = (len(ids), m)
+        return m
 
-    idx = find()
-    miss = np.flatnonzero(idx < 0)
-    if miss.size and ensure is not None:
-        missing = values.take(pa.array(miss)).to_numpy(zero_copy_only=False)
-        uniq, first = np.unique(missing, return_index=True)
-        order = np.argsort(first, kind="stable")
-        for v, t in zip(uniq[order].tolist(), ts[miss][first[order]].tolist(), strict=True):
-            ensure(v, int(t))
-        idx = find()
-    return idx
+    def lookup(self, ids: IdMap, mask: np.ndarray | None, ts: np.ndarray, ensure) -> np.ndarray:
+        """Dense indices of the rows ``mask`` (all: None); unknown ids are added (in order of first appearance,
+        at the time of that row) via ``ensure``, or map to -1 when ``ensure`` is None."""
+        codes = self.codes if mask is None else self.codes[mask]
+        if codes.size == 0:
+            return np.empty(0, np.int64)
+        idx = self.index_map(ids)[codes]
+        miss = np.flatnonzero(idx < 0)
+        if miss.size and ensure is not None:
+            uniq, first = np.unique(codes[miss], return_index=True)
+            order = np.argsort(first, kind="stable")
+            at = ts if mask is None else ts[mask]
+            for code, t in zip(uniq[order].tolist(), at[miss][first[order]].tolist(), strict=True):
+                ensure(self.values[code].as_py(), int(t))
+            idx = self.index_map(ids)[codes]
+        return idx
+
+
+    def _id_array(self, ids: IdMap) -> pa.Array:
+        hit = self._id_arrays.get(id(ids))
+        if hit is not None and hit[0] == len(ids):
+            return hit[1]
+        arr = pa.array(ids.ids, pa.string())
+        self._id_arrays[id(ids)] = (len(ids), arr)
+        return arr
 
 
 # ----------------------------------------------------------------------------------------------- events
@@ -197,14 +279,16 @@ def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) ->
     if order.size > 1 and not bool((order[1:] >= order[:-1]).all()):  # a store's read is in time order already:
         events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))  # no copy of the whole log then
     del order  # (stable sort: ties keep log order either way)
+    events = encode_events(events)
     ts = events.column("ts_us").to_numpy().astype(np.int64)
     value = events.column("value").to_numpy().astype(np.float64)
-    actor = events.column("actor").combine_chunks()
-    target = events.column("target").combine_chunks()
+    id_arrays: dict[int, tuple[int, pa.Array]] = {}
+    actor = _Codes(events.column("actor"), id_arrays)
+    target = _Codes(events.column("target"), id_arrays)
 
     def codes(name: str) -> tuple[np.ndarray, dict[str, int]]:
-        enc = events.column(name).combine_chunks().dictionary_encode()
-        return enc.indices.to_numpy(zero_copy_only=False), {v: i for i, v in enumerate(enc.dictionary.to_pylist())}
+        col = _Codes(events.column(name), id_arrays)
+        return col.codes, {v: i for i, v in enumerate(col.values.to_pylist())}
 
     type_codes, type_dict = codes("type")
     kind_codes, kind_dict = codes("target_kind")
@@ -218,19 +302,18 @@ def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) ->
     etype_join = type_codes == type_dict.get("join", -1)
     etype_accept = type_codes == type_dict.get("friend_accept", -1)
     st.now_us = int(now_us) if now_us is not None else (int(ts.max()) if ts.size else 0)
-    uidx = _lookup(st.users, actor, ts, st.ensure_user)
+    uidx = actor.lookup(st.users, None, ts, st.ensure_user)
 
     def target_idx(mask: np.ndarray, kind: str) -> np.ndarray:
-        sub = target.filter(pa.array(mask))
         if kind == "community":
-            return _lookup(st.communities, sub, ts[mask], st.ensure_community)
+            return target.lookup(st.communities, mask, ts, st.ensure_community)
         if kind == "user":
-            return _lookup(st.users, sub, ts[mask], st.ensure_user)
-        return _lookup(st.content, sub, ts[mask], None)
+            return target.lookup(st.users, mask, ts, st.ensure_user)
+        return target.lookup(st.content, mask, ts, None)
 
     def pair_events(mask: np.ndarray) -> PairEvents:
         """Rows ``mask`` as (user, known community, time); unknown communities are dropped, never added."""
-        c = _lookup(st.communities, target.filter(pa.array(mask)), ts[mask], None)
+        c = target.lookup(st.communities, mask, ts, None)
         ok = (c >= 0) & (uidx[mask] >= 0)
         return PairEvents(uidx[mask][ok].astype(np.int64), c[ok], ts[mask][ok].astype(np.int64))
 
@@ -274,13 +357,17 @@ def _load_events(st: WorldState, events: pa.Table, now_us: int | None = None) ->
 
 def _index_pending(st: WorldState, req: np.ndarray, tgt: np.ndarray, is_request: np.ndarray) -> None:
     """Events in time order between user pairs; the last one per unordered pair decides."""
-    last: dict[tuple[int, int], tuple[bool, int, int]] = {}
-    for i, j, r in zip(req.tolist(), tgt.tolist(), is_request.tolist(), strict=True):
-        if i >= 0 and j >= 0 and i != j:
-            last[(min(i, j), max(i, j))] = (r, i, j)
-    for r, i, j in last.values():
-        if r and not st.friends.has(i, j):
-            st.pending_requests[i].add(j)
+    ok = (req >= 0) & (tgt >= 0) & (req != tgt)
+    i, j, r = req[ok], tgt[ok], np.asarray(is_request, bool)[ok]
+    if i.size == 0:
+        return
+    # per unordered pair its last event (pairs in order of their first event, as a dict filled in time order)
+    df = pd.DataFrame({"lo": np.minimum(i, j), "hi": np.maximum(i, j), "r": r, "i": i, "j": j})
+    last = df.groupby(["lo", "hi"], sort=False).last()
+    last = last[last["r"].to_numpy()]
+    for a, b in zip(last["i"].tolist(), last["j"].tolist(), strict=True):
+        if not st.friends.has(a, b):
+            st.pending_requests[a].add(b)
 
 
 def _last_state_ts(a: np.ndarray, b: np.ndarray, on: np.ndarray, ts: np.ndarray

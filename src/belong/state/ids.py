@@ -46,10 +46,15 @@ class Users(IdMap):
         self.interests: list[tuple[str, ...]] = []
         self.created: list[int] = []
         self.status: list[str] = []
+        #: bumped whenever a known user's attributes change (new users only append): what arrays derived from
+        #: these lists are rebuilt on (:meth:`belong.state.WorldState.user_locales`)
+        self.rev = 0
 
     def put(self, user: User) -> int:
         """Add ``user`` or update its attributes (the creation time of a known user is kept)."""
         i = self.index.get(user.id)
+        if i is not None:
+            self.rev += 1
         if i is None:
             i = self._new(user.id)
             self.locale.append(user.locale)

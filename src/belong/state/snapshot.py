@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from belong.domain import Event, EventType, TargetKind
 from belong.errors import ValidationError
+from belong.schema import STATE_COLUMNS
 from belong.state.relation import Relation
 from belong.state.timeline import ActivityLog, PairEvents
 from belong.state.world import WorldState
@@ -337,13 +338,13 @@ def take(store: str | Path, directory: str | Path) -> SnapshotInfo:
     """Snapshot a store's state at its current log position (events appended meanwhile are left to the tail)."""
     from belong.datasets import World
     from belong.eventlog import open_store
-    from belong.state.build import from_world
+    from belong.state.build import encode_events, from_world
 
     with open_store(store, create=False) as st:
         position = st.position()
         counts = st.entity_counts()
         world = World(users=st.users(), communities=st.communities(), content=st.content(),
-                      events=st.read_events(upto_seq=position))
+                      events=encode_events(st.read_columns(STATE_COLUMNS, upto_seq=position)))
     state = from_world(world)
     del world
     state.release_source()

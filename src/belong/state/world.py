@@ -266,6 +266,23 @@ class WorldState:
         return self._derived("created", self.c_rev,
                              lambda: _readonly(np.asarray(self.communities.created, np.int64)))
 
+    def user_locales(self) -> tuple[np.ndarray, dict[str, int]]:
+        """Every user's declared language as a read-only int32 code (and the codes): what compares a language with
+        a million people's at once. Extended as users arrive; rebuilt when a known user's attributes change."""
+        u = self.users
+        hit = self._cache.get("locales")
+        if hit is not None and hit[0] == (id(u.locale), u.rev) and hit[1][0].size <= len(u):
+            codes, ids = hit[1]
+            if codes.size == len(u):
+                return codes, ids
+            more = np.array([ids.setdefault(x, len(ids)) for x in u.locale[codes.size:]], np.int32)
+        else:
+            codes, ids = np.empty(0, np.int32), {}
+            more = np.array([ids.setdefault(x, len(ids)) for x in u.locale], np.int32)
+        out = (_readonly(np.concatenate([codes, more])), ids)
+        self._cache["locales"] = ((id(u.locale), u.rev), out)
+        return out
+
     def rules_revision(self, user: int | None) -> tuple[int, int]:
         """What the communities rules of ``user`` read, as counters: unchanged counters mean an unchanged answer."""
         return (self.user_rev.get(user, 0) if user is not None else 0), self.c_rev

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from belong.domain import parse_community, parse_event, parse_user
-from belong.errors import ValidationError
+from belong.errors import StoreError, ValidationError
 from belong.eventlog import AppendResult, EventStore, open_store
-from belong.schema import EVENT_SCHEMA, USER_SCHEMA, table_to_events
+from belong.schema import EVENT_SCHEMA, STATE_COLUMNS, USER_SCHEMA, table_to_events
 
 T0 = 1_700_000_000_000_000  # 2023-11-14T22:13:20Z
 
@@ -208,6 +208,26 @@ class EventStoreContract:
             st.append(tbl(rows(["tie-c"])))
             st.append(tbl(rows(["early"], ts0=T0 - 100)))
             assert ids_of(st.read_events()) == ["early", "tie-b", "tie-a", "tie-c", "late"]
+
+    def test_read_columns_is_read_events_projected(self, store_spec: str) -> None:
+        """The columnar read a state is built from: the same rows in the same (time, arrival) order as
+        ``read_events``, only the columns asked for, up to a log position; an unknown column is refused by name."""
+        with self.open(store_spec) as st:
+            assert st.read_columns(STATE_COLUMNS).schema == pa.schema([EVENT_SCHEMA.field(n) for n in STATE_COLUMNS])
+            assert st.read_columns(STATE_COLUMNS).num_rows == 0
+            st.append(tbl(rows(["late"], ts0=T0 + 100)))
+            st.append(tbl(rows(["tie-b", "tie-a"], step=0)))
+            position = st.position()
+            st.append(tbl(rows(["tie-c"], etype="view", target="x")))
+            st.append(tbl(rows(["early"], ts0=T0 - 100)))
+            cols = ["event_id", *STATE_COLUMNS]
+            assert st.read_columns(cols).equals(st.read_events().select(cols))
+            assert st.read_columns(["event_id"]).column(0).to_pylist() == ["early", "tie-b", "tie-a", "tie-c", "late"]
+            upto = st.read_columns(["event_id", "ts_us"], upto_seq=position)
+            assert upto.column("event_id").to_pylist() == ["tie-b", "tie-a", "late"]
+            assert upto.equals(st.read_events(upto_seq=position).select(["event_id", "ts_us"]))
+            with pytest.raises(StoreError, match="nope"):
+                st.read_columns(["ts_us", "nope"])
 
     def test_iter_events_streams_in_batches(self, store_spec: str) -> None:
         with self.open(store_spec) as st:

@@ -23,7 +23,9 @@ import pyarrow.compute as pc
 from belong import surfaces
 from belong.domain import Surface
 from belong.errors import ValidationError
+from belong.schema import STATE_COLUMNS
 from belong.state import WorldState, from_world
+from belong.state.build import encode_events
 from belong.training import artifact
 from belong.training.publish import publish, staging_dir, sweep
 
@@ -45,7 +47,7 @@ def load_state(store: str) -> tuple[WorldState, dict[str, Any]]:
     with open_store(store, create=False) as st:
         position, counts = st.position(), st.entity_counts()
         world = World(users=st.users(), communities=st.communities(), content=st.content(),
-                      events=st.read_events(upto_seq=position))
+                      events=encode_events(st.read_columns(STATE_COLUMNS, upto_seq=position)))
     state = from_world(world)
     ts = world.events.column("ts_us")
     window: dict[str, Any] = {"events": world.events.num_rows, "position": position, "entity_counts": counts}
