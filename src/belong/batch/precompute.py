@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -85,7 +86,7 @@ def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | 
                                 compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1,
                                 zero_copy_batch=True)
         for table in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
-            done += int(sum(table.column("lists").to_pylist()))
+            done += int(np.asarray(table["lists"]).sum())
             if progress:
                 progress(done, total)
         run_s = time.perf_counter() - t1

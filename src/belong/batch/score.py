@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 
 from belong.batch.engine import Engine, blocks, session
 from belong.batch.loaded import artifact_of, load
-from belong.training.artifact import read_manifest
 from belong.domain import EntityStatus, Surface, parse_enum
 from belong.errors import ValidationError
 from belong.pipeline.types import MAX_K, Request
+from belong.training.artifact import read_manifest
 
 SCHEMA = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float64())])
 BLOCK = 2_000  # people per Ray Data block
@@ -79,8 +79,7 @@ def _ray_tables(engine: Engine, user_blocks: list[list[str]], fn: type, kwargs: 
     mapped = ds.map_batches(fn, fn_constructor_kwargs=kwargs, batch_size=None, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1,
                             zero_copy_batch=True)
-    for table in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
-        yield table
+    yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
 def score(store: str, out: str | Path, engine: Engine, *, surface: str = "communities", k: int = 20,
@@ -94,8 +93,8 @@ def score(store: str, out: str | Path, engine: Engine, *, surface: str = "commun
     if block < 1:
         raise ValidationError("block", f"must be >= 1, got {block}")
     artifact, snapshot = artifact_of(store, models_dir)
-    kwargs = {"store": str(store), "artifact": str(artifact), "snapshot": str(snapshot) if snapshot else None,
-              "surface": surf.value, "k": k}
+    kwargs: dict[str, Any] = {"store": str(store), "artifact": str(artifact),
+                              "snapshot": str(snapshot) if snapshot else None, "surface": surf.value, "k": k}
     if surf.value not in read_manifest(artifact).get("surfaces", {}):
         raise ValidationError("surface", f"the artifact {artifact.name} has no {surf.value} surface")
     users = active_users(store, limit)
@@ -119,7 +118,8 @@ def score(store: str, out: str | Path, engine: Engine, *, surface: str = "commun
                 if progress:
                     progress(done, len(users))
         run_s = time.perf_counter() - t1
+    # load_seconds: in process (inside "seconds"); each Ray worker loads its own copy inside "seconds" too
     return {"job": "score", **engine.describe(), "surface": surf.value, "k": k, "users": len(users), "rows": rows,
-            "version": artifact.name, "out": str(out), "load_seconds": round(load_s, 3),  # in process; Ray workers load inside "seconds"
+            "version": artifact.name, "out": str(out), "load_seconds": round(load_s, 3),
             "cluster_start_seconds": cluster.get("start_seconds", 0.0), "seconds": round(run_s, 3),
             "ms_per_user": round(run_s / max(len(users), 1) * 1e3, 4)}
