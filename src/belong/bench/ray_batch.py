@@ -57,8 +57,9 @@ def _ndcg(result: dict[str, Any]) -> float | None:
 def bench_ray(users: int, workers: list[int], directory: Path, *, store: str | None = None,
               communities: int | None = None, surface: str = "communities_ranked", limit: int | None = None,
               redis_url: str | None = None, jobs: tuple[str, ...] = JOBS, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the jobs on every engine; returns the JSON report (see the module docstring)."""
+              models: Path | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the jobs on every engine; returns the JSON report (see the module docstring). ``models``: an existing
+    artifact directory for ``score`` and ``precompute`` (default: the in-process run's of ``train``)."""
     from belong.batch.score import score
     from belong.batch.train import train
 
@@ -75,15 +76,15 @@ def bench_ray(users: int, workers: list[int], directory: Path, *, store: str | N
                         "simulate_seconds": round(time.perf_counter() - t0, 3)}
     else:
         out["world"] = {"store": store}
-    models = {e: directory / f"models_{_key(e)}" for e in _engines(workers)}
-    base = models[_engines(workers)[0]]
+    trained = {e: directory / f"models_{_key(e)}" for e in _engines(workers)}
+    base = models or trained[_engines(workers)[0]]  # score and precompute use the in-process artifact
     if "train" in jobs or not base.is_dir():
         rows: dict[str, Any] = {}
         for engine in _engines(workers):
             _say(progress, f"train on {_key(engine)}")
-            shutil.rmtree(models[engine], ignore_errors=True)
+            shutil.rmtree(trained[engine], ignore_errors=True)
             t0 = time.perf_counter()
-            res = train(store, models[engine], [surface], engine, snapshot=not engine.is_ray,
+            res = train(store, trained[engine], [surface], engine, snapshot=not engine.is_ray,
                         scratch=str(directory))
             wall = time.perf_counter() - t0 - float(res.get("snapshot", {}).get("seconds", 0.0) or 0.0)
             start = float(res.get("engine", {}).get("cluster_start_seconds", 0.0))

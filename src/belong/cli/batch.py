@@ -80,6 +80,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         redis: str = typer.Option(None, "--redis", help="Redis for the precompute job (default: BELONG_REDIS_URL; "
                                   "none: skipped)."),
         job: list[str] = typer.Option([], "--job", help="train, score, precompute (repeatable; default: all)."),
+        models: Path = typer.Option(None, "--models", help="Artifacts for score / precompute (default: the ones "
+                                    "the train job writes in process)."),
         work: Path = typer.Option(None, "--work", help="Working directory (default: a temporary one, removed)."),
         seed: int = typer.Option(0, "--seed"),
         as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -101,6 +103,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         with tempfile.TemporaryDirectory(prefix="belong-bench-ray-") as tmp:
             report = bench_ray(users, counts, work or Path(tmp), store=store, communities=communities,
                                surface=surface, limit=limit, redis_url=url, jobs=tuple(job) or JOBS, seed=seed,
+                               models=models,
                                progress=lambda msg: err.print(f"[dim]{msg}[/]"))
         if as_json:
             typer.echo(orjson.dumps(report).decode())
