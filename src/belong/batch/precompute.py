@@ -83,7 +83,7 @@ def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | 
         t1 = time.perf_counter()
         ds = ray.data.from_arrow([pa.table({"user": pa.array(b, pa.string())}) for b in blocks(users, block)])
         mapped = ds.map_batches(BlockLists, fn_constructor_kwargs=kwargs, batch_size=None, batch_format="pyarrow",
-                                compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1,
+                                compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1, max_restarts=0,
                                 zero_copy_batch=True)
         for table in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
             done += int(np.asarray(table["lists"]).sum())

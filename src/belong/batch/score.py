@@ -77,7 +77,7 @@ def _ray_tables(engine: Engine, user_blocks: list[list[str]], fn: type, kwargs: 
 
     ds = ray.data.from_arrow([pa.table({"user": pa.array(b, pa.string())}) for b in user_blocks])
     mapped = ds.map_batches(fn, fn_constructor_kwargs=kwargs, batch_size=None, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1,
+                            compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1, max_restarts=0,
                             zero_copy_batch=True)
     yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
 

@@ -67,7 +67,7 @@ def ray_lists_runner(engine: Engine) -> Callable:
                                  override_num_blocks=max(1, min(len(chunks), 4 * engine.workers)))
         mapped = ds.map_batches(ChunkLists, fn_constructor_kwargs={"context": [ref]}, batch_size=1,
                                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=engine.workers),
-                                num_cpus=1)
+                                num_cpus=1, max_restarts=0)
         parts: list[dict] = [{}] * len(chunks)
         done = 0
         for row in mapped.iter_rows():
