@@ -115,6 +115,21 @@ def session(engine: Engine) -> Iterator[dict[str, Any]]:
         ray.shutdown()
 
 
-def blocks(items: list, size: int) -> list[list]:
-    """``items`` in consecutive blocks of ``size`` (the units a Ray Data pipeline maps)."""
+def blocks(items: list, size: int, workers: int = 1) -> list[list]:
+    """``items`` in consecutive blocks of at most ``size`` (the units a Ray Data pipeline maps), and at least
+    4 blocks per worker when there are enough items (else some workers would wait)."""
+    size = max(1, min(size, -(-len(items) // (4 * max(workers, 1)))))
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def map_blocks(ds: Any, fn: type, kwargs: dict[str, Any], engine: Engine, **options: Any) -> Any:
+    """``ds.map_batches`` with a pool of ``engine.workers`` actors of the callable class ``fn`` (one CPU each,
+    never restarted: a failing block fails the job)."""
+    import warnings
+
+    import ray.data
+
+    with warnings.catch_warnings():  # max_restarts goes through ray_remote_args, deprecated in name only
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ds.map_batches(fn, fn_constructor_kwargs=kwargs, compute=ray.data.ActorPoolStrategy(size=engine.workers),
+                              num_cpus=1, max_restarts=0, **options)

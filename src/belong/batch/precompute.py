@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from belong.batch.engine import Engine, blocks, session
+from belong.batch.engine import Engine, blocks, map_blocks, session
 from belong.batch.loaded import artifact_of, load
 from belong.batch.score import active_users
 from belong.domain import SURFACE_NAME, Surface
@@ -81,10 +81,10 @@ def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | 
     done = 0
     with session(engine) as cluster:
         t1 = time.perf_counter()
-        ds = ray.data.from_arrow([pa.table({"user": pa.array(b, pa.string())}) for b in blocks(users, block)])
-        mapped = ds.map_batches(BlockLists, fn_constructor_kwargs=kwargs, batch_size=None, batch_format="pyarrow",
-                                compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1, max_restarts=0,
-                                zero_copy_batch=True)
+        parts = blocks(users, block, engine.workers)
+        ds = ray.data.from_arrow([pa.table({"user": pa.array(b, pa.string())}) for b in parts])
+        mapped = map_blocks(ds, BlockLists, kwargs, engine, batch_size=None, batch_format="pyarrow",
+                            zero_copy_batch=True)
         for table in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
             done += int(np.asarray(table["lists"]).sum())
             if progress:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from belong.batch.engine import Engine, blocks, session
+from belong.batch.engine import Engine, blocks, map_blocks, session
 from belong.batch.loaded import artifact_of, load
 from belong.domain import EntityStatus, Surface, parse_enum
 from belong.errors import ValidationError
@@ -76,9 +76,7 @@ def _ray_tables(engine: Engine, user_blocks: list[list[str]], fn: type, kwargs: 
     import ray.data
 
     ds = ray.data.from_arrow([pa.table({"user": pa.array(b, pa.string())}) for b in user_blocks])
-    mapped = ds.map_batches(fn, fn_constructor_kwargs=kwargs, batch_size=None, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=engine.workers), num_cpus=1, max_restarts=0,
-                            zero_copy_batch=True)
+    mapped = map_blocks(ds, fn, kwargs, engine, batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
     yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
@@ -98,7 +96,7 @@ def score(store: str, out: str | Path, engine: Engine, *, surface: str = "commun
     if surf.value not in read_manifest(artifact).get("surfaces", {}):
         raise ValidationError("surface", f"the artifact {artifact.name} has no {surf.value} surface")
     users = active_users(store, limit)
-    user_blocks = blocks(users, block)
+    user_blocks = blocks(users, block, engine.workers if engine.is_ray else 1)
     rows = done = 0
     load_s = 0.0
     Path(out).parent.mkdir(parents=True, exist_ok=True)

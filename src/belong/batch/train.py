@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from belong.batch.engine import Engine, session
+from belong.batch.engine import Engine, map_blocks, session
 from belong.errors import ValidationError
 
 
@@ -65,9 +65,7 @@ def ray_lists_runner(engine: Engine) -> Callable:
         total = sum(len(c) for c in chunks)
         ds = ray.data.from_items([{"index": i, "users": np.asarray(c, np.int64)} for i, c in enumerate(chunks)],
                                  override_num_blocks=max(1, min(len(chunks), 4 * engine.workers)))
-        mapped = ds.map_batches(ChunkLists, fn_constructor_kwargs={"context": [ref]}, batch_size=1,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=engine.workers),
-                                num_cpus=1, max_restarts=0)
+        mapped = map_blocks(ds, ChunkLists, {"context": [ref]}, engine, batch_size=1, batch_format="numpy")
         parts: list[dict] = [{}] * len(chunks)
         done = 0
         for row in mapped.iter_rows():
