@@ -68,6 +68,10 @@ from belong.cli import bench_replicas as _bench_replicas  # noqa: E402
 
 _bench_replicas.register(app, bench)
 
+from belong.cli import batch as _batch  # noqa: E402
+
+_batch.register(app, bench)
+
 
 def main() -> None:
     try:

@@ -33,11 +33,18 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                           "default: every surface)."),
         limit: int = typer.Option(None, "--limit", min=1, help="Only the first N active people."),
         as_json: bool = typer.Option(False, "--json", help="Print the job's figures as one JSON object."),
+        engine: str = typer.Option("inprocess", "--engine", help="inprocess (default) or ray: a Ray Data pipeline "
+                                   "over blocks of people (belong.batch)."),
+        ray_workers: int = typer.Option(None, "--ray-workers", help="With --engine ray: worker processes (and "
+                                        "CPUs of the local cluster started; default 1)."),
+        ray_address: str = typer.Option(None, "--ray-address", help="With --engine ray: a running Ray cluster "
+                                        "(default: start a local one)."),
     ) -> None:
         """Run each surface's candidate stage for every active person and store the lists, versioned with the
         model the API serves."""
         import os
 
+        from belong.batch import parse_engine
         from belong.domain import Surface, parse_enum
         from belong.errors import ValidationError
         from belong.serve.precomputed import precompute
@@ -49,11 +56,22 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if not url:
             raise ValidationError("redis", "give --redis URL (or BELONG_PRECOMPUTED_REDIS)")
         surfaces = [parse_enum(s, Surface, "surface") for s in surface] or None
+        eng = parse_engine(engine, ray_workers, ray_address)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err) as bar:
             task = bar.add_task("candidate lists", total=None)
-            meta = precompute(spec, url, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+            def on_progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if eng.is_ray:
+                from belong.batch.precompute import precompute as on_ray
+
+                meta = on_ray(spec, url, eng, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
+                              progress=on_progress)
+            else:
+                meta = precompute(spec, url, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
+                                  progress=on_progress)
         if as_json:
             typer.echo(orjson.dumps(meta).decode())
         else:

@@ -29,12 +29,21 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                           "validation cuts of the store's own data; the newest tuned artifact's "
                                           "values are reused while the data has not drifted (belong.training.tune)."),
         retune: bool = typer.Option(False, "--retune", help="With --tune-budget: search again even without drift."),
+        engine: str = typer.Option("inprocess", "--engine", help="inprocess (default) or ray: training lists as a "
+                                   "Ray Data pipeline, the ranker's order model by Ray Train's LightGBMTrainer."),
+        ray_workers: int = typer.Option(None, "--ray-workers", help="With --engine ray: Ray workers (list builders "
+                                        "and LightGBM workers; default 1)."),
+        ray_address: str = typer.Option(None, "--ray-address", help="With --engine ray: a running Ray cluster "
+                                        "(default: start a local one)."),
     ) -> None:
         """Train every model a store's surfaces need (sources, ranker) and write a versioned model artifact."""
+        from belong.batch import parse_engine
+        from belong.batch.train import train
         from belong.training.locate import default_models_dir
-        from belong.training.train import DEFAULT_SURFACES, train
+        from belong.training.train import DEFAULT_SURFACES
 
         spec = store or get_settings().store
+        eng = parse_engine(engine, ray_workers, ray_address)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=False) as bar:
             tasks: dict[str, int] = {}
@@ -44,8 +53,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     tasks[name] = bar.add_task(name, total=total)
                 bar.update(TaskID(tasks[name]), description=f"{name}: {step}", completed=done, total=total)
 
-            result = train(spec, out or default_models_dir(spec), surface or DEFAULT_SURFACES, progress=on_progress,
-                           tune_budget=tune_budget, retune=retune)
+            result = train(spec, out or default_models_dir(spec), surface or DEFAULT_SURFACES, eng,
+                           progress=on_progress, tune_budget=tune_budget, retune=retune)
         if as_json:
             typer.echo(orjson.dumps(result).decode())
             return

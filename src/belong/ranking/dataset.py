@@ -303,12 +303,29 @@ def _lists_for(users: list[int]) -> dict:
     return out
 
 
+def lists_of(context: tuple, users: list[int]) -> dict:
+    """Training lists of ``users`` from a builder's ``context`` (what a batch engine's worker calls)."""
+    global _LISTS_CONTEXT
+    before = _LISTS_CONTEXT
+    _LISTS_CONTEXT = context
+    try:
+        return _lists_for(users)
+    finally:
+        _LISTS_CONTEXT = before
+
+
 def _run_chunks(users: np.ndarray, workers: int, progress) -> list[dict]:
-    """:func:`_lists_for` over chunks of ``users``, in order: in this process, or in ``workers`` forked ones."""
+    """:func:`_lists_for` over chunks of ``users``, in order: in this process, in ``workers`` forked ones, or by
+    the batch engine's runner when one is installed (:mod:`belong.ranking.runners`)."""
     import multiprocessing as mp
+
+    from belong.ranking.runners import lists_runner
 
     chunk = 100
     chunks = [users[i:i + chunk].tolist() for i in range(0, users.size, chunk)]
+    runner = lists_runner()
+    if runner is not None and _LISTS_CONTEXT is not None:
+        return runner(_LISTS_CONTEXT, chunks, progress)
     parts: list[dict] = []
     done = 0
     if workers > 1 and "fork" in mp.get_all_start_methods() and len(chunks) > 1:

@@ -66,6 +66,24 @@ def feature_set_change(manifest: dict[str, Any]) -> str | None:
             + (f", new: {', '.join(new[:4])}" if new else ""))
 
 
+EARLY_STOPPING = 30  # rounds without a better validation NDCG
+
+
+def train_order(params: dict[str, Any], train: tuple, valid: tuple, rounds: int,
+                feature_names: list[str]) -> lgb.Booster:
+    """The order model on ``train = (X, y, groups)``, early-stopped on ``valid``: in this process, or by the
+    batch engine's trainer when one is installed (:mod:`belong.ranking.runners`: Ray Train's LightGBMTrainer)."""
+    from belong.ranking.runners import order_trainer
+
+    trainer = order_trainer()
+    if trainer is not None:
+        return trainer(params, train, valid, rounds, feature_names)
+    dtr = lgb.Dataset(train[0], train[1], group=train[2], feature_name=feature_names, free_raw_data=False)
+    dva = lgb.Dataset(valid[0], valid[1], group=valid[2], reference=dtr)
+    return lgb.train(params, dtr, rounds, valid_sets=[dva],
+                     callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)])
+
+
 class Ranker:
     """Fitted boosters, calibrator, feature names and validation figures; :meth:`score` for requests."""
 
@@ -121,10 +139,8 @@ class Ranker:
         tr, va = ~row_valid, row_valid
         Xtr, ytr, Xva, yva = lists.X[tr], lists.y[tr], lists.X[va], lists.y[va]
         gtr, gva = lists.groups[~is_valid], lists.groups[is_valid]
-        dtr = lgb.Dataset(Xtr, ytr, group=gtr, feature_name=self.feature_names, free_raw_data=False)
-        dva = lgb.Dataset(Xva, yva, group=gva, reference=dtr)
-        self.order = lgb.train(self._lgb_params(self.params["order"]), dtr, self.params["rounds"], valid_sets=[dva],
-                               callbacks=[lgb.early_stopping(30, verbose=False)])
+        self.order = train_order(self._lgb_params(self.params["order"]), (Xtr, ytr, gtr), (Xva, yva, gva),
+                                 self.params["rounds"], self.feature_names)
         # p(join): binary model, calibrated on half of the validation lists, ECE measured on the other half
         # negatives beyond NEG_PER_POS per positive are subsampled (weighted back up): the calibrator, fitted on
         # untouched validation rows, maps the raw scores to probabilities either way
