@@ -63,6 +63,12 @@ class SelfFilter(Filter):
             return FilterResult(list(cands), [])
         return _split(cands, lambda i: "is you" if i == me else None)
 
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        me = state.profile(request).idx
+        if request.surface is not Surface.PEOPLE or me is None:
+            return np.ones(items.size, bool)
+        return items != me
+
 
 @register("filter", "already_connected")
 class AlreadyConnectedFilter(Filter):
@@ -79,6 +85,18 @@ class AlreadyConnectedFilter(Filter):
         else:
             have, reason = set(state.engaged.row(p.idx).tolist()), "you have already seen it"
         return _split(cands, lambda i: reason if i in have else None)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        p = state.profile(request)
+        if p.idx is None:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            have = p.communities
+        elif request.surface is Surface.PEOPLE:
+            have = p.friends
+        else:
+            have = state.engaged.row(p.idx)
+        return np.isin(items, have, invert=True)
 
 
 @register("filter", "blocked")
@@ -106,6 +124,15 @@ class BlockedFilter(Filter):
                                lambda _: "you blocked this community")
         return _split(cands, lambda i: "you blocked this community"
                       if _community_of(request, state, i) in comms else None)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        me = state.profile(request).idx
+        if me is None:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            comms = state.blocked_communities.get(me, set())
+            return np.isin(items, np.fromiter(comms, np.int64, len(comms)), invert=True)
+        return None
 
 
 @register("filter", "not_discoverable")
@@ -136,6 +163,14 @@ class NotDiscoverableFilter(Filter):
 
         return _split(cands, why)
 
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        if request.surface is Surface.PEOPLE:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            flags = state.community_flags()
+            return flags.discoverable[items] & ~flags.invite_only[items]
+        return None
+
 
 @register("filter", "age_restricted")
 class AgeRestrictedFilter(Filter):
@@ -156,6 +191,14 @@ class AgeRestrictedFilter(Filter):
             return f"age-restricted, not shown to {who}" if hidden else None
 
         return _split(cands, why)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        p = state.profile(request)
+        if p.age_group == AgeGroup.ADULT or request.surface is Surface.PEOPLE:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            return ~state.community_flags().age_restricted[items]
+        return None
 
 
 @register("filter", "inactive")
@@ -181,3 +224,9 @@ class InactiveFilter(Filter):
             return None if status == active else f"it was {status}"
 
         return _split(cands, why)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        if request.surface is Surface.COMMUNITIES:
+            state.profile(request)
+            return state.community_flags().active[items].copy()
+        return None

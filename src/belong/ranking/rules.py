@@ -153,6 +153,25 @@ class SafetyRules(Filter):
             removed.extend((m, f"{rule}: {why}") for m, why in res.removed)
         return FilterResult(kept, removed)
 
+    def keep_mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray:
+        """Every listed rule's keep mask, combined (a rule keeps or removes an item whatever the other candidates
+        are, so this is what :meth:`apply` keeps); the rules without an array form run together on candidate
+        objects built once."""
+        keep = np.ones(items.size, bool)
+        slow: list[Filter] = []
+        for _, f in self.rules:
+            m = f.mask(request, state, items)
+            if m is None:
+                slow.append(f)
+            else:
+                keep &= m
+        if slow and keep.any():
+            cands = [Merged(i) for i in items[keep].tolist()]
+            for f in slow:
+                cands = f.apply(request, state, cands).kept
+            keep[keep] = np.isin(items[keep], np.fromiter((m.item for m in cands), np.int64, len(cands)))
+        return keep
+
     def revision(self, request: Request, state: WorldState) -> Hashable | None:
         """Communities: the user's and the communities' change counters (:meth:`WorldState.rules_revision`) —
         the rules read the user's memberships, blocks and profile and the communities' attributes, nothing else.
