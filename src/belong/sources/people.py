@@ -14,7 +14,7 @@ import numpy as np
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 
@@ -123,10 +123,13 @@ class SimilarPeople(CandidateSource):
         self.degree = np.diff(state.friend_csr().indptr).astype(np.float64)
         self.n = state.n_users
 
-    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+    def _found(self, request: Request, state: WorldState, locales: tuple[np.ndarray, dict[str, int]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The best ``k`` people and their scores; None: no interests. ``locales``: every user's language as codes
+        and the codes (a batch reads them once; the same comparison as one request's)."""
         p = state.profile(request)
         if request.surface is not Surface.PEOPLE or not p.interests:
-            return []
+            return None
         scores = np.zeros(self.n, np.float64)
         for t in p.interests:
             idx = self.by_interest.get(t)
@@ -134,11 +137,33 @@ class SimilarPeople(CandidateSource):
                 scores[idx] += 1.0
         has_interest = scores > 0
         if p.locale != "und":
-            same = np.fromiter((loc == p.locale for loc in state.users.locale[: self.n]), bool, self.n)
+            if locales is None:
+                same = np.fromiter((loc == p.locale for loc in state.users.locale[: self.n]), bool, self.n)
+            else:
+                codes, index = locales
+                same = codes == index.get(p.locale, -1)
             scores[has_interest & same] += self.config.locale_weight
         scores[has_interest] += np.log1p(self.degree[has_interest]) * 1e-3  # ties: more connected first
         exclude = np.r_[p.friends, [] if p.idx is None else [p.idx]].astype(np.int64)
-        top, vals = self._top(scores, self.config.k, exclude=exclude)
+        return self._top(scores, self.config.k, exclude=exclude)
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate`'s people and scores without candidate objects, the users' languages read once."""
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(loc, len(index)) for loc in state.users.locale[: self.n]), np.int64,
+                            self.n)
+        out = []
+        for r in requests:
+            found = self._found(r, state, (codes, index))
+            out.append(Proposals.empty() if found is None else Proposals(found[0].astype(np.int64), found[1]))
+        return out
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        found = self._found(request, state)
+        if found is None:
+            return []
+        top, vals = found
         mine = set(p.interests)
         out = []
         for v, s in zip(top.tolist(), vals.tolist(), strict=True):
