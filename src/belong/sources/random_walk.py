@@ -125,6 +125,7 @@ class Pixie(CandidateSource):
         cfg = self.config
         W, B = cfg.walkers, starts.size
         n_t = visits.shape[1]
+        n_nodes = self.n_nodes
         n_steps = -(-cfg.max_steps // W)  # the walk alone steps while steps < max_steps
         steps = np.zeros(B, np.int64)
         active = np.arange(B)
@@ -171,10 +172,9 @@ class Pixie(CandidateSource):
                 seen[:na, c] = cur
             t += chunk
             steps[active] += chunk * W
-            tgt = seen[:na, :chunk] - t_off
-            hit = (tgt >= 0) & (tgt < n_t)
-            keys = (np.broadcast_to(active[:, None, None], tgt.shape)[hit] * n_t + tgt[hit])
-            visits += np.bincount(keys, minlength=B * n_t).reshape(B, n_t)
+            keys = seen[:na, :chunk] + (np.arange(na, dtype=np.int64) * n_nodes)[:, None, None]
+            counts = np.bincount(keys.ravel(), minlength=na * n_nodes).reshape(na, n_nodes)
+            visits[active] += counts[:, t_off:t_off + n_t]  # every node counted, the targets kept
             if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
                 done = (visits[active] >= cfg.n_p).sum(axis=1) >= cfg.n_v
                 if done.any():
