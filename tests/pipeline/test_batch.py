@@ -12,7 +12,6 @@ from belong.pipeline.types import Proposals, Request
 from belong.simulate import simulate_world
 from belong.state import from_world
 
-
 SURFACES = tuple(surfaces.names())
 
 

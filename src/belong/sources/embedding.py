@@ -121,6 +121,7 @@ class IalsAnn(CandidateSource):
         if found is None:
             return []
         p = state.profile(request)
+        assert self.model is not None
         keep = list(zip(found[0].tolist(), found[1].tolist(), strict=True))
         anchors = p.communities[p.communities < self.model.item_factors.shape[0]]
         F = self.model.item_factors

@@ -5,9 +5,10 @@ walkers start at the request's user and step together (vectorised); at each step
 with probability ``restart``. A batch of requests walks together too (:meth:`Pixie.propose_batch`: one array of
 walkers over every user of the batch), each user's walk drawing from its own generator (seeded by the request's
 ``seed`` and the user id) exactly as it would alone: per step ``walkers`` uniforms to move (the walkers at the user
-first, in order, then the others) and ``walkers`` to restart — so a batch gives each user the walk of one request. Visits to target nodes (communities, or users for the people surface) are counted,
-and the walk stops early once ``n_v`` targets have been visited ``n_p`` times each (Pixie's early stopping) or
-after ``max_steps`` steps in all. The user's own edges are read from the live state, so a fresh join or
+first, in order, then the others) and ``walkers`` to restart — so a batch gives each user the walk of one request.
+Visits to target nodes (communities, or users for the people surface) are counted, and the walk stops early
+once ``n_v`` targets have been visited ``n_p`` times each (Pixie's early stopping) or after ``max_steps`` steps in
+all. The user's own edges are read from the live state, so a fresh join or
 friendship steers the very next walk; the rest of the graph is the one prepared.
 """
 
@@ -22,7 +23,6 @@ from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
 from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
-
 
 _BLOCK = 16_384  # walkers stepped together in one block of a batch
 
