@@ -62,6 +62,42 @@ class Pixie(CandidateSource):
         self.uniform = bool(np.all(G.data == 1.0))
         self.has_dead = bool((self.row_total <= 0).any())
 
+    def _step(self, cur: np.ndarray, rng: np.random.Generator, start_nbrs: np.ndarray,
+              start_cum: np.ndarray | None, start: int) -> np.ndarray:
+        nxt = np.empty_like(cur)
+        at_start = cur == start
+        if at_start.any():
+            r = rng.random(int(at_start.sum())) * (start_nbrs.size if start_cum is None else start_cum[-1])
+            if start_cum is None:  # every start edge weighs 1: the floor(r)-th, as the search would give
+                nxt[at_start] = start_nbrs[np.minimum(r.astype(np.int64), start_nbrs.size - 1)]
+            else:
+                nxt[at_start] = start_nbrs[np.searchsorted(start_cum, r, side="right")]
+        rest = ~at_start
+        if rest.any():
+            c = cur[rest]
+            total = self.row_total[c]
+            lo = self.indptr[c]
+            r = rng.random(c.size) * total
+            if self.uniform:  # all edges weigh 1: the r-th neighbour
+                pick = self.indices[np.minimum(lo + r.astype(np.int64), self.indices.size - 1)]
+                nxt[rest] = np.where(total <= 0, start, pick)
+                return nxt
+            # binary search inside each row's cumulative weights
+            hi = self.indptr[c + 1] - 1
+            lo_b = lo.copy()
+            while True:
+                active = lo_b < hi
+                if not active.any():
+                    break
+                mid = (lo_b + hi) // 2
+                go_right = self.cum[mid] <= r
+                lo_b = np.where(active & go_right, mid + 1, lo_b)
+                hi = np.where(active & ~go_right, mid, hi)
+            dead = total <= 0
+            pick = self.indices[np.minimum(lo_b, self.indices.size - 1)]
+            nxt[rest] = np.where(dead, start, pick)
+        return nxt
+
     def _setup(self, request: Request, state: WorldState
                ) -> tuple[int, np.ndarray, np.ndarray | None, np.random.Generator, np.ndarray] | None:
         """``(start node, its live neighbours, their cumulative weights or None when all weigh 1, the walk's
@@ -183,25 +219,57 @@ class Pixie(CandidateSource):
         return steps
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
-        setup = self._setup(request, state)
-        if setup is None:
-            return []
-        start, nbrs, cum, rng, exclude = setup
+        p = state.profile(request)
         people = request.surface is Surface.PEOPLE
-        visits, steps = self._walk([start], [nbrs], [cum], [rng], people)
-        top, vals = self._top(visits[0].astype(np.float64), self.config.k, exclude=exclude)
+        if request.surface is Surface.CONTENT or p.idx is None or p.idx >= self.n_users:
+            return []
+        cfg = self.config
+        comm_nodes = self.n_users + p.communities[p.communities < self.n_nodes - self.n_users]
+        start_nbrs = np.r_[p.friends[p.friends < self.n_users], comm_nodes].astype(np.int64)
+        if start_nbrs.size == 0:
+            return []
+        start_w = np.r_[np.full((p.friends < self.n_users).sum(), cfg.friend_weight), np.ones(comm_nodes.size)]
+        start_cum = None if np.all(start_w == 1.0) else np.cumsum(start_w)  # None: pick uniformly
+        start = p.idx
+        rng = np.random.default_rng([request.seed, zlib.crc32(p.id.encode())])
+        visits = np.zeros(self.n_nodes, np.int64)
+        cur = np.full(cfg.walkers, start, np.int64)
+        steps = 0
+        pending: list[np.ndarray] = []  # positions since the last count: one bincount per check, not np.add.at per step
+        while steps < cfg.max_steps:
+            cur = self._step(cur, rng, start_nbrs, start_cum, start)
+            restart = rng.random(cur.size) < cfg.restart
+            cur[restart] = start
+            steps += cur.size
+            pending.append(cur)
+            if steps % (cfg.walkers * 4) == 0:
+                visits += np.bincount(np.concatenate(pending), minlength=self.n_nodes)
+                pending = []
+                tgt = visits[: self.n_users] if people else visits[self.n_users:]
+                if int((tgt >= cfg.n_p).sum()) >= cfg.n_v:
+                    break
+        if pending:
+            visits += np.bincount(np.concatenate(pending), minlength=self.n_nodes)
+        if people:
+            scores = visits[: self.n_users].astype(np.float64)
+            exclude = np.r_[p.friends, [start]].astype(np.int64)
+        else:
+            scores = visits[self.n_users:].astype(np.float64)
+            exclude = p.communities
+        top, vals = self._top(scores, cfg.k, exclude=exclude)
         text = ("often reached through your friends and communities" if people
                 else "where walks through your communities and friends keep landing")
-        total = max(float(steps[0]), 1.0)
+        total = max(float(steps), 1.0)
         name = self.name
         if not request.explain:  # batch work (training lists, evaluation): one shared reason, no per-item facts
             shared = Reason(text)
             return [Candidate(i, name, v / total, shared) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
-        return [Candidate(i, name, v / total, Reason(text, {"visits": int(v), "steps": int(steps[0])}))
+        return [Candidate(i, name, v / total, Reason(text, {"visits": int(v), "steps": steps}))
                 for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
 
     def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
-        """Every request's walk at once (see :meth:`_walk`): the candidates and scores of :meth:`generate`."""
+        """Every request's walk at once (see :meth:`_walk`): the candidates and scores of :meth:`generate` (which
+        walks one request alone, with no copy of the graph: the serving path)."""
         out = [Proposals.empty() for _ in requests]
         for people in (False, True):
             todo = [(i, s) for i, r in enumerate(requests) if (r.surface is Surface.PEOPLE) is people
