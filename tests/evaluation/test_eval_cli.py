@@ -179,6 +179,7 @@ def test_bench_evaluate_a_pipeline_batched_against_one_request_per_user(tmp_path
     assert r["identical_lists"] and r["max_abs_metric_diff"] <= 1e-9
     assert r["metrics"] == r["reference_metrics"] and r["metrics"]["recall@10"] > 0
     assert r["speedup"] == pytest.approx(r["per_request_ms_per_user"] / r["batch_ms_per_user"], rel=0.05)
+    assert r["cpu_speedup"] == pytest.approx(r["per_request_cpu_ms_per_user"] / r["batch_cpu_ms_per_user"], rel=0.05)
     code, _, err = run_cli(monkeypatch, capsys, "bench", "evaluate", "--dataset", str(store), "--pipeline",
                            "communities", "--users", "-1")
     assert code == 2 and "users" in err and "Traceback" not in err

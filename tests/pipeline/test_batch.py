@@ -8,9 +8,11 @@ import pytest
 
 from belong import surfaces
 from belong.domain import Surface
-from belong.pipeline.types import Request
+from belong.pipeline.types import Proposals, Request
 from belong.simulate import simulate_world
 from belong.state import from_world
+
+SURFACES = tuple(surfaces.names())
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +25,9 @@ def fitted(sim_state):
     """Each shipped surface fitted once on the simulated world (the ranker kept small: what is checked is the
     batch, not its quality)."""
     out = {}
-    for name in ("communities", "communities_ranked", "people", "content"):
+    for name in SURFACES:
         pipeline = surfaces.load(name)
-        if name == "communities_ranked":
+        if name in ("communities_ranked", "people_ranked"):
             pipeline.scorer.config.users = 100
             pipeline.scorer.config.rounds = 30
         out[name] = pipeline.fit(sim_state)
@@ -37,7 +39,7 @@ def _requests(state, surface: Surface, k: int) -> list[Request]:
     return [Request(u, surface, k=k, explain=False) for u in ids]
 
 
-@pytest.mark.parametrize("name", ["communities", "communities_ranked", "people", "content"])
+@pytest.mark.parametrize("name", SURFACES)
 def test_batch_equals_one_request_at_a_time(sim_state, fitted, name):
     pipeline = fitted[name]
     reqs = _requests(sim_state, pipeline.surface, 10)
@@ -53,12 +55,61 @@ def test_batch_equals_one_request_at_a_time(sim_state, fitted, name):
         assert got.source_counts == want.source_counts and got.n_candidates == want.n_candidates
         run = pipeline.run(req)
         assert answer == [(it.index, it.score) for it in run.items]
+        assert all(type(i) is int and type(s) is float for i, s in answer)
         non_empty += bool(answer)
     assert non_empty >= len(reqs) // 2  # the comparison is on real lists, not empty ones
     if pipeline.surface is Surface.COMMUNITIES:  # the sources with a vectorised batch did propose something
         for source in ("text_match", "trending"):
             assert sum(c.source_counts.get(source, 0) for c in batch) > 0
     assert pipeline.candidates_batch([]) == [] and pipeline.rank_batch([]) == []
+    assert pipeline.rank_batch(reqs, arrays=False) == answers  # the object path: the same lists
+
+
+@pytest.mark.parametrize("name", SURFACES)
+def test_every_source_proposes_as_arrays_what_it_generates(sim_state, fitted, name):
+    """``propose_batch`` (arrays, what batched evaluation reads) gives each source's own candidates: the same
+    items in the same order, the same scores, the same ``aux`` the ranker reads from a candidate's reason."""
+    pipeline = fitted[name]
+    reqs = _requests(sim_state, pipeline.surface, 10)
+    for src in pipeline.sources:
+        got = src.propose_batch(reqs, sim_state)
+        assert len(got) == len(reqs)
+        proposed = 0
+        for req, props in zip(reqs, got, strict=True):
+            want = Proposals.of(src.generate(req, sim_state), src.config.k)
+            assert props.items.tolist() == want.items.tolist(), (name, src.name)
+            assert props.scores.tolist() == want.scores.tolist(), (name, src.name)
+            assert props.items.dtype == np.int64 and props.scores.dtype == np.float64
+            assert _aux(props) == _aux(want), (name, src.name)
+            proposed += props.items.size
+        if src.name not in ("friends_joined", "friends_engaged", "new_communities", "similar_people"):
+            assert proposed > 0, (name, src.name)  # compared on real proposals
+
+
+def _aux(p: Proposals) -> list | None:
+    """A source's ``aux`` values (None where absent; None for none at all)."""
+    if p.aux is None or np.isnan(p.aux).all():
+        return None
+    return [None if np.isnan(a) else a for a in p.aux.tolist()]
+
+
+@pytest.mark.parametrize("friend_weight", [1.0, 2.5])
+@pytest.mark.parametrize("surface", [Surface.COMMUNITIES, Surface.PEOPLE])
+def test_pixie_walks_a_batch_as_each_user_alone(sim_state, friend_weight, surface):
+    """A batch of walks draws each user's uniforms from that user's own generator in the order one walk alone
+    draws them (weighted neighbours: binary search; a number of steps that is not a multiple of the check)."""
+    from belong.sources.random_walk import Pixie, PixieConfig
+
+    px = Pixie(PixieConfig(friend_weight=friend_weight, walkers=200, max_steps=5_300, k=50))
+    px.prepare(sim_state)
+    reqs = [Request(u, surface, k=10, explain=False, seed=s)
+            for s, u in enumerate(sim_state.users.ids[::7])]
+    got = px.propose_batch(reqs, sim_state)
+    for req, props in zip(reqs, got, strict=True):
+        want = px.generate(req, sim_state)
+        assert props.items.tolist() == [c.item for c in want]
+        assert props.scores.tolist() == [c.score for c in want]
+    assert sum(p.items.size for p in got) > 0
 
 
 def test_a_learned_scorer_predicts_the_batch_in_one_call(sim_state, fitted, monkeypatch):

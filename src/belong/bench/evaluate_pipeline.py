@@ -6,11 +6,14 @@ After one ``fit`` on the training part of ``dataset`` under its default protocol
 
 * **per request** — one :meth:`~belong.pipeline.pipeline.Pipeline.run` per user (what evaluation did before);
 * **batch** — :meth:`~belong.pipeline.pipeline.Pipeline.rank_batch` over batches of ``batch_size`` users: sources
-  propose for the whole batch (vectorised where a source has it), the ranker predicts one matrix.
+  propose arrays for the whole batch (pixie walks every user's walkers together), merge, rules and blend run on
+  arrays, the ranker predicts one matrix.
 
 Output: ``{"dataset", "protocol", "surface", "k", "users_total", "users_timed", "fit_seconds",
-"per_request_ms_per_user", "batch_ms_per_user", "speedup", "identical_lists", "max_abs_metric_diff", "metrics",
-"reference_metrics"}`` — ``speedup`` = per-request time / batch time on the same users; the metrics are those of
+"per_request_ms_per_user", "batch_ms_per_user", "speedup", "per_request_cpu_ms_per_user", "batch_cpu_ms_per_user",
+"cpu_speedup", "identical_lists", "max_abs_metric_diff", "metrics", "reference_metrics"}`` — ``speedup`` =
+per-request time / batch time on the same users (wall clock), ``cpu_speedup`` the same in this process's CPU time
+(steadier on a shared, loaded machine: time waiting for a core is not counted); the metrics are those of
 :func:`belong.evaluation.metrics.compute` at ``k`` on each path's lists, and ``max_abs_metric_diff`` the largest
 per-user difference between the two paths over every metric (0 when they agree).
 """
@@ -48,13 +51,13 @@ def bench_pipeline(dataset: str, surface: str, *, users: int = 500, k: int = 20,
         test_users = np.sort(np.random.default_rng(seed).choice(test_users, users, replace=False))
     n = max(int(test_users.size), 1)
     model.batch = False
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ref = top_k_full(model, test_users, k, batch_size=batch_size)
-    ref_s = time.perf_counter() - t0
+    ref_s, ref_cpu = time.perf_counter() - t0, time.process_time() - c0
     model.batch = True
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     top = top_k_full(model, test_users, k, batch_size=batch_size)
-    batch_s = time.perf_counter() - t0
+    batch_s, batch_cpu = time.perf_counter() - t0, time.process_time() - c0
     test, train = split.test.csr(), split.train.csr()
     got = M.compute(top, test_users, test, train, [k]).per_user
     want = M.compute(ref, test_users, test, train, [k]).per_user
@@ -64,7 +67,10 @@ def bench_pipeline(dataset: str, surface: str, *, users: int = 500, k: int = 20,
         "users_total": int(split.test_users.size), "users_timed": int(test_users.size),
         "batch_size": batch_size, "fit_seconds": round(fit_s, 3),
         "per_request_ms_per_user": round(ref_s / n * 1e3, 3), "batch_ms_per_user": round(batch_s / n * 1e3, 3),
-        "speedup": round(ref_s / max(batch_s, 1e-9), 3), "identical_lists": bool(np.array_equal(top, ref)),
+        "speedup": round(ref_s / max(batch_s, 1e-9), 3),
+        "per_request_cpu_ms_per_user": round(ref_cpu / n * 1e3, 3),
+        "batch_cpu_ms_per_user": round(batch_cpu / n * 1e3, 3),
+        "cpu_speedup": round(ref_cpu / max(batch_cpu, 1e-9), 3), "identical_lists": bool(np.array_equal(top, ref)),
         "max_abs_metric_diff": diff,
         "metrics": {m: M.nanmean(v) for m, v in got.items()},
         "reference_metrics": {m: M.nanmean(v) for m, v in want.items()},

@@ -16,7 +16,7 @@ import msgspec
 import numpy as np
 
 from belong.errors import ValidationError
-from belong.pipeline.types import Candidate, FilterResult, Merged, Request
+from belong.pipeline.types import Candidate, FilterResult, Merged, MergedArrays, Proposals, Request
 from belong.registry import Registry
 from belong.state import WorldState
 
@@ -115,6 +115,12 @@ class CandidateSource(Component):
         with a vectorised version that gives the same candidates, same scores; the default asks one by one."""
         return [self.generate(r, state) for r in requests]
 
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate_batch` as arrays (offline batches that need no reasons: evaluation): each request's
+        items best first (ties by item), at most ``k``, with their scores and ``aux`` — the same items and scores.
+        A source overrides it to skip the candidate objects; the default converts :meth:`generate_batch`'s."""
+        return [Proposals.of(c, self.config.k) for c in self.generate_batch(requests, state)]
+
     # helpers for subclasses
     def _top(self, scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the k best positive-scored entries of a dense vector, best first (ties by index)."""
@@ -157,6 +163,14 @@ class Hydrator(Component):
         no such key, always hydrate."""
         return None
 
+    def hydrate_arrays(self, request: Request, state: WorldState, items: np.ndarray) -> dict[str, np.ndarray]:
+        """What :meth:`hydrate` writes into each candidate's ``features``, as one array per feature over ``items``
+        (offline batches). Default: :meth:`hydrate` on fresh candidates, read back."""
+        cands = [Merged(i) for i in items.tolist()]
+        self.hydrate(request, state, cands)
+        names = dict.fromkeys(k for m in cands for k in m.features)
+        return {k: np.array([m.features.get(k, np.nan) for m in cands], np.float64) for k in names}
+
 
 class Filter(Component):
     """Splits candidates into kept and removed (with a reason a person understands)."""
@@ -168,6 +182,26 @@ class Filter(Component):
         """What :meth:`apply` reads for ``request`` besides the candidates, as counters: equal revisions mean the
         same answer on the same candidates (the last one may then be reused). None (the default): no such key."""
         return None
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        """The rule of :meth:`apply` on arrays: which of ``items`` it keeps (True), where this filter has that
+        form for the request's surface; None (the default): it has not."""
+        return None
+
+    def keep_mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray:
+        """Which of ``items`` :meth:`apply` keeps, as a boolean array (offline batches: no candidate objects, no
+        reasons): :meth:`mask`, else :meth:`apply` on fresh candidates."""
+        keep = self.mask(request, state, items)
+        if keep is not None:
+            return keep
+        return _kept_mask(items, self.apply(request, state, [Merged(i) for i in items.tolist()]))
+
+
+def _kept_mask(items: np.ndarray, res: FilterResult) -> np.ndarray:
+    if not res.removed:
+        return np.ones(items.size, bool)
+    return np.isin(items, np.fromiter((m.item for m, _ in res.removed), np.int64, len(res.removed)),
+                   invert=True)
 
 
 class Scorer(Component):
@@ -191,6 +225,15 @@ class Scorer(Component):
         matrix for the whole batch, with the same scores."""
         return [self.score(r, state, c) for r, c in zip(requests, lists, strict=True)]
 
+    #: whether the scores read the hydrators' features (False: an offline batch may skip hydration)
+    reads_features: bool = True
+
+    def score_arrays(self, requests: list[Request], state: WorldState, lists: list[MergedArrays]
+                     ) -> list[np.ndarray] | None:
+        """:meth:`score` of each request's merged candidates given as arrays (offline batches), the same scores;
+        None (the default): not supported, the caller scores candidate objects with :meth:`score_batch`."""
+        return None
+
 
 class Selector(Component):
     """Picks the final ordered list of at most ``request.k`` from scored candidates."""
@@ -206,3 +249,8 @@ class Selector(Component):
 
     def select(self, request: Request, cands: list[Merged], scores: np.ndarray) -> list[tuple[Merged, float]]:
         raise NotImplementedError
+
+    def select_arrays(self, request: Request, items: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
+        """The positions :meth:`select` would choose among ``items`` (with ``scores``), in its order, when it is a
+        function of items and scores alone (offline batches); None (the default): not supported."""
+        return None

@@ -40,6 +40,11 @@ def _split_mask(cands: list[Merged], bad: np.ndarray, why: Callable[[int], str])
     return FilterResult(kept, removed)
 
 
+def _keep_of(items: np.ndarray, why: Callable[[int], str | None]) -> np.ndarray:
+    """The keep mask of a per-item rule (``why`` None: kept), item by item as :func:`_split` asks it."""
+    return np.fromiter((why(i) is None for i in items.tolist()), bool, items.size)
+
+
 def _items(cands: list[Merged]) -> np.ndarray:
     return np.fromiter((m.item for m in cands), np.int64, len(cands))
 
@@ -63,6 +68,12 @@ class SelfFilter(Filter):
             return FilterResult(list(cands), [])
         return _split(cands, lambda i: "is you" if i == me else None)
 
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        me = state.profile(request).idx
+        if request.surface is not Surface.PEOPLE or me is None:
+            return np.ones(items.size, bool)
+        return items != me
+
 
 @register("filter", "already_connected")
 class AlreadyConnectedFilter(Filter):
@@ -80,6 +91,18 @@ class AlreadyConnectedFilter(Filter):
             have, reason = set(state.engaged.row(p.idx).tolist()), "you have already seen it"
         return _split(cands, lambda i: reason if i in have else None)
 
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        p = state.profile(request)
+        if p.idx is None:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            have = p.communities
+        elif request.surface is Surface.PEOPLE:
+            have = p.friends
+        else:
+            have = state.engaged.row(p.idx)
+        return np.isin(items, have, invert=True)
+
 
 @register("filter", "blocked")
 class BlockedFilter(Filter):
@@ -89,15 +112,8 @@ class BlockedFilter(Filter):
         me = state.profile(request).idx
         if me is None:
             return FilterResult(list(cands), [])
-        mine = state.blocked_users.get(me, set())
         if request.surface is Surface.PEOPLE:
-            def why(i: int) -> str | None:
-                if i in mine:
-                    return "you blocked this person"
-                if me in state.blocked_users.get(i, ()):
-                    return "this person blocked you"
-                return None
-            return _split(cands, why)
+            return _split(cands, self._people_why(me, state))
         comms = state.blocked_communities.get(me, set())
         if not comms:
             return FilterResult(list(cands), [])
@@ -106,6 +122,31 @@ class BlockedFilter(Filter):
                                lambda _: "you blocked this community")
         return _split(cands, lambda i: "you blocked this community"
                       if _community_of(request, state, i) in comms else None)
+
+    @staticmethod
+    def _people_why(me: int, state: WorldState) -> Callable[[int], str | None]:
+        mine = state.blocked_users.get(me, set())
+
+        def why(i: int) -> str | None:
+            if i in mine:
+                return "you blocked this person"
+            if me in state.blocked_users.get(i, ()):
+                return "this person blocked you"
+            return None
+        return why
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        me = state.profile(request).idx
+        if me is None:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.PEOPLE:
+            if not state.blocked_users:
+                return np.ones(items.size, bool)
+            return _keep_of(items, self._people_why(me, state))
+        if request.surface is Surface.COMMUNITIES:
+            comms = state.blocked_communities.get(me, set())
+            return np.isin(items, np.fromiter(comms, np.int64, len(comms)), invert=True)
+        return None
 
 
 @register("filter", "not_discoverable")
@@ -136,6 +177,14 @@ class NotDiscoverableFilter(Filter):
 
         return _split(cands, why)
 
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        if request.surface is Surface.PEOPLE:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            flags = state.community_flags()
+            return flags.discoverable[items] & ~flags.invite_only[items]
+        return None
+
 
 @register("filter", "age_restricted")
 class AgeRestrictedFilter(Filter):
@@ -156,6 +205,14 @@ class AgeRestrictedFilter(Filter):
             return f"age-restricted, not shown to {who}" if hidden else None
 
         return _split(cands, why)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        p = state.profile(request)
+        if p.age_group == AgeGroup.ADULT or request.surface is Surface.PEOPLE:
+            return np.ones(items.size, bool)
+        if request.surface is Surface.COMMUNITIES:
+            return ~state.community_flags().age_restricted[items]
+        return None
 
 
 @register("filter", "inactive")
@@ -181,3 +238,13 @@ class InactiveFilter(Filter):
             return None if status == active else f"it was {status}"
 
         return _split(cands, why)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        if request.surface is Surface.COMMUNITIES:
+            state.profile(request)
+            return state.community_flags().active[items].copy()
+        if request.surface is Surface.PEOPLE:
+            state.profile(request)
+            active, status = EntityStatus.ACTIVE.value, state.users.status
+            return np.fromiter((status[i] == active for i in items.tolist()), bool, items.size)
+        return None

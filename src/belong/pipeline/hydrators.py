@@ -41,6 +41,20 @@ class SocialHydrator(Hydrator):
             m.features["members"] = float(size)
             m.features["friends_in"] = float(n)
 
+    def hydrate_arrays(self, request: Request, state: WorldState, items: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`hydrate`'s features as arrays over ``items`` (offline batches)."""
+        p = state.profile(request)
+        if request.surface is Surface.CONTENT:
+            targets = np.asarray(state.content.community, np.int64)[items] if items.size else items
+        else:
+            targets = items
+        near = np.asarray(self._friend_counts(state, p.friends, targets.tolist(), request.surface is Surface.PEOPLE),
+                          np.float64)
+        if request.surface is Surface.PEOPLE:
+            sizes = np.array([state.friends_of(t).size for t in targets.tolist()], np.float64)
+            return {"friends": sizes, "mutual_friends": near}
+        return {"members": np.asarray(state.member_counts(targets), np.float64), "friends_in": near}
+
     def revision(self, request: Request, state: WorldState, cands: list[Merged]) -> Hashable | None:
         """Communities: the user's counter (their friend list) and each candidate's member counter (its members,
         so also which of the friends are in it). Other surfaces: None (always hydrated)."""

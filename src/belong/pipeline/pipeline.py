@@ -45,8 +45,11 @@ from belong.pipeline.types import (
     Item,
     ListMemo,
     Merged,
+    MergedArrays,
+    Proposals,
     Ranked,
     RankedList,
+    Reason,
     Removed,
     Request,
     Response,
@@ -264,10 +267,15 @@ class Pipeline:
         scores = self.scorer.score_batch(requests, state, [[m for m, _ in o.ranked] for o in outs])
         return [self._order(o, sc, depth, t0) for o, sc in zip(outs, scores, strict=True)]
 
-    def rank_batch(self, requests: list[Request]) -> list[list[tuple[int, float]]]:
+    def rank_batch(self, requests: list[Request], *, arrays: bool = True) -> list[list[tuple[int, float]]]:
         """``(item index, score)`` of each request's answer, best first: the items and scores :meth:`run` gives
         (same selector, same rules), without building the displayed items (no explanations, no hydration of the
-        chosen few): what offline evaluation reads."""
+        chosen few): what offline evaluation reads.
+
+        With ``arrays`` (the default) the stages run on arrays, not candidate objects
+        (:meth:`_rank_arrays`); ``arrays=False``: through :meth:`candidates_batch`. Both give the same lists."""
+        if arrays and requests:
+            return self._rank_arrays(requests)
         out = []
         for r, cands in zip(requests, self.candidates_batch(requests), strict=True):
             state = self._state()
@@ -277,6 +285,48 @@ class Pipeline:
             else:
                 chosen = self.finish(r, cands.ranked, made_at=cands.state_version).chosen
             out.append([(m.item, float(s)) for m, s in chosen])
+        return out
+
+    def _rank_arrays(self, requests: list[Request]) -> list[list[tuple[int, float]]]:
+        """:meth:`rank_batch` on arrays: every source proposes for the whole batch as arrays
+        (:meth:`~belong.pipeline.components.CandidateSource.propose_batch`), each request's proposals are merged
+        into rank / score matrices (:class:`MergedArrays`), the filters give keep masks, the hydrators feature
+        arrays (only for a scorer that reads them), the scorer scores arrays (or, where it has no array path,
+        candidate objects rebuilt from them) and the selector picks positions. Every step is the object path's
+        rule on arrays: the same items, the same scores (see ``tests/pipeline/test_batch.py``)."""
+        state = self._check(requests[0])
+        for r in requests[1:]:
+            self._check(r)
+        names = [s.name for s in self.sources]
+        per_source = [src.propose_batch(requests, state) for src in self.sources]
+        lists: list[MergedArrays] = []
+        for i, r in enumerate(requests):
+            m = _merge_arrays([found[i].best(src.config.k) for src, found in zip(self.sources, per_source,
+                                                                                   strict=True)], names)
+            if len(m):
+                keep = np.ones(len(m), bool)
+                for f in self.filters:
+                    keep &= f.keep_mask(r, state, m.items)
+                if not keep.all():
+                    m = m.take(keep)
+            if self.scorer.reads_features and len(m):
+                for h in self.hydrators:
+                    m.features.update(h.hydrate_arrays(r, state, m.items))
+            lists.append(m)
+        scored = self.scorer.score_arrays(requests, state, lists)
+        if scored is None:
+            scored = self.scorer.score_batch(requests, state, [_as_merged(m) for m in lists])
+        out = []
+        for r, m, sc in zip(requests, lists, scored, strict=True):
+            sc = np.asarray(sc, np.float64)
+            pos = self.selector.select_arrays(r, m.items, sc)
+            if pos is None:
+                objs = _as_merged(m)
+                order = sorted(range(len(objs)), key=lambda j: (-sc[j], objs[j].item))
+                chosen = self.selector.select(r, [objs[j] for j in order], sc[order])
+                out.append([(c.item, float(s)) for c, s in chosen])
+            else:
+                out.append(list(zip(m.items[pos].tolist(), sc[pos].tolist(), strict=True)))
         return out
 
     def _merge_filter(self, request: Request, state: WorldState, found: list[list[Candidate]],
@@ -487,6 +537,53 @@ class Pipeline:
                 memo.explained[m.item] = how
         return Item(self.item_id(m.item), m.item, score, rank, how.sources, how.text, how.reasons,
                     self.item_label(m.item), m.features)
+
+
+def _merge_arrays(found: list[Proposals], sources: list[str]) -> MergedArrays:
+    """The merge of :meth:`Pipeline._merge_filter` on arrays: items in the order they are first proposed (source
+    by source, best first), each source's rank, score and ``aux`` in its column (a source proposing an item twice:
+    its later row, as the merge's overwrite)."""
+    n_src = len(found)
+    sizes = [p.items.size for p in found]
+    total = sum(sizes)
+    if total == 0:
+        return MergedArrays(np.empty(0, np.int64), np.empty((0, n_src), np.int64), np.empty((0, n_src)),
+                            np.empty((0, n_src)), sources)
+    items = np.concatenate([p.items for p in found])
+    col = np.repeat(np.arange(n_src), sizes)
+    rank = np.concatenate([np.arange(k, dtype=np.int64) for k in sizes])
+    uniq, first, inv = np.unique(items, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # merge order: by first proposal
+    row_of = np.empty(uniq.size, np.int64)
+    row_of[order] = np.arange(uniq.size)
+    row = row_of[inv.ravel()]
+    ranks = np.full((uniq.size, n_src), -1, np.int64)
+    ranks[row, col] = rank
+    scores = np.full((uniq.size, n_src), np.nan)
+    scores[row, col] = np.concatenate([p.scores for p in found])
+    aux = np.full((uniq.size, n_src), np.nan)
+    if any(p.aux is not None for p in found):
+        aux[row, col] = np.concatenate([p.aux if p.aux is not None else np.full(p.items.size, np.nan)
+                                        for p in found])
+    return MergedArrays(uniq[order], ranks, scores, aux, sources)
+
+
+def _as_merged(m: MergedArrays) -> list[Merged]:
+    """Candidate objects from merged arrays (for a scorer or selector without an array path): per source its rank
+    and a candidate with the score (the reason's data carries ``aux`` where the source gave one), the features."""
+    out = []
+    feats = {k: v.tolist() for k, v in m.features.items()}
+    ranks, scores, aux = m.ranks.tolist(), m.scores.tolist(), m.aux.tolist()
+    plain = Reason("")
+    for r, item in enumerate(m.items.tolist()):
+        hits: dict[str, tuple[int, Candidate]] = {}
+        for j, name in enumerate(m.sources):
+            rank = ranks[r][j]
+            if rank >= 0:
+                a = aux[r][j]
+                hits[name] = (rank, Candidate(item, name, scores[r][j], plain if a != a else Reason("", {"aux": a})))
+        out.append(Merged(item, hits, {k: v[r] for k, v in feats.items() if v[r] == v[r]}))
+    return out
 
 
 def _stage(stage_ms: dict[str, float], name: str, t0: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from belong.pipeline.components import ComponentConfig, Scorer, register
-from belong.pipeline.types import Merged, Request
+from belong.pipeline.types import Merged, MergedArrays, Request
 from belong.state import WorldState
 
 
@@ -29,3 +29,23 @@ class WeightedRRF(Scorer):
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         return np.array([sum(self.contributions(m).values()) for m in cands], np.float64)
+
+    reads_features = False
+
+    def score_arrays(self, requests: list[Request], state: WorldState, lists: list[MergedArrays]
+                     ) -> list[np.ndarray]:
+        """The same sums on rank matrices: each source's term added in source order (the order of a candidate's
+        hits), a missing source adding 0.0 — the same float operations, the same scores."""
+        out = []
+        c = self.config.c
+        for m in lists:
+            total = np.zeros(len(m))
+            for j, name in enumerate(m.sources):
+                rank = m.ranks[:, j]
+                has = rank >= 0
+                if has.any():
+                    term = np.zeros(len(m))
+                    term[has] = self.weight(name) / (c + rank[has] + 1)
+                    total += term
+            out.append(total)
+        return out

@@ -61,3 +61,9 @@ class TopK(Selector):
         chosen.extend(r for r in reserved if r not in picked)
         chosen.sort(key=lambda i: (-sc[i], cands[i].item))
         return [(cands[i], sc[i]) for i in chosen[:k]]
+
+    def select_arrays(self, request: Request, items: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
+        """Plain top-k (no cap, no reserved slots): the best ``k`` positions by score, ties by item."""
+        if self.config.max_per_source or any(n > 0 for n in self.config.min_per_source.values()):
+            return None
+        return np.lexsort((items, -scores))[: request.k]

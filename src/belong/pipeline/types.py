@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
 
 from belong.domain import AgeGroup, Surface
 from belong.errors import ValidationError
@@ -63,6 +64,63 @@ class Candidate:
     source: str
     score: float
     reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Proposals:
+    """One source's candidates for one request as arrays (offline batches, no per-candidate objects): item indices
+    best first (ties by item), their scores, and the source's second signal per item (``aux``: what a candidate's
+    reason data would carry under ``"aux"``; None when the source gives none)."""
+
+    items: np.ndarray  # int64
+    scores: np.ndarray  # float64
+    aux: np.ndarray | None = None  # float64, NaN where absent
+
+    @staticmethod
+    def empty() -> Proposals:
+        return Proposals(np.empty(0, np.int64), np.empty(0, np.float64))
+
+    @classmethod
+    def of(cls, cands: list[Candidate], k: int | None = None) -> Proposals:
+        """From candidate objects, ordered as the merge orders them (best score first, ties by item), the best
+        ``k``."""
+        items = np.fromiter((c.item for c in cands), np.int64, len(cands))
+        scores = np.fromiter((c.score for c in cands), np.float64, len(cands))
+        aux_v = [c.reason.data.get("aux") for c in cands]
+        aux = (np.array([np.nan if a is None else a for a in aux_v], np.float64)
+               if any(a is not None for a in aux_v) else None)
+        return cls(items, scores, aux).best(k)
+
+    def best(self, k: int | None) -> Proposals:
+        """Sorted best first (ties by item), at most ``k`` (None: all): what the merge keeps of a source."""
+        order = np.lexsort((self.items, -self.scores))
+        if k is not None:
+            order = order[:k]
+        if order.size == self.items.size and np.array_equal(order, np.arange(order.size)):
+            return self
+        return Proposals(self.items[order], self.scores[order], None if self.aux is None else self.aux[order])
+
+
+@dataclass(slots=True)
+class MergedArrays:
+    """One request's merged candidates as arrays (offline batches): items in merge order and, per source (columns
+    in the pipeline's source order), the rank the source gave the item (-1: not proposed), its score and ``aux``
+    (NaN: not proposed / none), plus features the hydrators computed (one array per name)."""
+
+    items: np.ndarray  # (n,) int64
+    ranks: np.ndarray  # (n, S) int64
+    scores: np.ndarray  # (n, S) float64
+    aux: np.ndarray  # (n, S) float64
+    sources: list[str]
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.items.size)
+
+    def take(self, keep: np.ndarray) -> MergedArrays:
+        """The rows ``keep`` (a boolean mask or indices)."""
+        return MergedArrays(self.items[keep], self.ranks[keep], self.scores[keep], self.aux[keep], self.sources,
+                            {k: v[keep] for k, v in self.features.items()})
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ Pending requests are kept by :class:`~belong.state.WorldState` (``pending_reques
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 import msgspec
 import numpy as np
@@ -46,10 +46,20 @@ class PendingRequestFilter(Filter):
     """People: someone you sent a friend request to, or who sent you one that is still pending."""
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        why = self._why(request, state)
+        return FilterResult(list(cands), []) if why is None else _split(cands, why)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        why = self._why(request, state)
+        return np.ones(items.size, bool) if why is None else shipped._keep_of(items, why)
+
+    @staticmethod
+    def _why(request: Request, state: WorldState) -> Callable[[int], str | None] | None:
+        """The rule per item (None: it removes nothing for this request)."""
         me = state.profile(request).idx
         pending = state.pending_requests
         if request.surface is not Surface.PEOPLE or me is None or not pending:
-            return FilterResult(list(cands), [])
+            return None
         sent = pending.get(me, set())
 
         def why(i: int) -> str | None:
@@ -59,7 +69,7 @@ class PendingRequestFilter(Filter):
                 return "they sent you a friend request"
             return None
 
-        return _split(cands, why)
+        return why
 
 
 class StrangersConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -92,9 +102,18 @@ class StrangersFilter(Filter):
                                   f"must be one of {', '.join(UNKNOWN_AGE_POLICIES)}, got {self.config.unknown_age!r}")
 
     def apply(self, request: Request, state: WorldState, cands: list[Merged]) -> FilterResult:
+        why = self._why(request, state)
+        return FilterResult(list(cands), []) if why is None else _split(cands, why)
+
+    def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
+        why = self._why(request, state)
+        return np.ones(items.size, bool) if why is None else shipped._keep_of(items, why)
+
+    def _why(self, request: Request, state: WorldState) -> Callable[[int], str | None] | None:
+        """The rule per item (None: it removes nothing for this request)."""
         p = state.profile(request)
         if request.surface is not Surface.PEOPLE:
-            return FilterResult(list(cands), [])
+            return None
         policy = self.config.unknown_age
         me_minor, me_adult = _minor_adult(p.age_group, policy)
         my_friends, my_comms = set(p.friends.tolist()), set(p.communities.tolist())
@@ -111,7 +130,7 @@ class StrangersFilter(Filter):
                 return "an adult you share no friend or community with (you may be under 18)"
             return "a teen you share no friend or community with"
 
-        return _split(cands, why)
+        return why
 
 
 class PolicyConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -152,6 +171,25 @@ class SafetyRules(Filter):
             kept = res.kept
             removed.extend((m, f"{rule}: {why}") for m, why in res.removed)
         return FilterResult(kept, removed)
+
+    def keep_mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray:
+        """Every listed rule's keep mask, combined (a rule keeps or removes an item whatever the other candidates
+        are, so this is what :meth:`apply` keeps); the rules without an array form run together on candidate
+        objects built once."""
+        keep = np.ones(items.size, bool)
+        slow: list[Filter] = []
+        for _, f in self.rules:
+            m = f.mask(request, state, items)
+            if m is None:
+                slow.append(f)
+            else:
+                keep &= m
+        if slow and keep.any():
+            cands = [Merged(i) for i in items[keep].tolist()]
+            for f in slow:
+                cands = f.apply(request, state, cands).kept
+            keep[keep] = np.isin(items[keep], np.fromiter((m.item for m in cands), np.int64, len(cands)))
+        return keep
 
     def revision(self, request: Request, state: WorldState) -> Hashable | None:
         """Communities: the user's and the communities' change counters (:meth:`WorldState.rules_revision`) —

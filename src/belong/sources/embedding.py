@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from belong.ann import AnnIndex, auto_index
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 if TYPE_CHECKING:
@@ -95,17 +95,34 @@ class IalsAnn(CandidateSource):
                             shape=(1, n_items))
         return self.model.user_vectors(row)[0]
 
-    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+    def _found(self, request: Request, state: WorldState) -> tuple[np.ndarray, np.ndarray] | None:
+        """The index's best ``k`` items the user is not in, in its order, and their scores; None: no vector."""
         p = state.profile(request)
         if request.surface is not Surface.COMMUNITIES or self.model is None or self.index is None:
-            return []
+            return None
         vec = self.user_vector(state, p.idx, p.communities)
         if vec is None:
-            return []
+            return None
         ids, scores = self.index.search(vec, self.config.k + p.communities.size)
-        have = set(p.communities.tolist())
-        keep = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0 and int(i) not in have]
-        keep = keep[: self.config.k]
+        ids, scores = np.asarray(ids[0]).astype(np.int64), np.asarray(scores[0])
+        ok = (ids >= 0) & np.isin(ids, p.communities, invert=True)
+        return ids[ok][: self.config.k], scores[ok][: self.config.k].astype(np.float64)
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate`'s items and scores without candidate objects."""
+        out = []
+        for r in requests:
+            found = self._found(r, state)
+            out.append(Proposals.empty() if found is None else Proposals(*found))
+        return out
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        found = self._found(request, state)
+        if found is None:
+            return []
+        p = state.profile(request)
+        assert self.model is not None
+        keep = list(zip(found[0].tolist(), found[1].tolist(), strict=True))
         anchors = p.communities[p.communities < self.model.item_factors.shape[0]]
         F = self.model.item_factors
         closest = (anchors[np.argmax(F[anchors] @ F[[i for i, _ in keep]].T, axis=0)]

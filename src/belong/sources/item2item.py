@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 
@@ -142,21 +142,31 @@ class CoMembership(CandidateSource):
         self.M = fitted.get("M")
         self.model_name, self.choice = fitted.get("model_name", ""), fitted.get("choice", {})
 
-    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+    def _found(self, request: Request, state: WorldState
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(the user's communities, their rows of M, top items, scores, the rows' block over the top items)``;
+        None: nothing to propose."""
         p = state.profile(request)
         if request.surface is not Surface.COMMUNITIES or self.M is None:
-            return []
+            return None
         n = self.M.shape[0]
         mine = p.communities[p.communities < n]
         if mine.size == 0:
-            return []
+            return None
         rows = self.M[mine]
         scores = np.asarray(rows.sum(axis=0)).ravel()
         top, vals = self._top(scores, self.config.k, exclude=mine)
         if not top.size:
-            return []
+            return None
         block = rows[:, top]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        return mine, rows, top, vals, block
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        found = self._found(request, state)
+        if found is None:
+            return []
+        mine, _, top, vals, block = found
         strongest = block.max(axis=0).tolist()  # the ranker's ``aux``: the strongest single-community weight
         if not request.explain:  # batch work: no per-item texts
             text = "members of your communities also joined"
@@ -168,4 +178,16 @@ class CoMembership(CandidateSource):
             reason = Reason(f"members of {state.communities.name[a]} also joined",
                             {"because_of": state.communities.ids[a], "aux": w})
             out.append(Candidate(j, self.name, s, reason))
+        return out
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate`'s items, scores and ``aux`` without candidate objects."""
+        out = []
+        for r in requests:
+            found = self._found(r, state)
+            if found is None:
+                out.append(Proposals.empty())
+                continue
+            _, _, top, vals, block = found
+            out.append(Proposals(top, vals, block.max(axis=0).astype(np.float64)))
         return out

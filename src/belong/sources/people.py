@@ -14,7 +14,7 @@ import numpy as np
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 
@@ -125,22 +125,41 @@ class SimilarPeople(CandidateSource):
         self.degree = np.diff(state.friend_csr().indptr).astype(np.float64)
         self.n = state.n_users
 
-    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+    def _found(self, request: Request, state: WorldState, locales: tuple[np.ndarray, dict[str, int]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The best ``k`` people and their scores; None: no interests. ``locales``: every user's language as codes
+        and the codes (a batch reads them once; the same comparison as one request's)."""
         p = state.profile(request)
         if request.surface is not Surface.PEOPLE or not p.interests:
-            return []
+            return None
         # only the people sharing an interest score above 0: they alone are scored (one per shared interest)
         found = [idx for t in p.interests if (idx := self.by_interest.get(t)) is not None and idx.size]
         if not found:
-            return []
+            return None
         users, shared = np.unique(np.concatenate(found), return_counts=True)
         scores = shared.astype(np.float64)
         if p.locale != "und":
-            codes, ids = state.user_locales()
+            codes, ids = locales if locales is not None else state.user_locales()
             scores[codes[users] == ids.get(p.locale, -1)] += self.config.locale_weight
         scores += np.log1p(self.degree[users]) * 1e-3  # ties: more connected first
         exclude = np.r_[p.friends, [] if p.idx is None else [p.idx]].astype(np.int64)
-        top, vals = self._top_of(users, scores, self.config.k, exclude=exclude)
+        return self._top_of(users, scores, self.config.k, exclude=exclude)
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate`'s people and scores without candidate objects, the users' languages read once."""
+        locales = state.user_locales()
+        out = []
+        for r in requests:
+            found = self._found(r, state, locales)
+            out.append(Proposals.empty() if found is None else Proposals(found[0].astype(np.int64), found[1]))
+        return out
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        p = state.profile(request)
+        found = self._found(request, state)
+        if found is None:
+            return []
+        top, vals = found
         mine = set(p.interests)
         out = []
         for v, s in zip(top.tolist(), vals.tolist(), strict=True):

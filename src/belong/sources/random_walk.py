@@ -2,9 +2,13 @@
 
 Nodes are users and communities; edges are memberships (user - community) and friendships (user - user). Many
 walkers start at the request's user and step together (vectorised); at each step a walker restarts at the user
-with probability ``restart``. Visits to target nodes (communities, or users for the people surface) are counted,
-and the walk stops early once ``n_v`` targets have been visited ``n_p`` times each (Pixie's early stopping) or
-after ``max_steps`` steps in all. The user's own edges are read from the live state, so a fresh join or
+with probability ``restart``. A batch of requests walks together too (:meth:`Pixie.propose_batch`: one array of
+walkers over every user of the batch), each user's walk drawing from its own generator (seeded by the request's
+``seed`` and the user id) exactly as it would alone: per step ``walkers`` uniforms to move (the walkers at the user
+first, in order, then the others) and ``walkers`` to restart — so a batch gives each user the walk of one request.
+Visits to target nodes (communities, or users for the people surface) are counted, and the walk stops early
+once ``n_v`` targets have been visited ``n_p`` times each (Pixie's early stopping) or after ``max_steps`` steps in
+all. The user's own edges are read from the live state, so a fresh join or
 friendship steers the very next walk; the rest of the graph is the one prepared.
 """
 
@@ -17,8 +21,10 @@ import scipy.sparse as sp
 
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
+
+_BLOCK = 16_384  # walkers stepped together in one block of a batch
 
 
 class PixieConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -54,6 +60,7 @@ class Pixie(CandidateSource):
         self.row_total = np.r_[0.0, cums][G.indptr[1:]] - row_start
         self.n_users, self.n_nodes = nu, nu + nc
         self.uniform = bool(np.all(G.data == 1.0))
+        self.has_dead = bool((self.row_total <= 0).any())
 
     def _step(self, cur: np.ndarray, rng: np.random.Generator, start_nbrs: np.ndarray,
               start_cum: np.ndarray | None, start: int) -> np.ndarray:
@@ -90,6 +97,126 @@ class Pixie(CandidateSource):
             pick = self.indices[np.minimum(lo_b, self.indices.size - 1)]
             nxt[rest] = np.where(dead, start, pick)
         return nxt
+
+    def _setup(self, request: Request, state: WorldState
+               ) -> tuple[int, np.ndarray, np.ndarray | None, np.random.Generator, np.ndarray] | None:
+        """``(start node, its live neighbours, their cumulative weights or None when all weigh 1, the walk's
+        generator, the items never proposed)`` of a request; None: no walk."""
+        p = state.profile(request)
+        people = request.surface is Surface.PEOPLE
+        if request.surface is Surface.CONTENT or p.idx is None or p.idx >= self.n_users:
+            return None
+        cfg = self.config
+        comm_nodes = self.n_users + p.communities[p.communities < self.n_nodes - self.n_users]
+        start_nbrs = np.r_[p.friends[p.friends < self.n_users], comm_nodes].astype(np.int64)
+        if start_nbrs.size == 0:
+            return None
+        start_w = np.r_[np.full((p.friends < self.n_users).sum(), cfg.friend_weight), np.ones(comm_nodes.size)]
+        start_cum = None if np.all(start_w == 1.0) else np.cumsum(start_w)  # None: pick uniformly
+        rng = np.random.default_rng([request.seed, zlib.crc32(p.id.encode())])
+        exclude = np.r_[p.friends, [p.idx]].astype(np.int64) if people else p.communities
+        return p.idx, start_nbrs, start_cum, rng, exclude
+
+    def _walk(self, starts: list[int], nbrs: list[np.ndarray], cums: list[np.ndarray | None],
+              rngs: list[np.random.Generator], people: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Walk from every start at once: ``(visits of the targets per start, int64 rows; steps per start)``.
+
+        Each start's live neighbours are one extra row of the graph (so a walker at its start — after a restart
+        or arriving there — steps through the same code); its uniforms come from its own generator, drawn four
+        steps at a time: per step the move (walkers at the start first, then the others, each in walker order)
+        then the restart — the sequence one walk alone draws."""
+        cfg = self.config
+        W, B = cfg.walkers, len(starts)
+        n_t = self.n_users if people else self.n_nodes - self.n_users
+        t_off = 0 if people else self.n_users
+        sizes = np.array([a.size for a in nbrs], np.int64)
+        nnz = self.indices.size
+        v_lo = nnz + np.r_[0, np.cumsum(sizes)[:-1]]
+        indices = np.concatenate([self.indices, *nbrs])
+        lo = np.concatenate([self.indptr[:-1], v_lo])
+        uniform = self.uniform and all(c is None for c in cums)
+        if uniform:
+            total = np.concatenate([self.row_total, sizes.astype(np.float64)])
+            cum = hi = None
+        else:
+            total = np.concatenate([self.row_total, [float(a.size) if c is None else c[-1]
+                                                     for a, c in zip(nbrs, cums, strict=True)]])
+            cum = np.concatenate([self.cum, *(np.arange(1, a.size + 1, dtype=np.float64) if c is None else c
+                                              for a, c in zip(nbrs, cums, strict=True))])
+            hi = np.concatenate([self.indptr[1:] - 1, v_lo + sizes - 1])
+        visits = np.zeros((B, n_t), np.int64)
+        steps = np.zeros(B, np.int64)
+        block = max(1, _BLOCK // W)  # walkers of a few users at a time: the temporaries stay in cache
+        for b0 in range(0, B, block):
+            sl = slice(b0, min(B, b0 + block))
+            steps[sl] = self._walk_block(np.asarray(starts[sl], np.int64), rngs[sl], visits[sl], b0, uniform,
+                                         indices, lo, total, cum, hi, t_off)
+        return visits, steps
+
+    def _walk_block(self, starts: np.ndarray, rngs: list[np.random.Generator], visits: np.ndarray, v0: int,
+                    uniform: bool, indices: np.ndarray, lo: np.ndarray, total: np.ndarray, cum: np.ndarray | None,
+                    hi: np.ndarray | None, t_off: int) -> np.ndarray:
+        """The walks of some starts (virtual rows ``n_nodes + v0 + i``); their target visits are added to
+        ``visits`` (one row per start); returns their steps."""
+        cfg = self.config
+        W, B = cfg.walkers, starts.size
+        n_t = visits.shape[1]
+        n_nodes = self.n_nodes
+        n_steps = -(-cfg.max_steps // W)  # the walk alone steps while steps < max_steps
+        steps = np.zeros(B, np.int64)
+        active = np.arange(B)
+        start = starts[:, None]
+        vrow = (self.n_nodes + v0 + np.arange(B, dtype=np.int64))[:, None]
+        cur = np.repeat(start, W, axis=1)
+        j = np.arange(W, dtype=np.int64)
+        draws = np.empty((B, 4, 2, W))
+        seen = np.empty((B, 4, W), np.int64)
+        t = 0
+        while t < n_steps and active.size:
+            chunk = min(4, n_steps - t)
+            na = active.size
+            for a, b in enumerate(active.tolist()):
+                rngs[b].random(out=draws[a, :chunk])  # per step: the move's uniforms, then the restart's
+            base = (np.arange(na, dtype=np.int64) * (8 * W))[:, None]
+            flat = draws.reshape(-1)
+            for c in range(chunk):
+                at = cur == start
+                ca = np.cumsum(at, axis=1)
+                idx = np.where(at, ca - 1, ca[:, -1:] + j - ca)  # the walker's uniform: at-start ones first
+                idx += base + 2 * c * W
+                r = flat.take(idx)
+                row = np.where(at, vrow, cur)
+                tot = total.take(row)
+                x = r * tot
+                if uniform:  # every edge weighs 1: the floor(x)-th neighbour
+                    nxt = indices.take(lo.take(row) + x.astype(np.int64))
+                else:  # binary search inside each row's cumulative weights
+                    assert cum is not None and hi is not None
+                    a_, h = lo.take(row), hi.take(row)
+                    while True:
+                        live = a_ < h
+                        if not live.any():
+                            break
+                        mid = (a_ + h) // 2
+                        right = cum.take(mid) <= x
+                        a_ = np.where(live & right, mid + 1, a_)
+                        h = np.where(live & ~right, mid, h)
+                    nxt = indices.take(a_)
+                if self.has_dead:
+                    nxt = np.where(tot <= 0, start, nxt)
+                cur = np.where(draws[:na, c, 1] < cfg.restart, start, nxt)
+                seen[:na, c] = cur
+            t += chunk
+            steps[active] += chunk * W
+            keys = seen[:na, :chunk] + (np.arange(na, dtype=np.int64) * n_nodes)[:, None, None]
+            counts = np.bincount(keys.ravel(), minlength=na * n_nodes).reshape(na, n_nodes)
+            visits[active] += counts[:, t_off:t_off + n_t]  # every node counted, the targets kept
+            if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
+                done = (visits[active] >= cfg.n_p).sum(axis=1) >= cfg.n_v
+                if done.any():
+                    keep = ~done
+                    active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
+        return steps
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
         p = state.profile(request)
@@ -139,3 +266,19 @@ class Pixie(CandidateSource):
             return [Candidate(i, name, v / total, shared) for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
         return [Candidate(i, name, v / total, Reason(text, {"visits": int(v), "steps": steps}))
                 for i, v in zip(top.tolist(), vals.tolist(), strict=True)]
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """Every request's walk at once (see :meth:`_walk`): the candidates and scores of :meth:`generate` (which
+        walks one request alone, with no copy of the graph: the serving path)."""
+        out = [Proposals.empty() for _ in requests]
+        for people in (False, True):
+            todo = [(i, s) for i, r in enumerate(requests) if (r.surface is Surface.PEOPLE) is people
+                    and (s := self._setup(r, state)) is not None]
+            if not todo:
+                continue
+            visits, steps = self._walk([s[0] for _, s in todo], [s[1] for _, s in todo], [s[2] for _, s in todo],
+                                       [s[3] for _, s in todo], people)
+            for row, (i, s) in enumerate(todo):
+                top, vals = self._top(visits[row].astype(np.float64), self.config.k, exclude=s[4])
+                out[i] = Proposals(top, vals / max(float(steps[row]), 1.0))
+        return out

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import Profile, WorldState
 
 if TYPE_CHECKING:
@@ -196,37 +196,41 @@ class TextMatch(CandidateSource):
         sparse product is computed alone, in the same order: the same scores); MiniLM: one request at a time."""
         if not isinstance(self.encoder, TfidfEncoder) or self.docs is None:
             return super().generate_batch(requests, state)
+        return [[] if q is None else self._answer(r, state, *q, sim)
+                for r, q, sim in zip(requests, *self._batch_sims(requests, state), strict=True)]
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate_batch`'s items and scores without candidate objects."""
+        if isinstance(self.encoder, TfidfEncoder) and self.docs is not None:
+            queries, sims = self._batch_sims(requests, state)
+        else:
+            queries = [self._query(r, state) for r in requests]
+            sims = [self._sim(self.encoder.encode([q[2]])) if q is not None and q[2] else None for q in queries]
+        return [Proposals.empty() if q is None else Proposals(*self._scores(q[1], sim))
+                for q, sim in zip(queries, sims, strict=True)]
+
+    def _batch_sims(self, requests: list[Request], state: WorldState
+                    ) -> tuple[list[tuple[Profile, np.ndarray, str] | None], list[np.ndarray | None]]:
+        """Each request's query and (TF-IDF) its similarities, every query text encoded in one call."""
+        assert self.docs is not None
         queries = [self._query(r, state) for r in requests]
         texts = [q[2] for q in queries if q is not None and q[2]]
         sims = None
         if texts:
             prod = self.docs @ self.encoder.encode(texts).T
             sims = np.asarray(prod.toarray() if sp.issparse(prod) else prod)
-        out: list[list[Candidate]] = []
+        out: list[np.ndarray | None] = []
         col = 0
-        for r, q in zip(requests, queries, strict=True):
-            if q is None:
-                out.append([])
-                continue
+        for q in queries:
             sim = None
-            if q[2] and sims is not None:
+            if q is not None and q[2] and sims is not None:
                 sim, col = sims[:, col], col + 1
-            out.append(self._answer(r, state, *q, sim))
-        return out
+            out.append(sim)
+        return queries, out
 
     def _answer(self, request: Request, state: WorldState, p: Profile, mine: np.ndarray, query_text: str,
                 sim: np.ndarray | None) -> list[Candidate]:
-        assert self.docs is not None
-        scores = np.zeros(self.n)
-        if sim is not None:
-            scores += sim
-        if mine.size:
-            centroid = self.docs[mine].mean(axis=0)
-            centroid = np.asarray(centroid)
-            scores += 0.5 * np.asarray(self.docs @ centroid.T).ravel()
-        if self.sizes is not None:
-            scores[self.sizes > self.config.max_members] = 0.0
-        top, vals = self._top(scores, self.config.k, exclude=mine)
+        top, vals = self._scores(mine, sim)
         if not request.explain:  # batch work: one shared reason
             shared = Reason("described like what you are into", {"encoder": self.encoder.name})
             return [Candidate(j, self.name, v, shared) for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
@@ -242,3 +246,18 @@ class TextMatch(CandidateSource):
                 text = "described like the communities you are in"
             out.append(Candidate(j, self.name, s, Reason(text, {"encoder": self.encoder.name})))
         return out
+
+    def _scores(self, mine: np.ndarray, sim: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` communities and their scores: the query's similarity plus half the similarity to the
+        centroid of the user's communities."""
+        assert self.docs is not None
+        scores = np.zeros(self.n)
+        if sim is not None:
+            scores += sim
+        if mine.size:
+            centroid = self.docs[mine].mean(axis=0)
+            centroid = np.asarray(centroid)
+            scores += 0.5 * np.asarray(self.docs @ centroid.T).ravel()
+        if self.sizes is not None:
+            scores[self.sizes > self.config.max_members] = 0.0
+        return self._top(scores, self.config.k, exclude=mine)

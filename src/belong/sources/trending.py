@@ -10,7 +10,7 @@ import numpy as np
 
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, SourceConfig, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import DAY_US, Profile, WorldState
 
 
@@ -41,8 +41,26 @@ class Trending(CandidateSource):
     def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
         """The segments' blend is computed once per (surface, segments) in the batch, then each user's own items
         are left out: the same candidates as one request at a time."""
-        blends: dict[tuple, tuple | None] = {}
         out: list[list[Candidate]] = []
+        for found in self._found(requests, state):
+            if found is None:
+                out.append([])
+                continue
+            top, vals, stack, texts = found
+            best = np.argmax(stack[:, top], axis=0) if top.size else np.empty(0, int)
+            out.append([Candidate(int(j), self.name, float(s), texts[b])
+                        for j, s, b in zip(top, vals, best, strict=True)])
+        return out
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate_batch`'s items and scores without candidate objects."""
+        return [Proposals.empty() if f is None else Proposals(f[0].astype(np.int64), f[1])
+                for f in self._found(requests, state)]
+
+    def _found(self, requests: list[Request], state: WorldState) -> list[tuple | None]:
+        """Per request ``(top items, scores, the stacked parts, one reason per part)``; None: nothing."""
+        blends: dict[tuple, tuple | None] = {}
+        out: list[tuple | None] = []
         for request in requests:
             p = state.profile(request)
             key = (request.surface, *state.segments(p))
@@ -50,13 +68,11 @@ class Trending(CandidateSource):
                 blends[key] = self._blend(request.surface, key[1:], state)
             blend = blends[key]
             if blend is None:
-                out.append([])
+                out.append(None)
                 continue
             parts, stack, scores, texts = blend
             top, vals = self._top(scores, self.config.k, exclude=self._owned(request, p, state))
-            best = np.argmax(stack[:, top], axis=0) if top.size else np.empty(0, int)
-            out.append([Candidate(int(j), self.name, float(s), texts[b])
-                        for j, s, b in zip(top, vals, best, strict=True)])
+            out.append((top, vals, stack, texts))
         return out
 
     def _blend(self, surface: Surface, segments: tuple, state: WorldState) -> tuple | None:
@@ -98,28 +114,10 @@ class NewCommunities(CandidateSource):
     config: NewCommunitiesConfig
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
-        p = state.profile(request)
-        if request.surface is not Surface.COMMUNITIES or state.n_communities == 0:
+        found = self._found(request, state)
+        if found is None:
             return []
-        created = state.created_array()
-        age_days = (state.now_us - created) / DAY_US
-        fresh = np.flatnonzero(age_days <= self.config.max_age_days)
-        if fresh.size < self.config.min_pool:
-            fresh = np.argsort(age_days, kind="stable")[: self.config.min_pool]
-        pool = max(self.config.min_pool, 4 * self.config.k)
-        if fresh.size > pool:  # many "new" ones (or no real creation times): the youngest few are enough to rank
-            fresh = np.sort(fresh[np.argsort(age_days[fresh], kind="stable")[:pool]])
-        interests = set(p.interests)
-        for c in p.communities.tolist():
-            interests.update(state.communities.tags[c])
-        fresh = np.setdiff1d(fresh, p.communities)
-        matches = [[t for t in state.communities.tags[c] if t in interests] for c in fresh.tolist()] if interests else [
-            [] for _ in range(fresh.size)]
-        same_lang = np.array([p.locale != "und" and state.communities.locale[c] == p.locale for c in fresh.tolist()],
-                             bool)
-        score = (2.0 * np.array([len(m) for m in matches], np.float64) + same_lang
-                 + 1.0 / (1.0 + np.maximum(age_days[fresh], 0.0)))
-        order = np.lexsort((fresh, -score))[: self.config.k]
+        p, fresh, score, order, age_days, matches, same_lang = found
         out = []
         for i in order.tolist():
             c, match = int(fresh[i]), matches[i]
@@ -134,6 +132,52 @@ class NewCommunities(CandidateSource):
             out.append(Candidate(c, self.name, float(score[i]),
                                  Reason(text, {"age_days": round(float(age_days[c]), 1)})))
         return out
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate`'s items and scores without candidate objects."""
+        out = []
+        pool = self._pool(state) if state.n_communities else None
+        for r in requests:
+            found = self._found(r, state, pool)
+            if found is None:
+                out.append(Proposals.empty())
+                continue
+            _, fresh, score, order, *_ = found
+            out.append(Proposals(fresh[order].astype(np.int64), score[order].astype(np.float64)))
+        return out
+
+    def _pool(self, state: WorldState) -> tuple[np.ndarray, np.ndarray]:
+        """``(every community's age in days, the pool of new ones)``: the same for every user."""
+        created = state.created_array()
+        age_days = (state.now_us - created) / DAY_US
+        fresh = np.flatnonzero(age_days <= self.config.max_age_days)
+        if fresh.size < self.config.min_pool:
+            fresh = np.argsort(age_days, kind="stable")[: self.config.min_pool]
+        pool = max(self.config.min_pool, 4 * self.config.k)
+        if fresh.size > pool:  # many "new" ones (or no real creation times): the youngest few are enough to rank
+            fresh = np.sort(fresh[np.argsort(age_days[fresh], kind="stable")[:pool]])
+        return age_days, fresh
+
+    def _found(self, request: Request, state: WorldState,
+               pool: tuple[np.ndarray, np.ndarray] | None = None) -> tuple | None:
+        """``(profile, the pool, scores, the best k positions in it, ages in days, tags matched, same
+        language)``; None: nothing to propose."""
+        p = state.profile(request)
+        if request.surface is not Surface.COMMUNITIES or state.n_communities == 0:
+            return None
+        age_days, fresh = self._pool(state) if pool is None else pool
+        interests = set(p.interests)
+        for c in p.communities.tolist():
+            interests.update(state.communities.tags[c])
+        fresh = np.setdiff1d(fresh, p.communities)
+        matches = [[t for t in state.communities.tags[c] if t in interests] for c in fresh.tolist()] if interests else [
+            [] for _ in range(fresh.size)]
+        same_lang = np.array([p.locale != "und" and state.communities.locale[c] == p.locale for c in fresh.tolist()],
+                             bool)
+        score = (2.0 * np.array([len(m) for m in matches], np.float64) + same_lang
+                 + 1.0 / (1.0 + np.maximum(age_days[fresh], 0.0)))
+        order = np.lexsort((fresh, -score))[: self.config.k]
+        return p, fresh, score, order, age_days, matches, same_lang
 
 
 class CommunityContentConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):

@@ -18,7 +18,7 @@ from belong.domain import Surface
 from belong.errors import UnknownIdError
 from belong.pipeline import NewUser, Pipeline, Request
 from belong.pipeline.components import CandidateSource, Filter, Scorer, Selector
-from belong.pipeline.types import Merged
+from belong.pipeline.types import Merged, Proposals
 from belong.simulate import simulate_world
 from belong.state import WorldState, from_world
 from belong.testing.toy_world import toy_world
@@ -108,6 +108,21 @@ class SourceContract(_OnWorlds):
         fresh = src.generate(Request("brand-new", surface, k=k, new_user=NEW_USER), state)
         assert len(fresh) <= k and all(c.reason.text for c in fresh)
 
+    @pytest.mark.parametrize("surface", SURFACES, ids=[s.value for s in SURFACES])
+    def test_proposes_as_arrays_what_it_generates(self, prepared: CandidateSource, state: WorldState,
+                                                  surface: Surface) -> None:
+        """:meth:`~belong.pipeline.components.CandidateSource.propose_batch` (what batched evaluation reads) gives,
+        for a whole batch, each request's own candidates: the same items in the merge's order, the same scores."""
+        src, k = prepared, prepared.config.k
+        reqs = [Request(uid, surface, k=k, seed=3, explain=False) for uid in sample_users(state)]
+        reqs.append(Request("brand-new", surface, k=k, new_user=NEW_USER, explain=False))
+        got = src.propose_batch(reqs, state)
+        assert len(got) == len(reqs)
+        for req, props in zip(reqs, got, strict=True):
+            want = Proposals.of(src.generate(req, state), k)
+            assert props.items.tolist() == want.items.tolist(), (src.name, req.user_id)
+            assert props.scores.tolist() == want.scores.tolist(), (src.name, req.user_id)
+
     def test_restores_from_its_fitted_state(self, prepared: CandidateSource, state: WorldState) -> None:
         """Model artifacts save a source's :meth:`fitted` state as data (arrays, sparse matrices, ANN indexes, JSON);
         a fresh source restored from it (or prepared again, when it saves nothing) answers the same."""
@@ -156,6 +171,20 @@ class FilterContract(_OnWorlds):
             assert all(isinstance(r, str) and r for _, r in res.removed)
         with pytest.raises(UnknownIdError):
             flt.apply(Request("no-such-user", surface), state, everything)
+
+    @pytest.mark.parametrize("surface", SURFACES, ids=[s.value for s in SURFACES])
+    def test_keep_mask_is_what_apply_keeps(self, filter_: Filter, state: WorldState, surface: Surface) -> None:
+        """:meth:`~belong.pipeline.components.Filter.keep_mask` (batched evaluation's form: no candidate objects)
+        keeps exactly the items :meth:`apply` keeps."""
+        flt = filter_
+        flt.prepare(state)
+        items = np.arange(n_items(state, surface), dtype=np.int64)
+        for uid in sample_users(state):
+            req = Request(uid, surface)
+            kept = {m.item for m in flt.apply(req, state, [Merged(i) for i in items.tolist()]).kept}
+            mask = flt.keep_mask(req, state, items)
+            assert mask.dtype == bool and mask.shape == items.shape
+            assert items[mask].tolist() == sorted(kept), (flt.name, uid)
 
 
 # ------------------------------------------------------------------------------------------------ scorers
