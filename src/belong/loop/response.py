@@ -82,11 +82,18 @@ class ResponseModel:
                             shown_before: list[np.ndarray]) -> np.ndarray:
         """:meth:`expected_joins` of many lists at once, one value per list."""
         lens = np.array([len(c) for c in comms], np.int64)
-        if not lens.sum():
-            return np.zeros(len(comms))
-        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-        w = self.examine(int(lens.max()))[pos] * self.join_p_many(users, comms, friends_there, shown_before)
+        w = self.expected_flat(users, comms, friends_there, shown_before)
         return np.bincount(np.repeat(np.arange(len(comms)), lens), weights=w, minlength=len(comms))
+
+    def expected_flat(self, users: np.ndarray, comms: list[np.ndarray], friends_there: list[np.ndarray],
+                      shown_before: list[np.ndarray]) -> np.ndarray:
+        """Expected joins of every shown item, given a visit (``examine(position) · P(join | examined)``), the lists
+        concatenated."""
+        lens = np.array([len(c) for c in comms], np.int64)
+        if not lens.sum():
+            return np.zeros(0)
+        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        return self.examine(int(lens.max()))[pos] * self.join_p_many(users, comms, friends_there, shown_before)
 
     def leave_p(self, users: np.ndarray, comms: np.ndarray) -> np.ndarray:
         aff = self.lat.affinity(users, comms)

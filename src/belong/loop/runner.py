@@ -22,6 +22,7 @@ from belong.experiments.declaration import BUCKETS
 from belong.experiments.stats import compare
 from belong.loop.backend import Backend, Impression, InProcessBackend, Slate
 from belong.loop.latents import latents
+from belong.loop.offpolicy import OpeConfig, OpeLog
 from belong.loop.response import PARAMS, ResponseModel
 from belong.loop.scenario import Scenario, surface_spec
 from belong.simulate import DAY_US, SimConfig, simulate_world
@@ -94,6 +95,8 @@ class Loop:
         rng = np.random.default_rng([sc.seed, 99])
         self.truth_users = (np.arange(n) if sc.truth_sample == 0 or sc.truth_sample >= n
                             else np.sort(rng.choice(n, sc.truth_sample, replace=False)))
+        cfg_ope = OpeConfig.of(sc)
+        self.ope = OpeLog(sc, cfg_ope) if cfg_ope is not None else None
         self.backend: Backend = (backend or _in_process)(sc, self)
         self.setup_s = time.perf_counter() - t0
 
@@ -102,6 +105,8 @@ class Loop:
         self.state.now_us = self.now
         self.flush()
         rec = self.backend.retrain(day, self.state)
+        if self.ope is not None:
+            self.ope.refit(self.backend, self.state)
         self.retrains.append(rec)
         self.say(f"day {day}: trained {len(self.sc.arms)} arms in {rec.get('seconds', 0.0):.1f}s")
 
@@ -160,11 +165,22 @@ class Loop:
             shadow = self.shadow[a]
             before = [np.array([shadow[(u, int(c))] for c in cs], np.float64)
                       for u, cs in zip(users.tolist(), comms, strict=True)]
-            out[rows, a] = m.visit_p[users] * m.expected_joins_many(users, comms, friends, before)
+            lens = np.array([len(c) for c in comms], np.int64)
+            flat = m.expected_flat(users, comms, friends, before)
+            per_list = np.bincount(np.repeat(np.arange(len(comms)), lens), weights=flat, minlength=len(comms))
+            out[rows, a] = m.visit_p[users] * per_list
+            if self.ope is not None:
+                slot = self.ope.slot or 0
+                at = np.zeros(len(comms))
+                has = lens > slot
+                at[has] = flat[(np.cumsum(lens) - lens)[has] + slot]
+                self.ope.truth(a, m.visit_p[users], per_list, at)
             for u, cs in zip(users.tolist(), comms, strict=True):
                 vp = float(m.visit_p[u])
                 for c in cs.tolist():
                     shadow[(u, c)] += vp
+        if self.ope is not None:
+            self.ope.truth_weight(m.visit_p[users])
         return out
 
     def day(self, d: int, y: np.ndarray, daily: list[dict[str, Any]], timing: dict[str, float]) -> None:
@@ -177,6 +193,10 @@ class Loop:
         lists = self.serve_day(d, visitors)
         t1 = time.perf_counter()
         timing["serving"] += t1 - t0
+        if self.ope is not None:
+            lg = self.ope.cfg.logging
+            logged = visitors[self.arm[visitors] == lg].tolist()
+            self.ope.contexts(d, self.uids, logged, [lists[lg][u] for u in logged])
         truth = self.truth_day(lists)
         t2 = time.perf_counter()
         timing["truth"] += t2 - t1
@@ -208,6 +228,8 @@ class Loop:
             for c in cs.tolist():
                 shown[(u, c)] += 1
             picked = cs[joined[i]].tolist()
+            if self.ope is not None:
+                self.ope.outcome(a, u, joined[i])
             if self.log is not None:
                 self.log.append({"day": d, "user": u, "arm": a, "comms": cs, "propensity": s.propensity,
                                  "joined": joined[i]})
@@ -323,6 +345,7 @@ def _run(sc: Scenario, loop: Loop, say: Progress, t_start: float) -> dict[str, A
         "effects": effects,
         "retrains": loop.retrains,
         "backend": loop.backend.stats(),
+        **({"offpolicy": loop.ope.result()} if loop.ope is not None else {}),
         "timing_s": {k: round(v, 3) for k, v in timing.items()} | {"total": round(total, 3)},
         "seconds_per_day": {k: round(timing[k] / sc.days, 3) for k in ("serving", "responding", "truth")}
         | {"retraining": round(timing["retraining"] / sc.days, 3)},
