@@ -136,6 +136,9 @@ def _body(result: dict[str, Any], timings: bool) -> str:
     if timings:
         parts.append("<h2>Seconds per simulated day</h2>")
         parts.append(_table([result["seconds_per_day"]], list(result["seconds_per_day"])))
+        if "cpu_seconds_per_day" in result:
+            parts.append("<p>CPU seconds of this process per simulated day (worker processes not counted):</p>")
+            parts.append(_table([result["cpu_seconds_per_day"]], list(result["cpu_seconds_per_day"])))
         parts.append(_table([result["timing_s"]], list(result["timing_s"])))
     parts.append("<h2>Response model (fixed)</h2>")
     parts.append(_table([result["response_params"]], list(result["response_params"])))
