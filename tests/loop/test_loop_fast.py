@@ -55,3 +55,21 @@ def test_friends_there_is_the_intersection(tmp_path):
         assert g.tolist() == want
         nonzero += sum(w > 0 for w in want)
     assert nonzero > 0
+
+
+def test_partial_results_after_each_day(tmp_path, monkeypatch, capsys):
+    """``--partial FILE``: after every day but the last, the result so far (a long run's figures survive)."""
+    import json
+
+    from cli_runner import run_cli
+
+    sc = tmp_path / "fast.toml"
+    _scenario(tmp_path)
+    part = tmp_path / "partial.json"
+    code, stdout, _ = run_cli(monkeypatch, capsys, "loop", "run", str(sc), "--days", "2", "--json", "--partial",
+                              str(part))
+    assert code == 0
+    final, first = json.loads(stdout), json.loads(part.read_text())
+    assert first["days_done"] == 1 and final["days_done"] == 2
+    assert len(first["daily"]) == 1 and first["daily"][0] == final["daily"][0]
+    assert set(final["cpu_seconds_per_day"]) == {"serving", "responding", "truth", "retraining"}
