@@ -73,3 +73,28 @@ def test_partial_results_after_each_day(tmp_path, monkeypatch, capsys):
     assert first["days_done"] == 1 and final["days_done"] == 2
     assert len(first["daily"]) == 1 and first["daily"][0] == final["daily"][0]
     assert set(final["cpu_seconds_per_day"]) == {"serving", "responding", "truth", "retraining"}
+
+
+def test_truth_integrates_over_the_times_shown():
+    """The truth's expectation over how often an item was shown (Binomial(days listed, P(visit))) equals the mean of
+    the sampled response over simulated visit histories, to Monte Carlo error."""
+    from belong.loop.latents import latents
+    from belong.loop.response import PARAMS, ResponseModel
+    from belong.simulate import SimConfig
+
+    m = ResponseModel(latents(SimConfig(200, 40, 2)), PARAMS)
+    u = int(np.argmax(m.visit_p))
+    comms = np.arange(8)
+    friends = np.array([0, 1, 0, 2, 0, 0, 1, 0], float)
+    listed = np.array([0, 1, 2, 3, 5, 0, 4, 1])
+    exact = m.expected_flat_unseen(np.array([u]), [comms], [friends], [listed])
+    rng = np.random.default_rng(1)
+    n = 100_000
+    shown = rng.binomial(listed[None, :], m.visit_p[u], size=(n, len(comms)))
+    sampled = np.stack([m.join_p(u, comms, friends, shown[i]) for i in range(0, n, 50)])
+    mc = sampled.mean(axis=0) * m.examine(len(comms))
+    se = sampled.std(axis=0) / np.sqrt(len(sampled)) * m.examine(len(comms))
+    assert np.all(np.abs(mc - exact) < 5 * se + 1e-12)
+    never = listed == 0  # never listed: the plain expectation (novelty, no fatigue)
+    plain = m.expected_flat(np.array([u]), [comms], [friends], [np.zeros(len(comms))])
+    assert np.allclose(exact[never], plain[never])

@@ -86,7 +86,8 @@ class Loop:
         self.retrains: list[dict[str, Any]] = []
         self.active = np.ones(n, bool)
         self.shown: list[dict[tuple[int, int], int]] = [defaultdict(int) for _ in sc.arms]  # actual, per person
-        self.shadow: list[dict[tuple[int, int], float]] = [defaultdict(float) for _ in sc.arms]  # expected, truth
+        # truth: on how many days each (person, community) was in the person's list under each arm while active
+        self.listed: list[dict[tuple[int, int], int]] = [defaultdict(int) for _ in sc.arms]
         self.rec_members: list[tuple[int, int, int]] = []  # (user, comm sim index, arm) joins from a list
         self.event_n = 0
         self.pending: list[Event] = []  # events since the backend was last told
@@ -162,11 +163,11 @@ class Loop:
         for a in range(len(self.sc.arms)):
             comms = [lists[a][u].comms for u in users.tolist()]
             friends = self.friends_there(users, comms)
-            shadow = self.shadow[a]
-            before = [np.array([shadow[(u, int(c))] for c in cs], np.float64)
+            listed = self.listed[a]
+            before = [np.array([listed[(u, int(c))] for c in cs], np.int64)
                       for u, cs in zip(users.tolist(), comms, strict=True)]
             lens = np.array([len(c) for c in comms], np.int64)
-            flat = m.expected_flat(users, comms, friends, before)
+            flat = m.expected_flat_unseen(users, comms, friends, before)
             per_list = np.bincount(np.repeat(np.arange(len(comms)), lens), weights=flat, minlength=len(comms))
             out[rows, a] = m.visit_p[users] * per_list
             if self.ope is not None:
@@ -176,9 +177,8 @@ class Loop:
                 at[has] = flat[(np.cumsum(lens) - lens)[has] + slot]
                 self.ope.truth(a, m.visit_p[users], per_list, at)
             for u, cs in zip(users.tolist(), comms, strict=True):
-                vp = float(m.visit_p[u])
                 for c in cs.tolist():
-                    shadow[(u, c)] += vp
+                    listed[(u, c)] += 1
         if self.ope is not None:
             self.ope.truth_weight(m.visit_p[users])
         return out
