@@ -31,6 +31,11 @@ def _row(ix: tuple[list[int], np.ndarray], i: int) -> np.ndarray:
     return idx[indptr[i]:indptr[i + 1]]
 
 
+def _holds(sorted_idx: np.ndarray, x: int) -> bool:
+    pos = int(np.searchsorted(sorted_idx, x))
+    return pos < sorted_idx.size and int(sorted_idx[pos]) == x
+
+
 def _merge(base: np.ndarray, add: set[int] | None, rem: set[int] | None) -> np.ndarray:
     if not add and not rem:
         return base
@@ -96,8 +101,10 @@ class Relation:
         add, rem = (self.add_r, self.del_r) if self.symmetric else (self.add_c, self.del_c)
         if add or rem:
             for k, j in enumerate(js.tolist()):
-                if add.get(j) or rem.get(j):
-                    out[k] = self.col(j).size
+                a, r = add.get(j), rem.get(j)
+                if a or r:  # edits never hold an index twice: count those that change the base column
+                    base = _row(self._c, j)
+                    out[k] += sum(not _holds(base, x) for x in a or ()) - sum(_holds(base, x) for x in r or ())
         return out
 
     def has(self, i: int, j: int) -> bool:
