@@ -273,9 +273,15 @@ class Pipeline:
         chosen few): what offline evaluation reads.
 
         With ``arrays`` (the default) the stages run on arrays, not candidate objects
-        (:meth:`_rank_arrays`); ``arrays=False``: through :meth:`candidates_batch`. Both give the same lists."""
+        (:meth:`_rank_arrays`); ``arrays=False``: through :meth:`select_batch` (candidate objects). Both give the
+        same lists."""
         if arrays and requests:
             return self._rank_arrays(requests)
+        return [[(m.item, s) for m, s in chosen] for chosen in self.select_batch(requests)]
+
+    def select_batch(self, requests: list[Request]) -> list[list[tuple[Merged, float]]]:
+        """Each request's chosen candidates and scores, best first (:meth:`rank_batch` with the candidates' features,
+        e.g. an exploration slot's ``propensity``)."""
         out = []
         for r, cands in zip(requests, self.candidates_batch(requests), strict=True):
             state = self._state()
@@ -284,7 +290,7 @@ class Pipeline:
                 chosen = self._select(r, [m for m, _ in rows], [s for _, s in rows], None, cands.ranked.shared)
             else:
                 chosen = self.finish(r, cands.ranked, made_at=cands.state_version).chosen
-            out.append([(m.item, float(s)) for m, s in chosen])
+            out.append([(m, float(s)) for m, s in chosen])
         return out
 
     def _rank_arrays(self, requests: list[Request]) -> list[list[tuple[int, float]]]:
