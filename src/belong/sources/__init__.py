@@ -11,6 +11,8 @@ type                   surfaces               idea
 ``friends_of_friends`` people                 mutual friends (Adamic-Adar / resource allocation / count)
 ``co_members``         people                 people in the same small communities
 ``similar_people``     people                 declared interests and language in common (cold start)
+``friend_pagerank``    people                 exact personalized PageRank over the friend graph (truncated)
+``popular_people``     people                 the most connected people (fallback: no or few friends)
 ``friends_joined``     communities, content   what your friends joined / engaged with
 ``trending``           communities, content   time-decayed popularity, overall and per locale / age
 ``new_communities``    communities            exploration pool of recently created communities
