@@ -155,3 +155,14 @@ def test_csv_switches_to_pythons_reader_at_the_first_quote(tmp_path: Path, monke
     assert report["accepted"] == 8 and report["errors"] == [
         {"line": 9, "field": "target", "reason": "must not contain control characters"},
         {"line": 11, "field": "target", "reason": "must not be empty"}]
+
+
+def test_a_store_failure_on_the_writer_thread_stops_the_file(tmp_path: Path) -> None:
+    from belong.errors import StoreError
+
+    path = tmp_path / "ev.jsonl"
+    path.write_bytes(b"".join(orjson.dumps({**GOOD, "event_id": f"e{i}"}) + b"\n" for i in range(50)))
+    st = open_store(tmp_path / "store")
+    st.close()  # every append now fails (a real error of the database, raised on the writer thread)
+    with pytest.raises(StoreError):
+        ingest_file(path, st, chunk_rows=10)
