@@ -65,6 +65,29 @@ class ResponseModel:
             return 0.0
         return float(np.sum(self.examine(len(comms)) * self.join_p(user, comms, friends_there, shown_before)))
 
+    def join_p_many(self, users: np.ndarray, comms: list[np.ndarray], friends_there: list[np.ndarray],
+                    shown_before: list[np.ndarray]) -> np.ndarray:
+        """:meth:`join_p` of many lists at once (list ``i`` is person ``users[i]``'s), concatenated."""
+        lens = np.array([len(c) for c in comms], np.int64)
+        if not lens.sum():
+            return np.zeros(0)
+        p = self.p
+        aff = self.lat.affinity(np.repeat(np.asarray(users, np.int64), lens), np.concatenate(comms))
+        before = np.concatenate(shown_before)
+        z = (p.intercept + p.fit * aff + p.friends * np.log1p(np.concatenate(friends_there))
+             + np.where(before == 0, p.novelty, 0.0) - p.fatigue * before)
+        return sigmoid(z)
+
+    def expected_joins_many(self, users: np.ndarray, comms: list[np.ndarray], friends_there: list[np.ndarray],
+                            shown_before: list[np.ndarray]) -> np.ndarray:
+        """:meth:`expected_joins` of many lists at once, one value per list."""
+        lens = np.array([len(c) for c in comms], np.int64)
+        if not lens.sum():
+            return np.zeros(len(comms))
+        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        w = self.examine(int(lens.max()))[pos] * self.join_p_many(users, comms, friends_there, shown_before)
+        return np.bincount(np.repeat(np.arange(len(comms)), lens), weights=w, minlength=len(comms))
+
     def leave_p(self, users: np.ndarray, comms: np.ndarray) -> np.ndarray:
         aff = self.lat.affinity(users, comms)
         return self.p.leave_base * (1.0 - np.minimum(1.0, aff / self.p.leave_fit_scale))

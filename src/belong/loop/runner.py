@@ -14,15 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
-from belong.domain import Event, EventType, Surface, TargetKind
+from belong.domain import Event, EventType, TargetKind
 from belong.experiments.assign import bucket
 from belong.experiments.declaration import BUCKETS
 from belong.experiments.stats import compare
+from belong.loop.backend import Backend, Impression, InProcessBackend, Slate
 from belong.loop.latents import latents
 from belong.loop.response import PARAMS, ResponseModel
 from belong.loop.scenario import Scenario, surface_spec
-from belong.pipeline import Request
 from belong.simulate import DAY_US, SimConfig, simulate_world
 
 Progress = Callable[[str], None]
@@ -44,16 +45,19 @@ def _clusters(state: Any, n: int, seed: int) -> np.ndarray:
 
 
 class Loop:
-    def __init__(self, sc: Scenario, progress: Progress | None = None) -> None:
-        from belong import surfaces
+    """The simulated world and its people over the days of a run; ``backend`` is belong as they see it
+    (:mod:`belong.loop.backend`)."""
+
+    def __init__(self, sc: Scenario, progress: Progress | None = None,
+                 backend: Callable[[Scenario, Loop], Backend] | None = None) -> None:
         from belong.state import from_world
 
         self.sc = sc
         self.say = progress or (lambda _m: None)
         t0 = time.perf_counter()
         cfg = SimConfig(sc.users, sc.communities, sc.seed)
-        world = simulate_world(sc.users, sc.communities, sc.seed)
-        self.state = from_world(world, now_us=cfg.end_us)
+        self.world = simulate_world(sc.users, sc.communities, sc.seed)
+        self.state = from_world(self.world, now_us=cfg.end_us)
         self.now = cfg.end_us
         self.lat = latents(cfg)
         self.model = ResponseModel(self.lat, PARAMS)
@@ -62,71 +66,105 @@ class Loop:
         self.su = np.array([self.state.users.index[u] for u in self.uids])  # sim index -> state index
         comm_ids = self.state.communities.ids
         self.comm_sim = np.array([int(c[1:]) for c in comm_ids])  # state community index -> sim index
+        self.n_comm = int(self.comm_sim.max()) + 1
+        # the loop's own copy of who is a member (sim indices, key u * n_comm + c) and the friend graph (it never
+        # changes in a run): the response model's "friends already there" reads them, a day at a time
+        members = self.state.membership_csr().tocoo()
+        sim_of_state_user = np.full(self.state.n_users, -1, np.int64)
+        sim_of_state_user[self.su] = np.arange(n)
+        mu, mc = sim_of_state_user[members.row], self.comm_sim[members.col]
+        ok = mu >= 0
+        self.member_keys: set[int] = set((mu[ok] * self.n_comm + mc[ok]).tolist())
+        self.friends_sim = self.state.friend_csr()[self.su][:, self.su].tocsr()
         if sc.unit == "cluster":
             labels = _clusters(self.state, max(self.su) + 1, sc.seed)[self.su]
             self.unit_of = [f"k{int(v)}" for v in labels]
         else:
             self.unit_of = self.uids
         self.arm = assign(sc, self.unit_of)
-        self.surfaces = surfaces
-        self.pipelines: list[Any] = [None] * len(sc.arms)
         self.retrains: list[dict[str, Any]] = []
-        self.setup_s = time.perf_counter() - t0
         self.active = np.ones(n, bool)
         self.shown: list[dict[tuple[int, int], int]] = [defaultdict(int) for _ in sc.arms]  # actual, per person
         self.shadow: list[dict[tuple[int, int], float]] = [defaultdict(float) for _ in sc.arms]  # expected, truth
         self.rec_members: list[tuple[int, int, int]] = []  # (user, comm sim index, arm) joins from a list
         self.event_n = 0
+        self.pending: list[Event] = []  # events since the backend was last told
+        self.impressions: list[Impression] = []
+        self.log: list[dict[str, Any]] | None = None  # every visitor's list and joins, when a scenario needs it
         rng = np.random.default_rng([sc.seed, 99])
         self.truth_users = (np.arange(n) if sc.truth_sample == 0 or sc.truth_sample >= n
                             else np.sort(rng.choice(n, sc.truth_sample, replace=False)))
+        self.backend: Backend = (backend or _in_process)(sc, self)
+        self.setup_s = time.perf_counter() - t0
 
     # ---------------------------------------------------------------------------------------------------- serving
     def retrain(self, day: int) -> None:
-        t0 = time.perf_counter()
         self.state.now_us = self.now
-        for i, arm in enumerate(self.sc.arms):
-            self.pipelines[i] = self.surfaces.load(surface_spec(self.sc, arm)).fit(self.state)
-        s = time.perf_counter() - t0
-        self.retrains.append({"day": day, "seconds": round(s, 3)})
-        self.say(f"day {day}: trained {len(self.sc.arms)} arms in {s:.1f}s")
+        self.flush()
+        rec = self.backend.retrain(day, self.state)
+        self.retrains.append(rec)
+        self.say(f"day {day}: trained {len(self.sc.arms)} arms in {rec.get('seconds', 0.0):.1f}s")
 
-    def serve(self, arm: int, u: int) -> np.ndarray:
-        """The sim indices of the communities arm ``arm`` shows person ``u``, in order."""
-        pipe = self.pipelines[arm]
-        resp = pipe.run(Request(self.uids[u], Surface.COMMUNITIES, k=self.sc.k, explain=False, seed=0))
-        return np.array([self.comm_sim[it.index] for it in resp.items], dtype=np.int64)
+    def flush(self) -> None:
+        """Tell the backend what happened since it was last told."""
+        if self.pending or self.impressions:
+            self.backend.record(self.pending, self.impressions)
+        self.pending, self.impressions = [], []
 
-    def friends_there(self, u: int, comms: np.ndarray) -> np.ndarray:
-        friends = self.state.friends_of(int(self.su[u]))
-        if len(friends) == 0 or len(comms) == 0:
-            return np.zeros(len(comms))
-        cidx = self.state.communities.index
-        out = np.zeros(len(comms))
-        for j, c in enumerate(comms):
-            members = self.state.members_of(cidx[f"c{int(c)}"])
-            out[j] = np.intersect1d(friends, members, assume_unique=True).size
-        return out
+    def friends_there(self, users: np.ndarray, comms: list[np.ndarray]) -> list[np.ndarray]:
+        """Friends of ``users[i]`` who are members of each of ``comms[i]`` (the loop's membership now)."""
+        if len(users) == 0:
+            return []
+        keys = np.fromiter(self.member_keys, np.int64, len(self.member_keys))
+        members = sp.csr_matrix((np.ones(len(keys)), (keys // self.n_comm, keys % self.n_comm)),
+                                shape=(self.sc.users, self.n_comm))
+        fm = (self.friends_sim[users] @ members).tocsr()
+        lens = np.array([len(c) for c in comms])
+        rows = np.repeat(np.arange(len(users)), lens)
+        cols = np.concatenate(comms) if len(comms) else np.zeros(0, np.int64)
+        flat = np.asarray(fm[rows, cols]).ravel() if len(cols) else np.zeros(0)
+        return np.split(flat, np.cumsum(lens)[:-1])
 
-    def _event(self, etype: EventType, u: int, c: int, day: int) -> None:
+    def _event(self, etype: EventType, u: int, c: int) -> None:
         self.event_n += 1
-        self.state.apply(Event(event_id=f"loop-{self.sc.name}-{self.event_n}", ts_us=self.now + self.event_n,
-                               type=etype, actor=self.uids[u], target=f"c{c}", target_kind=TargetKind.COMMUNITY))
+        ev = Event(event_id=f"loop-{self.sc.name}-{self.event_n}", ts_us=self.now + self.event_n, type=etype,
+                   actor=self.uids[u], target=f"c{c}", target_kind=TargetKind.COMMUNITY)
+        self.state.apply(ev)
+        self.pending.append(ev)
+        key = u * self.n_comm + c
+        if etype is EventType.JOIN:
+            self.member_keys.add(key)
+        else:
+            self.member_keys.discard(key)
 
     # ---------------------------------------------------------------------------------------------------- a day
-    def truth_day(self) -> np.ndarray:
+    def serve_day(self, d: int, visitors: np.ndarray) -> list[dict[int, Slate]]:
+        """Every list of the day, per arm: the arm's visitors and every active truth-sample person (the truth needs
+        each arm's list), served in one batch per arm on the state at the start of the day."""
+        truth_active = self.truth_users[self.active[self.truth_users]]
+        out = []
+        for a in range(len(self.sc.arms)):
+            need = np.union1d(visitors[self.arm[visitors] == a], truth_active).tolist()
+            out.append(dict(zip(need, self.backend.serve(a, need, d), strict=True)))
+        return out
+
+    def truth_day(self, lists: list[dict[int, Slate]]) -> np.ndarray:
         """Expected recommended joins today of each truth-sample person under every arm: (people, arms)."""
         m = self.model
         out = np.zeros((len(self.truth_users), len(self.sc.arms)))
-        for r, u in enumerate(self.truth_users.tolist()):
-            if not self.active[u]:
-                continue
-            for a in range(len(self.sc.arms)):
-                comms = self.serve(a, u)
-                before = np.array([self.shadow[a][(u, int(c))] for c in comms])
-                out[r, a] = m.visit_p[u] * m.expected_joins(u, comms, self.friends_there(u, comms), before)
-                for c in comms:
-                    self.shadow[a][(u, int(c))] += m.visit_p[u]
+        rows = np.flatnonzero(self.active[self.truth_users])
+        users = self.truth_users[rows]
+        for a in range(len(self.sc.arms)):
+            comms = [lists[a][u].comms for u in users.tolist()]
+            friends = self.friends_there(users, comms)
+            shadow = self.shadow[a]
+            before = [np.array([shadow[(u, int(c))] for c in cs], np.float64)
+                      for u, cs in zip(users.tolist(), comms, strict=True)]
+            out[rows, a] = m.visit_p[users] * m.expected_joins_many(users, comms, friends, before)
+            for u, cs in zip(users.tolist(), comms, strict=True):
+                vp = float(m.visit_p[u])
+                for c in cs.tolist():
+                    shadow[(u, c)] += vp
         return out
 
     def day(self, d: int, y: np.ndarray, daily: list[dict[str, Any]], timing: dict[str, float]) -> None:
@@ -134,43 +172,57 @@ class Loop:
         rng = np.random.default_rng([sc.seed, d, 0])
         r = rng.random(n)
         self.active = np.where(self.active, r >= m.p.churn, r < m.p.comeback)
-        t0 = time.perf_counter()
-        truth = self.truth_day()
-        timing["truth"] += time.perf_counter() - t0
         visitors = np.flatnonzero(self.active & (rng.random(n) < m.visit_p))
+        t0 = time.perf_counter()
+        lists = self.serve_day(d, visitors)
+        t1 = time.perf_counter()
+        timing["serving"] += t1 - t0
+        truth = self.truth_day(lists)
+        t2 = time.perf_counter()
+        timing["truth"] += t2 - t1
         per_arm = {a.name: {"visitors": 0, "impressions": 0, "joins": 0, "leaves": 0} for a in sc.arms}
-        exam = m.examine(sc.k)
-        serve_s = respond_s = 0.0
-        for u in visitors.tolist():
-            a = int(self.arm[u])
-            t0 = time.perf_counter()
-            comms = self.serve(a, u)
-            t1 = time.perf_counter()
-            serve_s += t1 - t0
+        exam = m.examine(max(sc.k, 1))
+        arms = self.arm[visitors]
+        slates = [lists[int(a)][u] for u, a in zip(visitors.tolist(), arms.tolist(), strict=True)]
+        comms = [s.comms for s in slates]
+        friends = self.friends_there(visitors, comms)
+        before = [np.array([self.shown[int(a)][(u, int(c))] for c in cs], np.float64)
+                  for u, a, cs in zip(visitors.tolist(), arms.tolist(), comms, strict=True)]
+        p = m.join_p_many(visitors, comms, friends, before)
+        lens = np.array([len(c) for c in comms], np.int64)
+        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        draws = rng.random((2, int(lens.sum())))
+        joined = np.split((draws[0] < exam[pos]) & (draws[1] < p), np.cumsum(lens)[:-1])
+        ts = self.now
+        for i, (u, a) in enumerate(zip(visitors.tolist(), arms.tolist(), strict=True)):
+            s, cs = slates[i], comms[i]
             row = per_arm[sc.arms[a].name]
             row["visitors"] += 1
-            row["impressions"] += len(comms)
-            if len(comms):
-                before = np.array([self.shown[a][(u, int(c))] for c in comms])
-                p = m.join_p(u, comms, self.friends_there(u, comms), before)
-                draws = rng.random((2, len(comms)))
-                joined = (draws[0] < exam[: len(comms)]) & (draws[1] < p)
-                for c in comms:
-                    self.shown[a][(u, int(c))] += 1
-                for c in comms[joined].tolist():
-                    self._event(EventType.JOIN, u, c, d)
-                    self.rec_members.append((u, c, a))
-                    y[u] += 1
-                    row["joins"] += 1
-            respond_s += time.perf_counter() - t1
-        t0 = time.perf_counter()
+            row["impressions"] += len(cs)
+            if not len(cs):
+                continue
+            self.impressions.append(Impression(self.uids[u], s.request_id, ts + self.event_n, tuple(
+                (f"c{c}", j, float(q)) for j, (c, q) in enumerate(zip(cs.tolist(), s.propensity.tolist(),
+                                                                       strict=True)))))
+            shown = self.shown[a]
+            for c in cs.tolist():
+                shown[(u, c)] += 1
+            picked = cs[joined[i]].tolist()
+            if self.log is not None:
+                self.log.append({"day": d, "user": u, "arm": a, "comms": cs, "propensity": s.propensity,
+                                 "joined": joined[i]})
+            for c in picked:
+                self._event(EventType.JOIN, u, c)
+                self.rec_members.append((u, c, a))
+                y[u] += 1
+                row["joins"] += 1
         kept = []
         if self.rec_members:
             arr = np.array(self.rec_members)
             leave = rng.random(len(arr)) < m.leave_p(arr[:, 0], arr[:, 1])
             for (u, c, a), gone in zip(self.rec_members, leave.tolist(), strict=True):
                 if gone:
-                    self._event(EventType.LEAVE, u, c, d)
+                    self._event(EventType.LEAVE, u, c)
                     per_arm[sc.arms[a].name]["leaves"] += 1
                 else:
                     kept.append((u, c, a))
@@ -178,15 +230,13 @@ class Loop:
         organic = np.flatnonzero(self.active & (rng.random(n) < m.p.organic * self.lat.activity))
         org_rng = np.random.default_rng([sc.seed, d, 1])
         n_org = 0
-        cidx = self.state.communities.index
         for u in organic.tolist():
             c = m.organic_pick(org_rng, u)
-            if not self.state.is_member(int(self.su[u]), cidx[f"c{c}"]):
-                self._event(EventType.JOIN, u, c, d)
+            if u * self.n_comm + c not in self.member_keys:
+                self._event(EventType.JOIN, u, c)
                 n_org += 1
-        respond_s += time.perf_counter() - t0
-        timing["serving"] += serve_s
-        timing["responding"] += respond_s
+        self.flush()
+        timing["responding"] += time.perf_counter() - t2
         arm_of_truth = self.arm[self.truth_users]
         daily.append({
             "day": d, "active": int(self.active.sum()), "organic_joins": n_org,
@@ -202,16 +252,28 @@ class Loop:
         self.state.now_us = self.now
 
 
-def run(sc: Scenario, progress: Progress | None = None) -> dict[str, Any]:
-    """Run a scenario in process; returns the result (daily metrics per arm, estimated and true effects, retrains,
-    timings)."""
-    if sc.mode != "inprocess":
+def _in_process(sc: Scenario, loop: Loop) -> Backend:
+    return InProcessBackend([surface_spec(sc, a) for a in sc.arms], loop.uids, loop.comm_sim, sc.k)
+
+
+def run(sc: Scenario, progress: Progress | None = None,
+        backend: Callable[[Scenario, Loop], Backend] | None = None) -> dict[str, Any]:
+    """Run a scenario; returns the result (daily metrics per arm, estimated and true effects, retrains, timings,
+    the backend's figures). ``backend`` builds what serves the simulated people (default: in process)."""
+    if sc.mode != "inprocess" and backend is None:
         from belong.errors import ValidationError
 
         raise ValidationError("run.mode", "only 'inprocess' runs in this version (HTTP mode: see docs/LOOP.md)")
     say = progress or (lambda _m: None)
     t_start = time.perf_counter()
-    loop = Loop(sc, say)
+    loop = Loop(sc, say, backend)
+    try:
+        return _run(sc, loop, say, t_start)
+    finally:
+        loop.backend.close()
+
+
+def _run(sc: Scenario, loop: Loop, say: Progress, t_start: float) -> dict[str, Any]:
     timing = {"setup": loop.setup_s, "serving": 0.0, "responding": 0.0, "retraining": 0.0, "truth": 0.0}
     y = np.zeros(sc.users)
     daily: list[dict[str, Any]] = []
@@ -260,21 +322,23 @@ def run(sc: Scenario, progress: Progress | None = None) -> dict[str, Any]:
         "daily": daily,
         "effects": effects,
         "retrains": loop.retrains,
+        "backend": loop.backend.stats(),
         "timing_s": {k: round(v, 3) for k, v in timing.items()} | {"total": round(total, 3)},
         "seconds_per_day": {k: round(timing[k] / sc.days, 3) for k in ("serving", "responding", "truth")}
         | {"retraining": round(timing["retraining"] / sc.days, 3)},
     }
 
 
-def run_all(sc: Scenario, progress: Progress | None = None) -> dict[str, Any]:
+def run_all(sc: Scenario, progress: Progress | None = None,
+            backend: Callable[[Scenario, Loop], Backend] | None = None) -> dict[str, Any]:
     """A scenario with several ``units``: the same experiment once per unit of randomisation (same world and seed),
     as ``{"scenario", "variants": [result per unit], "effects": [every variant's effects]}``; else :func:`run`."""
     if len(sc.units) < 2:
-        return run(sc.with_overrides(unit=sc.units[0]) if sc.units else sc, progress)
+        return run(sc.with_overrides(unit=sc.units[0]) if sc.units else sc, progress, backend)
     say = progress or (lambda _m: None)
     variants = []
     for unit in sc.units:
         say(f"randomised by {unit}")
-        variants.append(run(sc.with_overrides(unit=unit, units=()), progress))
+        variants.append(run(sc.with_overrides(unit=unit, units=()), progress, backend))
     return {"scenario": variants[0]["scenario"] | {"unit": "+".join(sc.units)}, "variants": variants,
             "effects": [e for v in variants for e in v["effects"]]}

@@ -268,6 +268,11 @@ class Pipeline:
         """``(item index, score)`` of each request's answer, best first: the items and scores :meth:`run` gives
         (same selector, same rules), without building the displayed items (no explanations, no hydration of the
         chosen few): what offline evaluation reads."""
+        return [[(m.item, s) for m, s in chosen] for chosen in self.select_batch(requests)]
+
+    def select_batch(self, requests: list[Request]) -> list[list[tuple[Merged, float]]]:
+        """Each request's chosen candidates and scores, best first (:meth:`rank_batch` with the candidates' features,
+        e.g. an exploration slot's ``propensity``)."""
         out = []
         for r, cands in zip(requests, self.candidates_batch(requests), strict=True):
             state = self._state()
@@ -276,7 +281,7 @@ class Pipeline:
                 chosen = self._select(r, [m for m, _ in rows], [s for _, s in rows], None, cands.ranked.shared)
             else:
                 chosen = self.finish(r, cands.ranked, made_at=cands.state_version).chosen
-            out.append([(m.item, float(s)) for m, s in chosen])
+            out.append([(m, float(s)) for m, s in chosen])
         return out
 
     def _merge_filter(self, request: Request, state: WorldState, found: list[list[Candidate]],
