@@ -36,11 +36,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="--mode http: requests in flight."),
     ) -> None:
         """Run a scenario: serve, respond, retrain; estimate each arm's effect and hold it against the truth."""
+        from belong.errors import ValidationError
         from belong.loop import report as rep
         from belong.loop import runner
         from belong.loop import scenario as scen
-
-        from belong.errors import ValidationError
 
         if mode not in scen.MODES:
             raise ValidationError("mode", f"must be one of {', '.join(scen.MODES)}, got {mode!r}")

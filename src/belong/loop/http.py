@@ -208,13 +208,12 @@ class HttpBackend:
 
         name = re.sub(r"[^a-z0-9_\-]", "-", self.sc.name.lower())[:64].strip("-_") or "loop"
         self.experiment = name
+        arms: list[dict[str, Any]] = [{"name": a.name, "weight": a.weight, "surface": s}
+                                      for a, s in zip(self.sc.arms, self.specs, strict=True)]
+        arms[-1]["weight"] += 1.0 - sum(a["weight"] for a in arms)  # exactly 1 for the declaration's check
         body = {"name": name, "salt": self.sc.name, "surface": self.specs[self.trained], "unit": self.sc.unit,
                 "layer": "loop", "traffic": 1.0, "primary_metric": "joins",
-                "description": f"belong loop run {self.sc.name}",
-                "arms": [{"name": a.name, "weight": a.weight, "surface": s}
-                         for a, s in zip(self.sc.arms, self.specs, strict=True)]}
-        total = sum(a["weight"] for a in body["arms"])
-        body["arms"][-1]["weight"] += 1.0 - total  # exactly 1 for the declaration's check
+                "description": f"belong loop run {self.sc.name}", "arms": arms}
         r = self._call("experiments", "POST", "/v1/experiments", json=body, headers=self._auth("admin"))
         if r.status_code != 201:
             raise RuntimeError(f"POST /v1/experiments answered {r.status_code}: {r.text[:1000]}")
