@@ -106,11 +106,14 @@ def test_recommendation_query_parsing_names_the_bad_parameter() -> None:
                        ({"user_id": "u", "k": "0"}, "k"), ({"user_id": "u", "k": "101"}, "k"),
                        ({"user_id": "u", "k": "2.5"}, "k"), ({"user_id": "u", "debug": "maybe"}, "debug"),
                        ({"user_id": "u", "age_group": "elder"}, "age_group"),
-                       ({"user_id": "u", "locale": "not a locale"}, "locale")):
+                       ({"user_id": "u", "locale": "not a locale"}, "locale"), ({"user_id": "u", "arm": ""}, "arm"),
+                       ({"user_id": "u", "arm": "a" * 65}, "arm")):
         with pytest.raises(ValidationError) as err:
             parse_recommendation_query(bad)
         assert err.value.field == field
-    assert [p["name"] for p in OPENAPI_PARAMETERS] == ["user_id", "k", "debug", "locale", "age_group", "interests"]
+    assert parse_recommendation_query({"user_id": "u1", "arm": "blend"}).arm == "blend"
+    assert [p["name"] for p in OPENAPI_PARAMETERS] == ["user_id", "k", "debug", "locale", "age_group", "interests",
+                                                       "arm"]
 
 
 def test_cached_lists_are_packed_out_of_the_collectors_sight_and_unpack_identically() -> None:
