@@ -44,12 +44,16 @@ import httpx
 import numpy as np
 
 from belong.domain import Event
-from belong.errors import ValidationError
+from belong.errors import BelongError, ValidationError
 from belong.loop.backend import Impression, Slate
 from belong.loop.scenario import Scenario, surface_spec
 
 EVENTS_PER_POST = 1000
 _CLI = [sys.executable, "-c", "import belong.cli as c; c.main()"]
+
+
+class LoopHttpError(BelongError):
+    """The server or a training run failed during an HTTP-mode run (the message carries the end of its log)."""
 
 
 def free_port() -> int:
@@ -174,7 +178,7 @@ class HttpBackend:
                                self.specs[self.trained], "--json"], capture_output=True, text=True,
                               env=self._env())
         if done.returncode != 0:
-            raise RuntimeError(f"belong train failed ({done.returncode}): {done.stderr[-3000:]}")
+            raise LoopHttpError(f"belong train failed ({done.returncode}): {done.stderr[-3000:]}")
         import orjson
 
         return str(orjson.loads(done.stdout)["version"]), time.perf_counter() - t0
@@ -192,14 +196,17 @@ class HttpBackend:
         deadline = time.monotonic() + 900
         while True:
             if self.proc.poll() is not None:
-                tail = (self.dir / "serve.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"belong serve exited {self.proc.returncode}: {tail}")
+                raise LoopHttpError(f"belong serve exited {self.proc.returncode}: {self._log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if self.client.get("/readyz").status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError("belong serve did not become ready in 900 s")
+                raise LoopHttpError("belong serve did not become ready in 900 s")
             time.sleep(0.2)
+
+    def _log_tail(self) -> str:
+        path = self.dir / "serve.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
 
     def _declare(self) -> None:
         """The scenario as an experiment of the server: same salt (the scenario's name), arms in the scenario's
@@ -216,7 +223,7 @@ class HttpBackend:
                 "description": f"belong loop run {self.sc.name}", "arms": arms}
         r = self._call("experiments", "POST", "/v1/experiments", json=body, headers=self._auth("admin"))
         if r.status_code != 201:
-            raise RuntimeError(f"POST /v1/experiments answered {r.status_code}: {r.text[:1000]}")
+            raise LoopHttpError(f"POST /v1/experiments answered {r.status_code}: {r.text[:1000]}")
         if self.sc.unit == "cluster":
             from belong.experiments.store import open_experiments
 
@@ -226,26 +233,32 @@ class HttpBackend:
             self._await_clusters()
 
     def _await_clusters(self) -> None:
-        """Wait until the server reads the saved clusters (its refresh): a person whose arm by cluster differs
-        from their arm by their own id is served under the former."""
+        """Wait until the server reads the saved clusters (its periodic refresh): people whose arm without them
+        (the server's unit for a person it has no cluster for is ``u:<id>``) differs from the loop's are served
+        under the loop's."""
         from belong.loop.runner import assign
 
-        by_user = assign(self.sc, self.uids)
-        probe = next((i for i in range(len(self.uids)) if by_user[i] != self.arm_of[i]), None)
-        if probe is None:
-            return
+        alone = assign(self.sc, [f"u:{u}" for u in self.uids])
+        probes = [i for i in range(len(self.uids)) if alone[i] != self.arm_of[i]][:8]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            r = self._get(self.uids[probe], None)
-            if r is not None and r.get("experiments") and r["experiments"][0]["arm"] == self.names[self.arm_of[probe]]:
+        while probes and time.monotonic() < deadline:
+            bodies = [self._get(self.uids[i], None) for i in probes]
+            if all(b is not None and b.get("experiments") and b["experiments"][0]["arm"] == self.names[self.arm_of[i]]
+                   for i, b in zip(probes, bodies, strict=True)):
                 return
             time.sleep(0.5)
-        raise RuntimeError("the server did not take the experiment's saved clusters within 60 s")
+        if probes:
+            raise LoopHttpError("the server did not take the experiment's saved clusters within 60 s")
 
     def _call(self, route: str, method: str, path: str, **kw: Any) -> httpx.Response:
         assert self.client is not None
         t0 = time.perf_counter()
-        r = self.client.request(method, path, **kw)
+        try:
+            r = self.client.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            self.calls.add(route, (time.perf_counter() - t0) * 1e3, 0)
+            raise LoopHttpError(f"{method} {path}: {type(exc).__name__}: {exc}; the server's log ends: "
+                                f"{self._log_tail()}") from None
         self.calls.add(route, (time.perf_counter() - t0) * 1e3, r.status_code)
         return r
 
@@ -265,7 +278,7 @@ class HttpBackend:
             r = self._call("models", "POST", "/v1/models", params={"artifact": version, "activate": "true"},
                            headers=self._auth("admin"))
             if r.status_code != 201 or r.json().get("active") != version:
-                raise RuntimeError(f"hot swap to {version} answered {r.status_code}: {r.text[:1000]}")
+                raise LoopHttpError(f"hot swap to {version} answered {r.status_code}: {r.text[:1000]}")
             out["swap_s"] = round(time.perf_counter() - t1, 3)
         self.version = version
         out["seconds"] = round(time.perf_counter() - t0, 3)
@@ -311,7 +324,7 @@ class HttpBackend:
             rows = [event_row(e) for e in events[lo: lo + EVENTS_PER_POST]]
             r = self._call("events", "POST", "/v1/events", json={"events": rows}, headers=self._auth("write"))
             if r.status_code != 202:
-                raise RuntimeError(f"POST /v1/events answered {r.status_code}: {r.text[:1000]}")
+                raise LoopHttpError(f"POST /v1/events answered {r.status_code}: {r.text[:1000]}")
 
         def post(imp: Impression) -> int:
             r = self._call("impressions", "POST", "/v1/impressions", json=imp.body(), headers=self._auth("write"))
@@ -319,7 +332,7 @@ class HttpBackend:
 
         bad = [s for s in self.pool.map(post, [i for i in impressions if i.items]) if s != 202]
         if bad:
-            raise RuntimeError(f"POST /v1/impressions answered {Counter(bad)}")
+            raise LoopHttpError(f"POST /v1/impressions answered {Counter(bad)}")
 
     def stats(self) -> dict[str, Any]:
         return {"mode": "http", "server": self.base, "model_version": self.version, "experiment": getattr(
