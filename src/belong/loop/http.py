@@ -154,6 +154,7 @@ class HttpBackend:
         self.degraded = 0
         self.failed = 0  # answers that were not 2xx (their lists count as empty)
         self.setup: dict[str, float] = {}
+        self._lock = threading.Lock()  # the counters above, from the pool's threads
         t0 = time.perf_counter()
         with open_store(self.store) as st:
             write_world(st, world, progress=False)
@@ -293,7 +294,8 @@ class HttpBackend:
                        "/v1/recommendations/communities", params=params,
                        headers=self._auth("admin" if arm is not None else "read"))
         if r.status_code != 200:
-            self.failed += 1
+            with self._lock:
+                self.failed += 1
             return None
         body: dict[str, Any] = r.json()
         return body
@@ -304,10 +306,9 @@ class HttpBackend:
         if body is None:
             return Slate(np.zeros(0, np.int64), np.zeros(0), "")
         exps = body.get("experiments") or []
-        if not exps or exps[0].get("arm") != self.names[arm]:
-            self.mismatches += 1
-        if body.get("degraded"):
-            self.degraded += 1
+        with self._lock:
+            self.mismatches += int(not exps or exps[0].get("arm") != self.names[arm])
+            self.degraded += int(bool(body.get("degraded")))
         items = body["items"]
         comms = np.fromiter((int(it["id"][1:]) for it in items), np.int64, len(items))
         prop = np.fromiter((float(it.get("propensity", 1.0)) for it in items), np.float64, len(items))
