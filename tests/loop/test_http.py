@@ -159,13 +159,17 @@ def test_a_run_over_http_against_the_in_process_run(tmp_path: Path) -> None:
     assert f["ci_low"] <= e["effect"] <= f["ci_high"] and e["ci_low"] <= f["effect"] <= e["ci_high"]
 
 
-def test_a_cluster_run_is_assigned_by_the_loops_clusters(tmp_path: Path) -> None:
+def test_a_cluster_run_is_assigned_by_the_loops_clusters_and_the_same_seed_gives_the_same_report(
+        tmp_path: Path) -> None:
     """unit = "cluster": the loop's friend clusters are saved with the server's experiment, and every list the
-    server serves names the arm of the person's cluster."""
-    from belong.loop import http, runner
+    server serves names the arm of the person's cluster. Run twice (two stores, two servers, two trainings): the
+    same report, byte for byte, wall-clock figures left out."""
+    from belong.loop import http, report, runner
 
     sc = _scenario(tmp_path, days=1, retrain_days=2).with_overrides(unit="cluster", mode="http")
     res = runner.run(sc, backend=http.factory(None, concurrency=3))
     api = res["backend"]
     assert res["units"] < USERS and api["arm_disagreements"] == 0 and api["errors_5xx"] == 0
     assert api["routes"]["recommendations"]["calls"] > 0
+    again = runner.run(sc, backend=http.factory(None, concurrency=2))
+    assert report.render(again, timings=False) == report.render(res, timings=False)
