@@ -66,6 +66,27 @@ def test_lists_over_http_agree_with_the_loops_assignment(backend: HttpBackend) -
     assert stats["routes"]["recommendations (arm=)"]["calls"] > 0
 
 
+def test_first_day_lists_against_the_in_process_backend(backend: HttpBackend) -> None:
+    """The same world, both trained at day 0: trending (fitted by the server from the same log) serves every person
+    the same list in both modes; the blend's models see the log in another index order than the loop's state
+    (docs/LOOP.md, "HTTP mode"), so its lists overlap without being all the same."""
+    from belong.loop import runner
+
+    loop = runner.Loop(backend.sc)
+    try:
+        loop.state.now_us = loop.now
+        loop.backend.retrain(0, loop.state)
+        users = list(range(USERS))
+        for arm, min_jaccard in ((0, 1.0), (1, 0.5)):
+            mine, http = loop.backend.serve(arm, users, 0), backend.serve(arm, users)
+            jac = [len(set(a.comms) & set(b.comms)) / len(set(a.comms) | set(b.comms)) for a, b in zip(
+                mine, http, strict=True)]
+            assert float(np.mean(jac)) >= min_jaccard
+        assert backend.mismatches == 0
+    finally:
+        loop.backend.close()
+
+
 def test_arm_needs_an_admin_key_and_a_known_arm(backend: HttpBackend) -> None:
     with httpx.Client(base_url=backend.base, timeout=60) as c:
         q = {"user_id": "u1", "k": "3", "arm": "blend"}
