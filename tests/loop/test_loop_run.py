@@ -73,7 +73,7 @@ def test_same_seed_same_report(tmp_path):
     a, b = runner.run(sc), runner.run(sc)
     ra, rb = report.render(a, timings=False), report.render(b, timings=False)
     assert ra == rb
-    drop = ("timing_s", "seconds_per_day", "retrains")
+    drop = ("timing_s", "seconds_per_day", "cpu_seconds_per_day", "retrains")
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
     e = a["effects"][0]
     assert e["arm"] == "blend" and e["control"] == "trending"

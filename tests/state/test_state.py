@@ -131,3 +131,27 @@ def test_rules_revision_counts_every_change_of_the_user_and_of_any_community(sta
     state.add_community(Community(id="brand-new-3", name="x", created_at_us=1))
     assert state.rules_revision(zed)[1] > before[zed][1]
     assert state.rules_revision(None) == (0, state.c_rev)
+
+
+def test_col_sizes_exact_after_edits():
+    """``Relation.col_sizes`` counts a column's edits against its base without merging it: equal to ``col(j).size``
+    after joins, leaves, re-joins and leaves of never-based entries (new columns too)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from belong.state.relation import Relation
+
+    rng = np.random.default_rng(3)
+    base = sp.random(60, 25, density=0.2, random_state=4, format="csr")
+    base.data[:] = 1.0
+    for symmetric in (False, True):
+        b = (base @ base.T).tocsr() if symmetric else base
+        b.data[:] = 1.0
+        rel = Relation(b, symmetric=symmetric)
+        n_cols = b.shape[1] + (0 if symmetric else 3)
+        n_rows = b.shape[0]
+        for _ in range(600):
+            i, j = int(rng.integers(n_rows)), int(rng.integers(n_cols if not symmetric else n_rows))
+            rel.set(i, j, bool(rng.random() < 0.5))
+        js = np.arange(n_cols if not symmetric else n_rows)
+        assert rel.col_sizes(js).tolist() == [rel.col(int(j)).size for j in js]

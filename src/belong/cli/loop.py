@@ -26,6 +26,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         days: int = typer.Option(None, "--days", help="Override the simulated days."),
         seed: int = typer.Option(None, "--seed", help="Override the seed."),
         truth_sample: int = typer.Option(None, "--truth-sample", help="People whose truth is computed (0: all)."),
+        partial: Path = typer.Option(None, "--partial", help="After every simulated day, write the result so far "
+                                     "(JSON) here: a long run's figures survive an interruption."),
         no_timings: bool = typer.Option(False, "--no-timings", help="Leave wall-clock figures out of the report "
                                         "(then the same seed gives a byte-identical report)."),
         mode: str = typer.Option("http", "--mode", help="http: the people call a real `belong serve` on 127.0.0.1 "
@@ -55,7 +57,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 status.update(f"loop {sc.name}: {msg}")
                 err.log(msg)
 
-            result = runner.run_all(sc, say, backend)
+            def save(res: dict) -> None:
+                tmp = partial.with_suffix(".tmp")
+                tmp.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+                tmp.replace(partial)
+
+            result = runner.run_all(sc, say, backend, partial=save if partial is not None else None)
         if report is not None:
             rep.write(result, report, timings=not no_timings)
             err.print(f"report: {report}")

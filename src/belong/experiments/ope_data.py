@@ -120,8 +120,10 @@ class _Probe(Selector):
         return self.inner.select(request, cands, scores)
 
 
-def policy_answer(pipeline: Pipeline, request: Request) -> PolicyAnswer:
-    """The greedy list and slot distribution of ``pipeline`` for ``request`` (see the module docstring)."""
+def policy_answer(pipeline: Pipeline, request: Request, *, fresh: bool = False) -> PolicyAnswer:
+    """The greedy list and slot distribution of ``pipeline`` for ``request`` (see the module docstring).
+    ``fresh``: as :meth:`Pipeline.run` answers (the list made on this very state, so the selector is handed all of
+    it), not as serving finishes a cached list (the rules over just enough of it to fill ``k``)."""
     sel = pipeline.selector
     greedy_sel: Selector = sel
     eps = 0.0
@@ -133,7 +135,8 @@ def policy_answer(pipeline: Pipeline, request: Request) -> PolicyAnswer:
     run = copy.copy(pipeline)
     run.selector = probe
     cands = run.candidates(request)
-    fin = run.finish(request, cands.ranked)  # as serving does: the rules over just enough of the list to fill k
+    # as serving finishes a cached list: the rules over just enough of the list to fill k (fresh: all of it)
+    fin = run.finish(request, cands.ranked, made_at=cands.state_version if fresh else None)
     greedy = [m.item for m, _ in fin.chosen]
     ids = [pipeline.item_id(i) for i in greedy]
     if eps <= 0 or not isinstance(sel, MMRSelector):

@@ -46,6 +46,44 @@ def _effect_plot(result: dict[str, Any]) -> str:
     return _png(fig)
 
 
+def _offpolicy(ope: dict[str, Any]) -> str:
+    """Scenario (d): each target's off-policy estimates from the logging arm's lists, beside its online value and
+    truth (per list: every position; at the slot: the exploration position only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = [f"<h2>Off-policy estimate against online value and truth</h2><p>Logging policy: "
+             f"{html.escape(ope['logging'])} ({ope['logged_lists']} logged lists, {ope['lists_per_day']} a day at "
+             f"most; exploration slot at position {ope['slot_position']}). Value: joins per list shown (list: every "
+             "position; slot: the exploration position). Online: the target arm's own lists. Truth: expected joins "
+             "per list under the target without sampling, visit-weighted.</p>"]
+    for t in ope["targets"]:
+        parts.append(f"<h3>{html.escape(t['arm'])} from {html.escape(ope['logging'])}'s logs</h3>")
+        parts.append(_table(t["estimates"], ["level", "estimator", "value", "ci_low", "ci_high", "online",
+                                             "online_ci_low", "online_ci_high", "truth", "bias_vs_truth",
+                                             "bias_vs_online", "covers_truth", "covers_online", "ess",
+                                             "max_weight", "warning"]))
+        parts.append(_table([t["info"]], list(t["info"])))
+        rows = [r for r in t["estimates"] if r["value"] is not None and r.get("ci_low") is not None]
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(rows)))
+        for i, r in enumerate(rows):
+            ax.errorbar([r["value"]], [i], xerr=[[r["value"] - r["ci_low"]], [r["ci_high"] - r["value"]]],
+                        fmt="o", color="C0", label="estimate, 95% CI" if i == 0 else None)
+            ax.errorbar([r["online"]], [i + 0.25], xerr=[[r["online"] - r["online_ci_low"]],
+                                                         [r["online_ci_high"] - r["online"]]],
+                        fmt="s", color="C2", label="online, 95% CI" if i == 0 else None)
+            ax.plot([r["truth"]], [i], "D", color="C3", label="truth" if i == 0 else None)
+        ax.set_yticks(range(len(rows)), [f"{r['level']}: {r['estimator']}" for r in rows])
+        ax.set_xlabel("joins per list")
+        ax.legend(loc="best")
+        parts.append(_png(fig))
+    return "\n".join(parts)
+
+
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
@@ -92,11 +130,16 @@ def _body(result: dict[str, Any], timings: bool) -> str:
     parts.append(_table(rows, ["day", "arm", "visitors", "impressions", "joins", "leaves", "joins_per_visitor",
                                "expected_joins_per_person"]))
     parts.append(_api_section(result.get("backend", {}), timings))
+    if "offpolicy" in result:
+        parts.append(_offpolicy(result["offpolicy"]))
     parts.append("<h2>Retrains</h2>")
     parts.append(_table(result["retrains"], ["day", "seconds"] if timings else ["day"]))
     if timings:
         parts.append("<h2>Seconds per simulated day</h2>")
         parts.append(_table([result["seconds_per_day"]], list(result["seconds_per_day"])))
+        if "cpu_seconds_per_day" in result:
+            parts.append("<p>CPU seconds of this process per simulated day (worker processes not counted):</p>")
+            parts.append(_table([result["cpu_seconds_per_day"]], list(result["cpu_seconds_per_day"])))
         parts.append(_table([result["timing_s"]], list(result["timing_s"])))
     parts.append("<h2>Response model (fixed)</h2>")
     parts.append(_table([result["response_params"]], list(result["response_params"])))

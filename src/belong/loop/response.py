@@ -82,11 +82,41 @@ class ResponseModel:
                             shown_before: list[np.ndarray]) -> np.ndarray:
         """:meth:`expected_joins` of many lists at once, one value per list."""
         lens = np.array([len(c) for c in comms], np.int64)
-        if not lens.sum():
-            return np.zeros(len(comms))
-        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-        w = self.examine(int(lens.max()))[pos] * self.join_p_many(users, comms, friends_there, shown_before)
+        w = self.expected_flat(users, comms, friends_there, shown_before)
         return np.bincount(np.repeat(np.arange(len(comms)), lens), weights=w, minlength=len(comms))
+
+    def expected_flat(self, users: np.ndarray, comms: list[np.ndarray], friends_there: list[np.ndarray],
+                      shown_before: list[np.ndarray]) -> np.ndarray:
+        """Expected joins of every shown item, given a visit (``examine(position) · P(join | examined)``), the lists
+        concatenated."""
+        lens = np.array([len(c) for c in comms], np.int64)
+        if not lens.sum():
+            return np.zeros(0)
+        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        return self.examine(int(lens.max()))[pos] * self.join_p_many(users, comms, friends_there, shown_before)
+
+    def expected_flat_unseen(self, users: np.ndarray, comms: list[np.ndarray], friends_there: list[np.ndarray],
+                             listed_before: list[np.ndarray]) -> np.ndarray:
+        """:meth:`expected_flat` when how often each item was *shown* is not known, only on how many earlier days
+        it was in the person's list while they were active (``listed_before``): each of those days they visited
+        with ``P(visit)``, independently, so the times shown is Binomial(listed, P(visit)) and the expectation is
+        over it exactly (novelty when shown 0 times, fatigue per showing)."""
+        lens = np.array([len(c) for c in comms], np.int64)
+        if not lens.sum():
+            return np.zeros(0)
+        from scipy.stats import binom
+
+        p = self.p
+        rep = np.repeat(np.asarray(users, np.int64), lens)
+        n = np.concatenate(listed_before).astype(np.int64)
+        v = self.visit_p[rep]
+        base = (p.intercept + p.fit * self.lat.affinity(rep, np.concatenate(comms))
+                + p.friends * np.log1p(np.concatenate(friends_there)))
+        s = np.arange(int(n.max()) + 1 if n.size else 1)[None, :]
+        pmf = binom.pmf(s, n[:, None], v[:, None])  # 0 where s > n
+        join = sigmoid(base[:, None] + np.where(s == 0, p.novelty, 0.0) - p.fatigue * s)
+        pos = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        return self.examine(int(lens.max()))[pos] * np.sum(pmf * join, axis=1)
 
     def leave_p(self, users: np.ndarray, comms: np.ndarray) -> np.ndarray:
         aff = self.lat.affinity(users, comms)

@@ -22,6 +22,7 @@ from belong.experiments.declaration import BUCKETS
 from belong.experiments.stats import compare
 from belong.loop.backend import Backend, Impression, InProcessBackend, Slate
 from belong.loop.latents import latents
+from belong.loop.offpolicy import OpeConfig, OpeLog
 from belong.loop.response import PARAMS, ResponseModel
 from belong.loop.scenario import Scenario, surface_spec
 from belong.simulate import DAY_US, SimConfig, simulate_world
@@ -85,7 +86,8 @@ class Loop:
         self.retrains: list[dict[str, Any]] = []
         self.active = np.ones(n, bool)
         self.shown: list[dict[tuple[int, int], int]] = [defaultdict(int) for _ in sc.arms]  # actual, per person
-        self.shadow: list[dict[tuple[int, int], float]] = [defaultdict(float) for _ in sc.arms]  # expected, truth
+        # truth: on how many days each (person, community) was in the person's list under each arm while active
+        self.listed: list[dict[tuple[int, int], int]] = [defaultdict(int) for _ in sc.arms]
         self.rec_members: list[tuple[int, int, int]] = []  # (user, comm sim index, arm) joins from a list
         self.event_n = 0
         self.pending: list[Event] = []  # events since the backend was last told
@@ -94,6 +96,8 @@ class Loop:
         rng = np.random.default_rng([sc.seed, 99])
         self.truth_users = (np.arange(n) if sc.truth_sample == 0 or sc.truth_sample >= n
                             else np.sort(rng.choice(n, sc.truth_sample, replace=False)))
+        cfg_ope = OpeConfig.of(sc)
+        self.ope = OpeLog(sc, cfg_ope) if cfg_ope is not None else None
         self.backend: Backend = (backend or _in_process)(sc, self)
         self.setup_s = time.perf_counter() - t0
 
@@ -102,6 +106,8 @@ class Loop:
         self.state.now_us = self.now
         self.flush()
         rec = self.backend.retrain(day, self.state)
+        if self.ope is not None:
+            self.ope.refit(self.backend, self.state)
         self.retrains.append(rec)
         self.say(f"day {day}: trained {len(self.sc.arms)} arms in {rec.get('seconds', 0.0):.1f}s")
 
@@ -157,14 +163,24 @@ class Loop:
         for a in range(len(self.sc.arms)):
             comms = [lists[a][u].comms for u in users.tolist()]
             friends = self.friends_there(users, comms)
-            shadow = self.shadow[a]
-            before = [np.array([shadow[(u, int(c))] for c in cs], np.float64)
+            listed = self.listed[a]
+            before = [np.array([listed[(u, int(c))] for c in cs], np.int64)
                       for u, cs in zip(users.tolist(), comms, strict=True)]
-            out[rows, a] = m.visit_p[users] * m.expected_joins_many(users, comms, friends, before)
+            lens = np.array([len(c) for c in comms], np.int64)
+            flat = m.expected_flat_unseen(users, comms, friends, before)
+            per_list = np.bincount(np.repeat(np.arange(len(comms)), lens), weights=flat, minlength=len(comms))
+            out[rows, a] = m.visit_p[users] * per_list
+            if self.ope is not None:
+                slot = self.ope.slot or 0
+                at = np.zeros(len(comms))
+                has = lens > slot
+                at[has] = flat[(np.cumsum(lens) - lens)[has] + slot]
+                self.ope.truth(a, m.visit_p[users], per_list, at)
             for u, cs in zip(users.tolist(), comms, strict=True):
-                vp = float(m.visit_p[u])
                 for c in cs.tolist():
-                    shadow[(u, c)] += vp
+                    listed[(u, c)] += 1
+        if self.ope is not None:
+            self.ope.truth_weight(m.visit_p[users])
         return out
 
     def day(self, d: int, y: np.ndarray, daily: list[dict[str, Any]], timing: dict[str, float]) -> None:
@@ -173,13 +189,19 @@ class Loop:
         r = rng.random(n)
         self.active = np.where(self.active, r >= m.p.churn, r < m.p.comeback)
         visitors = np.flatnonzero(self.active & (rng.random(n) < m.visit_p))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lists = self.serve_day(d, visitors)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         timing["serving"] += t1 - t0
+        timing["cpu_serving"] += c1 - c0
+        if self.ope is not None:
+            lg = self.ope.cfg.logging
+            logged = visitors[self.arm[visitors] == lg].tolist()
+            self.ope.contexts(d, self.uids, logged, [lists[lg][u] for u in logged])
         truth = self.truth_day(lists)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         timing["truth"] += t2 - t1
+        timing["cpu_truth"] += c2 - c1
         per_arm = {a.name: {"visitors": 0, "impressions": 0, "joins": 0, "leaves": 0} for a in sc.arms}
         exam = m.examine(max(sc.k, 1))
         arms = self.arm[visitors]
@@ -208,6 +230,8 @@ class Loop:
             for c in cs.tolist():
                 shown[(u, c)] += 1
             picked = cs[joined[i]].tolist()
+            if self.ope is not None:
+                self.ope.outcome(a, u, joined[i])
             if self.log is not None:
                 self.log.append({"day": d, "user": u, "arm": a, "comms": cs, "propensity": s.propensity,
                                  "joined": joined[i]})
@@ -237,6 +261,7 @@ class Loop:
                 n_org += 1
         self.flush()
         timing["responding"] += time.perf_counter() - t2
+        timing["cpu_responding"] += time.process_time() - c2
         arm_of_truth = self.arm[self.truth_users]
         daily.append({
             "day": d, "active": int(self.active.sum()), "organic_joins": n_org,
@@ -257,9 +282,11 @@ def _in_process(sc: Scenario, loop: Loop) -> Backend:
 
 
 def run(sc: Scenario, progress: Progress | None = None,
-        backend: Callable[[Scenario, Loop], Backend] | None = None) -> dict[str, Any]:
+        backend: Callable[[Scenario, Loop], Backend] | None = None,
+        partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run a scenario; returns the result (daily metrics per arm, estimated and true effects, retrains, timings,
-    the backend's figures). ``backend`` builds what serves the simulated people (default: in process)."""
+    the backend's figures). ``backend`` builds what serves the simulated people (default: in process); ``partial``
+    gets the result so far after every day but the last (``days_done`` says how many)."""
     if sc.mode != "inprocess" and backend is None:
         from belong.errors import ValidationError
 
@@ -268,26 +295,40 @@ def run(sc: Scenario, progress: Progress | None = None,
     t_start = time.perf_counter()
     loop = Loop(sc, say, backend)
     try:
-        return _run(sc, loop, say, t_start)
+        return _run(sc, loop, say, t_start, partial)
     finally:
         loop.backend.close()
 
 
-def _run(sc: Scenario, loop: Loop, say: Progress, t_start: float) -> dict[str, Any]:
-    timing = {"setup": loop.setup_s, "serving": 0.0, "responding": 0.0, "retraining": 0.0, "truth": 0.0}
+PHASES = ("serving", "responding", "truth", "retraining")
+
+
+def _run(sc: Scenario, loop: Loop, say: Progress, t_start: float, partial: Callable[[dict[str, Any]], None] | None
+         ) -> dict[str, Any]:
+    timing = {"setup": loop.setup_s} | {k: 0.0 for k in PHASES} | {f"cpu_{k}": 0.0 for k in PHASES}
     y = np.zeros(sc.users)
     daily: list[dict[str, Any]] = []
     truth_total = np.zeros((len(loop.truth_users), len(sc.arms)))
     for d in range(sc.days):
+        w0 = time.perf_counter()
         if d % sc.retrain_days == 0:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loop.retrain(d)
             timing["retraining"] += time.perf_counter() - t0
+            timing["cpu_retraining"] += time.process_time() - c0
         loop.day(d, y, daily, timing)
         truth_total += daily[-1].pop("_truth")
         row = daily[-1]["arms"]
-        say(f"day {d + 1}/{sc.days}: " + ", ".join(f"{k} {v['joins']} joins / {v['visitors']} visits"
-                                                    for k, v in row.items()))
+        say(f"day {d + 1}/{sc.days} ({time.perf_counter() - w0:.0f}s): "
+            + ", ".join(f"{k} {v['joins']} joins / {v['visitors']} visits" for k, v in row.items()))
+        if partial is not None and d + 1 < sc.days:
+            partial(_result(sc, loop, y, daily, truth_total, timing, t_start, d + 1))
+    return _result(sc, loop, y, daily, truth_total, timing, t_start, sc.days)
+
+
+def _result(sc: Scenario, loop: Loop, y: np.ndarray, daily: list[dict[str, Any]], truth_total: np.ndarray,
+            timing: dict[str, float], t_start: float, days: int) -> dict[str, Any]:
+    """The result after ``days`` simulated days (the whole run, or a partial one)."""
     arm_names = np.array([sc.arms[i].name for i in loop.arm], dtype=object)
     cluster = np.array(loop.unit_of, dtype=object) if sc.unit == "cluster" else None
     ests = {e.arm: e for e in compare(y, arm_names, control=sc.control, cluster=cluster)}
@@ -311,6 +352,7 @@ def _run(sc: Scenario, loop: Loop, say: Progress, t_start: float) -> dict[str, A
         })
     total = time.perf_counter() - t_start
     return {
+        "days_done": days,
         "scenario": {"name": sc.name, "description": sc.description, "users": sc.users,
                      "communities": sc.communities, "seed": sc.seed, "days": sc.days, "k": sc.k, "unit": sc.unit,
                      "retrain_days": sc.retrain_days, "mode": sc.mode, "truth_people": int(len(loop.truth_users)),
@@ -323,22 +365,24 @@ def _run(sc: Scenario, loop: Loop, say: Progress, t_start: float) -> dict[str, A
         "effects": effects,
         "retrains": loop.retrains,
         "backend": loop.backend.stats(),
+        **({"offpolicy": loop.ope.result()} if loop.ope is not None else {}),
         "timing_s": {k: round(v, 3) for k, v in timing.items()} | {"total": round(total, 3)},
-        "seconds_per_day": {k: round(timing[k] / sc.days, 3) for k in ("serving", "responding", "truth")}
-        | {"retraining": round(timing["retraining"] / sc.days, 3)},
+        "seconds_per_day": {k: round(timing[k] / days, 3) for k in PHASES},
+        "cpu_seconds_per_day": {k: round(timing[f"cpu_{k}"] / days, 3) for k in PHASES},
     }
 
 
 def run_all(sc: Scenario, progress: Progress | None = None,
-            backend: Callable[[Scenario, Loop], Backend] | None = None) -> dict[str, Any]:
+            backend: Callable[[Scenario, Loop], Backend] | None = None,
+            partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """A scenario with several ``units``: the same experiment once per unit of randomisation (same world and seed),
     as ``{"scenario", "variants": [result per unit], "effects": [every variant's effects]}``; else :func:`run`."""
     if len(sc.units) < 2:
-        return run(sc.with_overrides(unit=sc.units[0]) if sc.units else sc, progress, backend)
+        return run(sc.with_overrides(unit=sc.units[0]) if sc.units else sc, progress, backend, partial)
     say = progress or (lambda _m: None)
     variants = []
     for unit in sc.units:
         say(f"randomised by {unit}")
-        variants.append(run(sc.with_overrides(unit=unit, units=()), progress, backend))
+        variants.append(run(sc.with_overrides(unit=unit, units=()), progress, backend, partial))
     return {"scenario": variants[0]["scenario"] | {"unit": "+".join(sc.units)}, "variants": variants,
             "effects": [e for v in variants for e in v["effects"]]}

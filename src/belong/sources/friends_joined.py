@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, register
 from belong.pipeline.types import Candidate, Reason, Request
@@ -24,12 +26,10 @@ class FriendsJoined(CandidateSource):
             for j in (state.engaged.row(f) if content else state.communities_of(f)).tolist():
                 who[j].append(f)
         have = set((state.engaged.row(p.idx) if content else p.communities).tolist()) if p.idx is not None else set()
-        items = []
-        for j, friends in who.items():
-            if j in have:
-                continue
-            size = state.members_of(j).size if not content else 0
-            items.append((j, len(friends) + 1.0 / (2.0 + size)))
+        cand = [j for j in who if j not in have]
+        # member counts without building member lists (exact under live edits: WorldState.member_counts)
+        sizes = state.member_counts(np.array(cand, np.int64)).tolist() if cand and not content else [0] * len(cand)
+        items = [(j, len(who[j]) + 1.0 / (2.0 + size)) for j, size in zip(cand, sizes, strict=True)]
         items.sort(key=lambda t: (-t[1], t[0]))
         out = []
         for j, s in items[: self.config.k]:

@@ -31,6 +31,11 @@ def _row(ix: tuple[list[int], np.ndarray], i: int) -> np.ndarray:
     return idx[indptr[i]:indptr[i + 1]]
 
 
+def _holds(sorted_idx: np.ndarray, x: int) -> bool:
+    pos = int(np.searchsorted(sorted_idx, x))
+    return pos < sorted_idx.size and int(sorted_idx[pos]) == x
+
+
 def _merge(base: np.ndarray, add: set[int] | None, rem: set[int] | None) -> np.ndarray:
     if not add and not rem:
         return base
@@ -55,6 +60,8 @@ class Relation:
         self.del_c: dict[int, set[int]] = defaultdict(set)
         #: bumped by every effective edit
         self.version = 0
+        self._delta: dict[int, int] = {}  # col_sizes: each edited column's count change, at ``_delta_at``
+        self._delta_at = -1
 
     @classmethod
     def from_sorted(cls, base: sp.csr_matrix, base_t: sp.csr_matrix, rows: tuple[np.ndarray, np.ndarray],
@@ -70,6 +77,7 @@ class Relation:
         self.add_r, self.del_r = defaultdict(set), defaultdict(set)
         self.add_c, self.del_c = defaultdict(set), defaultdict(set)
         self.version = 0
+        self._delta, self._delta_at = {}, -1
         return self
 
     @classmethod
@@ -95,9 +103,19 @@ class Relation:
         out[inside] = counts[js[inside]]
         add, rem = (self.add_r, self.del_r) if self.symmetric else (self.add_c, self.del_c)
         if add or rem:
+            if self._delta_at != self.version:
+                self._delta, self._delta_at = {}, self.version
+            delta = self._delta
             for k, j in enumerate(js.tolist()):
-                if add.get(j) or rem.get(j):
-                    out[k] = self.col(j).size
+                d = delta.get(j)
+                if d is None:
+                    a, r = add.get(j), rem.get(j)
+                    d = 0
+                    if a or r:  # edits never hold an index twice: count those that change the base column
+                        base = _row(self._c, j)
+                        d = sum(not _holds(base, x) for x in a or ()) - sum(_holds(base, x) for x in r or ())
+                    delta[j] = d
+                out[k] += d
         return out
 
     def has(self, i: int, j: int) -> bool:
