@@ -106,11 +106,14 @@ def test_recommendation_query_parsing_names_the_bad_parameter() -> None:
                        ({"user_id": "u", "k": "0"}, "k"), ({"user_id": "u", "k": "101"}, "k"),
                        ({"user_id": "u", "k": "2.5"}, "k"), ({"user_id": "u", "debug": "maybe"}, "debug"),
                        ({"user_id": "u", "age_group": "elder"}, "age_group"),
-                       ({"user_id": "u", "locale": "not a locale"}, "locale")):
+                       ({"user_id": "u", "locale": "not a locale"}, "locale"), ({"user_id": "u", "arm": ""}, "arm"),
+                       ({"user_id": "u", "arm": "a" * 65}, "arm")):
         with pytest.raises(ValidationError) as err:
             parse_recommendation_query(bad)
         assert err.value.field == field
-    assert [p["name"] for p in OPENAPI_PARAMETERS] == ["user_id", "k", "debug", "locale", "age_group", "interests"]
+    assert parse_recommendation_query({"user_id": "u1", "arm": "blend"}).arm == "blend"
+    assert [p["name"] for p in OPENAPI_PARAMETERS] == ["user_id", "k", "debug", "locale", "age_group", "interests",
+                                                       "arm"]
 
 
 def test_cached_lists_are_packed_out_of_the_collectors_sight_and_unpack_identically() -> None:
@@ -145,3 +148,15 @@ def test_cached_lists_are_packed_out_of_the_collectors_sight_and_unpack_identica
     full = entry.ranked.full(10)
     assert full is not None and full.hits["a"][1].reason.text == "because 10"
     assert entry.ranked.full(999) is None
+
+
+def test_a_candidate_ttl_of_zero_keeps_no_list() -> None:
+    """BELONG_CANDIDATE_TTL_S=0: no candidate cache at all (the closed loop's answers depend on the state only)."""
+    from belong.domain import Surface
+    from belong.serve.cache import CandidateCache, Entry
+
+    for ttl, kept in ((0.0, False), (300.0, True)):
+        cache = CandidateCache(ttl, 10)
+        cache.put(Surface.COMMUNITIES, "u1", Entry("v1", 0.0, []))
+        entry, _ = cache.get(Surface.COMMUNITIES, "u1", "v1")
+        assert (entry is not None) is kept and len(cache) == int(kept)

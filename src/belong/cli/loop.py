@@ -30,14 +30,28 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                      "(JSON) here: a long run's figures survive an interruption."),
         no_timings: bool = typer.Option(False, "--no-timings", help="Leave wall-clock figures out of the report "
                                         "(then the same seed gives a byte-identical report)."),
+        mode: str = typer.Option("http", "--mode", help="http: the people call a real `belong serve` on 127.0.0.1 "
+                                 "(trained by `belong train`, retrains hot-swapped); inprocess: the pipelines are "
+                                 "called directly (faster)."),
+        workdir: Path = typer.Option(None, "--workdir", help="--mode http: keep the store, artifacts and server log "
+                                     "here (default: a temporary directory, removed at the end)."),
+        concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="--mode http: requests in flight."),
     ) -> None:
         """Run a scenario: serve, respond, retrain; estimate each arm's effect and hold it against the truth."""
+        from belong.errors import ValidationError
         from belong.loop import report as rep
         from belong.loop import runner
         from belong.loop import scenario as scen
 
+        if mode not in scen.MODES:
+            raise ValidationError("mode", f"must be one of {', '.join(scen.MODES)}, got {mode!r}")
         sc = scen.load(scenario).with_overrides(users=users, communities=communities, days=days, seed=seed,
-                                                truth_sample=truth_sample)
+                                                truth_sample=truth_sample, mode=mode)
+        backend = None
+        if mode == "http":
+            from belong.loop.http import factory
+
+            backend = factory(workdir, concurrency)
         with err.status(f"loop {sc.name}: {sc.users} people, {sc.days} days") as status:
             def say(msg: str) -> None:
                 status.update(f"loop {sc.name}: {msg}")
@@ -48,7 +62,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 tmp.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
                 tmp.replace(partial)
 
-            result = runner.run_all(sc, say, partial=save if partial is not None else None)
+            result = runner.run_all(sc, say, backend, partial=save if partial is not None else None)
         if report is not None:
             rep.write(result, report, timings=not no_timings)
             err.print(f"report: {report}")

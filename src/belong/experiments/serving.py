@@ -43,6 +43,7 @@ class Routed:
     arm: str
     unit: str
     model: Any = None  # the model version serving the arm when it is not the active one (``model = "..."`` arms)
+    counterfactual: bool = False  # an arm asked for by name (``arm=``): never logged as an exposure
 
 
 class Router:
@@ -132,19 +133,31 @@ class Router:
 
     # ------------------------------------------------------------------------------------------- requests
     async def route(self, model: Any, surface: Surface, user_id: str,
-                    model_of: Callable[[str], Any] | None = None) -> Routed | None:
-        """The arm serving ``user_id`` on ``surface`` with ``model`` (a ModelVersion), or None (not in one)."""
+                    model_of: Callable[[str], Any] | None = None, arm: str | None = None) -> Routed | None:
+        """The arm serving ``user_id`` on ``surface`` with ``model`` (a ModelVersion), or None (not in one).
+        ``arm``: that arm of the user's experiment instead of their own (a counterfactual view; ValidationError
+        naming ``arm`` when the user is in no experiment of ``surface`` or it has no such arm)."""
+        from belong.errors import ValidationError
+
         assigner, kinds = self._assigner, self._kinds
-        for decl, arm_name in assigner.assign(user_id):
+        for decl, own in assigner.assign(user_id):
             if kinds.get(decl.name) is not surface:
                 continue
+            arm_name = own
+            if arm is not None:
+                if arm not in {a.name for a in decl.arms}:
+                    raise ValidationError("arm", f"experiment {decl.name} has no arm {arm!r} (arms: "
+                                          f"{', '.join(a.name for a in decl.arms)})")
+                arm_name = arm
+            counterfactual = arm is not None
             unit = assigner.unit(decl, user_id)
             arm_model = decl.arm(arm_name).model
             if arm_model is not None:  # another loaded model version serves this arm, all of it
                 other = model_of(arm_model) if model_of is not None else None
                 if other is None:
                     return None
-                return Routed(other.pipelines[surface], other.version, decl.name, arm_name, unit, other)
+                return Routed(other.pipelines[surface], other.version, decl.name, arm_name, unit, other,
+                              counterfactual)
             try:
                 pipeline = await self._pipeline(model, surface, decl, arm_name)
             except Exception as exc:  # the arm cannot be built: served as before, named nowhere, not exposed
@@ -155,7 +168,9 @@ class Router:
                 return None
             tag = model.version if pipeline is model.pipelines[surface] else \
                 f"{model.version}|{decl.name}:{arm_name}"
-            return Routed(pipeline, tag, decl.name, arm_name, unit)
+            return Routed(pipeline, tag, decl.name, arm_name, unit, counterfactual=counterfactual)
+        if arm is not None:
+            raise ValidationError("arm", f"{user_id!r} is in no running experiment on {surface.value}")
         return None
 
     async def _pipeline(self, model: Any, surface: Surface, decl: Declaration, arm_name: str) -> Pipeline | None:

@@ -129,6 +129,7 @@ def _body(result: dict[str, Any], timings: bool) -> str:
     rows = [{"day": r["day"] + 1, "arm": name, **m} for r in result["daily"] for name, m in r["arms"].items()]
     parts.append(_table(rows, ["day", "arm", "visitors", "impressions", "joins", "leaves", "joins_per_visitor",
                                "expected_joins_per_person"]))
+    parts.append(_api_section(result.get("backend", {}), timings))
     if "offpolicy" in result:
         parts.append(_offpolicy(result["offpolicy"]))
     parts.append("<h2>Retrains</h2>")
@@ -143,6 +144,26 @@ def _body(result: dict[str, Any], timings: bool) -> str:
     parts.append("<h2>Response model (fixed)</h2>")
     parts.append(_table([result["response_params"]], list(result["response_params"])))
     return "\n".join(parts)
+
+
+def _api_section(stats: dict[str, Any], timings: bool) -> str:
+    """The API during the run (``--mode http``): calls, status codes and latency percentiles by route; 5xx, failed
+    and degraded lists, and lists whose experiment arm (as the server named it) was not the loop's."""
+    if stats.get("mode") != "http":
+        return ""
+    cols = ["route", "calls", "status", *(["p50_ms", "p95_ms", "p99_ms", "max_ms"] if timings else [])]
+    rows = [{"route": route, **{k: v for k, v in r.items() if k != "status"},
+             "status": ", ".join(f"{code}: {n}" for code, n in r["status"].items())}
+            for route, r in stats.get("routes", {}).items()]
+    totals = {k: stats.get(k) for k in ("errors_5xx", "errors_4xx", "failed_lists", "degraded_lists",
+                                        "arm_disagreements")}
+    return "\n".join(["<h2>The API during the run (HTTP mode)</h2>",
+                      "<p>Every list was a <code>GET /v1/recommendations/communities</code> to a real <code>belong "
+                      "serve</code> on 127.0.0.1 (lists under another arm than the person's own, for the truth, with "
+                      "<code>arm=</code>); events and impressions were posted to <code>/v1/events</code> and "
+                      "<code>/v1/impressions</code>; each retrain was <code>belong train</code> then <code>POST "
+                      "/v1/models?artifact=…&amp;activate=true</code>. Latency is measured by the client.</p>",
+                      _table(rows, cols), _table([totals], list(totals))])
 
 
 def write(result: dict[str, Any], path: str | Path, *, timings: bool = True) -> Path:

@@ -6,7 +6,8 @@
   interests, account age), nothing about the requester's own profile row, no removed candidates.
 * An admin caller (``Authorization: Bearer <admin key>``) also gets every item's online features and the
   requester's feature row (the ranker's inputs); ``debug=true`` adds the stage trace and every removed candidate
-  with its rule and reason, and needs an admin key (403 otherwise).
+  with its rule and reason, and needs an admin key (403 otherwise); so does ``arm=NAME`` (another experiment
+  arm's list for this user: a counterfactual view, never logged as an exposure).
 
 "Admin" is asked through :func:`caller_is_admin`, the one function the API's key scheme has to answer.
 """
@@ -23,6 +24,8 @@ from belong.serve.auth import AuthError, Role
 PUBLIC_FEATURES = frozenset({"members", "friends_in", "mutual_friends", "p_join", "propensity", "explored"})
 DEBUG_NEEDS_ADMIN = ("debug=true shows the ranking trace and removed candidates (other people's private data): "
                      "it needs an admin API key ('Authorization: Bearer <admin key>')")
+ARM_NEEDS_ADMIN = ("arm=... serves another experiment arm than the user's own (a counterfactual view for "
+                   "simulations and QA): it needs an admin API key ('Authorization: Bearer <admin key>')")
 
 
 def caller_is_admin(request: Request) -> bool:
@@ -36,11 +39,14 @@ def caller_is_admin(request: Request) -> bool:
         return False
 
 
-def check_debug(request: Request, debug: bool) -> bool:
-    """Whether the answer may carry private data (an admin caller); ``debug`` without an admin key: 403."""
+def check_debug(request: Request, debug: bool, arm: str | None = None) -> bool:
+    """Whether the answer may carry private data (an admin caller); ``debug`` or another experiment ``arm``
+    without an admin key: 403."""
     admin = caller_is_admin(request)
     if debug and not admin:
         raise AuthError(403, DEBUG_NEEDS_ADMIN)
+    if arm is not None and not admin:
+        raise AuthError(403, ARM_NEEDS_ADMIN)
     return admin
 
 

@@ -139,7 +139,10 @@ class CandidateCache:
         return len(self._data)
 
     def get(self, surface: Surface, user: str, version: str) -> tuple[Entry | None, bool]:
-        """(entry of this version or None, whether it is fresh)."""
+        """(entry of this version or None, whether it is fresh). A TTL of 0 keeps nothing: every request runs the
+        candidate stage (the closed loop's deterministic serving, docs/LOOP.md)."""
+        if self.ttl_s <= 0:
+            return None, False
         key = (surface, user)
         entry = self._data.get(key)
         if entry is None or entry.version != version:
@@ -148,6 +151,8 @@ class CandidateCache:
         return entry, (time.monotonic() - entry.created) <= self.ttl_s
 
     def put(self, surface: Surface, user: str, entry: Entry) -> None:
+        if self.ttl_s <= 0:
+            return
         if not isinstance(entry.ranked, Packed):
             entry.ranked = Packed(entry.ranked)
         key = (surface, user)

@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from belong.domain import SURFACE_NAME, Surface
+from belong.errors import ValidationError
 from belong.experiments.serving import Routed, Router
 from belong.pipeline import Pipeline
 from belong.pipeline.types import Candidates, Finished, NewUser, Ranked, RankedList, Request
@@ -101,18 +102,22 @@ class Engine:
         return model
 
     async def recommend(self, surface: Surface, user_id: str, k: int, *, debug: bool = False,
-                        new_user: NewUser | None = None, private: bool = False) -> bytes:
+                        new_user: NewUser | None = None, private: bool = False, arm: str | None = None) -> bytes:
         """The JSON body of one recommendation answer (see :class:`belong.serve.schemas.Recommendations`).
         ``private``: the caller may see the feature rows (an admin); ``debug`` (admin only, checked by the route)
-        adds the trace. Otherwise items carry only :data:`belong.serve.access.PUBLIC_FEATURES`."""
+        adds the trace. Otherwise items carry only :data:`belong.serve.access.PUBLIC_FEATURES`. ``arm`` (admin
+        only, checked by the route): that arm of the user's experiment serves instead of their own, and the answer
+        is not an exposure (a counterfactual view: the closed loop's truth, QA)."""
         started = time.perf_counter()
         model = self.model()
         request = Request(user_id, surface, k=k, new_user=new_user)
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
         ctx = Context(model, model.pipelines[surface], request, debug, started, private=private or debug,
                       tag=model.version)
+        if arm is not None and (self.experiments is None or not self.experiments.active):
+            raise ValidationError("arm", f"{user_id!r} is in no running experiment on {SURFACE_NAME[surface]}")
         if self.experiments is not None and self.experiments.active:
-            ctx.routed = await self.experiments.route(model, surface, user_id, self.registry.find)
+            ctx.routed = await self.experiments.route(model, surface, user_id, self.registry.find, arm=arm)
             if ctx.routed is not None:
                 ctx.pipeline, ctx.tag = ctx.routed.pipeline, ctx.routed.tag
                 if ctx.routed.model is not None:  # an arm served by another loaded version
@@ -285,7 +290,8 @@ class Engine:
         }
         if ctx.routed is not None:
             body["experiments"] = [{"name": ctx.routed.name, "arm": ctx.routed.arm}]
-            if ctx.done is not None and ctx.done.items and self.experiments is not None:  # a list was served
+            if ctx.done is not None and ctx.done.items and self.experiments is not None \
+                    and not ctx.routed.counterfactual:  # a list was served to the user's own arm
                 self.experiments.exposed(ctx.routed, body["request_id"], request.user_id, body["surface"])
         t1 = time.perf_counter()
         ctx.stages["respond"] = (t1 - t0) * 1e3

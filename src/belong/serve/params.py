@@ -22,6 +22,7 @@ K_DEFAULT, K_MAX = 20, 100
 USER_ID_MAX = 128
 LOCALE_MAX = 35
 INTERESTS_MAX = 2000
+ARM_MAX = 64
 _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
 _FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 
@@ -32,6 +33,7 @@ class RecommendationQuery:
     k: int = K_DEFAULT
     debug: bool = False
     new_user: NewUser | None = None
+    arm: str | None = None  # an experiment arm to serve instead of the user's own (admin only: counterfactual)
 
 
 def _length(raw: str, field: str, maximum: int, minimum: int = 0) -> str:
@@ -79,7 +81,10 @@ def parse_recommendation_query(q: Mapping[str, str]) -> RecommendationQuery:
             interests=parse_tags(_length(interests, "interests", INTERESTS_MAX), "interests")
             if interests is not None else (),
         )
-    return RecommendationQuery(user_id, k, debug, new_user)
+    arm = q.get("arm")
+    if arm is not None:
+        arm = _length(arm, "arm", ARM_MAX, 1)
+    return RecommendationQuery(user_id, k, debug, new_user, arm)
 
 
 def _param(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
@@ -101,4 +106,8 @@ OPENAPI_PARAMETERS: list[dict[str, Any]] = [
     _param("locale", {"type": "string", "maxLength": LOCALE_MAX}, "new user (unknown id): language"),
     _param("age_group", {"type": "string", "enum": [a.value for a in AgeGroup]}, "new user (unknown id): age group"),
     _param("interests", {"type": "string", "maxLength": INTERESTS_MAX}, "new user: comma-separated tags"),
+    _param("arm", {"type": "string", "minLength": 1, "maxLength": ARM_MAX},
+           "serve this arm of the running experiment the user is in, instead of their own: what that arm would "
+           "show them (needs an admin API key: 403 otherwise; not logged as an exposure; 422 when the user is in "
+           "no experiment of this surface or it has no such arm)"),
 ]

@@ -92,9 +92,9 @@ async def recommendations(surface: Surface, request: Request) -> Response:
     failed or overran its budget (the answer then comes from cached candidates or popular items). A user id
     the model does not know is a new user, described by ``locale``, ``age_group`` and ``interests``."""
     q = parse_recommendation_query(request.query_params)  # by hand: see belong.serve.params
-    private = check_debug(request, q.debug)  # debug needs an admin key; feature rows are for admins only
+    private = check_debug(request, q.debug, q.arm)  # debug and arm need an admin key; so do feature rows
     body = await service(request).engine.recommend(surface, q.user_id, q.k, debug=q.debug, new_user=q.new_user,
-                                                   private=private)
+                                                   private=private, arm=q.arm)
     return Response(body, media_type=JSON)
 
 

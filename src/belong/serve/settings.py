@@ -34,7 +34,8 @@
   TRACKING``): a row, the requesting user's too, is reused until Redis reports it changed; false: candidate rows
   only, for their freshness
 * ``BELONG_BREAKER_S`` (default 1.0): after a feature-store failure, skip it this long before trying again
-* ``BELONG_CANDIDATE_TTL_S`` (default 300): how long a user's cached candidate list is fresh
+* ``BELONG_CANDIDATE_TTL_S`` (default 300): how long a user's cached candidate list is fresh; ``0``: no candidate
+  cache (every request runs the sources: answers then depend only on the state, e.g. ``belong loop run``)
 * ``BELONG_CACHE_USERS`` (default 200000): candidate lists kept (least recently used are evicted)
 * ``BELONG_CACHE_DEPTH`` (default 200): ranked candidates kept per cached list (the rules then pick k from them)
 * ``BELONG_PROXY_HEADERS`` (default false): trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy)
