@@ -171,6 +171,8 @@ class Pixie(CandidateSource):
         j = np.arange(W, dtype=np.int64)
         draws = np.empty((B, 4, 2, W))
         seen = np.empty((B, 4, W), np.int64)
+        wide = 2 * n_t > n_nodes
+        counts = np.zeros((B, n_nodes) if wide else (0, 0), np.int64)
         t = 0
         while t < n_steps and active.size:
             chunk = min(4, n_steps - t)
@@ -208,14 +210,21 @@ class Pixie(CandidateSource):
                 seen[:na, c] = cur
             t += chunk
             steps[active] += chunk * W
-            keys = seen[:na, :chunk] + (np.arange(na, dtype=np.int64) * n_nodes)[:, None, None]
-            counts = np.bincount(keys.ravel(), minlength=na * n_nodes).reshape(na, n_nodes)
-            visits[active] += counts[:, t_off:t_off + n_t]  # every node counted, the targets kept
+            if wide:  # the targets are most nodes (people): count in place
+                keys = seen[:na, :chunk] + (active * n_nodes)[:, None, None]
+                np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
+            else:  # a few targets (communities): count the chunk, add the targets' counts
+                keys = seen[:na, :chunk] + (np.arange(na, dtype=np.int64) * n_nodes)[:, None, None]
+                chunk_counts = np.bincount(keys.reshape(-1), minlength=na * n_nodes).reshape(na, n_nodes)
+                visits[active] += chunk_counts[:, t_off:t_off + n_t]
             if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
-                done = (visits[active] >= cfg.n_p).sum(axis=1) >= cfg.n_v
+                tgt = counts[:, t_off:t_off + n_t] if wide else visits
+                done = ((tgt >= cfg.n_p).sum(axis=1) >= cfg.n_v)[active]
                 if done.any():
                     keep = ~done
                     active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
+        if wide:
+            visits += counts[:, t_off:t_off + n_t]
         return steps
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
