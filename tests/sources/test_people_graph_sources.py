@@ -8,6 +8,7 @@ import pytest
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.errors import ValidationError
 from belong.pipeline import NewUser, Request
+from belong.sources import people as people_sources
 from belong.sources.people import FriendPageRank, PopularPeople
 from belong.state import WorldState, from_world
 from belong.testing.toy_world import toy_world
@@ -47,7 +48,9 @@ def test_friend_pagerank_is_the_truncated_pagerank(state):
     assert {c.item for c in got} == set(outside)  # k = 50 holds every reachable non-friend
 
 
-def test_friend_pagerank_batch_equals_one_by_one(state):
+@pytest.mark.parametrize("block_users", [1, 3, 1000])
+def test_friend_pagerank_batch_equals_one_by_one(state, monkeypatch, block_users):
+    monkeypatch.setattr(people_sources, "_BLOCK_CELLS", block_users * state.n_users)  # blocks of that many users
     src = FriendPageRank(FriendPageRank.Config(k=5))
     src.prepare(state)
     reqs = [Request(u, Surface.PEOPLE, k=5) for u in state.users.ids]

@@ -172,6 +172,10 @@ class SimilarPeople(CandidateSource):
         return out
 
 
+#: cells of one dense block of walk positions (8 MiB x 8 bytes = 64 MiB): a batch is walked this many at a time
+_BLOCK_CELLS = 1 << 23
+
+
 class FriendPageRankConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
     restart: float = 0.15  # the walk's chance to jump back to the user at each step
     steps: int = 6  # walk length: the sum is truncated after this many steps (exact, deterministic)
@@ -182,7 +186,9 @@ class FriendPageRank(CandidateSource):
     """People a random walk over the friend graph, restarting at the user, reaches most: an exact personalized
     PageRank truncated after ``steps`` steps (deterministic, unlike ``pixie``'s sampled walks). The first step
     reads the user's live friends; the rest walks the graph prepared. Computed for a batch of users at once (a
-    dense block times the sparse transition matrix per step); one request is a batch of one."""
+    dense block times the sparse transition matrix per step, at most ``_BLOCK_CELLS`` cells at a time); one
+    request is a batch of one. Cost: ``steps`` sparse products over the whole friend graph per block, O(steps x
+    friendships) time for one request however few it reaches."""
 
     Config = FriendPageRankConfig
     config: FriendPageRankConfig
@@ -218,18 +224,22 @@ class FriendPageRank(CandidateSource):
             profiles.append((p, friends))
         if not rows:
             return out
-        x = np.zeros((self.n, len(rows)), np.float64)  # one column per user: where the walk is after one step
-        for j, (_, friends) in enumerate(profiles):
-            x[friends, j] = (1.0 - cfg.restart) / friends.size
-        total = cfg.restart * x
-        for _ in range(cfg.steps - 1):
-            x = (1.0 - cfg.restart) * (self.PT @ x)
-            total += cfg.restart * x
         reason = Reason("close to you in the friend graph")
-        for j, (i, (p, friends)) in enumerate(zip(rows, profiles, strict=True)):
-            exclude = np.r_[friends, [p.idx]].astype(np.int64)
-            top, vals = self._top(total[:, j], cfg.k, exclude=exclude)
-            out[i] = [Candidate(v, self.name, s, reason) for v, s in zip(top.tolist(), vals.tolist(), strict=True)]
+        width = max(1, _BLOCK_CELLS // max(self.n, 1))  # users per block: two n x width blocks of float64
+        for lo in range(0, len(rows), width):
+            block = profiles[lo: lo + width]
+            x = np.zeros((self.n, len(block)), np.float64)  # one column per user: where the walk is after a step
+            for j, (_, friends) in enumerate(block):
+                x[friends, j] = (1.0 - cfg.restart) / friends.size
+            total = cfg.restart * x
+            for _ in range(cfg.steps - 1):
+                x = (1.0 - cfg.restart) * (self.PT @ x)
+                total += cfg.restart * x
+            for j, (i, (p, friends)) in enumerate(zip(rows[lo: lo + width], block, strict=True)):
+                exclude = np.r_[friends, [p.idx]].astype(np.int64)
+                top, vals = self._top(total[:, j], cfg.k, exclude=exclude)
+                out[i] = [Candidate(v, self.name, s, reason)
+                          for v, s in zip(top.tolist(), vals.tolist(), strict=True)]
         return out
 
 
