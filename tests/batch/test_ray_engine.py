@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pyarrow.parquet as pq
 import pytest
 
@@ -98,6 +97,7 @@ def test_precomputed_lists_are_the_same_on_ray(world, cluster) -> None:
 
     from belong.batch.precompute import precompute as on_ray
     from belong.domain import Surface
+    from belong.serve.precomputed import decode
     from belong.serve.precomputed import precompute as here
 
     store, models, _ = world
@@ -114,7 +114,7 @@ def test_precomputed_lists_are_the_same_on_ray(world, cluster) -> None:
         for key in keys:
             if key.endswith(":meta"):
                 continue
-            a, b = orjson.loads(client.get(pa_ + key)), orjson.loads(client.get(pb + key))
+            a, b = decode(client.get(pa_ + key)), decode(client.get(pb + key))
             assert a[1] == b[1], key  # the rows; a[0] is when it was made
     finally:
         for prefix in (pa_, pb):

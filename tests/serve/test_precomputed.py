@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from belong import surfaces
+from belong.serve.precomputed import decode
 from serve_helpers import WRITE_KEY, auth, run_server
 
 REDIS_URL = os.environ.get("BELONG_TEST_REDIS_URL")
@@ -97,7 +97,7 @@ def test_a_join_deletes_the_stored_list_and_the_live_answer_refreshes_it(small_s
         first = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 10}, timeout=60).json()
         assert first["cache"] == "precomputed"
         top = first["items"][0]["id"]
-        made_at = orjson.loads(client.get(key))[0]
+        made_at = decode(client.get(key))[0]
         r = c.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [
             {"event_id": f"pc-join-{secrets.token_hex(4)}", "ts": "2026-11-01T12:00:00Z", "type": "join",
              "actor": user, "target": top}]})
@@ -107,7 +107,7 @@ def test_a_join_deletes_the_stored_list_and_the_live_answer_refreshes_it(small_s
         after = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 10}, timeout=60).json()
         assert after["cache"] == "miss" and not after["degraded"]
         assert top not in [it["id"] for it in after["items"]]
-        stored = orjson.loads(client.get(key))  # the live run wrote the refreshed list back
+        stored = decode(client.get(key))  # the live run wrote the refreshed list back
         assert stored[0] > made_at
         again = c.get("/v1/recommendations/communities", params={"user_id": "u8", "k": 10}, timeout=60)
         assert again.status_code == 200
