@@ -7,9 +7,9 @@ candidate stage over a validation cut carved from the *training* state (:func:`b
 a time cut where joins have real times, a random one otherwise — the ranker's cut), then moves one source weight
 at a time over ``multipliers`` x its shipped weight (coordinate ascent, ``passes`` rounds), keeping a move only
 when it raises the lists' mean NDCG@20 by more than ``min_gain`` with a paired t-test over the lists at p <
-``max_p`` (on hetrec-lastfm's 489 time-cut lists, unchecked moves worth +0.0028 there did not hold on the test). The weights found are written into the
-scorer's ``weights`` (so ``Pipeline.to_dict`` and a model artifact carry them; loading does not tune again);
-``tuning`` records the validation figures before and after.
+``max_p`` (on hetrec-lastfm's 489 time-cut lists, unchecked moves worth +0.0028 there did not hold on the test).
+The weights found are written into the scorer's ``weights`` (so ``Pipeline.to_dict`` and a model artifact carry
+them; loading does not tune again); ``tuning`` records the validation figures before and after.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class TunedRRFConfig(WeightedRRFConfig, kw_only=True, forbid_unknown_fields=True
     users: int = 800  # validation lists at most
     holdout: float = 0.15  # share of memberships held out to label the lists
     holdout_by: str = "auto"  # random | time | auto (see belong.ranking.dataset)
-    multipliers: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # of each source's shipped weight
+    #: of each source's shipped weight
+    multipliers: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0])
     passes: int = 2
     min_gain: float = 0.0005  # NDCG@20 on the validation lists a move must add
     max_p: float = 0.01  # ... with a paired t-test over the lists below this (1: no test)
