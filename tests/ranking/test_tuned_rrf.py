@@ -87,7 +87,15 @@ def test_fit_tunes_on_a_cut_and_the_weights_round_trip(sim_state, tmp_path):
     assert t["after"]["ndcg@20"] >= t["before"]["ndcg@20"]
     # the tuned weights travel in the pipeline's dict: a copy built from it (as an artifact loads) scores alike
     copy = from_dict(p.to_dict(), "communities")
-    assert copy.scorer.config.weights == t["weights"]
+    assert copy.scorer.config.tuned == scorer.config.tuned
+    assert {s: copy.scorer.weight(s) for s in t["weights"]} == pytest.approx(t["weights"])
+    # the tuned values are multipliers of each source's own weight: an experiment arm that sets a source's weight
+    # (belong.experiments.arms sets the scorer's source_weights from the arm's sources) still moves it
+    name = next(s for s, m in scorer.config.tuned.items() if m > 0)
+    before = scorer.weight(name)
+    scorer.source_weights = {**scorer.source_weights, name: scorer.source_weights[name] * 3.0}
+    assert scorer.weight(name) == pytest.approx(3.0 * before)
+    scorer.source_weights = {**scorer.source_weights, name: scorer.source_weights[name] / 3.0}
     u = str(sim_state.users.ids[int(np.argmax(np.diff(sim_state.membership_csr().indptr)))])
     req = Request(u, p.surface, k=10)
     copy.fit(sim_state, candidates_only=True)  # what an artifact's loader does: no scorer fit, no tuning

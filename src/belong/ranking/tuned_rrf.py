@@ -8,8 +8,9 @@ a time cut where joins have real times, a random one otherwise — the ranker's 
 at a time over ``multipliers`` x its shipped weight (coordinate ascent, ``passes`` rounds), keeping a move only
 when it raises the lists' mean NDCG@20 by more than ``min_gain`` with a paired t-test over the lists at p <
 ``max_p`` (on hetrec-lastfm's 489 time-cut lists, unchecked moves worth +0.0028 there did not hold on the test).
-The weights found are written into the scorer's ``weights`` (so ``Pipeline.to_dict`` and a model artifact carry
-them; loading does not tune again); ``tuning`` records the validation figures before and after.
+What it finds is written into the scorer's config as ``tuned``, a multiplier of each source's own weight (so
+``Pipeline.to_dict`` and a model artifact carry it, loading does not tune again, and an experiment arm that sets a
+source's weight still moves it); ``tuning`` records the validation figures before and after.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class TunedRRFConfig(WeightedRRFConfig, kw_only=True, forbid_unknown_fields=True
     min_gain: float = 0.0005  # NDCG@20 on the validation lists a move must add
     max_p: float = 0.01  # ... with a paired t-test over the lists below this (1: no test)
     seed: int = 0
+    #: what :meth:`TunedRRF.fit` found: a multiplier of each source's own weight (so an experiment arm that sets
+    #: ``sources.NAME.weight`` still moves that source's weight: the arm's weight times the tuned multiplier)
+    tuned: dict[str, float] = {}
 
 
 def _rrf_metrics(ranks: np.ndarray, w: np.ndarray, c: float, y: np.ndarray, off: np.ndarray,
@@ -135,7 +139,7 @@ class TunedRRF(WeightedRRF):
         """Tune the source weights on lists of ``upstream()`` over a validation cut of ``state``; a state too
         small for a cut keeps the shipped weights (``tuning["skipped"]`` says why)."""
         c = self.config
-        base = {s: self.weight(s) for s in self.source_weights}
+        base = {s: WeightedRRF.weight(self, s) for s in self.source_weights}  # untuned: a refit starts afresh
         try:
             lists = build_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed,
                                 by=c.holdout_by, progress=progress)
@@ -148,7 +152,11 @@ class TunedRRF(WeightedRRF):
         weights, self.tuning = tune_weights(lists, base, c.c, list(c.multipliers), c.passes, c.min_gain,
                                             c.max_p)
         self.tuning["weights"] = weights
-        self.config = msgspec.structs.replace(c, weights=weights)
+        tuned = {s: (w / base[s] if base[s] else 1.0) for s, w in weights.items()}
+        self.config = msgspec.structs.replace(c, tuned=tuned)
+
+    def weight(self, source: str) -> float:
+        return super().weight(source) * self.config.tuned.get(source, 1.0)
 
     def fitted(self) -> dict[str, Any]:
         return dict(self.tuning)
