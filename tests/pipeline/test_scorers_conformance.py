@@ -13,6 +13,7 @@ assert surfaces  # imported first: every shipped component type is registered
 #: per shipped scorer, a config that keeps its fit cheap
 SCORERS: dict[str, dict] = {
     "weighted_rrf": {},
+    "tuned_rrf": {"users": 50},
     "lgbm_ranker": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
 }
 
