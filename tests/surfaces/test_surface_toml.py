@@ -68,7 +68,8 @@ def test_bad_declarations_name_the_field(text, field):
 
 
 def test_unknown_surface_name():
-    with pytest.raises(ValidationError, match="communities, communities_ranked, communities_tuned, content, people") as exc:
+    listed = "communities, communities_ranked, communities_tuned, content, people"
+    with pytest.raises(ValidationError, match=listed) as exc:
         surfaces.load("no-such-surface")
     assert exc.value.field == "surface"
 
