@@ -35,13 +35,7 @@ def topk_rows(block_fn: Callable[[int, int], np.ndarray], n: int, k: int) -> sp.
         rows.append(np.nonzero(keep)[0] + lo)
         cols.append(idx[keep])
         vals.append(top[keep])
-    if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    out = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32
-    )
-    out.sort_indices()
-    return out
+    return _assemble(rows, cols, vals, n)
 
 
 def topk_sparse_rows(block_fn: Callable[[int, int], sp.csr_matrix], n: int, k: int) -> sp.csr_matrix:
@@ -67,6 +61,11 @@ def topk_sparse_rows(block_fn: Callable[[int, int], sp.csr_matrix], n: int, k: i
         rows.append(r[top] + lo)
         cols.append(c[top])
         vals.append(v[top])
+    return _assemble(rows, cols, vals, n)
+
+
+def _assemble(rows: list[np.ndarray], cols: list[np.ndarray], vals: list[np.ndarray], n: int) -> sp.csr_matrix:
+    """The kept ``(row, column, value)`` blocks as one ``n x n`` CSR with sorted indices."""
     if not rows:
         return sp.csr_matrix((n, n), dtype=np.float32)
     out = sp.csr_matrix(
