@@ -56,9 +56,10 @@ def world_from_store(spec: str) -> World:
     """The users, communities and events of a store as a :class:`World` (named after the store)."""
     from belong.eventlog import open_store
 
-    with open_store(spec, create=False) as store:
+    with open_store(spec, create=False) as store:  # content too: the content surface's items (view, reaction)
         return World(
-            users=store.users(), communities=store.communities(), events=store.read_events(),
+            users=store.users(), communities=store.communities(), content=store.content(),
+            events=store.read_events(),
             meta={"name": store.url},
         )
 

@@ -69,7 +69,12 @@ class PipelineEvaluable:
 
         t0 = time.perf_counter()
         world, cut_us = train.meta.get("world"), train.meta.get("as_of_us")
-        if world is not None and cut_us is not None:  # a time split of a whole world: all of it before the cut
+        content = self.pipeline.surface is Surface.CONTENT
+        #: content surface: the state's content index -> the training data's item index (-1: not an item there)
+        self.item_of: np.ndarray | None = None
+        if content:
+            self.state = self._content_state(train, world, cut_us)
+        elif world is not None and cut_us is not None:  # a time split of a whole world: all of it before the cut
             self.state = as_of(world, int(cut_us), user_ids=train.user_ids, community_ids=train.item_ids)
         else:
             self.state = from_interactions(train)
@@ -82,6 +87,21 @@ class PipelineEvaluable:
         self.user_ids = train.user_ids
         self.fit_seconds = time.perf_counter() - t0
         return self
+
+    def _content_state(self, train: Interactions, world: Any, cut_us: Any) -> Any:
+        """The content protocol: the world as of the cut (content items are the interactions' items: ``--events
+        view,reaction``); content indices are the state's own, mapped to the training data's by id."""
+        if world is None or cut_us is None or not getattr(world, "content", None) or world.content.num_rows == 0:
+            raise ValidationError("model", f"{self.name}: the content surface is evaluated on a store's time split "
+                                  "of its content engagements (--dataset STORE --events view,reaction "
+                                  "--protocol temporal)")
+        state = as_of(world, int(cut_us), user_ids=train.user_ids)
+        pos = {str(x): i for i, x in enumerate(train.item_ids.tolist())}
+        self.item_of = np.array([pos.get(x, -1) for x in state.content.ids], np.int64)
+        if not (self.item_of >= 0).any():
+            raise ValidationError("events", f"{self.name}: none of the interactions' items is a content item; "
+                                  "the content surface needs content events (--events view,reaction)")
+        return state
 
     def fitted(self) -> dict[str, Any]:
         """The scorer's own validation figures (a learned ranker: feature importance, calibration error, per-source
@@ -102,7 +122,10 @@ class PipelineEvaluable:
         else:
             answers = [[(it.index, it.score) for it in self.pipeline.run(r).items] for r in reqs]
         for row, answer in enumerate(answers):
-            items = [(i, s) for i, s in answer if i < self.n_items]  # not in the data: skip
+            if self.item_of is not None:  # content: the state's indices to the data's
+                answer = [(int(self.item_of[i]), s) for i, s in answer if i < self.item_of.size]
+                answer = [(i, s) for i, s in answer if i >= 0]
+            items = [(i, s) for i, s in answer if 0 <= i < self.n_items]  # not in the data: skip
             out_i[row, : len(items)] = [i for i, _ in items]
             out_s[row, : len(items)] = [s for _, s in items]
         return out_i, out_s
