@@ -55,6 +55,8 @@ def feature_set_change(manifest: dict[str, Any]) -> str | None:
     """How a saved ranker's features (its manifest part) differ from what this version computes; None if equal."""
     if manifest.get("kind") == "people":
         from belong.ranking.people_lists import feature_names
+    elif manifest.get("kind") == "content":
+        from belong.ranking.content_lists import feature_names
     else:
         from belong.ranking.dataset import feature_names
 
@@ -107,7 +109,8 @@ class Ranker:
         self.feature_names: list[str] = []
         self.source_names: list[str] = []
         self.metrics: dict[str, Any] = {}
-        #: whose features: ``communities`` (:mod:`belong.ranking.dataset`) or ``people`` (:mod:`.people_lists`)
+        #: whose features: ``communities`` (:mod:`belong.ranking.dataset`), ``people`` (:mod:`.people_lists`) or
+        #: ``content`` (:mod:`.content_lists`)
         self.kind = "communities"
 
     def _lgb_params(self, objective: str) -> dict[str, Any]:
@@ -141,6 +144,8 @@ class Ranker:
         gtr, gva = lists.groups[~is_valid], lists.groups[is_valid]
         self.order = train_order(self._lgb_params(self.params["order"]), (Xtr, ytr, gtr), (Xva, yva, gva),
                                  self.params["rounds"], self.feature_names)
+        # graded labels (content: 2 reaction, 1 view) order the lists; p(join) and the figures read label > 0
+        ytr, yva = (ytr > 0).astype(np.float32), (yva > 0).astype(np.float32)
         # p(join): binary model, calibrated on half of the validation lists, ECE measured on the other half
         # negatives beyond NEG_PER_POS per positive are subsampled (weighted back up): the calibrator, fitted on
         # untouched validation rows, maps the raw scores to probabilities either way
@@ -162,7 +167,7 @@ class Ranker:
         # validation figures: the ranker against each source alone on the same held-out lists
         valid_idx = np.flatnonzero(is_valid)
         Xv_rows = np.concatenate([np.arange(off[i], off[i + 1]) for i in valid_idx])
-        ys, nps = lists.y[Xv_rows], lists.positives_held[valid_idx]
+        ys, nps = (lists.y[Xv_rows] > 0).astype(np.float32), lists.positives_held[valid_idx]
         per_source = {}
         for j, s in enumerate(self.source_names):
             rank = lists.X[Xv_rows, 2 * j + 1]
