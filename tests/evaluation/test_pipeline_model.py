@@ -108,3 +108,43 @@ def test_a_surface_by_catalogue_name_or_by_file_path_with_slashes(tmp_path):
         build_model(f"pipeline:{tmp_path}/missing.toml", {})
     with pytest.raises(ValidationError, match="unknown surface"):
         build_model("pipeline:nonesuch", {})
+
+
+def test_the_content_protocol_ranks_content_items_of_a_store_as_of_the_cut(tmp_path):
+    """``--events view,reaction --protocol temporal --model pipeline:content``: items are content ids, the state is
+    the world before the cut, and the pipeline's content indices come back as the data's item indices."""
+    from belong.datasets import write_world
+    from belong.evaluation.data import load_interactions
+    from belong.evaluation.harness import evaluate_model
+    from belong.evaluation.splitters import make_split
+    from belong.eventlog import open_store
+    from belong.simulate import simulate_world
+
+    world = simulate_world(500, 40, seed=5)
+    store = tmp_path / "sim"
+    with open_store(store) as st:
+        write_world(st, world, progress=False)
+    data = load_interactions(str(store), ["view", "reaction"])
+    content_ids = set(world.content.column("id").to_pylist())
+    assert set(data.item_ids.tolist()) <= content_ids and "world" in data.meta
+    split = make_split("temporal", data)
+    cut = split.train.meta["as_of_us"]
+    model = PipelineEvaluable("content").fit(split.train)
+    assert model.state.now_us == cut and model.state.n_content > 0
+    assert [model.state.content.ids[i] for i in np.flatnonzero(model.item_of >= 0)] \
+        == [split.train.item_ids[j] for j in model.item_of[model.item_of >= 0]]  # the same item, by id
+    users = split.test_users[:80]
+    idx, _ = model.recommend_idx(users, 20)
+    X = split.train.csr()
+    assert idx.max() < split.train.n_items and (idx >= 0).sum() > 0
+    for row, u in enumerate(users.tolist()):
+        got = idx[row][idx[row] >= 0]
+        assert not set(got.tolist()) & set(X[u].indices.tolist())  # never an item engaged with before the cut
+    result = evaluate_model(PipelineEvaluable("content"), split, [20], name="pipeline:content")
+    assert result.metrics["recall@20"] > 0.1  # the next engagements are mostly in the user's communities
+    # a content surface on community items, or on interactions without their world: a clear error naming it
+    joins = make_split("temporal", load_interactions(str(store)))
+    with pytest.raises(ValidationError, match="content events"):
+        PipelineEvaluable("content").fit(joins.train)
+    with pytest.raises(ValidationError, match="view,reaction"):
+        PipelineEvaluable("content").fit(_data())
