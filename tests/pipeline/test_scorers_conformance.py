@@ -24,8 +24,14 @@ PEOPLE_SCORERS: dict[str, dict] = {
 }
 
 
+#: scorers of the content surface, checked in a content pipeline
+CONTENT_SCORERS: dict[str, dict] = {
+    "content_ranker": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
+}
+
+
 def test_every_shipped_scorer_is_checked() -> None:
-    assert sorted(REGISTRY["scorer"]) == sorted({**SCORERS, **PEOPLE_SCORERS})
+    assert sorted(REGISTRY["scorer"]) == sorted({**SCORERS, **PEOPLE_SCORERS, **CONTENT_SCORERS})
 
 
 class TestScorers(ScorerContract):
@@ -44,3 +50,13 @@ class TestPeopleScorers(ScorerContract):
     def scorer(cls, request: pytest.FixtureRequest) -> Scorer:
         cls = REGISTRY["scorer"].get(request.param)
         return cls(cls.Config(**PEOPLE_SCORERS[request.param]))  # type: ignore[return-value]
+
+
+class TestContentScorers(ScorerContract):
+    surface_name = "content"
+
+    @pytest.fixture(scope="class", params=list(CONTENT_SCORERS))
+    @classmethod
+    def scorer(cls, request: pytest.FixtureRequest) -> Scorer:
+        cls = REGISTRY["scorer"].get(request.param)
+        return cls(cls.Config(**CONTENT_SCORERS[request.param]))  # type: ignore[return-value]

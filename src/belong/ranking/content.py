@@ -108,6 +108,22 @@ class ContentRanker(Scorer):
             m.features["p_join"] = round(float(p), 6)  # here: p(engage), the API's one probability field
         return scores
 
+    def score_batch(self, requests: list[Request], state: WorldState, lists: list[list[Merged]]
+                    ) -> list[np.ndarray]:
+        """One feature matrix and one prediction for the whole batch (trees score each row alone: the same scores
+        as :meth:`score` per list); lists asking for explanations, or a guarded scorer, go one by one."""
+        if self.ranker is None:
+            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        if any(r.explain for r in requests) or self.uses_blend():
+            return super().score_batch(requests, state, lists)
+        names, w = self.ranker.source_names, self.source_weights
+        mats = [feature_matrix(names, r, state, c, w) for r, c in zip(requests, lists, strict=True)]
+        bounds = np.cumsum([0, *(len(c) for c in lists)])
+        if bounds[-1] == 0:
+            return [np.zeros(0) for _ in lists]
+        scores = self.ranker.score(np.vstack(mats))
+        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
+
     def fitted(self) -> dict[str, Any]:
         if self.ranker is None:
             return {}

@@ -8,6 +8,7 @@ name                     kind            what
 ``people``               people          people you may know: graph, co-membership and interest sources
 ``people_ranked``        people          the same sources and rules, the learned p(friendship forms) ranker
 ``content``              content         content of your communities, what friends engage with, trending
+``content_ranked``       content         the same sources and rules, the learned p(engage) ranker (graded labels)
 =======================  ==============  =============================================================
 
 :func:`load` takes a catalogue name or the path of a TOML file (anything ending in ``.toml``, or an existing file)
