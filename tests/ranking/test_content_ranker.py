@@ -193,14 +193,34 @@ def test_bad_config_names_the_field():
             surfaces.from_dict(tomllib.loads(text))
 
 
-def test_a_state_without_content_engagements_is_a_clear_error(toml):
+def test_without_enough_engagement_the_blend_serves_and_says_why(toml, tmp_path):
+    """A store with no content events (or too few next engagements to learn from) still fits: the blend orders the
+    lists, ``fitted()`` says why, and the artifact round-trips without a ranker."""
     from belong.interactions import Interactions
     from belong.state import from_interactions
 
     st = from_interactions(Interactions(np.array(["a", "b"]), np.array(["c1"]), [0, 1], [0, 0],
                                         ts_us=np.array([1, 2])))
     with pytest.raises(ValidationError, match="content engagements"):
-        surfaces.load(str(toml)).fit(st)
+        time_cut(st, 0.2)
+    p = surfaces.load(str(toml)).fit(st)
+    assert p.scorer.fitted()["order_used"] == "blend" and "content engagements" in p.scorer.fitted()["fallback"]
+    small = from_world(simulate_world(40, 4, seed=1))  # a few lists only: too little to train on
+    q = surfaces.load(str(toml)).fit(small)
+    assert q.scorer.ranker is None and "too little data" in q.scorer.fitted()["fallback"]
+    rrf = WeightedRRF(WeightedRRF.Config(c=60.0))
+    rrf.source_weights = q.scorer.source_weights
+    for u in small.users.ids[:20]:
+        for explain in (False, True):
+            req = Request(u, Surface.CONTENT, k=10, explain=explain)
+            cands = [c for c, _ in q.candidates(req, score=False).ranked]
+            np.testing.assert_array_equal(q.scorer.score(req, small, cands), rrf.score(req, small, cands))
+    entry = write_surface(tmp_path, q)
+    assert "ranker" not in entry
+    write_manifest(tmp_path, {"surfaces": {"content": entry}})
+    loaded = load_pipeline(tmp_path, "content", small)
+    req = Request(small.users.ids[0], Surface.CONTENT, k=10, explain=True)
+    assert [(i.id, i.score) for i in loaded.run(req).items] == [(i.id, i.score) for i in q.run(req).items]
 
 
 def test_the_content_ranker_round_trips_through_an_artifact(fitted, state, tmp_path):

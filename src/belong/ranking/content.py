@@ -52,6 +52,8 @@ class ContentRanker(Scorer):
     def __init__(self, config: ComponentConfig | None = None) -> None:
         super().__init__(config)
         self.ranker: Ranker | None = None
+        #: why the blend is used without a ranker (too little engagement at fit); None when a ranker was trained
+        self.fallback: str | None = None
         c = self.config
         if not 0.0 < c.holdout < 1.0:
             raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
@@ -76,14 +78,26 @@ class ContentRanker(Scorer):
         return r
 
     def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
+        """Train on the time cut's lists; with too little engagement to learn from (no content events, fewer than
+        10 lists with a next engagement: a new store) keep the blend and say why (``fitted()["fallback"]``), so a
+        server starts on any store."""
         c = self.config
-        lists = build_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed, progress=progress,
-                            weights=self.source_weights)
-        self.ranker = self.new_ranker().fit(lists)
+        self.fallback = None
+        try:
+            lists = build_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed,
+                                progress=progress, weights=self.source_weights)
+            self.ranker = self.new_ranker().fit(lists)
+        except ValidationError as exc:
+            if exc.field != "training":
+                raise
+            self.ranker, self.fallback = None, exc.reason
 
     def uses_blend(self) -> bool:
-        """Whether the guard kept the blend: the learned order did not beat it on the validation lists."""
-        m = self.ranker.metrics if self.ranker is not None else {}
+        """Whether the blend orders the lists: no ranker (too little data at fit, or an artifact saved without one),
+        or the guard kept it (the learned order did not beat it on the validation lists)."""
+        if self.ranker is None:
+            return True
+        m = self.ranker.metrics
         return bool(self.config.guard and "blend" in m and m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
 
     def blend(self, cands: list[Merged]) -> np.ndarray:
@@ -93,10 +107,8 @@ class ContentRanker(Scorer):
                          for m in cands], np.float64)
 
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
-        if self.ranker is None:
-            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
         guarded = self.uses_blend()
-        if guarded and not (request.explain and cands):
+        if self.ranker is None or (guarded and not (request.explain and cands)):
             return self.blend(cands)
         X = feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)
         if not (request.explain and cands):
@@ -112,9 +124,7 @@ class ContentRanker(Scorer):
                     ) -> list[np.ndarray]:
         """One feature matrix and one prediction for the whole batch (trees score each row alone: the same scores
         as :meth:`score` per list); lists asking for explanations, or a guarded scorer, go one by one."""
-        if self.ranker is None:
-            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
-        if any(r.explain for r in requests) or self.uses_blend():
+        if self.ranker is None or any(r.explain for r in requests) or self.uses_blend():
             return super().score_batch(requests, state, lists)
         names, w = self.ranker.source_names, self.source_weights
         mats = [feature_matrix(names, r, state, c, w) for r, c in zip(requests, lists, strict=True)]
@@ -126,5 +136,5 @@ class ContentRanker(Scorer):
 
     def fitted(self) -> dict[str, Any]:
         if self.ranker is None:
-            return {}
+            return {"order_used": "blend", **({"fallback": self.fallback} if self.fallback else {})}
         return {**self.ranker.metrics, "order_used": "blend" if self.uses_blend() else "ranker"}
