@@ -129,7 +129,7 @@ def test_the_content_protocol_ranks_content_items_of_a_store_as_of_the_cut(tmp_p
     assert set(data.item_ids.tolist()) <= content_ids and "world" in data.meta
     split = make_split("temporal", data)
     cut = split.train.meta["as_of_us"]
-    model = PipelineEvaluable("content").fit(split.train)
+    model = PipelineEvaluable("content_blend").fit(split.train)
     assert model.state.now_us == cut and model.state.n_content > 0
     assert [model.state.content.ids[i] for i in np.flatnonzero(model.item_of >= 0)] \
         == [split.train.item_ids[j] for j in model.item_of[model.item_of >= 0]]  # the same item, by id
@@ -140,7 +140,7 @@ def test_the_content_protocol_ranks_content_items_of_a_store_as_of_the_cut(tmp_p
     for row, u in enumerate(users.tolist()):
         got = idx[row][idx[row] >= 0]
         assert not set(got.tolist()) & set(X[u].indices.tolist())  # never an item engaged with before the cut
-    result = evaluate_model(PipelineEvaluable("content"), split, [20], name="pipeline:content")
+    result = evaluate_model(PipelineEvaluable("content_blend"), split, [20], name="pipeline:content_blend")
     assert result.metrics["recall@20"] > 0.1  # the next engagements are mostly in the user's communities
     # a content surface on community items, or on interactions without their world: a clear error naming it
     joins = make_split("temporal", load_interactions(str(store)))

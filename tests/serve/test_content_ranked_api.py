@@ -66,3 +66,14 @@ def test_an_engagement_posted_live_removes_the_item_from_the_next_answer(content
         assert sent.status_code in (200, 201, 202), sent.text
         again = c.get("/v1/recommendations/content", params={"user_id": f"u{i}", "k": 5}).json()["items"]
         assert top not in [it["id"] for it in again]
+
+
+def test_the_shipped_content_surface_is_the_learned_ranker(client: httpx.Client) -> None:
+    """The default server (no --surface): content answers come from ``content_ranker`` (p(engage) per item)."""
+    shown = 0
+    for i in range(0, 40, 4):
+        body = client.get("/v1/recommendations/content", params={"user_id": f"u{i}", "k": 10}).json()
+        for it in body["items"]:
+            assert set(it["features"]) <= PUBLIC and 0.0 <= it["features"]["p_join"] <= 1.0
+            shown += 1
+    assert shown > 10

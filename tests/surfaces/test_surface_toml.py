@@ -68,7 +68,7 @@ def test_bad_declarations_name_the_field(text, field):
 
 
 def test_unknown_surface_name():
-    listed = "communities, communities_ranked, communities_tuned, content, content_ranked, people"
+    listed = "communities, communities_ranked, communities_tuned, content, content_blend, content_ranked, people"
     with pytest.raises(ValidationError, match=listed) as exc:
         surfaces.load("no-such-surface")
     assert exc.value.field == "surface"

@@ -7,8 +7,10 @@ name                     kind            what
 ``communities_ranked``   communities     the same sources and rules, the learned LightGBM ranker
 ``people``               people          people you may know: graph, co-membership and interest sources
 ``people_ranked``        people          the same sources and rules, the learned p(friendship forms) ranker
-``content``              content         content of your communities, what friends engage with, trending
-``content_ranked``       content         the same sources and rules, the learned p(engage) ranker (graded labels)
+``content``              content         content of your communities, what friends engage with, trending; the
+                                         learned p(engage) ranker (graded labels, 300 lists)
+``content_blend``        content         the same sources and rules, the rank blend (the content baseline)
+``content_ranked``       content         the same, the ranker on 2,000 lists (better; a slower fit)
 =======================  ==============  =============================================================
 
 :func:`load` takes a catalogue name or the path of a TOML file (anything ending in ``.toml``, or an existing file)
