@@ -81,8 +81,10 @@ def _activity(state: WorldState) -> sp.csr_matrix | None:
 
     def build() -> sp.csr_matrix:
         ok = (log.user < state.n_users) & (log.community < state.n_communities)
-        return sp.csr_matrix((log.weight[ok], (log.user[ok], log.community[ok])),
-                             shape=(state.n_users, state.n_communities))
+        A = sp.csr_matrix((log.weight[ok], (log.user[ok], log.community[ok])),
+                          shape=(state.n_users, state.n_communities))
+        A.sum_duplicates()
+        return A
     return state._derived("content_ranker_activity", (id(log), log.ts.size, state.n_users, state.n_communities),
                           build)
 
@@ -159,8 +161,16 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
         out[:, f["user_community_share"]] = 0.0
     A = _activity(state)
     if A is not None and u is not None and u < A.shape[0]:
-        row = np.asarray(A[u].toarray()).ravel()
-        out[:, f["log_user_activity_in_community"]] = np.where(known, np.log1p(row[cc]), np.nan)
+        lo, hi = A.indptr[u], A.indptr[u + 1]
+        cols, vals = A.indices[lo:hi], A.data[lo:hi]
+        act = np.zeros(cc.size)
+        if cols.size:
+            order = np.argsort(cols, kind="stable")
+            cols, vals = cols[order], vals[order]
+            pos = np.minimum(np.searchsorted(cols, cc), cols.size - 1)
+            hit = cols[pos] == cc
+            act[hit] = vals[pos[hit]]
+        out[:, f["log_user_activity_in_community"]] = np.where(known, np.log1p(act), np.nan)
     else:
         out[:, f["log_user_activity_in_community"]] = 0.0
     fe: Counter[int] = Counter()
