@@ -136,3 +136,60 @@ def test_a_bad_request_in_a_batch_is_refused_before_any_work(sim_state, fitted):
     reqs = _requests(sim_state, Surface.COMMUNITIES, 10)[:3] + [Request("no-such-user", Surface.COMMUNITIES, k=5)]
     with pytest.raises(UnknownIdError):
         pipeline.rank_batch(reqs)
+
+
+def _chosen(rows) -> list[tuple[int, float, dict]]:
+    return [(m.item, s, dict(m.features)) for m, s in rows]
+
+
+@pytest.mark.parametrize("name", [*SURFACES, "loop-explore"])
+def test_select_batch_on_arrays_equals_the_object_path(sim_state, fitted, name):
+    """``select_batch`` (what the closed loop serves) on arrays gives the object path's chosen candidates: the same
+    items, scores and features (the hydrators' and a selector's own, e.g. an exploration slot's propensity)."""
+    if name == "loop-explore":  # the loop's epsilon-greedy surface: a selector without an array form
+        from pathlib import Path
+
+        import belong.loop
+
+        path = Path(belong.loop.__file__).parent / "scenarios" / "surfaces" / "communities_explore.toml"
+        pipeline = surfaces.load(str(path)).fit(sim_state)
+    else:
+        pipeline = fitted[name]
+    reqs = [Request(r.user_id, r.surface, k=r.k, explain=False, seed=7) for r in
+            _requests(sim_state, pipeline.surface, 10)]
+    got = pipeline.select_batch(reqs)
+    want = pipeline.select_batch(reqs, arrays=False)
+    assert [_chosen(g) for g in got] == [_chosen(w) for w in want]
+    assert sum(len(g) for g in got) > 0
+    for g, w in zip(got, want, strict=True):  # every source that found a chosen item, at the same rank and score
+        for (a, _), (b, _) in zip(g, w, strict=True):
+            assert {s: (r, c.score) for s, (r, c) in a.hits.items()} == {
+                s: (r, c.score) for s, (r, c) in b.hits.items()}
+    if name == "loop-explore":
+        assert any(m.features.get("explored") for g in got for m, _ in g)  # the slot did explore somewhere
+    assert pipeline.select_batch([]) == []
+
+
+def test_ranker_features_on_arrays_equal_the_object_rows(sim_state, fitted):
+    """The learned ranker's feature rows from merged arrays (``feature_matrix_arrays``, batched scoring) equal those
+    of the same candidates as objects, value for value (NaN where missing)."""
+    from belong.pipeline.pipeline import _as_merged
+    from belong.ranking.dataset import feature_matrix, feature_matrix_arrays
+
+    pipeline = fitted["communities_ranked"]
+    names = pipeline.scorer.ranker.source_names
+    reqs = _requests(sim_state, Surface.COMMUNITIES, 10)
+    lists, _ = pipeline._score_arrays(reqs)
+    rows = 0
+    for req, m in zip(reqs, lists, strict=True):
+        got = feature_matrix_arrays(names, req, sim_state, m)
+        np.testing.assert_array_equal(got, feature_matrix(names, req, sim_state, _as_merged(m)))
+        rows += got.shape[0]
+    assert rows > 0
+    for req in reqs[:10]:  # and the candidate objects of the one-request path
+        objs = [mm for mm, _ in pipeline.candidates(req, score=False).ranked]
+        want = feature_matrix(names, req, sim_state, objs)
+        m = next(x for r, x in zip(reqs, lists, strict=True) if r is req)
+        order = np.argsort(m.items)
+        np.testing.assert_array_equal(feature_matrix_arrays(names, req, sim_state, m)[order],
+                                      want[np.argsort([mm.item for mm in objs])])

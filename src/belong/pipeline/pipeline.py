@@ -279,9 +279,17 @@ class Pipeline:
             return self._rank_arrays(requests)
         return [[(m.item, s) for m, s in chosen] for chosen in self.select_batch(requests)]
 
-    def select_batch(self, requests: list[Request]) -> list[list[tuple[Merged, float]]]:
+    def select_batch(self, requests: list[Request], *, arrays: bool = True) -> list[list[tuple[Merged, float]]]:
         """Each request's chosen candidates and scores, best first (:meth:`rank_batch` with the candidates' features,
-        e.g. an exploration slot's ``propensity``)."""
+        e.g. an exploration slot's ``propensity``, and the hydrators' features of the chosen few).
+
+        With ``arrays`` (the default; requests with ``explain`` go the object path) the stages run on arrays
+        (:meth:`_score_arrays`) and only the chosen rows become candidate objects (per source its rank and score,
+        ``aux`` in the reason's data; no reason texts): the same items, scores and features as ``arrays=False``,
+        which runs :meth:`candidates_batch` and the selector on candidate objects (the loop's serving path, about
+        5x the CPU; ``tests/pipeline/test_batch.py`` checks the two agree)."""
+        if arrays and requests and not any(r.explain for r in requests):
+            return self._select_arrays(requests)
         out = []
         for r, cands in zip(requests, self.candidates_batch(requests), strict=True):
             state = self._state()
@@ -293,6 +301,32 @@ class Pipeline:
             out.append([(m, float(s)) for m, s in chosen])
         return out
 
+    def _select_arrays(self, requests: list[Request]) -> list[list[tuple[Merged, float]]]:
+        """:meth:`select_batch` on arrays: :meth:`_score_arrays`, the selector's positions (or, for a selector
+        without an array form, its choice among candidate objects carrying the hydrators' features, as the object
+        path gives it), then the chosen rows as candidate objects with the hydrators' features."""
+        state = self._state()
+        lists, scored = self._score_arrays(requests)
+        out: list[list[tuple[Merged, float]]] = []
+        for r, m, sc in zip(requests, lists, scored, strict=True):
+            sc = np.asarray(sc, np.float64)
+            pos = self.selector.select_arrays(r, m.items, sc)
+            if pos is None:
+                if self.hydrators and len(m) and not self.scorer.reads_features:
+                    for h in self.hydrators:
+                        m.features.update(h.hydrate_arrays(r, state, m.items))
+                objs = _as_merged(m)
+                order = sorted(range(len(objs)), key=lambda j: (-sc[j], objs[j].item))
+                chosen = self.selector.select(r, [objs[j] for j in order], sc[order])
+                out.append([(c, float(s)) for c, s in chosen])
+                continue
+            top = m.take(pos)
+            if self.hydrators and len(top) and not self.scorer.reads_features:
+                for h in self.hydrators:
+                    top.features.update(h.hydrate_arrays(r, state, top.items))
+            out.append(list(zip(_as_merged(top), sc[pos].tolist(), strict=True)))
+        return out
+
     def _rank_arrays(self, requests: list[Request]) -> list[list[tuple[int, float]]]:
         """:meth:`rank_batch` on arrays: every source proposes for the whole batch as arrays
         (:meth:`~belong.pipeline.components.CandidateSource.propose_batch`), each request's proposals are merged
@@ -300,6 +334,23 @@ class Pipeline:
         arrays (only for a scorer that reads them), the scorer scores arrays (or, where it has no array path,
         candidate objects rebuilt from them) and the selector picks positions. Every step is the object path's
         rule on arrays: the same items, the same scores (see ``tests/pipeline/test_batch.py``)."""
+        lists, scored = self._score_arrays(requests)
+        out = []
+        for r, m, sc in zip(requests, lists, scored, strict=True):
+            sc = np.asarray(sc, np.float64)
+            pos = self.selector.select_arrays(r, m.items, sc)
+            if pos is None:
+                objs = _as_merged(m)
+                order = sorted(range(len(objs)), key=lambda j: (-sc[j], objs[j].item))
+                chosen = self.selector.select(r, [objs[j] for j in order], sc[order])
+                out.append([(c.item, float(s)) for c, s in chosen])
+            else:
+                out.append(list(zip(m.items[pos].tolist(), sc[pos].tolist(), strict=True)))
+        return out
+
+    def _score_arrays(self, requests: list[Request]) -> tuple[list[MergedArrays], list[np.ndarray]]:
+        """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
+        candidates (hydrated only for a scorer that reads features) and their scores."""
         state = self._check(requests[0])
         for r in requests[1:]:
             self._check(r)
@@ -322,18 +373,7 @@ class Pipeline:
         scored = self.scorer.score_arrays(requests, state, lists)
         if scored is None:
             scored = self.scorer.score_batch(requests, state, [_as_merged(m) for m in lists])
-        out = []
-        for r, m, sc in zip(requests, lists, scored, strict=True):
-            sc = np.asarray(sc, np.float64)
-            pos = self.selector.select_arrays(r, m.items, sc)
-            if pos is None:
-                objs = _as_merged(m)
-                order = sorted(range(len(objs)), key=lambda j: (-sc[j], objs[j].item))
-                chosen = self.selector.select(r, [objs[j] for j in order], sc[order])
-                out.append([(c.item, float(s)) for c, s in chosen])
-            else:
-                out.append(list(zip(m.items[pos].tolist(), sc[pos].tolist(), strict=True)))
-        return out
+        return lists, scored
 
     def _merge_filter(self, request: Request, state: WorldState, found: list[list[Candidate]],
                       source_ms: dict[str, float], t0: float) -> Candidates:

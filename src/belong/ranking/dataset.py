@@ -45,7 +45,7 @@ from belong.domain import Surface
 from belong.errors import ValidationError
 from belong.pipeline.components import Progress
 from belong.pipeline.pipeline import Pipeline
-from belong.pipeline.types import Merged, Request
+from belong.pipeline.types import Merged, MergedArrays, Request
 from belong.state import WorldState, as_of, with_memberships
 
 HOLDOUT_BY = ("auto", "time", "random")
@@ -99,9 +99,51 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     if aux_r:
         out[np.array(aux_r, np.int64), np.array(aux_c, np.int64)] = aux_v
     items = np.fromiter((m.item for m in cands), np.int64, len(cands))
+    n_hits = np.fromiter((len(m.hits) for m in cands), np.float64, len(cands))
+    near = np.fromiter((m.features.get("friends_in", m.features.get("mutual_friends", 0.0)) for m in cands),
+                       np.float64, len(cands))
+    _entity_columns(out, n_src, request, state, items, n_hits, near)
+    return out
+
+
+def feature_matrix_arrays(source_names: Sequence[str], request: Request, state: WorldState,
+                          m: MergedArrays) -> np.ndarray:
+    """:func:`feature_matrix` of merged candidates given as arrays (offline batches): the same rows, value for
+    value (a source's ``aux`` where it gave one, a feature absent where NaN, as :class:`Merged` objects built from
+    the arrays carry them)."""
+    n_src = len(source_names)
+    out = np.full((len(m), 4 * n_src + len(ENTITY_FEATURES)), np.nan, np.float32)
+    if not len(m):
+        return out
+    aux0 = 3 * n_src + len(ENTITY_FEATURES)
+    found = m.ranks >= 0
+    col = {s: j for j, s in enumerate(m.sources)}
+    for i, s in enumerate(source_names):
+        j = col.get(s)
+        if j is None:
+            continue
+        rows = np.flatnonzero(found[:, j])
+        out[rows, 2 * i] = m.scores[rows, j]
+        out[rows, 2 * i + 1] = m.ranks[rows, j]
+        aux = m.aux[rows, j]
+        has = ~np.isnan(aux)
+        out[rows[has], aux0 + i] = aux[has]
+    near = np.zeros(len(m))
+    for name in ("mutual_friends", "friends_in"):  # friends_in first, then mutual_friends, else 0
+        v = m.features.get(name)
+        if v is not None:
+            near = np.where(np.isnan(v), near, v)
+    _entity_columns(out, n_src, request, state, m.items, found.sum(axis=1).astype(np.float64), near)
+    return out
+
+
+def _entity_columns(out: np.ndarray, n_src: int, request: Request, state: WorldState, items: np.ndarray,
+                    n_hits: np.ndarray, near: np.ndarray) -> None:
+    """The entity and pair columns of :func:`feature_matrix` and the per-source gaps (the source columns filled)."""
     p = state.profile(request)
     base = 2 * n_src
-    out[:, base] = [len(m.hits) for m in cands]
+    aux0 = 3 * n_src + len(ENTITY_FEATURES)
+    out[:, base] = n_hits
     comm = items if request.surface is Surface.COMMUNITIES else None
     if comm is not None:
         out[:, base + 1] = np.log1p(state.member_counts(comm))
@@ -116,12 +158,11 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
             out[:, base + 9] = taste
             out[:, base + 10] = out[:, base + 1] - taste
     out[:, base + 3] = np.log1p(p.communities.size)
-    out[:, base + 4] = [m.features.get("friends_in", m.features.get("mutual_friends", 0.0)) for m in cands]
+    out[:, base + 4] = near
     scores = out[:, 0:base:2]
     found = ~np.isnan(scores)
     best = np.where(found, scores, -np.inf).max(axis=0)
     out[:, base + len(ENTITY_FEATURES):aux0] = np.where(found, scores - best, np.nan)
-    return out
 
 
 def _pair_features(out: np.ndarray, p, state: WorldState, comm: np.ndarray) -> None:
@@ -132,13 +173,21 @@ def _pair_features(out: np.ndarray, p, state: WorldState, comm: np.ndarray) -> N
     code = -1 if p.locale in ("", "und") else terms.locale_ids.get(p.locale, -2)  # -2: known, no community has it
     loc = terms.locale[comm]
     out[:, 0] = np.where((loc >= 0) & (code != -1), (loc == code).astype(np.float32), np.nan)
-    T = terms.tags[comm]
+    # products over the whole (small) catalogue, then the candidates' rows: cheaper than slicing the sparse
+    # matrix per list, and the same values (tag counts are whole numbers: every sum is exact in any order)
+    T = terms.tags
     wanted = np.zeros(T.shape[1])
     ids = [terms.tag_ids[t] for t in set(p.interests) if t in terms.tag_ids]
     wanted[ids] = 1.0
-    out[:, 1] = T @ wanted
-    counts = np.asarray(terms.tags[mine].sum(axis=0)).ravel() if mine.size else np.zeros(T.shape[1])
-    out[:, 2] = (T @ counts) / max(p.communities.size, 1)
+    out[:, 1] = (T @ wanted)[comm] if ids else 0.0
+    if mine.size:
+        lo, hi = T.indptr[mine], T.indptr[mine + 1]
+        n = hi - lo
+        at = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))  # the rows' entries
+        counts = np.bincount(T.indices[at], weights=T.data[at], minlength=T.shape[1])
+        out[:, 2] = (T @ counts)[comm] / max(p.communities.size, 1)
+    else:
+        out[:, 2] = 0.0
 
 
 def holdout(X: sp.csr_matrix, fraction: float, seed: int, min_items: int = 2, cold: float = 0.0

@@ -234,10 +234,17 @@ class Ranker:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """The surface's combined score per row (higher is better)."""
-        return self.score_with_join(X)[0]
+        return self._score(X, False)[0]
 
     def score_with_join(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(:meth:`score`, calibrated ``p(join)``) per row, predicting ``p(join)`` once when the score uses it."""
+        out, p_join = self._score(X, True)
+        assert p_join is not None
+        return out, p_join
+
+    def _score(self, X: np.ndarray, join: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The score and (``join``, or where the score predicts it anyway) ``p(join)``; the score alone predicts
+        no objective it does not weigh."""
         if self.order is None:
             raise RuntimeError("ranker: call fit() or load() first")
         if X.shape[0] == 0:
@@ -251,7 +258,9 @@ class Ranker:
                 if name == "join":
                     p_join = p
                 out = out + w * p
-        return np.asarray(out, np.float64), (p_join if p_join is not None else self.probability(X))
+        if join and p_join is None:
+            p_join = self.probability(X)
+        return np.asarray(out, np.float64), p_join
 
     def _calibrated(self, X: np.ndarray, objective: str) -> np.ndarray:
         raw = np.asarray(self.binary[objective].predict(X))

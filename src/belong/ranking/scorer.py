@@ -18,8 +18,8 @@ import numpy as np
 from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
 from belong.pipeline.pipeline import Pipeline
-from belong.pipeline.types import Merged, Request
-from belong.ranking.dataset import HOLDOUT_BY, build_lists, feature_matrix
+from belong.pipeline.types import Merged, MergedArrays, Request
+from belong.ranking.dataset import HOLDOUT_BY, build_lists, feature_matrix, feature_matrix_arrays
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 from belong.state import WorldState
 
@@ -120,6 +120,22 @@ class LgbmRanker(Scorer):
             return super().score_batch(requests, state, lists)
         mats = [self.features(r, state, c) for r, c in zip(requests, lists, strict=True)]
         bounds = np.cumsum([0, *(len(c) for c in lists)])
+        if bounds[-1] == 0:
+            return [np.zeros(0) for _ in lists]
+        scores = self.ranker.score(np.vstack(mats))
+        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
+
+    def score_arrays(self, requests: list[Request], state: WorldState, lists: list[MergedArrays]
+                     ) -> list[np.ndarray] | None:
+        """:meth:`score_batch` on merged arrays: the same feature rows (:func:`feature_matrix_arrays`), one
+        prediction for the batch. None (candidate objects) when a request asks for explanations."""
+        if self.ranker is None:
+            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        if any(r.explain for r in requests):
+            return None
+        names = self.ranker.source_names
+        mats = [feature_matrix_arrays(names, r, state, m) for r, m in zip(requests, lists, strict=True)]
+        bounds = np.cumsum([0, *(len(m) for m in lists)])
         if bounds[-1] == 0:
             return [np.zeros(0) for _ in lists]
         scores = self.ranker.score(np.vstack(mats))

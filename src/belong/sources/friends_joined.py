@@ -8,7 +8,7 @@ import numpy as np
 
 from belong.domain import Surface
 from belong.pipeline.components import CandidateSource, register
-from belong.pipeline.types import Candidate, Reason, Request
+from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 
@@ -43,4 +43,26 @@ class FriendsJoined(CandidateSource):
             else:
                 text = f"{n} of your friends are members ({names}{'…' if n > 2 else ''})"
             out.append(Candidate(j, self.name, s, Reason(text, {"friends": n})))
+        return out
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate`'s items and scores without candidate objects (communities: the friends' memberships
+        counted at once; content: one request at a time)."""
+        out = []
+        for r in requests:
+            p = state.profile(r)
+            if r.surface is not Surface.COMMUNITIES or p.friends.size == 0:
+                out.append(Proposals.of(self.generate(r, state), self.config.k))
+                continue
+            rows = [state.communities_of(f) for f in p.friends.tolist()]
+            linked = np.concatenate(rows) if rows else np.empty(0, np.int64)
+            cand, n = np.unique(linked.astype(np.int64, copy=False), return_counts=True)
+            if p.idx is not None and p.communities.size:
+                keep = ~np.isin(cand, p.communities)
+                cand, n = cand[keep], n[keep]
+            if not cand.size:
+                out.append(Proposals.empty())
+                continue
+            score = n + 1.0 / (2.0 + state.member_counts(cand))
+            out.append(Proposals(cand, score.astype(np.float64)).best(self.config.k))
         return out
