@@ -128,8 +128,11 @@ class TwinBackend:
         self.counts["events"] += len(events)
         self.counts["impressions"] += sum(len(i.items) for i in impressions)
 
+    #: serves as the engine does (the off-policy re-runs ask the same way: belong.loop.offpolicy)
+    like_server = True
+
     def stats(self) -> dict[str, Any]:
-        return {"mode": "inprocess", **self.counts, **self.setup}
+        return {"mode": "inprocess", **self.counts}
 
     def close(self) -> None:
         self.pipelines = [None] * len(self.specs)
