@@ -20,7 +20,7 @@ def _scenario(tmp_path: Path) -> scenario.Scenario:
                  '[run]\ndays = 1\nk = 6\ntruth_sample = 50\n'
                  f'[[arms]]\nname = "explore"\nsurface = "{SURF / "communities_explore.toml"}"\n'
                  f'[[arms]]\nname = "trending"\nsurface = "{SURF / "trending.toml"}"\n')
-    return scenario.load(p)
+    return scenario.load(p).with_overrides(mode="direct")  # the direct backend: the loop's own state
 
 
 def test_batched_serving_is_one_request_each(tmp_path):

@@ -154,6 +154,9 @@ def _body(path: str, b_user: str, b_community: str) -> Any:
     if path == "/v1/impressions":
         return {"request_id": f"ns-{eid}", "user_id": b_user, "surface": "communities",
                 "items": [{"item_id": b_community, "position": 0, "propensity": 0.5}]}
+    if path == "/v1/impressions/batch":
+        return {"lists": [{"request_id": f"ns-{eid}", "user_id": b_user, "surface": "communities",
+                           "items": [{"item_id": b_community, "position": 0, "propensity": 0.5}]}]}
     return {}
 
 

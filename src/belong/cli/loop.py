@@ -31,10 +31,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         no_timings: bool = typer.Option(False, "--no-timings", help="Leave wall-clock figures out of the report "
                                         "(then the same seed gives a byte-identical report)."),
         mode: str = typer.Option("http", "--mode", help="http: the people call a real `belong serve` on 127.0.0.1 "
-                                 "(trained by `belong train`, retrains hot-swapped); inprocess: the pipelines are "
-                                 "called directly (faster)."),
-        workdir: Path = typer.Option(None, "--workdir", help="--mode http: keep the store, artifacts and server log "
-                                     "here (default: a temporary directory, removed at the end)."),
+                                 "(trained by `belong train`, retrains hot-swapped); inprocess: served in this "
+                                 "process as that server serves (the same lists, no transport); direct: the arms' "
+                                 "pipelines on the loop's own state (fastest; other lists)."),
+        workdir: Path = typer.Option(None, "--workdir", help="--mode http / inprocess: keep the store, artifacts "
+                                     "(and the server log) here (default: a temporary directory, removed at the "
+                                     "end)."),
         concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="--mode http: requests in flight."),
     ) -> None:
         """Run a scenario: serve, respond, retrain; estimate each arm's effect and hold it against the truth."""
@@ -52,6 +54,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             from belong.loop.http import factory
 
             backend = factory(workdir, concurrency)
+        elif mode == "inprocess":
+            from belong.loop import twin
+
+            backend = twin.factory(workdir)
         with err.status(f"loop {sc.name}: {sc.users} people, {sc.days} days") as status:
             def say(msg: str) -> None:
                 status.update(f"loop {sc.name}: {msg}")

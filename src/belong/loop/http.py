@@ -49,6 +49,7 @@ from belong.loop.backend import Impression, Slate
 from belong.loop.scenario import Scenario, surface_spec
 
 EVENTS_PER_POST = 1000
+LISTS_PER_POST = 200  # impressions: shown lists per POST /v1/impressions/batch (10 items each: 2,000 events)
 _CLI = [sys.executable, "-c", "import belong.cli as c; c.main()"]
 
 
@@ -154,6 +155,9 @@ class HttpBackend:
         self.degraded = 0
         self.failed = 0  # answers that were not 2xx (their lists count as empty)
         self.setup: dict[str, float] = {}
+        #: CPU seconds of the server process by phase (serving, recording, starting / swapping) and of the
+        #: ``belong train`` subprocesses with their workers: the CPU beside the loop's wall seconds
+        self.cpu: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()  # the counters above, from the pool's threads
         t0 = time.perf_counter()
         with open_store(self.store) as st:
@@ -162,22 +166,50 @@ class HttpBackend:
 
     # ------------------------------------------------------------------------------------------- server
     def _env(self) -> dict[str, str]:
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BELONG_API_KEYS_READ": self.keys["read"],
-               "BELONG_API_KEYS_WRITE": self.keys["write"], "BELONG_API_KEYS_ADMIN": self.keys["admin"],
-               "BELONG_READ_AUTH": "true", "BELONG_CANDIDATE_TTL_S": "0", "BELONG_BUDGET_SOURCES_MS": "3600000",
+        # one thread per BLAS call and per LightGBM prediction (OMP): a prediction of one list is small, and an
+        # OpenMP team spinning on a busy machine cost more than the prediction itself (measured: docs/LOOP.md)
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "BELONG_API_KEYS_READ": self.keys["read"], "BELONG_API_KEYS_WRITE": self.keys["write"],
+               "BELONG_API_KEYS_ADMIN": self.keys["admin"],
+               "BELONG_READ_AUTH": "true", "BELONG_CANDIDATE_TTL_S": "0",
+               "BELONG_REQUEST_SEED": "day", "BELONG_BUDGET_SOURCES_MS": "3600000",
                "BELONG_RATE_KEY": "0", "BELONG_MAX_BODY_BYTES": str(8 << 20)}
         for name in ("BELONG_REDIS_URL", "BELONG_EVENT_STREAM", "BELONG_MODELS_DIR"):
             env.pop(name, None)  # in-process features, one process, the run's own artifacts
         return env
 
+    def _server_cpu(self) -> float:
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        import psutil
+
+        try:
+            t = psutil.Process(self.proc.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(t.user + t.system)
+
+    @contextlib.contextmanager
+    def _server_phase(self, phase: str) -> Any:
+        c0 = self._server_cpu()
+        try:
+            yield
+        finally:
+            self.cpu[f"server_{phase}"] += max(0.0, self._server_cpu() - c0)
+
     def _auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
     def _train(self) -> tuple[str, float]:
+        import resource
+
         t0 = time.perf_counter()
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run([*_CLI, "train", "--store", str(self.store), "--out", str(self.models), "--surface",
                                self.specs[self.trained], "--json"], capture_output=True, text=True,
                               env=self._env())
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu["train"] += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         if done.returncode != 0:
             raise LoopHttpError(f"belong train failed ({done.returncode}): {done.stderr[-3000:]}")
         import orjson
@@ -278,9 +310,11 @@ class HttpBackend:
             self._start()
             self._declare()
             out["start_s"] = round(time.perf_counter() - t1, 3)
+            self.cpu["server_start"] += self._server_cpu()
         else:
-            r = self._call("models", "POST", "/v1/models", params={"artifact": version, "activate": "true"},
-                           headers=self._auth("admin"))
+            with self._server_phase("swap"):
+                r = self._call("models", "POST", "/v1/models", params={"artifact": version, "activate": "true"},
+                               headers=self._auth("admin"))
             if r.status_code != 201 or r.json().get("active") != version:
                 raise LoopHttpError(f"hot swap to {version} answered {r.status_code}: {r.text[:1000]}")
             out["swap_s"] = round(time.perf_counter() - t1, 3)
@@ -319,31 +353,41 @@ class HttpBackend:
 
     def serve(self, arm: int, users: list[int], day: int = 0) -> list[Slate]:
         """Each person's list under arm ``arm``, in the order of ``users`` (sent concurrently)."""
-        return list(self.pool.map(lambda u: self._slate(u, arm), users))
+        with self._server_phase("serving"):
+            return list(self.pool.map(lambda u: self._slate(u, arm), users))
 
     def record(self, events: list[Event], impressions: list[Impression]) -> None:
         """Post the events (in order, 1,000 a call) and then the impressions (concurrently: they change no
         state). Any refusal stops the run: the log must hold what the loop did."""
+        with self._server_phase("recording"):
+            self._record(events, impressions)
+
+    def _record(self, events: list[Event], impressions: list[Impression]) -> None:
         for lo in range(0, len(events), EVENTS_PER_POST):
             rows = [event_row(e) for e in events[lo: lo + EVENTS_PER_POST]]
             r = self._call("events", "POST", "/v1/events", json={"events": rows}, headers=self._auth("write"))
             if r.status_code != 202:
                 raise LoopHttpError(f"POST /v1/events answered {r.status_code}: {r.text[:1000]}")
 
-        def post(imp: Impression) -> int:
-            r = self._call("impressions", "POST", "/v1/impressions", json=imp.body(), headers=self._auth("write"))
+        def post(lists: list[Impression]) -> int:
+            r = self._call("impressions", "POST", "/v1/impressions/batch",
+                           json={"lists": [i.body() for i in lists]}, headers=self._auth("write"))
             return r.status_code
 
-        bad = [s for s in self.pool.map(post, [i for i in impressions if i.items]) if s != 202]
+        shown = [i for i in impressions if i.items]
+        per = max(1, min(LISTS_PER_POST, 10_000 // max((len(i.items) for i in shown), default=1)))
+        chunks = [shown[lo: lo + per] for lo in range(0, len(shown), per)]
+        bad = [s for s in self.pool.map(post, chunks) if s != 202]
         if bad:
-            raise LoopHttpError(f"POST /v1/impressions answered {Counter(bad)}")
+            raise LoopHttpError(f"POST /v1/impressions/batch answered {Counter(bad)}")
 
     def stats(self) -> dict[str, Any]:
         return {"mode": "http", "server": self.base, "model_version": self.version, "experiment": getattr(
                     self, "experiment", None), "concurrency": self.concurrency, "routes": self.calls.report(),
                 "errors_5xx": self.calls.count(lambda s: s >= 500),
                 "errors_4xx": self.calls.count(lambda s: 400 <= s < 500), "failed_lists": self.failed,
-                "degraded_lists": self.degraded, "arm_disagreements": self.mismatches, **self.setup}
+                "degraded_lists": self.degraded, "arm_disagreements": self.mismatches, **self.setup,
+                "cpu_s": {k: round(v, 3) for k, v in sorted(self.cpu.items())}}
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -74,6 +74,7 @@ class OpeLog:
         self.sc, self.cfg = sc, cfg
         self.targets = [i for i in range(len(sc.arms)) if i != cfg.logging]
         self.pipes: list[Any] = [None] * len(sc.arms)
+        self.like_server = False  # set by refit: the backend serves as the engine does
         self.surfaces = surfaces
         self.slot: int | None = None
         self.lists: list[LoggedList] = []
@@ -87,6 +88,9 @@ class OpeLog:
         """The policies as served now: the in-process backend's own pipelines, else fitted here on the loop's
         state."""
         own = getattr(backend, "pipelines", None)
+        # the twin of the server (belong.loop.twin) serves as the engine does: the request seed is the state's day
+        # and the rules run over just enough of the list; the re-runs here must ask the same way
+        self.like_server = bool(getattr(backend, "like_server", False))
         for i, arm in enumerate(self.sc.arms):
             if i != self.cfg.logging and i not in self.targets:
                 continue
@@ -107,9 +111,16 @@ class OpeLog:
                 continue
             lst = LoggedList(s.request_id, uids[u], day, [f"c{c}" for c in s.comms.tolist()],
                              s.propensity.tolist(), [0.0] * len(s.comms))
-            req = Request(uids[u], Surface.COMMUNITIES, k=self.sc.k, explain=False)
             for a in (self.cfg.logging, *self.targets):
-                self.answers[(lst.request_id, a)] = policy_answer(self.pipes[a], req, fresh=True)
+                if self.like_server:
+                    from belong.serve.engine import request_seed
+
+                    req = Request(uids[u], Surface.COMMUNITIES, k=self.sc.k,
+                                  seed=request_seed(self.pipes[a].state, None))
+                    self.answers[(lst.request_id, a)] = policy_answer(self.pipes[a], req, fresh=False)
+                else:
+                    req = Request(uids[u], Surface.COMMUNITIES, k=self.sc.k, explain=False)
+                    self.answers[(lst.request_id, a)] = policy_answer(self.pipes[a], req, fresh=True)
             self.pending[u] = lst
 
     def outcome(self, arm: int, user: int, joined: np.ndarray) -> None:

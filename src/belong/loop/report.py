@@ -163,7 +163,10 @@ def _api_section(stats: dict[str, Any], timings: bool) -> str:
                       "<code>arm=</code>); events and impressions were posted to <code>/v1/events</code> and "
                       "<code>/v1/impressions</code>; each retrain was <code>belong train</code> then <code>POST "
                       "/v1/models?artifact=…&amp;activate=true</code>. Latency is measured by the client.</p>",
-                      _table(rows, cols), _table([totals], list(totals))])
+                      _table(rows, cols), _table([totals], list(totals)),
+                      *(["<p>CPU seconds of the server process (serving, recording, start, swaps) and of the "
+                         "<code>belong train</code> runs with their workers:</p>",
+                         _table([stats["cpu_s"]], list(stats["cpu_s"]))] if timings and stats.get("cpu_s") else [])])
 
 
 def write(result: dict[str, Any], path: str | Path, *, timings: bool = True) -> Path:

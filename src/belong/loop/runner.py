@@ -278,19 +278,27 @@ class Loop:
 
 
 def _in_process(sc: Scenario, loop: Loop) -> Backend:
-    return InProcessBackend([surface_spec(sc, a) for a in sc.arms], loop.uids, loop.comm_sim, sc.k)
+    """``mode = "inprocess"``: served as the HTTP mode's server serves (:mod:`belong.loop.twin`: the same lists);
+    ``"direct"``: the arms' pipelines on the loop's own state, refitted in place (faster; other lists)."""
+    if sc.mode == "direct":
+        return InProcessBackend([surface_spec(sc, a) for a in sc.arms], loop.uids, loop.comm_sim, sc.k)
+    from belong.loop.twin import TwinBackend
+
+    return TwinBackend(sc, loop.world, loop.uids, progress=loop.say)
 
 
 def run(sc: Scenario, progress: Progress | None = None,
         backend: Callable[[Scenario, Loop], Backend] | None = None,
         partial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run a scenario; returns the result (daily metrics per arm, estimated and true effects, retrains, timings,
-    the backend's figures). ``backend`` builds what serves the simulated people (default: in process); ``partial``
+    the backend's figures). ``backend`` builds what serves the simulated people (default: in process, by
+    ``sc.mode``: ``inprocess`` as the server serves, ``direct`` on the loop's own state); ``partial``
     gets the result so far after every day but the last (``days_done`` says how many)."""
-    if sc.mode != "inprocess" and backend is None:
+    if sc.mode == "http" and backend is None:
         from belong.errors import ValidationError
 
-        raise ValidationError("run.mode", "only 'inprocess' runs in this version (HTTP mode: see docs/LOOP.md)")
+        raise ValidationError("run.mode", "http: give a backend (belong.loop.http.factory()); belong loop run "
+                              "does")
     say = progress or (lambda _m: None)
     t_start = time.perf_counter()
     loop = Loop(sc, say, backend)

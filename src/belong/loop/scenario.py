@@ -12,7 +12,7 @@ from typing import Any
 from belong.errors import ValidationError
 
 UNITS = ("user", "cluster")
-MODES = ("inprocess", "http")
+MODES = ("inprocess", "http", "direct")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from typing import Any
 
 from belong.domain import Event, Surface, parse_enum, parse_event, parse_ts
 from belong.errors import ValidationError
-from belong.serve.schemas import ImpressionBatch
+from belong.serve.schemas import ImpressionBatch, ImpressionLists
+
+MAX_IMPRESSION_ITEMS = 10_000  #: items in all in one ``POST /v1/impressions/batch``
 
 _TARGET_KIND = {Surface.COMMUNITIES: "community", Surface.PEOPLE: "user", Surface.CONTENT: "content"}
 #: event fields of an impression that come from the batch, not from one item
@@ -63,4 +65,26 @@ def impression_events(batch: ImpressionBatch) -> list[Event]:
         except ValidationError as exc:
             raise ValidationError(_IMPRESSION_FIELDS.get(exc.field, f"items[{i}].{exc.field}"), exc.reason) from None
     refuse_conflicts(events, "items", "")  # the same slot twice with different propensities
+    return events
+
+
+def impression_lists(body: ImpressionLists) -> list[Event]:
+    """The impression events of a ``POST /v1/impressions/batch`` body: every list as :func:`impression_events`
+    makes it (a bad one names ``lists[i].<field>``), all or none."""
+    total = sum(len(b.items) for b in body.lists)
+    if total > MAX_IMPRESSION_ITEMS:
+        raise ValidationError("lists", f"{total} items in all: at most {MAX_IMPRESSION_ITEMS} a call")
+    events: list[Event] = []
+    first: dict[str, tuple[int, Event]] = {}
+    for i, batch in enumerate(body.lists):
+        try:
+            made = impression_events(batch)
+        except ValidationError as exc:
+            raise ValidationError(f"lists[{i}].{exc.field}", exc.reason) from None
+        for e in made:  # one slot in two lists, said differently (another propensity or time): refused
+            seen = first.setdefault(e.event_id, (i, e))
+            if seen[1] != e:
+                raise ValidationError(f"lists[{i}]", f"repeats a shown item of lists[{seen[0]}] (same user, request, "
+                                      "position and item) with different content")
+        events.extend(made)
     return events

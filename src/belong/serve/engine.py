@@ -53,6 +53,15 @@ from belong.serve.versions import ModelRegistry, ModelVersion
 new_request_id = functools.partial(secrets.token_hex, 16)
 
 
+DAY_US = 86_400_000_000
+
+
+def request_seed(state: Any, fixed: int | None) -> int:
+    """A request's seed: ``fixed``, or (None) the state's day — its clock (event time: the latest event folded,
+    :func:`belong.serve.versions.fold`) in whole days since the epoch (``BELONG_REQUEST_SEED``)."""
+    return int(fixed) if fixed is not None else int(state.now_us) // DAY_US
+
+
 class NotReady(Exception):
     """No model version is active yet (the first build is still running)."""
 
@@ -80,6 +89,75 @@ class Context:
     routed: Routed | None = None  # the experiment arm serving this request
 
 
+class Batcher:
+    """Dynamic batching of the cold path (as model servers batch inference): candidate runs of one pipeline that
+    arrive while another of its runs is being made wait, and go together as one
+    :meth:`Pipeline.candidates_batch <belong.pipeline.pipeline.Pipeline.candidates_batch>` (at most ``max_batch``):
+    vectorised sources, one ranker prediction for the batch. Each request gets what :meth:`Pipeline.candidates`
+    gives it alone (the batch's contract); a request that arrives alone runs alone, and a batch that fails is made
+    again one request at a time, so one bad request fails only itself."""
+
+    def __init__(self, executor: ThreadPoolExecutor, max_batch: int) -> None:
+        self.executor = executor
+        self.max_batch = max_batch
+        self._queues: dict[int, list[tuple[Request, int, asyncio.Future]]] = {}
+        self._running: set[int] = set()
+        self.batches = 0
+        self.runs = 0
+
+    def submit(self, pipeline: Pipeline, request: Request, depth: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        key = id(pipeline)
+        self._queues.setdefault(key, []).append((request, depth, fut))
+        if key not in self._running:
+            self._running.add(key)
+            loop.call_soon(self._launch, pipeline)  # after the requests already read in this loop turn
+        return fut
+
+    def _launch(self, pipeline: Pipeline) -> None:
+        key = id(pipeline)
+        queue = self._queues.get(key, [])
+        if not queue:
+            self._running.discard(key)
+            self._queues.pop(key, None)
+            return
+        batch, self._queues[key] = queue[: self.max_batch], queue[self.max_batch:]
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(self.executor, self._make, pipeline, [(r, d) for r, d, _ in batch])
+        self.batches += 1
+        self.runs += len(batch)
+
+        def deliver(f: asyncio.Future) -> None:
+            failed = asyncio.CancelledError() if f.cancelled() else f.exception()
+            results: list[Any] = [failed] * len(batch) if failed is not None else f.result()
+            for (_, _, out), got in zip(batch, results, strict=True):
+                if out.done():
+                    continue
+                if isinstance(got, BaseException):
+                    out.set_exception(got)
+                else:
+                    out.set_result(got)
+            self._launch(pipeline)  # those that came meanwhile
+
+        done.add_done_callback(deliver)
+
+    @staticmethod
+    def _make(pipeline: Pipeline, asked: list[tuple[Request, int]]) -> list[Candidates | BaseException]:
+        if len(asked) > 1 and len({d for _, d in asked}) == 1:
+            try:
+                return list(pipeline.candidates_batch([r for r, _ in asked], depth=asked[0][1]))
+            except Exception:  # noqa: BLE001 - made again one at a time: the failure belongs to one request
+                pass
+        out: list[Candidates | BaseException] = []
+        for r, d in asked:
+            try:
+                out.append(pipeline.candidates(r, depth=d))
+            except Exception as exc:  # noqa: BLE001 - handed to that request's waiter
+                out.append(exc)
+        return out
+
+
 class Engine:
     """Answers recommendation requests for the active model; see the module docstring."""
 
@@ -94,6 +172,8 @@ class Engine:
         self._inflight: dict[tuple[str, Surface, str], asyncio.Future] = {}
         self.precomputed: PrecomputedLists | None = None  # stored lists read on a miss (belong.serve.precomputed)
         self.experiments: Router | None = None  # set by the service when the store holds experiments
+        #: concurrent cold-path runs of one pipeline, made together (``BELONG_BATCH_MAX`` > 1)
+        self.batcher = Batcher(self.executor, settings.batch_max) if settings.batch_max > 1 else None
 
     def model(self) -> ModelVersion:
         model = self.registry.active
@@ -110,7 +190,8 @@ class Engine:
         is not an exposure (a counterfactual view: the closed loop's truth, QA)."""
         started = time.perf_counter()
         model = self.model()
-        request = Request(user_id, surface, k=k, new_user=new_user)
+        request = Request(user_id, surface, k=k, new_user=new_user, seed=request_seed(model.state,
+                                                                                     self.settings.request_seed))
         model.state.profile(request)  # unknown user -> UnknownIdError (404) before any work
         ctx = Context(model, model.pipelines[surface], request, debug, started, private=private or debug,
                       tag=model.version)
@@ -151,7 +232,8 @@ class Engine:
                 stored.put(tag, request.surface, request.user_id, made)
             return made
 
-        fut = loop.run_in_executor(self.executor, run)
+        fut = self.batcher.submit(pipeline, request, self.settings.cache_depth) if self.batcher is not None \
+            and stored is None else loop.run_in_executor(self.executor, run)
 
         def done(f: asyncio.Future) -> None:
             self._inflight.pop(key, None)

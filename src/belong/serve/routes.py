@@ -7,6 +7,7 @@ route                                                 auth     what
 GET  /v1/recommendations/{surface}?user_id&k&debug    read (1) ranked items (see :mod:`belong.serve.engine`)
 POST /v1/events                                       write    batch of events: all valid or none stored
 POST /v1/impressions                                  write    what was shown (request id, position, propensity)
+POST /v1/impressions/batch                            write    several shown lists in one call (all or none)
 GET  /v1/communities/{id}/similar, /v1/users/{id}/similar  read  co-membership neighbours
 GET  /v1/models                                       read     loaded versions, active, previous
 POST /v1/models                                       admin    build a new version from the current log
@@ -35,7 +36,7 @@ from belong.errors import ValidationError
 from belong.serve import similar
 from belong.serve.access import check_debug
 from belong.serve.auth import Role
-from belong.serve.batches import event_batch, impression_events
+from belong.serve.batches import event_batch, impression_events, impression_lists
 from belong.serve.errors import JSON, documented, error, json_response
 from belong.serve.params import K_SIMILAR, OPENAPI_PARAMETERS, SIMILAR_PARAMETERS, parse_k, parse_recommendation_query
 from belong.serve.schemas import (
@@ -43,6 +44,7 @@ from belong.serve.schemas import (
     EventBatch,
     Health,
     ImpressionBatch,
+    ImpressionLists,
     Models,
     Recommendations,
     Similar,
@@ -149,6 +151,14 @@ async def post_impressions(request: Request, batch: ImpressionBatch = Body()) ->
     propensity) — the feedback the ranker will learn from. Idempotent per (user, request, position, item)."""
     events = impression_events(batch)
     return await _write(service(request), events)
+
+
+@_route("POST", "/v1/impressions/batch", status_code=202, response_model=Accepted, tags=["events"],
+             responses=documented(400, 401, 403, 422, 503), dependencies=[Depends(writer)], openapi_extra=SECURED)
+async def post_impression_lists(request: Request, body: ImpressionLists = Body()) -> Response:
+    """Several shown lists in one call (a client that buffers its impressions): each list as
+    ``POST /v1/impressions`` takes it, stored all or none; a bad list is named ``lists[i]``."""
+    return await _write(service(request), impression_lists(body))
 
 
 # ----------------------------------------------------------------------------------------------- models

@@ -67,6 +67,13 @@ class ImpressionBatch(BaseModel):
     items: list[ImpressionItem] = Field(min_length=1, max_length=1000)
 
 
+class ImpressionLists(BaseModel):
+    lists: list[ImpressionBatch] = Field(
+        min_length=1, max_length=1000,
+        description="several shown lists at once, each as `POST /v1/impressions` takes one (at most 10,000 items "
+                    "in all)")
+
+
 class Accepted(BaseModel):
     accepted: int = Field(description="events stored for the first time")
     duplicates: int = Field(description="events already stored (idempotent re-sends)")

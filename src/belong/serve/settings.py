@@ -36,6 +36,13 @@
 * ``BELONG_BREAKER_S`` (default 1.0): after a feature-store failure, skip it this long before trying again
 * ``BELONG_CANDIDATE_TTL_S`` (default 300): how long a user's cached candidate list is fresh; ``0``: no candidate
   cache (every request runs the sources: answers then depend only on the state, e.g. ``belong loop run``)
+* ``BELONG_BATCH_MAX`` (default 32): cold-path candidate runs of one pipeline that arrive while one is being made go
+  together, at most this many, as one batch (vectorised sources, one ranker prediction; each answer is the one it
+  gets alone); ``1``: every run alone
+* ``BELONG_REQUEST_SEED`` (default 0): the seed of a request's randomised parts (walks, an exploration slot): an
+  integer (fixed: a state gives every user one answer, as ``belong candidates precompute`` stores it), or ``day``:
+  the live state's day (its clock, event time, in days since the epoch), so the walks and the exploration slot vary
+  day by day (``belong loop run`` serves so, in both modes)
 * ``BELONG_CACHE_USERS`` (default 200000): candidate lists kept (least recently used are evicted)
 * ``BELONG_CACHE_DEPTH`` (default 200): ranked candidates kept per cached list (the rules then pick k from them)
 * ``BELONG_PROXY_HEADERS`` (default false): trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy)
@@ -102,6 +109,17 @@ def _num(env: dict[str, str], name: str, default: float, *, minimum: float = 0.0
     return value
 
 
+def _seed(raw: str | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return 0
+    if raw.strip().lower() == "day":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError("BELONG_REQUEST_SEED", f"must be an integer or 'day', got {raw!r}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
     write_keys: frozenset[str] = field(default_factory=frozenset)
@@ -117,6 +135,8 @@ class ServeSettings:
     candidate_ttl_s: float = 300.0
     cache_users: int = 200_000
     cache_depth: int = 200
+    batch_max: int = 32
+    request_seed: int | None = 0  # None: the state's day
     models_dir: str | None = None
     proxy_headers: bool = False
     read_keys: frozenset[str] = field(default_factory=frozenset)
@@ -150,6 +170,8 @@ class ServeSettings:
             candidate_ttl_s=_num(env, "BELONG_CANDIDATE_TTL_S", 300.0),
             cache_users=int(_num(env, "BELONG_CACHE_USERS", 200_000, minimum=1)),
             cache_depth=int(_num(env, "BELONG_CACHE_DEPTH", 200, minimum=1)),
+            batch_max=int(_num(env, "BELONG_BATCH_MAX", 32, minimum=1)),
+            request_seed=_seed(env.get("BELONG_REQUEST_SEED")),
             models_dir=env.get("BELONG_MODELS_DIR") or None,
             use_snapshot=_flag(env, "BELONG_SNAPSHOT", True),
             proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),

@@ -237,11 +237,11 @@ class ModelRegistry:
         return list(self._versions.values())
 
     def apply(self, events: Iterable[Event]) -> None:
-        """Fold events into the state of every loaded version (the active one and rollback targets)."""
-        models = self.versions()
-        for event in events:
-            for model in models:
-                model.state.apply(event)
+        """Fold events into the state of every loaded version (the active one and rollback targets)
+        (:func:`fold`)."""
+        events = list(events)
+        for model in self.versions():
+            fold(model.state, events)
 
     def describe(self) -> dict[str, Any]:
         active = self.active.version if self.active else None
@@ -250,3 +250,16 @@ class ModelRegistry:
             "previous": next((v for v in reversed(self.history) if v != active), None),
             "versions": [{**m.describe(), "active": m.version == active} for m in self.versions()],
         }
+
+
+def fold(state: WorldState, events: list[Event]) -> None:
+    """Fold ``events`` (a batch, in order) into a live state. Its clock is event time: it first moves forward to
+    the batch's latest event (never past the wall clock: a client's clock running ahead does not age the
+    catalogue), heat decayed to it, so "now" for freshness rules, community ages and the request seed is the
+    latest thing the state has seen (docs/LOOP.md). ``belong loop run --mode inprocess`` folds with this too."""
+    from belong.state.snapshot import advance
+
+    if events:
+        advance(state, min(max(e.ts_us for e in events), time.time_ns() // 1000))
+    for event in events:
+        state.apply(event)
