@@ -35,7 +35,9 @@ def test_bench_serve_zipf_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
     assert out["traffic"] == "zipf" and out["bare_rps"] == 80 and out["rps"] in (0.0, 40.0, 80.0)
-    assert out["precomputed"]["lists"] == out["precomputed"]["users"] == 600
+    stored = out["precomputed"]  # the day's active people: every person the load visits, drawn first
+    assert stored["scope"].startswith("the day's active people") and stored["stored_before"] == 0
+    assert stored["lists"] == stored["users"] == stored["visitors"] < 600
     assert out["precomputed_reads"]["reads"]["hit"] > 0
     events = out["events"]
     assert events["accepted"] > 0 and events["failed"] == 0 and events["by_type"]["join"] > 0

@@ -41,3 +41,17 @@ def test_a_bad_stream_url_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> 
         EventStream.from_env("default", env={"BELONG_EVENT_STREAM": "kafka://x:9092"})
     assert exc.value.field == "BELONG_EVENT_STREAM"
     assert EventStream.from_env("default", env={}) is None
+
+
+def test_precompute_with_an_empty_users_file_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "people.txt").write_text("\n")
+    code, _, err = run_cli(monkeypatch, capsys, "candidates", "precompute", "--store", str(tmp_path),
+                           "--redis", "redis://127.0.0.1:1/0", "--users-file", str(tmp_path / "people.txt"))
+    assert code == 2 and "users-file" in err
+
+
+def test_bench_serve_refuses_an_unknown_precompute_scope(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli(monkeypatch, capsys, "bench", "serve", "--precompute-scope", "some")
+    assert code == 2 and "precompute-scope" in err

@@ -141,3 +141,30 @@ def test_a_forgotten_person_leaves_every_stored_people_list(redis_url: str) -> N
     finally:
         for user in ("u1", "u2"):
             client.delete(lists.key("v1", Surface.PEOPLE, user))
+
+
+def test_the_job_for_the_people_named(small_store: Path, precomputed, tmp_path: Path) -> None:
+    """``--users-file``: only those people's lists (the day's active people); a person the store does not know
+    is refused by name (exit 2)."""
+    out, version, _prefix, _job, client = precomputed
+    prefix = f"belong:test:cand:{secrets.token_hex(4)}:"
+    people = tmp_path / "people.txt"
+    people.write_text("u9\nu3\nu9\n")
+    cmd = [BELONG, "candidates", "precompute", "--store", str(small_store), "--models", str(out), "--redis",
+           REDIS_URL, "--prefix", prefix, "--surface", "communities", "--json", "--users-file", str(people)]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    try:
+        job = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        assert job.returncode == 0, job.stderr[-2000:]
+        meta = json.loads(job.stdout)
+        assert meta["users"] == meta["lists"] == 2 and meta["scope"] == "the people named"
+        keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}{version}:communities:*", count=1000))
+        assert keys == [f"{prefix}{version}:communities:u3", f"{prefix}{version}:communities:u9"]
+        made_at, rows = decode(client.get(f"{prefix}{version}:communities:u3"))
+        assert rows and made_at > _job["made_at"]  # (other tests append events: the lists may differ now)
+        people.write_text("u3\nnobody-here\n")
+        bad = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        assert bad.returncode == 2 and "users" in bad.stderr and "nobody-here" in bad.stderr
+    finally:
+        for key in client.scan_iter(f"{prefix}*", count=1000):
+            client.delete(key)

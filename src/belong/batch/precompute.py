@@ -57,7 +57,7 @@ class BlockLists:
 
 def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | Path | None = None,
                prefix: str = DEFAULT_PREFIX, surfaces: list[Surface] | None = None, limit: int | None = None,
-               depth: int = 200, block: int = BLOCK,
+               depth: int = 200, block: int = BLOCK, users: list[str] | None = None,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Every active person's candidate lists on the Ray engine; returns the job's figures (also stored as
     ``PREFIX<version>:meta``, as the in-process job does)."""
@@ -74,14 +74,20 @@ def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | 
     missing = [s.value for s in chosen if s not in known]
     if missing:
         raise ValidationError("surface", f"the artifact {artifact.name} has no {missing[0]} surface")
-    users = active_users(store, limit)
-    total = len(users) * len(chosen)
+    active = active_users(store)
+    if users is not None:
+        known_active = set(active)
+        if bad := [u for u in users if u not in known_active]:
+            raise ValidationError("users", f"{len(bad)} not active people of the store, e.g. {bad[:3]}")
+        active = list(dict.fromkeys(users))
+    people = active[:limit] if limit is not None else active
+    total = len(people) * len(chosen)
     kwargs = {"store": str(store), "artifact": str(artifact), "snapshot": str(snapshot) if snapshot else None,
               "redis_url": redis_url, "prefix": prefix, "surfaces": [s.value for s in chosen], "depth": depth}
     done = 0
     with session(engine) as cluster:
         t1 = time.perf_counter()
-        parts = blocks(users, block, engine.workers)
+        parts = blocks(people, block, engine.workers)
         ds = ray.data.from_arrow([pa.table({"user": pa.array(b, pa.string())}) for b in parts])
         mapped = map_blocks(ds, BlockLists, kwargs, engine, batch_size=None, batch_format="pyarrow",
                             zero_copy_batch=True)
@@ -90,7 +96,7 @@ def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | 
             if progress:
                 progress(done, total)
         run_s = time.perf_counter() - t1
-    meta = {"version": version, "made_at": time.time(), "users": len(users),
+    meta = {"version": version, "made_at": time.time(), "users": len(people),
             "surfaces": [SURFACE_NAME[s] for s in chosen], "lists": done, **engine.describe(),
             "cluster_start_seconds": cluster.get("start_seconds", 0.0), "seconds": round(run_s, 1),
             "ms_per_list": round(run_s / max(done, 1) * 1e3, 3)}

@@ -197,7 +197,8 @@ def _serve_workers(workers: int, store: Path, models_dir: Path, redis_url: str, 
 
 def bench_replicas(users: int, communities: int, store: Path, redis_url: str, nats_url: str, rates: list[float],
                    seconds: float, working_set: int, p99_ms: float, seed: int, messages: int, message_rate: float,
-                   events_per_s: float, k: int = 20, console: Console | None = None) -> dict[str, Any]:
+                   events_per_s: float, k: int = 20, console: Console | None = None,
+                   models: Path | None = None) -> dict[str, Any]:
     from belong.bench.serve import BENCH_ADMIN_KEY, BENCH_WRITE_KEY, _ensure_features, _ensure_models, _ensure_store
     from belong.eventlog import open_store
 
@@ -218,7 +219,7 @@ def bench_replicas(users: int, communities: int, store: Path, redis_url: str, na
         all_communities = st.communities().column("id").to_pylist()
     prefix = f"belong:bench:{users}x{communities}s{seed}:"
     _ensure_features(store, redis_url, prefix, all_users[0], console)
-    models_dir, version, _trained = _ensure_models(store, console)
+    models_dir, version, _trained = _ensure_models(store, console, models)
     rng = np.random.default_rng(seed)
     chosen = [all_users[i] for i in rng.choice(len(all_users), min(working_set, len(all_users)), replace=False)]
     tmp = Path(tempfile.mkdtemp(prefix="belong-bench-replicas-"))

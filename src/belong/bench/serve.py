@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from belong.domain import Surface
+from belong.errors import ValidationError
 from belong.serve.params import OPENAPI_PARAMETERS, parse_recommendation_query
 
 BENCH_ADMIN_KEY = secrets.token_urlsafe(24)  # the stage breakdown reads debug traces (admin only)
@@ -125,10 +126,16 @@ def _current_features(directory: Path) -> bool:
         return False
 
 
-def _ensure_models(store: Path, console: Console) -> tuple[Path, str, str]:
-    """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``)."""
+def _ensure_models(store: Path, console: Console, models: Path | None = None) -> tuple[Path, str, str]:
+    """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``), or the
+    newest artifact of ``models`` (a ``belong train --out`` directory: served as it is, never retrained here)."""
     from belong.training.locate import artifact_versions
 
+    if models is not None:
+        given = artifact_versions(models)
+        if not given:
+            raise ValidationError("models", f"no belong train artifact under {models}")
+        return models, given[-1], "given"
     out = store / "models"
     known = artifact_versions(out)
     if known and _current_features(out / known[-1]):
@@ -206,31 +213,63 @@ def _sweep(port: int, rates: list[float], seconds: float, paths_file: str | Call
 
 
 def _precompute(store: Path, models_dir: Path, version: str, redis_url: str, prefix: str,
-                console: Console) -> dict[str, Any]:
-    """The stored candidate lists of every active person (``belong candidates precompute``; kept between runs)."""
+                console: Console, visitors: list[str] | None = None, tmp: Path | None = None) -> dict[str, Any]:
+    """The stored candidate lists (``belong candidates precompute``; kept between runs) of every active person, or
+    with ``visitors`` of the day's active people: those the load will visit (the ones without a stored list yet)."""
     import redis
 
-    raw = redis.Redis.from_url(redis_url).get(f"{prefix}{version}:meta")
-    if raw:
-        return {**orjson.loads(raw), "reused": True}
-    with console.status(f"precomputing every person's communities candidates into {redis_url} ({prefix}*)"):
-        done = subprocess.run([_belong(), "candidates", "precompute", "--store", str(store), "--models",
-                               str(models_dir), "--redis", redis_url, "--prefix", prefix, "--surface", "communities",
-                               "--json"], capture_output=True, text=True,
-                              env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    from belong.serve.precomputed import PrecomputedLists
+
+    client = redis.Redis.from_url(redis_url)
+    cmd = [_belong(), "candidates", "precompute", "--store", str(store), "--models", str(models_dir), "--redis",
+           redis_url, "--prefix", prefix, "--surface", "communities", "--json"]
+    if visitors is None:
+        raw = client.get(f"{prefix}{version}:meta")
+        if raw:
+            return {**orjson.loads(raw), "reused": True}
+        what = "every person's"
+    else:
+        people = list(dict.fromkeys(visitors))
+        lists = PrecomputedLists(client, prefix, registry=None)
+        pipe = client.pipeline(transaction=False)
+        for u in people:
+            pipe.exists(lists.key(version, Surface.COMMUNITIES, u))
+        missing = [u for u, there in zip(people, pipe.execute(), strict=True) if not there]
+        scope = {"scope": "the day's active people: every person the load visits", "visitors": len(people),
+                 "stored_before": len(people) - len(missing)}
+        if not missing:
+            return {**scope, "reused": True}
+        users_file = (tmp or Path(tempfile.mkdtemp(prefix="belong-bench-pre-"))) / "visitors.txt"
+        users_file.write_text("".join(f"{u}\n" for u in missing))
+        cmd += ["--users-file", str(users_file)]
+        what = f"{len(missing):,} visitors'"
+    with console.status(f"precomputing {what} communities candidates into {redis_url} ({prefix}*)"):
+        done = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", *cmd] if Path("/usr/bin/time").exists()
+                              else cmd, capture_output=True, text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     if done.returncode != 0:
         raise RuntimeError(f"belong candidates precompute failed: {done.stderr[-2000:]}")
-    return {**orjson.loads(done.stdout), "reused": False}
+    out = {**orjson.loads(done.stdout), "reused": False}
+    if visitors is not None:
+        out |= scope
+    if Path("/usr/bin/time").exists():  # the job's own process: wall, user, system seconds, peak RSS
+        wall, user, system, rss_kb = done.stderr.strip().splitlines()[-1].split()
+        out["process"] = {"wall_s": float(wall), "cpu_s": round(float(user) + float(system), 1),
+                          "peak_rss_mb": round(int(rss_kb) / 1024)}
+    return out
 
 
 def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates: list[float], seconds: float,
                 working_set: int, p99_ms: float, seed: int, k: int = 20,
                 console: Console | None = None, traffic: str = "warm", zipf_s: float = 1.0,
-                events_per_s: float = 20.0, precompute: bool = True) -> dict[str, Any]:
+                events_per_s: float = 20.0, precompute: bool = True, models: Path | None = None,
+                precompute_scope: str = "visitors") -> dict[str, Any]:
     """``traffic="warm"``: the load draws from ``working_set`` users whose lists were warmed first (the cache-hit
     case). ``"zipf"``: every person eligible, heavy-tailed visits, no pre-warming, events posted during the load
     (:mod:`belong.bench.traffic`); the cold path reads precomputed lists when ``precompute``; the warm figure is
-    measured after it on the same server and reported beside."""
+    measured after it on the same server and reported beside. ``models``: serve that ``belong train`` output (its
+    newest artifact, with the snapshot beside it) instead of the store's own ``models`` (trained when missing).
+    ``precompute_scope``: ``visitors`` (the day's active people: the people the load will visit, drawn before the
+    server starts) or ``all`` (every active person: about 14 ms per list, hours at 1,000,000 people)."""
     from belong.bench.traffic import EventPoster, write_paths, zipf_visits
 
     console = console or Console(stderr=True)
@@ -244,7 +283,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     prefix = f"belong:bench:{users}x{communities}s{seed}:"
     features = _ensure_features(store, redis_url, prefix, all_users[0], console)
     t_train = time.perf_counter()
-    models_dir, model_version, trained = _ensure_models(store, console)
+    models_dir, model_version, trained = _ensure_models(store, console, models)
     train_s = time.perf_counter() - t_train
     rng = np.random.default_rng(seed)
     chosen = [all_users[i] for i in rng.choice(len(all_users), min(working_set, len(all_users)), replace=False)]
@@ -257,13 +296,20 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
            "BELONG_CACHE_USERS": str(max(working_set * 2, 1000)), "BELONG_API_KEYS_ADMIN": BENCH_ADMIN_KEY,
            "BELONG_READ_AUTH": "false"}  # the load sends no key (the bare baseline checks none either)
     stored: dict[str, Any] | None = None
+    files: dict[float, str] = {}
+    visited: list[str] = []
     if traffic == "zipf":  # as served: default TTL, budget and cache size; events written with a write key
         for name in ("BELONG_CANDIDATE_TTL_S", "BELONG_BUDGET_SOURCES_MS", "BELONG_CACHE_USERS"):
             env.pop(name)
         env["BELONG_API_KEYS_WRITE"] = BENCH_WRITE_KEY
+        for rate in rates:  # every rate's visits drawn now (the same files for the api and the bare server)
+            visits = zipf_visits(all_users, int(rate * seconds), zipf_s, rng)
+            files[rate] = str(write_paths(tmp / f"zipf-{rate:.0f}.txt", visits, k))
+            visited.extend(visits)
         if precompute:
             cand_prefix = f"belong:bench:cand:{users}x{communities}s{seed}:"
-            stored = _precompute(store, models_dir, model_version, redis_url, cand_prefix, console)
+            stored = _precompute(store, models_dir, model_version, redis_url, cand_prefix, console,
+                                 visited if precompute_scope == "visitors" else None, tmp)
             env |= {"BELONG_PRECOMPUTED_REDIS": redis_url, "BELONG_PRECOMPUTED_PREFIX": cand_prefix}
     port, bare_port = free_port(), free_port()
     server = subprocess.Popen([_belong(), "serve", "--store", str(store), "--port", str(port), "--redis", redis_url,
@@ -279,17 +325,14 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
         base = f"http://127.0.0.1:{port}"
         payload_file = tmp / "payload.json"
         if traffic == "zipf":
-            payload_file.write_bytes(httpx.get(f"{base}/v1/recommendations/communities",
-                                               params={"user_id": all_users[0], "k": k}, timeout=60).content)
+            payload_file.write_bytes(_undegraded(httpx.get(f"{base}/v1/recommendations/communities",
+                                                           params={"user_id": all_users[0], "k": k},
+                                                           timeout=60).content))
             bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload_file), str(bare_port)],
                                     env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
-            files: dict[float, str] = {}
 
             def zipf_paths(rate: float) -> str:  # a fresh draw per rate, the same for the api and the bare server
-                if rate not in files:
-                    visits = zipf_visits(all_users, int(rate * seconds), zipf_s, rng)
-                    files[rate] = str(write_paths(tmp / f"zipf-{rate:.0f}.txt", visits, k))
                 return files[rate]
 
             (tmp / "healthz.txt").write_text("/healthz\n")
@@ -332,7 +375,7 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
                 payload = payload or r.content
                 bar.advance(task)
         if bare is None:
-            payload_file.write_bytes(payload)
+            payload_file.write_bytes(_undegraded(payload))
             bare = subprocess.Popen([sys.executable, "-m", "belong.bench.serve", str(payload_file), str(bare_port)],
                                     env=env, preexec_fn=_pin(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             wait_ready(f"http://127.0.0.1:{bare_port}/healthz", bare, 60)
@@ -391,6 +434,17 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     if traffic == "zipf":
         return {**zipf, "p99_budget_ms": p99_ms, "warm": warm, **common}
     return {**warm, **common}
+
+
+def _undegraded(payload: bytes) -> bytes:
+    """The bare server's static answer: a real answer of the API, with ``degraded`` false (a first answer on a
+    loaded machine can run out of its sources budget; the load generator would count every static copy of it as
+    degraded, and the baseline would hold no rate at all)."""
+    body = orjson.loads(payload)
+    if isinstance(body, dict) and body.get("degraded"):
+        body["degraded"] = False
+        return orjson.dumps(body)
+    return payload
 
 
 def _stage_breakdown(base: str, users: list[str], k: int) -> dict[str, float]:

@@ -26,6 +26,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         message_rate: float = typer.Option(500.0, help="Messages per second in the propagation test."),
         events_per_s: float = typer.Option(20.0, help="Events posted per second during the load."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+        models: Path = typer.Option(None, "--models", help="Serve this belong train output (its newest artifact and "
+                                    "the snapshot beside it) instead of STORE/models (trained when missing)."),
     ) -> None:
         """Replicas: broker propagation (p50/p99) and throughput of 2 workers against 1, same run."""
         from belong.bench.replicas import bench_replicas
@@ -38,5 +40,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if not rate_list or rate_list[0] <= 0 or messages < 1 or message_rate <= 0 or events_per_s <= 0:
             raise ValidationError("rates", "rates, messages, message-rate and events-per-s must be positive")
         result = bench_replicas(users, communities, store, redis, nats, rate_list, seconds, working_set, p99_ms,
-                                seed, messages, message_rate, events_per_s)
+                                seed, messages, message_rate, events_per_s, models=models)
         typer.echo(orjson.dumps(result, option=0 if json_out else orjson.OPT_INDENT_2).decode())

@@ -32,6 +32,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         surface: list[str] = typer.Option([], "--surface", "-s", help="communities, people or content (repeatable; "
                                           "default: every surface)."),
         limit: int = typer.Option(None, "--limit", min=1, help="Only the first N active people."),
+        users_file: Path = typer.Option(None, "--users-file", help="Only the people named in this file, one id a "
+                                        "line (the day's active people, say); each must be an active person."),
         as_json: bool = typer.Option(False, "--json", help="Print the job's figures as one JSON object."),
         engine: str = typer.Option("inprocess", "--engine", help="inprocess (default) or ray: a Ray Data pipeline "
                                    "over blocks of people (belong.batch)."),
@@ -56,6 +58,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if not url:
             raise ValidationError("redis", "give --redis URL (or BELONG_PRECOMPUTED_REDIS)")
         surfaces = [parse_enum(s, Surface, "surface") for s in surface] or None
+        people: list[str] | None = None
+        if users_file is not None:
+            try:
+                people = [line.strip() for line in users_file.read_text().splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValidationError("users-file", f"cannot read {users_file}: {exc}") from None
+            if not people:
+                raise ValidationError("users-file", f"{users_file} names nobody")
         eng = parse_engine(engine, ray_workers, ray_address)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err) as bar:
@@ -68,10 +78,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 from belong.batch.precompute import precompute as on_ray
 
                 meta = on_ray(spec, url, eng, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
-                              progress=on_progress)
+                              users=people, progress=on_progress)
             else:
                 meta = precompute(spec, url, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
-                                  progress=on_progress)
+                                  users=people, progress=on_progress)
         if as_json:
             typer.echo(orjson.dumps(meta).decode())
         else:

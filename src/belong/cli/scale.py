@@ -1,5 +1,6 @@
-"""``belong snapshot`` (the live state as memory-mappable arrays, for a fast API start) and ``belong bench scale``
-(simulate, train and serve one world, each step's wall time and peak memory)."""
+"""``belong snapshot`` (the live state as memory-mappable arrays, for a fast API start), ``belong bench scale``
+(simulate, train and serve one world, each step's wall time and peak memory) and ``belong bench log-read`` (the
+columnar log read against the row path)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,22 @@ err = Console(stderr=True)
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     register_ingest(bench)
+
+    @bench.command("log-read")
+    def bench_log_read_cmd(
+        store: Path = typer.Option(..., "--store", help="An embedded store (directory)."),
+        upto: int = typer.Option(None, "--upto", min=1, help="Read only up to this log position (default: all)."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    ) -> None:
+        """The state's columns read from the log (columnar) against the row path, same store, same run: CPU and
+        wall seconds, identical tables."""
+        from belong.bench.logread import bench_log_read
+        from belong.errors import ValidationError
+
+        if not store.is_dir():
+            raise ValidationError("store", f"{store} is not a store directory")
+        result = bench_log_read(store, upto)
+        typer.echo(orjson.dumps(result, option=0 if as_json else orjson.OPT_INDENT_2).decode())
 
     @app.command("snapshot")
     def snapshot_cmd(

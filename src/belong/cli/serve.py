@@ -103,6 +103,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                            "during the load (--traffic zipf)."),
         precompute: bool = typer.Option(True, help="--traffic zipf: the cold path reads lists stored by belong "
                                         "candidates precompute (run first; kept in Redis between runs)."),
+        models: Path = typer.Option(None, "--models", help="Serve this belong train output (its newest artifact and "
+                                    "the snapshot beside it) instead of STORE/models (trained when missing)."),
+        precompute_scope: str = typer.Option("visitors", "--precompute-scope", help="--traffic zipf: whose lists "
+                                             "are precomputed: visitors (the day's active people: everyone the load "
+                                             "visits) or all (every active person; hours at 1,000,000 people)."),
     ) -> None:
         """Highest request rate held at p99 <= budget for the communities surface, next to a bare endpoint of the
         same framework returning a static payload of the same size, in the same run."""
@@ -117,10 +122,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise ValidationError("rates", "must be positive numbers")
         if traffic not in ("warm", "zipf"):
             raise ValidationError("traffic", f"must be warm or zipf, got {traffic!r}")
+        if precompute_scope not in ("visitors", "all"):
+            raise ValidationError("precompute-scope", f"must be visitors or all, got {precompute_scope!r}")
+        if models is not None and not models.is_dir():
+            raise ValidationError("models", f"{models} is not a directory")
         if zipf_s <= 0 or events_per_s <= 0:
             raise ValidationError("zipf-s" if zipf_s <= 0 else "events-per-s", "must be > 0")
         result = run(users, communities, store, redis, sorted(rate_list), seconds, working_set, p99_ms, seed, k,
-                     traffic=traffic, zipf_s=zipf_s, events_per_s=events_per_s, precompute=precompute)
+                     traffic=traffic, zipf_s=zipf_s, events_per_s=events_per_s, precompute=precompute,
+                     models=models, precompute_scope=precompute_scope)
         out = orjson.dumps(result, option=orjson.OPT_INDENT_2 if not json_out else 0).decode()
         typer.echo(out)
 

@@ -8,6 +8,7 @@ factors), which the online pipeline uses for fresh users.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import msgspec
@@ -24,7 +25,9 @@ class IALSConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     alpha: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     iterations: Annotated[int, msgspec.Meta(ge=1)] = 15
     random_state: int = 0
-    #: 0 = all cores. ALS solves each user (item) independently, so results do not depend on it.
+    #: 0 = all cores of this process (its CPU affinity) for the fit, whatever ``OMP_NUM_THREADS`` says (``implicit``
+    #: passes 0 on to OpenMP, which then used ONE thread under ``OMP_NUM_THREADS=1``); folding a user in at request
+    #: time keeps OpenMP's default. ALS solves each user (item) independently, so results do not depend on it.
     num_threads: Annotated[int, msgspec.Meta(ge=0)] = 0
     #: train on interaction weights (e.g. 1-5 ratings) instead of a binary matrix
     weighted: bool = False
@@ -39,15 +42,17 @@ class IALS(Recommender):
         """Train on interaction weights (e.g. ratings, message counts) when the config says ``weighted``."""
         return bool(self.config.weighted)  # type: ignore[attr-defined]
 
-    def _als(self) -> AlternatingLeastSquares:
+    def _als(self, threads: int | None = None) -> AlternatingLeastSquares:
         cfg: IALSConfig = self.config  # type: ignore[assignment]
         return AlternatingLeastSquares(
             factors=cfg.factors, regularization=cfg.regularization, alpha=cfg.alpha, iterations=cfg.iterations,
-            random_state=cfg.random_state, num_threads=cfg.num_threads,
+            random_state=cfg.random_state, num_threads=cfg.num_threads if threads is None else threads,
         )
 
     def _fit(self, X: sp.csr_matrix) -> None:
-        self.model = self._als()
+        cfg: IALSConfig = self.config  # type: ignore[assignment]
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.model = self._als(cfg.num_threads or cores)
         self.model.fit(X, show_progress=False)
         self.user_factors = np.asarray(self.model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(self.model.item_factors, dtype=np.float32)

@@ -200,14 +200,18 @@ class PrecomputedLists:
 # ----------------------------------------------------------------------------------------------- the batch job
 def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | None = None,
                prefix: str = DEFAULT_PREFIX, surfaces: list[Surface] | None = None, limit: int | None = None,
-               depth: int = 200, batch: int = 500,
+               depth: int = 200, batch: int = 500, users: Iterable[str] | None = None,
                progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the candidate stage of each surface of the newest artifact for every user of the store and store the
-    lists; returns the job's figures (also stored as ``PREFIX<version>:meta``)."""
+    lists; returns the job's figures (also stored as ``PREFIX<version>:meta``).
+
+    ``users``: only these people (the day's active ones, say; each must be a known, active person of the store).
+    The state is read from the snapshot beside the artifacts when there is one (as ``belong serve --models``
+    starts), else from the whole log."""
     import redis
 
     from belong.serve.versions import load_version
-    from belong.training.locate import artifact_versions
+    from belong.training.locate import artifact_versions, snapshot_dir
 
     models = Path(models_dir) if models_dir else Path(str(store)) / "models"
     known = artifact_versions(models) if models.is_dir() else []
@@ -215,23 +219,28 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
         raise ValidationError("models", f"no belong train artifact under {models} (the lists are versioned with the "
                               "model the API serves: run belong train first)")
     t0 = time.perf_counter()
-    model = load_version(store, models / known[-1], None)
+    model = load_version(store, models / known[-1], None, snapshot=snapshot_dir(models))
     load_s = time.perf_counter() - t0
     state = model.state
-    users = [u for u, status in zip(state.users.ids, state.users.status, strict=True)
-             if status == EntityStatus.ACTIVE.value]  # every active person
-    if limit is not None:
-        users = users[:limit]
+    active = [u for u, status in zip(state.users.ids, state.users.status, strict=True)
+              if status == EntityStatus.ACTIVE.value]  # every active person
+    if users is not None:
+        wanted = list(dict.fromkeys(users))
+        known_active = set(active)
+        if bad := [u for u in wanted if u not in known_active]:
+            raise ValidationError("users", f"{len(bad)} not active people of the store, e.g. {bad[:3]}")
+        active = wanted
+    people = active[:limit] if limit is not None else active
     chosen = surfaces or list(model.pipelines)
     client = redis.Redis.from_url(redis_url)
     lists = PrecomputedLists(client, prefix)
-    total, done, t1 = len(users) * len(chosen), 0, time.perf_counter()
+    total, done, t1, c1 = len(people) * len(chosen), 0, time.perf_counter(), time.process_time()
     per_surface: dict[str, float] = {}
     for surface in chosen:
         pipeline = model.pipelines[surface]
         ts = time.perf_counter()
         pipe = client.pipeline(transaction=False)
-        for user in users:
+        for user in people:
             made = pipeline.candidates(Request(user, surface, k=20), depth=depth)
             pipe.set(lists.key(model.version, surface, user), _encode(time.time(), Packed(made.ranked).rows))
             done += 1
@@ -244,9 +253,10 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
     if progress:
         progress(done, total)
     run_s = time.perf_counter() - t1
-    meta = {"version": model.version, "made_at": time.time(), "users": len(users),
+    meta = {"version": model.version, "made_at": time.time(), "users": len(people),
             "surfaces": [SURFACE_NAME[s] for s in chosen], "lists": done, "load_seconds": round(load_s, 1),
-            "seconds": round(run_s, 1), "seconds_per_surface": per_surface,
-            "ms_per_list": round(run_s / max(done, 1) * 1e3, 3)}
+            "seconds": round(run_s, 1), "cpu_seconds": round(time.process_time() - c1, 1),
+            "seconds_per_surface": per_surface, "ms_per_list": round(run_s / max(done, 1) * 1e3, 3),
+            "scope": "every active person" if users is None else "the people named"}
     client.set(f"{prefix}{model.version}:meta", orjson.dumps(meta))
     return meta
