@@ -10,7 +10,9 @@ Labels are **graded** (:data:`GRADES`): 2 for a reaction (or a message / click a
 a view only, 0 for a candidate without engagement after ``T``. The order objective learns from the grades; the
 binary ``p(engage)`` (reported as ``p_join``, the ranker's calibrated probability) and the validation figures read
 ``grade > 0``. (The simulated worlds' ``message`` events are aimed at communities, not content items: there they
-are a feature — the person's activity in the item's community —, never a label.)
+are no label. Every feature is live — read from relations that events change at once — so a state built from a
+snapshot plus the log's tail scores exactly as one built from the whole log; the state's activity log, which
+events folded in live do not extend, is not read.)
 
 Fresh copies of the surface's sources, hydrators and filters are fitted on the cut, and for a sample of people
 with an engagement after ``T`` the candidate stage's list (merged, filtered, unscored) is labelled.
@@ -19,8 +21,7 @@ Features (:func:`feature_names`) are request-time values only: each source's sco
 in the list (missing where it did not find the item), then :data:`CONTENT_FEATURES`: how many sources found it,
 the shipped blend's score (weighted RRF, c = :data:`BLEND_C`), whether the person is a member of the item's
 community and for how many days, the person's engagement with that community's content (count and share of all
-their engagement) and their activity there (joins, messages, voice: the state's activity log, weights before
-decay), the person's total engagement, friends who engaged with the item and friends who are members of its
+their engagement), the person's total engagement, friends who engaged with the item and friends who are members of its
 community, the item's age, engagers and decayed heat, its community's number of items, members and heat, and its
 kind (channel / post / event, one column each).
 """
@@ -34,7 +35,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
 from belong.errors import ValidationError
 from belong.interactions import Interactions
@@ -48,7 +48,7 @@ from belong.state import WorldState, as_of
 GRADES = {"view": 1.0, "voice_minutes": 1.0, "click": 1.0, "reaction": 2.0, "message": 2.0}
 KINDS = ("channel", "post", "event")
 CONTENT_FEATURES = ("n_sources", "blend", "member", "member_days", "log_user_items_in_community",
-                    "user_community_share", "log_user_activity_in_community", "log_user_engaged",
+                    "user_community_share", "log_user_engaged",
                     "friends_engaged", "log_friends_in_community", "age_days", "log_engagers", "log_heat",
                     "log_community_items", "log_community_members", "log_community_heat",
                     *(f"kind_{k}" for k in KINDS))
@@ -71,22 +71,6 @@ def _content_arrays(state: WorldState) -> tuple[np.ndarray, np.ndarray, np.ndarr
         per_c = np.bincount(comm, minlength=state.n_communities) if comm.size else np.zeros(state.n_communities)
         return comm, created, kind, per_c
     return state._derived("content_ranker_items", (state.n_content, state.n_communities), build)
-
-
-def _activity(state: WorldState) -> sp.csr_matrix | None:
-    """people x communities: the weight (before decay) of their activity there (joins, messages, voice)."""
-    log = state.activity_log
-    if log is None or log.ts.size == 0:
-        return None
-
-    def build() -> sp.csr_matrix:
-        ok = (log.user < state.n_users) & (log.community < state.n_communities)
-        A = sp.csr_matrix((log.weight[ok], (log.user[ok], log.community[ok])),
-                          shape=(state.n_users, state.n_communities))
-        A.sum_duplicates()
-        return A
-    return state._derived("content_ranker_activity", (id(log), log.ts.size, state.n_users, state.n_communities),
-                          build)
 
 
 def _join_times(state: WorldState, u: int, comms: np.ndarray) -> np.ndarray:
@@ -159,20 +143,6 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     else:
         out[:, f["log_user_items_in_community"]] = 0.0
         out[:, f["user_community_share"]] = 0.0
-    A = _activity(state)
-    if A is not None and u is not None and u < A.shape[0]:
-        lo, hi = A.indptr[u], A.indptr[u + 1]
-        cols, vals = A.indices[lo:hi], A.data[lo:hi]
-        act = np.zeros(cc.size)
-        if cols.size:
-            order = np.argsort(cols, kind="stable")
-            cols, vals = cols[order], vals[order]
-            pos = np.minimum(np.searchsorted(cols, cc), cols.size - 1)
-            hit = cols[pos] == cc
-            act[hit] = vals[pos[hit]]
-        out[:, f["log_user_activity_in_community"]] = np.where(known, np.log1p(act), np.nan)
-    else:
-        out[:, f["log_user_activity_in_community"]] = 0.0
     fe: Counter[int] = Counter()
     fin: Counter[int] = Counter()
     for fr in p.friends.tolist():
