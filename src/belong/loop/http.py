@@ -173,7 +173,10 @@ class HttpBackend:
                "BELONG_API_KEYS_ADMIN": self.keys["admin"],
                "BELONG_READ_AUTH": "true", "BELONG_CANDIDATE_TTL_S": "0",
                "BELONG_REQUEST_SEED": "day", "BELONG_BUDGET_SOURCES_MS": "3600000",
-               "BELONG_RATE_KEY": "0", "BELONG_MAX_BODY_BYTES": str(8 << 20)}
+               "BELONG_RATE_KEY": "0", "BELONG_MAX_BODY_BYTES": str(8 << 20),
+               # idle keep-alive connections outlive the client's own expiry (httpx: 5 s), so the server never
+               # closes one the client is about to reuse (a busy machine makes gaps that long between calls)
+               "BELONG_KEEP_ALIVE_S": "3600"}
         for name in ("BELONG_REDIS_URL", "BELONG_EVENT_STREAM", "BELONG_MODELS_DIR"):
             env.pop(name, None)  # in-process features, one process, the run's own artifacts
         return env
