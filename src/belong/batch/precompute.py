@@ -97,6 +97,7 @@ def precompute(store: str, redis_url: str, engine: Engine, *, models_dir: str | 
                 progress(done, total)
         run_s = time.perf_counter() - t1
     meta = {"version": version, "made_at": time.time(), "users": len(people),
+            "scope": "every active person" if users is None else "the people named",
             "surfaces": [SURFACE_NAME[s] for s in chosen], "lists": done, **engine.describe(),
             "cluster_start_seconds": cluster.get("start_seconds", 0.0), "seconds": round(run_s, 1),
             "ms_per_list": round(run_s / max(done, 1) * 1e3, 3)}
