@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
@@ -209,3 +210,58 @@ def test_cli_into_postgres(postgres_schema_url: str, monkeypatch, capsys) -> Non
     with open_store(postgres_schema_url) as st:
         assert st.count() == result["events"] == result["store"]["accepted"]
         assert st.entity_counts()["users"] == 800
+
+
+def test_the_friend_stream_leaves_every_other_event_unchanged(monkeypatch) -> None:
+    """Declined requests and removes come from their own rng stream with their own ids: without them, the world's
+    other events (ids included) are exactly what they are with them."""
+    import belong.simulate as sim
+
+    with_stream = simulate_world(1_500, 80, seed=3, chunk_users=500).events
+    monkeypatch.setattr(sim, "_decline_and_remove", lambda *a, **k: None)
+    without = simulate_world(1_500, 80, seed=3, chunk_users=500).events
+    own = np.array([":f" in e for e in with_stream.column("event_id").to_pylist()])
+    assert own.any() and with_stream.filter(pa.array(~own)).equals(without)
+    types = set(with_stream.filter(pa.array(own)).column("type").to_pylist())
+    assert types == {"friend_request", "friend_remove"}
+
+
+def test_acceptance_depends_on_the_pair(world, events) -> None:
+    """Same-locale requests, and requests between people who share communities, are accepted more often (a
+    two-proportion chi-squared test, scipy); the rates match the logistic a(pair) in direction."""
+    from scipy.stats import chi2_contingency
+
+    req = events[events["type"] == "friend_request"]
+    acc = events[events["type"] == "friend_accept"]
+    accepted = pd.MultiIndex.from_arrays([req["target"], req["actor"]]).isin(
+        pd.MultiIndex.from_arrays([acc["actor"], acc["target"]]))
+    users = world.users.to_pandas().set_index("id")
+    same = users.loc[req["actor"], "locale"].to_numpy() == users.loc[req["target"], "locale"].to_numpy()
+    table = [[(accepted & same).sum(), (~accepted & same).sum()], [(accepted & ~same).sum(), (~accepted & ~same).sum()]]
+    assert accepted[same].mean() > accepted[~same].mean() + 0.1
+    assert chi2_contingency(table)[1] < 1e-6
+    joins = events[events["type"] == "join"]
+    comms = joins.groupby("actor")["target"].agg(set)
+    empty: set = set()
+    shared = np.array([len(comms.get(a, empty) & comms.get(b, empty)) > 1
+                       for a, b in zip(req["actor"], req["target"], strict=True)])
+    assert accepted[shared].mean() > accepted[~shared].mean()
+
+
+def test_some_friendships_end_with_a_remove_and_the_state_drops_them(world, events) -> None:
+    from belong.state import from_world
+
+    rem = events[events["type"] == "friend_remove"]
+    acc = events[events["type"] == "friend_accept"]
+    assert 0.01 < len(rem) / len(acc) < 0.2
+    key = lambda a, b: pd.MultiIndex.from_arrays([np.minimum(a, b), np.maximum(a, b)])  # noqa: E731
+    acc_ts = pd.Series(acc["ts_us"].to_numpy(), index=key(acc["actor"], acc["target"]))
+    rem_key = key(rem["actor"], rem["target"])
+    assert rem_key.isin(acc_ts.index).all() and rem_key.is_unique
+    assert (rem["ts_us"].to_numpy() > acc_ts.reindex(rem_key).to_numpy()).all()  # removed after the accept
+    state = from_world(world)
+    F = state.friend_csr()
+    idx = state.users.index
+    for a, b in list(zip(rem["actor"], rem["target"], strict=True))[:200]:
+        assert F[idx[a], idx[b]] == 0 and F[idx[b], idx[a]] == 0
+    assert F.nnz // 2 == len(acc) - len(rem)

@@ -20,7 +20,12 @@ The generative story (all vectorised with numpy; users are generated in chunks t
 * **Friendships.** Homophilous: a user meets people through shared communities (a random co-member), accepted
   more often with the same locale and a compatible age group; then **triadic closure**: friends of friends.
   Each friendship is a ``friend_request`` followed, for 85%, by a ``friend_accept``; some unanswered requests
-  end in a ``block`` or a ``report``.
+  end in a ``block`` or a ``report``. **Acceptance is pair-dependent** (:func:`_decline_and_remove`, a separate
+  rng stream ``default_rng([seed, chunk + 1, 1])`` and event ids ``TAG:CHUNK:fROW``, so every other event of a
+  seeded world is what it was): a second round of requests, which the receiver declines with chance
+  ``1 - a(pair)``, ``a`` logistic in mutual friends, shared communities, locale match, a teen-adult pair and the
+  receiver's activity (:data:`ACCEPT_LOGIT`); and some accepted friendships end in a ``friend_remove``
+  (poorer fits more often).
 * **Activity** over a 180-day window ending 2026-11-01: joins spread over time, 8% of memberships end with a
   ``leave``, ``message`` / ``voice_minutes`` events concentrated in joined communities, ``view`` and
   ``reaction`` events on their content, a few reports of communities.
@@ -89,7 +94,7 @@ ADJECTIVES = ("Cozy", "Chill", "Daily", "Global", "Friendly", "Midnight", "The",
 NOUNS = ("Hub", "Lounge", "Club", "Guild", "Crew", "Hangout", "Corner", "Collective", "Academy", "Den", "Society",
          "Squad", "Circle", "Cafe", "Network", "HQ")
 EVENT_TYPES = ("join", "leave", "message", "voice_minutes", "view", "reaction", "friend_request", "friend_accept",
-               "block", "report")
+               "block", "report", "friend_remove")
 _T = {t: i for i, t in enumerate(EVENT_TYPES)}
 _KIND_PREFIX = {"user": "u", "community": "c", "content": "x"}
 _KINDS = tuple(_KIND_PREFIX)
@@ -297,6 +302,10 @@ class _State:
     locale: list[np.ndarray] = field(default_factory=list)
     age: list[np.ndarray] = field(default_factory=list)
     created: list[np.ndarray] = field(default_factory=list)
+    activity: list[np.ndarray] = field(default_factory=list)
+    # the chunk's first-round requests: (sender, receiver, accepted, accept time)
+    requests: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.int64),) * 2 + (
+        np.zeros(0, bool), np.zeros(0, np.int64))
 
 
 class _Events:
@@ -312,8 +321,9 @@ class _Events:
             val = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,))
             self.parts.append((_T[etype], ts, actor, _K[kind], target, val))
 
-    def table(self, cfg: SimConfig, chunk: int) -> pa.Table:
-        """The chunk's events in time order (stores index ``ts_us``: sorted batches insert with locality)."""
+    def table(self, cfg: SimConfig, chunk: int, stream: str = "") -> pa.Table:
+        """The chunk's events in time order (stores index ``ts_us``: sorted batches insert with locality); ids
+        ``TAG:CHUNK:STREAM ROW``, rows numbered within the stream (the friend stream's ids never shift the others)."""
         if not self.parts:
             return World().events
         lengths = [len(p[1]) for p in self.parts]
@@ -329,7 +339,7 @@ class _Events:
         rows = pc.utf8_lpad(pc.cast(pa.array(np.arange(len(types)), pa.int64()), pa.string()), 8, "0")
         return event_table(
             "simulate",
-            event_id=pc.binary_join_element_wise(f"{cfg.tag}:{chunk:05d}:", rows, ""),
+            event_id=pc.binary_join_element_wise(f"{cfg.tag}:{chunk:05d}:{stream}", rows, ""),
             ts_us=ts[order],
             type=np.array(EVENT_TYPES, dtype=object)[types],
             actor=_ids("u", np.concatenate([p[2] for p in self.parts])[order]),
@@ -490,7 +500,90 @@ def _befriend(
         ev.add(etype, ts, b[sel], "user", a[sel])
     state.edge_a.append(a[accepted].astype(np.int32))
     state.edge_b.append(b[accepted].astype(np.int32))
+    state.requests = (a, b, accepted, acc_ts)
     return a[accepted], b[accepted], acc_ts[accepted]
+
+
+# acceptance fit: logit a(pair) = ACCEPT_LOGIT[0] + w . (mutual friends (<= 4), shared communities (<= 3), same
+# locale, teen-adult pair, log receiver activity)
+ACCEPT_LOGIT = (-2.0, 0.8, 0.8, 2.0, -2.5, 1.0)
+DECLINED_REQUESTS = (3.0, 1.5)  # second-round requests per user (x sqrt(activity)): to co-members, friends of friends
+REMOVE_SHARE = 0.3  # an accepted friendship ends with a friend_remove with chance REMOVE_SHARE * (1 - a(pair))
+REMOVE_AFTER_DAYS = 45.0  # mean delay from acceptance to the remove
+
+
+def accept_chance(mutual: np.ndarray, shared: np.ndarray, same_locale: np.ndarray, teen_adult: np.ndarray,
+                  receiver_activity: np.ndarray) -> np.ndarray:
+    """a(pair): how well a receiver finds a request fits (the logistic :data:`ACCEPT_LOGIT`)."""
+    b0, w_mut, w_sh, w_loc, w_age, w_act = ACCEPT_LOGIT
+    z = (b0 + w_mut * np.minimum(mutual, 4) + w_sh * np.minimum(shared, 3) + w_loc * same_locale
+         + w_age * teen_adult + w_act * np.log(np.maximum(receiver_activity, 1e-6)))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _decline_and_remove(cfg: SimConfig, frng: np.random.Generator, state: _State, users: _Cohort,
+                        mem: _Memberships, ev: _Events) -> None:
+    """The friend stream (its own rng, its own event ids: every other event of a seeded world is unchanged).
+
+    Acceptance is pair-dependent: each user also sends a second round of requests (to co-members and friends of
+    friends, chosen as in the first round) that the receiver *declines* with chance ``1 - a(pair)``
+    (:func:`accept_chance`); only those declined requests are emitted, so the friendship graph of the first round
+    stays as it was and ``p(accept | request, pair)`` rises with ``a(pair)``. Accepted friendships end with a
+    ``friend_remove`` (either side) with chance ``REMOVE_SHARE * (1 - a(pair))``, about
+    ``REMOVE_AFTER_DAYS`` after the accept (inside the window only)."""
+    import scipy.sparse as sp
+
+    hi = int(users.uid[-1]) + 1
+    all_loc, all_age, all_created, all_act = (np.concatenate(x) for x in (state.locale, state.age, state.created,
+                                                                          state.activity))
+    ea, eb = np.concatenate(state.edge_a).astype(np.int64), np.concatenate(state.edge_b).astype(np.int64)
+    A = sp.csr_matrix((np.ones(2 * ea.size), (np.r_[ea, eb], np.r_[eb, ea])), shape=(hi, hi))
+    A.data[:] = 1.0
+    mu, mc = np.concatenate(state.mem_user).astype(np.int64), np.concatenate(state.mem_comm).astype(np.int64)
+    M = sp.csr_matrix((np.ones(mu.size), (mu, mc)), shape=(hi, cfg.n_communities))
+    M.data[:] = 1.0
+
+    def fit(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        mutual = np.asarray(A[a].multiply(A[b]).sum(axis=1)).ravel()
+        shared = np.asarray(M[a].multiply(M[b]).sum(axis=1)).ravel()
+        mixed = ((all_age[a] == _TEEN) & (all_age[b] == _ADULT)) | ((all_age[a] == _ADULT) & (all_age[b] == _TEEN))
+        return accept_chance(mutual, shared, (all_loc[a] == all_loc[b]).astype(np.float64),
+                             mixed.astype(np.float64), all_act[b])
+
+    # second round of requests, declined with chance 1 - a(pair)
+    mem_off, members = _csr(mc, mu, cfg.n_communities)
+    u_off, u_comms = _csr(mem.user, mem.comm, len(users.uid))
+    n_co, n_fof = DECLINED_REQUESTS
+    r_user = np.repeat(np.arange(len(users.uid)), frng.poisson(n_co * np.sqrt(users.activity)))
+    r_comm, ok = _sample_from_csr(frng, u_off, u_comms, r_user)
+    r_other, ok2 = _sample_from_csr(frng, mem_off, members, r_comm)
+    a, b = users.uid[r_user], r_other.astype(np.int64)
+    same = np.where(all_loc[b] == users.loc[r_user], 1.0, 0.3) * _age_ok(users.age[r_user], all_age[b])
+    ok &= ok2 & (a != b) & (frng.random(len(a)) < same)
+    a, b = a[ok], b[ok]
+    f_off, f_nbr = _csr(np.r_[ea, eb], np.r_[eb, ea], hi)
+    c_user = np.repeat(users.uid, frng.poisson(n_fof * np.sqrt(users.activity)))
+    friend, ok = _sample_from_csr(frng, f_off, f_nbr, c_user)
+    fof, ok2 = _sample_from_csr(frng, f_off, f_nbr, friend)
+    ok &= ok2 & (fof != c_user) & (frng.random(len(c_user)) < _age_ok(all_age[c_user], all_age[fof]))
+    a, b = np.r_[a, c_user[ok]].astype(np.int64), np.r_[b, fof[ok]].astype(np.int64)
+    ra, rb, accepted, acc_ts = state.requests
+    key = np.minimum(a, b) * hi + np.maximum(a, b)
+    ok = ~np.isin(key, np.minimum(ra, rb) * hi + np.maximum(ra, rb)) & (np.asarray(A[a, b]).ravel() == 0)
+    first = np.sort(np.unique(key[ok], return_index=True)[1])
+    a, b = a[ok][first], b[ok][first]
+    declined = frng.random(len(a)) >= fit(a, b) if len(a) else np.zeros(0, bool)
+    a, b = a[declined], b[declined]
+    ev.add("friend_request", _uniform_ts(frng, np.maximum(np.maximum(all_created[a], all_created[b]), cfg.start_us),
+                                         cfg.end_us), a, "user", b)
+
+    # some accepted friendships end, poorer fits more often
+    fa, fb, f_ts = ra[accepted], rb[accepted], acc_ts[accepted]
+    if len(fa):
+        end_ts = f_ts + (frng.exponential(REMOVE_AFTER_DAYS, len(fa)) * DAY_US).astype(np.int64) + 1
+        ends = (frng.random(len(fa)) < REMOVE_SHARE * (1.0 - fit(fa, fb))) & (end_ts < cfg.end_us)
+        side = frng.random(len(fa)) < 0.5
+        ev.add("friend_remove", end_ts[ends], np.where(side, fa, fb)[ends], "user", np.where(side, fb, fa)[ends])
 
 
 def _invite(
@@ -532,12 +625,18 @@ def _chunk(cfg: SimConfig, cat: Catalog, state: _State, chunk: int, lo: int, hi:
     state.locale.append(cohort.loc)
     state.age.append(cohort.age)
     state.created.append(cohort.created)
+    state.activity.append(cohort.activity)
     ev = _Events()
     mem = _join(cfg, cat, rng, cohort, ev)
     friendships = _befriend(cfg, rng, state, cohort, mem, ev)
     mem = _invite(cfg, cat, rng, state, cohort, mem, friendships, ev)
     _engage(cat, rng, cohort, mem, ev)
+    fev = _Events()
+    _decline_and_remove(cfg, np.random.default_rng([cfg.seed, chunk + 1, 1]), state, cohort, mem, fev)
     events = ev.table(cfg, chunk)
+    if fev.parts:
+        events = pa.concat_tables([events, fev.table(cfg, chunk, "f")])
+        events = events.take(pc.sort_indices(events, [("ts_us", "ascending")]))
     counts = {"users": hi - lo, **dict.fromkeys(EVENT_TYPES, 0)}
     for t, c in zip(*np.unique(np.asarray(events.column("type")), return_counts=True), strict=True):
         counts[str(t)] = int(c)

@@ -27,7 +27,7 @@ def fitted(sim_state):
     out = {}
     for name in SURFACES:
         pipeline = surfaces.load(name)
-        if name in ("communities_ranked", "people_ranked", "content", "content_ranked"):
+        if name in ("communities_ranked", "people_ranked", "people_two_sided", "content", "content_ranked"):
             pipeline.scorer.config.users = 100
             pipeline.scorer.config.rounds = 30
         out[name] = pipeline.fit(sim_state)

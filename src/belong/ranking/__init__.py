@@ -8,6 +8,7 @@ type              kind      idea
 ``lgbm_ranker``   scorer    LightGBM LambdaRank (+ calibrated binary objectives), :mod:`.scorer`
 ``people_ranker`` scorer    people you may know by the learned p(friendship forms), :mod:`.people`
 ``content_ranker`` scorer   content by the learned p(engage) on graded engagement labels, :mod:`.content`
+``people_two_sided`` scorer  p(request) x p(accept | request), one-sided without requests, :mod:`.people_two_sided`
 ``tuned_rrf``     scorer    the rank blend, its source weights tuned on a validation cut at fit, :mod:`.tuned_rrf`
 ``mmr``           selector  MMR diversity, per-source quotas, an exploration slot with propensity, :mod:`.rerank`
 ``safety_rules``  filter    every safety rule with a per-surface policy, :mod:`.rules`
@@ -16,4 +17,4 @@ type              kind      idea
 ================  ========  ==========================================================================
 """
 
-from belong.ranking import content, people, rerank, rules, scorer, tuned_rrf  # noqa: F401
+from belong.ranking import content, people, people_two_sided, rerank, rules, scorer, tuned_rrf  # noqa: F401

@@ -237,13 +237,21 @@ def time_cut(state: WorldState, fraction: float) -> tuple[WorldState, dict[int, 
 
 def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float = 0.2,
                 max_users: int = 2000, seed: int = 0, by: str = "random", min_span_days: float = 7.0,
-                progress: Progress | None = None, weights: dict[str, float] | None = None) -> TrainingLists:
+                progress: Progress | None = None, weights: dict[str, float] | None = None,
+                positives: Callable[[WorldState, int], dict[int, set[int]]] | None = None) -> TrainingLists:
     """Labelled candidate lists of a fresh candidate stage (``upstream()``) fitted on a validation cut of the
-    training graph (``by``: random | time | auto; see the module docstring)."""
+    training graph (``by``: random | time | auto; see the module docstring).
+
+    ``positives(cut, T)`` (time cuts only): per user the people labelled 1 instead of the friendships made since
+    ``T`` (e.g. the requests sent since, :mod:`belong.ranking.people_two_sided`); the friendships are then kept as
+    the row labels ``labels["edge"]`` and their count per list as ``labels["edge_n"]``."""
     how = resolve_holdout_by(state, by, min_span_days)
     T: int | None = None
+    edges: dict[int, set[int]] | None = None
     if how == "time":
         cut, held, T = time_cut(state, fraction)
+        if positives is not None:
+            edges, held = held, positives(cut, T)
     else:
         rest, held = hide_edges(state.friend_csr(), fraction, seed)
         cut = with_friends(state, rest)
@@ -253,7 +261,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
     rng = np.random.default_rng(seed + 1)
     if users.size > max_users:
         users = np.sort(rng.choice(users, max_users, replace=False))
-    blocks, labels, groups, kept, n_pos, items = [], [], [], [], [], []
+    blocks, labels, groups, kept, n_pos, items, edge_y, edge_n = [], [], [], [], [], [], [], []
     for done, u in enumerate(users.tolist(), 1):
         req = Request(state.users.ids[u], stage.surface, k=20, explain=False)
         cands = [m for m, _ in stage.candidates(req, score=False).ranked]
@@ -265,6 +273,10 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
         blocks.append(feature_matrix(names, req, cut, cands, weights))
         labels.append(np.fromiter((m.item in pos for m in cands), np.float32, len(cands)))
         items.append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
+        if edges is not None:
+            mine = edges.get(u, set())
+            edge_y.append(np.fromiter((m.item in mine for m in cands), np.float32, len(cands)))
+            edge_n.append(np.full(len(cands), len(mine), np.float32))
         groups.append(len(cands))
         kept.append(u)
         n_pos.append(len(pos))
@@ -281,5 +293,6 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
                              "hidden_edges": int(sum(len(s) for s in held.values()) // 2)}
     if T is not None:
         stats["cut_us"] = T
+    extra = {"edge": np.concatenate(edge_y), "edge_n": np.concatenate(edge_n)} if edges is not None else {}
     return TrainingLists(np.concatenate(blocks), y, np.array(groups, np.int64), fn, names,
-                         np.array(kept, np.int64), n_pos_arr, stats, {}, {}, np.concatenate(items))
+                         np.array(kept, np.int64), n_pos_arr, stats, extra, {}, np.concatenate(items))

@@ -7,6 +7,7 @@ name                     kind            what
 ``communities_ranked``   communities     the same sources and rules, the learned LightGBM ranker
 ``people``               people          people you may know: graph, co-membership and interest sources
 ``people_ranked``        people          the same sources and rules, the learned p(friendship forms) ranker
+``people_two_sided``     people          the people sources and rules, p(request) x p(accept | request)
 ``content``              content         content of your communities, what friends engage with, trending; the
                                          learned p(engage) ranker (graded labels, 300 lists)
 ``content_blend``        content         the same sources and rules, the rank blend (the content baseline)
