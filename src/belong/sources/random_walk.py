@@ -291,6 +291,32 @@ class Pixie(CandidateSource):
         """Every request's walk at once (see :meth:`_walk`): the candidates and scores of :meth:`generate` (which
         walks one request alone, with no copy of the graph: the serving path)."""
         out = [Proposals.empty() for _ in requests]
+        for i, top, vals, steps in self._walks(requests, state):
+            out[i] = Proposals(top, vals / max(float(steps), 1.0))
+        return out
+
+    def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
+        """:meth:`generate` of each request, every walk at once (:meth:`_walks`): the same candidates, scores and
+        reasons (a batch of the server's cold path, offline batches)."""
+        out: list[list[Candidate]] = [[] for _ in requests]
+        name = self.name
+        for i, top, vals, steps in self._walks(requests, state):
+            people = requests[i].surface is Surface.PEOPLE
+            text = ("often reached through your friends and communities" if people
+                    else "where walks through your communities and friends keep landing")
+            total = max(float(steps), 1.0)
+            if not requests[i].explain:
+                shared = Reason(text)
+                out[i] = [Candidate(j, name, v / total, shared) for j, v in zip(top.tolist(), vals.tolist(),
+                                                                                   strict=True)]
+            else:
+                out[i] = [Candidate(j, name, v / total, Reason(text, {"visits": int(v), "steps": steps}))
+                          for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
+        return out
+
+    def _walks(self, requests: list[Request], state: WorldState) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+        """``(request position, the best k items, their visits, the walk's steps)`` of every request that walks."""
+        out = []
         for people in (False, True):
             todo = [(i, s) for i, r in enumerate(requests) if (r.surface is Surface.PEOPLE) is people
                     and (s := self._setup(r, state)) is not None]
@@ -300,5 +326,5 @@ class Pixie(CandidateSource):
                                        [s[3] for _, s in todo], people)
             for row, (i, s) in enumerate(todo):
                 top, vals = self._top(visits[row].astype(np.float64), self.config.k, exclude=s[4])
-                out[i] = Proposals(top, vals / max(float(steps[row]), 1.0))
+                out.append((i, top, vals, int(steps[row])))
         return out
