@@ -110,6 +110,21 @@ def test_pixie_walks_a_batch_as_each_user_alone(sim_state, friend_weight, surfac
         assert props.items.tolist() == [c.item for c in want]
         assert props.scores.tolist() == [c.score for c in want]
     assert sum(p.items.size for p in got) > 0
+    explained = [Request(r.user_id, r.surface, k=10, explain=e, seed=r.seed) for e in (True, False) for r in reqs]
+    for req, cands in zip(explained, px.generate_batch(explained, sim_state), strict=True):  # objects, reasons
+        assert cands == px.generate(req, sim_state)
+
+
+def test_the_server_batch_with_explanations_equals_one_request_at_a_time(sim_state, fitted):
+    """``candidates_batch`` of requests that ask for explanations (the server's batched cold path): the same lists,
+    the same reasons and the ranker's ``p_join`` per candidate, as one request each."""
+    pipeline = fitted["communities_ranked"]
+    reqs = [Request(r.user_id, r.surface, k=10, seed=5) for r in _requests(sim_state, Surface.COMMUNITIES, 10)]
+    for req, got in zip(reqs, pipeline.candidates_batch(reqs, depth=50), strict=True):
+        want = pipeline.candidates(req, depth=50)
+        assert [(m.item, s, m.features, m.hits) for m, s in got.ranked] == [
+            (m.item, s, m.features, m.hits) for m, s in want.ranked]
+        assert all("p_join" in m.features for m, _ in got.ranked)
 
 
 def test_a_learned_scorer_predicts_the_batch_in_one_call(sim_state, fitted, monkeypatch):

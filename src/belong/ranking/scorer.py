@@ -113,16 +113,22 @@ class LgbmRanker(Scorer):
     def score_batch(self, requests: list[Request], state: WorldState, lists: list[list[Merged]]
                     ) -> list[np.ndarray]:
         """One feature matrix and one prediction for the whole batch (trees score each row alone: the same
-        scores as :meth:`score` per list); lists asking for explanations are scored one by one."""
+        scores as :meth:`score` per list), and for lists asking for explanations the calibrated ``p(join)`` of each
+        candidate, as :meth:`score` writes it."""
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
-        if any(r.explain for r in requests):
-            return super().score_batch(requests, state, lists)
         mats = [self.features(r, state, c) for r, c in zip(requests, lists, strict=True)]
         bounds = np.cumsum([0, *(len(c) for c in lists)])
         if bounds[-1] == 0:
             return [np.zeros(0) for _ in lists]
-        scores = self.ranker.score(np.vstack(mats))
+        if not any(r.explain and c for r, c in zip(requests, lists, strict=True)):
+            scores = self.ranker.score(np.vstack(mats))
+            return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
+        scores, p_join = self.ranker.score_with_join(np.vstack(mats))  # as score() writes it, list by list
+        for i, (r, cands) in enumerate(zip(requests, lists, strict=True)):
+            if r.explain:
+                for m, p in zip(cands, p_join[bounds[i]:bounds[i + 1]].tolist(), strict=True):
+                    m.features["p_join"] = round(float(p), 6)
         return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
 
     def score_arrays(self, requests: list[Request], state: WorldState, lists: list[MergedArrays]

@@ -144,6 +144,9 @@ class Pixie(CandidateSource):
             cum = np.concatenate([self.cum, *(np.arange(1, a.size + 1, dtype=np.float64) if c is None else c
                                               for a, c in zip(nbrs, cums, strict=True))])
             hi = np.concatenate([self.indptr[1:] - 1, v_lo + sizes - 1])
+        if indices.size < 2**30 and self.n_nodes + B < 2**30:  # positions and nodes fit 32 bits
+            indices, lo = indices.astype(np.int32), lo.astype(np.int32)
+            hi = None if hi is None else hi.astype(np.int32)
         visits = np.zeros((B, n_t), np.int64)
         steps = np.zeros(B, np.int64)
         block = max(1, _BLOCK // W)  # walkers of a few users at a time: the temporaries stay in cache
@@ -157,20 +160,22 @@ class Pixie(CandidateSource):
                     uniform: bool, indices: np.ndarray, lo: np.ndarray, total: np.ndarray, cum: np.ndarray | None,
                     hi: np.ndarray | None, t_off: int) -> np.ndarray:
         """The walks of some starts (virtual rows ``n_nodes + v0 + i``); their target visits are added to
-        ``visits`` (one row per start); returns their steps."""
+        ``visits`` (one row per start); returns their steps. Node and position arrays are ``indices``' integer
+        type (32 bits where the graph allows: half the memory traffic of a step)."""
         cfg = self.config
         W, B = cfg.walkers, starts.size
+        it = indices.dtype
         n_t = visits.shape[1]
         n_nodes = self.n_nodes
         n_steps = -(-cfg.max_steps // W)  # the walk alone steps while steps < max_steps
         steps = np.zeros(B, np.int64)
         active = np.arange(B)
-        start = starts[:, None]
-        vrow = (self.n_nodes + v0 + np.arange(B, dtype=np.int64))[:, None]
+        start = starts.astype(it)[:, None]
+        vrow = (self.n_nodes + v0 + np.arange(B)).astype(it)[:, None]
         cur = np.repeat(start, W, axis=1)
-        j = np.arange(W, dtype=np.int64)
+        j = np.arange(W, dtype=it)[None, :]
         draws = np.empty((B, 4, 2, W))
-        seen = np.empty((B, 4, W), np.int64)
+        seen = np.empty((B, 4, W), it)
         wide = 2 * n_t > n_nodes
         counts = np.zeros((B, n_nodes) if wide else (0, 0), np.int64)
         t = 0
@@ -179,19 +184,20 @@ class Pixie(CandidateSource):
             na = active.size
             for a, b in enumerate(active.tolist()):
                 rngs[b].random(out=draws[a, :chunk])  # per step: the move's uniforms, then the restart's
-            base = (np.arange(na, dtype=np.int64) * (8 * W))[:, None]
+            base = (np.arange(na, dtype=it) * (8 * W))[:, None]
             flat = draws.reshape(-1)
             for c in range(chunk):
                 at = cur == start
-                ca = np.cumsum(at, axis=1)
-                idx = np.where(at, ca - 1, ca[:, -1:] + j - ca)  # the walker's uniform: at-start ones first
-                idx += base + 2 * c * W
+                ca = np.cumsum(at, axis=1, dtype=it)
+                off = base + 2 * c * W
+                # the walker's uniform: those at the start first (in order), then the others (in order)
+                idx = np.where(at, ca + (off - 1), (j + (ca[:, -1:] + off)) - ca)
                 r = flat.take(idx)
                 row = np.where(at, vrow, cur)
                 tot = total.take(row)
                 x = r * tot
                 if uniform:  # every edge weighs 1: the floor(x)-th neighbour
-                    nxt = indices.take(lo.take(row) + x.astype(np.int64))
+                    nxt = indices.take(lo.take(row) + x.astype(it))
                 else:  # binary search inside each row's cumulative weights
                     assert cum is not None and hi is not None
                     a_, h = lo.take(row), hi.take(row)
@@ -204,19 +210,24 @@ class Pixie(CandidateSource):
                         a_ = np.where(live & right, mid + 1, a_)
                         h = np.where(live & ~right, mid, h)
                     nxt = indices.take(a_)
-                if self.has_dead:
-                    nxt = np.where(tot <= 0, start, nxt)
-                cur = np.where(draws[:na, c, 1] < cfg.restart, start, nxt)
+                back = draws[:na, c, 1] < cfg.restart
+                if self.has_dead:  # a node without edges sends its walker home
+                    back |= tot <= 0
+                cur = np.where(back, start, nxt)
                 seen[:na, c] = cur
             t += chunk
             steps[active] += chunk * W
             if wide:  # the targets are most nodes (people): count in place
-                keys = seen[:na, :chunk] + (active * n_nodes)[:, None, None]
+                keys = seen[:na, :chunk] + (active * n_nodes).astype(it)[:, None, None]
                 np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
-            else:  # a few targets (communities): count the chunk, add the targets' counts
-                keys = seen[:na, :chunk] + (np.arange(na, dtype=np.int64) * n_nodes)[:, None, None]
-                chunk_counts = np.bincount(keys.reshape(-1), minlength=na * n_nodes).reshape(na, n_nodes)
-                visits[active] += chunk_counts[:, t_off:t_off + n_t]
+            else:  # a few targets (communities): count the chunk's visits of targets (others in a spare column)
+                s = seen[:na, :chunk]
+                keys = np.where(s >= t_off, s - t_off, n_t) + (np.arange(na, dtype=it) * (n_t + 1))[:, None, None]
+                chunk_counts = np.bincount(keys.reshape(-1), minlength=na * (n_t + 1)).reshape(na, n_t + 1)
+                if na == B:
+                    visits += chunk_counts[:, :n_t]
+                else:
+                    visits[active] += chunk_counts[:, :n_t]
             if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
                 tgt = counts[:, t_off:t_off + n_t] if wide else visits
                 done = ((tgt >= cfg.n_p).sum(axis=1) >= cfg.n_v)[active]
@@ -280,6 +291,32 @@ class Pixie(CandidateSource):
         """Every request's walk at once (see :meth:`_walk`): the candidates and scores of :meth:`generate` (which
         walks one request alone, with no copy of the graph: the serving path)."""
         out = [Proposals.empty() for _ in requests]
+        for i, top, vals, steps in self._walks(requests, state):
+            out[i] = Proposals(top, vals / max(float(steps), 1.0))
+        return out
+
+    def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
+        """:meth:`generate` of each request, every walk at once (:meth:`_walks`): the same candidates, scores and
+        reasons (a batch of the server's cold path, offline batches)."""
+        out: list[list[Candidate]] = [[] for _ in requests]
+        name = self.name
+        for i, top, vals, steps in self._walks(requests, state):
+            people = requests[i].surface is Surface.PEOPLE
+            text = ("often reached through your friends and communities" if people
+                    else "where walks through your communities and friends keep landing")
+            total = max(float(steps), 1.0)
+            if not requests[i].explain:
+                shared = Reason(text)
+                out[i] = [Candidate(j, name, v / total, shared) for j, v in zip(top.tolist(), vals.tolist(),
+                                                                                   strict=True)]
+            else:
+                out[i] = [Candidate(j, name, v / total, Reason(text, {"visits": int(v), "steps": steps}))
+                          for j, v in zip(top.tolist(), vals.tolist(), strict=True)]
+        return out
+
+    def _walks(self, requests: list[Request], state: WorldState) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+        """``(request position, the best k items, their visits, the walk's steps)`` of every request that walks."""
+        out = []
         for people in (False, True):
             todo = [(i, s) for i, r in enumerate(requests) if (r.surface is Surface.PEOPLE) is people
                     and (s := self._setup(r, state)) is not None]
@@ -289,5 +326,5 @@ class Pixie(CandidateSource):
                                        [s[3] for _, s in todo], people)
             for row, (i, s) in enumerate(todo):
                 top, vals = self._top(visits[row].astype(np.float64), self.config.k, exclude=s[4])
-                out[i] = Proposals(top, vals / max(float(steps[row]), 1.0))
+                out.append((i, top, vals, int(steps[row])))
         return out

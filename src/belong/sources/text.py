@@ -217,9 +217,9 @@ class TextMatch(CandidateSource):
         repeats) and a sparse-dense product whose every entry is summed alone in the same order. None where a user
         has no community (or the documents are not TF-IDF: computed per user)."""
         out: list[np.ndarray | None] = [None] * len(mines)
-        docs = self.docs
-        if not (sp.issparse(docs) and docs.format == "csr" and docs.dtype == np.float64):
+        if not (sp.issparse(self.docs) and self.docs.format == "csr" and self.docs.dtype == np.float64):  # type: ignore[union-attr]
             return out
+        docs: Any = self.docs
         who = [i for i, m in enumerate(mines) if m.size]
         V = docs.shape[1]
         for lo in range(0, len(who), chunk):
