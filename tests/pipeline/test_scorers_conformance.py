@@ -21,6 +21,7 @@ SCORERS: dict[str, dict] = {
 #: scorers of the people surface, checked in a people pipeline
 PEOPLE_SCORERS: dict[str, dict] = {
     "people_ranker": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
+    "people_two_sided": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
 }
 
 

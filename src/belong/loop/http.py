@@ -46,7 +46,7 @@ import numpy as np
 from belong.domain import Event
 from belong.errors import BelongError, ValidationError
 from belong.loop.backend import Impression, Slate
-from belong.loop.scenario import Scenario, surface_spec
+from belong.loop.scenario import Scenario, assign, surface_spec
 
 EVENTS_PER_POST = 1000
 LISTS_PER_POST = 200  # impressions: shown lists per POST /v1/impressions/batch (10 items each: 2,000 events)
@@ -272,7 +272,6 @@ class HttpBackend:
         """Wait until the server reads the saved clusters (its periodic refresh): people whose arm without them
         (the server's unit for a person it has no cluster for is ``u:<id>``) differs from the loop's are served
         under the loop's."""
-        from belong.loop.runner import assign
 
         alone = assign(self.sc, [f"u:{u}" for u in self.uids])
         probes = [i for i in range(len(self.uids)) if alone[i] != self.arm_of[i]][:8]

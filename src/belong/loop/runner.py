@@ -17,25 +17,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from belong.domain import Event, EventType, TargetKind
-from belong.experiments.assign import bucket
-from belong.experiments.declaration import BUCKETS
 from belong.experiments.stats import compare
 from belong.loop.backend import Backend, Impression, InProcessBackend, Slate
 from belong.loop.latents import latents
 from belong.loop.offpolicy import OpeConfig, OpeLog
 from belong.loop.response import PARAMS, ResponseModel
-from belong.loop.scenario import Scenario, surface_spec
+from belong.loop.scenario import Scenario, assign, surface_spec
 from belong.simulate import DAY_US, SimConfig, simulate_world
 
 Progress = Callable[[str], None]
-
-
-def assign(sc: Scenario, units: list[str]) -> np.ndarray:
-    """Arm index of each unit: the experiments' sha256 bucket of (scenario name, unit), by cumulative weight."""
-    bounds = np.round(np.cumsum([a.weight for a in sc.arms]) * BUCKETS).astype(int)
-    bounds[-1] = BUCKETS
-    b = np.array([bucket(sc.name, u) for u in units])
-    return np.searchsorted(bounds, b, side="right")
 
 
 def _clusters(state: Any, n: int, seed: int) -> np.ndarray:

@@ -9,7 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from belong.errors import ValidationError
+from belong.experiments.assign import bucket
+from belong.experiments.declaration import BUCKETS
 
 UNITS = ("user", "cluster")
 MODES = ("inprocess", "http", "direct")
@@ -139,3 +143,11 @@ def surface_spec(sc: Scenario, arm: Arm) -> str:
     if (s.endswith(".toml") or "/" in s) and not Path(s).is_absolute() and sc.base_dir:
         return str(Path(sc.base_dir) / s)
     return s
+
+
+def assign(sc: Scenario, units: list[str]) -> np.ndarray:
+    """Arm index of each unit: the experiments' sha256 bucket of (scenario name, unit), by cumulative weight."""
+    bounds = np.round(np.cumsum([a.weight for a in sc.arms]) * BUCKETS).astype(int)
+    bounds[-1] = BUCKETS
+    b = np.array([bucket(sc.name, u) for u in units])
+    return np.searchsorted(bounds, b, side="right")
