@@ -39,6 +39,14 @@ class Slate(NamedTuple):
     request_id: str
 
 
+def slate_of(chosen: list[tuple[Any, Any]], comm_sim: Any, uid: str, arm: int, day: int) -> Slate:
+    """The :class:`Slate` of a pipeline's chosen list ((merged candidate, score) pairs) for ``uid``: each community
+    as its sim index (``comm_sim``, by the state's community index) with its propensity (1 where none is set)."""
+    comms = np.fromiter((comm_sim[m.item] for m, _ in chosen), np.int64, len(chosen))
+    prop = np.fromiter((float(m.features.get("propensity", 1.0)) for m, _ in chosen), np.float64, len(chosen))
+    return Slate(comms, prop, f"loop-d{day}-a{arm}-{uid}")
+
+
 @dataclass(frozen=True)
 class Impression:
     """One list a person saw: ``POST /v1/impressions``'s body (items as community ids with position and
@@ -100,10 +108,7 @@ class InProcessBackend:
             chunk = users[lo: lo + self.batch]
             reqs = [Request(self.uids[u], Surface.COMMUNITIES, k=self.k, explain=False, seed=day) for u in chunk]
             for u, chosen in zip(chunk, pipe.select_batch(reqs), strict=True):
-                comms = np.fromiter((self.comm_sim[m.item] for m, _ in chosen), np.int64, len(chosen))
-                prop = np.fromiter((float(m.features.get("propensity", 1.0)) for m, _ in chosen), np.float64,
-                                   len(chosen))
-                out.append(Slate(comms, prop, f"loop-d{day}-a{arm}-{self.uids[u]}"))
+                out.append(slate_of(chosen, self.comm_sim, self.uids[u], arm, day))
         self.counts["served"] += len(users)
         return out
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from belong.domain import Event, EventType, Surface, parse_event
-from belong.loop.backend import Impression, Slate
+from belong.loop.backend import Impression, Slate, slate_of
 from belong.loop.http import EVENTS_PER_POST, LISTS_PER_POST, event_row, trained_surface
 from belong.loop.scenario import Scenario, surface_spec
 from belong.pipeline import Request
@@ -103,10 +103,7 @@ class TwinBackend:
             reqs = [Request(self.uids[u], Surface.COMMUNITIES, k=self.k, seed=seed) for u in chunk]
             for u, r, made in zip(chunk, reqs, pipe.candidates_batch(reqs, depth=CACHE_DEPTH), strict=True):
                 chosen = pipe.finish(r, RankedList(made.ranked, shared=True)).chosen
-                comms = np.fromiter((self.comm_sim[m.item] for m, _ in chosen), np.int64, len(chosen))
-                prop = np.fromiter((float(m.features.get("propensity", 1.0)) for m, _ in chosen), np.float64,
-                                   len(chosen))
-                out.append(Slate(comms, prop, f"loop-d{day}-a{arm}-{self.uids[u]}"))
+                out.append(slate_of(chosen, self.comm_sim, self.uids[u], arm, day))
         self.counts["served"] += len(users)
         return out
 

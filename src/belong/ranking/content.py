@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from belong.errors import ValidationError
-from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
+from belong.pipeline.components import ComponentConfig, Progress, register
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.content_lists import BLEND_C, build_lists, feature_matrix
-from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
+from belong.ranking.learned import BlendGuardedRanker
 from belong.state import WorldState
 
 
@@ -43,39 +43,21 @@ class ContentRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=T
 
 
 @register("scorer", "content_ranker")
-class ContentRanker(Scorer):
-    """score = ranking-objective margin (+ weighted calibrated p(engage)); see :mod:`belong.ranking.content_lists`."""
+class ContentRanker(BlendGuardedRanker):
+    """score = ranking-objective margin (+ weighted calibrated p(engage)); see :mod:`belong.ranking.content_lists`.
+    Without a ranker (too little data at fit, or an artifact saved without one) the blend orders the lists."""
 
     Config = ContentRankerConfig
     config: ContentRankerConfig
+    ranker_kind = "content"
+    blend_c = BLEND_C
+    objectives_known = "content knows: join (p(engage))"
+    blend_without_ranker = True
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         super().__init__(config)
-        self.ranker: Ranker | None = None
         #: why the blend is used without a ranker (too little engagement at fit); None when a ranker was trained
         self.fallback: str | None = None
-        c = self.config
-        if not 0.0 < c.holdout < 1.0:
-            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
-        if c.order not in ORDER_OBJECTIVES:
-            raise ValidationError(f"{self.name}.order",
-                                  f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
-        if c.users < 10:
-            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
-        if c.threads < 0:
-            raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {c.threads}")
-        bad = sorted(set(c.objectives) - {"join"})
-        if bad:
-            raise ValidationError(f"{self.name}.objectives",
-                                  f"unknown objective {bad[0]!r}; content knows: join (p(engage))")
-
-    def new_ranker(self) -> Ranker:
-        c = self.config
-        r = Ranker(num_leaves=c.num_leaves, learning_rate=c.learning_rate, rounds=c.rounds,
-                   min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
-                   objectives=c.objectives, threads=c.threads, order=c.order)
-        r.kind = "content"
-        return r
 
     def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
         """Train on the time cut's lists; with too little engagement to learn from (no content events, fewer than
@@ -92,33 +74,9 @@ class ContentRanker(Scorer):
                 raise
             self.ranker, self.fallback = None, exc.reason
 
-    def uses_blend(self) -> bool:
-        """Whether the blend orders the lists: no ranker (too little data at fit, or an artifact saved without one),
-        or the guard kept it (the learned order did not beat it on the validation lists)."""
-        if self.ranker is None:
-            return True
-        m = self.ranker.metrics
-        return bool(self.config.guard and "blend" in m and m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
-
-    def blend(self, cands: list[Merged]) -> np.ndarray:
-        """The shipped content blend's score (weighted RRF, c = :data:`BLEND_C`), in float64."""
-        w = self.source_weights
-        return np.array([sum(w.get(s, 1.0) / (BLEND_C + rank + 1) for s, (rank, _) in m.hits.items())
-                         for m in cands], np.float64)
-
-    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
-        guarded = self.uses_blend()
-        if self.ranker is None or (guarded and not (request.explain and cands)):
-            return self.blend(cands)
-        X = feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)
-        if not (request.explain and cands):
-            return self.ranker.score(X)
-        scores, p_engage = self.ranker.score_with_join(X)
-        if guarded:
-            scores = self.blend(cands)
-        for m, p in zip(cands, p_engage.tolist(), strict=True):
-            m.features["p_join"] = round(float(p), 6)  # here: p(engage), the API's one probability field
-        return scores
+    def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        assert self.ranker is not None
+        return feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)
 
     def score_batch(self, requests: list[Request], state: WorldState, lists: list[list[Merged]]
                     ) -> list[np.ndarray]:
@@ -126,15 +84,9 @@ class ContentRanker(Scorer):
         as :meth:`score` per list); lists asking for explanations, or a guarded scorer, go one by one."""
         if self.ranker is None or any(r.explain for r in requests) or self.uses_blend():
             return super().score_batch(requests, state, lists)
-        names, w = self.ranker.source_names, self.source_weights
-        mats = [feature_matrix(names, r, state, c, w) for r, c in zip(requests, lists, strict=True)]
-        bounds = np.cumsum([0, *(len(c) for c in lists)])
-        if bounds[-1] == 0:
-            return [np.zeros(0) for _ in lists]
-        scores = self.ranker.score(np.vstack(mats))
-        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
+        return self.ranker.score_lists([self.features(r, state, c) for r, c in zip(requests, lists, strict=True)])
 
     def fitted(self) -> dict[str, Any]:
         if self.ranker is None:
             return {"order_used": "blend", **({"fallback": self.fallback} if self.fallback else {})}
-        return {**self.ranker.metrics, "order_used": "blend" if self.uses_blend() else "ranker"}
+        return super().fitted()

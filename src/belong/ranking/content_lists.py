@@ -42,6 +42,7 @@ from belong.pipeline.components import Progress
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import DAY_US, TrainingLists
+from belong.ranking.learned import candidate_lists, no_lists, sample_users, source_columns, source_gaps
 from belong.state import WorldState, as_of
 
 #: label grade of an engagement type aimed at a content item (the strongest of a person's engagements counts)
@@ -101,19 +102,9 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     ``weights``: the sources' blend weights (the ``blend`` column: the shipped blend's score)."""
     n_src = len(source_names)
     base = 2 * n_src
-    out = np.full((len(cands), 3 * n_src + len(CONTENT_FEATURES)), np.nan, np.float32)
+    out, blend = source_columns(source_names, cands, len(CONTENT_FEATURES), weights, BLEND_C)
     if not cands:
         return out
-    col = {s: i for i, s in enumerate(source_names)}
-    w = weights or {}
-    blend = np.zeros(len(cands))
-    for r, m in enumerate(cands):
-        for s, (rank, cand) in m.hits.items():
-            blend[r] += w.get(s, 1.0) / (BLEND_C + rank + 1)
-            i = col.get(s)
-            if i is not None:
-                out[r, 2 * i] = cand.score
-                out[r, 2 * i + 1] = rank
     f = {name: base + j for j, name in enumerate(CONTENT_FEATURES)}
     out[:, f["n_sources"]] = [len(m.hits) for m in cands]
     out[:, f["blend"]] = blend
@@ -163,10 +154,7 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     out[okc, f["log_community_heat"]] = np.log1p(cheat[cc[okc]])
     for j, _ in enumerate(KINDS):
         out[:, base + len(CONTENT_FEATURES) - len(KINDS) + j] = np.where(known, kind[xx] == j, np.nan)
-    scores = out[:, 0:base:2]
-    found = ~np.isnan(scores)
-    best = np.where(found, scores, -np.inf).max(axis=0)
-    out[:, base + len(CONTENT_FEATURES):] = np.where(found, scores - best, np.nan)
+    source_gaps(out, n_src, len(CONTENT_FEATURES))
     return out
 
 
@@ -235,18 +223,9 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
     cut, held, T = time_cut(state, fraction)
     stage = upstream().fit(cut, candidates_only=True)
     names = [s.name for s in stage.sources]
-    users = np.array(sorted(held), np.int64)
-    rng = np.random.default_rng(seed + 1)
-    if users.size > max_users:
-        users = np.sort(rng.choice(users, max_users, replace=False))
+    users = sample_users(held, max_users, seed)
     blocks, labels, groups, kept, n_pos, items = [], [], [], [], [], []
-    for done, uu in enumerate(users.tolist(), 1):
-        req = Request(cut.users.ids[uu], stage.surface, k=20, explain=False)
-        cands = [m for m, _ in stage.candidates(req, score=False).ranked]
-        if progress is not None and (done % 100 == 0 or done == users.size):
-            progress(done, int(users.size))
-        if not cands:
-            continue
+    for uu, req, cands in candidate_lists(stage, cut.users.ids, users, progress):
         pos = held[uu]
         blocks.append(feature_matrix(names, req, cut, cands, weights))
         labels.append(np.fromiter((pos.get(m.item, 0.0) for m in cands), np.float32, len(cands)))
@@ -256,8 +235,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
         n_pos.append(len(pos))
     fn = feature_names(names)
     if not blocks:
-        return TrainingLists(np.zeros((0, len(fn)), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), fn,
-                             names, np.zeros(0, np.int64), np.zeros(0, np.int64), {"lists": 0, "cut_us": T})
+        return no_lists(fn, names, {"lists": 0, "cut_us": T})
     y = np.concatenate(labels)
     n_pos_arr = np.array(n_pos, np.int64)
     found = np.array([(lab > 0).sum() for lab in labels])

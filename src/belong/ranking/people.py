@@ -13,17 +13,16 @@ ranker's own validation lists (``fitted()["order_used"]`` says which).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from belong.errors import ValidationError
-from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
+from belong.pipeline.components import ComponentConfig, Progress, register
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import TrainingLists
+from belong.ranking.learned import BlendGuardedRanker
 from belong.ranking.people_lists import BLEND_C, HOLDOUT_BY, build_lists, feature_matrix
-from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 from belong.state import WorldState
 
 MIN_LISTS = 10  # a time cut with fewer lists that hold a positive falls back to the random cut (holdout_by auto)
@@ -49,39 +48,20 @@ class PeopleRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=Tr
 
 
 @register("scorer", "people_ranker")
-class PeopleRanker(Scorer):
+class PeopleRanker(BlendGuardedRanker):
     """score = ranking-objective margin (+ weighted calibrated p(edge)); see :mod:`belong.ranking.people_lists`."""
 
     Config = PeopleRankerConfig
     config: PeopleRankerConfig
+    ranker_kind = "people"
+    blend_c = BLEND_C
+    objectives_known = "people know: join"
 
-    def __init__(self, config: ComponentConfig | None = None) -> None:
-        super().__init__(config)
-        self.ranker: Ranker | None = None
+    def check_config(self) -> None:
         c = self.config
-        if not 0.0 < c.holdout < 1.0:
-            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
         if c.holdout_by not in HOLDOUT_BY:
             raise ValidationError(f"{self.name}.holdout_by",
                                   f"must be one of {', '.join(HOLDOUT_BY)}, got {c.holdout_by!r}")
-        if c.order not in ORDER_OBJECTIVES:
-            raise ValidationError(f"{self.name}.order",
-                                  f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
-        if c.users < 10:
-            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
-        if c.threads < 0:
-            raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {c.threads}")
-        bad = sorted(set(c.objectives) - {"join"})
-        if bad:
-            raise ValidationError(f"{self.name}.objectives", f"unknown objective {bad[0]!r}; people know: join")
-
-    def new_ranker(self) -> Ranker:
-        c = self.config
-        r = Ranker(num_leaves=c.num_leaves, learning_rate=c.learning_rate, rounds=c.rounds,
-                   min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
-                   objectives=c.objectives, threads=c.threads, order=c.order)
-        r.kind = "people"
-        return r
 
     def fit(self, state: WorldState, upstream: Callable[[], Pipeline], progress: Progress | None = None) -> None:
         c = self.config
@@ -101,34 +81,6 @@ class PeopleRanker(Scorer):
                                                "random cut used")
         self.ranker = self.new_ranker().fit(lists)
 
-    def uses_blend(self) -> bool:
-        """Whether the guard kept the blend: the learned order did not beat it on the validation lists."""
-        m = self.ranker.metrics if self.ranker is not None else {}
-        return bool(self.config.guard and "blend" in m and m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
-
-    def blend(self, cands: list[Merged]) -> np.ndarray:
-        """The shipped people blend's score (weighted RRF, c = :data:`BLEND_C`), in float64."""
-        w = self.source_weights
-        return np.array([sum(w.get(s, 1.0) / (BLEND_C + rank + 1) for s, (rank, _) in m.hits.items())
-                         for m in cands], np.float64)
-
-    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
-        if self.ranker is None:
-            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
-        guarded = self.uses_blend()
-        if guarded and not (request.explain and cands):
-            return self.blend(cands)
-        X = feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)
-        if not (request.explain and cands):
-            return self.ranker.score(X)
-        scores, p_edge = self.ranker.score_with_join(X)
-        if guarded:
-            scores = self.blend(cands)
-        for m, p in zip(cands, p_edge.tolist(), strict=True):
-            m.features["p_join"] = round(float(p), 6)
-        return scores
-
-    def fitted(self) -> dict[str, Any]:
-        if self.ranker is None:
-            return {}
-        return {**self.ranker.metrics, "order_used": "blend" if self.uses_blend() else "ranker"}
+    def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        assert self.ranker is not None
+        return feature_matrix(self.ranker.source_names, request, state, cands, self.source_weights)

@@ -40,6 +40,7 @@ from belong.pipeline.components import Progress
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import DAY_US, TrainingLists
+from belong.ranking.learned import candidate_lists, no_lists, sample_users, source_columns, source_gaps
 from belong.state import WorldState, as_of
 from belong.state.relation import Relation
 
@@ -90,19 +91,9 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
     ``weights``: the sources' blend weights (the ``blend`` column: the shipped blend's score)."""
     n_src = len(source_names)
     base = 2 * n_src
-    out = np.full((len(cands), 3 * n_src + len(PEOPLE_FEATURES)), np.nan, np.float32)
+    out, blend = source_columns(source_names, cands, len(PEOPLE_FEATURES), weights, BLEND_C)
     if not cands:
         return out
-    col = {s: i for i, s in enumerate(source_names)}
-    w = weights or {}
-    blend = np.zeros(len(cands))
-    for r, m in enumerate(cands):
-        for s, (rank, cand) in m.hits.items():
-            blend[r] += w.get(s, 1.0) / (BLEND_C + rank + 1)
-            i = col.get(s)
-            if i is not None:
-                out[r, 2 * i] = cand.score
-                out[r, 2 * i + 1] = rank
     v = np.fromiter((m.item for m in cands), np.int64, len(cands))
     p = state.profile(request)
     F, deg, M, step = _graph(state)
@@ -151,10 +142,7 @@ def feature_matrix(source_names: Sequence[str], request: Request, state: WorldSt
         pv = np.where(known, ppr[vv], 0.0) * F.shape[0]
         out[:, base + 15] = pv
         out[:, base + 16] = pv / max(float(pv.max()), 1e-12)
-    scores = out[:, 0:base:2]
-    found = ~np.isnan(scores)
-    best = np.where(found, scores, -np.inf).max(axis=0)
-    out[:, base + len(PEOPLE_FEATURES):] = np.where(found, scores - best, np.nan)
+    source_gaps(out, n_src, len(PEOPLE_FEATURES))
     return out
 
 
@@ -257,18 +245,9 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
         cut = with_friends(state, rest)
     stage = upstream().fit(cut, candidates_only=True)
     names = [s.name for s in stage.sources]
-    users = np.array(sorted(held), np.int64)
-    rng = np.random.default_rng(seed + 1)
-    if users.size > max_users:
-        users = np.sort(rng.choice(users, max_users, replace=False))
+    users = sample_users(held, max_users, seed)
     blocks, labels, groups, kept, n_pos, items, edge_y, edge_n = [], [], [], [], [], [], [], []
-    for done, u in enumerate(users.tolist(), 1):
-        req = Request(state.users.ids[u], stage.surface, k=20, explain=False)
-        cands = [m for m, _ in stage.candidates(req, score=False).ranked]
-        if progress is not None and (done % 100 == 0 or done == users.size):
-            progress(done, int(users.size))
-        if not cands:
-            continue
+    for u, req, cands in candidate_lists(stage, state.users.ids, users, progress):
         pos = held[u]
         blocks.append(feature_matrix(names, req, cut, cands, weights))
         labels.append(np.fromiter((m.item in pos for m in cands), np.float32, len(cands)))
@@ -282,8 +261,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
         n_pos.append(len(pos))
     fn = feature_names(names)
     if not blocks:
-        return TrainingLists(np.zeros((0, len(fn)), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), fn,
-                             names, np.zeros(0, np.int64), np.zeros(0, np.int64), {"lists": 0, "holdout_by": how})
+        return no_lists(fn, names, {"lists": 0, "holdout_by": how})
     y = np.concatenate(labels)
     n_pos_arr = np.array(n_pos, np.int64)
     found = np.array([lab.sum() for lab in labels])

@@ -118,12 +118,9 @@ class LgbmRanker(Scorer):
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
         mats = [self.features(r, state, c) for r, c in zip(requests, lists, strict=True)]
-        bounds = np.cumsum([0, *(len(c) for c in lists)])
-        if bounds[-1] == 0:
-            return [np.zeros(0) for _ in lists]
         if not any(r.explain and c for r, c in zip(requests, lists, strict=True)):
-            scores = self.ranker.score(np.vstack(mats))
-            return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
+            return self.ranker.score_lists(mats)
+        bounds = np.cumsum([0, *(len(c) for c in lists)])
         scores, p_join = self.ranker.score_with_join(np.vstack(mats))  # as score() writes it, list by list
         for i, (r, cands) in enumerate(zip(requests, lists, strict=True)):
             if r.explain:
@@ -141,11 +138,7 @@ class LgbmRanker(Scorer):
             return None
         names = self.ranker.source_names
         mats = [feature_matrix_arrays(names, r, state, m) for r, m in zip(requests, lists, strict=True)]
-        bounds = np.cumsum([0, *(len(m) for m in lists)])
-        if bounds[-1] == 0:
-            return [np.zeros(0) for _ in lists]
-        scores = self.ranker.score(np.vstack(mats))
-        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(lists))]
+        return self.ranker.score_lists(mats)
 
     def fitted(self) -> dict[str, Any]:
         """Validation figures and feature importance of the fitted ranker (for reports and manifests)."""

@@ -1,0 +1,165 @@
+"""What the people and content rankers share: the :class:`BlendGuardedRanker` scorer base (config checks, the
+:class:`~belong.ranking.ranker.Ranker` it trains, the rank blend it falls back to, scoring with ``p_join``) and the
+pieces of their list builders (source columns and gaps of a feature row, the sampled users' candidate lists).
+
+The configs stay one class per scorer (:class:`~belong.ranking.people.PeopleRankerConfig`,
+:class:`~belong.ranking.content.ContentRankerConfig`): a shared msgspec base would put its fields first and change
+the order of the people ranker's fields in artifacts' manifests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from belong.errors import ValidationError
+from belong.pipeline.components import ComponentConfig, Progress, Scorer
+from belong.pipeline.pipeline import Pipeline
+from belong.pipeline.types import Merged, Request
+from belong.ranking.dataset import TrainingLists
+from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
+from belong.state import WorldState
+
+
+class BlendGuardedRanker(Scorer):
+    """A learned order over a surface's candidates that keeps the surface's rank blend (weighted RRF, c =
+    :attr:`blend_c`) where the learned order did not beat it on the ranker's own validation lists (``guard``).
+
+    A subclass names its ranker's ``kind``, its blend's ``blend_c``, the message for an unknown objective, whether
+    it scores with the blend when it holds no ranker (else: an error), and its feature rows (:meth:`features`); its
+    config holds ``holdout``, ``users``, ``objectives``, ``calibration``, the LightGBM settings, ``order`` and
+    ``guard``."""
+
+    ranker_kind: ClassVar[str] = ""
+    blend_c: ClassVar[float] = 60.0
+    objectives_known: ClassVar[str] = "join"  # after "unknown objective 'x'; " in the error
+    blend_without_ranker: ClassVar[bool] = False
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        self.ranker: Ranker | None = None
+        c: Any = self.config
+        if not 0.0 < c.holdout < 1.0:
+            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
+        self.check_config()
+        if c.order not in ORDER_OBJECTIVES:
+            raise ValidationError(f"{self.name}.order",
+                                  f"must be one of {', '.join(ORDER_OBJECTIVES)}, got {c.order!r}")
+        if c.users < 10:
+            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
+        if c.threads < 0:
+            raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {c.threads}")
+        bad = sorted(set(c.objectives) - {"join"})
+        if bad:
+            raise ValidationError(f"{self.name}.objectives", f"unknown objective {bad[0]!r}; {self.objectives_known}")
+
+    def check_config(self) -> None:
+        """The subclass's own config checks (run after ``holdout``'s). Default: none."""
+
+    def new_ranker(self) -> Ranker:
+        c: Any = self.config
+        r = Ranker(num_leaves=c.num_leaves, learning_rate=c.learning_rate, rounds=c.rounds,
+                   min_data_in_leaf=c.min_data_in_leaf, seed=c.seed, calibration=c.calibration,
+                   objectives=c.objectives, threads=c.threads, order=c.order)
+        r.kind = self.ranker_kind
+        return r
+
+    def uses_blend(self) -> bool:
+        """Whether the blend orders the lists: no ranker (where :attr:`blend_without_ranker`), or the guard kept it
+        (the learned order did not beat it on the validation lists)."""
+        if self.ranker is None:
+            return self.blend_without_ranker
+        m = self.ranker.metrics
+        return bool(self.config.guard and "blend" in m  # type: ignore[attr-defined]
+                    and m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
+
+    def blend(self, cands: list[Merged]) -> np.ndarray:
+        """The shipped blend's score (weighted RRF, c = :attr:`blend_c`), in float64."""
+        w = self.source_weights
+        return np.array([sum(w.get(s, 1.0) / (self.blend_c + rank + 1) for s, (rank, _) in m.hits.items())
+                         for m in cands], np.float64)
+
+    def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        """The ranker's feature rows of ``cands``."""
+        raise NotImplementedError
+
+    def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
+        if self.ranker is None and not self.blend_without_ranker:
+            raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        guarded = self.uses_blend()
+        if self.ranker is None or (guarded and not (request.explain and cands)):
+            return self.blend(cands)
+        X = self.features(request, state, cands)
+        if not (request.explain and cands):
+            return self.ranker.score(X)
+        scores, p = self.ranker.score_with_join(X)
+        if guarded:
+            scores = self.blend(cands)
+        for m, pp in zip(cands, p.tolist(), strict=True):
+            m.features["p_join"] = round(float(pp), 6)  # the API's one probability field (content: p(engage))
+        return scores
+
+    def fitted(self) -> dict[str, Any]:
+        if self.ranker is None:
+            return {}
+        return {**self.ranker.metrics, "order_used": "blend" if self.uses_blend() else "ranker"}
+
+
+def source_columns(source_names: Sequence[str], cands: Sequence[Merged], n_features: int,
+                   weights: dict[str, float] | None, blend_c: float) -> tuple[np.ndarray, np.ndarray]:
+    """The feature rows of ``cands`` (float32, NaN; ``3 * sources + n_features`` columns) with each source's score
+    and rank filled in, and the blend's score (weighted RRF, c = ``blend_c``) of each candidate."""
+    n_src = len(source_names)
+    out = np.full((len(cands), 3 * n_src + n_features), np.nan, np.float32)
+    col = {s: i for i, s in enumerate(source_names)}
+    w = weights or {}
+    blend = np.zeros(len(cands))
+    for r, m in enumerate(cands):
+        for s, (rank, cand) in m.hits.items():
+            blend[r] += w.get(s, 1.0) / (blend_c + rank + 1)
+            i = col.get(s)
+            if i is not None:
+                out[r, 2 * i] = cand.score
+                out[r, 2 * i + 1] = rank
+    return out, blend
+
+
+def source_gaps(out: np.ndarray, n_src: int, n_features: int) -> None:
+    """Fill the last ``n_src`` columns of ``out``: each source's score minus its best score in the list (NaN where
+    the source did not find the candidate)."""
+    base = 2 * n_src
+    scores = out[:, 0:base:2]
+    found = ~np.isnan(scores)
+    best = np.where(found, scores, -np.inf).max(axis=0)
+    out[:, base + n_features:] = np.where(found, scores - best, np.nan)
+
+
+def sample_users(held: dict[int, Any], max_users: int, seed: int) -> np.ndarray:
+    """The users with a label, sorted; a seeded sample of ``max_users`` of them where there are more."""
+    users = np.array(sorted(held), np.int64)
+    rng = np.random.default_rng(seed + 1)
+    if users.size > max_users:
+        users = np.sort(rng.choice(users, max_users, replace=False))
+    return users
+
+
+def candidate_lists(stage: Pipeline, user_ids: Sequence[str], users: np.ndarray, progress: Progress | None
+                    ) -> Iterator[tuple[int, Request, list[Merged]]]:
+    """Per user (an index into ``user_ids``) with candidates: (user, request, the candidate stage's merged,
+    filtered, unscored list)."""
+    for done, u in enumerate(users.tolist(), 1):
+        req = Request(user_ids[u], stage.surface, k=20, explain=False)
+        cands = [m for m, _ in stage.candidates(req, score=False).ranked]
+        if progress is not None and (done % 100 == 0 or done == users.size):
+            progress(done, int(users.size))
+        if cands:
+            yield u, req, cands
+
+
+def no_lists(feature_names: list[str], source_names: list[str], stats: dict[str, Any]) -> TrainingLists:
+    """Training lists without a list (no sampled user had candidates)."""
+    return TrainingLists(np.zeros((0, len(feature_names)), np.float32), np.zeros(0, np.float32),
+                         np.zeros(0, np.int64), feature_names, source_names, np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), stats)
