@@ -199,10 +199,19 @@ def bench_replicas(users: int, communities: int, store: Path, redis_url: str, na
                    seconds: float, working_set: int, p99_ms: float, seed: int, messages: int, message_rate: float,
                    events_per_s: float, k: int = 20, console: Console | None = None,
                    models: Path | None = None) -> dict[str, Any]:
-    from belong.bench.serve import BENCH_ADMIN_KEY, BENCH_WRITE_KEY, _ensure_features, _ensure_models, _ensure_store
+    from belong.bench.serve import (
+        BENCH_ADMIN_KEY,
+        BENCH_WRITE_KEY,
+        _ensure_features,
+        _ensure_models,
+        _ensure_store,
+        given_models,
+    )
     from belong.eventlog import open_store
 
     console = console or Console(stderr=True)
+    if models is not None:
+        given_models(models)  # a wrong --models fails before any work
     t_start = time.perf_counter()
     brokers = []
     for broker, url in (("redis_streams", redis_url), ("nats_jetstream", nats_url)):

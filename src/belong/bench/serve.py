@@ -126,16 +126,33 @@ def _current_features(directory: Path) -> bool:
         return False
 
 
+def given_models(models: Path) -> tuple[Path, str]:
+    """``--models``: a ``belong train --out`` directory (its newest artifact is served) or one artifact directory in
+    it (accepted when it is that newest one: the server serves the newest). Checked before any other work."""
+    from belong.training.locate import MANIFEST, artifact_versions
+
+    models = Path(models)
+    if (models / MANIFEST).is_file():
+        newest = artifact_versions(models.parent)
+        if newest and newest[-1] == models.name:
+            return models.parent, models.name
+        raise ValidationError("models", f"{models} is an artifact but not the newest under {models.parent} (the "
+                                        "server serves the newest): give the directory holding the artifacts")
+    given = artifact_versions(models)
+    if not given:
+        raise ValidationError("models", f"no belong train artifact under {models} (give a belong train --out "
+                                        "directory or the artifact directory itself)")
+    return models, given[-1]
+
+
 def _ensure_models(store: Path, console: Console, models: Path | None = None) -> tuple[Path, str, str]:
     """The trained communities ranker of the bench world (``belong train``, kept under ``store/models``), or the
     newest artifact of ``models`` (a ``belong train --out`` directory: served as it is, never retrained here)."""
     from belong.training.locate import artifact_versions
 
     if models is not None:
-        given = artifact_versions(models)
-        if not given:
-            raise ValidationError("models", f"no belong train artifact under {models}")
-        return models, given[-1], "given"
+        models_dir, version = given_models(models)
+        return models_dir, version, "given"
     out = store / "models"
     known = artifact_versions(out)
     if known and _current_features(out / known[-1]):
@@ -273,6 +290,8 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
     from belong.bench.traffic import EventPoster, write_paths, zipf_visits
 
     console = console or Console(stderr=True)
+    if models is not None:
+        given_models(models)  # a wrong --models fails before the world and features are built, not after
     t_start = time.perf_counter()
     world = _ensure_store(store, users, communities, seed, console)
     from belong.eventlog import open_store
