@@ -40,7 +40,7 @@ from belong.pipeline.components import Progress
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
 from belong.ranking.dataset import DAY_US, TrainingLists
-from belong.ranking.learned import candidate_lists, no_lists, sample_users, source_columns, source_gaps
+from belong.ranking.list_parts import candidate_lists, no_lists, sample_users, source_columns, source_gaps
 from belong.state import WorldState, as_of
 from belong.state.relation import Relation
 
