@@ -119,7 +119,10 @@ class OpeLog:
                                   seed=request_seed(self.pipes[a].state, None))
                     self.answers[(lst.request_id, a)] = policy_answer(self.pipes[a], req, fresh=False)
                 else:
-                    req = Request(uids[u], Surface.COMMUNITIES, k=self.sc.k, explain=False)
+                    # as the direct backend asks (its request seed is the day: a seeded source such as pixie's
+                    # walks answers differently under another seed, and the logged propensity would not be
+                    # reproduced)
+                    req = Request(uids[u], Surface.COMMUNITIES, k=self.sc.k, explain=False, seed=day)
                     self.answers[(lst.request_id, a)] = policy_answer(self.pipes[a], req, fresh=True)
             self.pending[u] = lst
 
