@@ -191,3 +191,27 @@ def test_a_cluster_run_is_assigned_by_the_loops_clusters_and_the_same_seed_gives
     assert api["routes"]["recommendations"]["calls"] > 0
     again = runner.run(sc, backend=http.factory(None, concurrency=2))
     assert report.render(again, timings=False) == report.render(res, timings=False)
+
+
+def test_an_off_policy_run_over_http_re_runs_what_the_server_served(tmp_path: Path) -> None:
+    """Scenario (d) over HTTP: the loop keeps a shadow of the server (the same artifact on the same log, the same
+    event batches folded in), so every logged list's re-run reproduces its logged propensity, and the off-policy
+    result is the in-process twin's, to the last digit (docs/LOOP.md)."""
+    from belong.loop import http, runner
+
+    surf = Path(scenario.__file__).parent / "scenarios" / "surfaces"
+    p = tmp_path / "ope.toml"
+    p.write_text('name = "tinyope"\ncontrol = "explore"\n[world]\nusers = 250\ncommunities = 30\nseed = 5\n'
+                 '[run]\ndays = 3\nretrain_days = 2\nk = 6\ntruth_sample = 80\n'
+                 '[ope]\nlogging = "explore"\nlists_per_day = 40\n'
+                 f'[[arms]]\nname = "explore"\nsurface = "{surf / "communities_explore.toml"}"\n'
+                 f'[[arms]]\nname = "greedy"\nsurface = "{surf / "communities_greedy.toml"}"\n')
+    sc = scenario.load(p)
+    res = runner.run(sc.with_overrides(mode="http"), backend=http.factory(tmp_path / "work", concurrency=3))
+    inp = runner.run(sc)
+    assert res["backend"]["errors_5xx"] == 0 and res["backend"]["arm_disagreements"] == 0
+    assert all("shadow_s" in r for r in res["retrains"])
+    (t,) = res["offpolicy"]["targets"]
+    assert t["info"]["slot_rounds"] > 0 and t["info"]["logging_propensity_mismatches"] == 0
+    assert res["offpolicy"] == inp["offpolicy"]
+    assert res["daily"] == inp["daily"]

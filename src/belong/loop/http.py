@@ -15,6 +15,9 @@ assignment; a cluster experiment gets the loop's friend clusters). Then every si
   ``POST /v1/impressions`` (request id, position, propensity: what ``belong ope`` reads).
 * ``retrain``: ``belong train`` on the log so far (the server keeps serving), then the hot swap
   ``POST /v1/models?artifact=V&activate=true``.
+* an off-policy scenario (``[ope]``) keeps a *shadow* of the server: after each training the same artifact loaded
+  onto the same store's log as the server loads it, and the same event batches folded in, so each logged list is
+  re-run on what served it (the logged propensities reproduced: :mod:`belong.loop.offpolicy`).
 
 The server runs with ``BELONG_CANDIDATE_TTL_S=0`` (no candidate cache: an answer is a function of the state, not
 of wall-clock time), a sources budget no request reaches (no degraded answers because the machine is busy) and
@@ -35,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +92,36 @@ def trained_surface(specs: list[str]) -> int:
     return len(specs) - 1
 
 
+def load_as_served(store: Path, artifact: Path, specs: list[str]) -> tuple[list[Any], Any]:
+    """The arms as ``belong serve`` holds them after loading ``artifact``: the state read from the log
+    (:func:`belong.state.from_store`, the server's read: the same index order), the trained communities surface
+    loaded onto it, every arm built as the server builds an experiment's arms. Returns (pipelines, live state)."""
+    from belong import surfaces
+    from belong.domain import Surface
+    from belong.experiments.arms import fit_arm
+    from belong.state import from_store
+    from belong.training.artifact import load_pipeline
+
+    live = from_store(store)
+    base = load_pipeline(artifact, Surface.COMMUNITIES.value, live)
+    live.release_source()  # as the server's state: events arrive through fold()
+    return [fit_arm(base, *surfaces.declaration(spec), live) for spec in specs], live
+
+
+def fold_as_posted(state: Any, events: list[Event], append: Callable[[list[Event]], list[int]] | None = None
+                   ) -> None:
+    """Fold ``events`` into a live state as ``POST /v1/events`` does: in the same batches, each event as the route
+    reads it, after ``append`` (when given) stored the batch and named the events it inserted (the rest are
+    duplicates, not folded)."""
+    from belong.domain import EventType, parse_event
+    from belong.serve.versions import fold
+
+    for lo in range(0, len(events), EVENTS_PER_POST):
+        chunk = [parse_event(event_row(e)) for e in events[lo: lo + EVENTS_PER_POST]]
+        new = chunk if append is None else [chunk[i] for i in append(chunk)]
+        fold(state, [e for e in new if e.type is not EventType.IMPRESSION])
+
+
 class Calls:
     """Latency and status of every call, by route (thread-safe)."""
 
@@ -124,7 +158,8 @@ class HttpBackend:
     server's log go (default: a temporary directory, removed by :meth:`close`)."""
 
     def __init__(self, sc: Scenario, world: Any, uids: list[str], arm_of: np.ndarray, unit_of: list[str], *,
-                 workdir: str | Path | None = None, concurrency: int = 4, progress: Any = None) -> None:
+                 workdir: str | Path | None = None, concurrency: int = 4, progress: Any = None,
+                 shadow: bool = False) -> None:
         from belong.datasets import write_world
         from belong.eventlog import open_store
 
@@ -155,6 +190,13 @@ class HttpBackend:
         self.degraded = 0
         self.failed = 0  # answers that were not 2xx (their lists count as empty)
         self.setup: dict[str, float] = {}
+        #: ``shadow`` (an off-policy scenario): the arms as the server holds them, loaded here from the same store
+        #: and artifact after every training and kept current with the same event batches
+        #: (:func:`load_as_served`, :func:`fold_as_posted`), so the off-policy re-run of each logged list asks
+        #: what the server answered (:mod:`belong.loop.offpolicy`); None without
+        self.like_server = shadow
+        self.pipelines: list[Any] | None = None
+        self.state: Any = None
         #: CPU seconds of the server process by phase (serving, recording, starting / swapping) and of the
         #: ``belong train`` subprocesses with their workers: the CPU beside the loop's wall seconds
         self.cpu: dict[str, float] = defaultdict(float)
@@ -203,7 +245,7 @@ class HttpBackend:
     def _auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
-    def _train(self) -> tuple[str, float]:
+    def _train(self) -> tuple[str, str, float]:
         import resource
 
         t0 = time.perf_counter()
@@ -217,7 +259,8 @@ class HttpBackend:
             raise LoopHttpError(f"belong train failed ({done.returncode}): {done.stderr[-3000:]}")
         import orjson
 
-        return str(orjson.loads(done.stdout)["version"]), time.perf_counter() - t0
+        made = orjson.loads(done.stdout)
+        return str(made["version"]), str(made["path"]), time.perf_counter() - t0
 
     def _start(self) -> None:
         port = free_port()
@@ -305,8 +348,12 @@ class HttpBackend:
         """``belong train`` on the log so far; the first time, start the server on it and declare the
         experiment; after, hot-swap the new artifact in."""
         t0 = time.perf_counter()
-        version, train_s = self._train()
+        version, path, train_s = self._train()
         out: dict[str, Any] = {"day": day, "version": version, "train_s": round(train_s, 3)}
+        if self.like_server:
+            ts = time.perf_counter()
+            self.pipelines, self.state = load_as_served(self.store, Path(path), self.specs)
+            out["shadow_s"] = round(time.perf_counter() - ts, 3)
         t1 = time.perf_counter()
         if self.proc is None:
             self._start()
@@ -361,6 +408,8 @@ class HttpBackend:
     def record(self, events: list[Event], impressions: list[Impression]) -> None:
         """Post the events (in order, 1,000 a call) and then the impressions (concurrently: they change no
         state). Any refusal stops the run: the log must hold what the loop did."""
+        if self.state is not None:
+            fold_as_posted(self.state, events)
         with self._server_phase("recording"):
             self._record(events, impressions)
 
@@ -415,6 +464,6 @@ def factory(workdir: str | Path | None = None, concurrency: int = 4) -> Any:
     def make(sc: Scenario, loop: Any) -> HttpBackend:
         where = Path(workdir) / f"{sc.name}-{sc.unit}" if workdir is not None else None
         return HttpBackend(sc, loop.world, loop.uids, loop.arm, loop.unit_of, workdir=where,
-                           concurrency=concurrency, progress=loop.say)
+                           concurrency=concurrency, progress=loop.say, shadow=loop.ope is not None)
 
     return make

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from belong.domain import Event, EventType, Surface, parse_event
+from belong.domain import Event, Surface
 from belong.loop.backend import Impression, Slate, slate_of
-from belong.loop.http import EVENTS_PER_POST, LISTS_PER_POST, event_row, trained_surface
+from belong.loop.http import LISTS_PER_POST, fold_as_posted, load_as_served, trained_surface
 from belong.loop.scenario import Scenario, surface_spec
 from belong.pipeline import Request
 from belong.pipeline.types import RankedList
@@ -72,21 +72,13 @@ class TwinBackend:
     def retrain(self, day: int, state: Any = None) -> dict[str, Any]:
         """``belong train`` on the log so far, loaded as the server loads it, every arm built as the server builds
         an experiment's arms (the loop's own ``state`` is not read)."""
-        from belong import surfaces
-        from belong.experiments.arms import fit_arm
-        from belong.state import from_store
-        from belong.training.artifact import load_pipeline
         from belong.training.train import train
 
         t0 = time.perf_counter()
         made = train(str(self.store_path), self.models, [self.specs[self.trained]], snapshot=False)
         t1 = time.perf_counter()
-        live = from_store(self.store_path)
-        base = load_pipeline(Path(made["path"]), Surface.COMMUNITIES.value, live)
-        live.release_source()  # as the server's state: events arrive through fold()
-        self.pipelines = [fit_arm(base, *surfaces.declaration(spec), live) for spec in self.specs]
-        self.state = live
-        self.comm_sim = np.array([int(c[1:]) for c in live.communities.ids], np.int64)
+        self.pipelines, self.state = load_as_served(self.store_path, Path(made["path"]), self.specs)
+        self.comm_sim = np.array([int(c[1:]) for c in self.state.communities.ids], np.int64)
         t2 = time.perf_counter()
         self.say(f"day {day}: trained {made['version']} in {t1 - t0:.1f}s (in process)")
         return {"day": day, "version": made["version"], "train_s": round(t1 - t0, 3), "load_s": round(t2 - t1, 3),
@@ -111,12 +103,8 @@ class TwinBackend:
         """What the HTTP mode posts, stored and folded in the same batches."""
         from belong.serve.batches import impression_events
         from belong.serve.schemas import ImpressionBatch
-        from belong.serve.versions import fold
 
-        for lo in range(0, len(events), EVENTS_PER_POST):
-            chunk = [parse_event(event_row(e)) for e in events[lo: lo + EVENTS_PER_POST]]  # as the route reads them
-            res = self.store.append(chunk)
-            fold(self.state, [e for i in res.inserted if (e := chunk[i]).type is not EventType.IMPRESSION])
+        fold_as_posted(self.state, events, append=lambda chunk: list(self.store.append(chunk).inserted))
         shown = [i for i in impressions if i.items]
         per = max(1, min(LISTS_PER_POST, 10_000 // max((len(i.items) for i in shown), default=1)))
         for lo in range(0, len(shown), per):
