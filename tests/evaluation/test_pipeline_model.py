@@ -148,3 +148,84 @@ def test_the_content_protocol_ranks_content_items_of_a_store_as_of_the_cut(tmp_p
         PipelineEvaluable("content").fit(joins.train)
     with pytest.raises(ValidationError, match="view,reaction"):
         PipelineEvaluable("content").fit(_data())
+
+
+@pytest.fixture(scope="module")
+def friend_store(tmp_path_factory):
+    """A simulated world with friend requests, acceptances and removals, in a store."""
+    from belong.datasets import write_world
+    from belong.eventlog import open_store
+    from belong.simulate import simulate_world
+
+    store = tmp_path_factory.mktemp("friends") / "sim"
+    with open_store(store) as st:
+        write_world(st, simulate_world(1_000, 40, seed=3), progress=False)
+    return str(store)
+
+
+def test_the_friendship_graph_of_a_store_keeps_the_world_for_the_people_surface(friend_store):
+    """``belong evaluate --dataset STORE --events friend_accept --protocol temporal --model pipeline:people_two_sided``:
+    the people pipeline is fitted on the world as of the cut (friend requests, communities, ages), so the two-sided
+    scorer learns from requests instead of falling back to the one-sided ranker (issue 17's open defect)."""
+    from belong.evaluation.data import load_interactions
+    from belong.evaluation.splitters import make_split
+    from belong.ranking.people_two_sided import friend_events
+
+    data = load_interactions(friend_store, ["friend_accept"])
+    assert data.meta["square"] and "world" in data.meta
+    split = make_split("temporal", data)
+    model = PipelineEvaluable("people_two_sided")
+    for k, v in {"users": 300, "rounds": 40, "min_data_in_leaf": 20}.items():
+        setattr(model.pipeline.scorer.config, k, v)
+    model.fit(split.train)
+    state = model.state
+    assert friend_events(state)["friend_request"][0].size > 0  # the requests reached the scorer
+    two_sided = model.fitted()["two_sided"]
+    assert two_sided["on"], two_sided
+    assert state.n_communities > 0 and state.membership_csr().nnz > 0  # co-membership sources see communities
+    assert list(state.users.ids[: data.n_users]) == list(data.user_ids)  # the harness's indices, people as items
+    idx, _ = model.recommend_idx(split.test_users[:50], 20)
+    assert (idx < data.n_items).all() and (idx >= 0).any()
+    with pytest.raises(ValidationError, match="people surface"):
+        PipelineEvaluable("communities").fit(split.train)
+
+
+def test_the_world_of_a_friendship_graph_leaks_no_held_out_edge(friend_store):
+    """Temporal: nothing at or after the cut reaches the pipeline (no friend_accept / friend_request of a held-out
+    pair, not even one at the cut itself, which the cut's quantile always hits); hide-edges: the world is not read,
+    the hidden edges are not in the state."""
+    from belong.evaluation.data import load_interactions
+    from belong.evaluation.splitters import make_split
+    from belong.ranking.people_lists import friendship_times
+    from belong.ranking.people_two_sided import friend_events
+
+    data = load_interactions(friend_store, ["friend_accept"])
+    split = make_split("temporal", data)
+    cut = split.train.meta["as_of_us"]
+    assert (split.test.ts_us == cut).any()  # the boundary case is there to leak
+    state = PipelineEvaluable("people").fit(split.train).state
+    n = data.n_users
+    held = set((split.test.users.astype(np.int64) * n + split.test.items).tolist())
+    F = state.friend_csr().tocoo()
+    assert not held & set((F.row.astype(np.int64) * n + F.col).tolist())  # no held-out friendship
+    for a, b, ts in friend_events(state).values():
+        assert ts.size == 0 or ts.max() < cut
+        after = ts >= cut
+        assert not held & set((a[after] * n + b[after]).tolist())
+    assert friendship_times(state).max() < cut
+    assert int(state.source.events.column("ts_us").to_numpy().max()) < cut  # the state's source: its past only
+    pending = {(a, b) for a, bs in state.pending_requests.items() for b in bs}
+    world_ev = data.meta["world"].events
+    req = world_ev.filter(world_ev.column("type").to_numpy(zero_copy_only=False) == "friend_request")
+    late = {(state.users.index[x], state.users.index[y])
+            for x, y, t in zip(req.column("actor").to_pylist(), req.column("target").to_pylist(),
+                               req.column("ts_us").to_pylist(), strict=True) if t >= cut and x in state.users.index
+            and y in state.users.index}
+    assert late and not pending & late  # requests sent since the cut are not pending in the cut's state
+
+    hide = make_split("hide-edges", data)
+    hstate = PipelineEvaluable("people").fit(hide.train).state
+    hidden = set((hide.test.users.astype(np.int64) * n + hide.test.items).tolist())
+    H = hstate.friend_csr().tocoo()
+    assert not hidden & set((H.row.astype(np.int64) * n + H.col).tolist())
+    assert friend_events(hstate)["friend_request"][0].size == 0  # the world (and its requests) is not read there

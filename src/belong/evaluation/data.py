@@ -12,8 +12,10 @@ Two shapes come out:
 where the users table says nothing), when the data comes with its own split, ``given_split_ts_us``, and — for an
 event store whose log holds other events than the interactions (friendships, activity, leaves, reports) —
 ``world`` itself, which time-split protocols let the ``pipeline:`` models read as of the split (``as_of_us`` on the
-training part). Public datasets loaded by name keep the interactions only: some of their event times are made up
-by the loader (hetrec friendships have none), so "as of the cut" would not mean what it says (docs/MEASUREMENTS.md).
+training part) — the friendship graph of a store included: the people surface's sources and rankers then see the
+friend requests, removals, communities, ages and locales before the cut, and nothing at or after it. Public
+datasets loaded by name keep the interactions only: some of their event times are made up by the loader (hetrec
+friendships have none), so "as of the cut" would not mean what it says (docs/MEASUREMENTS.md).
 """
 
 from __future__ import annotations
@@ -82,8 +84,10 @@ def interactions_from_world(world: World, event_types: Sequence[str] | None = No
         inter = _bipartite(events.filter(pc.is_in(events.column("type"), pa.array(types))))
     inter.meta["dataset"] = str(world.meta.get("name", "unknown"))
     # the whole world travels along for models that read more than the interactions (``pipeline:``): only when it
-    # has something they would otherwise lose (friendships, activity, leaves, reports, ...)
-    if keep_world and not inter.meta.get("square") and present - set(types):
+    # has something they would otherwise lose (friendships, activity, leaves, reports, ...; for the friendship
+    # graph: friend requests and removals, communities, ages, locales). Time splits hand it to the models as of
+    # their cut; other protocols leave it unread (``PipelineEvaluable.fit``).
+    if keep_world and present - set(types):
         inter.meta["world"] = world
     inter.meta["user_age_group"] = _age_groups(world.users, inter.user_ids)
     if "given_split_ts_us" in world.meta:

@@ -75,11 +75,13 @@ class PipelineEvaluable:
         if content:
             self.state = self._content_state(train, world, cut_us)
         elif world is not None and cut_us is not None:  # a time split of a whole world: all of it before the cut
-            self.state = as_of(world, int(cut_us), user_ids=train.user_ids, community_ids=train.item_ids)
+            # the friendship graph's items are people (the state's users, same indices); else communities
+            comms = () if train.meta.get("square") else train.item_ids
+            self.state = as_of(world, int(cut_us), user_ids=train.user_ids, community_ids=comms)
         else:
             self.state = from_interactions(train)
         self.n_items = train.n_items
-        square = self.state.n_communities == 0 and self.state.friend_csr().nnz > 0
+        square = bool(train.meta.get("square")) or (self.state.n_communities == 0 and self.state.friend_csr().nnz > 0)
         if square and self.pipeline.surface is not Surface.PEOPLE:
             raise ValidationError("model",
                                   f"{self.name}: a friendship graph needs the people surface (pipeline:people)")

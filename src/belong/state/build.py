@@ -9,6 +9,7 @@ that time (the point-in-time cut, :mod:`belong.state.cut`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,10 +34,11 @@ def from_world(world: object, *, before_us: int | None = None, now_us: int | Non
                half_life_days: float = HEAT_HALF_LIFE_DAYS) -> WorldState:
     """A state of a ``World`` (``users``, ``communities``, ``content`` and ``events`` Arrow tables).
 
-    ``before_us``: only events with ``ts < before_us`` and the entities created before it. ``user_ids`` /
-    ``community_ids`` / ``content_ids`` are registered first, in order, so that their dense indices are ``0..n-1``
-    whatever their creation time (offline evaluation passes the training data's id maps). ``now_us``: the time
-    heat is decayed to (default: the last event's)."""
+    ``before_us``: only events with ``ts < before_us`` and the entities created before it; the state's ``source``
+    is then the world with those events only (a shallow copy), so nothing reading it sees the cut's future.
+    ``user_ids`` / ``community_ids`` / ``content_ids`` are registered first, in order, so that their dense indices
+    are ``0..n-1`` whatever their creation time (offline evaluation passes the training data's id maps). ``now_us``:
+    the time heat is decayed to (default: the last event's)."""
     st = WorldState(half_life_days=half_life_days)
     _register(st, [str(u) for u in user_ids], [str(c) for c in community_ids])
     registered_content = set(map(str, content_ids))
@@ -46,6 +48,11 @@ def from_world(world: object, *, before_us: int | None = None, now_us: int | Non
     _fill_entities(st, world, before_us, registered_content)
     _load_events(st, events, now_us)
     st.source = world
+    if before_us is not None and events.num_rows < world.events.num_rows:  # type: ignore[attr-defined]
+        # the cut's source holds its own past only: whatever reads ``state.source`` (the rankers' friend requests,
+        # friendship times, engagements) cannot see an event at or after the cut, not even one at the cut itself
+        st.source = copy.copy(world)
+        st.source.events = events  # type: ignore[attr-defined]
     return st
 
 
