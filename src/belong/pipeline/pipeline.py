@@ -466,8 +466,10 @@ class Pipeline:
         removed: list[Removed] = []
         step = len(ranked) if all_rules else request.k + max(4, request.k // 4)  # a few spare for removals
         i = 0
-        while i < len(ranked) and (all_rules or len(kept) < request.k):
-            chunk = ranked.light(i, i + step)
+        while all_rules or len(kept) < request.k:  # the list's end: an empty chunk (a stored list's length is
+            chunk = ranked.light(i, i + step)        # known only once it is all parsed)
+            if not chunk:
+                break
             score_of = {m.item: s for m, s in chunk}
             ms = [m for m, _ in chunk]
             for f in self.filters:

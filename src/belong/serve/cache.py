@@ -67,7 +67,11 @@ class Packed:
     def light(self, start: int, stop: int) -> list[tuple[Merged, float]]:
         """Rows ``start:stop`` with every field but the reasons (each candidate's reason is :data:`UNEXPLAINED`):
         what rules, selection and hydration read, at half the allocations. :meth:`full` gives an item's reasons."""
-        return [_unpack_light(r) for r in self.rows[start:stop]]
+        return self.light_rows(self.rows, start, stop)
+
+    @staticmethod
+    def light_rows(rows: tuple | list, start: int, stop: int) -> list[tuple[Merged, float]]:
+        return [_unpack_light(r) for r in rows[start:stop]]
 
     def head(self, n: int) -> list[int]:
         """The first ``n`` items, best first."""

@@ -6,7 +6,9 @@ lists in Redis, versioned with the model; the API's cold path reads a stored lis
   writes ``PREFIX<version>:<surface>:<user>`` = JSON ``[made_at_unix_s, rows]`` (the rows of
   :class:`~belong.serve.cache.Packed`: plain numbers and strings, no pickle), and ``PREFIX<version>:meta``.
 * The API (``BELONG_PRECOMPUTED_REDIS=URL``) on a miss of its in-process cache reads the stored list
-  (:meth:`PrecomputedLists.entry`); a list older than ``BELONG_PRECOMPUTED_MAX_AGE_S`` (default 86400) or of another
+  (:meth:`PrecomputedLists.entry`) as a :class:`StoredList`: only the rows a request reads (the head its rules and
+  explanations need) are parsed, the rest when something asks for them (docs/SCALING.md: parsing all 200 rows was
+  most of the cold path's CPU); a list older than ``BELONG_PRECOMPUTED_MAX_AGE_S`` (default 86400) or of another
   version is not used (the live path runs). A person's own events (join, leave, block, friendship) delete their
   stored lists (:meth:`PrecomputedLists.forget`): their next request runs the live path, whose list is written back
   (:meth:`PrecomputedLists.put`), so the store is refreshed by use as well as by the job.
@@ -19,8 +21,10 @@ Environment: ``BELONG_PRECOMPUTED_REDIS`` (unset: off), ``BELONG_PRECOMPUTED_PRE
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -32,8 +36,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from belong.domain import SURFACE_NAME, EntityStatus, Event, EventType, Surface
 from belong.errors import ValidationError
-from belong.pipeline.types import Candidates, Request
-from belong.serve.cache import Entry, Packed
+from belong.pipeline.types import Candidates, Merged, Request
+from belong.serve.cache import Entry, Packed, _unpack_one
 
 log = logging.getLogger("belong.serve.precomputed")
 DEFAULT_PREFIX = "belong:candidates:"
@@ -57,10 +61,109 @@ def decode(raw: bytes) -> list:
     return orjson.loads(raw if raw[:1] == b"[" else zlib.decompress(raw))
 
 
+def _row(raw: list) -> tuple:
+    """One row's JSON lists back into the packed row's tuples."""
+    item, score, hits, feats = raw
+    return (item, score, tuple((s, r, c, t, tuple(tuple(kv) for kv in d)) for s, r, c, t, d in hits),
+            tuple(tuple(kv) for kv in feats))
+
+
 def _rows(raw: list) -> tuple:
     """JSON lists back into the packed rows' tuples."""
-    return tuple((item, score, tuple((s, r, c, t, tuple(tuple(kv) for kv in d)) for s, r, c, t, d in hits),
-                  tuple(tuple(kv) for kv in feats)) for item, score, hits, feats in raw)
+    return tuple(_row(r) for r in raw)
+
+
+_JSON = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _text(raw: bytes) -> str:
+    return (raw if raw[:1] == b"[" else zlib.decompress(raw)).decode()
+
+
+def _skip(text: str, i: int) -> int:
+    return _WS.match(text, i).end()  # type: ignore[union-attr]  # matches the empty string too
+
+
+def _expect(text: str, i: int, char: str) -> int:
+    """The position after ``char`` at ``i`` (after blanks); ValueError when something else is there."""
+    i = _skip(text, i)
+    if text[i:i + 1] != char:
+        raise ValueError(f"stored list: expected {char!r} at {i}")
+    return i + 1
+
+
+class StoredList(Packed):
+    """A stored list (the bytes of :func:`_encode`) read row by row: the JSON of ``[made_at, rows]`` is parsed only
+    as far as a request reads (:meth:`light`, :meth:`head`, :meth:`full` of an item already met); anything that
+    needs the whole list (its length, iteration, :attr:`rows`) parses the rest. The rows are those :func:`decode`
+    gives, as tuples. The compressed bytes are kept until every row is parsed; the text only until the first
+    parse (a request's first read: the head its feature read and rules need), later reads decompress again."""
+
+    __slots__ = ("_raw", "_text", "_parsed", "_at", "_index", "made_at")
+
+    def __init__(self, raw: bytes) -> None:  # noqa: D107 - see the class
+        text = _text(raw)
+        i = _expect(text, 0, "[")
+        made_at, i = _JSON.raw_decode(text, _skip(text, i))
+        if type(made_at) not in (int, float):
+            raise ValueError("stored list: made_at is not a number")
+        i = _expect(text, _expect(text, i, ","), "[")
+        self.made_at = float(made_at)
+        self._raw: bytes | None = raw
+        self._parsed: list[tuple] = []
+        self._index: dict[int, int] = {}
+        i = _skip(text, i)
+        self._at = i if text[i:i + 1] != "]" else -1  # -1: every row parsed (then the bytes are let go)
+        self._text: str | None = text
+        if self._at < 0:
+            self._raw = self._text = None
+
+    def _parse(self, upto: int | None) -> None:
+        """Parse rows until ``upto`` are (None: all of them)."""
+        if self._at < 0 or (upto is not None and len(self._parsed) >= upto):
+            return
+        assert self._raw is not None
+        text = _text(self._raw) if self._text is None else self._text
+        self._text = None
+        parsed, index, i = self._parsed, self._index, self._at
+        while upto is None or len(parsed) < upto:
+            raw, i = _JSON.raw_decode(text, _skip(text, i))
+            row = _row(raw)
+            index.setdefault(row[0], len(parsed))
+            parsed.append(row)
+            i = _skip(text, i)
+            if text[i:i + 1] == "]":
+                i = -1
+                break
+            i = _expect(text, i, ",")
+        self._at = i
+        if i < 0:
+            self._raw = None
+
+    @property
+    def rows(self) -> tuple:  # type: ignore[override]  # a slot of Packed, computed here (read-only)
+        self._parse(None)
+        return tuple(self._parsed)
+
+    def __len__(self) -> int:
+        self._parse(None)
+        return len(self._parsed)
+
+    def light(self, start: int, stop: int) -> list[tuple]:
+        self._parse(stop)
+        return self.light_rows(self._parsed, start, stop)
+
+    def head(self, n: int) -> list[int]:
+        self._parse(n)
+        return [r[0] for r in self._parsed[:n]]
+
+    def full(self, item: int) -> Merged | None:
+        i = self._index.get(item)
+        if i is None and self._at >= 0:
+            self._parse(None)
+            i = self._index.get(item)
+        return None if i is None else _unpack_one(self._parsed[i])[0]
 
 
 def affected(event: Event) -> tuple[str, ...]:
@@ -132,11 +235,11 @@ class PrecomputedLists:
             self._count("miss")
             return None
         try:
-            made_at, rows = decode(raw)
-        except (zlib.error, orjson.JSONDecodeError, ValueError):
+            stored = StoredList(raw)
+        except (zlib.error, UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
             self._count("error")  # a damaged value: the live path answers instead
             return None
-        age = max(0.0, time.time() - made_at)
+        age = max(0.0, time.time() - stored.made_at)
         if age > self.max_age_s:
             self._count("expired")
             return None
@@ -145,11 +248,11 @@ class PrecomputedLists:
         self.ages.append(age)
         if len(self.ages) > 10_000:
             del self.ages[:5_000]
-        packed = Packed([])
-        packed.rows = _rows(rows)
+        packed: Packed = stored
         gone = self.forgotten.get(version) if surface is Surface.PEOPLE else None
         if gone:
-            packed.rows = tuple(r for r in packed.rows if r[0] not in gone)
+            packed = Packed([])
+            packed.rows = tuple(r for r in stored.rows if r[0] not in gone)
         return Entry(version, time.monotonic(), packed)
 
     def put(self, version: str, surface: Surface, user: str, made: Candidates) -> None:

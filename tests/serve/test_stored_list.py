@@ -1,0 +1,148 @@
+"""A stored candidate list read row by row (:class:`belong.serve.precomputed.StoredList`, issue 14: parsing all
+200 rows of every stored list was most of the cold path's CPU under ``bench serve --traffic zipf``): the same
+rows, answers and explanations as the whole list decoded at once, with only the head a request reads parsed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from belong.domain import Surface
+from belong.pipeline.types import ListMemo, Request
+from belong.serve.cache import Packed
+from belong.serve.engine import Engine
+from belong.serve.feature_reader import FeatureReader
+from belong.serve.metrics import Metrics
+from belong.serve.precomputed import PrecomputedLists, StoredList, _encode, _rows, decode
+from belong.serve.settings import ServeSettings
+from belong.serve.versions import ModelRegistry, ModelVersion, build_version
+
+REDIS_URL = os.environ.get("BELONG_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="module")
+def model(small_store: Path) -> ModelVersion:
+    return build_version(str(small_store))
+
+
+def _whole(raw: bytes) -> Packed:
+    """The list as the cold path read it before: every row decoded at once."""
+    packed = Packed([])
+    packed.rows = _rows(decode(raw)[1])
+    return packed
+
+
+def _stored(model: ModelVersion, n: int = 40) -> list[tuple[Request, bytes]]:
+    pipe = model.pipelines[Surface.COMMUNITIES]
+    out = []
+    for u in model.state.users.ids[:n]:
+        request = Request(u, Surface.COMMUNITIES, k=10)
+        made = pipe.candidates(request, depth=200)
+        out.append((request, _encode(time.time(), Packed(made.ranked).rows)))
+    return out
+
+
+def test_the_rows_are_those_of_the_whole_decode(model: ModelVersion) -> None:
+    for _request, raw in _stored(model):
+        whole = _whole(raw)
+        lazy = StoredList(raw)
+        assert lazy.head(7) == whole.head(7)
+        assert lazy.light(3, 12) == whole.light(3, 12)
+        for item in whole.head(5):
+            assert lazy.full(item) == whole.full(item)
+        assert lazy.full(-1) is None  # not in the list: the rest is parsed to say so
+        assert lazy.rows == whole.rows and len(lazy) == len(whole) and list(lazy) == list(whole)
+        assert lazy.made_at == decode(raw)[0]
+        if whole.rows:
+            first = whole.rows[0][0]
+            assert StoredList(raw).without(first).rows == whole.without(first).rows
+
+
+def test_a_request_parses_only_the_head_it_reads(model: ModelVersion) -> None:
+    pipe = model.pipelines[Surface.COMMUNITIES]
+    request, raw = max(_stored(model), key=lambda x: len(_whole(x[1])))
+    n = len(_whole(raw))
+    assert n > 40
+    lazy = StoredList(raw)
+    done = pipe.finish(request, lazy, memo=ListMemo())
+    assert done.items and lazy._at >= 0 and len(lazy._parsed) < n  # the tail is still unparsed text
+
+
+def test_answers_on_the_stored_list_equal_those_on_the_whole_list(model: ModelVersion) -> None:
+    pipe = model.pipelines[Surface.COMMUNITIES]
+    compared = 0
+    for request, raw in _stored(model):
+        lazy, whole = StoredList(raw), _whole(raw)
+        a = pipe.finish(request, lazy, memo=ListMemo())
+        b = pipe.finish(request, whole, memo=ListMemo())
+        assert a.items == b.items and a.removed == b.removed and a.hydration == b.hydration
+        all_a = pipe.finish(request, StoredList(raw), all_rules=True)  # debug: every rule over the whole list
+        all_b = pipe.finish(request, whole, all_rules=True)
+        assert all_a.items == all_b.items and all_a.removed == all_b.removed
+        compared += bool(a.items)
+    assert compared >= 20
+
+
+def test_other_writings_of_the_same_json_read_too() -> None:
+    rows = ((5, 0.5, (("pixie", 0, 0.25, "why, [not]", (("visits", 3),)),), (("members", 10.0),)),
+            (7, 0.25, (), ()))
+    plain = orjson.dumps([123.5, rows])
+    spaced = json.dumps([123.5, rows], indent=1).encode()  # blanks between every token
+    for raw in (plain, zlib.compress(plain, 1), spaced, zlib.compress(spaced, 1)):
+        lazy = StoredList(raw)
+        assert lazy.made_at == 123.5 and lazy.head(1) == [5] and lazy.rows == rows
+    empty = StoredList(zlib.compress(orjson.dumps([1.0, []]), 1))
+    assert len(empty) == 0 and empty.head(5) == [] and empty.light(0, 25) == [] and empty.full(5) is None
+    for bad in (b"[1.0, {}]", b'["x", []]', b"[1.0 []]", zlib.compress(b"[1.0, [[5, 0.5, [], []]")):
+        with pytest.raises(ValueError):
+            StoredList(bad).rows  # noqa: B018 - parsing is the point
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs BELONG_TEST_REDIS_URL")
+def test_the_engine_answers_from_stored_lists_exactly_as_the_live_path(model: ModelVersion) -> None:
+    """The whole cold path (Redis GET, rules, selection, hydration, explanations, JSON) on a stored list, against
+    the live candidate run of the same state."""
+    import redis
+
+    assert REDIS_URL is not None
+    prefix = f"belong:test:stored:{secrets.token_hex(4)}:"
+    client = redis.Redis.from_url(REDIS_URL)
+    lists = PrecomputedLists(client, prefix)
+    stored = _stored(model, 30)
+    for request, raw in stored:
+        client.set(lists.key(model.version, Surface.COMMUNITIES, request.user_id), raw)
+    client.set(lists.key(model.version, Surface.COMMUNITIES, "damaged"), b"x\x9cnot zlib")
+
+    def engine(precomputed: PrecomputedLists | None) -> Engine:
+        registry = ModelRegistry()
+        registry.add(model, activate=True)
+        features = FeatureReader.open(None, prefix="stored:", budget_ms=50, breaker_s=1)
+        out = Engine(registry, features, Metrics(), ServeSettings().with_(budget_sources_ms=60_000))
+        out.precomputed = precomputed
+        return out
+
+    def answer(e: Engine, user: str) -> tuple[str, list]:
+        body = orjson.loads(asyncio.run(e.recommend(Surface.COMMUNITIES, user, 10)))
+        return body["cache"], [(it["id"], it["score"], it["sources"], it["explanation"], it["features"])
+                               for it in body["items"]]
+
+    try:
+        live, cold = engine(None), engine(lists)
+        for request, _raw in stored:
+            how, items = answer(cold, request.user_id)
+            assert how == "precomputed"
+            assert items == answer(live, request.user_id)[1], request.user_id
+            assert answer(cold, request.user_id) == ("hit", items)  # then the cached entry answers the same
+        assert lists.counts["hit"] == len(stored)
+        assert lists.entry(model.version, Surface.COMMUNITIES, "damaged") is None and lists.counts["error"] == 1
+    finally:
+        for key in client.scan_iter(f"{prefix}*", count=1000):
+            client.delete(key)
