@@ -30,6 +30,7 @@ def test_offpolicy_estimate_online_and_truth(tmp_path, mode):
     # must ask with as the backend did
     result = runner.run(tiny_ope(tmp_path, days).with_overrides(mode=mode))
     ope = result["offpolicy"]
+    assert result["backend"]["mode"] == mode
     assert ope["logging"] == "explore" and ope["slot_position"] == 3
     assert 0 < ope["logged_lists"] <= 40 * days
     (t,) = ope["targets"]

@@ -117,7 +117,7 @@ class InProcessBackend:
         self.counts["impressions"] += sum(len(i.items) for i in impressions)
 
     def stats(self) -> dict[str, Any]:
-        return {"mode": "inprocess", **self.counts}
+        return {"mode": "direct", **self.counts}
 
     def close(self) -> None:
         self.pipelines = [None] * len(self.specs)
