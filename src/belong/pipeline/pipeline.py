@@ -348,9 +348,13 @@ class Pipeline:
                 out.append(list(zip(m.items[pos].tolist(), sc[pos].tolist(), strict=True)))
         return out
 
-    def _score_arrays(self, requests: list[Request]) -> tuple[list[MergedArrays], list[np.ndarray]]:
-        """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
-        candidates (hydrated only for a scorer that reads features) and their scores."""
+    def candidate_arrays(self, requests: list[Request], *, hydrate: bool = True) -> list[MergedArrays]:
+        """The unscored candidate stage of a batch on arrays: each request's merged candidates in merge order,
+        filtered (keep masks) and, with ``hydrate``, with the hydrators' features — the candidates of
+        :meth:`candidates` with ``score=False``, row for row, without candidate objects (offline work: training
+        lists, :meth:`_score_arrays`)."""
+        if not requests:
+            return []
         state = self._check(requests[0])
         for r in requests[1:]:
             self._check(r)
@@ -366,10 +370,17 @@ class Pipeline:
                     keep &= f.keep_mask(r, state, m.items)
                 if not keep.all():
                     m = m.take(keep)
-            if self.scorer.reads_features and len(m):
+            if hydrate and len(m):
                 for h in self.hydrators:
                     m.features.update(h.hydrate_arrays(r, state, m.items))
             lists.append(m)
+        return lists
+
+    def _score_arrays(self, requests: list[Request]) -> tuple[list[MergedArrays], list[np.ndarray]]:
+        """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
+        candidates (hydrated only for a scorer that reads features) and their scores."""
+        state = self._check(requests[0])
+        lists = self.candidate_arrays(requests, hydrate=self.scorer.reads_features)
         scored = self.scorer.score_arrays(requests, state, lists)
         if scored is None:
             scored = self.scorer.score_batch(requests, state, [_as_merged(m) for m in lists])

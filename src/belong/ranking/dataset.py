@@ -329,9 +329,13 @@ _LISTS_CONTEXT: tuple | None = None
 
 
 def _lists_for(users: list[int]) -> dict:
-    """Training lists of ``users`` (one chunk), from :data:`_LISTS_CONTEXT`."""
+    """Training lists of ``users`` (one chunk), from :data:`_LISTS_CONTEXT`: the chunk's candidate stage as one
+    batch on arrays (:meth:`~belong.pipeline.pipeline.Pipeline.candidate_arrays`), or one request at a time on
+    candidate objects when the context says ``arrays=False`` (the reference: the same rows, value for value)."""
     assert _LISTS_CONTEXT is not None
-    user_ids, stage, cut, names, held, out_of = _LISTS_CONTEXT
+    user_ids, stage, cut, names, held, out_of, arrays = _LISTS_CONTEXT
+    if arrays:
+        return _lists_for_arrays(users)
     out: dict = {"blocks": [], "labels": [], "groups": [], "users": [], "n_pos": [], "items": [],
                  "extra": {name: [] for name in out_of}}
     for u in users:
@@ -347,6 +351,30 @@ def _lists_for(users: list[int]) -> dict:
         out["labels"].append(np.fromiter((m.item in pos for m in cands), np.float32, len(cands)))
         out["items"].append(np.fromiter((m.item for m in cands), np.int64, len(cands)))
         out["groups"].append(len(cands))
+        out["users"].append(u)
+        out["n_pos"].append(len(pos))
+    return out
+
+
+def _lists_for_arrays(users: list[int]) -> dict:
+    """:func:`_lists_for` on arrays: every source proposes for the whole chunk at once, no candidate objects."""
+    assert _LISTS_CONTEXT is not None
+    user_ids, stage, cut, names, held, out_of, _ = _LISTS_CONTEXT
+    out: dict = {"blocks": [], "labels": [], "groups": [], "users": [], "n_pos": [], "items": [],
+                 "extra": {name: [] for name in out_of}}
+    reqs = [Request(user_ids[u], stage.surface, k=20, explain=False) for u in users]
+    for u, req, m in zip(users, reqs, stage.candidate_arrays(reqs), strict=True):
+        if not len(m):
+            continue
+        pos = held[u]
+        items = m.items.tolist()
+        for name, lab in out_of.items():
+            out["extra"][name].append(np.array([lab.get((u, i), np.nan) if i in pos else np.nan for i in items],
+                                               np.float32))
+        out["blocks"].append(feature_matrix_arrays(names, req, cut, m))
+        out["labels"].append(np.fromiter((i in pos for i in items), np.float32, len(items)))
+        out["items"].append(m.items.astype(np.int64, copy=True))
+        out["groups"].append(len(items))
         out["users"].append(u)
         out["n_pos"].append(len(pos))
     return out
@@ -397,14 +425,16 @@ def _run_chunks(users: np.ndarray, workers: int, progress) -> list[dict]:
 
 def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float = 0.15,
                 cold: float = 0.0, max_users: int = 2000, seed: int = 0, by: str = "random",
-                min_span_days: float = 7.0, progress: Progress | None = None, workers: int = 1) -> TrainingLists:
+                min_span_days: float = 7.0, progress: Progress | None = None, workers: int = 1,
+                arrays: bool = True) -> TrainingLists:
     """Fit a fresh candidate stage (``upstream()``: sources, hydrators, filters of the surface) on a validation cut
     of ``state`` and label its candidates (:meth:`~belong.pipeline.pipeline.Pipeline.candidates`, unscored).
 
     ``by``: ``random`` | ``time`` | ``auto`` (see the module docstring; ``cold`` applies to ``random`` only).
     ``progress(done, total)`` is called while candidates are generated. ``workers > 1`` generates the lists in
     that many forked processes (the prepared sources are shared copy-on-write; the result is the same lists in the
-    same order as with one)."""
+    same order as with one). ``arrays`` (the default) runs each chunk's candidate stage as one batch on arrays;
+    ``False`` one request at a time on candidate objects: the same lists, row for row."""
     how = resolve_holdout_by(state, by, min_span_days)
     T: int | None
     if how == "time":
@@ -432,7 +462,7 @@ def build_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction
     if users.size > max_users:
         users = np.sort(rng.choice(users, max_users, replace=False))
     global _LISTS_CONTEXT
-    _LISTS_CONTEXT = (state.users.ids, stage, cut, names, held, out_of)
+    _LISTS_CONTEXT = (state.users.ids, stage, cut, names, held, out_of, arrays)
     try:
         parts = _run_chunks(users, workers, progress)
     finally:
