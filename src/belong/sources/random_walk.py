@@ -25,6 +25,7 @@ from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 _BLOCK = 16_384  # walkers stepped together in one block of a batch
+_SHRINK = 1.0 - 2.0**-50  # keeps u * total / (1 - restart) below total for every u < 1 - restart
 
 
 class PixieConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -61,42 +62,61 @@ class Pixie(CandidateSource):
         self.n_users, self.n_nodes = nu, nu + nc
         self.uniform = bool(np.all(G.data == 1.0))
         self.has_dead = bool((self.row_total <= 0).any())
+        self.scale = self._scale(self.row_total)
+        self._below = np.nextafter(1.0 - self.config.restart, 0.0)  # the largest uniform that moves
 
-    def _step(self, cur: np.ndarray, rng: np.random.Generator, start_nbrs: np.ndarray,
-              start_cum: np.ndarray | None, start: int) -> np.ndarray:
+    def _scale(self, totals: np.ndarray) -> np.ndarray:
+        """Per row, what a walker's uniform ``u`` is multiplied by to pick a neighbour: ``u < 1 - restart`` moves
+        (``u >= 1 - restart`` restarts), so ``u * total / (1 - restart)`` is uniform on ``[0, total)`` — shrunk by
+        ``2**-50`` so that rounding never reaches ``total``."""
+        q = 1.0 - self.config.restart
+        if q <= 0.0:  # every step restarts: no move is ever read
+            return np.zeros_like(totals, dtype=np.float64)
+        return totals.astype(np.float64) / q * _SHRINK
+
+    def _dead_reachable(self, start_nbrs: np.ndarray) -> bool:
+        """Whether a walker can reach a node without edges: only through the start's live edges (every prepared
+        edge with a weight leads to a node with that edge), or through edges that weigh nothing."""
+        return self.has_dead and (self.config.friend_weight <= 0 or bool((self.row_total[start_nbrs] <= 0).any()))
+
+    def _step(self, cur: np.ndarray, u: np.ndarray, start: int, start_nbrs: np.ndarray,
+              start_cum: np.ndarray | None, start_scale: float, dead: bool) -> np.ndarray:
+        """One step of one request's walkers, walker ``w`` with uniform ``u[w]``: home (``start``) when
+        ``u >= 1 - restart`` (or at a node without edges), else to the neighbour of weight position
+        ``u * scale`` in its row (the start's row: its live edges) — what :meth:`_walk_block` computes."""
         nxt = np.empty_like(cur)
-        at_start = cur == start
-        if at_start.any():
-            r = rng.random(int(at_start.sum())) * (start_nbrs.size if start_cum is None else start_cum[-1])
-            if start_cum is None:  # every start edge weighs 1: the floor(r)-th, as the search would give
-                nxt[at_start] = start_nbrs[np.minimum(r.astype(np.int64), start_nbrs.size - 1)]
+        back = u >= 1.0 - self.config.restart
+        u = np.minimum(u, self._below)  # a walker going home still picks (and drops) a neighbour of its row
+        at = cur == start
+        if at.any():
+            x = u[at] * start_scale
+            if start_cum is None:  # every start edge weighs 1: the floor(x)-th
+                nxt[at] = start_nbrs[x.astype(np.int64)]
             else:
-                nxt[at_start] = start_nbrs[np.searchsorted(start_cum, r, side="right")]
-        rest = ~at_start
+                nxt[at] = start_nbrs[np.searchsorted(start_cum, x, side="right")]
+        rest = ~at
         if rest.any():
             c = cur[rest]
-            total = self.row_total[c]
+            sc = self.scale[c]
+            x = u[rest] * sc
             lo = self.indptr[c]
-            r = rng.random(c.size) * total
-            if self.uniform:  # all edges weigh 1: the r-th neighbour
-                pick = self.indices[np.minimum(lo + r.astype(np.int64), self.indices.size - 1)]
-                nxt[rest] = np.where(total <= 0, start, pick)
-                return nxt
-            # binary search inside each row's cumulative weights
-            hi = self.indptr[c + 1] - 1
-            lo_b = lo.copy()
-            while True:
-                active = lo_b < hi
-                if not active.any():
-                    break
-                mid = (lo_b + hi) // 2
-                go_right = self.cum[mid] <= r
-                lo_b = np.where(active & go_right, mid + 1, lo_b)
-                hi = np.where(active & ~go_right, mid, hi)
-            dead = total <= 0
-            pick = self.indices[np.minimum(lo_b, self.indices.size - 1)]
-            nxt[rest] = np.where(dead, start, pick)
-        return nxt
+            if self.uniform:  # all edges weigh 1: the floor(x)-th neighbour
+                pos = lo + x.astype(np.int64)
+            else:  # binary search inside each row's cumulative weights: the first above x
+                hi = self.indptr[c + 1] - 1
+                pos = lo.copy()
+                while True:
+                    active = pos < hi
+                    if not active.any():
+                        break
+                    mid = (pos + hi) // 2
+                    go_right = self.cum[mid] <= x
+                    pos = np.where(active & go_right, mid + 1, pos)
+                    hi = np.where(active & ~go_right, mid, hi)
+            nxt[rest] = self.indices[np.minimum(pos, self.indices.size - 1)]
+            if dead:  # a node without edges sends its walker home
+                back[rest] |= sc <= 0
+        return np.where(back, start, nxt)
 
     def _setup(self, request: Request, state: WorldState
                ) -> tuple[int, np.ndarray, np.ndarray | None, np.random.Generator, np.ndarray] | None:
@@ -135,15 +155,16 @@ class Pixie(CandidateSource):
         indices = np.concatenate([self.indices, *nbrs])
         lo = np.concatenate([self.indptr[:-1], v_lo])
         uniform = self.uniform and all(c is None for c in cums)
+        v_total = np.array([float(a.size) if c is None else c[-1] for a, c in zip(nbrs, cums, strict=True)],
+                           np.float64)
+        scale = np.concatenate([self.scale, self._scale(v_total)])
         if uniform:
-            total = np.concatenate([self.row_total, sizes.astype(np.float64)])
             cum = hi = None
         else:
-            total = np.concatenate([self.row_total, [float(a.size) if c is None else c[-1]
-                                                     for a, c in zip(nbrs, cums, strict=True)]])
             cum = np.concatenate([self.cum, *(np.arange(1, a.size + 1, dtype=np.float64) if c is None else c
                                               for a, c in zip(nbrs, cums, strict=True))])
             hi = np.concatenate([self.indptr[1:] - 1, v_lo + sizes - 1])
+        dead = any(self._dead_reachable(a) for a in nbrs)
         if indices.size < 2**30 and self.n_nodes + B < 2**30:  # positions and nodes fit 32 bits
             indices, lo = indices.astype(np.int32), lo.astype(np.int32)
             hi = None if hi is None else hi.astype(np.int32)
@@ -153,12 +174,12 @@ class Pixie(CandidateSource):
         for b0 in range(0, B, block):
             sl = slice(b0, min(B, b0 + block))
             steps[sl] = self._walk_block(np.asarray(starts[sl], np.int64), rngs[sl], visits[sl], b0, uniform,
-                                         indices, lo, total, cum, hi, t_off)
+                                         indices, lo, scale, cum, hi, t_off, dead)
         return visits, steps
 
     def _walk_block(self, starts: np.ndarray, rngs: list[np.random.Generator], visits: np.ndarray, v0: int,
-                    uniform: bool, indices: np.ndarray, lo: np.ndarray, total: np.ndarray, cum: np.ndarray | None,
-                    hi: np.ndarray | None, t_off: int) -> np.ndarray:
+                    uniform: bool, indices: np.ndarray, lo: np.ndarray, scale: np.ndarray, cum: np.ndarray | None,
+                    hi: np.ndarray | None, t_off: int, dead: bool) -> np.ndarray:
         """The walks of some starts (virtual rows ``n_nodes + v0 + i``); their target visits are added to
         ``visits`` (one row per start); returns their steps. Node and position arrays are ``indices``' integer
         type (32 bits where the graph allows: half the memory traffic of a step)."""
@@ -173,33 +194,28 @@ class Pixie(CandidateSource):
         start = starts.astype(it)[:, None]
         vrow = (self.n_nodes + v0 + np.arange(B)).astype(it)[:, None]
         cur = np.repeat(start, W, axis=1)
-        j = np.arange(W, dtype=it)[None, :]
-        draws = np.empty((B, 4, 2, W))
+        draws = np.empty((B, 4, W))
         seen = np.empty((B, 4, W), it)
         wide = 2 * n_t > n_nodes
         counts = np.zeros((B, n_nodes) if wide else (0, 0), np.int64)
+        q = 1.0 - cfg.restart
         t = 0
         while t < n_steps and active.size:
             chunk = min(4, n_steps - t)
             na = active.size
             for a, b in enumerate(active.tolist()):
-                rngs[b].random(out=draws[a, :chunk])  # per step: the move's uniforms, then the restart's
-            base = (np.arange(na, dtype=it) * (8 * W))[:, None]
-            flat = draws.reshape(-1)
+                rngs[b].random(out=draws[a, :chunk])  # per step one uniform per walker, in walker order
+            home = draws[:na, :chunk] >= q
+            moves = np.minimum(draws[:na, :chunk], self._below)  # going home: a valid pick, then dropped
             for c in range(chunk):
-                at = cur == start
-                ca = np.cumsum(at, axis=1, dtype=it)
-                off = base + 2 * c * W
-                # the walker's uniform: those at the start first (in order), then the others (in order)
-                idx = np.where(at, ca + (off - 1), (j + (ca[:, -1:] + off)) - ca)
-                r = flat.take(idx)
-                row = np.where(at, vrow, cur)
-                tot = total.take(row)
-                x = r * tot
+                u = moves[:, c]
+                row = np.where(cur == start, vrow, cur)  # at the start: its live row
                 if uniform:  # every edge weighs 1: the floor(x)-th neighbour
-                    nxt = indices.take(lo.take(row) + x.astype(it))
-                else:  # binary search inside each row's cumulative weights
+                    nxt = indices.take(lo.take(row) + (u * scale.take(row)).astype(it))
+                else:  # binary search inside each row's cumulative weights: the first above x
                     assert cum is not None and hi is not None
+                    sc = scale.take(row)
+                    x = u * sc
                     a_, h = lo.take(row), hi.take(row)
                     while True:
                         live = a_ < h
@@ -210,9 +226,9 @@ class Pixie(CandidateSource):
                         a_ = np.where(live & right, mid + 1, a_)
                         h = np.where(live & ~right, mid, h)
                     nxt = indices.take(a_)
-                back = draws[:na, c, 1] < cfg.restart
-                if self.has_dead:  # a node without edges sends its walker home
-                    back |= tot <= 0
+                back = home[:, c]
+                if dead:  # a node without edges sends its walker home
+                    back |= scale.take(row) <= 0
                 cur = np.where(back, start, nxt)
                 seen[:na, c] = cur
             t += chunk
@@ -252,17 +268,23 @@ class Pixie(CandidateSource):
         start_cum = None if np.all(start_w == 1.0) else np.cumsum(start_w)  # None: pick uniformly
         start = p.idx
         rng = np.random.default_rng([request.seed, zlib.crc32(p.id.encode())])
+        start_total = np.array([float(start_nbrs.size) if start_cum is None else start_cum[-1]], np.float64)
+        start_scale = float(self._scale(start_total)[0])
+        dead = self._dead_reachable(start_nbrs)
         visits = np.zeros(self.n_nodes, np.int64)
         cur = np.full(cfg.walkers, start, np.int64)
-        steps = 0
+        n_steps = -(-cfg.max_steps // cfg.walkers)
+        steps = t = 0
         pending: list[np.ndarray] = []  # positions since the last count: one bincount per check, not np.add.at per step
-        while steps < cfg.max_steps:
-            cur = self._step(cur, rng, start_nbrs, start_cum, start)
-            restart = rng.random(cur.size) < cfg.restart
-            cur[restart] = start
-            steps += cur.size
-            pending.append(cur)
-            if steps % (cfg.walkers * 4) == 0:
+        while t < n_steps:
+            chunk = min(4, n_steps - t)
+            u = rng.random((chunk, cfg.walkers))  # per step one uniform per walker
+            for c in range(chunk):
+                cur = self._step(cur, u[c], start, start_nbrs, start_cum, start_scale, dead)
+                pending.append(cur)
+            t += chunk
+            steps += chunk * cfg.walkers
+            if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
                 visits += np.bincount(np.concatenate(pending), minlength=self.n_nodes)
                 pending = []
                 tgt = visits[: self.n_users] if people else visits[self.n_users:]
