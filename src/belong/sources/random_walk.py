@@ -79,6 +79,15 @@ class Pixie(CandidateSource):
         edge with a weight leads to a node with that edge), or through edges that weigh nothing."""
         return self.has_dead and (self.config.friend_weight <= 0 or bool((self.row_total[start_nbrs] <= 0).any()))
 
+    def _own_row(self, start: int, nbrs: np.ndarray, cum: np.ndarray | None, total: float) -> bool:
+        """Whether the start's live edges are its prepared row, weights included (then a batch walks the prepared
+        row: the same picks as the live one's)."""
+        a, b = int(self.indptr[start]), int(self.indptr[start + 1])
+        if b - a != nbrs.size or float(self.row_total[start]) != total or not np.array_equal(self.indices[a:b], nbrs):
+            return False
+        return bool(np.array_equal(self.cum[a:b], np.arange(1, nbrs.size + 1, dtype=np.float64) if cum is None
+                                   else cum))
+
     def _step(self, cur: np.ndarray, u: np.ndarray, start: int, start_nbrs: np.ndarray,
               start_cum: np.ndarray | None, start_scale: float, dead: bool) -> np.ndarray:
         """One step of one request's walkers, walker ``w`` with uniform ``u[w]``: home (``start``) when
@@ -165,6 +174,8 @@ class Pixie(CandidateSource):
                                               for a, c in zip(nbrs, cums, strict=True))])
             hi = np.concatenate([self.indptr[1:] - 1, v_lo + sizes - 1])
         dead = any(self._dead_reachable(a) for a in nbrs)
+        own = np.array([self._own_row(s, a, c, v) for s, a, c, v in zip(starts, nbrs, cums, v_total.tolist(),
+                                                                         strict=True)], bool)
         if indices.size < 2**30 and self.n_nodes + B < 2**30:  # positions and nodes fit 32 bits
             indices, lo = indices.astype(np.int32), lo.astype(np.int32)
             hi = None if hi is None else hi.astype(np.int32)
@@ -174,12 +185,12 @@ class Pixie(CandidateSource):
         for b0 in range(0, B, block):
             sl = slice(b0, min(B, b0 + block))
             steps[sl] = self._walk_block(np.asarray(starts[sl], np.int64), rngs[sl], visits[sl], b0, uniform,
-                                         indices, lo, scale, cum, hi, t_off, dead)
+                                         indices, lo, scale, cum, hi, t_off, dead, bool(own[sl].all()))
         return visits, steps
 
     def _walk_block(self, starts: np.ndarray, rngs: list[np.random.Generator], visits: np.ndarray, v0: int,
                     uniform: bool, indices: np.ndarray, lo: np.ndarray, scale: np.ndarray, cum: np.ndarray | None,
-                    hi: np.ndarray | None, t_off: int, dead: bool) -> np.ndarray:
+                    hi: np.ndarray | None, t_off: int, dead: bool, own: bool) -> np.ndarray:
         """The walks of some starts (virtual rows ``n_nodes + v0 + i``); their target visits are added to
         ``visits`` (one row per start); returns their steps. Node and position arrays are ``indices``' integer
         type (32 bits where the graph allows: half the memory traffic of a step)."""
@@ -196,8 +207,7 @@ class Pixie(CandidateSource):
         cur = np.repeat(start, W, axis=1)
         draws = np.empty((B, 4, W))
         seen = np.empty((B, 4, W), it)
-        wide = 2 * n_t > n_nodes
-        counts = np.zeros((B, n_nodes) if wide else (0, 0), np.int64)
+        counts = np.zeros((B, n_nodes), np.int64)  # visits of every node, counted in place (np.add.at)
         q = 1.0 - cfg.restart
         t = 0
         while t < n_steps and active.size:
@@ -209,7 +219,8 @@ class Pixie(CandidateSource):
             moves = np.minimum(draws[:na, :chunk], self._below)  # going home: a valid pick, then dropped
             for c in range(chunk):
                 u = moves[:, c]
-                row = np.where(cur == start, vrow, cur)  # at the start: its live row
+                # at the start: its live row (the prepared one where they are the same: ``own``)
+                row = cur if own else np.where(cur == start, vrow, cur)
                 if uniform:  # every edge weighs 1: the floor(x)-th neighbour
                     nxt = indices.take(lo.take(row) + (u * scale.take(row)).astype(it))
                 else:  # binary search inside each row's cumulative weights: the first above x
@@ -233,25 +244,15 @@ class Pixie(CandidateSource):
                 seen[:na, c] = cur
             t += chunk
             steps[active] += chunk * W
-            if wide:  # the targets are most nodes (people): count in place
-                keys = seen[:na, :chunk] + (active * n_nodes).astype(it)[:, None, None]
-                np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
-            else:  # a few targets (communities): count the chunk's visits of targets (others in a spare column)
-                s = seen[:na, :chunk]
-                keys = np.where(s >= t_off, s - t_off, n_t) + (np.arange(na, dtype=it) * (n_t + 1))[:, None, None]
-                chunk_counts = np.bincount(keys.reshape(-1), minlength=na * (n_t + 1)).reshape(na, n_t + 1)
-                if na == B:
-                    visits += chunk_counts[:, :n_t]
-                else:
-                    visits[active] += chunk_counts[:, :n_t]
+            keys = seen[:na, :chunk] + (active * n_nodes).astype(it)[:, None, None]
+            np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
             if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
-                tgt = counts[:, t_off:t_off + n_t] if wide else visits
+                tgt = counts[:, t_off:t_off + n_t]
                 done = ((tgt >= cfg.n_p).sum(axis=1) >= cfg.n_v)[active]
                 if done.any():
                     keep = ~done
                     active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
-        if wide:
-            visits += counts[:, t_off:t_off + n_t]
+        visits += counts[:, t_off:t_off + n_t]
         return steps
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
