@@ -164,12 +164,12 @@ def test_pixie_uniform_start_pick_is_the_weighted_search_with_unit_weights(state
     nbrs = np.r_[state.friends_of(start), src.n_users + state.communities_of(start)].astype(np.int64)
     cur = np.full(256, start, np.int64)
     cur[::3] = nbrs[0]  # some walkers away from the start
-    u = np.random.default_rng(7).random(256)
+    u = src._draws(np.random.default_rng(7), 256)
     scale = float(src._scale(np.array([float(nbrs.size)]))[0])
     fast = src._step(cur, u, start, nbrs, None, scale, False)
     searched = src._step(cur, u, start, nbrs, np.cumsum(np.ones(nbrs.size)), scale, False)
     np.testing.assert_array_equal(fast, searched)
-    moved = u < 1.0 - src.config.restart
+    moved = u < src.q32
     assert (fast[~moved] == start).all() and (fast[moved & (cur == start)] != start).all()
     assert set(fast[moved & (cur == start)].tolist()) <= set(nbrs.tolist())  # the start's live edges
 

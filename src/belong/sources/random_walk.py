@@ -25,7 +25,7 @@ from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 _BLOCK = 16_384  # walkers stepped together in one block of a batch
-_SHRINK = 1.0 - 2.0**-50  # keeps u * total / (1 - restart) below total for every u < 1 - restart
+_SHRINK = 1.0 - 2.0**-50  # keeps r * total / q32 below total for every 32-bit draw r < q32
 
 
 class PixieConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -62,17 +62,24 @@ class Pixie(CandidateSource):
         self.n_users, self.n_nodes = nu, nu + nc
         self.uniform = bool(np.all(G.data == 1.0))
         self.has_dead = bool((self.row_total <= 0).any())
+        # a walker moves when its 32-bit draw is below q32 (probability 1 - restart; a restart of 0 still has
+        # a chance of 2**-32), else goes home
+        self.q32 = min(int((1.0 - self.config.restart) * 2.0**32), 2**32 - 1)
         self.scale = self._scale(self.row_total)
-        self._below = np.nextafter(1.0 - self.config.restart, 0.0)  # the largest uniform that moves
 
     def _scale(self, totals: np.ndarray) -> np.ndarray:
-        """Per row, what a walker's uniform ``u`` is multiplied by to pick a neighbour: ``u < 1 - restart`` moves
-        (``u >= 1 - restart`` restarts), so ``u * total / (1 - restart)`` is uniform on ``[0, total)`` — shrunk by
-        ``2**-50`` so that rounding never reaches ``total``."""
-        q = 1.0 - self.config.restart
-        if q <= 0.0:  # every step restarts: no move is ever read
+        """Per row, what a walker's 32-bit draw ``r`` is multiplied by to pick a neighbour: ``r < q32`` moves (else
+        the walker goes home), so ``r * total / q32`` is uniform on ``[0, total)`` — shrunk by ``2**-50`` so that
+        rounding never reaches ``total``."""
+        if self.q32 <= 0:  # every step restarts: no move is ever read
             return np.zeros_like(totals, dtype=np.float64)
-        return totals.astype(np.float64) / q * _SHRINK
+        return totals.astype(np.float64) / float(self.q32) * _SHRINK
+
+    @staticmethod
+    def _draws(rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` 32-bit draws of a walk's generator: ``ceil(n / 2)`` raw 64-bit outputs, each two draws (half the
+        generator's work of a float per draw)."""
+        return rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
 
     def _dead_reachable(self, start_nbrs: np.ndarray) -> bool:
         """Whether a walker can reach a node without edges: only through the start's live edges (every prepared
@@ -94,8 +101,8 @@ class Pixie(CandidateSource):
         ``u >= 1 - restart`` (or at a node without edges), else to the neighbour of weight position
         ``u * scale`` in its row (the start's row: its live edges) — what :meth:`_walk_block` computes."""
         nxt = np.empty_like(cur)
-        back = u >= 1.0 - self.config.restart
-        u = np.minimum(u, self._below)  # a walker going home still picks (and drops) a neighbour of its row
+        back = u >= self.q32
+        u = np.minimum(u, np.uint32(self.q32 - 1))  # a walker going home still picks (and drops) a neighbour
         at = cur == start
         if at.any():
             x = u[at] * start_scale
@@ -205,18 +212,20 @@ class Pixie(CandidateSource):
         start = starts.astype(it)[:, None]
         vrow = (self.n_nodes + v0 + np.arange(B)).astype(it)[:, None]
         cur = np.repeat(start, W, axis=1)
-        draws = np.empty((B, 4, W))
+        draws = np.empty((B, 2 * W), np.uint64)  # per user four steps of 32-bit draws: 2 * W raw outputs
         seen = np.empty((B, 4, W), it)
         counts = np.zeros((B, n_nodes), np.int64)  # visits of every node, counted in place (np.add.at)
-        q = 1.0 - cfg.restart
+        q32 = np.uint32(self.q32)
         t = 0
         while t < n_steps and active.size:
             chunk = min(4, n_steps - t)
             na = active.size
-            for a, b in enumerate(active.tolist()):
-                rngs[b].random(out=draws[a, :chunk])  # per step one uniform per walker, in walker order
-            home = draws[:na, :chunk] >= q
-            moves = np.minimum(draws[:na, :chunk], self._below)  # going home: a valid pick, then dropped
+            m = (chunk * W + 1) // 2
+            for a, b in enumerate(active.tolist()):  # per step one draw per walker, in walker order (_draws)
+                draws[a, :m] = rngs[b].bit_generator.random_raw(m)
+            r = draws.view(np.uint32)[:na, :chunk * W].reshape(na, chunk, W)
+            home = r >= q32
+            moves = np.minimum(r, q32 - np.uint32(1))  # going home: a valid pick, then dropped
             for c in range(chunk):
                 u = moves[:, c]
                 # at the start: its live row (the prepared one where they are the same: ``own``)
@@ -279,7 +288,7 @@ class Pixie(CandidateSource):
         pending: list[np.ndarray] = []  # positions since the last count: one bincount per check, not np.add.at per step
         while t < n_steps:
             chunk = min(4, n_steps - t)
-            u = rng.random((chunk, cfg.walkers))  # per step one uniform per walker
+            u = self._draws(rng, chunk * cfg.walkers).reshape(chunk, cfg.walkers)  # per step one per walker
             for c in range(chunk):
                 cur = self._step(cur, u[c], start, start_nbrs, start_cum, start_scale, dead)
                 pending.append(cur)
