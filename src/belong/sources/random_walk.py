@@ -25,6 +25,7 @@ from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 _BLOCK = 16_384  # walkers stepped together in one block of a batch
+_SEGMENT = 1 << 20  # walker positions kept between counts (a block's steps of a segment)
 _SHRINK = 1.0 - 2.0**-50  # keeps r * total / q32 below total for every 32-bit draw r < q32
 
 
@@ -200,67 +201,85 @@ class Pixie(CandidateSource):
                     hi: np.ndarray | None, t_off: int, dead: bool, own: bool) -> np.ndarray:
         """The walks of some starts (virtual rows ``n_nodes + v0 + i``); their target visits are added to
         ``visits`` (one row per start); returns their steps. Node and position arrays are ``indices``' integer
-        type (32 bits where the graph allows: half the memory traffic of a step)."""
+        type (32 bits where the graph allows: half the memory traffic of a step).
+
+        Positions are kept for a segment of steps, then counted (one ``bincount`` per start). The early stop is
+        checked per segment: its condition only grows with the visits, so where it holds at a segment's end, the
+        segment is counted again four steps at a time to the first check (every four steps) where it held — the
+        walk one request alone stops at."""
         cfg = self.config
         W, B = cfg.walkers, starts.size
         it = indices.dtype
         n_t = visits.shape[1]
         n_nodes = self.n_nodes
         n_steps = -(-cfg.max_steps // W)  # the walk alone steps while steps < max_steps
+        last_check = n_steps - n_steps % 4  # the walk alone checks after each full four steps
         steps = np.zeros(B, np.int64)
         active = np.arange(B)
         start = starts.astype(it)[:, None]
         vrow = (self.n_nodes + v0 + np.arange(B)).astype(it)[:, None]
         cur = np.repeat(start, W, axis=1)
+        seg = min(n_steps, max(4, (_SEGMENT // (B * W)) // 4 * 4))  # steps per segment, a multiple of four
+        seen = np.empty((B, seg, W), it)
         draws = np.empty((B, 2 * W), np.uint64)  # per user four steps of 32-bit draws: 2 * W raw outputs
-        seen = np.empty((B, 4, W), it)
-        counts = np.zeros((B, n_nodes), np.int64)  # visits of every node, counted in place (np.add.at)
+        counts = np.zeros((B, n_nodes), np.int64)
         q32 = np.uint32(self.q32)
+
+        def stopped(c: np.ndarray) -> bool:
+            return int((c[t_off:t_off + n_t] >= cfg.n_p).sum()) >= cfg.n_v
+
         t = 0
         while t < n_steps and active.size:
-            chunk = min(4, n_steps - t)
-            na = active.size
-            m = (chunk * W + 1) // 2
-            for a, b in enumerate(active.tolist()):  # per step one draw per walker, in walker order (_draws)
-                draws[a, :m] = rngs[b].bit_generator.random_raw(m)
-            r = draws.view(np.uint32)[:na, :chunk * W].reshape(na, chunk, W)
-            home = r >= q32
-            moves = np.minimum(r, q32 - np.uint32(1))  # going home: a valid pick, then dropped
-            for c in range(chunk):
-                u = moves[:, c]
-                # at the start: its live row (the prepared one where they are the same: ``own``)
-                row = cur if own else np.where(cur == start, vrow, cur)
-                if uniform:  # every edge weighs 1: the floor(x)-th neighbour
-                    nxt = indices.take(lo.take(row) + (u * scale.take(row)).astype(it))
-                else:  # binary search inside each row's cumulative weights: the first above x
-                    assert cum is not None and hi is not None
-                    sc = scale.take(row)
-                    x = u * sc
-                    a_, h = lo.take(row), hi.take(row)
-                    while True:
-                        live = a_ < h
-                        if not live.any():
-                            break
-                        mid = (a_ + h) // 2
-                        right = cum.take(mid) <= x
-                        a_ = np.where(live & right, mid + 1, a_)
-                        h = np.where(live & ~right, mid, h)
-                    nxt = indices.take(a_)
-                back = home[:, c]
-                if dead:  # a node without edges sends its walker home
-                    back |= scale.take(row) <= 0
-                cur = np.where(back, start, nxt)
-                seen[:na, c] = cur
-            t += chunk
-            steps[active] += chunk * W
-            keys = seen[:na, :chunk] + (active * n_nodes).astype(it)[:, None, None]
-            np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
-            if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
-                tgt = counts[:, t_off:t_off + n_t]
-                done = ((tgt >= cfg.n_p).sum(axis=1) >= cfg.n_v)[active]
-                if done.any():
-                    keep = ~done
-                    active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
+            na, s_len = active.size, min(seg, n_steps - t)
+            for c0 in range(0, s_len, 4):
+                chunk = min(4, s_len - c0)
+                m = (chunk * W + 1) // 2
+                for a, b in enumerate(active.tolist()):  # per step one draw per walker, in walker order (_draws)
+                    draws[a, :m] = rngs[b].bit_generator.random_raw(m)
+                r = draws.view(np.uint32)[:na, :chunk * W].reshape(na, chunk, W)
+                home = r >= q32
+                moves = np.minimum(r, q32 - np.uint32(1))  # going home: a valid pick, then dropped
+                for c in range(chunk):
+                    u = moves[:, c]
+                    # at the start: its live row (the prepared one where they are the same: ``own``)
+                    row = cur if own else np.where(cur == start, vrow, cur)
+                    if uniform:  # every edge weighs 1: the floor(x)-th neighbour
+                        nxt = indices.take(lo.take(row) + (u * scale.take(row)).astype(it))
+                    else:  # binary search inside each row's cumulative weights: the first above x
+                        assert cum is not None and hi is not None
+                        x = u * scale.take(row)
+                        a_, h = lo.take(row), hi.take(row)
+                        while True:
+                            live = a_ < h
+                            if not live.any():
+                                break
+                            mid = (a_ + h) // 2
+                            right = cum.take(mid) <= x
+                            a_ = np.where(live & right, mid + 1, a_)
+                            h = np.where(live & ~right, mid, h)
+                        nxt = indices.take(a_)
+                    back = home[:, c]
+                    if dead:  # a node without edges sends its walker home
+                        back |= scale.take(row) <= 0
+                    cur = np.where(back, start, nxt)
+                    seen[:na, c0 + c] = cur
+            keep = np.ones(na, bool)
+            for a, b in enumerate(active.tolist()):
+                before = counts[b].copy() if cfg.n_v <= n_t else None  # None: the stop cannot hold
+                counts[b] += np.bincount(seen[a, :s_len].reshape(-1), minlength=n_nodes)
+                steps[b] = (t + s_len) * W
+                if before is None or t + 4 > last_check or not stopped(counts[b]):
+                    continue
+                for c in range(4, s_len + 1, 4):  # where the walk alone stopped
+                    if t + c > last_check:
+                        break
+                    before += np.bincount(seen[a, c - 4:c].reshape(-1), minlength=n_nodes)
+                    if stopped(before):
+                        counts[b], steps[b], keep[a] = before, (t + c) * W, False
+                        break
+            t += s_len
+            if not keep.all():
+                active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
         visits += counts[:, t_off:t_off + n_t]
         return steps
 
