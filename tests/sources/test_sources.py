@@ -80,6 +80,20 @@ def test_pixie_seeded_and_follows_new_edges(state):
     assert "python" not in after  # now a member: excluded without re-preparing
 
 
+@pytest.mark.parametrize("friend_weight", [1.0, 2.5])
+def test_pixie_batch_walks_the_live_edges_as_one_request(state, friend_weight):
+    """After a join the prepared graph is stale for that user: the batch walks its live row (and the prepared rows
+    of the others), each user exactly as one request."""
+    src = Pixie(Pixie.Config(walkers=64, max_steps=4000, friend_weight=friend_weight))
+    src.prepare(state)
+    join(state, "alice", "python")
+    reqs = [Request(u, s, seed=3, explain=True) for u in state.users.ids for s in (Surface.COMMUNITIES,
+                                                                                    Surface.PEOPLE)]
+    got = src.generate_batch(reqs, state)
+    assert got == [src.generate(r, state) for r in reqs]
+    assert "python" not in by_id(state, got[reqs.index(Request("alice", seed=3, explain=True))])
+
+
 def test_trending_per_locale_and_age(state):
     got = by_id(state, Trending().generate(Request("u1"), state))  # u1 speaks de, is an adult, not in python
     assert got["python"].reason.text == "popular this week in your language (de)"

@@ -1,11 +1,12 @@
 """``pixie``: Pixie-style random walks with restarts on the graph of users, communities and friendships.
 
 Nodes are users and communities; edges are memberships (user - community) and friendships (user - user). Many
-walkers start at the request's user and step together (vectorised); at each step a walker restarts at the user
-with probability ``restart``. A batch of requests walks together too (:meth:`Pixie.propose_batch`: one array of
-walkers over every user of the batch), each user's walk drawing from its own generator (seeded by the request's
-``seed`` and the user id) exactly as it would alone: per step ``walkers`` uniforms to move (the walkers at the user
-first, in order, then the others) and ``walkers`` to restart — so a batch gives each user the walk of one request.
+walkers start at the request's user and step together (vectorised). Per step each walker takes one 32-bit draw
+from the walk's generator (seeded by the request's ``seed`` and the user id; two draws per raw 64-bit output,
+walker ``w`` the ``w``-th of the step): below ``q32`` (probability ``1 - restart``) it moves to the neighbour at
+weight position ``draw * total / q32`` of its row, else it goes home to the user. A batch of requests walks
+together too (:meth:`Pixie.propose_batch`: one array of walkers over every user of the batch), each user's walkers
+taking the draws of that user's own generator — so a batch gives each user the walk of one request.
 Visits to target nodes (communities, or users for the people surface) are counted, and the walk stops early
 once ``n_v`` targets have been visited ``n_p`` times each (Pixie's early stopping) or after ``max_steps`` steps in
 all. The user's own edges are read from the live state, so a fresh join or
@@ -159,9 +160,9 @@ class Pixie(CandidateSource):
         """Walk from every start at once: ``(visits of the targets per start, int64 rows; steps per start)``.
 
         Each start's live neighbours are one extra row of the graph (so a walker at its start — after a restart
-        or arriving there — steps through the same code); its uniforms come from its own generator, drawn four
-        steps at a time: per step the move (walkers at the start first, then the others, each in walker order)
-        then the restart — the sequence one walk alone draws."""
+        or arriving there — steps through the same code; where they are its prepared row, weights included, the
+        prepared row is walked); its draws come from its own generator, four steps at a time, as one walk alone
+        draws them."""
         cfg = self.config
         W, B = cfg.walkers, len(starts)
         n_t = self.n_users if people else self.n_nodes - self.n_users
@@ -184,9 +185,6 @@ class Pixie(CandidateSource):
         dead = any(self._dead_reachable(a) for a in nbrs)
         own = np.array([self._own_row(s, a, c, v) for s, a, c, v in zip(starts, nbrs, cums, v_total.tolist(),
                                                                          strict=True)], bool)
-        if indices.size < 2**30 and self.n_nodes + B < 2**30:  # positions and nodes fit 32 bits
-            indices, lo = indices.astype(np.int32), lo.astype(np.int32)
-            hi = None if hi is None else hi.astype(np.int32)
         visits = np.zeros((B, n_t), np.int64)
         steps = np.zeros(B, np.int64)
         block = max(1, _BLOCK // W)  # walkers of a few users at a time: the temporaries stay in cache
@@ -219,6 +217,7 @@ class Pixie(CandidateSource):
         start = starts.astype(it)[:, None]
         vrow = (self.n_nodes + v0 + np.arange(B)).astype(it)[:, None]
         cur = np.repeat(start, W, axis=1)
+        home_at = cur.copy()  # every walker's start
         seg = min(n_steps, max(4, (_SEGMENT // (B * W)) // 4 * 4))  # steps per segment, a multiple of four
         seen = np.empty((B, seg, W), it)
         draws = np.empty((B, 2 * W), np.uint64)  # per user four steps of 32-bit draws: 2 * W raw outputs
@@ -261,7 +260,8 @@ class Pixie(CandidateSource):
                     back = home[:, c]
                     if dead:  # a node without edges sends its walker home
                         back |= scale.take(row) <= 0
-                    cur = np.where(back, start, nxt)
+                    np.putmask(nxt, back, home_at)
+                    cur = nxt
                     seen[:na, c0 + c] = cur
             keep = np.ones(na, bool)
             for a, b in enumerate(active.tolist()):
@@ -279,7 +279,7 @@ class Pixie(CandidateSource):
                         break
             t += s_len
             if not keep.all():
-                active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
+                active, cur, start, vrow, home_at = active[keep], cur[keep], start[keep], vrow[keep], home_at[keep]
         visits += counts[:, t_off:t_off + n_t]
         return steps
 
