@@ -106,8 +106,26 @@ class StrangersFilter(Filter):
         return FilterResult(list(cands), []) if why is None else _split(cands, why)
 
     def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
-        why = self._why(request, state)
-        return np.ones(items.size, bool) if why is None else shipped._keep_of(items, why)
+        """What :meth:`apply` keeps, as a mask: the age test over the whole list (one lookup per distinct age
+        group), the shared friend / community test only for the candidates across ages."""
+        p = state.profile(request)
+        if request.surface is not Surface.PEOPLE:
+            return np.ones(items.size, bool)
+        policy = self.config.unknown_age
+        me_minor, me_adult = _minor_adult(p.age_group, policy)
+        ages = state.users.age_group
+        item_ages = [ages[i] for i in items.tolist()]
+        across = {a: (me_minor and b_adult) or (me_adult and b_minor)
+                  for a in set(item_ages) for b_minor, b_adult in (_minor_adult(a, policy),)}
+        keep = np.fromiter((not across[a] for a in item_ages), bool, items.size)
+        if keep.all():
+            return keep
+        my_friends, my_comms = set(p.friends.tolist()), set(p.communities.tolist())
+        for j in np.flatnonzero(~keep).tolist():
+            i = int(items[j])
+            keep[j] = (i in my_friends or bool(my_friends.intersection(state.friends_of(i).tolist()))
+                       or bool(my_comms.intersection(state.communities_of(i).tolist())))
+        return keep
 
     def _why(self, request: Request, state: WorldState) -> Callable[[int], str | None] | None:
         """The rule per item (None: it removes nothing for this request)."""
