@@ -107,7 +107,8 @@ class StrangersFilter(Filter):
 
     def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
         """What :meth:`apply` keeps, as a mask: the age test over the whole list (one lookup per distinct age
-        group), the shared friend / community test only for the candidates across ages."""
+        group), then the friend / mutual friend / shared community tests of the candidates across ages at once
+        (:meth:`~belong.state.relation.Relation.rows_meet`)."""
         p = state.profile(request)
         if request.surface is not Surface.PEOPLE:
             return np.ones(items.size, bool)
@@ -120,11 +121,15 @@ class StrangersFilter(Filter):
         keep = np.fromiter((not across[a] for a in item_ages), bool, items.size)
         if keep.all():
             return keep
-        my_friends, my_comms = set(p.friends.tolist()), set(p.communities.tolist())
-        for j in np.flatnonzero(~keep).tolist():
-            i = int(items[j])
-            keep[j] = (i in my_friends or bool(my_friends.intersection(state.friends_of(i).tolist()))
-                       or bool(my_comms.intersection(state.communities_of(i).tolist())))
+        mine_f = np.zeros(state.n_users, bool)
+        mine_f[p.friends[p.friends < state.n_users]] = True
+        mine_c = np.zeros(state.n_communities, bool)
+        mine_c[p.communities[p.communities < state.n_communities]] = True
+        across_at = np.flatnonzero(~keep)
+        x = items[across_at]
+        known = x < state.n_users
+        keep[across_at] = ((known & mine_f[np.where(known, x, 0)]) | state.friends.rows_meet(x, mine_f)
+                           | state.members.rows_meet(x, mine_c))  # a friend, a mutual friend, a shared community
         return keep
 
     def _why(self, request: Request, state: WorldState) -> Callable[[int], str | None] | None:
