@@ -94,6 +94,23 @@ def test_pixie_batch_walks_the_live_edges_as_one_request(state, friend_weight):
     assert "python" not in by_id(state, got[reqs.index(Request("alice", seed=3, explain=True))])
 
 
+@pytest.mark.parametrize(("walkers", "max_steps", "restart", "friend_weight"),
+                         [(1, 37, 0.3, 1.0), (7, 333, 0.0, 0.3), (13, 100, 1.0, 2.5), (40, 3000, 0.3, 0.0)])
+def test_pixie_batch_equals_one_request_at_the_edges(state, walkers, max_steps, restart, friend_weight):
+    """Odd walker counts, a last partial chunk, restart 0 and 1, weights that do not add up exactly (the live row
+    walked, not the prepared one), edges of no weight, and a community nobody was in when prepared (a row without
+    edges reached through the live ones): the batch still walks each user as one request."""
+    src = Pixie(Pixie.Config(walkers=walkers, max_steps=max_steps, restart=restart, friend_weight=friend_weight,
+                             n_p=3, n_v=4, k=30))
+    src.prepare(state)
+    empty = np.flatnonzero(np.diff(state.membership_csr().tocsc().indptr) == 0)
+    assert empty.size
+    join(state, state.users.ids[1], state.communities.ids[int(empty[0])], 1)
+    reqs = [Request(u, s, seed=i % 3, explain=bool(i % 2)) for i, (u, s) in enumerate(
+        (u, s) for u in state.users.ids for s in (Surface.COMMUNITIES, Surface.PEOPLE))]
+    assert src.generate_batch(reqs, state) == [src.generate(r, state) for r in reqs]
+
+
 def test_trending_per_locale_and_age(state):
     got = by_id(state, Trending().generate(Request("u1"), state))  # u1 speaks de, is an adult, not in python
     assert got["python"].reason.text == "popular this week in your language (de)"

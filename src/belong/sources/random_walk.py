@@ -66,7 +66,8 @@ class Pixie(CandidateSource):
         self.has_dead = bool((self.row_total <= 0).any())
         # a walker moves when its 32-bit draw is below q32 (probability 1 - restart; a restart of 0 still has
         # a chance of 2**-32), else goes home
-        self.q32 = min(int((1.0 - self.config.restart) * 2.0**32), 2**32 - 1)
+        self.q32 = min(max(int((1.0 - self.config.restart) * 2.0**32), 0), 2**32 - 1)
+        self._below = np.uint32(max(self.q32 - 1, 0))  # the largest draw that moves (restart 1: none moves)
         self.scale = self._scale(self.row_total)
 
     def _scale(self, totals: np.ndarray) -> np.ndarray:
@@ -104,7 +105,7 @@ class Pixie(CandidateSource):
         ``u * scale`` in its row (the start's row: its live edges) — what :meth:`_walk_block` computes."""
         nxt = np.empty_like(cur)
         back = u >= self.q32
-        u = np.minimum(u, np.uint32(self.q32 - 1))  # a walker going home still picks (and drops) a neighbour
+        u = np.minimum(u, self._below)  # a walker going home still picks (and drops) a neighbour
         at = cur == start
         if at.any():
             x = u[at] * start_scale
@@ -237,7 +238,7 @@ class Pixie(CandidateSource):
                     draws[a, :m] = rngs[b].bit_generator.random_raw(m)
                 r = draws.view(np.uint32)[:na, :chunk * W].reshape(na, chunk, W)
                 home = r >= q32
-                moves = np.minimum(r, q32 - np.uint32(1))  # going home: a valid pick, then dropped
+                moves = np.minimum(r, self._below)  # going home: a valid pick, then dropped
                 for c in range(chunk):
                     u = moves[:, c]
                     # at the start: its live row (the prepared one where they are the same: ``own``)
