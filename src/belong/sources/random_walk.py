@@ -266,11 +266,12 @@ class Pixie(CandidateSource):
                     seen[:na, c0 + c] = cur
             keep = np.ones(na, bool)
             for a, b in enumerate(active.tolist()):
-                before = counts[b].copy() if cfg.n_v <= n_t else None  # None: the stop cannot hold
-                counts[b] += np.bincount(seen[a, :s_len].reshape(-1), minlength=n_nodes)
+                got = np.bincount(seen[a, :s_len].reshape(-1), minlength=n_nodes)
+                counts[b] += got
                 steps[b] = (t + s_len) * W
-                if before is None or t + 4 > last_check or not stopped(counts[b]):
+                if cfg.n_v > n_t or t + 4 > last_check or not stopped(counts[b]):
                     continue
+                before = counts[b] - got
                 for c in range(4, s_len + 1, 4):  # where the walk alone stopped
                     if t + c > last_check:
                         break
