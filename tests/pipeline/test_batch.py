@@ -115,6 +115,27 @@ def test_pixie_walks_a_batch_as_each_user_alone(sim_state, friend_weight, surfac
         assert cands == px.generate(req, sim_state)
 
 
+@pytest.mark.parametrize("segment", [None, 20_000])  # the default (one segment here) or about 8 steps
+@pytest.mark.parametrize("surface", [Surface.COMMUNITIES, Surface.PEOPLE])
+def test_pixie_batch_stops_early_where_each_walk_alone_stops(sim_state, surface, segment, monkeypatch):
+    """The batch counts visits per segment of steps; where the early stop holds at a segment's end it finds the
+    check (every four steps) at which the walk alone stopped: the same steps, visits and scores."""
+    from belong.sources import random_walk
+    from belong.sources.random_walk import Pixie, PixieConfig
+
+    if segment is not None:
+        monkeypatch.setattr(random_walk, "_SEGMENT", segment)
+    px = Pixie(PixieConfig(walkers=40, max_steps=40_000, n_p=3, n_v=12, k=50))
+    px.prepare(sim_state)
+    reqs = [Request(u, surface, k=10, explain=True, seed=s) for s, u in enumerate(sim_state.users.ids[::5])]
+    steps = []
+    for req, cands in zip(reqs, px.generate_batch(reqs, sim_state), strict=True):
+        want = px.generate(req, sim_state)
+        assert cands == want  # items, scores, reasons with visits and steps
+        steps += [c.reason.data["steps"] for c in want[:1]]
+    assert steps and min(steps) < 40_000 and len(set(steps)) > 2  # stopped, at different checks
+
+
 def test_the_server_batch_with_explanations_equals_one_request_at_a_time(sim_state, fitted):
     """``candidates_batch`` of requests that ask for explanations (the server's batched cold path): the same lists,
     the same reasons and the ranker's ``p_join`` per candidate, as one request each."""

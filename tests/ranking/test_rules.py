@@ -95,6 +95,24 @@ def test_strangers_rule_by_hand(sim_state):
     assert not res2.kept and "teen" in res2.removed[0][1]
 
 
+@pytest.mark.parametrize("unknown_age", ["strict", "minor", "adult"])
+def test_strangers_mask_keeps_what_apply_keeps(sim_state, unknown_age):
+    """The batch path's mask (the age test over the whole list, the shared friend / community test for the
+    candidates across ages) keeps exactly what the per-item rule keeps, for teens, adults and unknown ages."""
+    f = StrangersFilter(StrangersConfig(unknown_age=unknown_age))
+    rng = np.random.default_rng(5)
+    removed = 0
+    for u in rng.choice(sim_state.n_users, 120, replace=False).tolist():
+        items = np.unique(np.r_[rng.integers(0, sim_state.n_users, 40), sim_state.friends_of(u)]).astype(np.int64)
+        req = Request(sim_state.users.ids[u], Surface.PEOPLE)
+        res = f.apply(req, sim_state, [Merged(i) for i in items.tolist()])
+        kept = {m.item for m in res.kept}
+        np.testing.assert_array_equal(f.mask(req, sim_state, items), [i in kept for i in items.tolist()])
+        removed += len(res.removed)
+    assert removed > 0
+    assert f.mask(Request(sim_state.users.ids[0], Surface.COMMUNITIES), sim_state, np.arange(3)).all()
+
+
 def test_policy_is_configurable_and_validated(sim_state):
     u = sim_state.users.ids[0]
     mine = sim_state.communities_of(0).tolist()

@@ -80,6 +80,37 @@ def test_pixie_seeded_and_follows_new_edges(state):
     assert "python" not in after  # now a member: excluded without re-preparing
 
 
+@pytest.mark.parametrize("friend_weight", [1.0, 2.5])
+def test_pixie_batch_walks_the_live_edges_as_one_request(state, friend_weight):
+    """After a join the prepared graph is stale for that user: the batch walks its live row (and the prepared rows
+    of the others), each user exactly as one request."""
+    src = Pixie(Pixie.Config(walkers=64, max_steps=4000, friend_weight=friend_weight))
+    src.prepare(state)
+    join(state, "alice", "python")
+    reqs = [Request(u, s, seed=3, explain=True) for u in state.users.ids for s in (Surface.COMMUNITIES,
+                                                                                    Surface.PEOPLE)]
+    got = src.generate_batch(reqs, state)
+    assert got == [src.generate(r, state) for r in reqs]
+    assert "python" not in by_id(state, got[reqs.index(Request("alice", seed=3, explain=True))])
+
+
+@pytest.mark.parametrize(("walkers", "max_steps", "restart", "friend_weight"),
+                         [(1, 37, 0.3, 1.0), (7, 333, 0.0, 0.3), (13, 100, 1.0, 2.5), (40, 3000, 0.3, 0.0)])
+def test_pixie_batch_equals_one_request_at_the_edges(state, walkers, max_steps, restart, friend_weight):
+    """Odd walker counts, a last partial chunk, restart 0 and 1, weights that do not add up exactly (the live row
+    walked, not the prepared one), edges of no weight, and a community nobody was in when prepared (a row without
+    edges reached through the live ones): the batch still walks each user as one request."""
+    src = Pixie(Pixie.Config(walkers=walkers, max_steps=max_steps, restart=restart, friend_weight=friend_weight,
+                             n_p=3, n_v=4, k=30))
+    src.prepare(state)
+    empty = np.flatnonzero(np.diff(state.membership_csr().tocsc().indptr) == 0)
+    assert empty.size
+    join(state, state.users.ids[1], state.communities.ids[int(empty[0])], 1)
+    reqs = [Request(u, s, seed=i % 3, explain=bool(i % 2)) for i, (u, s) in enumerate(
+        (u, s) for u in state.users.ids for s in (Surface.COMMUNITIES, Surface.PEOPLE))]
+    assert src.generate_batch(reqs, state) == [src.generate(r, state) for r in reqs]
+
+
 def test_trending_per_locale_and_age(state):
     got = by_id(state, Trending().generate(Request("u1"), state))  # u1 speaks de, is an adult, not in python
     assert got["python"].reason.text == "popular this week in your language (de)"
@@ -164,9 +195,14 @@ def test_pixie_uniform_start_pick_is_the_weighted_search_with_unit_weights(state
     nbrs = np.r_[state.friends_of(start), src.n_users + state.communities_of(start)].astype(np.int64)
     cur = np.full(256, start, np.int64)
     cur[::3] = nbrs[0]  # some walkers away from the start
-    fast = src._step(cur, np.random.default_rng(7), nbrs, None, start)
-    searched = src._step(cur, np.random.default_rng(7), nbrs, np.cumsum(np.ones(nbrs.size)), start)
+    u = src._draws(np.random.default_rng(7), 256)
+    scale = float(src._scale(np.array([float(nbrs.size)]))[0])
+    fast = src._step(cur, u, start, nbrs, None, scale, False)
+    searched = src._step(cur, u, start, nbrs, np.cumsum(np.ones(nbrs.size)), scale, False)
     np.testing.assert_array_equal(fast, searched)
+    moved = u < src.q32
+    assert (fast[~moved] == start).all() and (fast[moved & (cur == start)] != start).all()
+    assert set(fast[moved & (cur == start)].tolist()) <= set(nbrs.tolist())  # the start's live edges
 
 
 def test_batch_requests_share_one_reason_and_keep_the_candidates(state):

@@ -155,3 +155,28 @@ def test_col_sizes_exact_after_edits():
             rel.set(i, j, bool(rng.random() < 0.5))
         js = np.arange(n_cols if not symmetric else n_rows)
         assert rel.col_sizes(js).tolist() == [rel.col(int(j)).size for j in js]
+
+
+def test_rows_meet_is_row_by_row_after_edits():
+    """``Relation.rows_meet`` (the base's rows at once, edited rows one by one) says what ``cols[row(i)].any()``
+    says for every row: base rows, edited rows, rows beyond the base, columns beyond ``cols``."""
+    import scipy.sparse as sp
+
+    from belong.state.relation import Relation
+
+    rng = np.random.default_rng(8)
+    base = sp.random(60, 25, density=0.1, random_state=5, format="csr")
+    base.data[:] = 1.0
+    for symmetric in (False, True):
+        b = (base @ base.T).tocsr() if symmetric else base
+        b.data[:] = 1.0
+        rel = Relation(b, symmetric=symmetric)
+        n_cols = b.shape[1] if not symmetric else b.shape[0]
+        for _ in range(80):
+            rel.set(int(rng.integers(b.shape[0] + 4)), int(rng.integers(n_cols + 2)), bool(rng.random() < 0.6))
+        rows = np.r_[np.arange(b.shape[0] + 4), rng.integers(0, b.shape[0], 30)]
+        for _ in range(20):
+            cols = rng.random(n_cols) < 0.08
+            want = [bool(cols[r[r < cols.size]].any()) for r in (rel.row(int(i)) for i in rows)]
+            assert rel.rows_meet(rows, cols).tolist() == want
+        assert any(want) and not all(want)

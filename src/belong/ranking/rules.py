@@ -106,8 +106,31 @@ class StrangersFilter(Filter):
         return FilterResult(list(cands), []) if why is None else _split(cands, why)
 
     def mask(self, request: Request, state: WorldState, items: np.ndarray) -> np.ndarray | None:
-        why = self._why(request, state)
-        return np.ones(items.size, bool) if why is None else shipped._keep_of(items, why)
+        """What :meth:`apply` keeps, as a mask: the age test over the whole list (one lookup per distinct age
+        group), then the friend / mutual friend / shared community tests of the candidates across ages at once
+        (:meth:`~belong.state.relation.Relation.rows_meet`)."""
+        p = state.profile(request)
+        if request.surface is not Surface.PEOPLE:
+            return np.ones(items.size, bool)
+        policy = self.config.unknown_age
+        me_minor, me_adult = _minor_adult(p.age_group, policy)
+        ages = state.users.age_group
+        item_ages = [ages[i] for i in items.tolist()]
+        across = {a: (me_minor and b_adult) or (me_adult and b_minor)
+                  for a in set(item_ages) for b_minor, b_adult in (_minor_adult(a, policy),)}
+        keep = np.fromiter((not across[a] for a in item_ages), bool, items.size)
+        if keep.all():
+            return keep
+        mine_f = np.zeros(state.n_users, bool)
+        mine_f[p.friends[p.friends < state.n_users]] = True
+        mine_c = np.zeros(state.n_communities, bool)
+        mine_c[p.communities[p.communities < state.n_communities]] = True
+        across_at = np.flatnonzero(~keep)
+        x = items[across_at]
+        known = x < state.n_users
+        keep[across_at] = ((known & mine_f[np.where(known, x, 0)]) | state.friends.rows_meet(x, mine_f)
+                           | state.members.rows_meet(x, mine_c))  # a friend, a mutual friend, a shared community
+        return keep
 
     def _why(self, request: Request, state: WorldState) -> Callable[[int], str | None] | None:
         """The rule per item (None: it removes nothing for this request)."""

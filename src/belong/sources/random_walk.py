@@ -1,11 +1,12 @@
 """``pixie``: Pixie-style random walks with restarts on the graph of users, communities and friendships.
 
 Nodes are users and communities; edges are memberships (user - community) and friendships (user - user). Many
-walkers start at the request's user and step together (vectorised); at each step a walker restarts at the user
-with probability ``restart``. A batch of requests walks together too (:meth:`Pixie.propose_batch`: one array of
-walkers over every user of the batch), each user's walk drawing from its own generator (seeded by the request's
-``seed`` and the user id) exactly as it would alone: per step ``walkers`` uniforms to move (the walkers at the user
-first, in order, then the others) and ``walkers`` to restart — so a batch gives each user the walk of one request.
+walkers start at the request's user and step together (vectorised). Per step each walker takes one 32-bit draw
+from the walk's generator (seeded by the request's ``seed`` and the user id; two draws per raw 64-bit output,
+walker ``w`` the ``w``-th of the step): below ``q32`` (probability ``1 - restart``) it moves to the neighbour at
+weight position ``draw * total / q32`` of its row, else it goes home to the user. A batch of requests walks
+together too (:meth:`Pixie.propose_batch`: one array of walkers over every user of the batch), each user's walkers
+taking the draws of that user's own generator — so a batch gives each user the walk of one request.
 Visits to target nodes (communities, or users for the people surface) are counted, and the walk stops early
 once ``n_v`` targets have been visited ``n_p`` times each (Pixie's early stopping) or after ``max_steps`` steps in
 all. The user's own edges are read from the live state, so a fresh join or
@@ -25,6 +26,8 @@ from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
 
 _BLOCK = 16_384  # walkers stepped together in one block of a batch
+_SEGMENT = 1 << 20  # walker positions kept between counts (a block's steps of a segment)
+_SHRINK = 1.0 - 2.0**-50  # keeps r * total / q32 below total for every 32-bit draw r < q32
 
 
 class PixieConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
@@ -61,42 +64,78 @@ class Pixie(CandidateSource):
         self.n_users, self.n_nodes = nu, nu + nc
         self.uniform = bool(np.all(G.data == 1.0))
         self.has_dead = bool((self.row_total <= 0).any())
+        # a walker moves when its 32-bit draw is below q32 (probability 1 - restart; a restart of 0 still has
+        # a chance of 2**-32), else goes home
+        self.q32 = min(max(int((1.0 - self.config.restart) * 2.0**32), 0), 2**32 - 1)
+        self._below = np.uint32(max(self.q32 - 1, 0))  # the largest draw that moves (restart 1: none moves)
+        self.scale = self._scale(self.row_total)
 
-    def _step(self, cur: np.ndarray, rng: np.random.Generator, start_nbrs: np.ndarray,
-              start_cum: np.ndarray | None, start: int) -> np.ndarray:
+    def _scale(self, totals: np.ndarray) -> np.ndarray:
+        """Per row, what a walker's 32-bit draw ``r`` is multiplied by to pick a neighbour: ``r < q32`` moves (else
+        the walker goes home), so ``r * total / q32`` is uniform on ``[0, total)`` — shrunk by ``2**-50`` so that
+        rounding never reaches ``total``."""
+        if self.q32 <= 0:  # every step restarts: no move is ever read
+            return np.zeros_like(totals, dtype=np.float64)
+        return totals.astype(np.float64) / float(self.q32) * _SHRINK
+
+    @staticmethod
+    def _draws(rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` 32-bit draws of a walk's generator: ``ceil(n / 2)`` raw 64-bit outputs, each two draws (half the
+        generator's work of a float per draw)."""
+        return rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+
+    def _dead_reachable(self, start_nbrs: np.ndarray) -> bool:
+        """Whether a walker can reach a node without edges: only through the start's live edges (every prepared
+        edge with a weight leads to a node with that edge), or through edges that weigh nothing."""
+        return self.has_dead and (self.config.friend_weight <= 0 or bool((self.row_total[start_nbrs] <= 0).any()))
+
+    def _own_row(self, start: int, nbrs: np.ndarray, cum: np.ndarray | None, total: float) -> bool:
+        """Whether the start's live edges are its prepared row, weights included (then a batch walks the prepared
+        row: the same picks as the live one's)."""
+        a, b = int(self.indptr[start]), int(self.indptr[start + 1])
+        if b - a != nbrs.size or float(self.row_total[start]) != total or not np.array_equal(self.indices[a:b], nbrs):
+            return False
+        return bool(np.array_equal(self.cum[a:b], np.arange(1, nbrs.size + 1, dtype=np.float64) if cum is None
+                                   else cum))
+
+    def _step(self, cur: np.ndarray, u: np.ndarray, start: int, start_nbrs: np.ndarray,
+              start_cum: np.ndarray | None, start_scale: float, dead: bool) -> np.ndarray:
+        """One step of one request's walkers, walker ``w`` with uniform ``u[w]``: home (``start``) when
+        ``u >= 1 - restart`` (or at a node without edges), else to the neighbour of weight position
+        ``u * scale`` in its row (the start's row: its live edges) — what :meth:`_walk_block` computes."""
         nxt = np.empty_like(cur)
-        at_start = cur == start
-        if at_start.any():
-            r = rng.random(int(at_start.sum())) * (start_nbrs.size if start_cum is None else start_cum[-1])
-            if start_cum is None:  # every start edge weighs 1: the floor(r)-th, as the search would give
-                nxt[at_start] = start_nbrs[np.minimum(r.astype(np.int64), start_nbrs.size - 1)]
+        back = u >= self.q32
+        u = np.minimum(u, self._below)  # a walker going home still picks (and drops) a neighbour
+        at = cur == start
+        if at.any():
+            x = u[at] * start_scale
+            if start_cum is None:  # every start edge weighs 1: the floor(x)-th
+                nxt[at] = start_nbrs[x.astype(np.int64)]
             else:
-                nxt[at_start] = start_nbrs[np.searchsorted(start_cum, r, side="right")]
-        rest = ~at_start
+                nxt[at] = start_nbrs[np.searchsorted(start_cum, x, side="right")]
+        rest = ~at
         if rest.any():
             c = cur[rest]
-            total = self.row_total[c]
+            sc = self.scale[c]
+            x = u[rest] * sc
             lo = self.indptr[c]
-            r = rng.random(c.size) * total
-            if self.uniform:  # all edges weigh 1: the r-th neighbour
-                pick = self.indices[np.minimum(lo + r.astype(np.int64), self.indices.size - 1)]
-                nxt[rest] = np.where(total <= 0, start, pick)
-                return nxt
-            # binary search inside each row's cumulative weights
-            hi = self.indptr[c + 1] - 1
-            lo_b = lo.copy()
-            while True:
-                active = lo_b < hi
-                if not active.any():
-                    break
-                mid = (lo_b + hi) // 2
-                go_right = self.cum[mid] <= r
-                lo_b = np.where(active & go_right, mid + 1, lo_b)
-                hi = np.where(active & ~go_right, mid, hi)
-            dead = total <= 0
-            pick = self.indices[np.minimum(lo_b, self.indices.size - 1)]
-            nxt[rest] = np.where(dead, start, pick)
-        return nxt
+            if self.uniform:  # all edges weigh 1: the floor(x)-th neighbour
+                pos = lo + x.astype(np.int64)
+            else:  # binary search inside each row's cumulative weights: the first above x
+                hi = self.indptr[c + 1] - 1
+                pos = lo.copy()
+                while True:
+                    active = pos < hi
+                    if not active.any():
+                        break
+                    mid = (pos + hi) // 2
+                    go_right = self.cum[mid] <= x
+                    pos = np.where(active & go_right, mid + 1, pos)
+                    hi = np.where(active & ~go_right, mid, hi)
+            nxt[rest] = self.indices[np.minimum(pos, self.indices.size - 1)]
+            if dead:  # a node without edges sends its walker home
+                back[rest] |= sc <= 0
+        return np.where(back, start, nxt)
 
     def _setup(self, request: Request, state: WorldState
                ) -> tuple[int, np.ndarray, np.ndarray | None, np.random.Generator, np.ndarray] | None:
@@ -122,9 +161,9 @@ class Pixie(CandidateSource):
         """Walk from every start at once: ``(visits of the targets per start, int64 rows; steps per start)``.
 
         Each start's live neighbours are one extra row of the graph (so a walker at its start — after a restart
-        or arriving there — steps through the same code); its uniforms come from its own generator, drawn four
-        steps at a time: per step the move (walkers at the start first, then the others, each in walker order)
-        then the restart — the sequence one walk alone draws."""
+        or arriving there — steps through the same code; where they are its prepared row, weights included, the
+        prepared row is walked); its draws come from its own generator, four steps at a time, as one walk alone
+        draws them."""
         cfg = self.config
         W, B = cfg.walkers, len(starts)
         n_t = self.n_users if people else self.n_nodes - self.n_users
@@ -135,107 +174,115 @@ class Pixie(CandidateSource):
         indices = np.concatenate([self.indices, *nbrs])
         lo = np.concatenate([self.indptr[:-1], v_lo])
         uniform = self.uniform and all(c is None for c in cums)
+        v_total = np.array([float(a.size) if c is None else c[-1] for a, c in zip(nbrs, cums, strict=True)],
+                           np.float64)
+        scale = np.concatenate([self.scale, self._scale(v_total)])
         if uniform:
-            total = np.concatenate([self.row_total, sizes.astype(np.float64)])
             cum = hi = None
         else:
-            total = np.concatenate([self.row_total, [float(a.size) if c is None else c[-1]
-                                                     for a, c in zip(nbrs, cums, strict=True)]])
             cum = np.concatenate([self.cum, *(np.arange(1, a.size + 1, dtype=np.float64) if c is None else c
                                               for a, c in zip(nbrs, cums, strict=True))])
             hi = np.concatenate([self.indptr[1:] - 1, v_lo + sizes - 1])
-        if indices.size < 2**30 and self.n_nodes + B < 2**30:  # positions and nodes fit 32 bits
-            indices, lo = indices.astype(np.int32), lo.astype(np.int32)
-            hi = None if hi is None else hi.astype(np.int32)
+        dead = any(self._dead_reachable(a) for a in nbrs)
+        own = np.array([self._own_row(s, a, c, v) for s, a, c, v in zip(starts, nbrs, cums, v_total.tolist(),
+                                                                         strict=True)], bool)
         visits = np.zeros((B, n_t), np.int64)
         steps = np.zeros(B, np.int64)
         block = max(1, _BLOCK // W)  # walkers of a few users at a time: the temporaries stay in cache
         for b0 in range(0, B, block):
             sl = slice(b0, min(B, b0 + block))
             steps[sl] = self._walk_block(np.asarray(starts[sl], np.int64), rngs[sl], visits[sl], b0, uniform,
-                                         indices, lo, total, cum, hi, t_off)
+                                         indices, lo, scale, cum, hi, t_off, dead, bool(own[sl].all()))
         return visits, steps
 
     def _walk_block(self, starts: np.ndarray, rngs: list[np.random.Generator], visits: np.ndarray, v0: int,
-                    uniform: bool, indices: np.ndarray, lo: np.ndarray, total: np.ndarray, cum: np.ndarray | None,
-                    hi: np.ndarray | None, t_off: int) -> np.ndarray:
+                    uniform: bool, indices: np.ndarray, lo: np.ndarray, scale: np.ndarray, cum: np.ndarray | None,
+                    hi: np.ndarray | None, t_off: int, dead: bool, own: bool) -> np.ndarray:
         """The walks of some starts (virtual rows ``n_nodes + v0 + i``); their target visits are added to
         ``visits`` (one row per start); returns their steps. Node and position arrays are ``indices``' integer
-        type (32 bits where the graph allows: half the memory traffic of a step)."""
+        type (32 bits where the graph allows: half the memory traffic of a step).
+
+        Positions are kept for a segment of steps, then counted (one ``bincount`` per start). The early stop is
+        checked per segment: its condition only grows with the visits, so where it holds at a segment's end, the
+        segment is counted again four steps at a time to the first check (every four steps) where it held — the
+        walk one request alone stops at."""
         cfg = self.config
         W, B = cfg.walkers, starts.size
         it = indices.dtype
         n_t = visits.shape[1]
         n_nodes = self.n_nodes
         n_steps = -(-cfg.max_steps // W)  # the walk alone steps while steps < max_steps
+        last_check = n_steps - n_steps % 4  # the walk alone checks after each full four steps
         steps = np.zeros(B, np.int64)
         active = np.arange(B)
         start = starts.astype(it)[:, None]
         vrow = (self.n_nodes + v0 + np.arange(B)).astype(it)[:, None]
         cur = np.repeat(start, W, axis=1)
-        j = np.arange(W, dtype=it)[None, :]
-        draws = np.empty((B, 4, 2, W))
-        seen = np.empty((B, 4, W), it)
-        wide = 2 * n_t > n_nodes
-        counts = np.zeros((B, n_nodes) if wide else (0, 0), np.int64)
+        home_at = cur.copy()  # every walker's start
+        seg = min(n_steps, max(4, (_SEGMENT // (B * W)) // 4 * 4))  # steps per segment, a multiple of four
+        seen = np.empty((B, seg, W), it)
+        draws = np.empty((B, 2 * W), np.uint64)  # per user four steps of 32-bit draws: 2 * W raw outputs
+        counts = np.zeros((B, n_nodes), np.int64)
+        q32 = np.uint32(self.q32)
+
+        def stopped(c: np.ndarray) -> bool:
+            return int((c[t_off:t_off + n_t] >= cfg.n_p).sum()) >= cfg.n_v
+
         t = 0
         while t < n_steps and active.size:
-            chunk = min(4, n_steps - t)
-            na = active.size
+            na, s_len = active.size, min(seg, n_steps - t)
+            for c0 in range(0, s_len, 4):
+                chunk = min(4, s_len - c0)
+                m = (chunk * W + 1) // 2
+                for a, b in enumerate(active.tolist()):  # per step one draw per walker, in walker order (_draws)
+                    draws[a, :m] = rngs[b].bit_generator.random_raw(m)
+                r = draws.view(np.uint32)[:na, :chunk * W].reshape(na, chunk, W)
+                home = r >= q32
+                moves = np.minimum(r, self._below)  # going home: a valid pick, then dropped
+                for c in range(chunk):
+                    u = moves[:, c]
+                    # at the start: its live row (the prepared one where they are the same: ``own``)
+                    row = cur if own else np.where(cur == start, vrow, cur)
+                    if uniform:  # every edge weighs 1: the floor(x)-th neighbour
+                        nxt = indices.take(lo.take(row) + (u * scale.take(row)).astype(it))
+                    else:  # binary search inside each row's cumulative weights: the first above x
+                        assert cum is not None and hi is not None
+                        x = u * scale.take(row)
+                        a_, h = lo.take(row), hi.take(row)
+                        while True:
+                            live = a_ < h
+                            if not live.any():
+                                break
+                            mid = (a_ + h) // 2
+                            right = cum.take(mid) <= x
+                            a_ = np.where(live & right, mid + 1, a_)
+                            h = np.where(live & ~right, mid, h)
+                        nxt = indices.take(a_)
+                    back = home[:, c]
+                    if dead:  # a node without edges sends its walker home
+                        back |= scale.take(row) <= 0
+                    np.putmask(nxt, back, home_at)
+                    cur = nxt
+                    seen[:na, c0 + c] = cur
+            keep = np.ones(na, bool)
             for a, b in enumerate(active.tolist()):
-                rngs[b].random(out=draws[a, :chunk])  # per step: the move's uniforms, then the restart's
-            base = (np.arange(na, dtype=it) * (8 * W))[:, None]
-            flat = draws.reshape(-1)
-            for c in range(chunk):
-                at = cur == start
-                ca = np.cumsum(at, axis=1, dtype=it)
-                off = base + 2 * c * W
-                # the walker's uniform: those at the start first (in order), then the others (in order)
-                idx = np.where(at, ca + (off - 1), (j + (ca[:, -1:] + off)) - ca)
-                r = flat.take(idx)
-                row = np.where(at, vrow, cur)
-                tot = total.take(row)
-                x = r * tot
-                if uniform:  # every edge weighs 1: the floor(x)-th neighbour
-                    nxt = indices.take(lo.take(row) + x.astype(it))
-                else:  # binary search inside each row's cumulative weights
-                    assert cum is not None and hi is not None
-                    a_, h = lo.take(row), hi.take(row)
-                    while True:
-                        live = a_ < h
-                        if not live.any():
-                            break
-                        mid = (a_ + h) // 2
-                        right = cum.take(mid) <= x
-                        a_ = np.where(live & right, mid + 1, a_)
-                        h = np.where(live & ~right, mid, h)
-                    nxt = indices.take(a_)
-                back = draws[:na, c, 1] < cfg.restart
-                if self.has_dead:  # a node without edges sends its walker home
-                    back |= tot <= 0
-                cur = np.where(back, start, nxt)
-                seen[:na, c] = cur
-            t += chunk
-            steps[active] += chunk * W
-            if wide:  # the targets are most nodes (people): count in place
-                keys = seen[:na, :chunk] + (active * n_nodes).astype(it)[:, None, None]
-                np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
-            else:  # a few targets (communities): count the chunk's visits of targets (others in a spare column)
-                s = seen[:na, :chunk]
-                keys = np.where(s >= t_off, s - t_off, n_t) + (np.arange(na, dtype=it) * (n_t + 1))[:, None, None]
-                chunk_counts = np.bincount(keys.reshape(-1), minlength=na * (n_t + 1)).reshape(na, n_t + 1)
-                if na == B:
-                    visits += chunk_counts[:, :n_t]
-                else:
-                    visits[active] += chunk_counts[:, :n_t]
-            if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
-                tgt = counts[:, t_off:t_off + n_t] if wide else visits
-                done = ((tgt >= cfg.n_p).sum(axis=1) >= cfg.n_v)[active]
-                if done.any():
-                    keep = ~done
-                    active, cur, start, vrow = active[keep], cur[keep], start[keep], vrow[keep]
-        if wide:
-            visits += counts[:, t_off:t_off + n_t]
+                got = np.bincount(seen[a, :s_len].reshape(-1), minlength=n_nodes)
+                counts[b] += got
+                steps[b] = (t + s_len) * W
+                if cfg.n_v > n_t or t + 4 > last_check or not stopped(counts[b]):
+                    continue
+                before = counts[b] - got
+                for c in range(4, s_len + 1, 4):  # where the walk alone stopped
+                    if t + c > last_check:
+                        break
+                    before += np.bincount(seen[a, c - 4:c].reshape(-1), minlength=n_nodes)
+                    if stopped(before):
+                        counts[b], steps[b], keep[a] = before, (t + c) * W, False
+                        break
+            t += s_len
+            if not keep.all():
+                active, cur, start, vrow, home_at = active[keep], cur[keep], start[keep], vrow[keep], home_at[keep]
+        visits += counts[:, t_off:t_off + n_t]
         return steps
 
     def generate(self, request: Request, state: WorldState) -> list[Candidate]:
@@ -252,17 +299,23 @@ class Pixie(CandidateSource):
         start_cum = None if np.all(start_w == 1.0) else np.cumsum(start_w)  # None: pick uniformly
         start = p.idx
         rng = np.random.default_rng([request.seed, zlib.crc32(p.id.encode())])
+        start_total = np.array([float(start_nbrs.size) if start_cum is None else start_cum[-1]], np.float64)
+        start_scale = float(self._scale(start_total)[0])
+        dead = self._dead_reachable(start_nbrs)
         visits = np.zeros(self.n_nodes, np.int64)
         cur = np.full(cfg.walkers, start, np.int64)
-        steps = 0
+        n_steps = -(-cfg.max_steps // cfg.walkers)
+        steps = t = 0
         pending: list[np.ndarray] = []  # positions since the last count: one bincount per check, not np.add.at per step
-        while steps < cfg.max_steps:
-            cur = self._step(cur, rng, start_nbrs, start_cum, start)
-            restart = rng.random(cur.size) < cfg.restart
-            cur[restart] = start
-            steps += cur.size
-            pending.append(cur)
-            if steps % (cfg.walkers * 4) == 0:
+        while t < n_steps:
+            chunk = min(4, n_steps - t)
+            u = self._draws(rng, chunk * cfg.walkers).reshape(chunk, cfg.walkers)  # per step one per walker
+            for c in range(chunk):
+                cur = self._step(cur, u[c], start, start_nbrs, start_cum, start_scale, dead)
+                pending.append(cur)
+            t += chunk
+            steps += chunk * cfg.walkers
+            if chunk == 4 and t % 4 == 0:  # the early stop, checked every four steps
                 visits += np.bincount(np.concatenate(pending), minlength=self.n_nodes)
                 pending = []
                 tgt = visits[: self.n_users] if people else visits[self.n_users:]

@@ -88,6 +88,32 @@ class Relation:
         """Sorted column indices of row ``i`` (a read-only view while the row has no edits)."""
         return _merge(_row(self._r, i), self.add_r.get(i), self.del_r.get(i))
 
+    def rows_meet(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """For each of ``rows``: whether :meth:`row` holds a column where the boolean ``cols`` is True — the base's
+        rows all at once, rows with edits (or beyond the base) one by one."""
+        rows = np.asarray(rows, np.int64)
+        out = np.zeros(rows.size, bool)
+        indptr = self.base.indptr
+        edited = np.fromiter((i in self.add_r or i in self.del_r or i + 1 >= indptr.size for i in rows.tolist()),
+                             bool, rows.size)
+        base = np.flatnonzero(~edited)
+        if base.size:
+            r = rows[base]
+            lo, hi = indptr[r].astype(np.int64), indptr[r + 1].astype(np.int64)
+            lens = hi - lo
+            n = int(lens.sum())
+            if n:
+                owner = np.repeat(np.arange(r.size), lens)
+                pos = np.arange(n, dtype=np.int64) + np.repeat(lo - (np.cumsum(lens) - lens), lens)
+                c = self._r[1][pos]
+                hit = c < cols.size
+                hit[hit] = cols[c[hit]]
+                out[base] = np.bincount(owner[hit], minlength=r.size) > 0
+        for j in np.flatnonzero(edited).tolist():
+            c = self.row(int(rows[j]))
+            out[j] = bool(cols[c[c < cols.size]].any())
+        return out
+
     def col(self, j: int) -> np.ndarray:
         """Sorted row indices of column ``j``."""
         if self.symmetric:
