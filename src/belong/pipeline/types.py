@@ -168,6 +168,11 @@ class Ranked(Protocol):
         """The first ``n`` items."""
         ...
 
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        """Each source's rank and reason text for ``item`` (None when it is not in the list): what an explanation
+        reads, without the candidate objects :meth:`full` builds."""
+        ...
+
     @property
     def shared(self) -> bool:
         """Whether :meth:`light` hands out objects other requests hold too (then they are copied before any write)."""
@@ -197,6 +202,10 @@ class RankedList(list[tuple[Merged, float]]):
 
     def head(self, n: int) -> list[int]:
         return [m.item for m, _ in self[:n]]
+
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        m = self.full(item)
+        return None if m is None else {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
 
 
 @dataclass(slots=True)

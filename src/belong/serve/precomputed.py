@@ -158,12 +158,20 @@ class StoredList(Packed):
         self._parse(n)
         return [r[0] for r in self._parsed[:n]]
 
-    def full(self, item: int) -> Merged | None:
+    def _find(self, item: int) -> tuple | None:
         i = self._index.get(item)
         if i is None and self._at >= 0:
             self._parse(None)
             i = self._index.get(item)
-        return None if i is None else _unpack_one(self._parsed[i])[0]
+        return None if i is None else self._parsed[i]
+
+    def full(self, item: int) -> Merged | None:
+        row = self._find(item)
+        return None if row is None else _unpack_one(row)[0]
+
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        row = self._find(item)
+        return None if row is None else {src: (rank, text) for src, rank, _, text, _ in row[2]}
 
 
 def affected(event: Event) -> tuple[str, ...]:
