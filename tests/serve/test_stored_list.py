@@ -73,7 +73,7 @@ def test_a_request_parses_only_the_head_it_reads(model: ModelVersion) -> None:
     assert n > 40
     lazy = StoredList(raw)
     done = pipe.finish(request, lazy, memo=ListMemo())
-    assert done.items and lazy._at >= 0 and len(lazy._parsed) < n  # the tail is still unparsed text
+    assert done.items and lazy._pos >= 0 and len(lazy._light) < n  # the tail is still unparsed bytes
 
 
 def test_answers_on_the_stored_list_equal_those_on_the_whole_list(model: ModelVersion) -> None:

@@ -3,7 +3,7 @@ cached list, response and trace."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -121,6 +121,37 @@ class MergedArrays:
         """The rows ``keep`` (a boolean mask or indices)."""
         return MergedArrays(self.items[keep], self.ranks[keep], self.scores[keep], self.aux[keep], self.sources,
                             {k: v[keep] for k, v in self.features.items()})
+
+
+class PackedHits(Mapping[str, tuple[int, Candidate]]):
+    """A candidate's hits (``{source: (rank, Candidate)}``, as :attr:`Merged.hits`) read from a packed row's
+    ``((source, rank, score, ...), ...)``: each source's candidate is made when it is asked for, with ``reason``.
+    One object per candidate instead of a dict and, per source, a tuple and a candidate: a serving cache keeps the
+    candidates of the lists it answered (their rules' and selection's answers) for as long as it holds the list, and
+    every object it keeps adds to each full pass of the garbage collector (docs/SCALING.md). Read-only."""
+
+    __slots__ = ("_item", "_rows", "_reason")
+
+    def __init__(self, item: int, rows: tuple, reason: Reason) -> None:  # noqa: D107 - see the class
+        self._item, self._rows, self._reason = item, rows, reason
+
+    def __getitem__(self, source: str) -> tuple[int, Candidate]:
+        for row in self._rows:
+            if row[0] == source:
+                return row[1], Candidate(self._item, source, row[2], self._reason)
+        raise KeyError(source)
+
+    def __contains__(self, source: object) -> bool:
+        return any(row[0] == source for row in self._rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return (row[0] for row in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 @dataclass(slots=True)
