@@ -584,11 +584,13 @@ class Pipeline:
     def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None) -> Item:
         how = memo.explained.get(m.item) if memo is not None else None
         if how is None:
-            how = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
+            e = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
+            how = (e.sources, e.reasons, e.text)
             if memo is not None:
                 memo.explained[m.item] = how
-        return Item(self.item_id(m.item), m.item, score, rank, how.sources, how.text, how.reasons,
-                    self.item_label(m.item), m.features)
+        sources, reasons, text = how
+        return Item(self.item_id(m.item), m.item, score, rank, sources, text, reasons, self.item_label(m.item),
+                    m.features)
 
 
 def _merge_arrays(found: list[Proposals], sources: list[str]) -> MergedArrays:
