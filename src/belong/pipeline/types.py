@@ -167,6 +167,29 @@ class Merged:
         return list(self.hits)
 
 
+class PackedMerged(Merged):
+    """A :class:`Merged` read from a packed row: its :attr:`hits` are a :class:`PackedHits` over the row's
+    ``((source, rank, score, ...), ...)``, made when asked for. One object per candidate where a :class:`Merged`
+    with a :class:`PackedHits` is two (see :class:`PackedHits` for why that counts). Equal to a :class:`Merged`
+    with the same item, hits and features. Its hits are read-only."""
+
+    __slots__ = ("_rows", "_reason")
+
+    def __init__(self, item: int, rows: tuple, features: dict[str, float], reason: Reason) -> None:  # noqa: D107
+        self.item, self.features, self._rows, self._reason = item, features, rows, reason
+
+    @property  # a field of Merged, read-only here
+    def hits(self) -> PackedHits:  # type: ignore[override]
+        return PackedHits(self.item, self._rows, self._reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Merged):
+            return NotImplemented
+        return (self.item, self.hits, self.features) == (other.item, other.hits, other.features)
+
+    __hash__ = None  # type: ignore[assignment]  # as Merged's: mutable, compared by value
+
+
 @dataclass(frozen=True, slots=True)
 class Removed:
     item: int

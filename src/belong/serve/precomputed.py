@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from belong.domain import SURFACE_NAME, EntityStatus, Event, EventType, Surface
 from belong.errors import ValidationError
-from belong.pipeline.types import Candidates, Merged, PackedHits, Request
+from belong.pipeline.types import Candidates, Merged, PackedMerged, Request
 from belong.serve.cache import UNEXPLAINED, Entry, Packed, _unpack_one
 
 log = logging.getLogger("belong.serve.precomputed")
@@ -108,10 +108,10 @@ def _light_row(raw: list) -> tuple:
 
 
 def _unpack_light(row: tuple) -> tuple[Merged, float]:
-    """A light row as a candidate whose hits are read from the row (:class:`PackedHits`; their reason
+    """A light row as a candidate whose hits are read from the row (:class:`PackedMerged`; their reason
     :data:`UNEXPLAINED`, as :meth:`Packed.light` gives), and its score."""
     item, score, hits, features = row
-    return Merged(item, PackedHits(item, hits, UNEXPLAINED), dict(features)), score  # type: ignore[arg-type]
+    return PackedMerged(item, hits, dict(features), UNEXPLAINED), score
 
 
 class StoredList(Packed):
