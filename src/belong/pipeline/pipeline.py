@@ -585,10 +585,12 @@ class Pipeline:
         how = memo.explained.get(m.item) if memo is not None else None
         if how is None:
             e = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
-            how = (e.sources, e.reasons, e.text)
+            sources, reasons, text = e.sources, e.reasons, e.text
             if memo is not None:
-                memo.explained[m.item] = how
-        sources, reasons, text = how
+                memo.explained[m.item] = (sources, tuple(reasons.items()), text)
+        else:
+            sources, pairs, text = how
+            reasons = dict(pairs)
         return Item(self.item_id(m.item), m.item, score, rank, sources, text, reasons, self.item_label(m.item),
                     m.features)
 
