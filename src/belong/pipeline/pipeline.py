@@ -575,11 +575,20 @@ class Pipeline:
         if reasons is None:
             reasons = {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
         contrib = getattr(self.scorer, "contributions", None)
-        weight = contrib(m) if contrib else {s: -r for s, (r, _) in reasons.items()}
-        order = tuple(sorted(reasons, key=lambda s: (-weight[s], s)))
+        if contrib:
+            weight = contrib(m)
+            order = tuple(sorted(reasons, key=lambda s: (-weight[s], s)))
+        else:  # by rank: the order of the weights -rank
+            order = tuple(sorted(reasons, key=lambda s: (reasons[s][0], s)))
         texts_of = {s: reasons[s][1] for s in order}
-        texts = list(dict.fromkeys(t for s in order if (t := texts_of[s])))
-        return Explanation(order, texts_of, "; ".join(texts[:2]))
+        shown: list[str] = []  # the first two distinct reasons
+        for s in order:
+            t = texts_of[s]
+            if t and t not in shown:
+                shown.append(t)
+                if len(shown) == 2:
+                    break
+        return Explanation(order, texts_of, "; ".join(shown))
 
     def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None) -> Item:
         how = memo.explained.get(m.item) if memo is not None else None
