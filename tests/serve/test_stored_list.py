@@ -5,6 +5,7 @@ rows, answers and explanations as the whole list decoded at once, with only the 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import secrets
@@ -72,8 +73,16 @@ def test_a_request_parses_only_the_head_it_reads(model: ModelVersion) -> None:
     n = len(_whole(raw))
     assert n > 40
     lazy = StoredList(raw)
-    done = pipe.finish(request, lazy, memo=ListMemo())
+    memo = ListMemo()
+    done = pipe.finish(request, lazy, memo=memo)
     assert done.items and lazy._pos >= 0 and len(lazy._light) < n  # the tail is still unparsed bytes
+    # what the cache keeps of the answer: one object per candidate, explanations the collector stops tracking
+    assert memo.kept and all(type(m) is PackedMerged for m in memo.kept)
+    for _ in range(3):  # a tuple is let go in the pass after the tuples in it were: three levels, three passes
+        gc.collect()
+    assert memo.explained and not any(gc.is_tracked(how) for how in memo.explained.values())
+    again = pipe.finish(request, lazy, memo=memo)
+    assert again.items == done.items  # the memoised answer
 
 
 def test_answers_on_the_stored_list_equal_those_on_the_whole_list(model: ModelVersion) -> None:
