@@ -5,6 +5,7 @@ rows, answers and explanations as the whole list decoded at once, with only the 
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import json
 import os
@@ -120,6 +121,10 @@ def test_light_candidates_equal_unpacked_ones_and_are_one_object_each(model: Mod
         m.hits["trending"]  # noqa: B018 - the lookup is the point
     with pytest.raises(AttributeError):
         m.hits = {}  # type: ignore[misc]  # read-only
+    m.features["members"] = 3.0
+    for twin in (copy.copy(m), copy.deepcopy(m)):
+        assert type(twin) is PackedMerged and twin == m and twin.hits == m.hits
+    assert copy.copy(m).features is m.features and copy.deepcopy(m).features is not m.features
 
 
 def test_reasons_are_those_of_the_full_rows(model: ModelVersion) -> None:

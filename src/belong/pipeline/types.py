@@ -189,6 +189,10 @@ class PackedMerged(Merged):
 
     __hash__ = None  # type: ignore[assignment]  # as Merged's: mutable, compared by value
 
+    def __reduce__(self) -> tuple:
+        """Copies (``copy``, ``deepcopy``) are made through the constructor: ``hits`` cannot be set."""
+        return PackedMerged, (self.item, self._rows, self.features, self._reason)
+
 
 @dataclass(frozen=True, slots=True)
 class Removed:
