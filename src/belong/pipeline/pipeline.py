@@ -595,11 +595,11 @@ class Pipeline:
         if how is None:
             e = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
             sources, reasons, text = e.sources, e.reasons, e.text
-            if memo is not None:
-                memo.explained[m.item] = (sources, tuple(reasons.items()), text)
+            if memo is not None:  # strings in flat tuples: untracked by the collector's first pass
+                memo.explained[m.item] = (sources, tuple([x for pair in reasons.items() for x in pair]), text)
         else:
-            sources, pairs, text = how
-            reasons = dict(pairs)
+            sources, flat, text = how
+            reasons = dict(zip(flat[::2], flat[1::2], strict=True))
         return Item(self.item_id(m.item), m.item, score, rank, sources, text, reasons, self.item_label(m.item),
                     m.features)
 

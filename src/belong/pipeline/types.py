@@ -325,9 +325,9 @@ class ListMemo:
     * hydration: while the hydrators' :meth:`~belong.pipeline.components.Hydrator.revision` of the chosen are equal
       (the chosen objects are hydrated in place);
     * items: the explained items of those chosen at that hydration;
-    * explained: each item's :class:`Explanation` (a function of the list alone) as plain tuples of strings
-      ``(sources, ((source, reason), ...), text)``, which the garbage collector stops tracking, where an
-      ``Explanation`` object is walked by each of its full passes for as long as the list is cached.
+    * explained: each item's :class:`Explanation` (a function of the list alone) as flat tuples of strings
+      ``(sources, (source, reason, source, reason, ...), text)``, which the garbage collector stops tracking at its
+      first pass, where an ``Explanation`` object is walked by each of its full passes while the list is cached.
     """
 
     ranked: Any = None  # the list the fields below were computed on (compared by identity)
@@ -338,7 +338,7 @@ class ListMemo:
     chosen_items: list[Merged] | None = None  # the chosen candidates alone (what the hydrators read)
     hydration: Hashable | None = None
     items: list[Item] | None = None
-    explained: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...], str]] = field(default_factory=dict)
+    explained: dict[int, tuple[tuple[str, ...], tuple[str, ...], str]] = field(default_factory=dict)
 
     def reset(self, ranked: Any) -> None:
         """Forget every answer computed on another list (the explanations of items stay: they follow the item)."""
