@@ -171,6 +171,27 @@ def test_memo_reuses_assembled_rows_until_a_stored_row_changes() -> None:
 
 
 
+def test_an_unassembled_read_gives_the_same_row_times_and_no_inputs() -> None:
+    """A non-admin answer shows no feature rows: the read is made (and can degrade) as before, the rows' times
+    key the answer's reuse, but nothing is assembled and nothing goes into the memo."""
+    store = InProcessFeatureStore()
+    _world(store)
+    reader = FeatureReader(store, breaker_s=1.0, rows=RowCache(60.0, 100))
+    memo: dict = {}
+    bare, why = reader.finish(reader.start(Surface.COMMUNITIES, "u", ["c3", "c4"]), ["c3", "c4"], memo,
+                              assemble=False)
+    assert why is None and bare is not None and bare.user == {} and bare.items == [] and memo == {}
+    full, _ = reader.finish(reader.start(Surface.COMMUNITIES, "u", ["c3", "c4"]), ["c3", "c4"], {})
+    assert full is not None and full.items and bare.keys == full.keys and bare.keys is not None
+    cold, _ = reader.finish(reader.start(Surface.COMMUNITIES, "u", ["never-written"]), ["never-written"], {},
+                            assemble=False)
+    assert cold is not None and cold.keys is None  # a row of defaults has no time: never reused
+    down = FeatureReader(store, breaker_s=60.0)
+    down._open_until = time.monotonic() + 60  # the breaker is open: degraded either way
+    assert down.finish(down.start(Surface.COMMUNITIES, "u", ["c3"]), ["c3"], assemble=False) == \
+        (None, "features_unavailable")
+
+
 def test_started_read_collects_likely_rows_and_reads_late_ones_after() -> None:
     store = CountingStore()
     _world(store)

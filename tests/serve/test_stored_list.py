@@ -5,6 +5,8 @@ rows, answers and explanations as the whole list decoded at once, with only the 
 from __future__ import annotations
 
 import asyncio
+import copy
+import gc
 import json
 import os
 import secrets
@@ -16,8 +18,8 @@ import orjson
 import pytest
 
 from belong.domain import Surface
-from belong.pipeline.types import ListMemo, Request
-from belong.serve.cache import Packed
+from belong.pipeline.types import Candidate, ListMemo, Merged, PackedMerged, RankedList, Reason, Request
+from belong.serve.cache import UNEXPLAINED, Packed
 from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
 from belong.serve.metrics import Metrics
@@ -72,8 +74,16 @@ def test_a_request_parses_only_the_head_it_reads(model: ModelVersion) -> None:
     n = len(_whole(raw))
     assert n > 40
     lazy = StoredList(raw)
-    done = pipe.finish(request, lazy, memo=ListMemo())
-    assert done.items and lazy._at >= 0 and len(lazy._parsed) < n  # the tail is still unparsed text
+    memo = ListMemo()
+    done = pipe.finish(request, lazy, memo=memo)
+    assert done.items and lazy._pos >= 0 and len(lazy._light) < n  # the tail is still unparsed bytes
+    # what the cache keeps of the answer: one object per candidate, explanations the collector stops tracking
+    assert memo.kept and all(type(m) is PackedMerged for m in memo.kept)
+    for _ in range(2):  # a tuple is let go in the pass after the tuples in it were (one level: two passes at most)
+        gc.collect()
+    assert memo.explained and not any(gc.is_tracked(how) for how in memo.explained.values())
+    again = pipe.finish(request, lazy, memo=memo)
+    assert again.items == done.items  # the memoised answer
 
 
 def test_answers_on_the_stored_list_equal_those_on_the_whole_list(model: ModelVersion) -> None:
@@ -89,6 +99,73 @@ def test_answers_on_the_stored_list_equal_those_on_the_whole_list(model: ModelVe
         assert all_a.items == all_b.items and all_a.removed == all_b.removed
         compared += bool(a.items)
     assert compared >= 20
+
+
+def test_light_candidates_equal_unpacked_ones_and_are_one_object_each(model: ModelVersion) -> None:
+    """A stored list's light candidates (:class:`PackedMerged`: hits read from the packed row) equal the
+    :class:`Merged` of the packed rows, compare both ways, and keep no per-source objects."""
+    for _request, raw in _stored(model, 10):
+        lazy, whole = StoredList(raw).light(0, 30), _whole(raw).light(0, 30)
+        assert lazy == whole and whole == lazy
+        for (a, sa), (b, sb) in zip(lazy, whole, strict=True):
+            assert type(a) is PackedMerged and sa == sb and a == b and not (a != b)
+            assert list(a.hits) == list(b.hits) and dict(a.hits) == b.hits and a.sources == b.sources
+            assert all(s in a.hits and a.hits[s] == b.hits[s] for s in b.hits) and "nope" not in a.hits
+            assert len(a.hits) == len(b.hits) and a.hits.get("nope") is None
+            copied = Merged(a.item, a.hits, dict(a.features))  # what a writing selector makes of it
+            assert copied == b
+    m = PackedMerged(3, (("pixie", 2, 0.5, "t"),), {}, UNEXPLAINED)
+    assert m != PackedMerged(3, (("pixie", 1, 0.5, "t"),), {}, UNEXPLAINED) and m != 3
+    assert m.hits["pixie"] == (2, Candidate(3, "pixie", 0.5, UNEXPLAINED))
+    with pytest.raises(KeyError):
+        m.hits["trending"]  # noqa: B018 - the lookup is the point
+    with pytest.raises(AttributeError):
+        m.hits = {}  # type: ignore[misc]  # read-only
+    m.features["members"] = 3.0
+    for twin in (copy.copy(m), copy.deepcopy(m)):
+        assert type(twin) is PackedMerged and twin == m and twin.hits == m.hits
+    assert copy.copy(m).features is m.features and copy.deepcopy(m).features is not m.features
+
+
+def test_reasons_are_those_of_the_full_rows(model: ModelVersion) -> None:
+    """``reasons`` (what explanations read) agree on every form of a list, and explaining from them gives the
+    explanation of the fully unpacked candidate."""
+    pipe = model.pipelines[Surface.COMMUNITIES]
+    for _request, raw in _stored(model, 10):
+        whole = _whole(raw)
+        plain = RankedList(whole[0:len(whole)])
+        lazy = StoredList(raw)
+        for item in whole.head(30):
+            full = whole.full(item)
+            assert full is not None
+            expected = {s: (r, c.reason.text) for s, (r, c) in full.hits.items()}
+            assert lazy.reasons(item) == whole.reasons(item) == plain.reasons(item) == expected
+            light = next(m for m, _ in lazy.light(0, 30) if m.item == item)
+            assert pipe.explain(light, lazy.reasons(item)) == pipe.explain(full)
+        assert lazy.reasons(-1) is None and whole.reasons(-1) is None and plain.reasons(-1) is None
+    m = Merged(1, {"pixie": (0, Candidate(1, "pixie", 1.0, Reason("walks land here")))})
+    assert pipe.explain(m).text == "walks land here"  # no reasons given: the candidate's own
+
+
+def test_rows_cut_where_a_text_looks_like_a_boundary_read_the_same() -> None:
+    """``],[`` and a digit inside a reason's text, or deeper in a row, are no row boundary: the rows read are still
+    the stored ones (the cut that does not parse is not taken)."""
+    tricky = "a [1],[2 text"
+    rows = tuple((i, 1.0 / (i + 1), (("pixie", i, 0.5, tricky if i % 3 == 0 else "plain", (("ids", (1, 2)),)),
+                                    ("trending", 0, 0.25, "x],[7", (("pairs", ((1, 2), (3, 4))),))),
+                  (("members", float(i)),)) for i in range(60))
+    raw = _encode(5.0, rows)
+    for n in (1, 2, 7, 25, 59, 60, 61):
+        lazy = StoredList(raw)
+        assert lazy.head(n) == [r[0] for r in rows[:n]]
+        assert lazy.light(0, n) == _whole(raw).light(0, n)
+        assert lazy.reasons(rows[0][0]) == {"pixie": (0, tricky), "trending": (0, "x],[7")}
+        assert lazy.rows == _rows(decode(raw)[1]) and lazy.head(60) == [r[0] for r in rows]
+    many = tuple((i, 0.5, (("pixie", i, 0.5, "t" * 900, ()),), ()) for i in range(300))  # long rows: read on
+    lazy = StoredList(_encode(1.0, many))
+    assert lazy.head(280) == list(range(280)) and lazy._pos >= 0  # beyond the first bytes, still not the tail
+    assert lazy.light(290, 300) == _whole(_encode(1.0, many)).light(290, 300)
+    assert len(lazy) == 300 and lazy._pos < 0
 
 
 def test_other_writings_of_the_same_json_read_too() -> None:

@@ -578,24 +578,41 @@ class Pipeline:
                       position=pos, score=score, cut_score=cut)
 
     # ------------------------------------------------------------------------------------------- explain
-    def explain(self, m: Merged) -> Explanation:
+    def explain(self, m: Merged, reasons: dict[str, tuple[int, str]] | None = None) -> Explanation:
         """The sources of ``m`` strongest first (by the scorer's contributions, else by rank) with their reasons,
-        and the sentence shown (the first two distinct reasons)."""
+        and the sentence shown (the first two distinct reasons). ``reasons``: each source's rank and reason text
+        (:meth:`Ranked.reasons <belong.pipeline.types.Ranked.reasons>` of the list ``m`` came from, whose ranks
+        are ``m``'s), read instead of ``m``'s candidates."""
+        if reasons is None:
+            reasons = {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
         contrib = getattr(self.scorer, "contributions", None)
-        weight = contrib(m) if contrib else {s: -r for s, (r, _) in m.hits.items()}
-        order = tuple(sorted(m.hits, key=lambda s: (-weight[s], s)))
-        reasons = {s: m.hits[s][1].reason.text for s in order}
-        texts = list(dict.fromkeys(t for s in order if (t := reasons[s])))
-        return Explanation(order, reasons, "; ".join(texts[:2]))
+        if contrib:
+            weight = contrib(m)
+            order = tuple(sorted(reasons, key=lambda s: (-weight[s], s)))
+        else:  # by rank: the order of the weights -rank
+            order = tuple(sorted(reasons, key=lambda s: (reasons[s][0], s)))
+        texts_of = {s: reasons[s][1] for s in order}
+        shown: list[str] = []  # the first two distinct reasons
+        for s in order:
+            t = texts_of[s]
+            if t and t not in shown:
+                shown.append(t)
+                if len(shown) == 2:
+                    break
+        return Explanation(order, texts_of, "; ".join(shown))
 
     def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None) -> Item:
         how = memo.explained.get(m.item) if memo is not None else None
         if how is None:
-            how = self.explain(ranked.full(m.item) or m)
-            if memo is not None:
-                memo.explained[m.item] = how
-        return Item(self.item_id(m.item), m.item, score, rank, how.sources, how.text, how.reasons,
-                    self.item_label(m.item), m.features)
+            e = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
+            sources, reasons, text = e.sources, e.reasons, e.text
+            if memo is not None:  # strings in flat tuples: untracked by the collector's first pass
+                memo.explained[m.item] = (sources, tuple([x for pair in reasons.items() for x in pair]), text)
+        else:
+            sources, flat, text = how
+            reasons = dict(zip(flat[::2], flat[1::2], strict=True))
+        return Item(self.item_id(m.item), m.item, score, rank, sources, text, reasons, self.item_label(m.item),
+                    m.features)
 
 
 def _merge_arrays(found: list[Proposals], sources: list[str]) -> MergedArrays:

@@ -3,7 +3,7 @@ cached list, response and trace."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,6 +123,37 @@ class MergedArrays:
                             {k: v[keep] for k, v in self.features.items()})
 
 
+class PackedHits(Mapping[str, tuple[int, Candidate]]):
+    """A candidate's hits (``{source: (rank, Candidate)}``, as :attr:`Merged.hits`) read from a packed row's
+    ``((source, rank, score, ...), ...)``: each source's candidate is made when it is asked for, with ``reason``.
+    One object per candidate instead of a dict and, per source, a tuple and a candidate: a serving cache keeps the
+    candidates of the lists it answered (their rules' and selection's answers) for as long as it holds the list, and
+    every object it keeps adds to each full pass of the garbage collector (docs/SCALING.md). Read-only."""
+
+    __slots__ = ("_item", "_rows", "_reason")
+
+    def __init__(self, item: int, rows: tuple, reason: Reason) -> None:  # noqa: D107 - see the class
+        self._item, self._rows, self._reason = item, rows, reason
+
+    def __getitem__(self, source: str) -> tuple[int, Candidate]:
+        for row in self._rows:
+            if row[0] == source:
+                return row[1], Candidate(self._item, source, row[2], self._reason)
+        raise KeyError(source)
+
+    def __contains__(self, source: object) -> bool:
+        return any(row[0] == source for row in self._rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return (row[0] for row in self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 @dataclass(slots=True)
 class Merged:
     """An item after merging every source that proposed it: per source, its rank (0 = best) and candidate."""
@@ -134,6 +165,33 @@ class Merged:
     @property
     def sources(self) -> list[str]:
         return list(self.hits)
+
+
+class PackedMerged(Merged):
+    """A :class:`Merged` read from a packed row: its :attr:`hits` are a :class:`PackedHits` over the row's
+    ``((source, rank, score, ...), ...)``, made when asked for. One object per candidate where a :class:`Merged`
+    with a :class:`PackedHits` is two (see :class:`PackedHits` for why that counts). Equal to a :class:`Merged`
+    with the same item, hits and features. Its hits are read-only."""
+
+    __slots__ = ("_rows", "_reason")
+
+    def __init__(self, item: int, rows: tuple, features: dict[str, float], reason: Reason) -> None:  # noqa: D107
+        self.item, self.features, self._rows, self._reason = item, features, rows, reason
+
+    @property  # a field of Merged, read-only here
+    def hits(self) -> PackedHits:  # type: ignore[override]
+        return PackedHits(self.item, self._rows, self._reason)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Merged):
+            return NotImplemented
+        return (self.item, self.hits, self.features) == (other.item, other.hits, other.features)
+
+    __hash__ = None  # type: ignore[assignment]  # as Merged's: mutable, compared by value
+
+    def __reduce__(self) -> tuple:
+        """Copies (``copy``, ``deepcopy``) are made through the constructor: ``hits`` cannot be set."""
+        return PackedMerged, (self.item, self._rows, self.features, self._reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +226,11 @@ class Ranked(Protocol):
         """The first ``n`` items."""
         ...
 
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        """Each source's rank and reason text for ``item`` (None when it is not in the list): what an explanation
+        reads, without the candidate objects :meth:`full` builds."""
+        ...
+
     @property
     def shared(self) -> bool:
         """Whether :meth:`light` hands out objects other requests hold too (then they are copied before any write)."""
@@ -197,6 +260,10 @@ class RankedList(list[tuple[Merged, float]]):
 
     def head(self, n: int) -> list[int]:
         return [m.item for m, _ in self[:n]]
+
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        m = self.full(item)
+        return None if m is None else {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
 
 
 @dataclass(slots=True)
@@ -258,7 +325,9 @@ class ListMemo:
     * hydration: while the hydrators' :meth:`~belong.pipeline.components.Hydrator.revision` of the chosen are equal
       (the chosen objects are hydrated in place);
     * items: the explained items of those chosen at that hydration;
-    * explained: each item's :class:`Explanation` (a function of the list alone).
+    * explained: each item's :class:`Explanation` (a function of the list alone) as flat tuples of strings
+      ``(sources, (source, reason, source, reason, ...), text)``, which the garbage collector stops tracking at its
+      first pass, where an ``Explanation`` object is walked by each of its full passes while the list is cached.
     """
 
     ranked: Any = None  # the list the fields below were computed on (compared by identity)
@@ -269,7 +338,7 @@ class ListMemo:
     chosen_items: list[Merged] | None = None  # the chosen candidates alone (what the hydrators read)
     hydration: Hashable | None = None
     items: list[Item] | None = None
-    explained: dict[int, Explanation] = field(default_factory=dict)
+    explained: dict[int, tuple[tuple[str, ...], tuple[str, ...], str]] = field(default_factory=dict)
 
     def reset(self, ranked: Any) -> None:
         """Forget every answer computed on another list (the explanations of items stay: they follow the item)."""

@@ -84,6 +84,14 @@ class Packed:
                 return _unpack_one(r)[0]
         return None
 
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        """Each source's rank and reason text for ``item`` (None when it is not in the list), read from the packed
+        row: no candidate objects are made."""
+        for r in self.rows:
+            if r[0] == item:
+                return {src: (rank, text) for src, rank, _, text, _ in r[2]}
+        return None
+
     @property
     def shared(self) -> bool:
         """Never: every unpack makes fresh objects (a memoised answer's objects are the memo's concern)."""

@@ -304,7 +304,9 @@ class Engine:
         assert ctx.pending is not None and ctx.done is not None
         t0 = time.perf_counter()
         memo = ctx.entry.feature_rows if ctx.entry is not None else None
-        ctx.online, why = self.features.finish(ctx.pending, [it.id for it in ctx.done.items], memo)
+        # the assembled rows are shown to admin callers only: the others' answers need just the rows' times
+        ctx.online, why = self.features.finish(ctx.pending, [it.id for it in ctx.done.items], memo,
+                                               assemble=ctx.private)
         if why is not None:
             ctx.degraded.append(why)
             self.metrics.fallbacks.labels(why).inc()

@@ -102,7 +102,8 @@ class Pending:
 
 @dataclass(frozen=True, slots=True)
 class Online:
-    """The online features of one answer: the user's model inputs once, then each item's other inputs."""
+    """The online features of one answer: the user's model inputs once, then each item's other inputs (both empty
+    when the read was not assembled: :meth:`FeatureReader.finish` with ``assemble=False``)."""
 
     user: dict[str, Any]
     items: list[dict[str, Any]]
@@ -158,14 +159,18 @@ class FeatureReader:
         return Pending(surface, user_id, wait, missing, None, found, user_row, since)  # type: ignore[arg-type]
 
     def finish(self, pending: Pending, item_ids: Sequence[str],
-               memo: dict[str, tuple[tuple[int, int], dict]] | None = None) -> tuple[Online | None, str | None]:
+               memo: dict[str, tuple[tuple[int, int], dict]] | None = None,
+               assemble: bool = True) -> tuple[Online | None, str | None]:
         """(online features of ``item_ids``, None) or (None, the reason they are missing). Items that were not
         among the likely ones and are not cached are read then (a second round trip, rare: the head of a ranked
-        list is what is shown unless rules remove much of it). ``memo``: see :meth:`_assemble`."""
+        list is what is shown unless rules remove much of it). ``memo``: see :meth:`_assemble`. ``assemble=False``:
+        the rows are read (and cached) but not assembled into model inputs: the answer's :attr:`Online.user` and
+        :attr:`Online.items` are empty, only :attr:`Online.keys` is given (an answer that shows no feature rows,
+        a non-admin one, needs no more)."""
         if pending.unavailable:
             return None, pending.unavailable
         try:
-            online = self._finish(pending, item_ids, memo)
+            online = self._finish(pending, item_ids, memo, assemble)
         except (TimeoutError, RedisTimeoutError):  # one slow read degrades this request; 3 in a row open the breaker
             self._timeouts += 1
             if self._timeouts >= TIMEOUTS_TO_OPEN:
@@ -183,7 +188,7 @@ class FeatureReader:
         return self.finish(self.start(surface, user_id, item_ids), item_ids, memo)
 
     def _finish(self, pending: Pending, item_ids: Sequence[str],
-                memo: dict[str, tuple[tuple[int, int], dict]] | None) -> Online:
+                memo: dict[str, tuple[tuple[int, int], dict]] | None, assemble: bool = True) -> Online:
         surface = pending.surface
         entity = CANDIDATE_ENTITY[surface]
         assert pending.wait is not None
@@ -210,7 +215,17 @@ class FeatureReader:
             more = dict(zip(late, self.store.read_many([(entity, c) for c in late]), strict=True))
             self.rows.put_many(entity, list(more.items()), now, since=since)
             cand_rows = [r if r is not None else more[c] for c, r in zip(item_ids, cand_rows, strict=True)]
+        if not assemble:
+            return self._keys(user_row, cand_rows)
         return self._assemble(surface, pending.user_id, user_row, item_ids, cand_rows, memo)
+
+    @staticmethod
+    def _keys(user_row: dict, cand_rows: list) -> Online:
+        """Only the rows' materialisation times (:attr:`Online.keys`, as :meth:`_assemble` gives them)."""
+        user_ts = user_row[MATERIALIZED_AT]
+        keys = tuple((user_ts, row[MATERIALIZED_AT]) for row in cand_rows)
+        known = user_ts is not None and all(k[1] is not None for k in keys)
+        return Online({}, [], keys if known else None)
 
     @staticmethod
     def _assemble(surface: Surface, user_id: str, user_row: dict, item_ids: Sequence[str], cand_rows: list,

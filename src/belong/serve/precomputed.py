@@ -21,7 +21,6 @@ Environment: ``BELONG_PRECOMPUTED_REDIS`` (unset: off), ``BELONG_PRECOMPUTED_PRE
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -36,8 +35,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from belong.domain import SURFACE_NAME, EntityStatus, Event, EventType, Surface
 from belong.errors import ValidationError
-from belong.pipeline.types import Candidates, Merged, Request
-from belong.serve.cache import Entry, Packed, _unpack_one
+from belong.pipeline.types import Candidates, Merged, PackedMerged, Request
+from belong.serve.cache import UNEXPLAINED, Entry, Packed, _unpack_one
 
 log = logging.getLogger("belong.serve.precomputed")
 DEFAULT_PREFIX = "belong:candidates:"
@@ -73,97 +72,150 @@ def _rows(raw: list) -> tuple:
     return tuple(_row(r) for r in raw)
 
 
-_JSON = json.JSONDecoder()
-_WS = re.compile(r"[ \t\n\r]*")
+#: where one row of a stored list ends and the next begins in orjson's compact writing: ``],[`` and then the next
+#: row's item (a number). The same bytes inside a reason's text or deeper in a row are no row boundary, but then
+#: the JSON up to them is not whole (an open string or bracket), so they are never taken for rows
+#: (:meth:`StoredList._parse`)
+_ROW_END = re.compile(rb"\],\[(?=-?[0-9])")
+_BLANK = rb"[ \t\n\r]*"
+#: ``[made_at, [``: the stored list's time and the opening of its rows
+_START = re.compile(_BLANK + rb"\[" + _BLANK + rb"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)" + _BLANK + rb"," + _BLANK
+                    + rb"\[" + _BLANK)
+#: bytes of a stored list decompressed on its first read: about 40 rows of a communities list (the head a request
+#: reads is k + 5 rows of about 400 bytes)
+FIRST_BYTES = 16_384
+_ROW_BYTES = 1_024  # a generous guess at one row's length, for the bytes to decompress when more rows are asked for
 
 
-def _text(raw: bytes) -> str:
-    return (raw if raw[:1] == b"[" else zlib.decompress(raw)).decode()
+def _prefix(raw: bytes, n: int) -> tuple[bytes, bool]:
+    """The first ``n`` bytes (at least) of a stored list's JSON, and whether that is all of it."""
+    if raw[:1] == b"[":  # stored before compression
+        return raw, True
+    d = zlib.decompressobj()
+    out = d.decompress(raw, n)
+    if d.eof:
+        return out, True
+    if len(out) < n:  # the stream ends before its end mark
+        raise ValueError("stored list: truncated")
+    return out, False
 
 
-def _skip(text: str, i: int) -> int:
-    return _WS.match(text, i).end()  # type: ignore[union-attr]  # matches the empty string too
+def _light_row(raw: list) -> tuple:
+    """One row's JSON lists as the light row of a :class:`StoredList`: the packed row without the reasons' data
+    (each source's ``(source, rank, score, text)``)."""
+    item, score, hits, feats = raw
+    return item, score, tuple([(s, r, c, t) for s, r, c, t, _ in hits]), tuple(map(tuple, feats))
 
 
-def _expect(text: str, i: int, char: str) -> int:
-    """The position after ``char`` at ``i`` (after blanks); ValueError when something else is there."""
-    i = _skip(text, i)
-    if text[i:i + 1] != char:
-        raise ValueError(f"stored list: expected {char!r} at {i}")
-    return i + 1
+def _unpack_light(row: tuple) -> tuple[Merged, float]:
+    """A light row as a candidate whose hits are read from the row (:class:`PackedMerged`; their reason
+    :data:`UNEXPLAINED`, as :meth:`Packed.light` gives), and its score."""
+    item, score, hits, features = row
+    return PackedMerged(item, hits, dict(features), UNEXPLAINED), score
 
 
 class StoredList(Packed):
-    """A stored list (the bytes of :func:`_encode`) read row by row: the JSON of ``[made_at, rows]`` is parsed only
-    as far as a request reads (:meth:`light`, :meth:`head`, :meth:`full` of an item already met); anything that
-    needs the whole list (its length, iteration, :attr:`rows`) parses the rest. The rows are those :func:`decode`
-    gives, as tuples. The compressed bytes are kept until every row is parsed; the text only until the first
-    parse (a request's first read: the head its feature read and rules need), later reads decompress again."""
+    """A stored list (the bytes of :func:`_encode`) read only as far as a request reads: its head is decompressed
+    (:data:`FIRST_BYTES`), the rows a request asks for (:meth:`light`, :meth:`head`, :meth:`reasons`) are cut at
+    their boundaries (:data:`_ROW_END`) and parsed by one ``orjson`` call, and kept as *light* rows — the packed row
+    without its reasons' data, which no answer reads. A writing whose rows cannot be cut so (blanks between tokens,
+    say) is parsed whole, as is anything that needs the whole list or the reasons' data: its length, iteration,
+    :attr:`rows`, :meth:`full`. Those rows are the ones :func:`decode` gives, as tuples. The compressed bytes are
+    kept (the rest of the list is read from them); the decompressed head only until the first read."""
 
-    __slots__ = ("_raw", "_text", "_parsed", "_at", "_index", "made_at")
+    __slots__ = ("_raw", "_head", "_light", "_index", "_pos", "_full", "made_at")
 
     def __init__(self, raw: bytes) -> None:  # noqa: D107 - see the class
-        text = _text(raw)
-        i = _expect(text, 0, "[")
-        made_at, i = _JSON.raw_decode(text, _skip(text, i))
-        if type(made_at) not in (int, float):
-            raise ValueError("stored list: made_at is not a number")
-        i = _expect(text, _expect(text, i, ","), "[")
-        self.made_at = float(made_at)
-        self._raw: bytes | None = raw
-        self._parsed: list[tuple] = []
+        text, whole = _prefix(raw, FIRST_BYTES)
+        start = _START.match(text)
+        if start is None:
+            raise ValueError("stored list: not [made_at, [rows]] with a number made_at")
+        self.made_at = float(start.group(1))
+        self._raw = raw
+        self._light: list[tuple] = []
         self._index: dict[int, int] = {}
-        i = _skip(text, i)
-        self._at = i if text[i:i + 1] != "]" else -1  # -1: every row parsed (then the bytes are let go)
-        self._text: str | None = text
-        if self._at < 0:
-            self._raw = self._text = None
+        self._full: tuple | None = None
+        self._pos = start.end()  # where the next row starts in the JSON; -1: every row is parsed
+        self._head: tuple[bytes, bool] | None = (text, whole)
+        if text[self._pos:self._pos + 1] == b"]":
+            self._pos, self._head = -1, None
+
+    def _add(self, rows: list) -> None:
+        light, index = self._light, self._index
+        for raw in rows:
+            row = _light_row(raw)
+            index.setdefault(row[0], len(light))
+            light.append(row)
 
     def _parse(self, upto: int | None) -> None:
         """Parse rows until ``upto`` are (None: all of them)."""
-        if self._at < 0 or (upto is not None and len(self._parsed) >= upto):
+        have = len(self._light)
+        if self._pos < 0 or (upto is not None and have >= upto):
             return
-        assert self._raw is not None
-        text = _text(self._raw) if self._text is None else self._text
-        self._text = None
-        parsed, index, i = self._parsed, self._index, self._at
-        while upto is None or len(parsed) < upto:
-            raw, i = _JSON.raw_decode(text, _skip(text, i))
-            row = _row(raw)
-            index.setdefault(row[0], len(parsed))
-            parsed.append(row)
-            i = _skip(text, i)
-            if text[i:i + 1] == "]":
-                i = -1
-                break
-            i = _expect(text, i, ",")
-        self._at = i
-        if i < 0:
-            self._raw = None
+        if upto is not None:
+            text, whole = self._head or (b"", False)
+            self._head = None
+            need, pos = upto - have, self._pos
+            size = max(FIRST_BYTES, pos + need * _ROW_BYTES)
+            while True:
+                if len(text) < size and not whole:
+                    text, whole = _prefix(self._raw, size)
+                ends = [m.start() for _, m in zip(range(need), _ROW_END.finditer(text, pos), strict=False)]
+                if len(ends) == need:
+                    try:
+                        rows = orjson.loads(b"[" + text[pos:ends[-1] + 1] + b"]")
+                    except orjson.JSONDecodeError:
+                        break  # a "],[" that is no boundary: the whole list is parsed instead
+                    if len(rows) != need:
+                        break
+                    self._add(rows)
+                    self._pos = ends[-1] + 2
+                    return
+                if whole:  # the list ends before: parsed whole
+                    break
+                size *= 2
+        rows = decode(self._raw)[1]
+        if not isinstance(rows, list):
+            raise ValueError("stored list: the rows are not a list")
+        self._add(rows[have:])
+        self._pos = -1
+
+    def _rows_all(self) -> tuple:
+        """The packed rows, reasons' data and all (the whole list decoded once)."""
+        if self._full is None:
+            self._full = _rows(decode(self._raw)[1])
+        return self._full
 
     @property
     def rows(self) -> tuple:  # type: ignore[override]  # a slot of Packed, computed here (read-only)
-        self._parse(None)
-        return tuple(self._parsed)
+        return self._rows_all()
 
     def __len__(self) -> int:
         self._parse(None)
-        return len(self._parsed)
+        return len(self._light)
 
     def light(self, start: int, stop: int) -> list[tuple]:
         self._parse(stop)
-        return self.light_rows(self._parsed, start, stop)
+        return [_unpack_light(r) for r in self._light[start:stop]]
 
     def head(self, n: int) -> list[int]:
         self._parse(n)
-        return [r[0] for r in self._parsed[:n]]
+        return [r[0] for r in self._light[:n]]
 
-    def full(self, item: int) -> Merged | None:
+    def _find(self, item: int) -> int | None:
         i = self._index.get(item)
-        if i is None and self._at >= 0:
+        if i is None and self._pos >= 0:
             self._parse(None)
             i = self._index.get(item)
-        return None if i is None else _unpack_one(self._parsed[i])[0]
+        return i
+
+    def full(self, item: int) -> Merged | None:
+        i = self._find(item)
+        return None if i is None else _unpack_one(self._rows_all()[i])[0]
+
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        i = self._find(item)
+        return None if i is None else {src: (rank, text) for src, rank, _, text in self._light[i][2]}
 
 
 def affected(event: Event) -> tuple[str, ...]:
