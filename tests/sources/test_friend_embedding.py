@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from belong.domain import Event, EventType, Surface, TargetKind
 from belong.errors import ValidationError
@@ -20,11 +22,15 @@ def state() -> WorldState:
     return from_world(toy_world())
 
 
-def test_scores_are_the_ials_inner_products_without_self_or_friends(state):
-    src = FriendEmbedding(FriendEmbedding.Config(**CFG))
+@pytest.mark.parametrize("community_weight", [0.0, 2.0])
+def test_scores_are_the_ials_inner_products_without_self_or_friends(state, community_weight):
+    src = FriendEmbedding(FriendEmbedding.Config(**CFG, community_weight=community_weight))
     src.prepare(state)
+    X = state.friend_csr()
+    if community_weight:  # the memberships are extra columns of each person's row
+        X = sp.hstack([X, state.membership_csr() * community_weight], format="csr")
     model = registry.create("ials", {"factors": 8, "iterations": 10, "regularization": 0.05, "alpha": 10.0,
-                                     "random_state": 3}).fit(state.friend_csr())
+                                     "random_state": 3}).fit(sp.csr_matrix(X, dtype=np.float32))
     u = state.users.index["alice"]
     want = model.item_factors @ model.user_factors[u]
     friends = set(state.friends_of(u).tolist())
@@ -84,7 +90,8 @@ def test_fitted_and_restored_give_the_same_candidates(state):
 
 
 @pytest.mark.parametrize(("field", "cfg"), [("factors", {"factors": 0}), ("iterations", {"iterations": 0}),
-                                            ("regularization", {"regularization": -1.0}), ("alpha", {"alpha": 0.0})])
+                                            ("regularization", {"regularization": -1.0}), ("alpha", {"alpha": 0.0}),
+                                            ("community_weight", {"community_weight": -1.0})])
 def test_rejects_bad_config(state, field, cfg):
     with pytest.raises(ValidationError, match=field):
         FriendEmbedding(FriendEmbedding.Config(**cfg)).prepare(state)

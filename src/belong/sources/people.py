@@ -284,16 +284,20 @@ class FriendEmbeddingConfig(SourceConfig, kw_only=True, forbid_unknown_fields=Tr
     alpha: float = 10.0  # confidence of an observed friendship (iALS)
     iterations: int = 15
     seed: int = 0
+    #: the user's communities as extra columns of the factorised rows (each membership weighing this much; 0: the
+    #: friend graph alone): people are then close when their friends *and* communities are alike
+    community_weight: float = 1.0
 
 
 @register("source", "friend_embedding")
 class FriendEmbedding(CandidateSource):
     """People whose learned embedding is closest to the user's: iALS (:class:`belong.models.ials.IALS`) fitted at
-    ``prepare`` on the symmetric friend graph (people x people, 0/1), scored by the inner product of the user's
-    factors with every person's. Symmetric data, so the scores of (a, b) and (b, a) are close but, the two sides'
-    factors being fitted separately, not equal. A user whose live friends differ from the prepared graph's (a new
-    friendship, a new user) is folded in: one least-squares solve against the fixed factors. No friends: nothing
-    (the fallback ``popular_people`` covers them).
+    ``prepare`` on each person's row of friends (people x people, 0/1, symmetric) and memberships (people x
+    communities, times ``community_weight``), scored by the inner product of the user's factors with every
+    person's column factors. The scores of (a, b) and (b, a) are close but, the row and column factors being
+    fitted separately, not equal. A user whose live friends or communities differ from the prepared ones (a new
+    friendship, a new user) is folded in: one least-squares solve against the fixed factors. No friends and no
+    communities: nothing (the fallback ``popular_people`` covers them).
 
     Bounds: memory 2 x people x ``factors`` float32 (plus the prepared graph); fit O(``iterations`` x (friendships
     x ``factors``^2 + people x ``factors``^3)) (LastFM-Asia, 7.6k people, 22k friendships: about a second); per
@@ -321,11 +325,17 @@ class FriendEmbedding(CandidateSource):
             raise ValidationError(f"{self.name}.regularization", f"must be >= 0, got {cfg.regularization}")
         if cfg.alpha <= 0:
             raise ValidationError(f"{self.name}.alpha", f"must be > 0, got {cfg.alpha}")
+        if cfg.community_weight < 0:
+            raise ValidationError(f"{self.name}.community_weight", f"must be >= 0, got {cfg.community_weight}")
         F = sp.csr_matrix(state.friend_csr(), dtype=np.float32)
+        self.n = F.shape[0]
+        if cfg.community_weight > 0 and state.n_communities:
+            M = sp.csr_matrix(state.membership_csr(), dtype=np.float32) * np.float32(cfg.community_weight)
+            F = sp.csr_matrix(sp.hstack([F, M], format="csr"), dtype=np.float32)
+        F.eliminate_zeros()
         F.sort_indices()
         self.model: IALS | None = None
         self.trained_rows = F
-        self.n = F.shape[0]
         if F.nnz == 0:
             return
         self.model = self._ials().fit(F)
@@ -342,24 +352,25 @@ class FriendEmbedding(CandidateSource):
             self.model = self._ials().set_factors(fitted["user_factors"], fitted["item_factors"])
             self.trained_rows = sp.csr_matrix(fitted["trained_rows"], dtype=np.float32)
             self.trained_rows.sort_indices()
-            self.n = self.trained_rows.shape[0]
+            self.n = min(self.trained_rows.shape)
 
-    def _vectors(self, asks: list[tuple[int | None, np.ndarray]]) -> np.ndarray:
-        """The users' factors (one row each): trained ones where their friends are the prepared graph's, the
-        others folded in together (one least-squares solve each against the fixed factors)."""
+    def _vectors(self, asks: list[tuple[int | None, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The users' factors (one row each): trained ones where their row (friends, then communities) is the
+        prepared one, the others folded in together (one least-squares solve each against the fixed factors)."""
         assert self.model is not None
         X = self.trained_rows
         out = np.empty((len(asks), self.model.user_factors.shape[1]), np.float32)
         fold: list[int] = []
-        for j, (u, friends) in enumerate(asks):
-            if u is not None and u < X.shape[0] and np.array_equal(X.indices[X.indptr[u]:X.indptr[u + 1]], friends):
+        for j, (u, cols, vals) in enumerate(asks):
+            lo, hi = (X.indptr[u], X.indptr[u + 1]) if u is not None and u < X.shape[0] else (0, 0)
+            if hi > lo and np.array_equal(X.indices[lo:hi], cols) and np.array_equal(X.data[lo:hi], vals):
                 out[j] = self.model.user_factors[u]
             else:
                 fold.append(j)
         if fold:
-            rows = [asks[j][1] for j in fold]
-            R = sp.csr_matrix((np.ones(sum(r.size for r in rows), np.float32), np.concatenate(rows),
-                               np.r_[0, np.cumsum([r.size for r in rows])]), shape=(len(fold), X.shape[1]))
+            parts = [asks[j] for j in fold]
+            R = sp.csr_matrix((np.concatenate([v for _, _, v in parts]), np.concatenate([c for _, c, _ in parts]),
+                               np.r_[0, np.cumsum([c.size for _, c, _ in parts])]), shape=(len(fold), X.shape[1]))
             out[fold] = self.model.user_vectors(R)
         return out
 
@@ -370,21 +381,27 @@ class FriendEmbedding(CandidateSource):
         if self.model is None:
             return out
         rows: list[int] = []
-        asks: list[tuple[int | None, np.ndarray]] = []
+        asks: list[tuple[int | None, np.ndarray, np.ndarray]] = []
+        n_cols = self.trained_rows.shape[1]
+        w = np.float32(self.config.community_weight)
         for i, r in enumerate(requests):
             p = state.profile(r)
             if r.surface is not Surface.PEOPLE:
                 continue
-            friends = np.sort(p.friends[p.friends < self.n]).astype(np.int64)
-            if friends.size == 0:
+            friends = np.unique(p.friends[p.friends < self.n]).astype(np.int64)
+            comms = np.unique(p.communities).astype(np.int64) + self.n if n_cols > self.n else np.empty(0, np.int64)
+            comms = comms[comms < n_cols]
+            if friends.size + comms.size == 0:
                 continue
             rows.append(i)
-            asks.append((p.idx, friends))
+            asks.append((p.idx, np.r_[friends, comms],
+                         np.r_[np.ones(friends.size, np.float32), np.full(comms.size, w, np.float32)]))
         if not rows:
             return out
-        V = self.model.item_factors
+        V = self.model.item_factors[: self.n]
         Q = self._vectors(asks)
-        for j, (i, (u, friends)) in enumerate(zip(rows, asks, strict=True)):
+        for j, (i, (u, cols, _)) in enumerate(zip(rows, asks, strict=True)):
+            friends = cols[cols < self.n]
             exclude = friends if u is None else np.r_[friends, [u]].astype(np.int64)
             # one product per user, as for a single request: a batched product may round differently
             out[i] = self._top(V @ Q[j], self.config.k, exclude=exclude)
