@@ -285,8 +285,9 @@ class FriendEmbeddingConfig(SourceConfig, kw_only=True, forbid_unknown_fields=Tr
     iterations: int = 15
     seed: int = 0
     #: the user's communities as extra columns of the factorised rows (each membership weighing this much; 0: the
-    #: friend graph alone): people are then close when their friends *and* communities are alike
-    community_weight: float = 1.0
+    #: friend graph alone): people are then close when their friends *and* communities are alike. Off by default:
+    #: on the simulated world 1.0 did no better than 0 (docs/PEOPLE_RANKING.md)
+    community_weight: float = 0.0
 
 
 @register("source", "friend_embedding")
