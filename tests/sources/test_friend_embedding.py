@@ -95,3 +95,24 @@ def test_fitted_and_restored_give_the_same_candidates(state):
 def test_rejects_bad_config(state, field, cfg):
     with pytest.raises(ValidationError, match=field):
         FriendEmbedding(FriendEmbedding.Config(**cfg)).prepare(state)
+
+
+def test_people_embedding_surface_round_trips_through_an_artifact(state, tmp_path):
+    """The shipped ``people_embedding`` surface: its factors are saved (no pickle) and loaded back as they were."""
+    from belong import surfaces
+    from belong.training.artifact import MANIFEST, load_pipeline, write_manifest, write_surface
+
+    fitted = surfaces.load("people_embedding").fit(state)
+    entry = write_surface(tmp_path, fitted)
+    assert set(entry["sources"]["friend_embedding"]["fitted"]) == {"user_factors", "item_factors", "trained_rows"}
+    write_manifest(tmp_path, {"version": "test", "surfaces": {"people": entry}})
+    assert (tmp_path / MANIFEST).exists() and not list(tmp_path.rglob("*.pkl"))
+    loaded = load_pipeline(tmp_path, "people", state)
+    was, now = (next(s for s in p.sources if s.name == "friend_embedding") for p in (fitted, loaded))
+    assert now.model is not None and was.model is not None
+    assert np.array_equal(now.model.user_factors, was.model.user_factors)
+    assert any("friend_embedding" in it.sources for u in state.users.ids
+               for it in loaded.run(Request(u, Surface.PEOPLE, k=10, explain=False)).items)
+    for u in state.users.ids:
+        r = Request(u, Surface.PEOPLE, k=10, explain=False)
+        assert [(s.id, s.score) for s in loaded.run(r).items] == [(s.id, s.score) for s in fitted.run(r).items]
