@@ -351,6 +351,17 @@ class Pipeline:
     def _score_arrays(self, requests: list[Request]) -> tuple[list[MergedArrays], list[np.ndarray]]:
         """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
         candidates (hydrated only for a scorer that reads features) and their scores."""
+        lists = self.candidate_arrays(requests)
+        scored = self.scorer.score_arrays(requests, self._state(), lists)
+        if scored is None:
+            scored = self.scorer.score_batch(requests, self._state(), [_as_merged(m) for m in lists])
+        return lists, scored
+
+    def candidate_arrays(self, requests: list[Request]) -> list[MergedArrays]:
+        """Each request's merged, filtered candidates as arrays, unscored (hydrated only for a scorer that reads
+        features): the candidates and per-source ranks :meth:`candidates` gives, in one batch (offline work)."""
+        if not requests:
+            return []
         state = self._check(requests[0])
         for r in requests[1:]:
             self._check(r)
@@ -370,10 +381,7 @@ class Pipeline:
                 for h in self.hydrators:
                     m.features.update(h.hydrate_arrays(r, state, m.items))
             lists.append(m)
-        scored = self.scorer.score_arrays(requests, state, lists)
-        if scored is None:
-            scored = self.scorer.score_batch(requests, state, [_as_merged(m) for m in lists])
-        return lists, scored
+        return lists
 
     def _merge_filter(self, request: Request, state: WorldState, found: list[list[Candidate]],
                       source_ms: dict[str, float], t0: float) -> Candidates:
