@@ -38,7 +38,7 @@ from belong.state import WorldState
 
 class GatedRRFConfig(WeightedRRFConfig, kw_only=True, forbid_unknown_fields=True):
     gated: list[str] = []  # sources kept only where the validation lists show they help
-    users: int = 2000  # validation lists at most (every `belong serve` without --models pays the fit at start)
+    users: int = 3000  # validation lists at most (every `belong serve` without --models pays the fit at start)
     holdout: float = 0.2  # share of the training friendships hidden (random cut) / the latest ones (time cut)
     holdout_by: str = "auto"  # random | time | auto (time when friendship times span >= min_span_days)
     min_span_days: float = 7.0
