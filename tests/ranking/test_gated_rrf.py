@@ -107,7 +107,8 @@ def test_the_shipped_people_surface_gates_friend_embedding():
 
 
 def test_bad_settings_name_the_field(sim_state):
-    for key, value in (("holdout_by", "'sometimes'"), ("holdout", "1.5"), ("users", "3"), ("max_p", "0.0")):
+    for key, value in (("holdout_by", "'sometimes'"), ("holdout", "1.5"), ("users", "3"), ("max_p", "0.0"),
+                       ("look", "-1")):
         with pytest.raises(ValidationError) as e:
             from_dict(tomllib.loads(HELPS_AND_HURTS.replace("users = 300", f"{key} = {value}")))
         assert key in str(e.value)
@@ -115,3 +116,16 @@ def test_bad_settings_name_the_field(sim_state):
         from_dict(tomllib.loads(HELPS_AND_HURTS.replace('gated = ["friends_of_friends", "popular_people"]',
                                                         'gated = ["pixie"]'))).fit(sim_state)
     assert "gated" in str(e.value) and "pixie" in str(e.value)
+
+
+def test_the_interim_look_stops_early_only_to_drop_a_source_that_already_hurts(sim_state):
+    hurts = _surface([("friends_of_friends", 1.0), ("popular_people", 10.0)], ["popular_people"], "look = 100\n")
+    p = from_dict(tomllib.loads(hurts), "people").fit(sim_state)
+    f = p.scorer.fitted()
+    assert "stopped_early" in f and 100 <= f["lists"] < 300 and f["kept"] == []
+    assert f["gate"]["popular_people"]["gain"] < 0 and f["gate"]["popular_people"]["p"] < 0.01
+    full = from_dict(tomllib.loads(hurts.replace("look = 100", "look = 0")), "people").fit(sim_state).scorer.fitted()
+    assert "stopped_early" not in full and full["lists"] > f["lists"] and full["kept"] == []
+    helps = _surface([("popular_people", 1.0), ("friends_of_friends", 1.0)], ["friends_of_friends"], "look = 100\n")
+    g = from_dict(tomllib.loads(helps), "people").fit(sim_state).scorer.fitted()
+    assert "stopped_early" not in g and g["lists"] == full["lists"] and g["kept"] == ["friends_of_friends"]

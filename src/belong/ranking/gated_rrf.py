@@ -43,6 +43,9 @@ class GatedRRFConfig(WeightedRRFConfig, kw_only=True, forbid_unknown_fields=True
     holdout_by: str = "auto"  # random | time | auto (time when friendship times span >= min_span_days)
     min_span_days: float = 7.0
     max_p: float = 0.01  # a kept source's NDCG@20 gain must pass a paired t-test over the lists below this
+    #: one interim look after this many lists (0: none): stop and drop when every gated source is already
+    #: significantly worse there (a source is only kept on all the lists)
+    look: int = 1000
     seed: int = 0
     #: what :meth:`GatedRRF.fit` decided, per gated source: ``kept`` (1 or 0), ``ndcg_without`` / ``ndcg_with``
     #: (mean NDCG@20 of the validation lists), ``gain``, ``p`` (paired t-test), ``lists``
@@ -99,12 +102,15 @@ def gate_sources(lists: TrainingLists, weights: dict[str, float], gated: list[st
 
 
 def gate_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction: float, max_users: int, seed: int,
-               by: str, min_span_days: float = 7.0, progress: Progress | None = None, batch: int = 256
-               ) -> TrainingLists:
+               by: str, min_span_days: float = 7.0, progress: Progress | None = None, batch: int = 250,
+               look: int = 0, stop: Callable[[TrainingLists], bool] | None = None) -> TrainingLists:
     """Labelled candidate lists for the gate: the cut of :func:`belong.ranking.people_lists.build_lists` (time or
     random, the same users sampled), but only each source's rank per candidate (the columns ``<s>_rank``), the
     candidate stage run in batches on arrays (:meth:`Pipeline.candidate_arrays`: the candidates and ranks
-    :meth:`Pipeline.candidates` gives) — no feature rows: a few times cheaper than the ranker's lists."""
+    :meth:`Pipeline.candidates` gives) — no feature rows: a few times cheaper than the ranker's lists.
+
+    The users are visited in a seeded random order; once ``look`` lists are built, ``stop(lists so far)`` may end
+    the work early (``stats["stopped_at"]``): one interim look."""
     how = resolve_holdout_by(state, by, min_span_days)
     stats: dict[str, Any] = {"holdout_by": how, "holdout_fraction": fraction}
     if how == "time":
@@ -115,8 +121,31 @@ def gate_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction:
         cut = with_friends(state, rest)
     stage = upstream().fit(cut, candidates_only=True)
     names = [s.name for s in stage.sources]
+    fn = [f"{s}_rank" for s in names]
     users = sample_users(held, max_users, seed)
-    ranks, labels, items, groups, kept, n_pos = [], [], [], [], [], []
+    users = users[np.random.default_rng(seed + 2).permutation(users.size)]  # any prefix: a random sample
+    ranks: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    groups: list[int] = []
+    kept: list[int] = []
+    n_pos: list[int] = []
+
+    def assemble() -> TrainingLists:
+        if not groups:
+            return TrainingLists(np.zeros((0, len(names)), np.float32), np.zeros(0, np.float32),
+                                 np.zeros(0, np.int64), fn, names, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                 {**stats, "lists": 0})
+        y = np.concatenate(labels)
+        n_pos_arr = np.array(n_pos, np.int64)
+        found = np.array([lab.sum() for lab in labels])
+        out = {**stats, "lists": len(groups), "rows": int(y.size),
+               "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))),
+               "hidden_edges": int(sum(len(s) for s in held.values()) // 2)}
+        return TrainingLists(np.vstack(ranks), y, np.array(groups, np.int64), fn, names, np.array(kept, np.int64),
+                             n_pos_arr, out, items=np.concatenate(items))
+
+    looked = False
     for lo in range(0, users.size, batch):
         chunk = users[lo:lo + batch].tolist()
         reqs = [Request(state.users.ids[u], stage.surface, k=CUTOFF, explain=False) for u in chunk]
@@ -132,18 +161,13 @@ def gate_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction:
             n_pos.append(len(pos))
         if progress is not None:
             progress(min(lo + batch, int(users.size)), int(users.size))
-    fn = [f"{s}_rank" for s in names]
-    if not groups:
-        return TrainingLists(np.zeros((0, len(names)), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
-                             fn, names, np.zeros(0, np.int64), np.zeros(0, np.int64), {**stats, "lists": 0})
-    y = np.concatenate(labels)
-    n_pos_arr = np.array(n_pos, np.int64)
-    found = np.array([lab.sum() for lab in labels])
-    stats.update({"lists": len(groups), "rows": int(y.size),
-                  "candidate_recall": float(np.mean(found / np.maximum(n_pos_arr, 1))),
-                  "hidden_edges": int(sum(len(s) for s in held.values()) // 2)})
-    return TrainingLists(np.vstack(ranks), y, np.array(groups, np.int64), fn, names, np.array(kept, np.int64),
-                         n_pos_arr, stats, items=np.concatenate(items))
+        if stop is not None and look and not looked and len(groups) >= look and lo + batch < users.size:
+            looked = True
+            partial = assemble()
+            if stop(partial):
+                partial.stats["stopped_at"] = len(groups)
+                return partial
+    return assemble()
 
 
 @register("scorer", "gated_rrf")
@@ -164,6 +188,8 @@ class GatedRRF(WeightedRRF):
             raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
         if c.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
+        if c.look < 0:
+            raise ValidationError(f"{self.name}.look", f"must be >= 0 (0: no interim look), got {c.look}")
         if not 0.0 < c.max_p <= 1.0:
             raise ValidationError(f"{self.name}.max_p", f"must be in (0, 1], got {c.max_p}")
         if len(set(c.gated)) != len(c.gated):
@@ -184,13 +210,23 @@ class GatedRRF(WeightedRRF):
         if not c.gated:
             self.config = msgspec.structs.replace(c, gate={})
             return
+        def harmful(lists: TrainingLists) -> bool:
+            """At the interim look: every gated source already significantly worse (gain < 0, p < max_p): more
+            lists could only keep one by chance, so the gate stops and drops them (it never keeps early)."""
+            if _lists_with_a_positive(lists) < MIN_LISTS:
+                return False
+            g = gate_sources(lists, weights, list(c.gated), c.c, c.max_p)
+            return all(v["gain"] < 0 and v["p"] < c.max_p for v in g.values())
+
         try:
             lists = gate_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed,
-                               by=c.holdout_by, min_span_days=c.min_span_days, progress=progress)
+                               by=c.holdout_by, min_span_days=c.min_span_days, progress=progress, look=c.look,
+                               stop=harmful)
             found = _lists_with_a_positive(lists)
             if c.holdout_by == "auto" and lists.stats.get("holdout_by") == "time" and found < MIN_LISTS:
                 lists = gate_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed,
-                                   by="random", progress=progress)  # as people_ranker: a time cut out of reach
+                                   by="random", progress=progress, look=c.look,
+                                   stop=harmful)  # as people_ranker: a time cut out of reach
                 self.gating["holdout_fallback"] = (f"time cut: {found} lists with a positive (< {MIN_LISTS}); "
                                                    "random cut used")
         except ValidationError as e:
@@ -204,6 +240,8 @@ class GatedRRF(WeightedRRF):
             return
         self.gating.update({"lists": int(lists.groups.size), "holdout_by": lists.stats.get("holdout_by"),
                             "candidate_recall": round(float(lists.stats["candidate_recall"]), 5)})
+        if "stopped_at" in lists.stats:
+            self.gating["stopped_early"] = f"every gated source significantly worse after {lists.groups.size} lists"
         self.config = msgspec.structs.replace(c, gate=gate_sources(lists, weights, list(c.gated), c.c, c.max_p))
 
     def weight(self, source: str) -> float:
