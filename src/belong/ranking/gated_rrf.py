@@ -10,9 +10,11 @@ a positive, as ``people_ranker`` does; only the sources' ranks, the candidate st
 are the same with and without a gated source; only its weight changes (0 or its own). Starting from the blend with
 every gated source off, each gated source in turn is kept when it raises the lists' mean NDCG@20 (gain > 0) with a
 paired t-test over the lists at p < ``max_p``; otherwise its weight is 0 (the candidates only it found score 0:
-after every other candidate). The decision and its validation figures are written into the scorer's config as
-``gate`` (so ``Pipeline.to_dict``, a ``belong train`` manifest and a model artifact carry them; loading does not
-fit again) and :meth:`GatedRRF.fitted` reports them. Until fitted, a gated source counts 0: it must earn its place.
+after every other candidate). One interim look (``look`` lists) may stop the work early, only to drop sources
+already significantly worse (a source is kept only on all the lists). The decision and its validation figures are
+written into the scorer's config as ``gate`` (so ``Pipeline.to_dict``, a ``belong train`` manifest and a model
+artifact carry them; loading does not fit again) and :meth:`GatedRRF.fitted` reports them. Until fitted, a gated
+source counts 0: it must earn its place.
 """
 
 from __future__ import annotations
