@@ -106,16 +106,21 @@ def test_the_shipped_people_surface_gates_friend_embedding():
     assert p.scorer.config.users <= 3000  # every `belong serve` without --models pays this fit at start
 
 
-def test_bad_settings_name_the_field(sim_state):
+def test_bad_settings_name_the_field():
     for key, value in (("holdout_by", "'sometimes'"), ("holdout", "1.5"), ("users", "3"), ("max_p", "0.0"),
                        ("look", "-1")):
         with pytest.raises(ValidationError) as e:
             from_dict(tomllib.loads(HELPS_AND_HURTS.replace("users = 300", f"{key} = {value}")))
         assert key in str(e.value)
-    with pytest.raises(ValidationError) as e:
-        from_dict(tomllib.loads(HELPS_AND_HURTS.replace('gated = ["friends_of_friends", "popular_people"]',
+
+
+def test_a_gated_source_the_pipeline_lacks_is_reported_absent(sim_state):
+    """``pipeline:people/friends_of_friends`` evaluates one source alone: the gate has nothing to decide."""
+    p = from_dict(tomllib.loads(HELPS_AND_HURTS.replace('gated = ["friends_of_friends", "popular_people"]',
                                                         'gated = ["pixie"]'))).fit(sim_state)
-    assert "gated" in str(e.value) and "pixie" in str(e.value)
+    f = p.scorer.fitted()
+    assert f == {"absent": ["pixie"], "kept": [], "gate": {}}
+    assert p.scorer.weight("friends_of_friends") == 1.0  # not gated: its own weight
 
 
 def test_the_interim_look_stops_early_only_to_drop_a_source_that_already_hurts(sim_state):

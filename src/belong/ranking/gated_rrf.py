@@ -202,22 +202,24 @@ class GatedRRF(WeightedRRF):
         """Decide each gated source on lists of ``upstream()`` over a validation cut of ``state``; a state too
         small for a cut keeps every gated source off (``fitted()["skipped"]`` says why)."""
         c = self.config
-        unknown = [s for s in c.gated if s not in self.source_weights]
-        if unknown:
-            raise ValidationError(f"{self.name}.gated", f"unknown source {unknown[0]!r}; this surface has: "
-                                  f"{', '.join(self.source_weights)}")
-        weights = {s: WeightedRRF.weight(self, s) for s in self.source_weights}
-        off = {s: {"kept": 0.0} for s in c.gated}
+        # a gated source the pipeline lacks (e.g. `belong evaluate --model pipeline:people/friends_of_friends`, one
+        # source alone) is not decided: it has nothing to score
+        gated = [s for s in c.gated if s in self.source_weights]
         self.gating = {}
-        if not c.gated:
+        if len(gated) < len(c.gated):
+            self.gating["absent"] = [s for s in c.gated if s not in self.source_weights]
+        weights = {s: WeightedRRF.weight(self, s) for s in self.source_weights}
+        off = {s: {"kept": 0.0} for s in gated}
+        if not gated:
             self.config = msgspec.structs.replace(c, gate={})
             return
+
         def harmful(lists: TrainingLists) -> bool:
             """At the interim look: every gated source already significantly worse (gain < 0, p < max_p): more
             lists could only keep one by chance, so the gate stops and drops them (it never keeps early)."""
             if _lists_with_a_positive(lists) < MIN_LISTS:
                 return False
-            g = gate_sources(lists, weights, list(c.gated), c.c, c.max_p)
+            g = gate_sources(lists, weights, gated, c.c, c.max_p)
             return all(v["gain"] < 0 and v["p"] < c.max_p for v in g.values())
 
         try:
@@ -244,7 +246,7 @@ class GatedRRF(WeightedRRF):
                             "candidate_recall": round(float(lists.stats["candidate_recall"]), 5)})
         if "stopped_at" in lists.stats:
             self.gating["stopped_early"] = f"every gated source significantly worse after {lists.groups.size} lists"
-        self.config = msgspec.structs.replace(c, gate=gate_sources(lists, weights, list(c.gated), c.c, c.max_p))
+        self.config = msgspec.structs.replace(c, gate=gate_sources(lists, weights, gated, c.c, c.max_p))
 
     def weight(self, source: str) -> float:
         w = super().weight(source)
