@@ -220,9 +220,11 @@ class Pixie(CandidateSource):
             if wide:  # the targets are most nodes (people): count in place
                 keys = seen[:na, :chunk] + (active * n_nodes).astype(it)[:, None, None]
                 np.add.at(counts.reshape(-1), keys.reshape(-1), 1)
-            else:  # a few targets (communities): count the chunk's visits of targets (others in a spare column)
+            else:  # a few targets: count the chunk's visits of targets (others in a spare column); people are
+                # few where communities outnumber them (hetrec-lastfm's artists): nodes past the targets are others
                 s = seen[:na, :chunk]
-                keys = np.where(s >= t_off, s - t_off, n_t) + (np.arange(na, dtype=it) * (n_t + 1))[:, None, None]
+                keys = (np.where((s >= t_off) & (s < t_off + n_t), s - t_off, n_t)
+                        + (np.arange(na, dtype=it) * (n_t + 1))[:, None, None])
                 chunk_counts = np.bincount(keys.reshape(-1), minlength=na * (n_t + 1)).reshape(na, n_t + 1)
                 if na == B:
                     visits += chunk_counts[:, :n_t]
