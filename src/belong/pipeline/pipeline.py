@@ -348,18 +348,11 @@ class Pipeline:
                 out.append(list(zip(m.items[pos].tolist(), sc[pos].tolist(), strict=True)))
         return out
 
-    def _score_arrays(self, requests: list[Request]) -> tuple[list[MergedArrays], list[np.ndarray]]:
-        """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
-        candidates (hydrated only for a scorer that reads features) and their scores."""
-        lists = self.candidate_arrays(requests)
-        scored = self.scorer.score_arrays(requests, self._state(), lists)
-        if scored is None:
-            scored = self.scorer.score_batch(requests, self._state(), [_as_merged(m) for m in lists])
-        return lists, scored
-
-    def candidate_arrays(self, requests: list[Request]) -> list[MergedArrays]:
-        """Each request's merged, filtered candidates as arrays, unscored (hydrated only for a scorer that reads
-        features): the candidates and per-source ranks :meth:`candidates` gives, in one batch (offline work)."""
+    def candidate_arrays(self, requests: list[Request], *, hydrate: bool = True) -> list[MergedArrays]:
+        """The unscored candidate stage of a batch on arrays: each request's merged candidates in merge order,
+        filtered (keep masks) and, with ``hydrate``, with the hydrators' features — the candidates of
+        :meth:`candidates` with ``score=False``, row for row, without candidate objects (offline work: training
+        lists, :meth:`_score_arrays`)."""
         if not requests:
             return []
         state = self._check(requests[0])
@@ -377,11 +370,21 @@ class Pipeline:
                     keep &= f.keep_mask(r, state, m.items)
                 if not keep.all():
                     m = m.take(keep)
-            if self.scorer.reads_features and len(m):
+            if hydrate and len(m):
                 for h in self.hydrators:
                     m.features.update(h.hydrate_arrays(r, state, m.items))
             lists.append(m)
         return lists
+
+    def _score_arrays(self, requests: list[Request]) -> tuple[list[MergedArrays], list[np.ndarray]]:
+        """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
+        candidates (hydrated only for a scorer that reads features) and their scores."""
+        state = self._check(requests[0])
+        lists = self.candidate_arrays(requests, hydrate=self.scorer.reads_features)
+        scored = self.scorer.score_arrays(requests, state, lists)
+        if scored is None:
+            scored = self.scorer.score_batch(requests, state, [_as_merged(m) for m in lists])
+        return lists, scored
 
     def _merge_filter(self, request: Request, state: WorldState, found: list[list[Candidate]],
                       source_ms: dict[str, float], t0: float) -> Candidates:

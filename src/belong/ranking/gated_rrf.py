@@ -151,7 +151,7 @@ def gate_lists(state: WorldState, upstream: Callable[[], Pipeline], *, fraction:
     for lo in range(0, users.size, batch):
         chunk = users[lo:lo + batch].tolist()
         reqs = [Request(state.users.ids[u], stage.surface, k=CUTOFF, explain=False) for u in chunk]
-        for u, m in zip(chunk, stage.candidate_arrays(reqs), strict=True):
+        for u, m in zip(chunk, stage.candidate_arrays(reqs, hydrate=False), strict=True):
             if not len(m):
                 continue
             ranks.append(np.where(m.ranks >= 0, m.ranks, np.nan).astype(np.float32))
