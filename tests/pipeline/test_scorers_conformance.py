@@ -22,6 +22,7 @@ SCORERS: dict[str, dict] = {
 PEOPLE_SCORERS: dict[str, dict] = {
     "people_ranker": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
     "people_two_sided": {"users": 100, "rounds": 20, "min_data_in_leaf": 5, "threads": 1},
+    "gated_rrf": {"users": 100, "c": 10.0, "gated": ["friend_embedding"]},
 }
 
 

@@ -10,6 +10,7 @@ type              kind      idea
 ``content_ranker`` scorer   content by the learned p(engage) on graded engagement labels, :mod:`.content`
 ``people_two_sided`` scorer  p(request) x p(accept | request), one-sided without requests, :mod:`.people_two_sided`
 ``tuned_rrf``     scorer    the rank blend, its source weights tuned on a validation cut at fit, :mod:`.tuned_rrf`
+``gated_rrf``     scorer    the rank blend, ``gated`` sources kept where a validation cut shows gains, :mod:`.gated_rrf`
 ``mmr``           selector  MMR diversity, per-source quotas, an exploration slot with propensity, :mod:`.rerank`
 ``safety_rules``  filter    every safety rule with a per-surface policy, :mod:`.rules`
 ``pending``       filter    pending friend requests in either direction, :mod:`.rules`
@@ -17,4 +18,4 @@ type              kind      idea
 ================  ========  ==========================================================================
 """
 
-from belong.ranking import content, people, people_two_sided, rerank, rules, scorer, tuned_rrf  # noqa: F401
+from belong.ranking import content, gated_rrf, people, people_two_sided, rerank, rules, scorer, tuned_rrf  # noqa: F401

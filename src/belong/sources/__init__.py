@@ -13,6 +13,7 @@ type                   surfaces               idea
 ``similar_people``     people                 declared interests and language in common (cold start)
 ``friend_pagerank``    people                 exact personalized PageRank over the friend graph (truncated)
 ``popular_people``     people                 the most connected people (fallback: no or few friends)
+``friend_embedding``   people                 iALS factors of the friend graph (inner product); fold-in
 ``friends_joined``     communities, content   what your friends joined / engaged with
 ``trending``           communities, content   time-decayed popularity, overall and per locale / age
 ``new_communities``    communities            exploration pool of recently created communities

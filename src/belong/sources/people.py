@@ -8,6 +8,7 @@ the other too.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +18,9 @@ from belong.errors import ValidationError
 from belong.pipeline.components import CandidateSource, SourceConfig, register
 from belong.pipeline.types import Candidate, Proposals, Reason, Request
 from belong.state import WorldState
+
+if TYPE_CHECKING:
+    from belong.models.ials import IALS
 
 
 def _names(ids: list[str], n: int = 2) -> str:
@@ -272,3 +276,148 @@ class PopularPeople(CandidateSource):
             if len(out) == self.config.k:
                 break
         return out
+
+
+class FriendEmbeddingConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 10.0  # confidence of an observed friendship (iALS)
+    iterations: int = 15
+    seed: int = 0
+    #: the user's communities as extra columns of the factorised rows (each membership weighing this much; 0: the
+    #: friend graph alone): people are then close when their friends *and* communities are alike. Off by default:
+    #: on the simulated world 1.0 did no better than 0 (docs/PEOPLE_RANKING.md)
+    community_weight: float = 0.0
+
+
+@register("source", "friend_embedding")
+class FriendEmbedding(CandidateSource):
+    """People whose learned embedding is closest to the user's: iALS (:class:`belong.models.ials.IALS`) fitted at
+    ``prepare`` on each person's row of friends (people x people, 0/1, symmetric) and memberships (people x
+    communities, times ``community_weight``), scored by the inner product of the user's factors with every
+    person's column factors. The scores of (a, b) and (b, a) are close but, the row and column factors being
+    fitted separately, not equal. A user whose live friends or communities differ from the prepared ones (a new
+    friendship, a new user) is folded in: one least-squares solve against the fixed factors. No friends and no
+    communities: nothing (the fallback ``popular_people`` covers them).
+
+    Bounds: memory 2 x people x ``factors`` float32 (plus the prepared graph); fit O(``iterations`` x (friendships
+    x ``factors``^2 + people x ``factors``^3)) (LastFM-Asia, 7.6k people, 22k friendships: about a second); per
+    request O(people x ``factors``) (one matrix-vector product over every person's factors); a batch does the
+    same per user (the fold-ins together)."""
+
+    Config = FriendEmbeddingConfig
+    config: FriendEmbeddingConfig
+
+    def _ials(self) -> IALS:
+        from belong.models import registry
+
+        cfg = self.config
+        return registry.create("ials", {  # type: ignore[return-value]
+            "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
+            "alpha": cfg.alpha, "random_state": cfg.seed,
+        })
+
+    def prepare(self, state: WorldState) -> None:
+        cfg = self.config
+        for field, value in (("factors", cfg.factors), ("iterations", cfg.iterations)):
+            if value < 1:
+                raise ValidationError(f"{self.name}.{field}", f"must be >= 1, got {value}")
+        if cfg.regularization < 0:
+            raise ValidationError(f"{self.name}.regularization", f"must be >= 0, got {cfg.regularization}")
+        if cfg.alpha <= 0:
+            raise ValidationError(f"{self.name}.alpha", f"must be > 0, got {cfg.alpha}")
+        if cfg.community_weight < 0:
+            raise ValidationError(f"{self.name}.community_weight", f"must be >= 0, got {cfg.community_weight}")
+        F = sp.csr_matrix(state.friend_csr(), dtype=np.float32)
+        self.n = F.shape[0]
+        if cfg.community_weight > 0 and state.n_communities:
+            M = sp.csr_matrix(state.membership_csr(), dtype=np.float32) * np.float32(cfg.community_weight)
+            F = sp.csr_matrix(sp.hstack([F, M], format="csr"), dtype=np.float32)
+        F.eliminate_zeros()
+        F.sort_indices()
+        self.model: IALS | None = None
+        self.trained_rows = F
+        if F.nnz == 0:
+            return
+        self.model = self._ials().fit(F)
+
+    def fitted(self) -> dict[str, Any]:
+        if self.model is None:
+            return {}
+        return {"user_factors": self.model.user_factors, "item_factors": self.model.item_factors,
+                "trained_rows": self.trained_rows}
+
+    def restore(self, fitted: dict[str, Any], state: WorldState) -> None:
+        self.model = None
+        if fitted:
+            self.model = self._ials().set_factors(fitted["user_factors"], fitted["item_factors"])
+            self.trained_rows = sp.csr_matrix(fitted["trained_rows"], dtype=np.float32)
+            self.trained_rows.sort_indices()
+            self.n = min(self.trained_rows.shape)
+
+    def _vectors(self, asks: list[tuple[int | None, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The users' factors (one row each): trained ones where their row (friends, then communities) is the
+        prepared one, the others folded in together (one least-squares solve each against the fixed factors)."""
+        assert self.model is not None
+        X = self.trained_rows
+        out = np.empty((len(asks), self.model.user_factors.shape[1]), np.float32)
+        fold: list[int] = []
+        for j, (u, cols, vals) in enumerate(asks):
+            lo, hi = (X.indptr[u], X.indptr[u + 1]) if u is not None and u < X.shape[0] else (0, 0)
+            if hi > lo and np.array_equal(X.indices[lo:hi], cols) and np.array_equal(X.data[lo:hi], vals):
+                out[j] = self.model.user_factors[u]
+            else:
+                fold.append(j)
+        if fold:
+            parts = [asks[j] for j in fold]
+            R = sp.csr_matrix((np.concatenate([v for _, _, v in parts]), np.concatenate([c for _, c, _ in parts]),
+                               np.r_[0, np.cumsum([c.size for _, c, _ in parts])]), shape=(len(fold), X.shape[1]))
+            out[fold] = self.model.user_vectors(R)
+        return out
+
+    def _found_batch(self, requests: list[Request], state: WorldState
+                     ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Each request's best ``k`` people (not the user, not a friend) and their scores; None: no vector."""
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(requests)
+        if self.model is None:
+            return out
+        rows: list[int] = []
+        asks: list[tuple[int | None, np.ndarray, np.ndarray]] = []
+        n_cols = self.trained_rows.shape[1]
+        w = np.float32(self.config.community_weight)
+        for i, r in enumerate(requests):
+            p = state.profile(r)
+            if r.surface is not Surface.PEOPLE:
+                continue
+            friends = np.unique(p.friends[p.friends < self.n]).astype(np.int64)
+            comms = np.unique(p.communities).astype(np.int64) + self.n if n_cols > self.n else np.empty(0, np.int64)
+            comms = comms[comms < n_cols]
+            if friends.size + comms.size == 0:
+                continue
+            rows.append(i)
+            asks.append((p.idx, np.r_[friends, comms],
+                         np.r_[np.ones(friends.size, np.float32), np.full(comms.size, w, np.float32)]))
+        if not rows:
+            return out
+        V = self.model.item_factors[: self.n]
+        Q = self._vectors(asks)
+        for j, (i, (u, cols, _)) in enumerate(zip(rows, asks, strict=True)):
+            friends = cols[cols < self.n]
+            exclude = friends if u is None else np.r_[friends, [u]].astype(np.int64)
+            # one product per user, as for a single request: a batched product may round differently
+            out[i] = self._top(V @ Q[j], self.config.k, exclude=exclude)
+        return out
+
+    def propose_batch(self, requests: list[Request], state: WorldState) -> list[Proposals]:
+        """:meth:`generate_batch`'s people and scores without candidate objects."""
+        return [Proposals.empty() if f is None else Proposals(f[0].astype(np.int64), f[1])
+                for f in self._found_batch(requests, state)]
+
+    def generate_batch(self, requests: list[Request], state: WorldState) -> list[list[Candidate]]:
+        reason = Reason("people with friends like yours")
+        return [[] if f is None else [Candidate(v, self.name, s, reason)
+                                      for v, s in zip(f[0].tolist(), f[1].tolist(), strict=True)]
+                for f in self._found_batch(requests, state)]
+
+    def generate(self, request: Request, state: WorldState) -> list[Candidate]:
+        return self.generate_batch([request], state)[0]

@@ -8,6 +8,7 @@ name                     kind            what
 ``people``               people          people you may know: graph, co-membership and interest sources
 ``people_ranked``        people          the same sources and rules, the learned p(friendship forms) ranker
 ``people_two_sided``     people          the people sources and rules, p(request) x p(accept | request)
+``people_embedding``     people          ``people`` + iALS embeddings of the friend graph (dense organic graphs)
 ``content``              content         content of your communities, what friends engage with, trending; the
                                          learned p(engage) ranker (graded labels, 300 lists)
 ``content_blend``        content         the same sources and rules, the rank blend (the content baseline)
