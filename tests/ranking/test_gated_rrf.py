@@ -54,16 +54,37 @@ def test_the_gate_keeps_a_source_that_helps_and_drops_one_that_hurts(gated):
 
 def test_a_dropped_source_scores_nothing_and_ranks_after_the_rest(gated, sim_state):
     scorer = gated.scorer
-    u = next(u for u in sim_state.users.ids if len(gated.candidates(Request(u, Surface.PEOPLE)).ranked) > 30)
-    ranked = gated.candidates(Request(u, Surface.PEOPLE, k=50)).ranked
-    only_pop = [s for m, s in ranked if set(m.hits) == {"popular_people"}]
-    others = [s for m, s in ranked if set(m.hits) != {"popular_people"}]
+    u = next(u for u in sim_state.users.ids
+             if len(gated.candidates(Request(u, Surface.PEOPLE), score=False).ranked) > 30)
+    cands = [m for m, _ in gated.candidates(Request(u, Surface.PEOPLE, k=50), score=False).ranked]  # every source
+    scores = scorer.score(Request(u, Surface.PEOPLE), sim_state, cands)
+    only_pop = [s for m, s in zip(cands, scores, strict=True) if set(m.hits) == {"popular_people"}]
+    others = [s for m, s in zip(cands, scores, strict=True) if set(m.hits) != {"popular_people"}]
     assert only_pop and all(s == 0.0 for s in only_pop) and min(others) > 0.0
     plain = WeightedRRF(WeightedRRF.Config(c=10.0, weights={"popular_people": 0.0}))
     plain.source_weights = dict(scorer.source_weights)
-    cands = [m for m, _ in ranked]
-    np.testing.assert_array_equal(scorer.score(Request(u, Surface.PEOPLE), sim_state, cands),
-                                  plain.score(Request(u, Surface.PEOPLE), sim_state, cands))
+    np.testing.assert_array_equal(scores, plain.score(Request(u, Surface.PEOPLE), sim_state, cands))
+
+
+def test_a_dropped_source_is_not_run_and_the_answers_are_the_blend_without_it(gated, sim_state):
+    """What the gate dropped costs nothing per request: a scored run (one request, a batch of candidate objects,
+    the array path) does not run it, and answers exactly as the blend of the other sources."""
+    assert gated.scorer.inactive_sources() == frozenset({"popular_people"})
+    without = _surface([("similar_people", 0.3), ("friends_of_friends", 1.0)], []).replace("gated_rrf",
+                                                                                           "weighted_rrf")
+    blend = from_dict(tomllib.loads(without.replace("users = 300\ngated = []\n", "")), "people").fit(sim_state)
+    reqs = [Request(u, Surface.PEOPLE, k=10, explain=False) for u in sim_state.users.ids[::20]]
+    got = [gated.run(r) for r in reqs]
+    assert [[(i.id, i.score) for i in a.items] for a in got] == [[(i.id, i.score) for i in blend.run(r).items]
+                                                                 for r in reqs]
+    assert sum(bool(a.items) for a in got) > 10
+    assert all(a.trace.source_counts["popular_people"] == 0 for a in got)
+    assert all(a.trace.source_ms["popular_people"] == 0.0 for a in got)
+    assert gated.rank_batch(reqs) == blend.rank_batch(reqs)
+    assert [[(m.item, s) for m, s in c.ranked] for c in gated.candidates_batch(reqs)] == \
+        [[(m.item, s) for m, s in c.ranked] for c in blend.candidates_batch(reqs)]
+    # the unscored candidate stage (what the gate and the rankers learn from) still runs every source
+    assert any("popular_people" in m.hits for r in reqs for m, _ in gated.candidates(r, score=False).ranked)
 
 
 def test_the_decision_travels_in_the_config_and_an_artifact_without_refitting(gated, sim_state, tmp_path):

@@ -228,6 +228,12 @@ class Scorer(Component):
     #: whether the scores read the hydrators' features (False: an offline batch may skip hydration)
     reads_features: bool = True
 
+    def inactive_sources(self) -> frozenset[str]:
+        """Sources whose candidates this fitted scorer gives no weight at all (e.g. a gate dropped them): a scored
+        pipeline run does not run them (their proposals are empty), so they cost nothing per request. The
+        unscored candidate stage (training and validation lists) still runs every source. Default: none."""
+        return frozenset()
+
     def score_arrays(self, requests: list[Request], state: WorldState, lists: list[MergedArrays]
                      ) -> list[np.ndarray] | None:
         """:meth:`score` of each request's merged candidates given as arrays (offline batches), the same scores;

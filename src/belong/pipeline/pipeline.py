@@ -236,7 +236,12 @@ class Pipeline:
         t0 = time.perf_counter()
         found: list[list[Candidate]] = []
         source_ms: dict[str, float] = {}
+        skip = self.scorer.inactive_sources() if score else frozenset()
         for src in self.sources:
+            if src.name in skip:  # the fitted scorer gives it no weight: not run
+                found.append([])
+                source_ms[src.name] = 0.0
+                continue
             ts = time.perf_counter()
             found.append(src.generate(request, state))
             source_ms[src.name] = (time.perf_counter() - ts) * 1e3
@@ -258,7 +263,9 @@ class Pipeline:
         for r in requests[1:]:
             self._check(r)
         t0 = time.perf_counter()
-        per_source = [src.generate_batch(requests, state) for src in self.sources]
+        skip = self.scorer.inactive_sources()
+        per_source = [[[] for _ in requests] if src.name in skip else src.generate_batch(requests, state)
+                      for src in self.sources]
         src_ms = (time.perf_counter() - t0) * 1e3 / len(requests) / len(self.sources)
         outs = [self._merge_filter(r, state, [found[i] for found in per_source],
                                    dict.fromkeys((s.name for s in self.sources), src_ms), time.perf_counter())
@@ -348,18 +355,20 @@ class Pipeline:
                 out.append(list(zip(m.items[pos].tolist(), sc[pos].tolist(), strict=True)))
         return out
 
-    def candidate_arrays(self, requests: list[Request], *, hydrate: bool = True) -> list[MergedArrays]:
+    def candidate_arrays(self, requests: list[Request], *, hydrate: bool = True,
+                         skip: frozenset[str] = frozenset()) -> list[MergedArrays]:
         """The unscored candidate stage of a batch on arrays: each request's merged candidates in merge order,
         filtered (keep masks) and, with ``hydrate``, with the hydrators' features — the candidates of
         :meth:`candidates` with ``score=False``, row for row, without candidate objects (offline work: training
-        lists, :meth:`_score_arrays`)."""
+        lists, :meth:`_score_arrays`). Sources named in ``skip`` are not run (their proposals are empty)."""
         if not requests:
             return []
         state = self._check(requests[0])
         for r in requests[1:]:
             self._check(r)
         names = [s.name for s in self.sources]
-        per_source = [src.propose_batch(requests, state) for src in self.sources]
+        per_source = [[Proposals.empty() for _ in requests] if src.name in skip else src.propose_batch(requests, state)
+                      for src in self.sources]
         lists: list[MergedArrays] = []
         for i, r in enumerate(requests):
             m = _merge_arrays([found[i].best(src.config.k) for src, found in zip(self.sources, per_source,
@@ -380,7 +389,8 @@ class Pipeline:
         """The candidate stage of a batch on arrays (:meth:`_rank_arrays`): each request's merged, filtered
         candidates (hydrated only for a scorer that reads features) and their scores."""
         state = self._check(requests[0])
-        lists = self.candidate_arrays(requests, hydrate=self.scorer.reads_features)
+        lists = self.candidate_arrays(requests, hydrate=self.scorer.reads_features,
+                                      skip=self.scorer.inactive_sources())
         scored = self.scorer.score_arrays(requests, state, lists)
         if scored is None:
             scored = self.scorer.score_batch(requests, state, [_as_merged(m) for m in lists])

@@ -248,6 +248,12 @@ class GatedRRF(WeightedRRF):
             self.gating["stopped_early"] = f"every gated source significantly worse after {lists.groups.size} lists"
         self.config = msgspec.structs.replace(c, gate=gate_sources(lists, weights, gated, c.c, c.max_p))
 
+    def inactive_sources(self) -> frozenset[str]:
+        """The gated sources the fit dropped: a scored run does not run them, so where the gate drops every gated
+        source the answers are the blend's without them (an unfitted gate decided nothing: they run, at weight 0)."""
+        g = self.config.gate
+        return frozenset(s for s in self.config.gated if s in g and not g[s].get("kept", 0.0))
+
     def weight(self, source: str) -> float:
         w = super().weight(source)
         if source in self.config.gated and not self.config.gate.get(source, {}).get("kept", 0.0):
