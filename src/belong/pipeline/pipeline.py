@@ -264,8 +264,8 @@ class Pipeline:
             self._check(r)
         t0 = time.perf_counter()
         skip = self.scorer.inactive_sources()
-        per_source = [[[] for _ in requests] if src.name in skip else src.generate_batch(requests, state)
-                      for src in self.sources]
+        per_source: list[list[list[Candidate]]] = [
+            [[] for _ in requests] if src.name in skip else src.generate_batch(requests, state) for src in self.sources]
         src_ms = (time.perf_counter() - t0) * 1e3 / len(requests) / len(self.sources)
         outs = [self._merge_filter(r, state, [found[i] for found in per_source],
                                    dict.fromkeys((s.name for s in self.sources), src_ms), time.perf_counter())
