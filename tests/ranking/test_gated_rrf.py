@@ -155,3 +155,23 @@ def test_the_interim_look_stops_early_only_to_drop_a_source_that_already_hurts(s
     helps = _surface([("popular_people", 1.0), ("friends_of_friends", 1.0)], ["friends_of_friends"], "look = 100\n")
     g = from_dict(tomllib.loads(helps), "people").fit(sim_state).scorer.fitted()
     assert "stopped_early" not in g and g["lists"] == full["lists"] and g["kept"] == ["friends_of_friends"]
+
+
+def test_above_max_people_the_gate_builds_no_lists_and_the_source_is_off(sim_state):
+    """On graphs too large for it (1M people: minutes of validation lists and iALS fits, ~20 ms a request) the
+    gated source is neither fitted nor run, and the answers are the blend without it."""
+    small = sim_state.n_users - 1
+    text = _surface([("similar_people", 0.3), ("friends_of_friends", 1.0), ("friend_embedding", 2.0)],
+                    ["friend_embedding"], f"max_people = {small}\n")
+    text = text.replace('type = "friend_embedding"\n', f'type = "friend_embedding"\nmax_people = {small}\n')
+    p = from_dict(tomllib.loads(text), "people").fit(sim_state)
+    f = p.scorer.fitted()
+    assert "max_people" in f["skipped"] and f["kept"] == [] and "lists" not in f
+    assert p.scorer.inactive_sources() == frozenset({"friend_embedding"})
+    emb = next(s for s in p.sources if s.name == "friend_embedding")
+    assert emb.fitted() == {}  # not fitted
+    reqs = [Request(u, Surface.PEOPLE, k=10, explain=False) for u in sim_state.users.ids[::40]]
+    assert all(emb.generate(r, sim_state) == [] for r in reqs)
+    with pytest.raises(ValidationError, match="max_people"):
+        from_dict(tomllib.loads(text.replace(f"max_people = {small}\n[[filters]]", "max_people = -1\n[[filters]]")
+                                .replace(f"max_people = {small}\n", "max_people = -1\n")), "people")

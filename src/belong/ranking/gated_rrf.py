@@ -49,6 +49,9 @@ class GatedRRFConfig(WeightedRRFConfig, kw_only=True, forbid_unknown_fields=True
     #: significantly worse there (a source is only kept on all the lists)
     look: int = 1000
     seed: int = 0
+    #: above this many people the gate builds no lists and every gated source stays off (0: no limit): at 1M
+    #: people the 3,000 lists and the gated source's fits took about 6 minutes (docs/PEOPLE_RANKING.md)
+    max_people: int = 200_000
     #: what :meth:`GatedRRF.fit` decided, per gated source: ``kept`` (1 or 0), ``ndcg_without`` / ``ndcg_with``
     #: (mean NDCG@20 of the validation lists), ``gain``, ``p`` (paired t-test), ``lists``
     gate: dict[str, dict[str, float]] = {}
@@ -194,6 +197,8 @@ class GatedRRF(WeightedRRF):
             raise ValidationError(f"{self.name}.look", f"must be >= 0 (0: no interim look), got {c.look}")
         if not 0.0 < c.max_p <= 1.0:
             raise ValidationError(f"{self.name}.max_p", f"must be in (0, 1], got {c.max_p}")
+        if c.max_people < 0:
+            raise ValidationError(f"{self.name}.max_people", f"must be >= 0 (0: no limit), got {c.max_people}")
         if len(set(c.gated)) != len(c.gated):
             raise ValidationError(f"{self.name}.gated", f"names a source twice: {c.gated}")
         self.gating: dict[str, Any] = {}
@@ -212,6 +217,10 @@ class GatedRRF(WeightedRRF):
         off = {s: {"kept": 0.0} for s in gated}
         if not gated:
             self.config = msgspec.structs.replace(c, gate={})
+            return
+        if 0 < c.max_people < state.n_users:
+            self.gating["skipped"] = f"{state.n_users} people > max_people {c.max_people}: gated sources off"
+            self.config = msgspec.structs.replace(c, gate=off)
             return
 
         def harmful(lists: TrainingLists) -> bool:

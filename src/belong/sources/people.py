@@ -288,6 +288,9 @@ class FriendEmbeddingConfig(SourceConfig, kw_only=True, forbid_unknown_fields=Tr
     #: friend graph alone): people are then close when their friends *and* communities are alike. Off by default:
     #: on the simulated world 1.0 did no better than 0 (docs/PEOPLE_RANKING.md)
     community_weight: float = 0.0
+    #: above this many people the source is off (no fit, no candidates; 0: no limit): it scores every person on
+    #: each request (O(people x factors): ~20 ms at 1M people) and its fit on a 1M-person graph takes minutes
+    max_people: int = 200_000
 
 
 @register("source", "friend_embedding")
@@ -303,7 +306,8 @@ class FriendEmbedding(CandidateSource):
     Bounds: memory 2 x people x ``factors`` float32 (plus the prepared graph); fit O(``iterations`` x (friendships
     x ``factors``^2 + people x ``factors``^3)) (LastFM-Asia, 7.6k people, 22k friendships: about a second); per
     request O(people x ``factors``) (one matrix-vector product over every person's factors); a batch does the
-    same per user (the fold-ins together)."""
+    same per user (the fold-ins together). Off above ``max_people`` people (default 200,000): no fit, no
+    candidates (an ANN index over the factors would lift that limit)."""
 
     Config = FriendEmbeddingConfig
     config: FriendEmbeddingConfig
@@ -328,6 +332,8 @@ class FriendEmbedding(CandidateSource):
             raise ValidationError(f"{self.name}.alpha", f"must be > 0, got {cfg.alpha}")
         if cfg.community_weight < 0:
             raise ValidationError(f"{self.name}.community_weight", f"must be >= 0, got {cfg.community_weight}")
+        if cfg.max_people < 0:
+            raise ValidationError(f"{self.name}.max_people", f"must be >= 0 (0: no limit), got {cfg.max_people}")
         F = sp.csr_matrix(state.friend_csr(), dtype=np.float32)
         self.n = F.shape[0]
         if cfg.community_weight > 0 and state.n_communities:
@@ -337,7 +343,7 @@ class FriendEmbedding(CandidateSource):
         F.sort_indices()
         self.model: IALS | None = None
         self.trained_rows = F
-        if F.nnz == 0:
+        if F.nnz == 0 or 0 < cfg.max_people < self.n:  # nothing to learn, or off on graphs this large (max_people)
             return
         self.model = self._ials().fit(F)
 
