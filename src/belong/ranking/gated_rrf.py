@@ -31,7 +31,7 @@ from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.scorers import WeightedRRF, WeightedRRFConfig
 from belong.pipeline.types import Request
 from belong.ranking.dataset import TrainingLists
-from belong.ranking.list_parts import sample_users
+from belong.ranking.list_parts import check_cut_settings, sample_users
 from belong.ranking.people import MIN_LISTS
 from belong.ranking.people_lists import HOLDOUT_BY, hide_edges, resolve_holdout_by, time_cut, with_friends
 from belong.ranking.ranker import CUTOFF
@@ -186,13 +186,7 @@ class GatedRRF(WeightedRRF):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         c = self.config
-        if c.holdout_by not in HOLDOUT_BY:
-            raise ValidationError(f"{self.name}.holdout_by",
-                                  f"must be one of {', '.join(HOLDOUT_BY)}, got {c.holdout_by!r}")
-        if not 0.0 < c.holdout < 1.0:
-            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
-        if c.users < 10:
-            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
+        check_cut_settings(self.name, c.holdout_by, HOLDOUT_BY, c.holdout, c.users)
         if c.look < 0:
             raise ValidationError(f"{self.name}.look", f"must be >= 0 (0: no interim look), got {c.look}")
         if not 0.0 < c.max_p <= 1.0:

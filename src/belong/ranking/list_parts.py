@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from belong.errors import ValidationError
 from belong.pipeline.components import Progress
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, Request
@@ -71,3 +72,14 @@ def no_lists(feature_names: list[str], source_names: list[str], stats: dict[str,
     return TrainingLists(np.zeros((0, len(feature_names)), np.float32), np.zeros(0, np.float32),
                          np.zeros(0, np.int64), feature_names, source_names, np.zeros(0, np.int64),
                          np.zeros(0, np.int64), stats)
+
+
+def check_cut_settings(name: str, holdout_by: str, choices: Sequence[str], holdout: float, users: int) -> None:
+    """The validation cut's settings a scorer that learns from lists shares: ``holdout_by`` one of ``choices``,
+    ``holdout`` in (0, 1), ``users`` (lists at most) >= 10; a bad one is a :class:`ValidationError` naming it."""
+    if holdout_by not in choices:
+        raise ValidationError(f"{name}.holdout_by", f"must be one of {', '.join(choices)}, got {holdout_by!r}")
+    if not 0.0 < holdout < 1.0:
+        raise ValidationError(f"{name}.holdout", f"must be between 0 and 1, got {holdout}")
+    if users < 10:
+        raise ValidationError(f"{name}.users", f"must be >= 10, got {users}")

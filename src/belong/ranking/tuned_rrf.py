@@ -26,6 +26,7 @@ from belong.pipeline.components import Progress, register
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.scorers import WeightedRRF, WeightedRRFConfig
 from belong.ranking.dataset import HOLDOUT_BY, TrainingLists, build_lists
+from belong.ranking.list_parts import check_cut_settings
 from belong.ranking.ranker import CUTOFF
 from belong.state import WorldState
 
@@ -122,13 +123,7 @@ class TunedRRF(WeightedRRF):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         c = self.config
-        if c.holdout_by not in HOLDOUT_BY:
-            raise ValidationError(f"{self.name}.holdout_by",
-                                  f"must be one of {', '.join(HOLDOUT_BY)}, got {c.holdout_by!r}")
-        if not 0.0 < c.holdout < 1.0:
-            raise ValidationError(f"{self.name}.holdout", f"must be between 0 and 1, got {c.holdout}")
-        if c.users < 10:
-            raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
+        check_cut_settings(self.name, c.holdout_by, HOLDOUT_BY, c.holdout, c.users)
         if not c.multipliers or any(m < 0 for m in c.multipliers):
             raise ValidationError(f"{self.name}.multipliers", f"must be non-empty and >= 0, got {c.multipliers}")
         if c.passes < 1:

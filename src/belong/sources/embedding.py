@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from belong.models.ials import IALS
 
 
+
+def ials_of(cfg: Any) -> IALS:
+    """An unfitted iALS model with a source config's ``factors``, ``iterations``, ``regularization``, ``alpha`` and
+    ``seed`` (the embedding sources': ``ials_ann``, ``friend_embedding``)."""
+    from belong.models import registry
+
+    return registry.create("ials", {  # type: ignore[return-value]
+        "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
+        "alpha": cfg.alpha, "random_state": cfg.seed,
+    })
+
 class IalsAnnConfig(SourceConfig, kw_only=True, forbid_unknown_fields=True):
     factors: int = 64
     iterations: int = 15
@@ -43,13 +54,7 @@ class IalsAnn(CandidateSource):
     config: IalsAnnConfig
 
     def _ials(self) -> IALS:
-        from belong.models import registry
-
-        cfg = self.config
-        return registry.create("ials", {  # type: ignore[return-value]
-            "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
-            "alpha": cfg.alpha, "random_state": cfg.seed,
-        })
+        return ials_of(self.config)
 
     def prepare(self, state: WorldState) -> None:
         X = state.membership_csr()

@@ -313,13 +313,9 @@ class FriendEmbedding(CandidateSource):
     config: FriendEmbeddingConfig
 
     def _ials(self) -> IALS:
-        from belong.models import registry
+        from belong.sources.embedding import ials_of
 
-        cfg = self.config
-        return registry.create("ials", {  # type: ignore[return-value]
-            "factors": cfg.factors, "iterations": cfg.iterations, "regularization": cfg.regularization,
-            "alpha": cfg.alpha, "random_state": cfg.seed,
-        })
+        return ials_of(self.config)
 
     def prepare(self, state: WorldState) -> None:
         cfg = self.config
