@@ -133,21 +133,29 @@ def test_rules_revision_counts_every_change_of_the_user_and_of_any_community(sta
     assert state.rules_revision(None) == (0, state.c_rev)
 
 
-def test_col_sizes_exact_after_edits():
-    """``Relation.col_sizes`` counts a column's edits against its base without merging it: equal to ``col(j).size``
-    after joins, leaves, re-joins and leaves of never-based entries (new columns too)."""
-    import numpy as np
+def _relations(density: float, random_state: int):
+    """A 60 x 25 0/1 base as a directed ``Relation``, then its co-occurrence (60 x 60) as a symmetric one:
+    ``(symmetric, base matrix, relation)``."""
     import scipy.sparse as sp
 
     from belong.state.relation import Relation
 
-    rng = np.random.default_rng(3)
-    base = sp.random(60, 25, density=0.2, random_state=4, format="csr")
+    base = sp.random(60, 25, density=density, random_state=random_state, format="csr")
     base.data[:] = 1.0
     for symmetric in (False, True):
         b = (base @ base.T).tocsr() if symmetric else base
         b.data[:] = 1.0
-        rel = Relation(b, symmetric=symmetric)
+        yield symmetric, b, Relation(b, symmetric=symmetric)
+
+
+def test_col_sizes_exact_after_edits():
+    """``Relation.col_sizes`` counts a column's edits against its base without merging it: equal to ``col(j).size``
+    after joins, leaves, re-joins and leaves of never-based entries (new columns too)."""
+    import numpy as np
+
+
+    rng = np.random.default_rng(3)
+    for symmetric, b, rel in _relations(density=0.2, random_state=4):
         n_cols = b.shape[1] + (0 if symmetric else 3)
         n_rows = b.shape[0]
         for _ in range(600):
@@ -160,17 +168,10 @@ def test_col_sizes_exact_after_edits():
 def test_rows_meet_is_row_by_row_after_edits():
     """``Relation.rows_meet`` (the base's rows at once, edited rows one by one) says what ``cols[row(i)].any()``
     says for every row: base rows, edited rows, rows beyond the base, columns beyond ``cols``."""
-    import scipy.sparse as sp
 
-    from belong.state.relation import Relation
 
     rng = np.random.default_rng(8)
-    base = sp.random(60, 25, density=0.1, random_state=5, format="csr")
-    base.data[:] = 1.0
-    for symmetric in (False, True):
-        b = (base @ base.T).tocsr() if symmetric else base
-        b.data[:] = 1.0
-        rel = Relation(b, symmetric=symmetric)
+    for symmetric, b, rel in _relations(density=0.1, random_state=5):
         n_cols = b.shape[1] if not symmetric else b.shape[0]
         for _ in range(80):
             rel.set(int(rng.integers(b.shape[0] + 4)), int(rng.integers(n_cols + 2)), bool(rng.random() < 0.6))
