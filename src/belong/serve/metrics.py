@@ -11,12 +11,14 @@
 * ``belong_active_model{version}`` — 1 for the active model version.
 * ``belong_feature_rows_total{entity,result}`` — in-process feature row lookups (hit / miss) and
   ``belong_feature_invalidations_total`` — rows Redis reported changed (see :mod:`belong.serve.rowcache`).
+* ``belong_heap_ticks_total``, ``belong_heap_tick_seconds_total``, ``belong_heap_sweeps_total``,
+  ``belong_heap_swept_objects_total``, ``belong_heap_frozen_objects`` — the heap keeper (:mod:`belong.serve.heap`).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from belong.domain import SURFACE_NAME
 
@@ -54,6 +56,10 @@ class Metrics:
         """Export a :class:`~belong.serve.rowcache.RowCache`'s counters (read at scrape time: no cost per lookup)."""
         self.registry.register(_RowCacheCollector(rows))
 
+    def watch_heap(self, keeper) -> None:
+        """Export a :class:`~belong.serve.heap.HeapKeeper`'s counters (read at scrape time)."""
+        self.registry.register(_HeapCollector(keeper))
+
     def observe_stages(self, surface: str, stage_ms: dict[str, float]) -> None:
         for stage, ms in stage_ms.items():
             child = self._stage.get((surface, stage))
@@ -84,3 +90,20 @@ class _RowCacheCollector:
         yield fam
         yield CounterMetricFamily("belong_feature_invalidations", "Feature rows Redis reported changed",
                                   value=self.rows.invalidations)
+
+
+class _HeapCollector:
+    def __init__(self, keeper) -> None:
+        self.keeper = keeper
+
+    def collect(self):
+        d = self.keeper.as_dict()
+        yield CounterMetricFamily("belong_heap_ticks", "Heap keeper ticks (young collection + freeze)",
+                                  value=d["ticks"])
+        yield CounterMetricFamily("belong_heap_tick_seconds", "Time spent in heap keeper ticks",
+                                  value=d["tick_seconds"])
+        yield CounterMetricFamily("belong_heap_sweeps", "Heap keeper sweeps (full collections)", value=d["sweeps"])
+        yield CounterMetricFamily("belong_heap_swept_objects", "Unreachable objects the sweeps reclaimed",
+                                  value=d["swept_objects"])
+        yield GaugeMetricFamily("belong_heap_frozen_objects", "Objects in the permanent generation",
+                                value=d["frozen"])

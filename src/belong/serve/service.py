@@ -16,6 +16,7 @@ from belong.experiments.serving import Router
 from belong.serve.auth import KeyChecker
 from belong.serve.engine import Engine
 from belong.serve.feature_reader import FeatureReader
+from belong.serve.heap import HeapKeeper, settle_heap
 from belong.serve.metrics import Metrics
 from belong.serve.precomputed import PrecomputedLists
 from belong.serve.replica import EventStream
@@ -25,16 +26,6 @@ from belong.training.locate import artifact_versions, snapshot_dir
 
 log = logging.getLogger("belong.serve")
 FORGET_POLL_S = 2.0  # how often a process looks for users forgotten through another process
-
-
-def settle_heap() -> None:
-    """Move the objects of the models loaded so far out of the garbage collector's view (``gc.freeze``): a model
-    holds millions of long-lived objects, and a full collection walking them all is a latency spike of tens of
-    milliseconds in whichever request triggers it. Collections then scan only what requests allocate."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
 
 
 class Service:
@@ -62,6 +53,9 @@ class Service:
         self._writes = asyncio.Lock()  # an append and its fold, or a forget: never interleaved
         self.forget_poll_s = FORGET_POLL_S
         self._watcher: asyncio.Task[None] | None = None
+        self.heap = HeapKeeper(settings.gc_freeze_s, settings.gc_sweep_s)
+        self.metrics.watch_heap(self.heap)
+        self._keeper: asyncio.Task[None] | None = None
         self.startup_error: str | None = None
         self.experiments: Router | None = None
 
@@ -81,6 +75,7 @@ class Service:
         """Materialise features (when asked) and activate the first version: ``model``, else the newest artifact,
         else one built from the log. A failure is kept for ``/readyz``; the process stays up for diagnosis."""
         self._watcher = asyncio.create_task(self.watch_forgotten())
+        self._keeper = asyncio.create_task(self.heap.run())
         try:
             if self.materialize:  # before the first activation: ready means features are there too
                 from belong.features import materialize as run_materialize
@@ -97,8 +92,10 @@ class Service:
             log.exception("startup failed")
 
     def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in (self._watcher, self._keeper):
+            if task is not None:
+                task.cancel()
+        self.heap.release()
         self.engine.close()
         if self.experiments is not None:
             self.experiments.close()
