@@ -30,6 +30,9 @@ def test_every_step_reports_wall_time_and_peak_memory(scale_result):
         assert steps[name]["peak_rss_mb"] > 50, name
     assert steps["simulate"]["output"]["users"] == 300
     assert steps["train"]["seconds"] > 0 and steps["train"]["snapshot"]["position"] > 0
+    for name in ("simulate", "train", "snapshot_write"):  # run_step: the command's CPU and the machine's load
+        assert 0 < steps[name]["cpu_seconds"] < 20 * steps[name]["seconds"], name
+        assert len(steps[name]["load_average"]) == 2 and min(steps[name]["load_average"]) >= 0, name
     assert steps["snapshot_load"]["output"]["tail_events"] == 0
     assert steps["snapshot_write"]["output"]["position"] == steps["train"]["snapshot"]["position"]
     assert set(scale_result["serve_start_ratio"]) == {"ready_seconds", "rss_at_ready"}

@@ -43,22 +43,25 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float]:
-    """Wait for ``proc``; its exit status and peak resident memory in MB (10^6 bytes; ``ru_maxrss``: the process
-    and the children it waited for)."""
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float, float]:
+    """Wait for ``proc``; its exit status, peak resident memory in MB (10^6 bytes; ``ru_maxrss``: the process
+    and the children it waited for) and CPU seconds (user + system, the same)."""
     deadline = time.monotonic() + timeout_s
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss * 1024 / 1e6  # kB (Linux) -> MB, as psutil's RSS below
+            # kB (Linux) -> MB, as psutil's RSS below
+            return proc.returncode, usage.ru_maxrss * 1024 / 1e6, usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             proc.kill()
         time.sleep(0.05)
 
 
 def run_step(args: list[str], timeout_s: float, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One ``belong`` command: wall seconds, peak RSS (MB), exit code, its JSON output when it printed one."""
+    """One ``belong`` command: wall seconds, CPU seconds, peak RSS (MB), exit code, the load average before and
+    after (a shared machine's wall time is only as good as its load), its JSON output when it printed one."""
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen([_belong(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(env))
     assert proc.stdout is not None and proc.stderr is not None
@@ -70,12 +73,14 @@ def run_step(args: list[str], timeout_s: float, env: dict[str, str] | None = Non
                                 daemon=True) for k, f in (("out", proc.stdout), ("err", proc.stderr))]
     for r in readers:
         r.start()
-    code, peak = _wait(proc, timeout_s)
+    code, peak, cpu = _wait(proc, timeout_s)
     for r in readers:
         r.join()
     out = b"".join(chunks["out"])
     result: dict[str, Any] = {"command": "belong " + " ".join(args), "exit_code": code,
-                              "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak, 1)}
+                              "seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(cpu, 2),
+                              "peak_rss_mb": round(peak, 1),
+                              "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)]}
     if code != 0:
         result["stderr"] = b"".join(chunks["err"]).decode(errors="replace")[-2000:]
     with contextlib.suppress(orjson.JSONDecodeError):
@@ -131,7 +136,7 @@ def serve_start(store: Path, models: Path, snapshot: bool, people: list[str], ti
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        code, peak = _wait(proc, 60)
+        code, peak, _ = _wait(proc, 60)
         out["peak_rss_mb"] = round(peak, 1)
     return out
 
