@@ -1,12 +1,11 @@
-"""The heap keeper (belong.serve.heap): what a tick freezes, what a full collection then walks, what reference
-counting and a sweep still reclaim, and the keeper running inside a real server."""
+"""The heap keeper (belong.serve.heap): full collections held off (young ones still reclaim cycles), what a
+sweep reclaims, the thresholds given back, and the keeper inside a real server."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import re
-import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from belong.serve.heap import HeapKeeper
+from belong.serve.heap import FULL_OFF, HeapKeeper
 from serve_helpers import run_server
 
 
@@ -26,61 +25,74 @@ class Node:
 
 
 @pytest.fixture(autouse=True)
-def _thawed() -> Iterator[None]:
-    """Each test starts and ends with nothing frozen by it (the test process's collector as it was)."""
-    gc.unfreeze()
+def _collector_as_it_was() -> Iterator[None]:
+    before = gc.get_threshold()
     yield
-    gc.unfreeze()
-    gc.collect()
+    gc.set_threshold(*before)
 
 
-def test_a_tick_freezes_the_survivors_so_a_full_collection_no_longer_walks_them() -> None:
-    kept = [Node() for _ in range(5_000)]
-    assert all(gc.is_tracked(n) for n in kept)
-    keeper = HeapKeeper(every_s=1.0)
-    before = gc.get_freeze_count()
-    keeper.tick()
-    assert gc.get_freeze_count() - before >= len(kept)
-    gc.collect()  # a full collection: the frozen objects are in none of the generations it walks
-    walked = {id(o) for g in range(3) for o in gc.get_objects(generation=g)}
-    assert not any(id(n) in walked for n in kept)
-    assert keeper.stats.ticks == 1 and keeper.stats.tick_max_ms > 0
+def _full_collections() -> int:
+    return gc.get_stats()[2]["collections"]
 
 
-def test_frozen_objects_without_cycles_are_still_freed_by_reference_counting() -> None:
-    n = Node()
-    alive = weakref.ref(n)
-    HeapKeeper(every_s=1.0).tick()
-    del n
-    assert alive() is None  # freed at once: no collection needed
+def test_held_no_full_collection_runs_however_many_objects_survive() -> None:
+    keeper = HeapKeeper()
+    keeper.hold()
+    assert keeper.held and gc.get_threshold()[2] == FULL_OFF
+    full = _full_collections()
+    kept = []
+    for _ in range(300_000):  # survivors enough for several automatic full collections
+        kept.append(Node())
+    assert _full_collections() == full
+    keeper.release()
+    assert not keeper.held and gc.get_threshold()[2] != FULL_OFF
+    for _ in range(300_000):
+        kept.append(Node())
+    assert _full_collections() > full  # CPython's own again
 
 
-def test_a_cycle_that_dies_after_the_freeze_waits_for_the_sweep() -> None:
-    a, b = Node(), Node()
-    a.other, b.other = b, a
-    alive = weakref.ref(a)
-    keeper = HeapKeeper(every_s=1.0, sweep_s=60.0)
-    keeper.tick()
-    del a, b
-    gc.collect()
-    assert alive() is not None  # frozen: the collector does not see the cycle
-    found = keeper.sweep()
-    assert alive() is None
-    assert found >= 2 and keeper.stats.swept_objects == found and keeper.stats.sweeps == 1
-    assert gc.get_freeze_count() > 0  # the sweep freezes what survived again
-
-
-def test_a_cycle_that_is_garbage_at_the_tick_is_collected_by_the_tick() -> None:
+def test_held_young_cycles_are_still_collected() -> None:
+    keeper = HeapKeeper()
+    keeper.hold()
     a = Node()
     a.other = a
     alive = weakref.ref(a)
     del a
-    HeapKeeper(every_s=1.0).tick()  # young collection first: the cycle is unreachable, so it goes
+    gc.collect(0)
     assert alive() is None
 
 
-def test_the_keeper_runs_on_its_period_and_sweeps_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    keeper = HeapKeeper(every_s=0.01, sweep_s=0.05)
+def test_held_objects_without_cycles_are_freed_by_reference_counting() -> None:
+    keeper = HeapKeeper()
+    keeper.hold()
+    n = Node()
+    gc.collect(1)
+    gc.collect(1)  # survived into the oldest generation
+    alive = weakref.ref(n)
+    del n
+    assert alive() is None
+
+
+def test_an_old_cycle_waits_for_the_sweep() -> None:
+    keeper = HeapKeeper(sweep_s=60.0)
+    keeper.hold()
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    alive = weakref.ref(a)
+    gc.collect(1)
+    gc.collect(1)  # both now in generation 2
+    del a, b
+    for _ in range(50):
+        gc.collect(1)  # young collections never look at generation 2
+    assert alive() is not None
+    found = keeper.sweep()
+    assert alive() is None
+    assert found >= 2 and keeper.stats.swept_objects == found and keeper.stats.sweeps == 1
+    assert keeper.stats.sweep_max_ms > 0
+
+
+def test_the_keeper_sweeps_on_its_period_and_auto_full_keeps_cpython_behaviour() -> None:
+    keeper = HeapKeeper(sweep_s=0.02)
 
     async def go() -> None:
         task = asyncio.create_task(keeper.run())
@@ -88,44 +100,49 @@ def test_the_keeper_runs_on_its_period_and_sweeps_on_its_own(monkeypatch: pytest
         task.cancel()
 
     asyncio.run(go())
-    assert keeper.stats.ticks >= 5
-    assert keeper.stats.sweeps >= 1
-    d = keeper.as_dict()
-    assert d["ticks"] == keeper.stats.ticks and d["frozen"] == gc.get_freeze_count()
+    assert keeper.stats.sweeps >= 3
+    assert keeper.as_dict()["sweeps"] == keeper.stats.sweeps
+    never = HeapKeeper()
+    asyncio.run(never.run())  # sweep_s 0: returns at once
+    assert never.stats.sweeps == 0
+    auto = HeapKeeper(auto_full=True)
+    before = gc.get_threshold()
+    auto.hold()
+    assert not auto.held and gc.get_threshold() == before
+    with pytest.raises(ValueError, match="sweep_s"):
+        HeapKeeper(sweep_s=-1.0)
 
 
-def test_off_means_no_ticks_and_bad_periods_are_refused() -> None:
-    keeper = HeapKeeper(every_s=0.0)
-    asyncio.run(keeper.run())  # returns at once
-    assert keeper.stats.ticks == 0
-    with pytest.raises(ValueError, match="every_s"):
-        HeapKeeper(every_s=-1.0)
+def _metric(text: str, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert m is not None, name
+    return float(m.group(1))
 
 
-def test_a_server_runs_the_keeper_and_reports_it_in_metrics(small_store: Path) -> None:
-    with run_server(small_store, {"BELONG_GC_FREEZE_S": "0.05", "BELONG_GC_SWEEP_S": "0.5"}) as (base, _), \
+def test_a_server_holds_full_collections_and_reports_its_collector(small_store: Path) -> None:
+    with run_server(small_store, {"BELONG_GC_SWEEP_S": "0.2"}) as (base, _), \
             httpx.Client(base_url=base, timeout=30) as c:
-        users = c.get("/v1/recommendations/communities", params={"user_id": "u1", "k": 5})
-        assert users.status_code in (200, 404), users.text
+        text = c.get("/metrics").text
+        assert _metric(text, "belong_heap_held") == 1.0
+        assert _metric(text, 'belong_gc_collections_total{generation="0"}') > 0
+        import time
+
         deadline = time.monotonic() + 20
-        while True:
-            text = c.get("/metrics").text
-            ticks = float(re.search(r"^belong_heap_ticks_total (\S+)$", text, re.M).group(1))
-            sweeps = float(re.search(r"^belong_heap_sweeps_total (\S+)$", text, re.M).group(1))
-            frozen = float(re.search(r"^belong_heap_frozen_objects (\S+)$", text, re.M).group(1))
-            if ticks >= 3 and sweeps >= 1 or time.monotonic() > deadline:
-                break
+        while _metric(c.get("/metrics").text, "belong_heap_sweeps_total") < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert ticks >= 3 and sweeps >= 1
-        assert frozen > 0
+        assert _metric(c.get("/metrics").text, "belong_heap_sweeps_total") >= 2
+    with run_server(small_store, {"BELONG_GC_AUTO_FULL": "true"}) as (base, _), \
+            httpx.Client(base_url=base, timeout=30) as c:
+        assert _metric(c.get("/metrics").text, "belong_heap_held") == 0.0
 
 
-def test_the_settings_read_the_periods_and_refuse_negative_ones() -> None:
+def test_the_settings_read_the_keeper_and_refuse_a_negative_period() -> None:
     from belong.errors import ValidationError
     from belong.serve.settings import ServeSettings
 
-    s = ServeSettings.from_env({"BELONG_GC_FREEZE_S": "0.5", "BELONG_GC_SWEEP_S": "0"})
-    assert (s.gc_freeze_s, s.gc_sweep_s) == (0.5, 0.0)
-    assert (ServeSettings.from_env({}).gc_freeze_s, ServeSettings.from_env({}).gc_sweep_s) == (1.0, 3600.0)
-    with pytest.raises(ValidationError, match="BELONG_GC_FREEZE_S"):
-        ServeSettings.from_env({"BELONG_GC_FREEZE_S": "-1"})
+    s = ServeSettings.from_env({"BELONG_GC_AUTO_FULL": "true", "BELONG_GC_SWEEP_S": "30"})
+    assert (s.gc_auto_full, s.gc_sweep_s) == (True, 30.0)
+    d = ServeSettings.from_env({})
+    assert (d.gc_auto_full, d.gc_sweep_s) == (False, 0.0)
+    with pytest.raises(ValidationError, match="BELONG_GC_SWEEP_S"):
+        ServeSettings.from_env({"BELONG_GC_SWEEP_S": "-1"})

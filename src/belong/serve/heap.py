@@ -2,22 +2,26 @@
 
 CPython's collector runs a *full* collection each time the objects that survived the young collections have grown
 by a quarter since the last full one, and a full collection walks every tracked object (containers) the process
-holds: the loaded models, and every cached list with its memo. On a serving process both grow — the cache keeps 85
-to 90 objects for each person answered — so the pauses lengthen as the process warms, and land on whichever
-request triggers them (100 to 400 ms on a 100,000-person world: the p99 of a cold-request load).
+holds outside the frozen set: every cached list with its memo. On a serving process the cache keeps 85 to 90
+objects for each person answered, so the full pauses lengthen as the process warms and land on whichever request
+triggers them: 100 to 400 ms on a 100,000-person world, 6 to 45 ms every ~130 cold requests at 1,000,000 people even
+with the survivors frozen once a second (docs/SCALING.md). That is the p99 of a cold-request load.
 
-Two moves, both through :mod:`gc`'s own freeze (the permanent generation: never walked, still freed by reference
-counting when nothing refers to an object any more, e.g. a cached list evicted):
+What a serving process does instead:
 
-* :func:`settle_heap` at start, after the models load: one full collection, then everything is frozen.
-* :class:`HeapKeeper` while serving: every ``every_s`` seconds, collect the young generations (cheap: what requests
-  made since the last tick) and freeze what survived. Full collections then walk only what survived since the last
-  tick, so they stay short however large the cache grows.
+* :func:`settle_heap` after the models load: one full collection, then everything is frozen (``gc.freeze``: the
+  permanent generation, never walked, still freed by reference counting).
+* :meth:`HeapKeeper.hold`: automatic *full* collections off (generation 2's threshold out of reach); the young
+  collections run as CPython configures them, so short-lived garbage, cycles included, is reclaimed as before, and
+  anything without a cycle is freed by reference counting the moment nothing refers to it (a cached list evicted).
+  What is left unreclaimed is a reference cycle that became garbage only after it survived two young collections.
+  Measured on the 1,000,000-person world: a full collection after 3,000 cold requests found **0** such objects
+  (``belong bench serve`` reports the same through a final sweep).
+* :meth:`HeapKeeper.sweep` every ``sweep_s`` (0: never, the default): one full collection, reported
+  (``swept_objects``): for a deployment whose own code makes long-lived cycles. It is a pause proportional to the
+  objects the caches hold.
 
-The price: a reference *cycle* that becomes garbage after it was frozen is not reclaimed by the collector (objects
-without cycles are freed by reference counting as usual). :meth:`HeapKeeper.sweep` (every ``sweep_s``; 0: never)
-unfreezes, collects everything once and freezes again, and reports what it reclaimed (``swept_objects``): the
-measure of that leak (``belong bench serve`` prints it)."""
+``auto_full=True`` (``BELONG_GC_AUTO_FULL``) keeps CPython's behaviour."""
 
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ import time
 from dataclasses import dataclass
 
 log = logging.getLogger("belong.serve")
+
+#: generation 2's threshold while held: more young collections than a process makes in its life
+FULL_OFF = 2**31 - 1
 
 
 def settle_heap() -> None:
@@ -40,72 +47,67 @@ def settle_heap() -> None:
 
 @dataclass(slots=True)
 class HeapStats:
-    ticks: int = 0
-    tick_seconds: float = 0.0  # CPU time spent in ticks (young collections + freeze)
-    tick_max_ms: float = 0.0
     sweeps: int = 0
     sweep_seconds: float = 0.0
-    swept_objects: int = 0  # unreachable objects the sweeps found: cycles frozen before they became garbage
+    sweep_max_ms: float = 0.0
+    swept_objects: int = 0  # unreachable objects the sweeps found: cycles that became garbage after surviving
 
 
 class HeapKeeper:
-    """Freeze what survives the young collections every ``every_s`` seconds; sweep every ``sweep_s`` (module
-    docstring). ``every_s`` 0: off (the collector runs as CPython configures it)."""
+    """Automatic full collections off while held; a full sweep every ``sweep_s`` (module docstring)."""
 
-    def __init__(self, every_s: float, sweep_s: float = 0.0) -> None:
-        if every_s < 0 or sweep_s < 0:
-            raise ValueError("HeapKeeper: every_s and sweep_s must be >= 0")
-        self.every_s = every_s
+    def __init__(self, auto_full: bool = False, sweep_s: float = 0.0) -> None:
+        if sweep_s < 0:
+            raise ValueError("HeapKeeper: sweep_s must be >= 0")
+        self.auto_full = auto_full
         self.sweep_s = sweep_s
         self.stats = HeapStats()
+        self._saved: tuple[int, int, int] | None = None
 
-    def tick(self) -> None:
-        """Collect generations 0 and 1, then freeze every tracked object left (the survivors)."""
-        t0 = time.perf_counter()
-        gc.collect(1)
-        gc.freeze()
-        ms = (time.perf_counter() - t0) * 1e3
-        self.stats.ticks += 1
-        self.stats.tick_seconds += ms / 1e3
-        self.stats.tick_max_ms = max(self.stats.tick_max_ms, ms)
+    @property
+    def held(self) -> bool:
+        return self._saved is not None
 
-    def sweep(self) -> int:
-        """Unfreeze, collect everything, freeze again; the unreachable objects found (a full pause: rare)."""
-        t0 = time.perf_counter()
-        gc.unfreeze()
-        found = gc.collect()
-        gc.freeze()
-        self.stats.sweeps += 1
-        self.stats.sweep_seconds += time.perf_counter() - t0
-        self.stats.swept_objects += found
-        return found
+    def hold(self) -> None:
+        """Stop automatic full collections (young ones go on); a no-op with ``auto_full`` or when held already."""
+        if self.auto_full or self._saved is not None:
+            return
+        self._saved = gc.get_threshold()
+        gc.set_threshold(self._saved[0], self._saved[1], FULL_OFF)
 
     def release(self) -> None:
-        """Hand everything frozen back to the collector (a service closing: what it held can be reclaimed; a
-        keeper still running elsewhere in the process freezes the survivors again at its next tick)."""
-        if self.stats.ticks or self.stats.sweeps:
-            gc.unfreeze()
+        """Give the collector its thresholds back (a service closing)."""
+        if self._saved is not None:
+            gc.set_threshold(*self._saved)
+            self._saved = None
+
+    def sweep(self) -> int:
+        """One full collection (everything but the frozen models); the unreachable objects it found."""
+        t0 = time.perf_counter()
+        found = gc.collect()
+        ms = (time.perf_counter() - t0) * 1e3
+        s = self.stats
+        s.sweeps += 1
+        s.sweep_seconds += ms / 1e3
+        s.sweep_max_ms = max(s.sweep_max_ms, ms)
+        s.swept_objects += found
+        return found
 
     async def run(self) -> None:
-        """Tick every ``every_s`` and sweep every ``sweep_s`` until cancelled (a task of the serving process)."""
-        if self.every_s <= 0:
+        """Sweep every ``sweep_s`` until cancelled (a task of the serving process); returns at once when 0."""
+        if self.sweep_s <= 0:
             return
-        last_sweep = time.monotonic()
         while True:
-            await asyncio.sleep(self.every_s)
+            await asyncio.sleep(self.sweep_s)
             try:
-                if self.sweep_s > 0 and time.monotonic() - last_sweep >= self.sweep_s:
-                    found = self.sweep()
-                    last_sweep = time.monotonic()
-                    log.info("heap sweep reclaimed %d objects", found)
-                else:
-                    self.tick()
+                found = self.sweep()
+                log.info("heap sweep reclaimed %d objects", found)
             except Exception:  # noqa: BLE001 - never let the keeper stop the server
-                log.exception("heap keeper tick failed")
+                log.exception("heap sweep failed")
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | bool]:
         s = self.stats
-        return {"every_s": self.every_s, "sweep_s": self.sweep_s, "ticks": s.ticks,
-                "tick_seconds": round(s.tick_seconds, 4), "tick_max_ms": round(s.tick_max_ms, 3),
-                "sweeps": s.sweeps, "sweep_seconds": round(s.sweep_seconds, 4), "swept_objects": s.swept_objects,
-                "frozen": gc.get_freeze_count()}
+        return {"auto_full": self.auto_full, "held": self.held, "sweep_s": self.sweep_s, "sweeps": s.sweeps,
+                "sweep_seconds": round(s.sweep_seconds, 4), "sweep_max_ms": round(s.sweep_max_ms, 3),
+                "swept_objects": s.swept_objects,
+                "collections": [g["collections"] for g in gc.get_stats()]}

@@ -11,8 +11,9 @@
 * ``belong_active_model{version}`` — 1 for the active model version.
 * ``belong_feature_rows_total{entity,result}`` — in-process feature row lookups (hit / miss) and
   ``belong_feature_invalidations_total`` — rows Redis reported changed (see :mod:`belong.serve.rowcache`).
-* ``belong_heap_ticks_total``, ``belong_heap_tick_seconds_total``, ``belong_heap_sweeps_total``,
-  ``belong_heap_swept_objects_total``, ``belong_heap_frozen_objects`` — the heap keeper (:mod:`belong.serve.heap`).
+* ``belong_gc_collections_total{generation}``, ``belong_heap_held``, ``belong_heap_sweeps_total``,
+  ``belong_heap_sweep_seconds_total``, ``belong_heap_swept_objects_total`` — the garbage collector and the heap keeper
+  (:mod:`belong.serve.heap`).
 """
 
 from __future__ import annotations
@@ -98,12 +99,15 @@ class _HeapCollector:
 
     def collect(self):
         d = self.keeper.as_dict()
-        yield CounterMetricFamily("belong_heap_ticks", "Heap keeper ticks (young collection + freeze)",
-                                  value=d["ticks"])
-        yield CounterMetricFamily("belong_heap_tick_seconds", "Time spent in heap keeper ticks",
-                                  value=d["tick_seconds"])
+        fam = CounterMetricFamily("belong_gc_collections", "Garbage collections by generation",
+                                  labels=["generation"])
+        for gen, n in enumerate(d["collections"]):
+            fam.add_metric([str(gen)], n)
+        yield fam
+        yield GaugeMetricFamily("belong_heap_held", "1 while automatic full collections are held off",
+                                value=1.0 if d["held"] else 0.0)
         yield CounterMetricFamily("belong_heap_sweeps", "Heap keeper sweeps (full collections)", value=d["sweeps"])
+        yield CounterMetricFamily("belong_heap_sweep_seconds", "Time spent in heap keeper sweeps",
+                                  value=d["sweep_seconds"])
         yield CounterMetricFamily("belong_heap_swept_objects", "Unreachable objects the sweeps reclaimed",
                                   value=d["swept_objects"])
-        yield GaugeMetricFamily("belong_heap_frozen_objects", "Objects in the permanent generation",
-                                value=d["frozen"])

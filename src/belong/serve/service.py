@@ -53,7 +53,7 @@ class Service:
         self._writes = asyncio.Lock()  # an append and its fold, or a forget: never interleaved
         self.forget_poll_s = FORGET_POLL_S
         self._watcher: asyncio.Task[None] | None = None
-        self.heap = HeapKeeper(settings.gc_freeze_s, settings.gc_sweep_s)
+        self.heap = HeapKeeper(settings.gc_auto_full, settings.gc_sweep_s)
         self.metrics.watch_heap(self.heap)
         self._keeper: asyncio.Task[None] | None = None
         self.startup_error: str | None = None
@@ -83,13 +83,19 @@ class Service:
                 await asyncio.to_thread(run_materialize, self.store, self.features.store)
             if model is not None:
                 self.registry.add(model)
-                settle_heap()
+                self.settle()
                 self.activate(model.version)
             else:
                 await self.build(activate=True)
         except Exception as exc:
             self.startup_error = f"{type(exc).__name__}: {exc}"
             log.exception("startup failed")
+
+    def settle(self) -> None:
+        """After a model version loads: freeze it out of the collector's view, then hold automatic full
+        collections off (:mod:`belong.serve.heap`)."""
+        settle_heap()
+        self.heap.hold()
 
     def close(self) -> None:
         for task in (self._watcher, self._keeper):
@@ -141,7 +147,7 @@ class Service:
             self.registry.building = False
         self.registry.add(model)
         await self.mask_forgotten()  # forgotten while it was being built from an older read of the log
-        settle_heap()
+        self.settle()
         if activate:
             self.activate(model.version)
         return model
@@ -167,7 +173,7 @@ class Service:
         finally:
             self.registry.building = False
         self.registry.add(model)
-        settle_heap()
+        self.settle()
         if activate:
             self.activate(model.version)
         return model

@@ -45,10 +45,10 @@
   day by day (``belong loop run`` serves so, in both modes)
 * ``BELONG_CACHE_USERS`` (default 200000): candidate lists kept (least recently used are evicted)
 * ``BELONG_CACHE_DEPTH`` (default 200): ranked candidates kept per cached list (the rules then pick k from them)
-* ``BELONG_GC_FREEZE_S`` (default 1.0): every this many seconds, collect the young generations and freeze what
-  survived, so the collector's full passes never walk the caches (:mod:`belong.serve.heap`); ``0``: off
-* ``BELONG_GC_SWEEP_S`` (default 3600): every this many seconds, one full collection over everything frozen (reclaims
-  reference cycles that became garbage after they were frozen; one pause); ``0``: never
+* ``BELONG_GC_AUTO_FULL`` (default false): CPython's automatic full garbage collections; false: once the models are
+  loaded, only the young collections run, so no request waits for a pass over the caches (:mod:`belong.serve.heap`)
+* ``BELONG_GC_SWEEP_S`` (default 0): every this many seconds, one full collection (reclaims reference cycles that
+  became garbage after surviving the young collections; a pause as long as the caches are large); ``0``: never
 * ``BELONG_PROXY_HEADERS`` (default false): trust ``X-Forwarded-For`` / ``-Proto`` (set true behind a reverse proxy)
 * ``BELONG_MODELS_DIR`` (default (none)): ``belong train`` artifacts; the newest is loaded at startup (else a version
   is built from the log)
@@ -156,8 +156,8 @@ class ServeSettings:
     rate_key: tuple[float, float] = (2000.0, 4000.0)
     rate_user: tuple[float, float] = (20.0, 40.0)
     use_snapshot: bool = True
-    gc_freeze_s: float = 1.0
-    gc_sweep_s: float = 3600.0
+    gc_auto_full: bool = False
+    gc_sweep_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
@@ -180,8 +180,8 @@ class ServeSettings:
             request_seed=_seed(env.get("BELONG_REQUEST_SEED")),
             models_dir=env.get("BELONG_MODELS_DIR") or None,
             use_snapshot=_flag(env, "BELONG_SNAPSHOT", True),
-            gc_freeze_s=_num(env, "BELONG_GC_FREEZE_S", 1.0),
-            gc_sweep_s=_num(env, "BELONG_GC_SWEEP_S", 3600.0),
+            gc_auto_full=_flag(env, "BELONG_GC_AUTO_FULL"),
+            gc_sweep_s=_num(env, "BELONG_GC_SWEEP_S", 0.0),
             proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),
             read_keys=_keys(env.get("BELONG_API_KEYS_READ")),
             token_secret=env.get("BELONG_TOKEN_SECRET") or None,
