@@ -30,6 +30,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("belong.serve")
 
@@ -105,7 +106,7 @@ class HeapKeeper:
             except Exception:  # noqa: BLE001 - never let the keeper stop the server
                 log.exception("heap sweep failed")
 
-    def as_dict(self) -> dict[str, float | int | bool]:
+    def as_dict(self) -> dict[str, Any]:
         s = self.stats
         return {"auto_full": self.auto_full, "held": self.held, "sweep_s": self.sweep_s, "sweeps": s.sweeps,
                 "sweep_seconds": round(s.sweep_seconds, 4), "sweep_max_ms": round(s.sweep_max_ms, 3),
