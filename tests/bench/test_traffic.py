@@ -44,3 +44,6 @@ def test_bench_serve_zipf_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
     assert all(r["errors"] == 0 and r["non_200"] == 0 for r in out["runs"])
     assert out["warm"]["rps"] == 80 and out["warm"]["working_set_users"] == 40  # the old figure, beside
     assert out["distinct_users_per_rate"]["40.0"] > 1
+    # the server's collector during the sweep: young collections ran, full ones were held off (belong.serve.heap)
+    assert out["gc"]["full_collections_held"] == 1.0
+    assert out["gc"]["generation_0"] > 0 and out["gc"]["generation_2"] == 0

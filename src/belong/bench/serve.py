@@ -356,13 +356,15 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
 
             (tmp / "healthz.txt").write_text("/healthz\n")
             _load(port, 200, 2, str(tmp / "healthz.txt"))  # settle connections, no list made
-            before_cache = _cache_counts(httpx.get(f"{base}/metrics", timeout=10).text)
+            before_text = httpx.get(f"{base}/metrics", timeout=10).text
+            before_cache, before_gc = _cache_counts(before_text), _gc_counts(before_text)
             _off_server_core()
             visitors = zipf_visits(all_users, 100_000, zipf_s, rng)
             with EventPoster(base, BENCH_WRITE_KEY, visitors, all_communities, events_per_s, seed,
                              secrets.token_hex(4)) as poster:
                 zipf_runs = _sweep(port, rates, seconds, zipf_paths, p99_ms, "api zipf", console, server.pid)
-            after_cache = _cache_counts(httpx.get(f"{base}/metrics", timeout=10).text)
+            after_text = httpx.get(f"{base}/metrics", timeout=10).text
+            after_cache, after_gc = _cache_counts(after_text), _gc_counts(after_text)
             zipf_bare = _sweep(bare_port, rates, seconds, zipf_paths, p99_ms, "bare", console, bare.pid)
             best_z, best_zb = _best(zipf_runs, p99_ms), _best(zipf_bare, p99_ms)
             ready = httpx.get(f"{base}/readyz", timeout=10).json()
@@ -375,6 +377,9 @@ def bench_serve(users: int, communities: int, store: Path, redis_url: str, rates
                                                               for r in zipf_runs},
                 "events": poster.report(), "precomputed": stored, "precomputed_reads": ready.get("precomputed"),
                 "cache_lookups": {key: after_cache.get(key, 0.0) - before_cache.get(key, 0.0) for key in after_cache},
+                # collections during the zipf sweep (BELONG_GC_AUTO_FULL=true in the environment: CPython's own)
+                "gc": {key: (after_gc[key] - before_gc.get(key, 0.0)) if key.startswith("generation_")
+                       else after_gc[key] for key in after_gc},
                 "runs": zipf_runs, "bare_runs": zipf_bare,
                 "server_settings": "defaults (candidate TTL 300 s, sources budget 60 ms, 200,000 cached lists)",
             }
@@ -484,6 +489,17 @@ def _cache_counts(metrics_text: str) -> dict[str, float]:
         if line.startswith("belong_candidate_cache_total{") and 'surface="communities"' in line:
             result = line.split('result="')[1].split('"')[0]
             out[result] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _gc_counts(metrics_text: str) -> dict[str, float]:
+    """The server's garbage collections by generation, and whether full collections are held off."""
+    out: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("belong_gc_collections_total{"):
+            out["generation_" + line.split('generation="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("belong_heap_held "):
+            out["full_collections_held"] = float(line.rsplit(" ", 1)[1])
     return out
 
 
