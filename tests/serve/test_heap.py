@@ -26,8 +26,16 @@ class Node:
 
 @pytest.fixture(autouse=True)
 def _collector_as_it_was() -> Iterator[None]:
-    before = gc.get_threshold()
+    """Each test starts with no keeper holding (another test's open service aside) and leaves none."""
+    from belong.serve import heap
+
+    held, saved, before = set(heap._holders), heap._saved, gc.get_threshold()
+    heap._holders.clear()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults
     yield
+    heap._holders.clear()
+    heap._holders.update(held)
+    heap._saved = saved
     gc.set_threshold(*before)
 
 
@@ -49,6 +57,18 @@ def test_held_no_full_collection_runs_however_many_objects_survive() -> None:
     for _ in range(300_000):
         kept.append(Node())
     assert _full_collections() > full  # CPython's own again
+
+
+def test_two_keepers_in_one_process_give_the_thresholds_back_when_the_last_releases() -> None:
+    before = gc.get_threshold()
+    a, b = HeapKeeper(), HeapKeeper()
+    a.hold()
+    b.hold()
+    a.release()
+    assert gc.get_threshold()[2] == FULL_OFF  # b still holds
+    a.release()  # twice: nothing more
+    b.release()
+    assert gc.get_threshold() == before
 
 
 def test_held_young_cycles_are_still_collected() -> None:

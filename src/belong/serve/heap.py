@@ -36,6 +36,8 @@ log = logging.getLogger("belong.serve")
 
 #: generation 2's threshold while held: more young collections than a process makes in its life
 FULL_OFF = 2**31 - 1
+_holders: set[int] = set()  # the keepers holding full collections off (ids), in this process
+_saved: tuple[int, int, int] | None = None  # the thresholds before the first of them
 
 
 def settle_heap() -> None:
@@ -63,24 +65,33 @@ class HeapKeeper:
         self.auto_full = auto_full
         self.sweep_s = sweep_s
         self.stats = HeapStats()
-        self._saved: tuple[int, int, int] | None = None
+        self._holding = False
 
     @property
     def held(self) -> bool:
-        return self._saved is not None
+        return self._holding
 
     def hold(self) -> None:
-        """Stop automatic full collections (young ones go on); a no-op with ``auto_full`` or when held already."""
-        if self.auto_full or self._saved is not None:
+        """Stop automatic full collections (young ones go on); a no-op with ``auto_full`` or when held already.
+        The collector is the process's: with several keepers (apps) in one process, the thresholds come back when
+        the last one releases."""
+        if self.auto_full or self._holding:
             return
-        self._saved = gc.get_threshold()
-        gc.set_threshold(self._saved[0], self._saved[1], FULL_OFF)
+        global _saved
+        if not _holders:
+            _saved = gc.get_threshold()
+            gc.set_threshold(_saved[0], _saved[1], FULL_OFF)
+        _holders.add(id(self))
+        self._holding = True
 
     def release(self) -> None:
-        """Give the collector its thresholds back (a service closing)."""
-        if self._saved is not None:
-            gc.set_threshold(*self._saved)
-            self._saved = None
+        """Give the collector its thresholds back (a service closing; the last keeper holding)."""
+        if not self._holding:
+            return
+        self._holding = False
+        _holders.discard(id(self))
+        if not _holders and _saved is not None:
+            gc.set_threshold(*_saved)
 
     def sweep(self) -> int:
         """One full collection (everything but the frozen models); the unreachable objects it found."""
