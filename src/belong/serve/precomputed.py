@@ -100,16 +100,9 @@ def _prefix(raw: bytes, n: int) -> tuple[bytes, bool]:
     return out, False
 
 
-def _light_row(raw: list) -> tuple:
-    """One row's JSON lists as the light row of a :class:`StoredList`: the packed row without the reasons' data
-    (each source's ``(source, rank, score, text)``)."""
-    item, score, hits, feats = raw
-    return item, score, tuple([(s, r, c, t) for s, r, c, t, _ in hits]), tuple(map(tuple, feats))
-
-
-def _unpack_light(row: tuple) -> tuple[Merged, float]:
-    """A light row as a candidate whose hits are read from the row (:class:`PackedMerged`; their reason
-    :data:`UNEXPLAINED`, as :meth:`Packed.light` gives), and its score."""
+def _unpack_light(row: list | tuple) -> tuple[Merged, float]:
+    """A light row (``[item, score, hits, features]``) as a candidate whose hits are read from the row
+    (:class:`PackedMerged`; their reason :data:`UNEXPLAINED`, as :meth:`Packed.light` gives), and its score."""
     item, score, hits, features = row
     return PackedMerged(item, hits, dict(features), UNEXPLAINED), score
 
@@ -117,11 +110,12 @@ def _unpack_light(row: tuple) -> tuple[Merged, float]:
 class StoredList(Packed):
     """A stored list (the bytes of :func:`_encode`) read only as far as a request reads: its head is decompressed
     (:data:`FIRST_BYTES`), the rows a request asks for (:meth:`light`, :meth:`head`, :meth:`reasons`) are cut at
-    their boundaries (:data:`_ROW_END`) and parsed by one ``orjson`` call, and kept as *light* rows — the packed row
-    without its reasons' data, which no answer reads. A writing whose rows cannot be cut so (blanks between tokens,
-    say) is parsed whole, as is anything that needs the whole list or the reasons' data: its length, iteration,
-    :attr:`rows`, :meth:`full`. Those rows are the ones :func:`decode` gives, as tuples. The compressed bytes are
-    kept (the rest of the list is read from them); the decompressed head only until the first read."""
+    their boundaries (:data:`_ROW_END`) and parsed by one ``orjson`` call, and kept as parsed (*light* rows:
+    lists; answers read each hit's source, rank, score and text, never the reasons' data). A writing whose rows
+    cannot be cut so (blanks between tokens, say) is parsed whole, as is anything that needs the whole list or the
+    reasons' data: its length, iteration, :attr:`rows`, :meth:`full`. Those rows are the ones :func:`decode` gives,
+    as tuples. The compressed bytes are kept (the rest of the list is read from them); the decompressed head only
+    until the first read."""
 
     __slots__ = ("_raw", "_head", "_light", "_index", "_pos", "_full", "made_at")
 
@@ -132,7 +126,7 @@ class StoredList(Packed):
             raise ValueError("stored list: not [made_at, [rows]] with a number made_at")
         self.made_at = float(start.group(1))
         self._raw = raw
-        self._light: list[tuple] = []
+        self._light: list[list] = []
         self._index: dict[int, int] = {}
         self._full: tuple | None = None
         self._pos = start.end()  # where the next row starts in the JSON; -1: every row is parsed
@@ -141,11 +135,15 @@ class StoredList(Packed):
             self._pos, self._head = -1, None
 
     def _add(self, rows: list) -> None:
+        """Keep ``rows`` (``orjson``'s lists, as parsed: ``[item, score, hits, features]``, each hit
+        ``[source, rank, score, text, data]``) as the light rows. Not copied into tuples: that copy was a third of a
+        cold request's parse, and the objects a cached list keeps no longer lengthen full collections
+        (:mod:`belong.serve.heap`)."""
         light, index = self._light, self._index
-        for raw in rows:
-            row = _light_row(raw)
-            index.setdefault(row[0], len(light))
-            light.append(row)
+        start = len(light)
+        light.extend(rows)
+        for i, raw in enumerate(rows, start):
+            index.setdefault(raw[0], i)
 
     def _parse(self, upto: int | None) -> None:
         """Parse rows until ``upto`` are (None: all of them)."""
@@ -215,7 +213,7 @@ class StoredList(Packed):
 
     def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
         i = self._find(item)
-        return None if i is None else {src: (rank, text) for src, rank, _, text in self._light[i][2]}
+        return None if i is None else {h[0]: (h[1], h[3]) for h in self._light[i][2]}
 
 
 def affected(event: Event) -> tuple[str, ...]:
