@@ -221,20 +221,27 @@ class SqliteStore(EventStore):
             merge = sqlite_ids.merge_due(conn, top + accepted)
         if accepted != len(local):  # cannot happen while the write lock is held; never fold a guess
             raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} were new")
-        if merge:  # the batch is durable already; the merge is a transaction of its own
-            with self._transaction() as conn:
-                if sqlite_ids.merge_due(conn, top + accepted):
-                    sqlite_ids.merge(conn)
+        if merge:  # the batch is durable already; the merge follows in transactions of its own
+            self._merge_ids()
         dropped = n - kept.num_rows
         return AppendResult(accepted=accepted, duplicates=n - accepted - dropped,
                             inserted=tuple(positions[i] for i in local), forgotten=dropped)
 
+    def _merge_ids(self) -> int:
+        """Move every new id into the big id index, a slice per transaction (:func:`sqlite_ids.merge_slice`)."""
+        moved = 0
+        while True:
+            with self._transaction() as conn:
+                step = sqlite_ids.merge_slice(conn)
+            moved += step
+            if step < sqlite_ids.MERGE_SLICE:
+                return moved
+
     def merge_ids(self) -> tuple[int, int]:
         """Merge the new ids into the big id index now, whatever their number (appends do it when due, see
         :mod:`belong.eventlog.sqlite_ids`): the ids moved, and how many new ids an append waits for at this size."""
-        with self._transaction() as conn:
-            top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            return sqlite_ids.merge(conn), sqlite_ids.merge_floor(top)
+        moved = self._merge_ids()
+        return moved, sqlite_ids.merge_floor(self.position())
 
     def _forget(self, user_id: str) -> ForgetResult:
         with self._transaction() as conn:

@@ -8,9 +8,9 @@ slower appends at 5M stored ids). Instead:
 * an id is known by a 64-bit hash of its UTF-8 bytes (:func:`id_hashes`, BLAKE2b, 8 bytes, signed), stored as the
   rowid of a table with the event's ``seq``: ~20 bytes an id instead of ~45;
 * new hashes go into a small table, ``belong_ids_new``; the big one, ``belong_ids``, is only read, until the small
-  one holds more than a sixteenth of the log (at least :data:`MERGE_MIN` ids): then it is merged into the big one in
-  hash order, in one transaction (:func:`merge`). Each page of the big table is then written once per merge, not
-  once per new id (LSM style, two levels);
+  one holds more than a sixteenth of the log (at least :data:`MERGE_MIN` ids): then it is merged into the big one
+  in hash order, a slice of the hashes per transaction (:func:`merge_slice`). Each page of the big table is then
+  written once per merge, not once per new id (LSM style, two levels);
 * a hash found in either table is a duplicate only if the event at its ``seq`` has the same id (the full id is
   compared); a new id whose hash is taken by another id (a collision: ~1e-5 likely at 20M ids) goes into
   ``belong_id_clash`` by its full id, which every look-up also checks while it is not empty.
@@ -31,6 +31,8 @@ import orjson
 MERGE_MIN = 262_144
 #: ... and for a sixteenth of the log (each merge writes every page of the big table once)
 MERGE_FRACTION = 16
+#: ids moved per transaction of a merge (:func:`merge_slice`)
+MERGE_SLICE = 262_144
 
 DDL = """
 CREATE TABLE IF NOT EXISTS belong_ids (h INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
@@ -130,10 +132,21 @@ def merge_due(conn: sqlite3.Connection, top_seq: int) -> bool:
     return conn.execute("SELECT count(*) FROM (SELECT 1 FROM belong_ids_new LIMIT ?)", (floor,)).fetchone()[0] >= floor
 
 
-def merge(conn: sqlite3.Connection) -> int:
-    """Move every row of ``belong_ids_new`` into ``belong_ids`` in hash order (call inside a write transaction)."""
-    moved = conn.execute("INSERT INTO belong_ids (h, seq) SELECT h, seq FROM belong_ids_new ORDER BY h").rowcount
-    conn.execute("DELETE FROM belong_ids_new")
+def merge_slice(conn: sqlite3.Connection, limit: int | None = None) -> int:
+    """Move the ``limit`` lowest hashes of ``belong_ids_new`` into ``belong_ids``, in hash order (call inside a
+    write transaction; 0 when there is nothing left). A merge is a series of slices, each a transaction of its own:
+    a look-up checks both tables, so any prefix of a merge is a valid index, and other writers wait for one slice
+    at most, not for the whole merge."""
+    limit = MERGE_SLICE if limit is None else limit
+    row = conn.execute("SELECT h FROM belong_ids_new ORDER BY h LIMIT 1 OFFSET ?", (limit - 1,)).fetchone()
+    if row is None:
+        sql = "INSERT INTO belong_ids (h, seq) SELECT h, seq FROM belong_ids_new ORDER BY h"
+        moved = conn.execute(sql).rowcount
+        conn.execute("DELETE FROM belong_ids_new")
+        return moved
+    sql = "INSERT INTO belong_ids (h, seq) SELECT h, seq FROM belong_ids_new WHERE h <= ? ORDER BY h"
+    moved = conn.execute(sql, row).rowcount
+    conn.execute("DELETE FROM belong_ids_new WHERE h <= ?", row)
     return moved
 
 
