@@ -7,6 +7,7 @@ import random
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -32,7 +33,8 @@ def _index_rows(st: SqliteStore) -> dict[str, int]:
 @pytest.fixture
 def weak_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     """A hash with 7 values: nearly every id collides, so the full-id checks and the clash table do the work."""
-    monkeypatch.setattr(sqlite_ids, "id_hashes", lambda ids: [sum(map(ord, i)) % 7 for i in ids])
+    monkeypatch.setattr(sqlite_ids, "hash_array",
+                        lambda ids: np.array([sum(map(ord, i)) % 7 for i in ids], dtype=np.int64))
 
 
 @pytest.fixture

@@ -49,15 +49,20 @@ def id_hash(event_id: str) -> int:
 
 
 def id_hashes(event_ids: Sequence[str]) -> list[int]:
-    b2, fb = hashlib.blake2b, int.from_bytes
-    return [fb(b2(i.encode(), digest_size=8).digest(), "little", signed=True) for i in event_ids]
+    return hash_array(event_ids).tolist()
 
 
-def _lookup(conn: sqlite3.Connection, table: str, hashes: Iterable[int]) -> list[tuple[int, int]]:
-    """(h, seq) of the given hashes found in ``table``: one statement, the hashes as one JSON array (SQLite seeks
-    each, in order, in the rowid B-tree)."""
+def hash_array(event_ids: Sequence[str]) -> np.ndarray:
+    """:func:`id_hash` of each id, as an int64 array."""
+    b2 = hashlib.blake2b
+    return np.frombuffer(b"".join([b2(i.encode(), digest_size=8).digest() for i in event_ids]), "<i8")
+
+
+def _lookup(conn: sqlite3.Connection, table: str, hashes: np.ndarray) -> list[tuple[int, int]]:
+    """(h, seq) of the given (sorted) hashes found in ``table``: one statement, the hashes as one JSON array (SQLite
+    seeks each, in order, in the rowid B-tree)."""
     sql = f"SELECT h, seq FROM {table} WHERE h IN (SELECT value FROM json_each(?))"
-    return conn.execute(sql, (orjson.dumps(sorted(hashes)).decode(),)).fetchall()
+    return conn.execute(sql, (orjson.dumps(hashes, option=orjson.OPT_SERIALIZE_NUMPY).decode(),)).fetchall()
 
 
 def _ids_at(conn: sqlite3.Connection, seqs: Iterable[int]) -> dict[int, str]:
@@ -71,20 +76,27 @@ def new_rows(conn: sqlite3.Connection, event_ids: Sequence[str], start_seq: int
     stored yet, in batch order), the (hash, seq) rows to add to ``belong_ids_new`` (sorted by hash) and the
     (event_id, seq) rows to add to ``belong_id_clash``. The k-th new row gets ``seq = start_seq + k``."""
     n = len(event_ids)
-    hashes = id_hashes(event_ids)
+    hashes = hash_array(event_ids)
+    order = np.argsort(hashes, kind="stable")
+    sorted_h = hashes[order]
+    hits: dict[int, int] = {}  # stored hash -> seq of the event holding it
+    for table in _HASH_TABLES:
+        hits.update(_lookup(conn, table, sorted_h))
+    clashes = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM belong_id_clash)").fetchone()[0])
+    if not hits and not clashes and not (sorted_h[1:] == sorted_h[:-1]).any():
+        # the usual case: no id stored, no hash twice in the batch (so no id twice): every row new
+        seqs = np.arange(start_seq, start_seq + n, dtype=np.int64)[order]
+        return list(range(n)), list(zip(sorted_h.tolist(), seqs.tolist(), strict=True)), []
+    hash_list = hashes.tolist()
     first: dict[str, int] = {}
     for k, eid in enumerate(event_ids):
         first.setdefault(eid, k)
     cand = list(range(n)) if len(first) == n else sorted(first.values())
-    cand_h = {hashes[k] for k in cand}
-    hits: dict[int, int] = {}  # stored hash -> seq of the event holding it
-    for table in _HASH_TABLES:
-        hits.update(_lookup(conn, table, cand_h))
     stored: set[str] = set()
     if hits:
         at = _ids_at(conn, hits.values())
-        stored.update(at[s] for h, s in hits.items() if h in cand_h and s in at)
-    if conn.execute("SELECT EXISTS (SELECT 1 FROM belong_id_clash)").fetchone()[0]:
+        stored.update(at[s] for s in hits.values() if s in at)
+    if clashes:
         sql = "SELECT event_id FROM belong_id_clash WHERE event_id IN (SELECT value FROM json_each(?))"
         stored.update(r[0] for r in conn.execute(sql, (orjson.dumps([event_ids[k] for k in cand]).decode(),)))
     taken = set(hits)  # hashes held by another id (stored, or new earlier in this batch)
@@ -97,7 +109,7 @@ def new_rows(conn: sqlite3.Connection, event_ids: Sequence[str], start_seq: int
             continue
         seq = start_seq + len(fresh)
         fresh.append(k)
-        h = hashes[k]
+        h = hash_list[k]
         if h in taken:
             clash_rows.append((eid, seq))
         else:
@@ -115,7 +127,7 @@ def add(conn: sqlite3.Connection, id_rows: list[tuple[int, int]], clash_rows: li
 
 def forget(conn: sqlite3.Connection, events: list[tuple[int, str]]) -> None:
     """Drop the index rows of deleted events, given their (seq, event_id)."""
-    rows = [(h, seq) for (seq, _), h in zip(events, id_hashes([e for _, e in events]), strict=True)]
+    rows = [(h, seq) for (seq, _), h in zip(events, hash_array([e for _, e in events]).tolist(), strict=True)]
     for table in _HASH_TABLES:
         conn.executemany(f"DELETE FROM {table} WHERE h = ? AND seq = ?", rows)
     conn.executemany("DELETE FROM belong_id_clash WHERE event_id = ? AND seq = ?", [(e, s) for s, e in events])
@@ -165,7 +177,7 @@ def build(conn: sqlite3.Connection, block: int = 1_000_000) -> int:
             break
         s, ids = zip(*rows, strict=True)
         seqs.append(np.array(s, dtype=np.int64))
-        hs.append(np.array(id_hashes(ids), dtype=np.int64))
+        hs.append(hash_array(ids))
         lo = int(s[-1])
     if not hs:
         return 0
