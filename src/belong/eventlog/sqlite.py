@@ -219,12 +219,13 @@ class SqliteStore(EventStore):
             start = conn.total_changes
             conn.executemany(_INSERT_EVENTS, zip(range(top + 1, top + 1 + new.num_rows), *cols, strict=True))
             accepted = conn.total_changes - start
+            if accepted != len(local):  # cannot happen while the write lock is held; rolled back, never folded
+                raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} were new")
             sqlite_ids.add(conn, id_rows, clash_rows)
             merge = sqlite_ids.merge_due(conn, top + accepted)
-        if accepted != len(local):  # cannot happen while the write lock is held; never fold a guess
-            raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} were new")
         if merge and self.merge_when_due:  # the batch is durable already; the merge follows in transactions of its own
-            self._merge_ids()
+            with contextlib.suppress(StoreError):  # e.g. another writer held the lock: the index stays valid (a
+                self._merge_ids()                  # merge is maintenance) and the next append merges
         dropped = n - kept.num_rows
         return AppendResult(accepted=accepted, duplicates=n - accepted - dropped,
                             inserted=tuple(positions[i] for i in local), forgotten=dropped)
