@@ -121,7 +121,10 @@ def register_ingest(bench: typer.Typer) -> None:
         prefilled: Path = typer.Option(None, help="A store with many events already (appended to: give a copy): "
                                        "ingest into it against an empty store, instead of the format comparison."),
         prefill: int = typer.Option(0, min=0, help="With --prefilled: first fill that store with this many synthetic "
-                                    "events (random ids)."),
+                                    "events (random ids), a new store made by the bulk build; their times lie before "
+                                    "the file's."),
+        prefill_overlap: bool = typer.Option(False, help="With --prefill: the stored events' times in the same 30 "
+                                             "days as the file's (the time index takes random inserts too)."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
     ) -> None:
         """belong ingest of JSONL, CSV and Parquet into a fresh embedded store: rows/s with column-wise
@@ -138,7 +141,7 @@ def register_ingest(bench: typer.Typer) -> None:
 
                 with _progress(Console(stderr=True)) as bar:
                     task = bar.add_task("prefill", total=prefill)
-                    fill = prefill_store(prefilled, prefill, seed,
+                    fill = prefill_store(prefilled, prefill, seed, overlap=prefill_overlap,
                                          on_step=lambda done, total: bar.update(task, completed=done))
             result = bench_prefilled(rows, prefilled, seed, chunk_rows)
             if fill is not None:

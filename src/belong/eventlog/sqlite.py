@@ -1,26 +1,29 @@
 """Embedded event log: one SQLite database in WAL mode with ``synchronous=FULL``.
 
 SQLite is in the standard library, its WAL allows one writer and many readers across processes (the API reads while
-``belong ingest`` writes), ``INSERT OR IGNORE`` on a unique ``event_id`` gives idempotency in the same statement,
-and one fsync per ``append`` makes every acknowledged batch survive SIGKILL and power loss. How it compares with
-DuckDB and Parquet segments, and its cost with millions of stored events: docs/MEASUREMENTS.md and
+``belong ingest`` writes), an index of the ids' 64-bit hashes checked and written in the append's own transaction
+gives idempotency (:mod:`belong.eventlog.sqlite_ids`: small and mostly read, so appends stay fast with millions of
+random ids stored), and one fsync per ``append`` makes every acknowledged batch survive SIGKILL and power loss. How it
+compares with DuckDB and Parquet segments, and its cost with millions of stored events: docs/MEASUREMENTS.md and
 ``belong bench ingest``."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 
 from belong.errors import StoreError
-from belong.eventlog.base import AppendResult, EventStore, events_query, inserted_positions, state_columns
+from belong.eventlog import sqlite_ids
+from belong.eventlog.base import AppendResult, EventStore, events_query, state_columns
 from belong.eventlog.forget import RELATED_SQL, SALT_KEY, ForgetResult, keep_mask, tombstone, users_named
 from belong.schema import ENTITY_SCHEMAS, EVENT_COLUMNS, EVENT_SCHEMA
 
@@ -29,7 +32,7 @@ DB_NAME = "events.sqlite3"
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
     ts_us INTEGER NOT NULL,
     type TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -61,7 +64,7 @@ CREATE TABLE IF NOT EXISTS belong_forgotten (h TEXT PRIMARY KEY, at_us INTEGER N
 _IN_CHUNK = 5000  # ids per IN (...) query, well under SQLite's variable limit
 
 _INSERT_EVENTS = (
-    f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+    f"INSERT INTO events (seq, {', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 1))})"
 )
 _LIST_COLUMNS = {"interests", "tags"}
 _BOOL_COLUMNS = {"is_age_restricted", "discoverable", "invite_only"}
@@ -100,11 +103,52 @@ class SqliteStore(EventStore):
             # into the database once (measured A/B, random ids, 0.1-0.8M events: ~10% more events/s)
             self._conn.execute("PRAGMA wal_autocheckpoint=10000")
             self._conn.execute("PRAGMA secure_delete=ON")  # deleted rows' bytes are zeroed (forget: no trace)
-            self._conn.executescript(f"BEGIN;{_DDL}COMMIT;")  # one transaction: one fsync, not one per table
+            if not self._has_id_index():
+                self._migrate()
+            # one transaction: one fsync, not one per table
+            self._conn.executescript(f"BEGIN;{_DDL}{sqlite_ids.DDL}COMMIT;")
             self._salt = self._read_salt()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"store: cannot open {db}: {exc}") from None
         self._lock = threading.Lock()
+        #: appends merge the new ids into the big id index when due; a benchmark holds that back to time a merge
+        self.merge_when_due = True
+
+    def _has_id_index(self) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'belong_ids'"
+        return self._conn.execute(sql).fetchone() is not None
+
+    def _migrate(self) -> None:
+        """Give the store the hashed id index (:mod:`belong.eventlog.sqlite_ids`), in one transaction: a new store
+        gets its tables; a store made before it (``event_id TEXT UNIQUE``) has its ``events`` table rebuilt without
+        the unique index (rows and ``seq`` kept) and its ids hashed into the new index. Minutes for tens of millions
+        of events; other writers wait meanwhile; if it fails, nothing changed."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_id_index():
+                old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
+                if old is not None:
+                    cols = ", ".join(["seq", *EVENT_COLUMNS])
+                    conn.execute("ALTER TABLE events RENAME TO belong_events_unique")
+                    conn.execute("DROP INDEX IF EXISTS events_ts")
+                stmts = [st for st in (_DDL + sqlite_ids.DDL).split(";") if st.strip()]
+                for stmt in stmts:
+                    if "CREATE INDEX" not in stmt:
+                        conn.execute(stmt)
+                if old is not None:  # rows first, then the time index (built sorted), then the id index
+                    conn.execute(f"INSERT INTO events ({cols}) SELECT {cols} FROM belong_events_unique ORDER BY seq")
+                    conn.execute("DROP TABLE belong_events_unique")
+                for stmt in stmts:
+                    if "CREATE INDEX" in stmt:
+                        conn.execute(stmt)
+                if old is not None:
+                    sqlite_ids.build(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _read_salt(self) -> str:
         """The store's tombstone salt, made once (a write only the first time: opening stays read-only)."""
@@ -165,19 +209,50 @@ class SqliteStore(EventStore):
                 kept = table.filter(mask)
                 positions = [i for i, keep in enumerate(mask.to_pylist()) if keep]
             top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            ids = kept.column("event_id").to_pylist()
+            local, id_rows, clash_rows = sqlite_ids.new_rows(conn, ids, top + 1)
+            if len(local) == kept.num_rows:  # every row new (the usual case): bound straight from the columns
+                new = kept
+            else:
+                new = kept.take(pa.array(local, pa.int64()))
+            cols = [new.column(k).to_pylist() for k in EVENT_COLUMNS]
             start = conn.total_changes
-            conn.executemany(_INSERT_EVENTS, zip(*(kept.column(k).to_pylist() for k in EVENT_COLUMNS), strict=True))
+            conn.executemany(_INSERT_EVENTS, zip(range(top + 1, top + 1 + new.num_rows), *cols, strict=True))
             accepted = conn.total_changes - start
-            if accepted in (0, kept.num_rows):  # none or every row inserted: no need to ask which
-                local: tuple[int, ...] = tuple(range(accepted))
-            else:  # this transaction's rows are those above the highest ``seq`` before it (the write lock is held)
-                new_ids = {r[0] for r in conn.execute("SELECT event_id FROM events WHERE seq > ?", (top,))}
-                local = inserted_positions(kept.column("event_id").to_pylist(), new_ids)
-        if len(local) != accepted:  # cannot happen while the write lock is held; never fold a guess
-            raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} found after the insert")
+            if accepted != len(local):  # cannot happen while the write lock is held; rolled back, never folded
+                raise StoreError(f"store: {self.path}: {accepted} rows inserted but {len(local)} were new")
+            sqlite_ids.add(conn, id_rows, clash_rows)
+            merge = sqlite_ids.merge_due(conn, top + accepted)
+        if merge and self.merge_when_due:  # the batch is durable already; the merge follows in transactions of its own
+            with contextlib.suppress(StoreError):  # e.g. another writer held the lock: the index stays valid (a
+                self._merge_ids()                  # merge is maintenance) and the next append merges
         dropped = n - kept.num_rows
         return AppendResult(accepted=accepted, duplicates=n - accepted - dropped,
                             inserted=tuple(positions[i] for i in local), forgotten=dropped)
+
+    def _merge_ids(self) -> int:
+        """Move every new id into the big id index, a slice per transaction (:func:`sqlite_ids.merge_slice`)."""
+        moved = 0
+        while True:
+            with self._transaction() as conn:
+                step = sqlite_ids.merge_slice(conn)
+            moved += step
+            if step < sqlite_ids.MERGE_SLICE:
+                return moved
+
+    def merge_ids(self) -> tuple[int, int]:
+        """Merge the new ids into the big id index now, whatever their number (appends do it when due, see
+        :mod:`belong.eventlog.sqlite_ids`): the ids moved, and how many new ids an append waits for at this size."""
+        moved = self._merge_ids()
+        return moved, self.merge_every()
+
+    def merge_every(self) -> int:
+        """How many new ids appends let wait before they merge them, at the log's present size."""
+        return sqlite_ids.merge_floor(self.position())
+
+    def new_ids(self) -> int:
+        """How many new ids wait for the next merge."""
+        return int(self._query("SELECT count(*) FROM belong_ids_new")[0][0])
 
     def _forget(self, user_id: str) -> ForgetResult:
         with self._transaction() as conn:
@@ -185,8 +260,10 @@ class SqliteStore(EventStore):
             already = conn.execute("SELECT 1 FROM belong_forgotten WHERE h = ?", (h,)).fetchone() is not None
             conn.execute("INSERT OR IGNORE INTO belong_forgotten VALUES (?, ?)", (h, time.time_ns() // 1000))
             related = sorted(r[0] for r in conn.execute(RELATED_SQL.format(m="?"), (user_id,) * 3) if r[0] != user_id)
-            events = conn.execute("DELETE FROM events WHERE actor = ? OR (target_kind = 'user' AND target = ?)",
-                                  (user_id, user_id)).rowcount
+            mine = "actor = ? OR (target_kind = 'user' AND target = ?)"
+            sqlite_ids.forget(conn, conn.execute(f"SELECT seq, event_id FROM events WHERE {mine}",
+                                                 (user_id, user_id)).fetchall())
+            events = conn.execute(f"DELETE FROM events WHERE {mine}", (user_id, user_id)).rowcount
             users = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
         self._truncate_wal()
         return ForgetResult(events=events, users=users, already=already, related=tuple(related))
@@ -378,3 +455,56 @@ def _row_block(conn: sqlite3.Connection, read: list[str], schema: pa.Schema, lo:
         return pa.RecordBatch.from_pylist([], schema=schema)
     cols = list(zip(*rows, strict=True))
     return pa.record_batch([pa.array(c, type=f.type) for c, f in zip(cols, schema, strict=True)], schema=schema)
+
+
+def build_store(path: Path, tables: Iterable[pa.Table]) -> int:
+    """Write a NEW embedded store at ``path`` from ``tables`` of events in one bulk pass (a benchmark's or an
+    import's large prefill): the rows appended in order, then the time index and the id index built sorted, which
+    takes minutes for tens of millions of events where appends would take hours. The database is built beside
+    its final name without a journal and moved into place (after an fsync) only once complete: an interrupted
+    build leaves no store. Rows are stored as given (no forget check); a repeated ``event_id`` fails the build.
+    Returns the number of events."""
+    path = Path(path)
+    db = path / DB_NAME if path.suffix not in (".sqlite3", ".db") else path
+    if db.exists():
+        raise StoreError(f"store: {db} exists already; a bulk build makes a new store")
+    tmp = db.with_name("building-" + db.name)  # the same suffix: SqliteStore opens it as a file
+    for stale in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    SqliteStore(tmp).close()  # the schema and the salt
+    n = 0
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=OFF")
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("PRAGMA cache_size=-262144")
+            conn.execute("BEGIN")
+            conn.execute("DROP INDEX events_ts")
+            for table in tables:
+                table = table.select(list(EVENT_COLUMNS))
+                cols = [table.column(k).to_pylist() for k in EVENT_COLUMNS]
+                conn.executemany(_INSERT_EVENTS, zip(range(n + 1, n + 1 + table.num_rows), *cols, strict=True))
+                n += table.num_rows
+            conn.execute("CREATE INDEX events_ts ON events (ts_us)")
+            sqlite_ids.build(conn)
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA journal_mode=WAL")
+        finally:
+            conn.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        db.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, db)
+        dfd = os.open(db.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except sqlite3.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"store: building {db} failed: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
