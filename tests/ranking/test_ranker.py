@@ -182,11 +182,14 @@ def test_guard_test_and_per_list_ndcg_by_hand():
     per = ndcg_per_list(scores, y, np.array([3, 2]), np.array([2, 1]), k=2)
     assert per.mean() == pytest.approx(list_metrics(scores, y, np.array([3, 2]), np.array([2, 1]), k=2)["ndcg@2"])
     same = guard_test(per, per)
-    assert same == {"lists": 2, "ndcg_diff": 0.0, "t_pvalue": 1.0}
+    assert same == {"lists": 2, "ndcg_diff": 0.0, "t_pvalue": 1.0, "p_better": 1.0}
     rng = np.random.default_rng(0)
     b = rng.random(200)
     better = guard_test(b + 0.05 + 0.01 * rng.standard_normal(200), b)
     assert better["ndcg_diff"] == pytest.approx(0.05, abs=0.005) and better["t_pvalue"] < 1e-6
+    assert better["p_better"] == pytest.approx(better["t_pvalue"] / 2)
+    worse = guard_test(b, b + 0.05 + 0.01 * rng.standard_normal(200))
+    assert worse["t_pvalue"] < 1e-6 and worse["p_better"] > 0.999
 
 
 def test_blend_of_rank_columns_is_the_scorers_weighted_rrf(sim_state, surface_toml):
@@ -237,7 +240,8 @@ def test_guard_serves_the_blend_unless_the_ranker_beats_it(sim_state, surface_to
     rrf = WeightedRRF(WeightedRRFConfig(c=60.0))
     rrf.source_weights = scorer.source_weights
 
-    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": 0.01, "t_pvalue": 0.2}  # not significant
+    # better on the lists, not significantly: the blend
+    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": 0.01, "t_pvalue": 0.2, "p_better": 0.1}
     assert scorer.uses_blend() and scorer.fitted()["order_used"] == "blend"
     guarded = p.rank_batch(reqs)
     assert guarded == p.rank_batch(reqs, arrays=False)  # arrays and candidate objects: the same blend
@@ -250,10 +254,12 @@ def test_guard_serves_the_blend_unless_the_ranker_beats_it(sim_state, surface_to
     assert all("p_join" in it.features for it in explained.items)  # explanations keep the ranker's p(join)
     assert [it.index for it in explained.items] == [i for i, _ in guarded[0]]
 
-    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": 0.01, "t_pvalue": 0.001}  # beats the blend
+    # beats the blend (one-sided): the ranker
+    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": 0.01, "t_pvalue": 0.06, "p_better": 0.03}
     assert not scorer.uses_blend() and scorer.fitted()["order_used"] == "ranker"
     assert p.rank_batch(reqs) != guarded
-    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": -0.01, "t_pvalue": 0.001}  # loses to it
+    # loses to it: the blend
+    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": -0.01, "t_pvalue": 0.001, "p_better": 0.9995}
     assert scorer.uses_blend()
     scorer.config.guard = False
     assert not scorer.uses_blend()

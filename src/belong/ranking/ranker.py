@@ -81,14 +81,16 @@ def blend_of_ranks(X: np.ndarray, source_names: Sequence[str], weights: dict[str
 
 
 def guard_test(ranker: np.ndarray, blend: np.ndarray) -> dict[str, float]:
-    """Paired comparison of per-list NDCG@20 (ranker - blend): mean difference and the two-sided paired t-test's
-    p-value (1.0 where the lists do not differ)."""
+    """Paired comparison of per-list NDCG@20 (ranker - blend): the mean difference, the two-sided paired t-test's
+    p-value and the one-sided one for "the ranker is better" (``p_better``); 1.0 where the lists do not differ."""
     from scipy import stats
 
     d = ranker - blend
-    p = float(stats.ttest_rel(ranker, blend).pvalue) if d.size > 1 and np.any(d != d[0]) else 1.0
+    differ = d.size > 1 and bool(np.any(d != d[0]))
+    two = float(stats.ttest_rel(ranker, blend).pvalue) if differ else 1.0
+    one = float(stats.ttest_rel(ranker, blend, alternative="greater").pvalue) if differ else 1.0
     return {"lists": int(d.size), "ndcg_diff": float(d.mean()) if d.size else 0.0,
-            "t_pvalue": p if np.isfinite(p) else 1.0}
+            "t_pvalue": two if np.isfinite(two) else 1.0, "p_better": one if np.isfinite(one) else 1.0}
 
 
 def feature_set_change(manifest: dict[str, Any]) -> str | None:

@@ -41,7 +41,8 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     threads: int = 0  # LightGBM threads; 0: every core (deterministic: the same boosters with any number)
     order: str = "rank_xendcg"  # the order's objective: rank_xendcg | lambdarank (see ranking.ranker)
     # keep the surface's rank blend (weighted RRF, c = blend_c, the sources' own weights) unless the served score
-    # beats it on the ranker's own validation lists: NDCG@20 higher and paired t p < guard_p (docs/COMMUNITIES_QUALITY)
+    # beats it on the ranker's own validation lists: one-sided paired t-test of NDCG@20, p < guard_p
+    # (docs/COMMUNITIES_QUALITY.md)
     guard: bool = True
     guard_p: float = 0.05
     blend_c: float = 60.0
@@ -110,12 +111,12 @@ class LgbmRanker(Scorer):
 
     def uses_blend(self) -> bool:
         """Whether the rank blend orders the lists: ``guard`` on and the ranker's served score did not beat the blend
-        on its validation lists (NDCG@20 higher with paired t p < ``guard_p``). A ranker saved without that
-        comparison (an older artifact) keeps its own order."""
+        on its validation lists (per-list NDCG@20, one-sided paired t-test, p < ``guard_p``). A ranker saved without
+        that comparison (an older artifact) keeps its own order."""
         g = self.ranker.metrics.get("guard") if self.ranker is not None else None
         if not (self.config.guard and g):
             return False
-        return not (g["ndcg_diff"] > 0.0 and g["t_pvalue"] < self.config.guard_p)
+        return not (g["ndcg_diff"] > 0.0 and g["p_better"] < self.config.guard_p)
 
     def blend(self, cands: list[Merged]) -> np.ndarray:
         """The rank blend's scores (the ``weighted_rrf`` scorer's sums, the same float operations)."""
