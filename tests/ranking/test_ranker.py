@@ -101,7 +101,11 @@ def test_unknown_calibration_method_is_a_validation_error():
 def test_shipped_ranked_surface_loads_with_its_tuned_settings():
     p = surfaces.load("communities_ranked")
     co = next(s for s in p.sources if s.name == "co_membership")
-    assert (co.config.model, co.config.ease_l2) == ("ease", 800.0)
+    blend = surfaces.load("communities")
+    # the shipped blend's sources, weight for weight: the guard's fallback is that blend
+    assert [(s.name, s.config.weight) for s in p.sources] == [(s.name, s.config.weight) for s in blend.sources]
+    assert (co.config.model, co.config.ease_weight, co.config.ease_l2) == ("bspm", 0.5, 600.0)
+    assert p.scorer.config.guard and p.scorer.config.blend_c == blend.scorer.config.c
     assert p.scorer.config.users >= 3000 and p.name == "communities_ranked"
     assert type(p.selector).__name__ == "TopK"
 
@@ -168,3 +172,106 @@ def test_training_lists_on_arrays_equal_the_object_path_row_for_row(sim_state, s
     for name in ref.labels:
         np.testing.assert_array_equal(fast.labels[name], ref.labels[name])
     assert fast.stats == ref.stats
+
+
+def test_guard_test_and_per_list_ndcg_by_hand():
+    from belong.ranking.ranker import guard_test, ndcg_per_list
+
+    scores = np.array([3.0, 2.0, 1.0, 5.0, 4.0])
+    y = np.array([0, 1, 0, 1, 0], np.float32)
+    per = ndcg_per_list(scores, y, np.array([3, 2]), np.array([2, 1]), k=2)
+    assert per.mean() == pytest.approx(list_metrics(scores, y, np.array([3, 2]), np.array([2, 1]), k=2)["ndcg@2"])
+    same = guard_test(per, per)
+    assert same == {"lists": 2, "ndcg_diff": 0.0, "t_pvalue": 1.0, "p_better": 1.0}
+    rng = np.random.default_rng(0)
+    b = rng.random(200)
+    better = guard_test(b + 0.05 + 0.01 * rng.standard_normal(200), b)
+    assert better["ndcg_diff"] == pytest.approx(0.05, abs=0.005) and better["t_pvalue"] < 1e-6
+    assert better["p_better"] == pytest.approx(better["t_pvalue"] / 2)
+    worse = guard_test(b, b + 0.05 + 0.01 * rng.standard_normal(200))
+    assert worse["t_pvalue"] < 1e-6 and worse["p_better"] > 0.999
+
+
+def test_blend_of_rank_columns_is_the_scorers_weighted_rrf(sim_state, surface_toml):
+    """The blend the ranker is measured against (from the rank columns of its feature rows) is the surface's
+    ``weighted_rrf`` score of the same candidates, and the guarded scorer serves exactly that."""
+    from belong.pipeline.pipeline import Pipeline
+    from belong.pipeline.scorers import WeightedRRF, WeightedRRFConfig
+    from belong.pipeline.types import Request
+    from belong.ranking.dataset import feature_matrix
+    from belong.ranking.ranker import blend_of_ranks
+
+    p = surfaces.load(str(surface_toml))
+    data = p.to_dict()
+    for s in data["sources"]:
+        s["weight"] = {"co_membership": 1.0, "friends_joined": 0.7, "trending": 0.2}.get(s["type"], 0.1)
+    p = Pipeline.from_dict(data).fit(sim_state)
+    rrf = WeightedRRF(WeightedRRFConfig(c=60.0))
+    rrf.source_weights = p.scorer.source_weights
+    names = [s.name for s in p.sources]
+    n = 0
+    for u in range(0, sim_state.n_users, 97):
+        req = Request(sim_state.users.ids[u], p.surface, k=20, explain=False)
+        cands = [m for m, _ in p.candidates(req, score=False).ranked]
+        if not cands:
+            continue
+        X = feature_matrix(names, req, sim_state, cands)
+        want = rrf.score(req, sim_state, cands)
+        np.testing.assert_allclose(blend_of_ranks(X, names, p.scorer.source_weights, 60.0), want, rtol=1e-12)
+        np.testing.assert_array_equal(p.scorer.blend(cands), want)
+        n += 1
+    assert n > 5
+
+
+def test_guard_serves_the_blend_unless_the_ranker_beats_it(sim_state, surface_toml):
+    from belong.pipeline.pipeline import Pipeline
+    from belong.pipeline.scorers import WeightedRRF, WeightedRRFConfig
+    from belong.pipeline.types import Request
+
+    data = surfaces.load(str(surface_toml)).to_dict()
+    data["selector"] = {"type": "top_k"}
+    p = Pipeline.from_dict(data).fit(sim_state)
+    scorer = p.scorer
+    g = scorer.fitted()["guard"]
+    assert g["lists"] == scorer.ranker.metrics["validation_lists"] and 0.0 <= g["t_pvalue"] <= 1.0
+    assert {"blend", "served"} <= set(scorer.fitted())
+    users = [sim_state.users.ids[u] for u in range(0, sim_state.n_users, 37)]
+    reqs = [Request(u, p.surface, k=20, explain=False) for u in users]
+    rrf = WeightedRRF(WeightedRRFConfig(c=60.0))
+    rrf.source_weights = scorer.source_weights
+
+    # better on the lists, not significantly: the blend
+    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": 0.01, "t_pvalue": 0.2, "p_better": 0.1}
+    assert scorer.uses_blend() and scorer.fitted()["order_used"] == "blend"
+    guarded = p.rank_batch(reqs)
+    assert guarded == p.rank_batch(reqs, arrays=False)  # arrays and candidate objects: the same blend
+    for req, answer in zip(reqs[:10], guarded[:10], strict=True):
+        out = p.candidates(req, score=False).ranked
+        cands = [m for m, _ in out]
+        assert [s for _, s in answer] == pytest.approx(
+            sorted(rrf.score(req, sim_state, cands).tolist(), reverse=True)[: len(answer)])
+    explained = p.run(Request(users[0], p.surface, k=20, explain=True))
+    assert all("p_join" in it.features for it in explained.items)  # explanations keep the ranker's p(join)
+    assert [it.index for it in explained.items] == [i for i, _ in guarded[0]]
+
+    # beats the blend (one-sided): the ranker
+    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": 0.01, "t_pvalue": 0.06, "p_better": 0.03}
+    assert not scorer.uses_blend() and scorer.fitted()["order_used"] == "ranker"
+    assert p.rank_batch(reqs) != guarded
+    # loses to it: the blend
+    scorer.ranker.metrics["guard"] = {"lists": 80, "ndcg_diff": -0.01, "t_pvalue": 0.001, "p_better": 0.9995}
+    assert scorer.uses_blend()
+    scorer.config.guard = False
+    assert not scorer.uses_blend()
+    del scorer.ranker.metrics["guard"]  # a ranker saved before the guard keeps its own order
+    scorer.config.guard = True
+    assert not scorer.uses_blend()
+
+
+def test_guard_settings_name_the_field():
+    from belong.ranking.scorer import LgbmRanker, LgbmRankerConfig
+
+    with pytest.raises(ValidationError, match="guard_p"):
+        LgbmRanker(LgbmRankerConfig(guard_p=0.0))
+    with pytest.raises(ValidationError, match="blend_c"):
+        LgbmRanker(LgbmRankerConfig(blend_c=-1.0))

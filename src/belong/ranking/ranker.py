@@ -13,6 +13,7 @@ the other half (``metrics["calibration_by_objective"]``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,47 @@ def list_metrics(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, n_pos: n
         ideal = disc[: min(denom, k)].sum()
         ndcg.append(float((hits * disc[: hits.size]).sum() / ideal))
     return {f"recall@{k}": float(np.mean(rec)), f"ndcg@{k}": float(np.mean(ndcg))}
+
+
+def ndcg_per_list(scores: np.ndarray, y: np.ndarray, groups: np.ndarray, n_pos: np.ndarray,
+                  k: int = CUTOFF) -> np.ndarray:
+    """NDCG@k of each list (as :func:`list_metrics` averages it)."""
+    off = _offsets(groups)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    out = np.zeros(groups.size)
+    for i in range(groups.size):
+        s, lab = scores[off[i]:off[i + 1]], y[off[i]:off[i + 1]]
+        hits = lab[np.lexsort((np.arange(s.size), -s))[:k]]
+        out[i] = float((hits * disc[: hits.size]).sum() / disc[: min(max(int(n_pos[i]), 1), k)].sum())
+    return out
+
+
+def blend_of_ranks(X: np.ndarray, source_names: Sequence[str], weights: dict[str, float], c: float) -> np.ndarray:
+    """The rank blend ``sum_s w_s / (c + rank_s + 1)`` of feature rows (:func:`belong.ranking.dataset.feature_names`:
+    ``<s>_rank`` in column ``2 j + 1``, NaN where the source did not find the item), each source's term added in
+    source order as the ``weighted_rrf`` scorer adds them."""
+    total = np.zeros(X.shape[0])
+    for j, s in enumerate(source_names):
+        rank = X[:, 2 * j + 1].astype(np.float64)
+        has = ~np.isnan(rank)
+        if has.any():
+            term = np.zeros(X.shape[0])
+            term[has] = weights.get(s, 1.0) / (c + rank[has] + 1)
+            total += term
+    return total
+
+
+def guard_test(ranker: np.ndarray, blend: np.ndarray) -> dict[str, float]:
+    """Paired comparison of per-list NDCG@20 (ranker - blend): the mean difference, the two-sided paired t-test's
+    p-value and the one-sided one for "the ranker is better" (``p_better``); 1.0 where the lists do not differ."""
+    from scipy import stats
+
+    d = ranker - blend
+    differ = d.size > 1 and bool(np.any(d != d[0]))
+    two = float(stats.ttest_rel(ranker, blend).pvalue) if differ else 1.0
+    one = float(stats.ttest_rel(ranker, blend, alternative="greater").pvalue) if differ else 1.0
+    return {"lists": int(d.size), "ndcg_diff": float(d.mean()) if d.size else 0.0,
+            "t_pvalue": two if np.isfinite(two) else 1.0, "p_better": one if np.isfinite(one) else 1.0}
 
 
 def feature_set_change(manifest: dict[str, Any]) -> str | None:
@@ -127,8 +169,13 @@ class Ranker:
             out["metric"] = "binary_logloss"
         return out
 
-    def fit(self, lists: TrainingLists) -> Ranker:
-        """Fit on 80% of the lists (by user); early-stop, calibrate and measure on the other 20%."""
+    def fit(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None = None) -> Ranker:
+        """Fit on 80% of the lists (by user); early-stop, calibrate and measure on the other 20%.
+
+        ``blend = (source weights, c)``: the surface's rank blend, computed from the rank columns, is measured on the
+        same validation lists (``metrics["blend"]``) and compared with the served score list by list
+        (``metrics["guard"]``: mean NDCG@20 difference, paired t-test), for a scorer that keeps the blend unless
+        the ranker beats it."""
         if lists.groups.size < 10 or lists.y.sum() == 0:
             raise ValidationError("training", f"too little data to train a ranker ({lists.groups.size} lists, "
                                   f"{int(lists.y.sum())} positives); need >= 10 lists with positives")
@@ -189,6 +236,12 @@ class Ranker:
         }
         if "blend" in self.feature_names:  # the surface's rank blend as a column: the ranker against it
             self.metrics["blend"] = list_metrics(lists.X[Xv_rows, self.feature_names.index("blend")], ys, gva, nps)
+        elif blend is not None:  # the blend from the rank columns; the served score (order + objectives) against it
+            b = blend_of_ranks(Xva, self.source_names, blend[0], blend[1])
+            self.metrics["blend"] = list_metrics(b, ys, gva, nps)
+            served = self.score(Xva)
+            self.metrics["served"] = list_metrics(served, ys, gva, nps)
+            self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps), ndcg_per_list(b, ys, gva, nps))
         return self
 
     def _fit_outcomes(self, lists: TrainingLists, tr: np.ndarray, va: np.ndarray, rng: np.random.Generator,

@@ -19,7 +19,7 @@ from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
 from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.types import Merged, MergedArrays, Request
-from belong.ranking.dataset import HOLDOUT_BY, build_lists, feature_matrix, feature_matrix_arrays
+from belong.ranking.dataset import HOLDOUT_BY, TrainingLists, build_lists, feature_matrix, feature_matrix_arrays
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
 from belong.state import WorldState
 
@@ -40,6 +40,12 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     workers: int = 0  # processes generating the training lists; 0: two when there are >= 1000 lists (forked)
     threads: int = 0  # LightGBM threads; 0: every core (deterministic: the same boosters with any number)
     order: str = "rank_xendcg"  # the order's objective: rank_xendcg | lambdarank (see ranking.ranker)
+    # keep the surface's rank blend (weighted RRF, c = blend_c, the sources' own weights) unless the served score
+    # beats it on the ranker's own validation lists: one-sided paired t-test of NDCG@20, p < guard_p
+    # (docs/COMMUNITIES_QUALITY.md)
+    guard: bool = True
+    guard_p: float = 0.05
+    blend_c: float = 60.0
 
 
 @register("scorer", "lgbm_ranker")
@@ -69,6 +75,10 @@ class LgbmRanker(Scorer):
             raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {self.config.threads}")
         if self.config.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
+        if not 0.0 < self.config.guard_p <= 1.0:
+            raise ValidationError(f"{self.name}.guard_p", f"must be in (0, 1], got {self.config.guard_p}")
+        if self.config.blend_c < 0.0:
+            raise ValidationError(f"{self.name}.blend_c", f"must be >= 0, got {self.config.blend_c}")
 
     def list_workers(self) -> int:
         """Processes for the training lists: the setting, or (0) two on a multi-core machine for >= 1000 lists —
@@ -93,7 +103,38 @@ class LgbmRanker(Scorer):
         lists = build_lists(state, upstream, fraction=self.config.holdout, cold=self.config.cold,
                             max_users=self.config.users, seed=self.config.seed, by=self.config.holdout_by,
                             min_span_days=self.config.min_span_days, progress=progress, workers=self.list_workers())
-        self.ranker = self.new_ranker().fit(lists)
+        self.ranker = self.train_ranker(lists)
+
+    def train_ranker(self, lists: TrainingLists) -> Ranker:
+        """A new ranker fitted on ``lists``, measured against the surface's rank blend on its validation lists."""
+        return self.new_ranker().fit(lists, blend=(dict(self.source_weights), self.config.blend_c))
+
+    def uses_blend(self) -> bool:
+        """Whether the rank blend orders the lists: ``guard`` on and the ranker's served score did not beat the blend
+        on its validation lists (per-list NDCG@20, one-sided paired t-test, p < ``guard_p``). A ranker saved without
+        that comparison (an older artifact) keeps its own order."""
+        g = self.ranker.metrics.get("guard") if self.ranker is not None else None
+        if not (self.config.guard and g):
+            return False
+        return not (g["ndcg_diff"] > 0.0 and g["p_better"] < self.config.guard_p)
+
+    def blend(self, cands: list[Merged]) -> np.ndarray:
+        """The rank blend's scores (the ``weighted_rrf`` scorer's sums, the same float operations)."""
+        w, c = self.source_weights, self.config.blend_c
+        return np.array([sum(w.get(s, 1.0) / (c + rank + 1) for s, (rank, _) in m.hits.items()) for m in cands],
+                        np.float64)
+
+    def blend_arrays(self, m: MergedArrays) -> np.ndarray:
+        """:meth:`blend` on merged arrays: each source's term added in source order, as ``weighted_rrf`` adds them."""
+        total = np.zeros(len(m))
+        for j, name in enumerate(m.sources):
+            rank = m.ranks[:, j]
+            has = rank >= 0
+            if has.any():
+                term = np.zeros(len(m))
+                term[has] = self.source_weights.get(name, 1.0) / (self.config.blend_c + rank[has] + 1)
+                total += term
+        return total
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         assert self.ranker is not None
@@ -102,13 +143,16 @@ class LgbmRanker(Scorer):
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        guarded = self.uses_blend()
+        if guarded and not (request.explain and cands):
+            return self.blend(cands)
         X = self.features(request, state, cands)
         if not (request.explain and cands):
             return self.ranker.score(X)
         scores, p_join = self.ranker.score_with_join(X)
         for m, p in zip(cands, p_join.tolist(), strict=True):
             m.features["p_join"] = round(float(p), 6)
-        return scores
+        return self.blend(cands) if guarded else scores
 
     def score_batch(self, requests: list[Request], state: WorldState, lists: list[list[Merged]]
                     ) -> list[np.ndarray]:
@@ -117,6 +161,8 @@ class LgbmRanker(Scorer):
         candidate, as :meth:`score` writes it."""
         if self.ranker is None:
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
+        if self.uses_blend():
+            return [self.score(r, state, c) for r, c in zip(requests, lists, strict=True)]
         mats = [self.features(r, state, c) for r, c in zip(requests, lists, strict=True)]
         if not any(r.explain and c for r, c in zip(requests, lists, strict=True)):
             return self.ranker.score_lists(mats)
@@ -136,10 +182,14 @@ class LgbmRanker(Scorer):
             raise RuntimeError(f"{self.name}: the pipeline was not fitted")
         if any(r.explain for r in requests):
             return None
+        if self.uses_blend():
+            return [self.blend_arrays(m) for m in lists]
         names = self.ranker.source_names
         mats = [feature_matrix_arrays(names, r, state, m) for r, m in zip(requests, lists, strict=True)]
         return self.ranker.score_lists(mats)
 
     def fitted(self) -> dict[str, Any]:
         """Validation figures and feature importance of the fitted ranker (for reports and manifests)."""
-        return self.ranker.metrics if self.ranker is not None else {}
+        if self.ranker is None:
+            return {}
+        return {**self.ranker.metrics, "order_used": "blend" if self.uses_blend() else "ranker"}

@@ -205,7 +205,7 @@ def tune_ranker(pipeline: Pipeline, state: WorldState, budget: Budget, seed: int
         params = {name: _suggest(trial, name, spec) for name, spec in RANKER_SPACE.items()}
         _set(scorer, params)
         ts = time.perf_counter()
-        ranker = scorer.new_ranker().fit(lists)
+        ranker = scorer.train_ranker(lists)
         value = float(ranker.metrics["ranker"][METRIC])
         trials.append((params, value, ranker, time.perf_counter() - ts))
         if on_trial is not None:
