@@ -194,6 +194,8 @@ def bench_ray(users: int, workers: list[int], directory: Path, *, store: str | N
         reference: dict[str, bytes] = {}
         for engine in engines:
             prefix = f"belong:bench:ray:{_key(engine)}:"
+            for key in client.scan_iter(f"{prefix}*", count=1000):  # a killed earlier run's lists
+                client.delete(key)
 
             def run_precompute(engine: Engine = engine, prefix: str = prefix) -> dict[str, Any]:
                 t0 = time.perf_counter()
