@@ -140,6 +140,10 @@ def bench_ray(users: int, workers: list[int], directory: Path, *, store: str | N
         row.update(meter.figures())
         start = float(row.get("cluster_start_seconds", 0.0))
         row["seconds_without_start"] = round(row["seconds"] - start, 3)
+        if progress:  # each row as soon as it is measured: a long run stopped early keeps its figures
+            import orjson
+
+            _say(progress, f"{name} on {_key(engine)}: " + orjson.dumps(row).decode())
         return row
 
     trained = {e: directory / f"models_{_key(e)}" for e in engines}

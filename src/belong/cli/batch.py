@@ -105,7 +105,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             report = bench_ray(users, counts, work or Path(tmp), store=store, communities=communities,
                                surface=surface, limit=limit, redis_url=url, jobs=tuple(job) or JOBS, seed=seed,
                                models=models,
-                               progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+                               progress=lambda msg: err.print(msg, style="dim", markup=False, highlight=False,
+                                                             soft_wrap=True))
         if as_json:
             typer.echo(orjson.dumps(report).decode())
             return
