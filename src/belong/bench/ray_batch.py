@@ -92,7 +92,10 @@ def _per_list(row: dict[str, Any], lists: int, load_s: float) -> None:
     row["lists"] = lists
     row["ms_per_list"] = round(run / max(lists, 1) * 1e3, 3)
     row["cpu_ms_per_list"] = round(row["cpu_seconds"] / max(lists, 1) * 1e3, 3)
-    after = max(run - load_s, 0.0)
+    after = run - load_s
+    if after <= 0:  # the load measured in process (at another moment's load average) exceeds this whole run
+        row["ms_per_list_after_load"] = row["seconds_per_million_people"] = None
+        return
     row["ms_per_list_after_load"] = round(after / max(lists, 1) * 1e3, 3)
     row["seconds_per_million_people"] = round(after / max(lists, 1) * 1e6 + load_s, 1)
 
