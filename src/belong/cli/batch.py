@@ -76,7 +76,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         store: str = typer.Option(None, "--store", help="Use this store instead of simulating one (not written)."),
         communities: int = typer.Option(None, "--communities", min=1, help="Communities (default: users / 50)."),
         surface: str = typer.Option("communities_ranked", "--surface", help="The trained surface (name or TOML)."),
-        limit: int = typer.Option(None, "--limit", min=1, help="Score / precompute only the first N people."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Score / precompute a sample: the first N active "
+                                  "people (the report gives the cost per list and per million people)."),
         redis: str = typer.Option(None, "--redis", help="Redis for the precompute job (default: BELONG_REDIS_URL; "
                                   "none: skipped)."),
         job: list[str] = typer.Option([], "--job", help="train, score, precompute (repeatable; default: all)."),
@@ -104,7 +105,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             report = bench_ray(users, counts, work or Path(tmp), store=store, communities=communities,
                                surface=surface, limit=limit, redis_url=url, jobs=tuple(job) or JOBS, seed=seed,
                                models=models,
-                               progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+                               progress=lambda msg: err.print(msg, style="dim", markup=False, highlight=False,
+                                                             soft_wrap=True))
         if as_json:
             typer.echo(orjson.dumps(report).decode())
             return
@@ -112,5 +114,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             if "skipped" in rows:
                 err.print(f"{name}: skipped ({rows['skipped']})")
                 continue
-            line = ", ".join(f"{key} {row['seconds']} s (x{row['ratio_vs_inprocess']})" for key, row in rows.items())
+            line = ", ".join(f"{key} failed ({row['error']})" if "error" in row else
+                             f"{key} {row['seconds']} s, {row['cpu_seconds']} CPU-s (x{row['ratio_vs_inprocess']})"
+                             for key, row in rows.items())
             err.print(f"{name}: {line}")
