@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from belong.pipeline.components import ComponentConfig, Scorer, register
 from belong.pipeline.types import Merged, MergedArrays, Request
 from belong.state import WorldState
+
+
+def rrf_sums(m: MergedArrays, weight: Callable[[str], float], c: float) -> np.ndarray:
+    """Weighted reciprocal-rank sums on a rank matrix: each source's ``weight(source) / (c + rank + 1)`` added in
+    source order (the order of a candidate's hits), a missing source adding 0.0 (the object path's float
+    operations, so the same scores)."""
+    total = np.zeros(len(m))
+    for j, name in enumerate(m.sources):
+        rank = m.ranks[:, j]
+        has = rank >= 0
+        if has.any():
+            term = np.zeros(len(m))
+            term[has] = weight(name) / (c + rank[has] + 1)
+            total += term
+    return total
 
 
 class WeightedRRFConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True):
@@ -36,16 +53,5 @@ class WeightedRRF(Scorer):
                      ) -> list[np.ndarray]:
         """The same sums on rank matrices: each source's term added in source order (the order of a candidate's
         hits), a missing source adding 0.0 — the same float operations, the same scores."""
-        out = []
-        c = self.config.c
-        for m in lists:
-            total = np.zeros(len(m))
-            for j, name in enumerate(m.sources):
-                rank = m.ranks[:, j]
-                has = rank >= 0
-                if has.any():
-                    term = np.zeros(len(m))
-                    term[has] = self.weight(name) / (c + rank[has] + 1)
-                    total += term
-            out.append(total)
+        out = [rrf_sums(m, self.weight, self.config.c) for m in lists]
         return out

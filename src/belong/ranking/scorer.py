@@ -18,6 +18,7 @@ import numpy as np
 from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Progress, Scorer, register
 from belong.pipeline.pipeline import Pipeline
+from belong.pipeline.scorers import rrf_sums
 from belong.pipeline.types import Merged, MergedArrays, Request
 from belong.ranking.dataset import HOLDOUT_BY, TrainingLists, build_lists, feature_matrix, feature_matrix_arrays
 from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
@@ -126,15 +127,8 @@ class LgbmRanker(Scorer):
 
     def blend_arrays(self, m: MergedArrays) -> np.ndarray:
         """:meth:`blend` on merged arrays: each source's term added in source order, as ``weighted_rrf`` adds them."""
-        total = np.zeros(len(m))
-        for j, name in enumerate(m.sources):
-            rank = m.ranks[:, j]
-            has = rank >= 0
-            if has.any():
-                term = np.zeros(len(m))
-                term[has] = self.source_weights.get(name, 1.0) / (self.config.blend_c + rank[has] + 1)
-                total += term
-        return total
+        weights = self.source_weights
+        return rrf_sums(m, lambda name: weights.get(name, 1.0), self.config.blend_c)
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         assert self.ranker is not None
