@@ -135,7 +135,8 @@ def ray_order_trainer(engine: Engine, storage: str | Path, report: dict[str, Any
             train_loop_config={"params": params, "data": [ref], "rounds": rounds, "names": list(names),
                                "threads": 1},
             scaling_config=ScalingConfig(num_workers=engine.workers, resources_per_worker={"CPU": 1}),
-            run_config=RunConfig(storage_path=str(storage), name=f"order-{time.time_ns()}"),
+            # Ray Train reads a storage path as a URI: a relative one ("work/…") is refused (no scheme)
+            run_config=RunConfig(storage_path=str(Path(storage).resolve()), name=f"order-{time.time_ns()}"),
         )
         result = trainer.fit()
         if result.checkpoint is None:
