@@ -5,6 +5,7 @@ lists on its cold path and one running the live path."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -87,32 +88,103 @@ def test_stored_lists_answer_the_cold_path_exactly_as_the_live_path(small_store:
         assert 'belong_precomputed_total{result="hit"} 20.0' in c.get("/metrics").text
 
 
-def test_a_join_deletes_the_stored_list_and_the_live_answer_refreshes_it(small_store: Path, precomputed) -> None:
+def _until(fetch, ok, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = fetch()
+        if ok(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_own_events_make_the_stored_list_stale_answered_then_refreshed(small_store: Path, precomputed) -> None:
+    """A join leaves the stored communities list standing (the live rules remove the joined community); a leave
+    marks it stale (here and in Redis): the next cold request answers from it at once (``cache: stale``) while a
+    background run of the live path refreshes it, after which it is a fresh stored list again, answering as the
+    live path does."""
     out, version, prefix, _job, client = precomputed
     user = "u7"
     key = f"{prefix}{version}:communities:{user}"
+    stale_key = f"{prefix}{version}:stale"
     env = {"BELONG_BUDGET_SOURCES_MS": "30000", "BELONG_READ_AUTH": "false", "BELONG_PRECOMPUTED_REDIS": REDIS_URL,
            "BELONG_PRECOMPUTED_PREFIX": prefix, "BELONG_CACHE_USERS": "1"}  # every other user evicts u7's list
+
+    def get(u: str) -> dict:
+        r = c.get("/v1/recommendations/communities", params={"user_id": u, "k": 10}, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def post(kind: str, target: str) -> None:
+        r = c.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [
+            {"event_id": f"pc-{kind}-{secrets.token_hex(4)}", "ts": "2026-11-01T12:00:00Z", "type": kind,
+             "actor": user, "target": target}]})
+        assert r.status_code == 202, r.text
+
     with run_server(small_store, env, "--models", str(out)) as (base, _), httpx.Client(base_url=base) as c:
-        first = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 10}, timeout=60).json()
+        first = get(user)
         assert first["cache"] == "precomputed"
         top = first["items"][0]["id"]
         made_at = decode(client.get(key))[0]
-        r = c.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [
-            {"event_id": f"pc-join-{secrets.token_hex(4)}", "ts": "2026-11-01T12:00:00Z", "type": "join",
-             "actor": user, "target": top}]})
-        assert r.status_code == 202, r.text
-        assert not client.exists(key), "the person's own event deletes their stored list"
-        c.get("/v1/recommendations/communities", params={"user_id": "u8", "k": 10}, timeout=60)  # evicts u7
-        after = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 10}, timeout=60).json()
-        assert after["cache"] == "miss" and not after["degraded"]
-        assert top not in [it["id"] for it in after["items"]]
-        stored = decode(client.get(key))  # the live run wrote the refreshed list back
-        assert stored[0] > made_at
-        again = c.get("/v1/recommendations/communities", params={"user_id": "u8", "k": 10}, timeout=60)
-        assert again.status_code == 200
-        third = c.get("/v1/recommendations/communities", params={"user_id": user, "k": 10}, timeout=60).json()
-        assert third["cache"] == "precomputed" and _view(third) == _view(after)
+        post("join", top)
+        assert client.exists(key) and client.zscore(stale_key, f"communities:{user}") is None
+        assert client.zscore(stale_key, f"content:{user}") is not None  # a new community brings new content
+        get("u8")  # evicts u7
+        joined = get(user)
+        assert joined["cache"] == "precomputed" and not joined["degraded"]
+        assert top not in [it["id"] for it in joined["items"]]  # removed by the live rules
+        assert [it["id"] for it in joined["items"]] == [it["id"] for it in first["items"][1:]] + \
+            [it["id"] for it in joined["items"]][9:]
+
+        post("leave", top)
+        marked = client.zscore(stale_key, f"communities:{user}")
+        assert marked is not None and marked >= made_at and client.exists(key)
+        get("u8")
+        stale = get(user)
+        assert stale["cache"] == "stale" and not stale["degraded"] and stale["items"]
+        # the background run wrote the refreshed list back and spent the mark
+        stored = _until(lambda: decode(client.get(key)), lambda d: d[0] > made_at)
+        assert stored[0] >= marked
+        assert _until(lambda: client.zscore(stale_key, f"communities:{user}"), lambda z: z is None) is None
+        live = get(user)  # the refreshed list in the process's cache
+        assert live["cache"] == "hit"
+        get("u8")
+        again = get(user)
+        assert again["cache"] == "precomputed" and _view(again) == _view(live)
+        reads = c.get("/readyz").json()["precomputed"]
+        assert reads["reads"]["stale"] == 1 and reads["marked_stale"] >= 1  # content:u7 is still marked
+
+
+def test_stale_marks_are_read_back_by_a_new_process(redis_url: str) -> None:
+    """A process that starts after the events (a restarted replica) reads the marks from Redis; a list made after
+    its mark is fresh."""
+    import redis
+
+    from belong.domain import Event, EventType, Surface, TargetKind
+    from belong.serve.precomputed import PrecomputedLists, _encode
+
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"belong:test:cand:{secrets.token_hex(4)}:"
+    rows = ((3, 0.5, (("trending", 1, 0.5, "why", ()),), ()),)
+    one, two = PrecomputedLists(client, prefix), PrecomputedLists(client, prefix)
+    try:
+        client.set(one.key("v1", Surface.COMMUNITIES, "a"), _encode(time.time() - 5, rows))
+        client.set(one.key("v1", Surface.COMMUNITIES, "b"), _encode(time.time() - 5, rows))
+        assert one.entry("v1", Surface.COMMUNITIES, "a").created > 0
+        ts = 1_790_000_000_000_000
+        assert one.mark_stale([Event(event_id="e1", ts_us=ts, type=EventType.LEAVE, actor="a", target="c1",
+                                     target_kind=TargetKind.COMMUNITY),
+                               Event(event_id="e2", ts_us=ts, type=EventType.JOIN, actor="b", target="c2",
+                                     target_kind=TargetKind.COMMUNITY)],
+                              "v1") == 3
+        assert one.entry("v1", Surface.COMMUNITIES, "a").created == -math.inf
+        assert one.entry("v1", Surface.COMMUNITIES, "b").created > 0  # a join leaves the communities list
+        fresh = two.entry("v1", Surface.COMMUNITIES, "a")  # the other process: marks read from Redis
+        assert fresh is not None and fresh.created == -math.inf and two.counts["stale"] == 1
+        client.set(one.key("v1", Surface.COMMUNITIES, "a"), _encode(time.time() + 1, rows))  # the job made it again
+        assert two.entry("v1", Surface.COMMUNITIES, "a").created > 0
+    finally:
+        for k in client.scan_iter(f"{prefix}*"):
+            client.delete(k)
 
 
 def test_a_forgotten_person_leaves_every_stored_people_list(redis_url: str) -> None:

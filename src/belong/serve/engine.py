@@ -8,8 +8,10 @@ stage                 what
                       <belong.pipeline.pipeline.Pipeline.candidates>` in a worker thread under
                       ``budget_sources_ms`` (over budget or failing: the model's popular list, degraded; concurrent
                       misses of one user share one run, which fills the cache); before that run, a list stored by
-                      ``belong candidates precompute`` when configured (:mod:`belong.serve.precomputed`)
-``read_features``     the online-feature read of the list's head is *sent* (:meth:`FeatureReader.start`)
+                      ``belong candidates precompute`` when configured (:mod:`belong.serve.precomputed`; one
+                      made before the person's own events answers stale while a background run refreshes it)
+``read_features``     an admin's answer only (the one that shows feature rows): the online-feature read of the
+                      list's head is *sent* (:meth:`FeatureReader.start`)
 ``finish``            :meth:`Pipeline.finish <belong.pipeline.pipeline.Pipeline.finish>`: live rules, selection,
                       hydration and explanations, each reused from the list's memo while what it reads is unchanged
 ``collect_features``  the read's replies (:meth:`FeatureReader.finish`); unavailable: answered without, degraded
@@ -19,7 +21,9 @@ stage                 what
 The surface's scorer orders the list when it is made (the learned ranker when the version comes from a
 ``belong train`` artifact, else the blend). A join removes that community from the user's cached list at once; a
 leave, a block or a new friendship drops the list. The online features (the ranker's inputs) are returned with each
-item to admin callers only; everyone else gets the social proof (:mod:`belong.serve.access`). Nothing here
+item to admin callers only, so only their answers read them; everyone else gets the social proof
+(:mod:`belong.serve.access`), which the candidate stage made, and no feature read (it was 17% of a cold request's
+samples at 1M: docs/SCALING.md). Nothing here
 allocates arrays of the catalogue's size on a cache hit.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -204,12 +209,13 @@ class Engine:
                 if ctx.routed.model is not None:  # an arm served by another loaded version
                     ctx.model = ctx.routed.model
         await self._candidates(ctx)
-        self._read_features(ctx)
+        if ctx.private:  # only an admin's answer shows the feature rows: nobody else's reads them
+            self._read_features(ctx)
         try:
             self._finish(ctx)
         except BaseException:
-            assert ctx.pending is not None
-            self.features.finish(ctx.pending, [])  # collect the read in flight (its replies must leave the connection)
+            if ctx.pending is not None:  # collect the read in flight (its replies must leave the connection)
+                self.features.finish(ctx.pending, [])
             raise
         self._collect_features(ctx)
         return self._respond(ctx)
@@ -227,9 +233,10 @@ class Engine:
         stored = self.precomputed if tag == ctx.model.version else None
 
         def run() -> Candidates:
+            started = time.time()
             made = pipeline.candidates(request, depth=self.settings.cache_depth)
             if stored is not None:  # the live list refreshes the stored one (see belong.serve.precomputed)
-                stored.put(tag, request.surface, request.user_id, made)
+                stored.put(tag, request.surface, request.user_id, made, made_at=started)
             return made
 
         fut = self.batcher.submit(pipeline, request, self.settings.cache_depth) if self.batcher is not None \
@@ -267,6 +274,9 @@ class Engine:
                 and (entry := self.precomputed.entry(*key)) is not None:
             self.cache.put(request.surface, request.user_id, entry)  # the stored list, as a cache entry
             ctx.cache = "precomputed"
+            if entry.created == -math.inf:  # made before the person's own events: answered, and refreshed
+                ctx.cache = "stale"
+                self._start_run(ctx)
             ctx.ranked, ctx.entry = entry.ranked, entry  # type: ignore[assignment]
             ctx.stages["sources"] = (time.perf_counter() - t0) * 1e3
             return
@@ -301,7 +311,9 @@ class Engine:
         ctx.stages["features"] = (time.perf_counter() - t0) * 1e3
 
     def _collect_features(self, ctx: Context) -> None:
-        assert ctx.pending is not None and ctx.done is not None
+        assert ctx.done is not None
+        if ctx.pending is None:  # a public answer: no feature read was sent (see recommend)
+            return
         t0 = time.perf_counter()
         memo = ctx.entry.feature_rows if ctx.entry is not None else None
         # the assembled rows are shown to admin callers only: the others' answers need just the rows' times
@@ -332,12 +344,15 @@ class Engine:
         done, online, entry = ctx.done, ctx.online, ctx.entry
         assert done is not None
         key: tuple | None = None
-        if entry is not None and online is not None and online.keys is not None and not ctx.debug:
+        # a public answer shows no feature rows: its bytes depend on the chosen objects alone; an admin's on the
+        # rows' times too
+        rows_known = (online is not None and online.keys is not None) if ctx.private else online is None
+        if entry is not None and rows_known and not ctx.debug:
             if done.hydration is not None:  # the same chosen objects, hydrated at these revisions
-                key = (done.hydration, online.keys)
+                key = (done.hydration, online and online.keys)
             else:
                 key = (tuple(it.index for it in done.items), tuple(it.score for it in done.items),
-                       tuple(tuple(it.features.items()) for it in done.items), online.keys)
+                       tuple(tuple(it.features.items()) for it in done.items), online and online.keys)
             key = (ctx.private, key)
             last = entry.serialized
             if last is not None and last.ranked is ctx.ranked and last.key == key \

@@ -269,5 +269,5 @@ class Service:
         for e in events:
             idx = active.item_index(Surface.COMMUNITIES, e.target) if active and e.type is EventType.JOIN else None
             self.engine.cache.on_event(e, idx, active.version if active else "")
-        if self.engine.precomputed is not None and active is not None:  # their next request runs the live path
-            self.engine.precomputed.forget(events, active.version)
+        if self.engine.precomputed is not None and active is not None:  # answered stale while refreshed
+            self.engine.precomputed.mark_stale(events, active.version)
