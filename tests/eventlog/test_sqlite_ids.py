@@ -213,3 +213,28 @@ def test_a_merge_moves_every_new_id_in_slices(tmp_path: Path, monkeypatch: pytes
         assert st.merge_ids() == (43, 10**9)
         assert _index_rows(st) == {"belong_ids": 50, "belong_ids_new": 0, "belong_id_clash": 0}
         assert st.append(_events([f"x{i}" for i in range(50)] + ["y"])).inserted == (50,)
+
+
+def test_appends_count_the_new_ids_only_when_the_bound_allows_a_merge(tmp_path: Path, small_merges: None) -> None:
+    """The small table is counted (20 ms an append at 24.7M events, 1.5M new ids) only when the bound kept in
+    ``belong_meta`` says the floor may be reached: appends far below it count nothing, and the merges still come
+    when due."""
+    counts: list[str] = []
+    with open_store(tmp_path / "s") as st:
+        assert isinstance(st, SqliteStore)
+        st._conn.set_trace_callback(lambda sql: counts.append(sql) if "count(*)" in sql else None)
+        st.append(_events(["a0", "a1"]))
+        assert len(counts) == 1  # no bound yet: counted once, and the bound is set
+        for k in range(10):
+            st.append(_events([f"b{k}"]))
+        assert len(counts) == 1  # 12 new ids, floor 40: nothing counted
+        st.forget("u1")  # forgetting removes index rows: the bound stays an upper bound
+        st.append(_events([f"c{k}" for k in range(30)], actor="u2"))
+        merged = _index_rows(st)
+        st.append(_events([f"d{k}" for k in range(15)], actor="u2"))
+        rows = _index_rows(st)
+        assert merged["belong_ids"] == 0 and rows["belong_ids"] == 45 and rows["belong_ids_new"] == 0  # merged when due
+        before = len(counts)
+        st.append(_events(["e0"], actor="u2"))  # after the merge: the stale bound asks once, the count resets it
+        st.append(_events(["e1"], actor="u2"))
+        assert len(counts) - before == 1
