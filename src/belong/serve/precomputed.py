@@ -160,7 +160,9 @@ class StoredList(Packed):
             text, whole = self._head or (b"", False)
             self._head = None
             need, pos = upto - have, self._pos
-            size = max(FIRST_BYTES, pos + need * _ROW_BYTES)
+            # the bytes at hand first (the head holds ~40 rows): decompressing the guess's worth again cost a
+            # second decompression on every cold request
+            size = len(text) if text else max(FIRST_BYTES, pos + need * _ROW_BYTES)
             while True:
                 if len(text) < size and not whole:
                     text, whole = _prefix(self._raw, size)
