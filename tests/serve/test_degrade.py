@@ -3,7 +3,6 @@ mid-run, and candidate sources that overrun their budget. Never the shared Redis
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 import time
@@ -13,32 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_helpers import ADMIN_KEY, auth, free_port, run_server
+from serve_helpers import ADMIN_KEY, auth, free_port, private_redis, run_server
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
                                 reason="redis-server / redis-cli not installed")
-
-
-@contextlib.contextmanager
-def private_redis(port: int) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=port, socket_timeout=1).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -271,7 +271,7 @@ class Engine:
         t0 = time.perf_counter()
         if self.precomputed is not None and ctx.tag == ctx.model.version \
                 and (key := (ctx.tag, request.surface, request.user_id)) not in self._inflight \
-                and (entry := self.precomputed.entry(*key)) is not None:
+                and (entry := await self.precomputed.entry_async(*key)) is not None:
             self.cache.put(request.surface, request.user_id, entry)  # the stored list, as a cache entry
             ctx.cache = "precomputed"
             if entry.created == -math.inf:  # made before the person's own events: answered, and refreshed
@@ -427,3 +427,5 @@ class Engine:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.features.close()
+        if self.precomputed is not None:
+            self.precomputed.close()

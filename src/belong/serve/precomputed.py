@@ -45,6 +45,7 @@ from belong.domain import SURFACE_NAME, EntityStatus, Event, EventType, Surface
 from belong.errors import ValidationError
 from belong.pipeline.types import Candidates, Merged, PackedMerged, Request
 from belong.serve.cache import UNEXPLAINED, Entry, Packed, _unpack_one
+from belong.serve.redis_get import AsyncGetter, supports
 
 log = logging.getLogger("belong.serve.precomputed")
 DEFAULT_PREFIX = "belong:candidates:"
@@ -246,8 +247,9 @@ class PrecomputedLists:
     """Stored candidate lists in Redis (see the module docstring)."""
 
     def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, max_age_s: float = DEFAULT_MAX_AGE_S,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, getter: AsyncGetter | None = None) -> None:
         self.client = client
+        self.getter = getter  # the cold path's non-blocking reads (None: the synchronous client's)
         self.prefix = prefix
         self.max_age_s = max_age_s
         self.counts = {"hit": 0, "stale": 0, "miss": 0, "expired": 0, "error": 0}
@@ -267,7 +269,7 @@ class PrecomputedLists:
         import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=1.0), prefix, max_age_s,
-                   registry)
+                   registry, AsyncGetter(url, timeout_s=0.05) if supports(url) else None)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None,
@@ -322,6 +324,20 @@ class PrecomputedLists:
         except Exception:  # noqa: BLE001 - the live path answers instead
             self._count("error")
             return None
+        return self._entry_of(raw, version, surface, user)
+
+    async def entry_async(self, version: str, surface: Surface, user: str) -> Entry | None:
+        """:meth:`entry` read without blocking the event loop (:mod:`belong.serve.redis_get`) when the URL allows."""
+        if self.getter is None:
+            return self.entry(version, surface, user)
+        try:
+            raw = await self.getter.get(self.key(version, surface, user))
+        except Exception:  # noqa: BLE001 - the live path answers instead
+            self._count("error")
+            return None
+        return self._entry_of(raw, version, surface, user)
+
+    def _entry_of(self, raw: bytes | None, version: str, surface: Surface, user: str) -> Entry | None:
         if raw is None:
             self._count("miss")
             return None
@@ -391,6 +407,10 @@ class PrecomputedLists:
                 self.client.delete(*keys)
             except Exception as exc:  # noqa: BLE001 - the rows of a forgotten user are refused on read anyway
                 log.warning("stored lists of forgotten users not deleted: %s", exc)
+
+    def close(self) -> None:
+        if self.getter is not None:
+            self.getter.close()
 
     def report(self, version: str | None) -> dict[str, Any]:
         """For ``/readyz``: reads by result, share served from precompute, ages of the lists served, the job's
