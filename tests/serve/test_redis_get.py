@@ -12,9 +12,9 @@ import time
 
 import pytest
 import redis
-from serve_helpers import free_port, private_redis
 
 from belong.serve.redis_get import AsyncGetter, supports
+from serve_helpers import free_port, private_redis
 
 REDIS_URL = os.environ.get("BELONG_TEST_REDIS_URL")
 needs_server = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
