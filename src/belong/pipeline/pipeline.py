@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import time
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 import numpy as np
@@ -191,6 +191,12 @@ class Pipeline:
 
     def item_id(self, item: int) -> str:
         return self.item_ids()[item]
+
+    def _labels(self) -> Callable[[int], str]:
+        """:meth:`item_label` with the state and surface looked up once (a request labels each item it returns)."""
+        if self.surface is Surface.COMMUNITIES:
+            return self._state().communities.name.__getitem__
+        return self.item_label
 
     def item_label(self, item: int) -> str:
         """A display name: community name, user id, or the first words of a content item."""
@@ -458,7 +464,9 @@ class Pipeline:
                 and memo.hydration == hydration:
             items = memo.items
         else:
-            items = [self._item(ranked, m, score, rank, memo) for rank, (m, score) in enumerate(chosen, start=1)]
+            ids, label = self.item_ids(), self._labels()
+            items = [self._item(ranked, m, score, rank, memo, ids, label)
+                     for rank, (m, score) in enumerate(chosen, start=1)]
             if memo is not None and hydration is not None and memo.chosen is chosen:
                 memo.hydration, memo.items = hydration, items
         t3 = time.perf_counter()
@@ -595,10 +603,12 @@ class Pipeline:
         are ``m``'s), read instead of ``m``'s candidates."""
         if reasons is None:
             reasons = {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
+        by_rank = getattr(self.scorer, "rank_contributions", None)  # the same weights, from the ranks at hand
         contrib = getattr(self.scorer, "contributions", None)
-        if contrib:
-            weight = contrib(m)
-            order = tuple(sorted(reasons, key=lambda s: (-weight[s], s)))
+        if by_rank is not None or contrib:
+            weight = by_rank(reasons) if by_rank is not None else contrib(m)
+            # by (-weight, source): sorted by name, then stably by weight (reverse keeps ties in name order)
+            order = tuple(sorted(sorted(reasons), key=weight.__getitem__, reverse=True))
         else:  # by rank: the order of the weights -rank
             order = tuple(sorted(reasons, key=lambda s: (reasons[s][0], s)))
         texts_of = {s: reasons[s][1] for s in order}
@@ -611,7 +621,8 @@ class Pipeline:
                     break
         return Explanation(order, texts_of, "; ".join(shown))
 
-    def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None) -> Item:
+    def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None, ids: list[str],
+              label: Callable[[int], str]) -> Item:
         how = memo.explained.get(m.item) if memo is not None else None
         if how is None:
             e = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
@@ -621,8 +632,7 @@ class Pipeline:
         else:
             sources, flat, text = how
             reasons = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Item(self.item_id(m.item), m.item, score, rank, sources, text, reasons, self.item_label(m.item),
-                    m.features)
+        return Item(ids[m.item], m.item, score, rank, sources, text, reasons, label(m.item), m.features)
 
 
 def _merge_arrays(found: list[Proposals], sources: list[str]) -> MergedArrays:

@@ -44,6 +44,13 @@ class WeightedRRF(Scorer):
     def contributions(self, m: Merged) -> dict[str, float]:
         return {s: self.weight(s) / (self.config.c + rank + 1) for s, (rank, _) in m.hits.items()}
 
+    def rank_contributions(self, ranks: dict[str, tuple[int, str]]) -> dict[str, float]:
+        """:meth:`contributions` from each source's rank (``{source: (rank, ...)}``, as
+        :meth:`Ranked.reasons <belong.pipeline.types.Ranked.reasons>` gives): the same numbers without reading the
+        candidate's hits (a stored list's hits are made into candidates one by one when read)."""
+        c = self.config.c
+        return {s: self.weight(s) / (c + r[0] + 1) for s, r in ranks.items()}
+
     def score(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         return np.array([sum(self.contributions(m).values()) for m in cands], np.float64)
 
