@@ -39,6 +39,10 @@ def test_bench_serve_zipf_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
     assert stored["scope"].startswith("the day's active people") and stored["stored_before"] == 0
     assert stored["lists"] == stored["users"] == stored["visitors"] < 600
     assert out["precomputed_reads"]["reads"]["hit"] > 0
+    # the lists the load's events marked stale, refreshed by the job after it (the server ran no live path for them)
+    reads, refreshed = out["precomputed_reads"], out["stale_refresh"]
+    assert refreshed["people"] == refreshed["lists"] and refreshed["job_seconds"] > 0
+    assert reads["marked_stale"] >= reads["reads"]["stale"] >= 0 and refreshed["people"] > 0
     events = out["events"]
     assert events["accepted"] > 0 and events["failed"] == 0 and events["by_type"]["join"] > 0
     assert all(r["errors"] == 0 and r["non_200"] == 0 for r in out["runs"])

@@ -154,12 +154,59 @@ def test_own_events_make_the_stored_list_stale_answered_then_refreshed(small_sto
         assert reads["reads"]["stale"] == 1 and reads["marked_stale"] >= 1  # content:u7 is still marked
 
 
+def test_refreshed_by_the_job_the_api_answers_stale_until_then(small_store: Path, precomputed) -> None:
+    """``BELONG_PRECOMPUTED_REFRESH=job``: the API answers a stale list without running the live path (no run shares
+    its core); ``belong candidates precompute --stale`` refreshes exactly the marked people, dated when it read the
+    state, and spends their marks."""
+    out, version, prefix, _job, client = precomputed
+    user = "u10"
+    key = f"{prefix}{version}:communities:{user}"
+    stale_key = f"{prefix}{version}:stale"
+    env = {"BELONG_BUDGET_SOURCES_MS": "30000", "BELONG_READ_AUTH": "false", "BELONG_PRECOMPUTED_REDIS": REDIS_URL,
+           "BELONG_PRECOMPUTED_PREFIX": prefix, "BELONG_CACHE_USERS": "1", "BELONG_PRECOMPUTED_REFRESH": "job"}
+
+    def get(u: str) -> dict:
+        r = c.get("/v1/recommendations/communities", params={"user_id": u, "k": 10}, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    with run_server(small_store, env, "--models", str(out)) as (base, _), httpx.Client(base_url=base) as c:
+        assert get(user)["cache"] == "precomputed"
+        made_at = decode(client.get(key))[0]
+        r = c.post("/v1/events", headers=auth(WRITE_KEY), json={"events": [
+            {"event_id": f"pc-accept-{secrets.token_hex(4)}", "ts": "2026-11-01T12:00:00Z", "type": "friend_accept",
+             "actor": user, "target": "u13"}]})
+        assert r.status_code == 202, r.text
+        get("u11")  # evicts u10
+        stale = get(user)
+        assert stale["cache"] == "stale" and not stale["degraded"] and stale["items"]
+        time.sleep(0.5)
+        assert decode(client.get(key))[0] == made_at  # nobody refreshed it in the API
+        job = subprocess.run([BELONG, "candidates", "precompute", "--store", str(small_store), "--models", str(out),
+                              "--redis", REDIS_URL, "--prefix", prefix, "--surface", "communities", "--stale",
+                              "--json"], capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        assert job.returncode == 0, job.stderr[-2000:]
+        meta = json.loads(job.stdout)
+        # both people of the friendship (and any person an earlier test of this module marked)
+        assert meta["scope"] == "the lists marked stale" and meta["users"] >= 2
+        assert decode(client.get(key))[0] == meta["state_read_at"] > made_at
+        assert client.zcard(stale_key) == 0
+        get("u11")
+        assert get(user)["cache"] == "precomputed"
+        bad = subprocess.run([BELONG, "candidates", "precompute", "--store", str(small_store), "--models", str(out),
+                              "--redis", REDIS_URL, "--prefix", prefix, "--stale", "--limit", "3"],
+                             capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and "stale" in bad.stderr
+
+
 def test_stale_marks_are_read_back_by_a_new_process(redis_url: str) -> None:
     """A process that starts after the events (a restarted replica) reads the marks from Redis; a list made after
     its mark is fresh."""
     import redis
 
     from belong.domain import Event, EventType, Surface, TargetKind
+    from belong.errors import ValidationError
     from belong.serve.precomputed import PrecomputedLists, _encode
 
     client = redis.Redis.from_url(redis_url)
@@ -182,6 +229,8 @@ def test_stale_marks_are_read_back_by_a_new_process(redis_url: str) -> None:
         assert fresh is not None and fresh.created == -math.inf and two.counts["stale"] == 1
         client.set(one.key("v1", Surface.COMMUNITIES, "a"), _encode(time.time() + 1, rows))  # the job made it again
         assert two.entry("v1", Surface.COMMUNITIES, "a").created > 0
+        with pytest.raises(ValidationError, match="BELONG_PRECOMPUTED_REFRESH"):
+            PrecomputedLists.from_env({"BELONG_PRECOMPUTED_REDIS": redis_url, "BELONG_PRECOMPUTED_REFRESH": "later"})
     finally:
         for k in client.scan_iter(f"{prefix}*"):
             client.delete(k)

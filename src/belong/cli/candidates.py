@@ -34,6 +34,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         limit: int = typer.Option(None, "--limit", min=1, help="Only the first N active people."),
         users_file: Path = typer.Option(None, "--users-file", help="Only the people named in this file, one id a "
                                         "line (the day's active people, say); each must be an active person."),
+        stale: bool = typer.Option(False, "--stale", help="Only the lists marked stale by their people's own events "
+                                   "(the API's BELONG_PRECOMPUTED_REFRESH=job: run it on a schedule, the freshness "
+                                   "bound); their marks are spent once the lists are stored."),
         as_json: bool = typer.Option(False, "--json", help="Print the job's figures as one JSON object."),
         engine: str = typer.Option("inprocess", "--engine", help="inprocess (default) or ray: a Ray Data pipeline "
                                    "over blocks of people (belong.batch)."),
@@ -67,6 +70,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             if not people:
                 raise ValidationError("users-file", f"{users_file} names nobody")
         eng = parse_engine(engine, ray_workers, ray_address)
+        if stale and (eng.is_ray or people is not None or limit is not None):
+            raise ValidationError("stale", "--stale refreshes the marked lists in process: not with --engine ray, "
+                                  "--users-file or --limit")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err) as bar:
             task = bar.add_task("candidate lists", total=None)
@@ -81,7 +87,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                               users=people, progress=on_progress)
             else:
                 meta = precompute(spec, url, models_dir=models, prefix=prefix, surfaces=surfaces, limit=limit,
-                                  users=people, progress=on_progress)
+                                  users=people, progress=on_progress, stale=stale)
         if as_json:
             typer.echo(orjson.dumps(meta).decode())
         else:

@@ -133,6 +133,8 @@ class Entry:
     #: the user's and the item's stored rows they were computed from (reused only while both are unchanged)
     feature_rows: dict[str, tuple[tuple[int, int], dict]] = field(default_factory=dict)
     serialized: Serialized | None = None
+    #: a stored list made before the person's own events (:mod:`belong.serve.precomputed`): answered as stale
+    stale: bool = False
 
     @classmethod
     def of(cls, version: str, made: Candidates) -> Entry:

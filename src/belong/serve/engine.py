@@ -274,9 +274,10 @@ class Engine:
                 and (entry := await self.precomputed.entry_async(*key)) is not None:
             self.cache.put(request.surface, request.user_id, entry)  # the stored list, as a cache entry
             ctx.cache = "precomputed"
-            if entry.created == -math.inf:  # made before the person's own events: answered, and refreshed
+            if entry.stale:  # made before the person's own events: answered, and refreshed (here, or by the job)
                 ctx.cache = "stale"
-                self._start_run(ctx)
+                if entry.created == -math.inf:
+                    self._start_run(ctx)
             ctx.ranked, ctx.entry = entry.ranked, entry  # type: ignore[assignment]
             ctx.stages["sources"] = (time.perf_counter() - t0) * 1e3
             return

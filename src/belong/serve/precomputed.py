@@ -14,16 +14,18 @@ lists in Redis, versioned with the model; the API's cold path reads a stored lis
   cache invalidates: :func:`stale_lists`), recorded in the process and in ``PREFIX<version>:stale`` (a sorted set,
   member ``surface:user``, score the time marked; read once per version on the first read, so a restarted replica
   knows them too). A list made before its mark is stale: it answers at once, the live rules removing what the event
-  made wrong (the joined community, the blocked person), while a background run of the live path refreshes it and
-  writes it back (:meth:`PrecomputedLists.put`), as the in-process cache serves a stale list while it is
-  revalidated. A list made after its mark (by the job, or a refresh) is fresh again. Before, the event deleted the
-  list and the person's next request waited for the live path: at 1M, 14% of the cold path's samples.
+  made wrong (the joined community, the blocked person), and is refreshed as ``BELONG_PRECOMPUTED_REFRESH`` says
+  (:data:`REFRESH_MODES`): ``inline`` (default), a background run of the live path writes it back
+  (:meth:`PrecomputedLists.put`), as the in-process cache serves a stale list while it is revalidated; ``job``,
+  ``belong candidates precompute --stale`` on a schedule. A list made after its mark is fresh again. Before, the
+  event deleted the list and the person's next request waited for the live path: at 1M, 14% of the cold path's
+  samples.
 * Freshness is reported: ``belong_precomputed_total{result}`` (hit / stale / miss / expired / error) and the age
   of each list served (``belong_precomputed_age_seconds``) in ``/metrics``; :meth:`PrecomputedLists.report` in
   ``/readyz`` (with the lists marked stale and not yet refreshed).
 
 Environment: ``BELONG_PRECOMPUTED_REDIS`` (unset: off), ``BELONG_PRECOMPUTED_PREFIX`` (default
-``belong:candidates:``), ``BELONG_PRECOMPUTED_MAX_AGE_S``.
+``belong:candidates:``), ``BELONG_PRECOMPUTED_MAX_AGE_S``, ``BELONG_PRECOMPUTED_REFRESH`` (``inline`` or ``job``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ DEFAULT_PREFIX = "belong:candidates:"
 DEFAULT_MAX_AGE_S = 86_400.0
 _AGE_BUCKETS = (1, 10, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400)
 _PAIR = (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE)
+#: ``BELONG_PRECOMPUTED_REFRESH``: who refreshes a stale stored list. ``inline``: the API, a background run of the
+#: live path on its first read (self-sufficient; the run shares the event loop's core and GIL: at 1M each is 37 ms
+#: median, 146 ms at worst, and the requests meanwhile wait). ``job``: ``belong candidates precompute --stale``, on
+#: its schedule (the freshness bound); the API answers the stale list with the live rules until then
+REFRESH_MODES = ("inline", "job")
 
 
 def _encode(made_at: float, rows: tuple) -> bytes:
@@ -247,8 +254,13 @@ class PrecomputedLists:
     """Stored candidate lists in Redis (see the module docstring)."""
 
     def __init__(self, client: Any, prefix: str = DEFAULT_PREFIX, max_age_s: float = DEFAULT_MAX_AGE_S,
-                 registry: CollectorRegistry | None = None, getter: AsyncGetter | None = None) -> None:
+                 registry: CollectorRegistry | None = None, getter: AsyncGetter | None = None,
+                 refresh: str = "inline") -> None:
+        if refresh not in REFRESH_MODES:
+            raise ValidationError("BELONG_PRECOMPUTED_REFRESH", f"must be one of {', '.join(REFRESH_MODES)}, got "
+                                  f"{refresh!r}")
         self.client = client
+        self.refresh = refresh  # who refreshes a stale list: see REFRESH_MODES
         self.getter = getter  # the cold path's non-blocking reads (None: the synchronous client's)
         self.prefix = prefix
         self.max_age_s = max_age_s
@@ -265,11 +277,11 @@ class PrecomputedLists:
 
     @classmethod
     def open(cls, url: str, prefix: str = DEFAULT_PREFIX, max_age_s: float = DEFAULT_MAX_AGE_S,
-             registry: CollectorRegistry | None = None) -> PrecomputedLists:
+             registry: CollectorRegistry | None = None, refresh: str = "inline") -> PrecomputedLists:
         import redis
 
         return cls(redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=1.0), prefix, max_age_s,
-                   registry, AsyncGetter(url, timeout_s=0.05) if supports(url) else None)
+                   registry, AsyncGetter(url, timeout_s=0.05) if supports(url) else None, refresh)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None,
@@ -286,7 +298,8 @@ class PrecomputedLists:
             raise ValidationError("BELONG_PRECOMPUTED_MAX_AGE_S", f"must be a number of seconds, got {raw!r}") from None
         if max_age <= 0:
             raise ValidationError("BELONG_PRECOMPUTED_MAX_AGE_S", f"must be > 0, got {raw!r}")
-        return cls.open(url, env.get("BELONG_PRECOMPUTED_PREFIX") or DEFAULT_PREFIX, max_age, registry)
+        return cls.open(url, env.get("BELONG_PRECOMPUTED_PREFIX") or DEFAULT_PREFIX, max_age, registry,
+                        env.get("BELONG_PRECOMPUTED_REFRESH") or "inline")
 
     def key(self, version: str, surface: Surface, user: str) -> str:
         return f"{self.prefix}{version}:{SURFACE_NAME[surface]}:{user}"
@@ -361,8 +374,11 @@ class PrecomputedLists:
         if gone:
             packed = Packed([])
             packed.rows = tuple(r for r in stored.rows if r[0] not in gone)
-        # a stale list is a cache entry already past its time: the engine answers with it and refreshes it
-        return Entry(version, -math.inf if stale else time.monotonic(), packed)
+        # refreshed here: a stale list is a cache entry already past its time (the engine answers with it and runs
+        # the live path in the background); refreshed by the job: an ordinary entry, marked stale
+        out = Entry(version, -math.inf if stale and self.refresh == "inline" else time.monotonic(), packed)
+        out.stale = stale
+        return out
 
     def put(self, version: str, surface: Surface, user: str, made: Candidates, made_at: float | None = None) -> None:
         """Store a live run's list (a refresh after the person's own events); failures only log. ``made_at``: when
@@ -435,11 +451,14 @@ class PrecomputedLists:
 def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | None = None,
                prefix: str = DEFAULT_PREFIX, surfaces: list[Surface] | None = None, limit: int | None = None,
                depth: int = 200, batch: int = 500, users: Iterable[str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+               progress: Callable[[int, int], None] | None = None, stale: bool = False) -> dict[str, Any]:
     """Run the candidate stage of each surface of the newest artifact for every user of the store and store the
     lists; returns the job's figures (also stored as ``PREFIX<version>:meta``).
 
     ``users``: only these people (the day's active ones, say; each must be a known, active person of the store).
+    ``stale``: only the people with a list marked stale by their own events (the refresh of
+    ``BELONG_PRECOMPUTED_REFRESH=job``); their marks are spent once the lists are stored. Every list is dated when the
+    state was read, so an event that comes after leaves the person's list stale.
     The state is read from the snapshot beside the artifacts when there is one (as ``belong serve --models``
     starts), else from the whole log."""
     import redis
@@ -452,12 +471,22 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
     if not known:
         raise ValidationError("models", f"no belong train artifact under {models} (the lists are versioned with the "
                               "model the API serves: run belong train first)")
+    if stale and users is not None:
+        raise ValidationError("stale", "give the people named or --stale, not both")
+    # every list is dated when the state was read: an event marked after that (not in this state) leaves it stale
+    state_read_at = time.time()
     t0 = time.perf_counter()
     model = load_version(store, models / known[-1], None, snapshot=snapshot_dir(models))
     load_s = time.perf_counter() - t0
     state = model.state
     active = [u for u, status in zip(state.users.ids, state.users.status, strict=True)
               if status == EntityStatus.ACTIVE.value]  # every active person
+    client = redis.Redis.from_url(redis_url)
+    lists = PrecomputedLists(client, prefix)
+    if stale:  # the people whose own events (folded into the state just read) marked a list of theirs
+        known_active = set(active)
+        marked: list[bytes] = client.zrangebyscore(lists.stale_key(model.version), "-inf", state_read_at)  # type: ignore[assignment]
+        users = [u for u in dict.fromkeys(bytes(m).decode().partition(":")[2] for m in marked) if u in known_active]
     if users is not None:
         wanted = list(dict.fromkeys(users))
         known_active = set(active)
@@ -466,8 +495,6 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
         active = wanted
     people = active[:limit] if limit is not None else active
     chosen = surfaces or list(model.pipelines)
-    client = redis.Redis.from_url(redis_url)
-    lists = PrecomputedLists(client, prefix)
     total, done, t1, c1 = len(people) * len(chosen), 0, time.perf_counter(), time.process_time()
     per_surface: dict[str, float] = {}
     for surface in chosen:
@@ -476,7 +503,7 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
         pipe = client.pipeline(transaction=False)
         for user in people:
             made = pipeline.candidates(Request(user, surface, k=20), depth=depth)
-            pipe.set(lists.key(model.version, surface, user), _encode(time.time(), Packed(made.ranked).rows))
+            pipe.set(lists.key(model.version, surface, user), _encode(state_read_at, Packed(made.ranked).rows))
             done += 1
             if done % batch == 0:
                 pipe.execute()
@@ -487,10 +514,13 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
     if progress:
         progress(done, total)
     run_s = time.perf_counter() - t1
+    if stale:  # spent: a mark made since (a newer event) scores above the state's time and stays
+        client.zremrangebyscore(lists.stale_key(model.version), "-inf", state_read_at)
     meta = {"version": model.version, "made_at": time.time(), "users": len(people),
             "surfaces": [SURFACE_NAME[s] for s in chosen], "lists": done, "load_seconds": round(load_s, 1),
             "seconds": round(run_s, 1), "cpu_seconds": round(time.process_time() - c1, 1),
             "seconds_per_surface": per_surface, "ms_per_list": round(run_s / max(done, 1) * 1e3, 3),
-            "scope": "every active person" if users is None else "the people named"}
+            "scope": "the lists marked stale" if stale else "every active person" if users is None
+            else "the people named", "state_read_at": state_read_at}
     client.set(f"{prefix}{model.version}:meta", orjson.dumps(meta))
     return meta
