@@ -605,8 +605,8 @@ class Pipeline:
             reasons = {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
         by_rank = getattr(self.scorer, "rank_contributions", None)  # the same weights, from the ranks at hand
         contrib = getattr(self.scorer, "contributions", None)
-        if by_rank is not None or contrib:
-            weight = by_rank(reasons) if by_rank is not None else contrib(m)
+        weight = by_rank(reasons) if by_rank is not None else contrib(m) if contrib is not None else None
+        if weight is not None:
             # by (-weight, source): sorted by name, then stably by weight (reverse keeps ties in name order)
             order = tuple(sorted(sorted(reasons), key=weight.__getitem__, reverse=True))
         else:  # by rank: the order of the weights -rank
