@@ -24,11 +24,13 @@ def test_bench_serve_json_on_a_tiny_world(redis_url: str, tmp_path: Path) -> Non
     assert out["model"]["artifact"] == "trained" and "LightGBM" in out["model"]["surface"]
     assert all(r["errors"] == 0 and r["degraded"] == 0 for r in out["runs"])
     assert all(r.get("server_cpu_ms_per_request", 0) > 0 for r in out["runs"] + out["bare_runs"])
-    assert {"rules", "select", "hydrate", "features", "respond"} <= set(out["stage_ms_mean_under_load"])
+    stages = set(out["stage_ms_mean_under_load"])
+    # the load sends no admin key: its answers show no feature rows, so none reads them (engine.py)
+    assert {"rules", "select", "hydrate", "respond"} <= stages and "features" not in stages
     assert out["payload_bytes"] > 0 and out["world"]["users"] == 600
     assert out["feature_rows"] == "exact"  # the server's rows are invalidated by Redis (CLIENT TRACKING)
-    rows = out["feature_row_lookups"]
-    assert rows["user"]["hit"] > 0 and rows["community"]["hit"] > rows["community"]["miss"]
+    rows = out["feature_row_lookups"]  # public answers read no rows (the row cache serves admin answers only)
+    assert all(n == 0 for by_result in rows.values() for n in by_result.values())
 
 
 def test_the_bench_retrains_an_artifact_of_another_feature_set(tmp_path) -> None:
