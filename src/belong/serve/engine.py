@@ -9,7 +9,8 @@ stage                 what
                       ``budget_sources_ms`` (over budget or failing: the model's popular list, degraded; concurrent
                       misses of one user share one run, which fills the cache); before that run, a list stored by
                       ``belong candidates precompute`` when configured (:mod:`belong.serve.precomputed`; one
-                      made before the person's own events answers stale while a background run refreshes it)
+                      made before the person's own events answers stale while it is refreshed: here, in the
+                      background, or by the job: ``BELONG_PRECOMPUTED_REFRESH``)
 ``read_features``     an admin's answer only (the one that shows feature rows): the online-feature read of the
                       list's head is *sent* (:meth:`FeatureReader.start`)
 ``finish``            :meth:`Pipeline.finish <belong.pipeline.pipeline.Pipeline.finish>`: live rules, selection,

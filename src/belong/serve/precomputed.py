@@ -17,7 +17,9 @@ lists in Redis, versioned with the model; the API's cold path reads a stored lis
   made wrong (the joined community, the blocked person), and is refreshed as ``BELONG_PRECOMPUTED_REFRESH`` says
   (:data:`REFRESH_MODES`): ``inline`` (default), a background run of the live path writes it back
   (:meth:`PrecomputedLists.put`), as the in-process cache serves a stale list while it is revalidated; ``job``,
-  ``belong candidates precompute --stale`` on a schedule. A list made after its mark is fresh again. Before, the
+  ``belong candidates precompute --stale`` on a schedule (a list the process already holds is then kept until its
+  cache TTL, ``BELONG_CANDIDATE_TTL_S``: the freshness bound is the job's period plus that). A list made after its
+  mark is fresh again. Before, the
   event deleted the list and the person's next request waited for the live path: at 1M, 14% of the cold path's
   samples.
 * Freshness is reported: ``belong_precomputed_total{result}`` (hit / stale / miss / expired / error) and the age
