@@ -188,20 +188,27 @@ class CandidateCache:
             entry.ranked = Packed(entry.ranked).without(item_index)
 
     def on_event(self, event: Event, community_index: int | None, version: str) -> None:
-        """Invalidate what ``event`` changes; ``community_index`` is the joined community in ``version``."""
-        u = event.actor
-        t = event.type
-        if t is EventType.JOIN:
-            if community_index is not None:
-                self.remove_item(Surface.COMMUNITIES, u, community_index, version)
-            self.drop(Surface.CONTENT, u)  # a new community brings new content
-        elif t is EventType.LEAVE:
-            self.drop(Surface.COMMUNITIES, u)
-            self.drop(Surface.CONTENT, u)
-        elif t in (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE):
-            for who in (u, event.target):
-                for s in Surface:
-                    self.drop(s, who)
-        elif t is EventType.BLOCK:
-            for s in Surface:
-                self.drop(s, u)
+        """Invalidate what ``event`` changes (:func:`dropped_lists`); ``community_index`` is the joined community in
+        ``version``, removed from the joiner's list."""
+        if event.type is EventType.JOIN and community_index is not None:
+            self.remove_item(Surface.COMMUNITIES, event.actor, community_index, version)
+        for surface, user in dropped_lists(event):
+            self.drop(surface, user)
+
+
+def dropped_lists(event: Event) -> tuple[tuple[Surface, str], ...]:
+    """The lists ``(surface, person)`` that ``event`` makes stale: dropped from the in-process cache
+    (:meth:`CandidateCache.on_event`), marked stale among the stored ones (:mod:`belong.serve.precomputed`). A join
+    leaves the joiner's communities list standing (the joined community is removed from it, and the live rules
+    remove it anyway) but not their content (a new community brings new content); a leave changes both; a
+    friendship change every list of both people; a block every list of the blocker."""
+    t, u = event.type, event.actor
+    if t is EventType.JOIN:
+        return ((Surface.CONTENT, u),)
+    if t is EventType.LEAVE:
+        return ((Surface.COMMUNITIES, u), (Surface.CONTENT, u))
+    if t in (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE):
+        return tuple((s, who) for who in (u, event.target) for s in Surface)
+    if t is EventType.BLOCK:
+        return tuple((s, u) for s in Surface)
+    return ()

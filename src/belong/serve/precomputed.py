@@ -10,18 +10,17 @@ lists in Redis, versioned with the model; the API's cold path reads a stored lis
   explanations need) are parsed, the rest when something asks for them (docs/SCALING.md: parsing all 200 rows was
   most of the cold path's CPU); a list older than ``BELONG_PRECOMPUTED_MAX_AGE_S`` (default 86400) or of another
   version is not used (the live path runs).
-* A person's own events make their stored lists *stale* (:meth:`PrecomputedLists.mark_stale`, as the in-process
-  cache invalidates: :func:`stale_lists`), recorded in the process and in ``PREFIX<version>:stale`` (a sorted set,
-  member ``surface:user``, score the time marked; read once per version on the first read, so a restarted replica
-  knows them too). A list made before its mark is stale: it answers at once, the live rules removing what the event
-  made wrong (the joined community, the blocked person), and is refreshed as ``BELONG_PRECOMPUTED_REFRESH`` says
+* A person's own events make their stored lists *stale* (:meth:`PrecomputedLists.mark_stale`, as the in-process cache
+  invalidates: :func:`~belong.serve.cache.dropped_lists`), recorded in the process and in ``PREFIX<version>:stale`` (a
+  sorted set, member ``surface:user``, score the time marked; read once per version on the first read, so a restarted
+  replica knows them too). A list made before its mark is stale: it answers at once, the live rules removing what the
+  event made wrong (the joined community, the blocked person), and is refreshed as ``BELONG_PRECOMPUTED_REFRESH`` says
   (:data:`REFRESH_MODES`): ``inline`` (default), a background run of the live path writes it back
   (:meth:`PrecomputedLists.put`), as the in-process cache serves a stale list while it is revalidated; ``job``,
   ``belong candidates precompute --stale`` on a schedule (a list the process already holds is then kept until its
   cache TTL, ``BELONG_CANDIDATE_TTL_S``: the freshness bound is the job's period plus that). A list made after its
-  mark is fresh again. Before, the
-  event deleted the list and the person's next request waited for the live path: at 1M, 14% of the cold path's
-  samples.
+  mark is fresh again. Before, the event deleted the list and the person's next request waited for the live path: at
+  1M, 14% of the cold path's samples.
 * Freshness is reported: ``belong_precomputed_total{result}`` (hit / stale / miss / expired / error) and the age
   of each list served (``belong_precomputed_age_seconds``) in ``/metrics``; :meth:`PrecomputedLists.report` in
   ``/readyz`` (with the lists marked stale and not yet refreshed).
@@ -45,17 +44,16 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from belong.domain import SURFACE_NAME, EntityStatus, Event, EventType, Surface
+from belong.domain import SURFACE_NAME, EntityStatus, Event, Surface
 from belong.errors import ValidationError
 from belong.pipeline.types import Candidates, Merged, PackedMerged, Request
-from belong.serve.cache import UNEXPLAINED, Entry, Packed, _unpack_one
+from belong.serve.cache import UNEXPLAINED, Entry, Packed, _unpack_one, dropped_lists
 from belong.serve.redis_get import AsyncGetter, supports
 
 log = logging.getLogger("belong.serve.precomputed")
 DEFAULT_PREFIX = "belong:candidates:"
 DEFAULT_MAX_AGE_S = 86_400.0
 _AGE_BUCKETS = (1, 10, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400)
-_PAIR = (EventType.FRIEND_ACCEPT, EventType.FRIEND_REMOVE)
 #: ``BELONG_PRECOMPUTED_REFRESH``: who refreshes a stale stored list. ``inline``: the API, a background run of the
 #: live path on its first read (self-sufficient; the run shares the event loop's core and GIL: at 1M each is 37 ms
 #: median, 146 ms at worst, and the requests meanwhile wait). ``job``: ``belong candidates precompute --stale``, on
@@ -234,24 +232,6 @@ class StoredList(Packed):
         return None if i is None else {h[0]: (h[1], h[3]) for h in self._light[i][2]}
 
 
-def stale_lists(event: Event) -> tuple[tuple[Surface, str], ...]:
-    """The stored lists ``(surface, person)`` that ``event`` makes stale, as the in-process cache invalidates
-    (:meth:`CandidateCache.on_event <belong.serve.cache.CandidateCache.on_event>`): a join leaves the joiner's
-    communities list standing (the live rules remove the joined community) but not their content (a new community
-    brings new content); a leave changes both; a friendship change every list of both people; a block every list
-    of the blocker."""
-    t, u = event.type, event.actor
-    if t is EventType.JOIN:
-        return ((Surface.CONTENT, u),)
-    if t is EventType.LEAVE:
-        return ((Surface.COMMUNITIES, u), (Surface.CONTENT, u))
-    if t in _PAIR and event.target:
-        return tuple((s, who) for who in (u, event.target) for s in Surface)
-    if t is EventType.BLOCK:
-        return tuple((s, u) for s in Surface)
-    return ()
-
-
 class PrecomputedLists:
     """Stored candidate lists in Redis (see the module docstring)."""
 
@@ -400,12 +380,13 @@ class PrecomputedLists:
                 log.warning("stale mark not removed: %s", exc)
 
     def mark_stale(self, events: Iterable[Event], version: str) -> int:
-        """Mark the stored lists that ``events`` make stale (:func:`stale_lists`), here and in Redis; how many."""
+        """Mark the stored lists that ``events`` make stale (:func:`~belong.serve.cache.dropped_lists`), here and in
+        Redis; how many."""
         now = time.time()
         marks = self._marks(version)
         named: dict[str, float] = {}
         for e in events:
-            for surface, user in stale_lists(e):
+            for surface, user in dropped_lists(e):
                 marks[(surface, user)] = now
                 named[f"{SURFACE_NAME[surface]}:{user}"] = now
         if named:
