@@ -4,9 +4,9 @@ sweep reclaims, the thresholds given back, and the keeper inside a real server."
 from __future__ import annotations
 
 import asyncio
-import time
 import gc
 import re
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
