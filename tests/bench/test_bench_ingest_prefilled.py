@@ -33,3 +33,35 @@ def test_cli_prefilled_reports_empty_and_full_for_both_kinds_of_ids(
         assert fig["amortized_ratio"] > 0 and fig["amortized_cpu_ratio"] > 0
     with open_store(store) as st:
         assert st.count() == 4_000 + 2 * 262_144  # each kind of ids: its file, then topped up to a merge
+
+
+def test_cli_single_appends_go_into_both_stores_one_event_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    store = tmp_path / "full"
+    monkeypatch.setattr(sys, "argv", ["belong", "bench", "ingest-files", "--json", "--prefilled", str(store),
+                                      "--prefill", "3000", "--singles", "40", "--no-files"])
+    main()
+    out = orjson.loads(capsys.readouterr().out)
+    single = out["single"]
+    assert single["appends"] == 40 and single["store"] == str(store) and "ids" not in out  # no file part
+    assert single["empty"]["stored_before"] == 0 and single["prefilled"]["stored_before"] == 3_000
+    for name in ("empty", "prefilled"):
+        for key in ("wall_ms", "cpu_ms"):
+            q = single[name][key]
+            assert 0 < q["p50"] <= q["p99"] <= q["max"] and q["mean"] > 0
+    assert single["ratio"] > 0 and single["cpu_ratio"] > 0 and single["p50_ratio"] > 0
+    with open_store(store) as st:
+        assert st.count() == 3_000 + 40  # each timed append stored exactly its one event
+
+
+@pytest.mark.parametrize("args", [["--singles", "5"], ["--no-files"],
+                                  ["--prefilled", "X", "--no-files"]])
+def test_cli_single_appends_refuse_what_cannot_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, args: list[str]) -> None:
+    args = [str(tmp_path / "x") if a == "X" else a for a in args]
+    monkeypatch.setattr(sys, "argv", ["belong", "bench", "ingest-files", "--json", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--prefilled" in err or "--singles" in err

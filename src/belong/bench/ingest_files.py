@@ -160,3 +160,55 @@ def bench_prefilled(rows: int, prefilled: Path, seed: int = 0, chunk_rows: int =
                                                    / full["amortized_rows_per_cpu_s"], 2)
             out["ids"][ids] = fig
     return out
+
+
+def _single_events(n: int, seed: int) -> list[Any]:
+    """``n`` synthetic events as the API's ``POST /v1/events`` parses them (:func:`belong.domain.parse_event`)."""
+    import datetime as dt
+
+    from belong.domain import parse_event
+
+    out = []
+    for row in synthetic_events(n, seed=seed).to_pylist():
+        ts = dt.datetime.fromtimestamp(row.pop("ts_us") / 1e6, tz=dt.UTC).isoformat()
+        out.append(parse_event({"ts": ts, **{k: v for k, v in row.items() if v is not None}}))
+    return out
+
+
+def _quantiles_ms(xs: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(xs) * 1e3
+    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
+            "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+
+
+def bench_single_appends(prefilled: Path, n: int, seed: int = 0) -> dict[str, Any]:
+    """One-event appends, what ``POST /v1/events`` does per request: ``n`` into an empty store (the same-run
+    baseline) and ``n`` into ``prefilled`` (appended to: give a copy), interleaved one by one so that both see the
+    same machine load. Each append is its own durable transaction (the store's ``synchronous=FULL``); merges of the
+    new ids into the big id index run when due, as in the server, and land in the tail. ``ratio`` = prefilled
+    mean over empty mean (the issue's target: at most 2), wall and CPU."""
+    events = _single_events(2 * n, seed + 3 * 2**40)  # seeds no prefill used: new ids
+    walls: dict[str, list[float]] = {"empty": [], "prefilled": []}
+    cpus: dict[str, list[float]] = {"empty": [], "prefilled": []}
+    with tempfile.TemporaryDirectory(prefix="belong-bench-single-appends-") as tmp, \
+            open_store(Path(tmp) / "empty") as empty, open_store(prefilled, create=False) as full:
+        stores = {"empty": empty, "prefilled": full}
+        before = {k: st.position() for k, st in stores.items()}
+        for i in range(n):
+            for j, (name, st) in enumerate(stores.items() if i % 2 == 0 else reversed(stores.items())):
+                ev = events[2 * i + j]
+                res, secs, cpu = _timed(partial(st.append, [ev]))
+                if res.accepted != 1:
+                    raise RuntimeError(f"single append into the {name} store accepted {res.accepted}, not 1")
+                walls[name].append(secs)
+                cpus[name].append(cpu)
+    out: dict[str, Any] = {"appends": n, "store": str(prefilled)}
+    for name in walls:
+        out[name] = {"stored_before": before[name], "wall_ms": _quantiles_ms(walls[name]),
+                     "cpu_ms": _quantiles_ms(cpus[name])}
+    out["ratio"] = round(out["prefilled"]["wall_ms"]["mean"] / out["empty"]["wall_ms"]["mean"], 2)
+    out["cpu_ratio"] = round(out["prefilled"]["cpu_ms"]["mean"] / out["empty"]["cpu_ms"]["mean"], 2)
+    out["p50_ratio"] = round(out["prefilled"]["wall_ms"]["p50"] / out["empty"]["wall_ms"]["p50"], 2)
+    return out

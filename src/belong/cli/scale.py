@@ -125,13 +125,23 @@ def register_ingest(bench: typer.Typer) -> None:
                                     "the file's."),
         prefill_overlap: bool = typer.Option(False, help="With --prefill: the stored events' times in the same 30 "
                                              "days as the file's (the time index takes random inserts too)."),
+        singles: int = typer.Option(0, min=0, help="With --prefilled: first this many one-event appends (what POST "
+                                    "/v1/events does) into an empty store and into the pre-filled one, interleaved."),
+        files: bool = typer.Option(True, help="With --prefilled: the file ingest comparison (--no-files: the "
+                                   "one-event appends only)."),
         json_out: bool = typer.Option(False, "--json", help="Print only the JSON result on stdout."),
     ) -> None:
         """belong ingest of JSONL, CSV and Parquet into a fresh embedded store: rows/s with column-wise
         validation next to row-by-row validation (the same-run baseline) and the bare append. With --prefilled:
-        the same file into an empty store and into one with many events already (random and time-prefixed ids)."""
-        from belong.bench.ingest_files import bench_ingest_files, bench_prefilled, prefill_store
+        the same file into an empty store and into one with many events already (random and time-prefixed ids), and
+        with --singles N one-event appends into both."""
+        from belong.bench.ingest_files import bench_ingest_files, bench_prefilled, bench_single_appends, prefill_store
+        from belong.errors import ValidationError
 
+        if prefilled is None and (singles or not files):
+            raise ValidationError("singles", "--singles and --no-files need --prefilled")
+        if not singles and not files:
+            raise ValidationError("files", "--no-files needs --singles N (nothing to measure)")
         if prefilled is None:
             result = bench_ingest_files(rows, seed, chunk_rows)
         else:
@@ -143,7 +153,11 @@ def register_ingest(bench: typer.Typer) -> None:
                     task = bar.add_task("prefill", total=prefill)
                     fill = prefill_store(prefilled, prefill, seed, overlap=prefill_overlap,
                                          on_step=lambda done, total: bar.update(task, completed=done))
-            result = bench_prefilled(rows, prefilled, seed, chunk_rows)
+            result = {"prefilled": str(prefilled)}
+            if singles:
+                result["single"] = bench_single_appends(prefilled, singles, seed)
+            if files:
+                result.update(bench_prefilled(rows, prefilled, seed, chunk_rows))
             if fill is not None:
                 result["prefill"] = fill
         typer.echo(orjson.dumps(result, option=0 if json_out else orjson.OPT_INDENT_2).decode())
