@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 
 from belong.domain import Surface
 from belong.serve import dashboard, errors, experiment_routes, replica, routes
+from belong.serve.fastpath import FastRecommendations
 from belong.serve.guard import Guard, document_guard
 from belong.serve.openapi_links import add_links
 from belong.serve.service import Service
@@ -70,6 +71,8 @@ def create_app(
     routes.install(app)
     experiment_routes.install(app)
     dashboard.install(app)  # /dashboard: docs/DASHBOARD.md
+    if svc.settings.fast_route:  # the hot route without the framework's layers, inside the guard
+        app.add_middleware(FastRecommendations, svc=svc)
     app.add_middleware(Guard, keys=svc.keys, settings=svc.settings)  # keys and limits before any body is read
 
     def openapi() -> dict[str, Any]:

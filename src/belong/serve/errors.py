@@ -65,28 +65,14 @@ def install(app: FastAPI, svc: Service) -> None:
         return error(422, "validation", f"{field}: {first.get('msg', 'invalid')}", field, str(first.get("msg")))
 
     @app.exception_handler(ValidationError)
-    async def _invalid(_: Request, exc: ValidationError) -> Response:
-        return error(422, "validation", str(exc), exc.field, exc.reason)
-
     @app.exception_handler(UnknownIdError)
-    async def _unknown(_: Request, exc: UnknownIdError) -> Response:
-        return error(404, "not_found", str(exc), exc.kind, "is not known to the active model")
-
     @app.exception_handler(AuthError)
-    async def _auth(_: Request, exc: AuthError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        kind = "unauthorized" if exc.status == 401 else "forbidden"
-        return error(exc.status, kind, exc.message, headers=headers)
-
     @app.exception_handler(NotReady)
-    async def _not_ready(_: Request, exc: NotReady) -> Response:
-        msg = svc.startup_error or "the first model version is still being built; retry shortly"
-        return error(503, "not_ready", msg, headers={"Retry-After": "5"})
-
     @app.exception_handler(StoreError)
-    async def _store_down(_: Request, exc: StoreError) -> Response:
-        svc.metrics.errors.labels("event_log").inc()
-        return error(503, "unavailable", f"the event log is unavailable: {exc}", headers={"Retry-After": "1"})
+    async def _known(_: Request, exc: Exception) -> Response:
+        out = answer(exc, svc)
+        assert out is not None  # registered for exactly the exceptions answer() maps
+        return out
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -98,6 +84,32 @@ def install(app: FastAPI, svc: Service) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
-        svc.metrics.errors.labels(f"unexpected:{type(exc).__name__}").inc()
-        log.exception("unexpected error")
-        return error(500, "internal", "unexpected server error (logged)")
+        return unexpected(exc, svc)
+
+
+def answer(exc: BaseException, svc: Service) -> Response | None:
+    """The answer to an exception a route may raise on purpose (bad input, unknown id, keys, not ready, event log
+    down), or None for any other: one mapping for the app's handlers and the hot route's fast path
+    (:mod:`belong.serve.fastpath`)."""
+    if isinstance(exc, ValidationError):
+        return error(422, "validation", str(exc), exc.field, exc.reason)
+    if isinstance(exc, UnknownIdError):
+        return error(404, "not_found", str(exc), exc.kind, "is not known to the active model")
+    if isinstance(exc, AuthError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        kind = "unauthorized" if exc.status == 401 else "forbidden"
+        return error(exc.status, kind, exc.message, headers=headers)
+    if isinstance(exc, NotReady):
+        msg = svc.startup_error or "the first model version is still being built; retry shortly"
+        return error(503, "not_ready", msg, headers={"Retry-After": "5"})
+    if isinstance(exc, StoreError):
+        svc.metrics.errors.labels("event_log").inc()
+        return error(503, "unavailable", f"the event log is unavailable: {exc}", headers={"Retry-After": "1"})
+    return None
+
+
+def unexpected(exc: BaseException, svc: Service) -> Response:
+    """An exception nothing expected: counted, logged with its traceback, answered 500 without one."""
+    svc.metrics.errors.labels(f"unexpected:{type(exc).__name__}").inc()
+    log.exception("unexpected error", exc_info=exc)
+    return error(500, "internal", "unexpected server error (logged)")

@@ -158,6 +158,7 @@ class ServeSettings:
     use_snapshot: bool = True
     gc_auto_full: bool = False
     gc_sweep_s: float = 0.0
+    fast_route: bool = True  # GET /v1/recommendations/{surface} answered below the framework (serve/fastpath.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServeSettings:
@@ -182,6 +183,7 @@ class ServeSettings:
             use_snapshot=_flag(env, "BELONG_SNAPSHOT", True),
             gc_auto_full=_flag(env, "BELONG_GC_AUTO_FULL"),
             gc_sweep_s=_num(env, "BELONG_GC_SWEEP_S", 0.0),
+            fast_route=_flag(env, "BELONG_FAST_ROUTE", default=True),
             proxy_headers=_flag(env, "BELONG_PROXY_HEADERS"),
             read_keys=_keys(env.get("BELONG_API_KEYS_READ")),
             token_secret=env.get("BELONG_TOKEN_SECRET") or None,
