@@ -13,11 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import ADMIN_KEY, READ_KEY, WRITE_KEY
 from trust_world import settings
 
 from belong.serve.app import create_app
 from belong.serve.fastpath import FastRecommendations
+from serve_helpers import ADMIN_KEY, READ_KEY, WRITE_KEY
 
 
 def _ready(c: TestClient) -> TestClient:
