@@ -143,7 +143,7 @@ def register_ingest(bench: typer.Typer) -> None:
         if not singles and not files:
             raise ValidationError("files", "--no-files needs --singles N (nothing to measure)")
         if prefilled is None:
-            result = bench_ingest_files(rows, seed, chunk_rows)
+            result: dict = bench_ingest_files(rows, seed, chunk_rows)
         else:
             fill = None
             if prefill:
