@@ -3,13 +3,15 @@ lists in Redis, versioned with the model; the API's cold path reads a stored lis
 
 * ``belong candidates precompute --store S --redis URL`` (:func:`precompute`) loads the newest ``belong train``
   artifact of ``S/models`` (the version the API serves), runs each surface's candidate stage for every user and
-  writes ``PREFIX<version>:<surface>:<user>`` = JSON ``[made_at_unix_s, rows]`` (the rows of
-  :class:`~belong.serve.cache.Packed`: plain numbers and strings, no pickle), and ``PREFIX<version>:meta``.
+  writes ``PREFIX<version>:<surface>:<user>`` = the rows of :class:`~belong.serve.cache.Packed` and the time they
+  were made, in columns (:func:`_encode`: a JSON header, row offsets, three zlib sections of JSON; plain numbers and
+  strings, no pickle), and ``PREFIX<version>:meta``.
 * The API (``BELONG_PRECOMPUTED_REDIS=URL``) on a miss of its in-process cache reads the stored list
-  (:meth:`PrecomputedLists.entry`) as a :class:`StoredList`: only the rows a request reads (the head its rules and
-  explanations need) are parsed, the rest when something asks for them (docs/SCALING.md: parsing all 200 rows was
-  most of the cold path's CPU); a list older than ``BELONG_PRECOMPUTED_MAX_AGE_S`` (default 86400) or of another
-  version is not used (the live path runs).
+  (:meth:`PrecomputedLists.entry`) as a :class:`StoredListV2`: only the rows a request reads (the head its rules and
+  explanations need) are decompressed and parsed, as a few objects a row, the rest when something asks for them
+  (docs/SCALING.md: parsing all 200 rows was most of the cold path's CPU). Lists written before as one JSON
+  document (:func:`_encode_v1`) are read too (:class:`StoredList`). A list older than
+  ``BELONG_PRECOMPUTED_MAX_AGE_S`` (default 86400) or of another version is not used (the live path runs).
 * A person's own events make their stored lists *stale* (:meth:`PrecomputedLists.mark_stale`, as the in-process cache
   invalidates: :func:`~belong.serve.cache.dropped_lists`), recorded in the process and in ``PREFIX<version>:stale`` (a
   sorted set, member ``surface:user``, score the time marked; read once per version on the first read, so a restarted
@@ -35,18 +37,20 @@ import logging
 import math
 import os
 import re
+import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from belong.domain import SURFACE_NAME, EntityStatus, Event, Surface
 from belong.errors import ValidationError
-from belong.pipeline.types import Candidates, Merged, PackedMerged, Request
+from belong.pipeline.types import Candidates, Merged, PackedMerged, Reason, Request
 from belong.serve.cache import UNEXPLAINED, Entry, Packed, _unpack_one, dropped_lists
 from belong.serve.redis_get import AsyncGetter, supports
 
@@ -61,16 +65,69 @@ _AGE_BUCKETS = (1, 10, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400
 REFRESH_MODES = ("inline", "job")
 
 
-def _encode(made_at: float, rows: tuple) -> bytes:
-    """A stored list: the JSON of ``[made_at, rows]``, zlib-compressed at level 1. The rows repeat source names and
-    explanation strings: on a 100,000-person world a communities list went 80 KB -> 15 KB, people 41 -> 5.3 KB,
-    content 33 -> 5.9 KB, for 0.12-0.35 ms to compress in the batch job and 0.06-0.19 ms to read back on the cold
-    path (docs/SCALING.md)."""
+def _encode_v1(made_at: float, rows: tuple) -> bytes:
+    """A stored list as written before :func:`_encode` (still read: :class:`StoredList`): the JSON of ``[made_at,
+    rows]``, zlib-compressed at level 1. The rows repeat source names and explanation strings: on a 100,000-person
+    world a communities list went 80 KB -> 15 KB, people 41 -> 5.3 KB, content 33 -> 5.9 KB (docs/SCALING.md)."""
     return zlib.compress(orjson.dumps([made_at, rows], option=orjson.OPT_SERIALIZE_NUMPY), 1)
 
 
+#: the first bytes of a stored list in columns (:func:`_encode`): never the start of JSON (``[``) or of a zlib stream
+MAGIC = b"\x00BL2"
+_OPT = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _joined(parts: list[bytes]) -> tuple[bytes, bytes]:
+    """``parts`` joined by commas, and the offset of each part's start (little-endian int32, one more: the end plus
+    one), so that parts ``i:j`` are ``body[off[i]:off[j] - 1]`` without reading the others."""
+    off = np.zeros(len(parts) + 1, "<i4")
+    np.cumsum([len(p) + 1 for p in parts], out=off[1:])
+    return b",".join(parts), off.tobytes()
+
+
+def _encode(made_at: float, rows: tuple) -> bytes:
+    """A stored list (the rows of :class:`~belong.serve.cache.Packed`) in columns: :data:`MAGIC`, the header's
+    length (uint32), a JSON header ``[made_at, rows, names, len A, len B, len C]``, the row offsets of A and of B
+    (see :func:`_joined`), then three zlib sections:
+
+    * A, what rules, selection and hydration read: per row ``[item, score, [source, rank, score, ...], [feature,
+      value, ...]]``, sources and feature names as indices into ``names``;
+    * B, each row's reason texts, one per source (what explanations read);
+    * C, the reasons' data of every row (no answer reads it: :attr:`StoredListV2.rows` only).
+
+    A request decompresses and parses only the head it reads, as a few objects a row (the whole JSON row of
+    :func:`_encode_v1` made about sixty: names, texts and data repeated per row)."""
+    names: dict[str, int] = {}
+    a_rows: list[bytes] = []
+    b_rows: list[bytes] = []
+    data: list[list] = []
+    for item, score, hits, features in rows:
+        flat: list[Any] = []
+        for src, rank, cs, _text, _data in hits:
+            flat += (names.setdefault(src, len(names)), rank, cs)
+        feats: list[Any] = []
+        for name, value in features:
+            feats += (names.setdefault(name, len(names)), value)
+        a_rows.append(orjson.dumps([item, score, flat, feats], option=_OPT))
+        b_rows.append(orjson.dumps([h[3] for h in hits]))
+        data.append([h[4] for h in hits])
+    body_a, off_a = _joined(a_rows)
+    body_b, off_b = _joined(b_rows)
+    za, zb = zlib.compress(body_a, 1), zlib.compress(body_b, 1)
+    zc = zlib.compress(orjson.dumps(data, option=_OPT), 1)
+    head = orjson.dumps([made_at, len(a_rows), list(names), len(za), len(zb), len(zc)])
+    return b"".join((MAGIC, struct.pack("<I", len(head)), head, off_a, off_b, za, zb, zc))
+
+
 def decode(raw: bytes) -> list:
-    """``[made_at, rows]`` of a stored list; a value stored before compression (plain JSON) reads too."""
+    """``[made_at, rows]`` of a stored list, the rows as JSON lists (``[item, score, [[source, rank, score, text,
+    data], ...], [[name, value], ...]]``) whatever the writing: columns (:func:`_encode`), the JSON of
+    :func:`_encode_v1`, or that JSON uncompressed (stored before compression)."""
+    if raw[:4] == MAGIC:
+        lst = StoredListV2(raw)
+        return [lst.made_at, [[item, score, [[src, rank, cs, text, [list(kv) for kv in data]]
+                                              for src, rank, cs, text, data in hits], [list(f) for f in feats]]
+                              for item, score, hits, feats in lst.rows]]
     return orjson.loads(raw if raw[:1] == b"[" else zlib.decompress(raw))
 
 
@@ -232,6 +289,161 @@ class StoredList(Packed):
         return None if i is None else {h[0]: (h[1], h[3]) for h in self._light[i][2]}
 
 
+class _Section:
+    """One zlib section of a stored list in columns, decompressed only as far as it is read."""
+
+    __slots__ = ("_raw", "_z", "buf")
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._z: Any = None
+        self.buf = b""
+
+    def upto(self, size: int | None) -> bytes:
+        """The section with at least its first ``size`` bytes decompressed (None: all of them)."""
+        if size is not None and len(self.buf) >= size:
+            return self.buf
+        if self._z is None:
+            self._z = zlib.decompressobj()
+            self.buf = self._z.decompress(self._raw, size or 0)
+        while (size is None or len(self.buf) < size) and not self._z.eof:
+            more = self._z.decompress(self._z.unconsumed_tail, 0 if size is None else size - len(self.buf))
+            if not more and not self._z.unconsumed_tail:
+                raise ValueError("stored list: a truncated section")
+            self.buf += more
+        if size is not None and len(self.buf) < size:
+            raise ValueError("stored list: a section shorter than its offsets say")
+        return self.buf
+
+
+class FlatMerged(PackedMerged):
+    """A :class:`PackedMerged` over a row of a list in columns: its hits ``[source index, rank, score, ...]`` with
+    the list's ``names``, made into the packed form only when asked for (rules and selection seldom do)."""
+
+    __slots__ = ("_flat", "_names")
+
+    def __init__(self, item: int, flat: list, names: list[str], features: dict[str, float],  # noqa: D107
+                 reason: Reason) -> None:
+        self.item, self._flat, self._names, self.features, self._reason = item, flat, names, features, reason
+
+    @property  # a slot of PackedMerged, computed here
+    def _rows(self) -> tuple:  # type: ignore[override]
+        f, names = self._flat, self._names
+        return tuple([(names[f[i]], f[i + 1], f[i + 2]) for i in range(0, len(f), 3)])
+
+    def __reduce__(self) -> tuple:
+        return FlatMerged, (self.item, self._flat, self._names, self.features, self._reason)
+
+
+class StoredListV2(Packed):
+    """A stored list in columns (:func:`_encode`), read only as far as a request reads: the head's rows of section
+    A (what rules, selection and hydration read) when asked for (:meth:`light`, :meth:`head`), the reason texts of
+    the rows read so far from section B when an explanation asks (:meth:`reasons`), and everything, the reasons'
+    data too, only for :attr:`rows` and :meth:`full` (debug and why-not). Its length is in the header."""
+
+    __slots__ = ("made_at", "_n", "_names", "_raw", "_offs", "_a", "_b", "_c", "_light", "_index", "_texts",
+                 "_full")
+
+    def __init__(self, raw: bytes) -> None:  # noqa: D107 - see the class
+        if raw[:4] != MAGIC or len(raw) < 8:
+            raise ValueError("stored list: not a list in columns")
+        (size,) = struct.unpack_from("<I", raw, 4)
+        head = orjson.loads(raw[8:8 + size])
+        if not (isinstance(head, list) and len(head) == 6 and isinstance(head[0], (int, float))
+                and isinstance(head[1], int) and isinstance(head[2], list)):
+            raise ValueError("stored list: a damaged header")
+        self.made_at = float(head[0])
+        n = self._n = head[1]
+        self._names = head[2]
+        self._offs = 8 + size  # offsets of A, then of B
+        a0 = self._offs + 8 * (n + 1)
+        b0, c0 = a0 + head[3], a0 + head[3] + head[4]
+        if n < 0 or c0 + head[5] != len(raw):
+            raise ValueError("stored list: the sections' lengths do not add up")
+        self._raw = raw
+        self._a, self._b, self._c = _Section(raw[a0:b0]), _Section(raw[b0:c0]), _Section(raw[c0:])
+        self._light: list[list] = []  # rows of A parsed so far (from the first), as parsed
+        self._index: dict[int, int] = {}
+        self._texts: list[list[str]] = []  # rows' reason texts parsed so far (from the first)
+        self._full: tuple | None = None
+
+    def _parts(self, section: _Section, which: int, start: int, stop: int) -> list:
+        """Rows ``start:stop`` of section A (``which`` 0) or B (1), parsed by one ``orjson`` call."""
+        base = self._offs + 4 * (self._n + 1) * which
+        (a,) = struct.unpack_from("<i", self._raw, base + 4 * start)
+        (b,) = struct.unpack_from("<i", self._raw, base + 4 * stop)
+        rows = orjson.loads(b"[" + section.upto(b - 1)[a:b - 1] + b"]")
+        if len(rows) != stop - start:
+            raise ValueError("stored list: rows do not match their offsets")
+        return rows
+
+    def _parse(self, upto: int) -> None:
+        have = len(self._light)
+        upto = min(upto, self._n)
+        if upto <= have:
+            return
+        rows = self._parts(self._a, 0, have, upto)
+        index = self._index
+        for i, row in enumerate(rows, have):
+            index.setdefault(row[0], i)
+        self._light.extend(rows)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def light(self, start: int, stop: int) -> list[tuple]:
+        self._parse(stop)
+        names, unexplained = self._names, UNEXPLAINED
+        return [(FlatMerged(item, flat, names, {names[f[i]]: f[i + 1] for i in range(0, len(f), 2)}, unexplained),
+                 score) for item, score, flat, f in self._light[start:stop]]
+
+    def head(self, n: int) -> list[int]:
+        self._parse(n)
+        return [r[0] for r in self._light[:n]]
+
+    def _find(self, item: int) -> int | None:
+        i = self._index.get(item)
+        if i is None and len(self._light) < self._n:
+            self._parse(self._n)
+            i = self._index.get(item)
+        return i
+
+    def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
+        i = self._find(item)
+        if i is None:
+            return None
+        have = len(self._texts)
+        if i >= have:  # the texts of every row parsed so far (an answer explains rows of its head), at once
+            self._texts.extend(self._parts(self._b, 1, have, max(i + 1, len(self._light))))
+        f, names, texts = self._light[i][2], self._names, self._texts[i]
+        return {names[f[3 * j]]: (f[3 * j + 1], text) for j, text in enumerate(texts)}
+
+    @property
+    def rows(self) -> tuple:  # type: ignore[override]  # a slot of Packed, computed here (read-only)
+        if self._full is None:
+            self._parse(self._n)
+            names = self._names
+            texts = self._parts(self._b, 1, 0, self._n) if self._n else []
+            data = orjson.loads(self._c.upto(None))
+            if len(data) != self._n:
+                raise ValueError("stored list: sections of different lengths")
+            self._full = tuple(
+                (item, score, tuple((names[f[3 * j]], f[3 * j + 1], f[3 * j + 2], text, tuple(tuple(kv) for kv in d))
+                                    for j, (text, d) in enumerate(zip(t, ds, strict=True))),
+                 tuple((names[g[i]], g[i + 1]) for i in range(0, len(g), 2)))
+                for (item, score, f, g), t, ds in zip(self._light, texts, data, strict=True))
+        return self._full
+
+    def full(self, item: int) -> Merged | None:
+        i = self._find(item)
+        return None if i is None else _unpack_one(self.rows[i])[0]
+
+
+def stored_list(raw: bytes) -> StoredList | StoredListV2:
+    """A stored list read lazily, whichever writing it is in (columns, or the JSON of :func:`_encode_v1`)."""
+    return StoredListV2(raw) if raw[:4] == MAGIC else StoredList(raw)
+
+
 class PrecomputedLists:
     """Stored candidate lists in Redis (see the module docstring)."""
 
@@ -337,8 +549,8 @@ class PrecomputedLists:
             self._count("miss")
             return None
         try:
-            stored = StoredList(raw)
-        except (zlib.error, UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+            stored = stored_list(raw)
+        except (zlib.error, UnicodeDecodeError, ValueError, struct.error):  # JSONDecodeError is a ValueError
             self._count("error")  # a damaged value: the live path answers instead
             return None
         age = max(0.0, time.time() - stored.made_at)
