@@ -224,6 +224,32 @@ def test_other_writings_of_the_same_json_read_too() -> None:
             StoredList(bad).rows  # noqa: B018 - parsing is the point
 
 
+def test_explanations_made_when_stored_are_those_made_when_answering(model: ModelVersion) -> None:
+    """A list stored with the pipeline's explanations (what the job and the refresh write) answers with the very
+    explanations the live path makes, without making them; one stored without them makes them as before."""
+    pipe = model.pipelines[Surface.COMMUNITIES]
+    explained = 0
+    for request, raw in _stored(model, 30):
+        made_at, rows = decode(raw)
+        with_e = _encode(made_at, _rows(rows), pipe.explain)
+        assert decode(with_e) == decode(raw)  # the rows are the same
+        lazy, whole = StoredListV2(with_e), _whole(raw)
+        memo = ListMemo()
+        a = pipe.finish(request, lazy, memo=memo)
+        b = pipe.finish(request, whole, memo=ListMemo())
+        assert a.items == b.items  # sources, reasons and sentence of every item, as explain() makes them
+        for it in a.items:
+            stored = lazy.explained(it.index)
+            assert stored is not None and memo.explained[it.index] == stored
+            assert stored[0] == it.sources and stored[2] == it.explanation
+            assert dict(zip(stored[1][::2], stored[1][1::2], strict=True)) == it.reasons
+            explained += 1
+        plain = StoredListV2(raw)  # stored without them: made when answering
+        assert all(plain.explained(m.item) is None for m, _ in plain.light(0, 30))
+        assert lazy.explained(-1) is None and whole.explained(0) is None
+    assert explained >= 100
+
+
 def test_columns_read_any_row_the_packed_form_holds() -> None:
     """Texts and data of any shape, rows without hits or features, long rows, an empty list: the columns read back
     the rows written, from any row first, and damage is a ValueError (the live path answers instead)."""

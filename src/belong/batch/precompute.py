@@ -49,7 +49,7 @@ class BlockLists:
             for user in users:
                 made = pipeline.candidates(Request(user, surface, k=20), depth=self.depth)
                 pipe.set(self.lists.key(self.model.version, surface, user),
-                         _encode(time.time(), Packed(made.ranked).rows))
+                         _encode(time.time(), Packed(made.ranked).rows, pipeline.explain))
                 n += 1
             pipe.execute()
         return pa.table({"lists": pa.array([n], pa.int64()), "people": pa.array([len(users)], pa.int64())})

@@ -624,6 +624,8 @@ class Pipeline:
     def _item(self, ranked: Ranked, m: Merged, score: float, rank: int, memo: ListMemo | None, ids: list[str],
               label: Callable[[int], str]) -> Item:
         how = memo.explained.get(m.item) if memo is not None else None
+        if how is None and (how := ranked.explained(m.item)) is not None and memo is not None:
+            memo.explained[m.item] = how  # made when the list was stored (by this pipeline: precomputed.py)
         if how is None:
             e = self.explain(m, ranked.reasons(m.item))  # the list's reason texts (None: not in it, m's own)
             sources, reasons, text = e.sources, e.reasons, e.text

@@ -231,6 +231,11 @@ class Ranked(Protocol):
         reads, without the candidate objects :meth:`full` builds."""
         ...
 
+    def explained(self, item: int) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
+        """The explanation of ``item`` made when the list was stored, as a memo keeps it (sources strongest first,
+        their reasons as a flat ``(source, text, ...)`` tuple, the sentence shown), or None (to be made now)."""
+        ...
+
     @property
     def shared(self) -> bool:
         """Whether :meth:`light` hands out objects other requests hold too (then they are copied before any write)."""
@@ -264,6 +269,9 @@ class RankedList(list[tuple[Merged, float]]):
     def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
         m = self.full(item)
         return None if m is None else {s: (r, c.reason.text) for s, (r, c) in m.hits.items()}
+
+    def explained(self, item: int) -> None:
+        return None
 
 
 @dataclass(slots=True)

@@ -92,6 +92,10 @@ class Packed:
                 return {src: (rank, text) for src, rank, _, text, _ in r[2]}
         return None
 
+    def explained(self, item: int) -> tuple | None:
+        """None: a list in memory carries no explanations made before (:meth:`Ranked.explained`)."""
+        return None
+
     @property
     def shared(self) -> bool:
         """Never: every unpack makes fresh objects (a memoised answer's objects are the memo's concern)."""

@@ -237,7 +237,7 @@ class Engine:
             started = time.time()
             made = pipeline.candidates(request, depth=self.settings.cache_depth)
             if stored is not None:  # the live list refreshes the stored one (see belong.serve.precomputed)
-                stored.put(tag, request.surface, request.user_id, made, made_at=started)
+                stored.put(tag, request.surface, request.user_id, made, made_at=started, explain=pipeline.explain)
             return made
 
         fut = self.batcher.submit(pipeline, request, self.settings.cache_depth) if self.batcher is not None \

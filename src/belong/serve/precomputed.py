@@ -77,6 +77,11 @@ MAGIC = b"\x00BL2"
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 
 
+def _unpack_light_packed(item: int, score: float, hits: tuple, features: tuple) -> Merged:
+    """The light candidate of a packed row (what a request's rules hand to explanations)."""
+    return PackedMerged(item, hits, dict(features), UNEXPLAINED)
+
+
 def _joined(parts: list[bytes]) -> tuple[bytes, bytes]:
     """``parts`` joined by commas, and the offset of each part's start (little-endian int32, one more: the end plus
     one), so that parts ``i:j`` are ``body[off[i]:off[j] - 1]`` without reading the others."""
@@ -85,14 +90,23 @@ def _joined(parts: list[bytes]) -> tuple[bytes, bytes]:
     return b",".join(parts), off.tobytes()
 
 
-def _encode(made_at: float, rows: tuple) -> bytes:
+#: how a pipeline explains a candidate from its list's reasons (:meth:`Pipeline.explain
+#: <belong.pipeline.pipeline.Pipeline.explain>`)
+Explainer = Callable[[Merged, dict[str, tuple[int, str]]], Any]
+
+
+def _encode(made_at: float, rows: tuple, explain: Explainer | None = None) -> bytes:
     """A stored list (the rows of :class:`~belong.serve.cache.Packed`) in columns: :data:`MAGIC`, the header's
     length (uint32), a JSON header ``[made_at, rows, names, len A, len B, len C]``, the row offsets of A and of B
     (see :func:`_joined`), then three zlib sections:
 
     * A, what rules, selection and hydration read: per row ``[item, score, [source, rank, score, ...], [feature,
       value, ...]]``, sources and feature names as indices into ``names``;
-    * B, each row's reason texts, one per source (what explanations read);
+    * B, each row's reason texts, one per source, and with ``explain`` (the serving pipeline's) its explanation
+      made now: the sources' order (as indices of the row's sources) and the sentence shown. The explanation is a
+      function of the row's ranks and texts and of the scorer's weights, which the model version fixes, so a
+      request reads it (:meth:`StoredListV2.explained`) instead of making it (a fifth of a cold request's
+      ``finish`` at 1,000,000 people: docs/SCALING.md);
     * C, the reasons' data of every row (no answer reads it: :attr:`StoredListV2.rows` only).
 
     A request decompresses and parses only the head it reads, as a few objects a row (the whole JSON row of
@@ -109,7 +123,14 @@ def _encode(made_at: float, rows: tuple) -> bytes:
         for name, value in features:
             feats += (names.setdefault(name, len(names)), value)
         a_rows.append(orjson.dumps([item, score, flat, feats], option=_OPT))
-        b_rows.append(orjson.dumps([h[3] for h in hits]))
+        texts = [h[3] for h in hits]
+        if explain is None:
+            b_rows.append(orjson.dumps([texts]))
+        else:
+            e = explain(_unpack_light_packed(item, score, hits, features),
+                        {src: (rank, text) for src, rank, _cs, text, _d in hits})
+            where = {h[0]: j for j, h in enumerate(hits)}
+            b_rows.append(orjson.dumps([texts, [where[src] for src in e.sources], e.text]))
         data.append([h[4] for h in hits])
     body_a, off_a = _joined(a_rows)
     body_b, off_b = _joined(b_rows)
@@ -364,7 +385,8 @@ class StoredListV2(Packed):
         self._a, self._b, self._c = _Section(raw[a0:b0]), _Section(raw[b0:c0]), _Section(raw[c0:])
         self._light: list[list] = []  # rows of A parsed so far (from the first), as parsed
         self._index: dict[int, int] = {}
-        self._texts: list[list[str]] = []  # rows' reason texts parsed so far (from the first)
+        #: rows of B parsed so far (from the first): ``[texts]``, or ``[texts, order, shown]`` when explained
+        self._texts: list[list] = []
         self._full: tuple | None = None
 
     def _parts(self, section: _Section, which: int, start: int, stop: int) -> list:
@@ -408,22 +430,36 @@ class StoredListV2(Packed):
             i = self._index.get(item)
         return i
 
+    def _b_row(self, i: int) -> list:
+        have = len(self._texts)
+        if i >= have:  # the texts of every row parsed so far (an answer explains rows of its head), at once
+            self._texts.extend(self._parts(self._b, 1, have, max(i + 1, len(self._light))))
+        return self._texts[i]
+
     def reasons(self, item: int) -> dict[str, tuple[int, str]] | None:
         i = self._find(item)
         if i is None:
             return None
-        have = len(self._texts)
-        if i >= have:  # the texts of every row parsed so far (an answer explains rows of its head), at once
-            self._texts.extend(self._parts(self._b, 1, have, max(i + 1, len(self._light))))
-        f, names, texts = self._light[i][2], self._names, self._texts[i]
+        f, names, texts = self._light[i][2], self._names, self._b_row(i)[0]
         return {names[f[3 * j]]: (f[3 * j + 1], text) for j, text in enumerate(texts)}
+
+    def explained(self, item: int) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
+        i = self._index.get(item)  # an answer explains rows it has read
+        if i is None:
+            return None
+        row = self._b_row(i)
+        if len(row) < 3:
+            return None
+        f, names, texts = self._light[i][2], self._names, row[0]
+        sources = tuple([names[f[3 * j]] for j in row[1]])
+        return sources, tuple([x for j in row[1] for x in (names[f[3 * j]], texts[j])]), row[2]
 
     @property
     def rows(self) -> tuple:  # type: ignore[override]  # a slot of Packed, computed here (read-only)
         if self._full is None:
             self._parse(self._n)
             names = self._names
-            texts = self._parts(self._b, 1, 0, self._n) if self._n else []
+            texts = [row[0] for row in self._parts(self._b, 1, 0, self._n)] if self._n else []
             data = orjson.loads(self._c.upto(None))
             if len(data) != self._n:
                 raise ValueError("stored list: sections of different lengths")
@@ -574,12 +610,14 @@ class PrecomputedLists:
         out.stale = stale
         return out
 
-    def put(self, version: str, surface: Surface, user: str, made: Candidates, made_at: float | None = None) -> None:
+    def put(self, version: str, surface: Surface, user: str, made: Candidates, made_at: float | None = None,
+            explain: Explainer | None = None) -> None:
         """Store a live run's list (a refresh after the person's own events); failures only log. ``made_at``: when
-        the run started (unix seconds; default now): an event marked after it leaves the new list stale."""
+        the run started (unix seconds; default now): an event marked after it leaves the new list stale.
+        ``explain``: the pipeline's, to store each row's explanation (:func:`_encode`)."""
         made_at = time.time() if made_at is None else made_at
         try:
-            self.client.set(self.key(version, surface, user), _encode(made_at, Packed(made.ranked).rows))
+            self.client.set(self.key(version, surface, user), _encode(made_at, Packed(made.ranked).rows, explain))
         except Exception as exc:  # noqa: BLE001 - the answer does not depend on it
             log.warning("precomputed list not stored: %s", exc)
             return
@@ -698,7 +736,8 @@ def precompute(store: str | Path, redis_url: str, *, models_dir: str | Path | No
         pipe = client.pipeline(transaction=False)
         for user in people:
             made = pipeline.candidates(Request(user, surface, k=20), depth=depth)
-            pipe.set(lists.key(model.version, surface, user), _encode(state_read_at, Packed(made.ranked).rows))
+            pipe.set(lists.key(model.version, surface, user),
+                     _encode(state_read_at, Packed(made.ranked).rows, pipeline.explain))
             done += 1
             if done % batch == 0:
                 pipe.execute()
