@@ -250,6 +250,12 @@ def test_explanations_made_when_stored_are_those_made_when_answering(model: Mode
     assert explained >= 100
 
 
+def _with_header(raw: bytes, head: bytes) -> bytes:
+    """``raw`` (a list in columns) with another JSON header."""
+    size = int.from_bytes(raw[4:8], "little")
+    return MAGIC + len(head).to_bytes(4, "little") + head + raw[8 + size:]
+
+
 def test_columns_read_any_row_the_packed_form_holds() -> None:
     """Texts and data of any shape, rows without hits or features, long rows, an empty list: the columns read back
     the rows written, from any row first, and damage is a ValueError (the live path answers instead)."""
@@ -274,7 +280,8 @@ def test_columns_read_any_row_the_packed_form_holds() -> None:
     assert len(empty) == 0 and empty.head(5) == [] and empty.light(0, 25) == [] and empty.full(5) is None
     assert empty.rows == () and decode(_encode(1.0, ())) == [1.0, []]
     damaged = [raw[:-10], raw[:30], MAGIC + raw[4:8] + b"{" + raw[9:], raw[:-1] + bytes([raw[-1] ^ 0xFF]),
-               MAGIC + b"\xff\xff\xff\x7f", raw + b"x"]
+               MAGIC + b"\xff\xff\xff\x7f", raw + b"x", _with_header(raw, b'[5.0, 62, ["pixie"], "12", 1, 1]'),
+               _with_header(raw, b'[5.0, -3, ["pixie"], 1, 1, 1]')]
     for bad in damaged:
         with pytest.raises((ValueError, zlib.error)):
             lst = StoredListV2(bad)

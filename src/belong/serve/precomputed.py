@@ -77,7 +77,7 @@ MAGIC = b"\x00BL2"
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 
 
-def _unpack_light_packed(item: int, score: float, hits: tuple, features: tuple) -> Merged:
+def _unpack_light_packed(item: int, hits: tuple, features: tuple) -> Merged:
     """The light candidate of a packed row (what a request's rules hand to explanations)."""
     return PackedMerged(item, hits, dict(features), UNEXPLAINED)
 
@@ -127,7 +127,7 @@ def _encode(made_at: float, rows: tuple, explain: Explainer | None = None) -> by
         if explain is None:
             b_rows.append(orjson.dumps([texts]))
         else:
-            e = explain(_unpack_light_packed(item, score, hits, features),
+            e = explain(_unpack_light_packed(item, hits, features),
                         {src: (rank, text) for src, rank, _cs, text, _d in hits})
             where = {h[0]: j for j, h in enumerate(hits)}
             b_rows.append(orjson.dumps([texts, [where[src] for src in e.sources], e.text]))
@@ -371,7 +371,7 @@ class StoredListV2(Packed):
         (size,) = struct.unpack_from("<I", raw, 4)
         head = orjson.loads(raw[8:8 + size])
         if not (isinstance(head, list) and len(head) == 6 and isinstance(head[0], (int, float))
-                and isinstance(head[1], int) and isinstance(head[2], list)):
+                and isinstance(head[2], list) and all(type(x) is int and x >= 0 for x in (head[1], *head[3:]))):
             raise ValueError("stored list: a damaged header")
         self.made_at = float(head[0])
         n = self._n = head[1]
@@ -379,7 +379,7 @@ class StoredListV2(Packed):
         self._offs = 8 + size  # offsets of A, then of B
         a0 = self._offs + 8 * (n + 1)
         b0, c0 = a0 + head[3], a0 + head[3] + head[4]
-        if n < 0 or c0 + head[5] != len(raw):
+        if c0 + head[5] != len(raw):
             raise ValueError("stored list: the sections' lengths do not add up")
         self._raw = raw
         self._a, self._b, self._c = _Section(raw[a0:b0]), _Section(raw[b0:c0]), _Section(raw[c0:])
