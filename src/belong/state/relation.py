@@ -171,20 +171,33 @@ class Relation:
         return True
 
     def matrix(self, shape: tuple[int, int]) -> sp.csr_matrix:
-        """A fresh CSR of base + edits, grown to ``shape`` (the caller may modify it)."""
+        """A fresh CSR of base + edits, grown to ``shape`` (the caller may modify it). The edits are merged as
+        sorted 64-bit cell keys (row * columns + column): an addition sets its cell to 1, a removal (applied after)
+        drops it, stored zeros go, as a LIL round trip would do, but without one Python list per row (at 1,000,000
+        people that round trip took ~5 s per call, and a server started from a snapshot with a log tail after it
+        made each of these matrices that way)."""
         base = self.base
         if base.shape != shape:
             indptr = np.pad(base.indptr, (0, shape[0] - base.shape[0]), mode="edge")
             base = sp.csr_matrix((base.data, base.indices, indptr), shape=shape)
         if not any(self.add_r.values()) and not any(self.del_r.values()):
             return base.copy()
-        lil = base.tolil()
-        for i, js in self.add_r.items():
-            for j in js:
-                lil[i, j] = 1.0
-        for i, js in self.del_r.items():
-            for j in js:
-                lil[i, j] = 0.0
-        out = lil.tocsr()
-        out.eliminate_zeros()
-        return out
+        n_rows, n_cols = shape
+        keys = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(base.indptr)) * n_cols + base.indices
+        data = base.data
+        add = np.unique(np.fromiter((i * n_cols + j for i, js in self.add_r.items() for j in js), np.int64))
+        rem = np.fromiter((i * n_cols + j for i, js in self.del_r.items() for j in js), np.int64)
+        if add.size:
+            kept = ~np.isin(keys, add)
+            keys = np.concatenate([keys[kept], add])
+            data = np.concatenate([data[kept], np.ones(add.size, data.dtype)])
+        kept = data != 0
+        if rem.size:
+            kept &= ~np.isin(keys, rem)
+        keys, data = keys[kept], data[kept]
+        order = np.argsort(keys, kind="stable")
+        keys, data = keys[order], data[order]
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(np.bincount(keys // n_cols, minlength=n_rows), out=indptr[1:])
+        idx_dtype = np.int32 if max(n_rows, n_cols, keys.size) < 2**31 else np.int64
+        return sp.csr_matrix((data, (keys % n_cols).astype(idx_dtype), indptr.astype(idx_dtype)), shape=shape)
