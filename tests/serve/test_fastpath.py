@@ -17,6 +17,7 @@ from trust_world import settings
 
 from belong.serve.app import create_app
 from belong.serve.fastpath import FastRecommendations
+from belong.serve.versions import build_version
 from serve_helpers import ADMIN_KEY, READ_KEY, WRITE_KEY
 
 
@@ -30,10 +31,12 @@ def _ready(c: TestClient) -> TestClient:
 
 @pytest.fixture(scope="module")
 def pair(trust_store: Path) -> Iterator[tuple[TestClient, TestClient]]:
-    """(fast route on, fast route off) over the same store, read keys required."""
+    """(fast route on, fast route off) over the same store and the same model version (built once: answers cannot
+    differ by a fit), read keys required."""
     common = {"budget_sources_ms": 30000.0, "read_auth": True, "read_keys": frozenset({READ_KEY})}
-    fast = create_app(trust_store, settings=settings(**common), materialize=True)
-    slow = create_app(trust_store, settings=settings(**common, fast_route=False), materialize=True)
+    model = build_version(str(trust_store))
+    fast = create_app(trust_store, settings=settings(**common), model=model, materialize=True)
+    slow = create_app(trust_store, settings=settings(**common, fast_route=False), model=model, materialize=True)
     assert any(m.cls is FastRecommendations for m in fast.user_middleware)
     assert not any(m.cls is FastRecommendations for m in slow.user_middleware)
     with TestClient(fast) as a, TestClient(slow) as b:
@@ -48,9 +51,8 @@ def _same(a: TestClient, b: TestClient, method: str, url: str, key: str | None =
         assert ra.headers.get(h) == rb.headers.get(h), (url, h)
     ja, jb = orjson.loads(ra.content), orjson.loads(rb.content)
     if isinstance(ja, dict):
-        for j in (ja, jb):  # each answer's own id; each app built its own version (same store, same fit)
+        for j in (ja, jb):  # each answer's own id
             j.pop("request_id", None)
-            j.pop("model_version", None)
         if "debug" in ja:  # stage timings differ run to run; what was removed and why does not
             for d in (ja["debug"], jb["debug"]):
                 d.pop("stage_ms")
