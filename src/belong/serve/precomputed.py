@@ -77,11 +77,6 @@ MAGIC = b"\x00BL2"
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 
 
-def _unpack_light_packed(item: int, hits: tuple, features: tuple) -> Merged:
-    """The light candidate of a packed row (what a request's rules hand to explanations)."""
-    return PackedMerged(item, hits, dict(features), UNEXPLAINED)
-
-
 def _joined(parts: list[bytes]) -> tuple[bytes, bytes]:
     """``parts`` joined by commas, and the offset of each part's start (little-endian int32, one more: the end plus
     one), so that parts ``i:j`` are ``body[off[i]:off[j] - 1]`` without reading the others."""
@@ -127,7 +122,7 @@ def _encode(made_at: float, rows: tuple, explain: Explainer | None = None) -> by
         if explain is None:
             b_rows.append(orjson.dumps([texts]))
         else:
-            e = explain(_unpack_light_packed(item, hits, features),
+            e = explain(_unpack_light((item, score, hits, features))[0],  # the candidate a request's rules hand on
                         {src: (rank, text) for src, rank, _cs, text, _d in hits})
             where = {h[0]: j for j, h in enumerate(hits)}
             b_rows.append(orjson.dumps([texts, [where[src] for src in e.sources], e.text]))
