@@ -232,8 +232,10 @@ def test_guard_serves_the_blend_unless_the_ranker_beats_it(sim_state, surface_to
     data["selector"] = {"type": "top_k"}
     p = Pipeline.from_dict(data).fit(sim_state)
     scorer = p.scorer
-    g = scorer.fitted()["guard"]
-    assert g["lists"] == scorer.ranker.metrics["validation_lists"] and 0.0 <= g["t_pvalue"] <= 1.0
+    g, split = scorer.fitted()["guard"], scorer.fitted()["guard_split"]
+    # out of fold over every list (guard_folds = 5 by default); the split's own test kept beside it
+    assert g["folds"] == 5 and g["lists"] == scorer.ranker.metrics["lists"]["lists"] and 0.0 <= g["t_pvalue"] <= 1.0
+    assert split["lists"] == scorer.ranker.metrics["validation_lists"] and 0.0 <= split["t_pvalue"] <= 1.0
     assert {"blend", "served"} <= set(scorer.fitted())
     users = [sim_state.users.ids[u] for u in range(0, sim_state.n_users, 37)]
     reqs = [Request(u, p.surface, k=20, explain=False) for u in users]
@@ -275,3 +277,52 @@ def test_guard_settings_name_the_field():
         LgbmRanker(LgbmRankerConfig(guard_p=0.0))
     with pytest.raises(ValidationError, match="blend_c"):
         LgbmRanker(LgbmRankerConfig(blend_c=-1.0))
+    for bad in (1, -2):
+        with pytest.raises(ValidationError, match="guard_folds"):
+            LgbmRanker(LgbmRankerConfig(guard_folds=bad))
+
+
+def test_out_of_fold_scores_come_from_rankers_that_never_saw_the_list(lists):
+    """Each row is scored by a ranker fitted, with the same settings, on the other folds' lists only: refitting
+    that ranker by hand gives the same scores (the boosters are deterministic)."""
+    r = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0})
+    oof = r.out_of_fold(lists, 3)
+    fold = np.random.default_rng(1).permutation(lists.groups.size) % 3
+    row_fold = np.repeat(fold, lists.groups)
+    for k in range(3):
+        alone = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0}).fit(lists.subset(fold != k))
+        np.testing.assert_array_equal(oof[row_fold == k], alone.score(lists.X[row_fold == k]))
+    # a ranker fitted on every list scores those rows differently (it saw them)
+    full = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0}).fit(lists)
+    assert not np.array_equal(full.score(lists.X), oof)
+
+
+def test_subset_keeps_whole_lists_and_their_row_labels(lists):
+    keep = np.arange(lists.groups.size) % 3 == 0
+    sub = lists.subset(keep)
+    rows = np.repeat(keep, lists.groups)
+    assert sub.groups.tolist() == lists.groups[keep].tolist() and sub.groups.sum() == sub.y.size
+    np.testing.assert_array_equal(sub.X, lists.X[rows])
+    np.testing.assert_array_equal(sub.y, lists.y[rows])
+    assert sub.users.tolist() == lists.users[keep].tolist()
+    assert sub.positives_held.tolist() == lists.positives_held[keep].tolist()
+    assert sub.items.tolist() == lists.items[rows].tolist()
+
+
+def test_the_cross_fitted_guard_compares_every_list_and_falls_back_to_the_split_when_folds_cannot_fit(lists):
+    from belong.ranking.ranker import blend_of_ranks, guard_test, ndcg_per_list
+
+    weights = {s: 1.0 for s in lists.source_names}
+    r = Ranker(rounds=40, min_data_in_leaf=20, seed=0).fit(lists, blend=(weights, 60.0), guard_folds=4)
+    g = r.metrics["guard"]
+    y = (lists.y > 0).astype(np.float32)
+    want = guard_test(ndcg_per_list(r.out_of_fold(lists, 4), y, lists.groups, lists.positives_held),
+                      ndcg_per_list(blend_of_ranks(lists.X, lists.source_names, weights, 60.0), y, lists.groups,
+                                    lists.positives_held))
+    assert g == {**want, "folds": 4} and g["lists"] == lists.groups.size
+    assert r.metrics["guard_split"]["lists"] == r.metrics["validation_lists"]
+    # 11 lists: a fold's other lists (8 or 9) are too few to fit on: the split's test stays the guard
+    small = lists.subset(np.isin(np.arange(lists.groups.size), np.flatnonzero(lists.positives_held > 0)[:11]))
+    r = Ranker(rounds=20, min_data_in_leaf=5, seed=0).fit(small, blend=(weights, 60.0), guard_folds=5)
+    assert "too little data" in r.metrics["guard"]["folds_skipped"]
+    assert "guard_split" not in r.metrics and r.metrics["guard"]["lists"] == r.metrics["validation_lists"]

@@ -323,6 +323,15 @@ class TrainingLists:
     #: the candidate (community) of every row
     items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
+    def subset(self, keep: np.ndarray) -> TrainingLists:
+        """The lists where ``keep`` (one bool per list) holds, rows and per-row labels with them, in order."""
+        keep = np.asarray(keep, bool)
+        rows = np.repeat(keep, self.groups)
+        return TrainingLists(self.X[rows], self.y[rows], self.groups[keep], list(self.feature_names),
+                             list(self.source_names), self.users[keep], self.positives_held[keep],
+                             dict(self.stats), {k: v[rows] for k, v in self.labels.items()},
+                             dict(self.label_notes), self.items[rows] if self.items.size else self.items)
+
 
 #: what the per-user list builder reads: set by :func:`build_lists` around the generation (forked workers inherit it)
 _LISTS_CONTEXT: tuple | None = None

@@ -169,13 +169,17 @@ class Ranker:
             out["metric"] = "binary_logloss"
         return out
 
-    def fit(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None = None) -> Ranker:
+    def fit(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None = None,
+            guard_folds: int = 0) -> Ranker:
         """Fit on 80% of the lists (by user); early-stop, calibrate and measure on the other 20%.
 
         ``blend = (source weights, c)``: the surface's rank blend, computed from the rank columns, is measured on the
         same validation lists (``metrics["blend"]``) and compared with the served score list by list
         (``metrics["guard"]``: mean NDCG@20 difference, paired t-test), for a scorer that keeps the blend unless
-        the ranker beats it."""
+        the ranker beats it. Those validation lists also chose the boosting rounds, so that comparison leans towards
+        the ranker; with ``guard_folds >= 2`` the guard compares instead, on *every* list, the served score of a
+        ranker fitted without that list (:meth:`out_of_fold`) with the blend, and the split's figures stay as
+        ``metrics["guard_split"]``."""
         if lists.groups.size < 10 or lists.y.sum() == 0:
             raise ValidationError("training", f"too little data to train a ranker ({lists.groups.size} lists, "
                                   f"{int(lists.y.sum())} positives); need >= 10 lists with positives")
@@ -242,7 +246,43 @@ class Ranker:
             served = self.score(Xva)
             self.metrics["served"] = list_metrics(served, ys, gva, nps)
             self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps), ndcg_per_list(b, ys, gva, nps))
+            if guard_folds >= 2:
+                self._cross_fitted_guard(lists, blend, guard_folds)
         return self
+
+    def out_of_fold(self, lists: TrainingLists, folds: int) -> np.ndarray:
+        """The served score of every row from a ranker that never saw its list: the lists are dealt into ``folds``
+        folds at random (seeded), and for each fold a ranker with these settings is fitted (its own split, early
+        stopping and calibration) on the other folds' lists and scores the fold's rows. A fold left with too little
+        to fit on raises the fit's :class:`ValidationError`."""
+        n = lists.groups.size
+        fold = np.random.default_rng(self.params["seed"] + 1).permutation(n) % folds
+        row_fold = np.repeat(fold, lists.groups)
+        out = np.zeros(lists.y.size, np.float64)
+        for k in range(folds):
+            r = Ranker(**self.params, objectives=self.objectives, threads=self.threads)
+            r.kind = self.kind
+            r.fit(lists.subset(fold != k))
+            at = row_fold == k
+            out[at] = r.score(lists.X[at])
+        return out
+
+    def _cross_fitted_guard(self, lists: TrainingLists, blend: tuple[dict[str, float], float], folds: int) -> None:
+        """``metrics["guard"]`` from :meth:`out_of_fold` scores over every list against the blend (the split's
+        test kept as ``metrics["guard_split"]``); where a fold cannot be fitted, the split's test stays the guard and
+        ``metrics["guard"]["folds_skipped"]`` says why."""
+        split = self.metrics["guard"]
+        try:
+            oof = self.out_of_fold(lists, folds)
+        except ValidationError as exc:
+            self.metrics["guard"] = {**split, "folds_skipped": str(exc)}
+            return
+        y = (lists.y > 0).astype(np.float32)
+        b = blend_of_ranks(lists.X, self.source_names, blend[0], blend[1])
+        g = guard_test(ndcg_per_list(oof, y, lists.groups, lists.positives_held),
+                       ndcg_per_list(b, y, lists.groups, lists.positives_held))
+        self.metrics["guard_split"] = split
+        self.metrics["guard"] = {**g, "folds": folds}
 
     def _fit_outcomes(self, lists: TrainingLists, tr: np.ndarray, va: np.ndarray, rng: np.random.Generator,
                       calibration: dict[str, Any]) -> dict[str, str]:

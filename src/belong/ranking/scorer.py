@@ -46,6 +46,9 @@ class LgbmRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=True
     # (docs/COMMUNITIES_QUALITY.md)
     guard: bool = True
     guard_p: float = 0.05
+    # the guard's comparison on every list, each scored by a ranker fitted without it (folds by list; 0: on the
+    # split's validation lists only, which also chose the boosting rounds and so favour the ranker)
+    guard_folds: int = 5
     blend_c: float = 60.0
 
 
@@ -78,6 +81,9 @@ class LgbmRanker(Scorer):
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
         if not 0.0 < self.config.guard_p <= 1.0:
             raise ValidationError(f"{self.name}.guard_p", f"must be in (0, 1], got {self.config.guard_p}")
+        if self.config.guard_folds < 0 or self.config.guard_folds == 1:
+            raise ValidationError(f"{self.name}.guard_folds",
+                                  f"must be 0 (the validation split) or >= 2, got {self.config.guard_folds}")
         if self.config.blend_c < 0.0:
             raise ValidationError(f"{self.name}.blend_c", f"must be >= 0, got {self.config.blend_c}")
 
@@ -108,11 +114,13 @@ class LgbmRanker(Scorer):
 
     def train_ranker(self, lists: TrainingLists) -> Ranker:
         """A new ranker fitted on ``lists``, measured against the surface's rank blend on its validation lists."""
-        return self.new_ranker().fit(lists, blend=(dict(self.source_weights), self.config.blend_c))
+        return self.new_ranker().fit(lists, blend=(dict(self.source_weights), self.config.blend_c),
+                                     guard_folds=self.config.guard_folds if self.config.guard else 0)
 
     def uses_blend(self) -> bool:
         """Whether the rank blend orders the lists: ``guard`` on and the ranker's served score did not beat the blend
-        on its validation lists (per-list NDCG@20, one-sided paired t-test, p < ``guard_p``). A ranker saved without
+        (per-list NDCG@20, one-sided paired t-test, p < ``guard_p``; out of fold over every list with
+        ``guard_folds``, else on the split's validation lists). A ranker saved without
         that comparison (an older artifact) keeps its own order."""
         g = self.ranker.metrics.get("guard") if self.ranker is not None else None
         if not (self.config.guard and g):
