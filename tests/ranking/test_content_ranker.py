@@ -239,16 +239,30 @@ def test_the_content_ranker_round_trips_through_an_artifact(fitted, state, tmp_p
 
 def test_the_guard_keeps_the_blend_where_the_ranker_did_not_beat_it(fitted, state):
     m = fitted.scorer.ranker.metrics
+    # the test: out of fold over every list (guard_folds = 5), the split's own beside it
+    assert m["guard"]["folds"] == 5 and m["guard"]["lists"] == m["lists"]["lists"]
+    assert m["guard_split"]["lists"] == m["validation_lists"]
+    assert m["guard"]["ndcg_diff"] > 0 and m["guard"]["p_better"] < 0.05  # the simulated world: the ranker wins
     rrf = WeightedRRF(WeightedRRF.Config(c=60.0))
     rrf.source_weights = fitted.scorer.source_weights
-    saved = dict(m["blend"])
+    saved, saved_blend = dict(m["guard"]), dict(m["blend"])
     try:
-        m["blend"] = {**saved, "ndcg@20": m["ranker"]["ndcg@20"] + 1.0}  # as if the blend had won
+        m["guard"] = {**saved, "ndcg_diff": 0.01, "p_better": 0.2}  # better on the lists, not significantly
         assert fitted.scorer.uses_blend() and fitted.scorer.fitted()["order_used"] == "blend"
         for u in state.users.ids[:60:6]:
             req = Request(u, Surface.CONTENT, k=10, explain=False)
             cands = [c for c, _ in fitted.candidates(req, score=False).ranked]
             np.testing.assert_array_equal(fitted.scorer.score(req, state, cands), rrf.score(req, state, cands))
+        m["guard"] = {**saved, "ndcg_diff": -0.01, "p_better": 0.99}
+        assert fitted.scorer.uses_blend()
+        m["guard"] = {**saved, "ndcg_diff": 0.01, "p_better": 0.01}
+        assert not fitted.scorer.uses_blend()
+        # a ranker saved before the out-of-fold test: the learned order against the blend on the split's lists
+        m["guard"] = {k: v for k, v in saved.items() if k != "folds"}
+        m["blend"] = {**saved_blend, "ndcg@20": m["ranker"]["ndcg@20"] + 1.0}
+        assert fitted.scorer.uses_blend()
+        m["blend"] = {**saved_blend, "ndcg@20": m["ranker"]["ndcg@20"] - 1.0}
+        assert not fitted.scorer.uses_blend()
     finally:
-        m["blend"] = saved
+        m["guard"], m["blend"] = saved, saved_blend
     assert not fitted.scorer.uses_blend()

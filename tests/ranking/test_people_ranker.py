@@ -231,9 +231,12 @@ def test_a_time_cut_without_reachable_positives_falls_back_to_the_random_cut(tom
 def test_the_guard_keeps_the_blend_where_the_ranker_did_not_beat_it(fitted, state):
     m = fitted.scorer.ranker.metrics
     assert "blend" in m and fitted.scorer.fitted()["order_used"] in ("blend", "ranker")
+    assert m["guard"]["folds"] == 5 and m["guard"]["lists"] == m["lists"]["lists"]  # out of fold, every list
+    assert fitted.scorer.uses_blend() == (not (m["guard"]["ndcg_diff"] > 0 and m["guard"]["p_better"] < 0.05))
     rrf = WeightedRRF(WeightedRRF.Config(c=10.0))
     rrf.source_weights = fitted.scorer.source_weights
-    saved = dict(m["blend"])
+    saved, saved_guard = dict(m["blend"]), m.pop("guard")
+    m["guard"] = {k: v for k, v in saved_guard.items() if k != "folds"}  # below: the split's rule (no folds)
     try:
         m["blend"] = {**saved, "ndcg@20": m["ranker"]["ndcg@20"] + 1.0}  # as if the blend had won
         assert fitted.scorer.uses_blend() and fitted.scorer.fitted()["order_used"] == "blend"
@@ -250,5 +253,10 @@ def test_the_guard_keeps_the_blend_where_the_ranker_did_not_beat_it(fitted, stat
                 break
         X = feature_matrix([s.name for s in fitted.sources], req, state, cands, fitted.scorer.source_weights)
         np.testing.assert_array_equal(fitted.scorer.score(req, state, cands), fitted.scorer.ranker.score(X))
+        # the out-of-fold test decides where the ranker carries it: significantly better serves the ranker
+        m["guard"] = {**saved_guard, "ndcg_diff": 0.01, "p_better": 0.01}
+        assert not fitted.scorer.uses_blend()
+        m["guard"] = {**saved_guard, "ndcg_diff": 0.01, "p_better": 0.3}
+        assert fitted.scorer.uses_blend()
     finally:
-        m["blend"] = saved
+        m["blend"], m["guard"] = saved, saved_guard

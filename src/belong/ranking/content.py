@@ -40,6 +40,10 @@ class ContentRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=T
     # keep the rank blend (weighted RRF, c = 60) where the learned order does not beat it on the ranker's own
     # validation lists (NDCG@20): never worse than the blend on data it was not made for
     guard: bool = True
+    # the guard's test: the served score against the blend out of fold over every list (folds by list; 0: the
+    # learned order's NDCG@20 against the blend's on the split's validation lists), one-sided paired t p < guard_p
+    guard_p: float = 0.05
+    guard_folds: int = 5
 
 
 @register("scorer", "content_ranker")
@@ -68,7 +72,7 @@ class ContentRanker(BlendGuardedRanker):
         try:
             lists = build_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed,
                                 progress=progress, weights=self.source_weights)
-            self.ranker = self.new_ranker().fit(lists)
+            self.ranker = self.new_ranker().fit(lists, guard_folds=self.guard_folds())
         except ValidationError as exc:
             if exc.field != "training":
                 raise

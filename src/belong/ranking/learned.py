@@ -48,6 +48,11 @@ class BlendGuardedRanker(Scorer):
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
         if c.threads < 0:
             raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {c.threads}")
+        if not 0.0 < c.guard_p <= 1.0:
+            raise ValidationError(f"{self.name}.guard_p", f"must be in (0, 1], got {c.guard_p}")
+        if c.guard_folds < 0 or c.guard_folds == 1:
+            raise ValidationError(f"{self.name}.guard_folds",
+                                  f"must be 0 (the validation split) or >= 2, got {c.guard_folds}")
         bad = sorted(set(c.objectives) - {"join"})
         if bad:
             raise ValidationError(f"{self.name}.objectives", f"unknown objective {bad[0]!r}; {self.objectives_known}")
@@ -63,14 +68,27 @@ class BlendGuardedRanker(Scorer):
         r.kind = self.ranker_kind
         return r
 
+    def guard_folds(self) -> int:
+        """Folds of the guard's out-of-fold comparison for :meth:`Ranker.fit` (0: guard off, or the split's)."""
+        c: Any = self.config
+        return c.guard_folds if c.guard else 0
+
     def uses_blend(self) -> bool:
-        """Whether the blend orders the lists: no ranker (where :attr:`blend_without_ranker`), or the guard kept it
-        (the learned order did not beat it on the validation lists)."""
+        """Whether the blend orders the lists: no ranker (where :attr:`blend_without_ranker`), or the guard kept it:
+        the served score did not beat the blend out of fold over every list (per-list NDCG@20, one-sided paired
+        t-test, p < ``guard_p``; ``guard_folds``). With ``guard_folds = 0``, and in rankers saved before the
+        out-of-fold test, the rule is the learned order's NDCG@20 above the blend's on the split's validation
+        lists."""
         if self.ranker is None:
             return self.blend_without_ranker
         m = self.ranker.metrics
-        return bool(self.config.guard and "blend" in m  # type: ignore[attr-defined]
-                    and m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
+        c: Any = self.config
+        if not (c.guard and "blend" in m):
+            return False
+        g = m.get("guard")
+        if g and "folds" in g:
+            return not (g["ndcg_diff"] > 0.0 and g["p_better"] < c.guard_p)
+        return bool(m["ranker"]["ndcg@20"] <= m["blend"]["ndcg@20"])
 
     def blend(self, cands: list[Merged]) -> np.ndarray:
         """The shipped blend's score (weighted RRF, c = :attr:`blend_c`), in float64."""

@@ -238,17 +238,27 @@ class Ranker:
             "feature_importance": {f: round(float(g), 3) for f, g in
                                    sorted(zip(self.feature_names, gain, strict=True), key=lambda t: -t[1])},
         }
-        if "blend" in self.feature_names:  # the surface's rank blend as a column: the ranker against it
-            self.metrics["blend"] = list_metrics(lists.X[Xv_rows, self.feature_names.index("blend")], ys, gva, nps)
-        elif blend is not None:  # the blend from the rank columns; the served score (order + objectives) against it
-            b = blend_of_ranks(Xva, self.source_names, blend[0], blend[1])
+        if "blend" in self.feature_names or blend is not None:
+            # the surface's rank blend (a column of the lists, else from the rank columns) against the served score
+            # (order + objectives); with a blend column and no folds only the figures, as before the guard's test
+            b = self.blend_scores(Xva, blend)
             self.metrics["blend"] = list_metrics(b, ys, gva, nps)
-            served = self.score(Xva)
-            self.metrics["served"] = list_metrics(served, ys, gva, nps)
-            self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps), ndcg_per_list(b, ys, gva, nps))
+            if blend is not None or guard_folds >= 2:
+                served = self.score(Xva)
+                self.metrics["served"] = list_metrics(served, ys, gva, nps)
+                self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps),
+                                                   ndcg_per_list(b, ys, gva, nps))
             if guard_folds >= 2:
                 self._cross_fitted_guard(lists, blend, guard_folds)
         return self
+
+    def blend_scores(self, X: np.ndarray, blend: tuple[dict[str, float], float] | None) -> np.ndarray:
+        """The surface's rank blend of feature rows: the ``blend`` column where the lists carry one (people,
+        content), else :func:`blend_of_ranks` with ``blend = (source weights, c)``."""
+        if "blend" in self.feature_names:
+            return X[:, self.feature_names.index("blend")].astype(np.float64)
+        assert blend is not None
+        return blend_of_ranks(X, self.source_names, blend[0], blend[1])
 
     def out_of_fold(self, lists: TrainingLists, folds: int) -> np.ndarray:
         """The served score of every row from a ranker that never saw its list: the lists are dealt into ``folds``
@@ -267,7 +277,8 @@ class Ranker:
             out[at] = r.score(lists.X[at])
         return out
 
-    def _cross_fitted_guard(self, lists: TrainingLists, blend: tuple[dict[str, float], float], folds: int) -> None:
+    def _cross_fitted_guard(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None,
+                            folds: int) -> None:
         """``metrics["guard"]`` from :meth:`out_of_fold` scores over every list against the blend (the split's
         test kept as ``metrics["guard_split"]``); where a fold cannot be fitted, the split's test stays the guard and
         ``metrics["guard"]["folds_skipped"]`` says why."""
@@ -278,7 +289,7 @@ class Ranker:
             self.metrics["guard"] = {**split, "folds_skipped": str(exc)}
             return
         y = (lists.y > 0).astype(np.float32)
-        b = blend_of_ranks(lists.X, self.source_names, blend[0], blend[1])
+        b = self.blend_scores(lists.X, blend)
         g = guard_test(ndcg_per_list(oof, y, lists.groups, lists.positives_held),
                        ndcg_per_list(b, y, lists.groups, lists.positives_held))
         self.metrics["guard_split"] = split
