@@ -283,17 +283,19 @@ def test_guard_settings_name_the_field():
 
 
 def test_out_of_fold_scores_come_from_rankers_that_never_saw_the_list(lists):
-    """Each row is scored by a ranker fitted, with the same settings, on the other folds' lists only: refitting
-    that ranker by hand gives the same scores (the boosters are deterministic)."""
-    r = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0})
-    oof = r.out_of_fold(lists, 3)
+    """Each row is scored by a ranker fitted, with the same settings and the fitted ranker's rounds, on the other
+    folds' lists only: refitting that ranker by hand gives the same scores (the boosters are deterministic)."""
+    full = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0}).fit(lists)
+    oof = full.out_of_fold(lists, 3)
+    rounds = full.metrics["best_iteration"]
     fold = np.random.default_rng(1).permutation(lists.groups.size) % 3
     row_fold = np.repeat(fold, lists.groups)
     for k in range(3):
-        alone = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0}).fit(lists.subset(fold != k))
+        alone = Ranker(rounds=rounds, min_data_in_leaf=20, seed=0, objectives={"join": 1.0})
+        alone.fit(lists.subset(fold != k), early_stopping=False)
+        assert alone.order is not None and alone.order.num_trees() == rounds  # no early stopping
         np.testing.assert_array_equal(oof[row_fold == k], alone.score(lists.X[row_fold == k]))
-    # a ranker fitted on every list scores those rows differently (it saw them)
-    full = Ranker(rounds=40, min_data_in_leaf=20, seed=0, objectives={"join": 1.0}).fit(lists)
+    # the ranker fitted on every list scores those rows differently (it saw them)
     assert not np.array_equal(full.score(lists.X), oof)
 
 

@@ -6,7 +6,8 @@ its own pipeline's candidate stage over a time cut of the *training* state's con
 (:mod:`belong.ranking.content_lists`): ``belong evaluate --model pipeline:content_ranked`` trains it inside
 ``fit(train)`` without seeing the test engagements, ``belong train`` on a store. Safety rules are filters: they run
 before scoring, unchanged. With ``guard`` (default) the scorer keeps the content blend's order where the learned
-order did not beat it on the ranker's own validation lists (``fitted()["order_used"]`` says which).
+order did not beat it on the ranker's own training lists, each scored by a ranker fitted without it (one-sided
+paired t-test, ``guard_p``, ``guard_folds``; ``fitted()["order_used"]`` says which).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class ContentRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=T
     threads: int = 0  # LightGBM threads; 0: every core
     order: str = "rank_xendcg"  # rank_xendcg | lambdarank
     # keep the rank blend (weighted RRF, c = 60) where the learned order does not beat it on the ranker's own
-    # validation lists (NDCG@20): never worse than the blend on data it was not made for
+    # lists (NDCG@20, the test below): never worse than the blend on data it was not made for
     guard: bool = True
     # the guard's test: the served score against the blend out of fold over every list (folds by list; 0: the
     # learned order's NDCG@20 against the blend's on the split's validation lists), one-sided paired t p < guard_p

@@ -22,7 +22,7 @@ from belong.state import WorldState
 
 class BlendGuardedRanker(Scorer):
     """A learned order over a surface's candidates that keeps the surface's rank blend (weighted RRF, c =
-    :attr:`blend_c`) where the learned order did not beat it on the ranker's own validation lists (``guard``).
+    :attr:`blend_c`) where the served score did not beat it out of fold over the ranker's lists (``guard``).
 
     A subclass names its ranker's ``kind``, its blend's ``blend_c``, the message for an unknown objective, whether
     it scores with the blend when it holds no ranker (else: an error), and its feature rows (:meth:`features`); its

@@ -7,7 +7,8 @@ edges hidden at random, or the latest friendships by time, cut with :func:`belon
 ``belong evaluate --model pipeline:people_ranked`` trains it inside ``fit(train)`` without seeing
 the test edges, ``belong train`` on a store. Safety rules are filters: they run before scoring, unchanged.
 With ``guard`` (default) the scorer keeps the people blend's order where the learned order did not beat it on the
-ranker's own validation lists (``fitted()["order_used"]`` says which).
+ranker's own training lists, each scored by a ranker fitted without it (one-sided paired t-test,
+``guard_p``, ``guard_folds``; ``fitted()["order_used"]`` says which).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class PeopleRankerConfig(ComponentConfig, kw_only=True, forbid_unknown_fields=Tr
     threads: int = 0  # LightGBM threads; 0: every core
     order: str = "rank_xendcg"  # rank_xendcg | lambdarank
     # keep the rank blend (weighted RRF, c = 10) where the learned order does not beat it on the ranker's own
-    # validation lists (NDCG@20): never worse than the blend on data it was not made for
+    # lists (NDCG@20, the test below): never worse than the blend on data it was not made for
     guard: bool = True
     # the guard's test: the served score against the blend out of fold over every list (folds by list; 0: the
     # learned order's NDCG@20 against the blend's on the split's validation lists), one-sided paired t p < guard_p

@@ -113,16 +113,19 @@ def feature_set_change(manifest: dict[str, Any]) -> str | None:
 EARLY_STOPPING = 30  # rounds without a better validation NDCG
 
 
-def train_order(params: dict[str, Any], train: tuple, valid: tuple, rounds: int,
+def train_order(params: dict[str, Any], train: tuple, valid: tuple | None, rounds: int,
                 feature_names: list[str]) -> lgb.Booster:
-    """The order model on ``train = (X, y, groups)``, early-stopped on ``valid``: in this process, or by the
-    batch engine's trainer when one is installed (:mod:`belong.ranking.runners`: Ray Train's LightGBMTrainer)."""
+    """The order model on ``train = (X, y, groups)``, early-stopped on ``valid`` (``None``: exactly ``rounds``
+    rounds, in this process): in this process, or by the batch engine's trainer when one is installed
+    (:mod:`belong.ranking.runners`: Ray Train's LightGBMTrainer)."""
     from belong.ranking.runners import order_trainer
 
     trainer = order_trainer()
-    if trainer is not None:
+    if trainer is not None and valid is not None:
         return trainer(params, train, valid, rounds, feature_names)
     dtr = lgb.Dataset(train[0], train[1], group=train[2], feature_name=feature_names, free_raw_data=False)
+    if valid is None:
+        return lgb.train(params, dtr, rounds)
     dva = lgb.Dataset(valid[0], valid[1], group=valid[2], reference=dtr)
     return lgb.train(params, dtr, rounds, valid_sets=[dva],
                      callbacks=[lgb.early_stopping(EARLY_STOPPING, verbose=False)])
@@ -170,7 +173,7 @@ class Ranker:
         return out
 
     def fit(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None = None,
-            guard_folds: int = 0) -> Ranker:
+            guard_folds: int = 0, early_stopping: bool = True) -> Ranker:
         """Fit on 80% of the lists (by user); early-stop, calibrate and measure on the other 20%.
 
         ``blend = (source weights, c)``: the surface's rank blend, computed from the rank columns, is measured on the
@@ -179,7 +182,7 @@ class Ranker:
         the ranker beats it. Those validation lists also chose the boosting rounds, so that comparison leans towards
         the ranker; with ``guard_folds >= 2`` the guard compares instead, on *every* list, the served score of a
         ranker fitted without that list (:meth:`out_of_fold`) with the blend, and the split's figures stay as
-        ``metrics["guard_split"]``."""
+        ``metrics["guard_split"]``. ``early_stopping = False``: the order model takes exactly ``rounds`` rounds."""
         if lists.groups.size < 10 or lists.y.sum() == 0:
             raise ValidationError("training", f"too little data to train a ranker ({lists.groups.size} lists, "
                                   f"{int(lists.y.sum())} positives); need >= 10 lists with positives")
@@ -193,8 +196,9 @@ class Ranker:
         tr, va = ~row_valid, row_valid
         Xtr, ytr, Xva, yva = lists.X[tr], lists.y[tr], lists.X[va], lists.y[va]
         gtr, gva = lists.groups[~is_valid], lists.groups[is_valid]
-        self.order = train_order(self._lgb_params(self.params["order"]), (Xtr, ytr, gtr), (Xva, yva, gva),
-                                 self.params["rounds"], self.feature_names)
+        self.order = train_order(self._lgb_params(self.params["order"]), (Xtr, ytr, gtr),
+                                 (Xva, yva, gva) if early_stopping else None, self.params["rounds"],
+                                 self.feature_names)
         # graded labels (content: 2 reaction, 1 view) order the lists; p(join) and the figures read label > 0
         ytr, yva = (ytr > 0).astype(np.float32), (yva > 0).astype(np.float32)
         # p(join): binary model, calibrated on half of the validation lists, ECE measured on the other half
@@ -262,17 +266,20 @@ class Ranker:
 
     def out_of_fold(self, lists: TrainingLists, folds: int) -> np.ndarray:
         """The served score of every row from a ranker that never saw its list: the lists are dealt into ``folds``
-        folds at random (seeded), and for each fold a ranker with these settings is fitted (its own split, early
-        stopping and calibration) on the other folds' lists and scores the fold's rows. A fold left with too little
+        folds at random (seeded), and for each fold a ranker with these settings — its order model taking this
+        fitted ranker's number of rounds (no early stopping: a fifth of the boosting), its own split for the
+        calibration — is fitted on the other folds' lists and scores the fold's rows. A fold left with too little
         to fit on raises the fit's :class:`ValidationError`."""
+        assert self.order is not None
         n = lists.groups.size
         fold = np.random.default_rng(self.params["seed"] + 1).permutation(n) % folds
         row_fold = np.repeat(fold, lists.groups)
         out = np.zeros(lists.y.size, np.float64)
+        params = {**self.params, "rounds": int(self.order.best_iteration or self.params["rounds"])}
         for k in range(folds):
-            r = Ranker(**self.params, objectives=self.objectives, threads=self.threads)
+            r = Ranker(**params, objectives=self.objectives, threads=self.threads)
             r.kind = self.kind
-            r.fit(lists.subset(fold != k))
+            r.fit(lists.subset(fold != k), early_stopping=False)
             at = row_fold == k
             out[at] = r.score(lists.X[at])
         return out
