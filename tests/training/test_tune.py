@@ -101,6 +101,9 @@ def test_tuned_within_budget_recorded_then_reused_then_retuned_on_drift(setup, c
     assert by_type["co_membership"]["ease_l2"] == ease["params"]["ease_l2"]
     assert by_type["ials_ann"]["factors"] == ials["params"]["factors"]
     assert pipeline["scorer"]["num_leaves"] == ranker["params"]["num_leaves"]
+    # the trials are compared on their split; the kept ranker's guard is the out-of-fold test over every list
+    guard = read_manifest(Path(first["path"]))["surfaces"]["communities"]["ranker"]["metrics"]["guard"]
+    assert guard["folds"] == 5 and guard["lists"] == ranker["lists"]
 
     second = _train(setup, capsys, "--tune-budget", str(BUDGET))
     rec2 = second["tuning"]

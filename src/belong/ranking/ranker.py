@@ -253,7 +253,7 @@ class Ranker:
                 self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps),
                                                    ndcg_per_list(b, ys, gva, nps))
             if guard_folds >= 2:
-                self._cross_fitted_guard(lists, blend, guard_folds)
+                self.cross_fitted_guard(lists, blend, guard_folds)
         return self
 
     def blend_scores(self, X: np.ndarray, blend: tuple[dict[str, float], float] | None) -> np.ndarray:
@@ -284,8 +284,8 @@ class Ranker:
             out[at] = r.score(lists.X[at])
         return out
 
-    def _cross_fitted_guard(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None,
-                            folds: int) -> None:
+    def cross_fitted_guard(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None,
+                           folds: int) -> None:
         """``metrics["guard"]`` from :meth:`out_of_fold` scores over every list against the blend (the split's
         test kept as ``metrics["guard_split"]``); where a fold cannot be fitted, the split's test stays the guard and
         ``metrics["guard"]["folds_skipped"]`` says why."""

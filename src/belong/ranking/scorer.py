@@ -112,10 +112,19 @@ class LgbmRanker(Scorer):
                             min_span_days=self.config.min_span_days, progress=progress, workers=self.list_workers())
         self.ranker = self.train_ranker(lists)
 
-    def train_ranker(self, lists: TrainingLists) -> Ranker:
-        """A new ranker fitted on ``lists``, measured against the surface's rank blend on its validation lists."""
-        return self.new_ranker().fit(lists, blend=(dict(self.source_weights), self.config.blend_c),
-                                     guard_folds=self.config.guard_folds if self.config.guard else 0)
+    def train_ranker(self, lists: TrainingLists, cross_fit: bool = True) -> Ranker:
+        """A new ranker fitted on ``lists``, measured against the surface's rank blend: on its validation lists, and
+        (``cross_fit``, with the guard on) out of fold over every list (:meth:`cross_fit_guard`)."""
+        ranker = self.new_ranker().fit(lists, blend=(dict(self.source_weights), self.config.blend_c))
+        if cross_fit:
+            self.cross_fit_guard(ranker, lists)
+        return ranker
+
+    def cross_fit_guard(self, ranker: Ranker, lists: TrainingLists) -> None:
+        """The guard's out-of-fold test (``guard_folds``) into ``ranker``'s figures, where the guard is on; a tuner
+        trains its trials without it and runs it once for the ranker it keeps."""
+        if self.config.guard and self.config.guard_folds >= 2:
+            ranker.cross_fitted_guard(lists, (dict(self.source_weights), self.config.blend_c), self.config.guard_folds)
 
     def uses_blend(self) -> bool:
         """Whether the rank blend orders the lists: ``guard`` on and the ranker's served score did not beat the blend

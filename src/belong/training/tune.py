@@ -205,7 +205,7 @@ def tune_ranker(pipeline: Pipeline, state: WorldState, budget: Budget, seed: int
         params = {name: _suggest(trial, name, spec) for name, spec in RANKER_SPACE.items()}
         _set(scorer, params)
         ts = time.perf_counter()
-        ranker = scorer.train_ranker(lists)
+        ranker = scorer.train_ranker(lists, cross_fit=False)  # the guard's folds once, for the kept ranker
         value = float(ranker.metrics["ranker"][METRIC])
         trials.append((params, value, ranker, time.perf_counter() - ts))
         if on_trial is not None:
@@ -220,6 +220,7 @@ def tune_ranker(pipeline: Pipeline, state: WorldState, budget: Budget, seed: int
     seconds = time.perf_counter() - t0
     best_params, best, ranker, _ = max(trials, key=lambda t: t[1])  # the first best: ties keep the start
     _set(scorer, best_params)
+    scorer.cross_fit_guard(ranker, lists)
     scorer.ranker = ranker  # fitted on the same lists with these values: no refit
     pipeline.selector.prepare(state)
     pipeline.state = state
