@@ -26,8 +26,8 @@ class BlendGuardedRanker(Scorer):
 
     A subclass names its ranker's ``kind``, its blend's ``blend_c``, the message for an unknown objective, whether
     it scores with the blend when it holds no ranker (else: an error), and its feature rows (:meth:`features`); its
-    config holds ``holdout``, ``users``, ``objectives``, ``calibration``, the LightGBM settings, ``order`` and
-    ``guard``."""
+    config holds ``holdout``, ``users``, ``objectives``, ``calibration``, the LightGBM settings, ``order``,
+    ``guard``, ``guard_p`` and ``guard_folds``."""
 
     ranker_kind: ClassVar[str] = ""
     blend_c: ClassVar[float] = 60.0
