@@ -315,7 +315,8 @@ def test_the_cross_fitted_guard_compares_every_list_and_falls_back_to_the_split_
     from belong.ranking.ranker import blend_of_ranks, guard_test, ndcg_per_list
 
     weights = {s: 1.0 for s in lists.source_names}
-    r = Ranker(rounds=40, min_data_in_leaf=20, seed=0).fit(lists, blend=(weights, 60.0), guard_folds=4)
+    r = Ranker(rounds=40, min_data_in_leaf=20, seed=0).fit(lists, blend=(weights, 60.0))
+    r.cross_fitted_guard(lists, (weights, 60.0), 4)
     g = r.metrics["guard"]
     y = (lists.y > 0).astype(np.float32)
     want = guard_test(ndcg_per_list(r.out_of_fold(lists, 4), y, lists.groups, lists.positives_held),
@@ -325,6 +326,7 @@ def test_the_cross_fitted_guard_compares_every_list_and_falls_back_to_the_split_
     assert r.metrics["guard_split"]["lists"] == r.metrics["validation_lists"]
     # 11 lists: a fold's other lists (8 or 9) are too few to fit on: the split's test stays the guard
     small = lists.subset(np.isin(np.arange(lists.groups.size), np.flatnonzero(lists.positives_held > 0)[:11]))
-    r = Ranker(rounds=20, min_data_in_leaf=5, seed=0).fit(small, blend=(weights, 60.0), guard_folds=5)
+    r = Ranker(rounds=20, min_data_in_leaf=5, seed=0).fit(small, blend=(weights, 60.0))
+    r.cross_fitted_guard(small, (weights, 60.0), 5)
     assert "too little data" in r.metrics["guard"]["folds_skipped"]
     assert "guard_split" not in r.metrics and r.metrics["guard"]["lists"] == r.metrics["validation_lists"]

@@ -73,7 +73,7 @@ class ContentRanker(BlendGuardedRanker):
         try:
             lists = build_lists(state, upstream, fraction=c.holdout, max_users=c.users, seed=c.seed,
                                 progress=progress, weights=self.source_weights)
-            self.ranker = self.new_ranker().fit(lists, guard_folds=self.guard_folds())
+            self.ranker = self.train_ranker(lists)
         except ValidationError as exc:
             if exc.field != "training":
                 raise

@@ -16,7 +16,8 @@ import numpy as np
 from belong.errors import ValidationError
 from belong.pipeline.components import ComponentConfig, Scorer
 from belong.pipeline.types import Merged, Request
-from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
+from belong.ranking.dataset import TrainingLists
+from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker, check_guard
 from belong.state import WorldState
 
 
@@ -48,11 +49,7 @@ class BlendGuardedRanker(Scorer):
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {c.users}")
         if c.threads < 0:
             raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {c.threads}")
-        if not 0.0 < c.guard_p <= 1.0:
-            raise ValidationError(f"{self.name}.guard_p", f"must be in (0, 1], got {c.guard_p}")
-        if c.guard_folds < 0 or c.guard_folds == 1:
-            raise ValidationError(f"{self.name}.guard_folds",
-                                  f"must be 0 (the validation split) or >= 2, got {c.guard_folds}")
+        check_guard(self.name, c.guard_p, c.guard_folds)
         bad = sorted(set(c.objectives) - {"join"})
         if bad:
             raise ValidationError(f"{self.name}.objectives", f"unknown objective {bad[0]!r}; {self.objectives_known}")
@@ -68,10 +65,14 @@ class BlendGuardedRanker(Scorer):
         r.kind = self.ranker_kind
         return r
 
-    def guard_folds(self) -> int:
-        """Folds of the guard's out-of-fold comparison for :meth:`Ranker.fit` (0: guard off, or the split's)."""
+    def train_ranker(self, lists: TrainingLists) -> Ranker:
+        """A new ranker fitted on ``lists`` (their ``blend`` column is the blend), with the guard's out-of-fold
+        test where the guard is on and ``guard_folds >= 2``."""
         c: Any = self.config
-        return c.guard_folds if c.guard else 0
+        ranker = self.new_ranker().fit(lists)
+        if c.guard and c.guard_folds >= 2:
+            ranker.cross_fitted_guard(lists, None, c.guard_folds)
+        return ranker
 
     def uses_blend(self) -> bool:
         """Whether the blend orders the lists: no ranker (where :attr:`blend_without_ranker`), or the guard kept it:

@@ -84,7 +84,7 @@ class PeopleRanker(BlendGuardedRanker):
             lists = lists_by("random")
             lists.stats["holdout_fallback"] = (f"time cut: {found} lists with a positive (< {MIN_LISTS}); "
                                                "random cut used")
-        self.ranker = self.new_ranker().fit(lists, guard_folds=self.guard_folds())
+        self.ranker = self.train_ranker(lists)
 
     def features(self, request: Request, state: WorldState, cands: list[Merged]) -> np.ndarray:
         assert self.ranker is not None

@@ -80,6 +80,15 @@ def blend_of_ranks(X: np.ndarray, source_names: Sequence[str], weights: dict[str
     return total
 
 
+def check_guard(name: str, guard_p: float, guard_folds: int) -> None:
+    """A scorer's guard settings: ``guard_p`` in (0, 1], ``guard_folds`` 0 (the split's test) or >= 2; a bad one
+    is a :class:`ValidationError` naming it."""
+    if not 0.0 < guard_p <= 1.0:
+        raise ValidationError(f"{name}.guard_p", f"must be in (0, 1], got {guard_p}")
+    if guard_folds < 0 or guard_folds == 1:
+        raise ValidationError(f"{name}.guard_folds", f"must be 0 (the validation split) or >= 2, got {guard_folds}")
+
+
 def guard_test(ranker: np.ndarray, blend: np.ndarray) -> dict[str, float]:
     """Paired comparison of per-list NDCG@20 (ranker - blend): the mean difference, the two-sided paired t-test's
     p-value and the one-sided one for "the ranker is better" (``p_better``); 1.0 where the lists do not differ."""
@@ -173,16 +182,16 @@ class Ranker:
         return out
 
     def fit(self, lists: TrainingLists, blend: tuple[dict[str, float], float] | None = None,
-            guard_folds: int = 0, early_stopping: bool = True) -> Ranker:
+            early_stopping: bool = True) -> Ranker:
         """Fit on 80% of the lists (by user); early-stop, calibrate and measure on the other 20%.
 
         ``blend = (source weights, c)``: the surface's rank blend, computed from the rank columns, is measured on the
         same validation lists (``metrics["blend"]``) and compared with the served score list by list
         (``metrics["guard"]``: mean NDCG@20 difference, paired t-test), for a scorer that keeps the blend unless
-        the ranker beats it. Those validation lists also chose the boosting rounds, so that comparison leans towards
-        the ranker; with ``guard_folds >= 2`` the guard compares instead, on *every* list, the served score of a
-        ranker fitted without that list (:meth:`out_of_fold`) with the blend, and the split's figures stay as
-        ``metrics["guard_split"]``. ``early_stopping = False``: the order model takes exactly ``rounds`` rounds."""
+        the ranker beats it (lists carrying a ``blend`` column: that column is the blend). Those validation lists
+        also chose the boosting rounds, so that comparison leans towards the ranker: :meth:`cross_fitted_guard`
+        replaces it with one over every list. ``early_stopping = False``: the order model takes exactly ``rounds``
+        rounds."""
         if lists.groups.size < 10 or lists.y.sum() == 0:
             raise ValidationError("training", f"too little data to train a ranker ({lists.groups.size} lists, "
                                   f"{int(lists.y.sum())} positives); need >= 10 lists with positives")
@@ -244,16 +253,12 @@ class Ranker:
         }
         if "blend" in self.feature_names or blend is not None:
             # the surface's rank blend (a column of the lists, else from the rank columns) against the served score
-            # (order + objectives); with a blend column and no folds only the figures, as before the guard's test
+            # (order + objectives)
             b = self.blend_scores(Xva, blend)
+            served = self.score(Xva)
             self.metrics["blend"] = list_metrics(b, ys, gva, nps)
-            if blend is not None or guard_folds >= 2:
-                served = self.score(Xva)
-                self.metrics["served"] = list_metrics(served, ys, gva, nps)
-                self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps),
-                                                   ndcg_per_list(b, ys, gva, nps))
-            if guard_folds >= 2:
-                self.cross_fitted_guard(lists, blend, guard_folds)
+            self.metrics["served"] = list_metrics(served, ys, gva, nps)
+            self.metrics["guard"] = guard_test(ndcg_per_list(served, ys, gva, nps), ndcg_per_list(b, ys, gva, nps))
         return self
 
     def blend_scores(self, X: np.ndarray, blend: tuple[dict[str, float], float] | None) -> np.ndarray:
@@ -288,7 +293,7 @@ class Ranker:
                            folds: int) -> None:
         """``metrics["guard"]`` from :meth:`out_of_fold` scores over every list against the blend (the split's
         test kept as ``metrics["guard_split"]``); where a fold cannot be fitted, the split's test stays the guard and
-        ``metrics["guard"]["folds_skipped"]`` says why."""
+        ``metrics["guard"]["folds_skipped"]`` says why. Called after :meth:`fit` with the same lists and blend."""
         split = self.metrics["guard"]
         try:
             oof = self.out_of_fold(lists, folds)

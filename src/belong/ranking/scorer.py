@@ -21,7 +21,7 @@ from belong.pipeline.pipeline import Pipeline
 from belong.pipeline.scorers import rrf_sums
 from belong.pipeline.types import Merged, MergedArrays, Request
 from belong.ranking.dataset import HOLDOUT_BY, TrainingLists, build_lists, feature_matrix, feature_matrix_arrays
-from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker
+from belong.ranking.ranker import ORDER_OBJECTIVES, Ranker, check_guard
 from belong.state import WorldState
 
 
@@ -79,11 +79,7 @@ class LgbmRanker(Scorer):
             raise ValidationError(f"{self.name}.threads", f"must be >= 0 (0: every core), got {self.config.threads}")
         if self.config.users < 10:
             raise ValidationError(f"{self.name}.users", f"must be >= 10, got {self.config.users}")
-        if not 0.0 < self.config.guard_p <= 1.0:
-            raise ValidationError(f"{self.name}.guard_p", f"must be in (0, 1], got {self.config.guard_p}")
-        if self.config.guard_folds < 0 or self.config.guard_folds == 1:
-            raise ValidationError(f"{self.name}.guard_folds",
-                                  f"must be 0 (the validation split) or >= 2, got {self.config.guard_folds}")
+        check_guard(self.name, self.config.guard_p, self.config.guard_folds)
         if self.config.blend_c < 0.0:
             raise ValidationError(f"{self.name}.blend_c", f"must be >= 0, got {self.config.blend_c}")
 
